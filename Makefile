@@ -1,0 +1,50 @@
+# Waybill: `make demo` and `make test` are the two set-up commands; both work on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# pyenv picks 3.12 from .python-version; otherwise any python3.12 on PATH.
+PYTHON312 := $(shell (command -v pyenv >/dev/null && pyenv which python3.12 2>/dev/null) || command -v python3.12 || echo python3.12)
+WITH_DB := $(PY) -m config.embedded_pg run --
+
+.PHONY: demo test bench lint format install db-start db-stop db-status clean
+
+$(PY):
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(WITH_DB) $(PY) -m config.stack
+
+test: $(STAMP)
+	WAYBILL_TESTING=1 $(WITH_DB) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	WAYBILL_TESTING=1 $(WITH_DB) $(PY) -m pytest tests/benchmarks -m benchmark -s -p no:randomly $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+db-start: $(STAMP)
+	$(PY) -m config.embedded_pg start
+
+db-stop: $(STAMP)
+	$(PY) -m config.embedded_pg stop
+
+db-status: $(STAMP)
+	$(PY) -m config.embedded_pg status
+
+clean:
+	-$(PY) -m config.embedded_pg stop
+	rm -rf $(VENV) var

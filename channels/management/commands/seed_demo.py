@@ -1,0 +1,453 @@
+"""Demo data: 5 channel accounts, 4 nodes (a store and a 3PL among them), ~200 SKUs with stock,
+and a few hundred orders across statuses, written through the services. Runs once; a second run
+finds the accounts and changes nothing."""
+
+from __future__ import annotations
+
+import random
+from datetime import time, timedelta
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels.models import ChannelAccount, ChannelKind, Listing
+from channels.services import channel_account_set_credentials
+from inventory.models import (
+    Location,
+    LocationKind,
+    MovementReason,
+    Reservation,
+    Sku,
+    StockLevel,
+    StockMovement,
+)
+from orders import services as order_services
+from orders.models import ExceptionKind, HoldKind, LineStatus, OrderLine, OrderStatus, Severity
+
+ACTOR = "seed:demo"
+
+LOCATIONS = [
+    dict(
+        code="DAL1",
+        name="Dallas DC",
+        kind=LocationKind.WAREHOUSE,
+        city="Dallas",
+        region="TX",
+        postal_code="75261",
+        latitude=Decimal("32.8998"),
+        longitude=Decimal("-97.0403"),
+        timezone="America/Chicago",
+        cutoff_time=time(15, 0),
+        daily_capacity=2500,
+        cost_per_shipment=Decimal("6.10"),
+        priority=1,
+    ),
+    dict(
+        code="EWR1",
+        name="Edison NJ DC",
+        kind=LocationKind.WAREHOUSE,
+        city="Edison",
+        region="NJ",
+        postal_code="08817",
+        latitude=Decimal("40.5187"),
+        longitude=Decimal("-74.4121"),
+        timezone="America/New_York",
+        cutoff_time=time(16, 0),
+        daily_capacity=1800,
+        cost_per_shipment=Decimal("6.80"),
+        priority=2,
+    ),
+    dict(
+        code="SFO-STORE",
+        name="San Francisco Union Sq store",
+        kind=LocationKind.STORE,
+        city="San Francisco",
+        region="CA",
+        postal_code="94108",
+        latitude=Decimal("37.7880"),
+        longitude=Decimal("-122.4075"),
+        timezone="America/Los_Angeles",
+        cutoff_time=time(14, 0),
+        daily_capacity=120,
+        cost_per_shipment=Decimal("9.50"),
+        can_pickup=True,
+        ships_from_store=True,
+        priority=5,
+    ),
+    dict(
+        code="RNO-3PL",
+        name="Reno 3PL (ShipRight)",
+        kind=LocationKind.THREEPL,
+        city="Reno",
+        region="NV",
+        postal_code="89502",
+        latitude=Decimal("39.4996"),
+        longitude=Decimal("-119.7681"),
+        timezone="America/Los_Angeles",
+        cutoff_time=time(13, 0),
+        daily_capacity=3000,
+        cost_per_shipment=Decimal("5.40"),
+        priority=3,
+    ),
+]
+
+ACCOUNTS = [
+    dict(
+        kind=ChannelKind.AMAZON,
+        name="amazon-us",
+        port=8101,
+        marketplace_ids=["ATVPDKIKX0DER"],
+        seller_id="A2DEMOSELLER01",
+        creds={
+            "lwa_client_id": "amzn1.application-oa2-client.demo",
+            "lwa_client_secret": "demo-secret",
+            "refresh_token": "Atzr|demo",
+        },
+    ),
+    dict(
+        kind=ChannelKind.WALMART,
+        name="walmart-us",
+        port=8102,
+        marketplace_ids=["WALMART_US"],
+        creds={"client_id": "demo-walmart-client", "client_secret": "demo-walmart-secret"},
+    ),
+    dict(
+        kind=ChannelKind.SHOPIFY,
+        name="shopify-main",
+        port=8103,
+        api_version="2026-10",
+        creds={"access_token": "shpat_demo", "webhook_secret": "demo-webhook-secret"},
+    ),
+    dict(
+        kind=ChannelKind.EBAY,
+        name="ebay-us",
+        port=8104,
+        marketplace_ids=["EBAY_US"],
+        creds={"client_id": "demo-ebay", "client_secret": "demo-ebay-secret", "refresh_token": "v^1.1#demo"},
+    ),
+    dict(
+        kind=ChannelKind.TIKTOK,
+        name="tiktok-us",
+        port=8105,
+        seller_id="7495000000000000001",
+        creds={
+            "app_key": "demoappkey",
+            "app_secret": "demoappsecret",
+            "access_token": "TTP_demo",
+            "shop_cipher": "ROW_demo",
+        },
+    ),
+]
+
+WORDS = [
+    "Canvas",
+    "Merino",
+    "Trail",
+    "Cedar",
+    "Harbor",
+    "Summit",
+    "Linen",
+    "Copper",
+    "Alpine",
+    "Coastal",
+    "Granite",
+    "Willow",
+    "Indigo",
+    "Ember",
+    "Nordic",
+    "Sierra",
+]
+PRODUCTS = [
+    "Backpack",
+    "Beanie",
+    "Water Bottle",
+    "Tote",
+    "Socks (3-pack)",
+    "Jacket",
+    "Mug",
+    "Blanket",
+    "Headlamp",
+    "Notebook",
+    "Scarf",
+    "Gloves",
+    "Cap",
+]
+NAMES = [
+    "José Müller",
+    "Zoë Ōtani",
+    "李雷",
+    "Amélie Dubois",
+    "Siobhán O'Neill",
+    "Łukasz Zieliński",
+    "Ngozi Okafor",
+    "Björn Åkesson",
+    "Priya Raman",
+    "Maria Gómez",
+    "Dmitri Ivanov",
+    "Aiyana Tso",
+    "Chloé Martin",
+    "Kenji Watanabe",
+    "Fatima Zahra",
+    "Liam Walsh",
+]
+CITIES = [
+    ("Austin", "TX", "78701"),
+    ("Brooklyn", "NY", "11201"),
+    ("Portland", "OR", "97205"),
+    ("Chicago", "IL", "60614"),
+    ("Denver", "CO", "80202"),
+    ("Miami", "FL", "33130"),
+    ("Seattle", "WA", "98101"),
+    ("Oakland", "CA", "94612"),
+    ("Boston", "MA", "02116"),
+]
+
+# (status, how many) per demo run: a few hundred orders across the lifecycle.
+PLAN = [
+    (OrderStatus.PENDING, 25),
+    (OrderStatus.OPEN, 70),
+    (OrderStatus.BACKORDERED, 15),
+    (OrderStatus.ALLOCATED, 35),
+    (OrderStatus.RELEASED, 30),
+    (OrderStatus.PARTIALLY_SHIPPED, 10),
+    (OrderStatus.SHIPPED, 70),
+    (OrderStatus.DELIVERED, 45),
+    (OrderStatus.CANCELLED, 20),
+]
+
+
+class Command(BaseCommand):
+    help = "Load the demo data set once (accounts, nodes, SKUs with stock, orders across statuses)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args, seed: int, **options):
+        if ChannelAccount.objects.filter(name="amazon-us").exists():
+            self.stdout.write("Demo data already loaded; nothing to do.")
+            return
+        rng = random.Random(seed)
+        # All or nothing: a failed seed leaves no half data set that the next run would skip.
+        with transaction.atomic():
+            locations = [Location.objects.create(country_code="US", **spec) for spec in LOCATIONS]
+            accounts = self._accounts(locations)
+            skus = self._skus(rng)
+            self._stock(rng, skus, locations)
+            self._listings(accounts, skus)
+            created = self._orders(rng, accounts, skus, locations)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data loaded: {len(accounts)} accounts, {len(locations)} nodes, "
+                f"{len(skus)} SKUs, {created} orders."
+            )
+        )
+
+    def _accounts(self, locations):
+        accounts = []
+        for spec in ACCOUNTS:
+            spec = dict(spec)
+            creds = spec.pop("creds")
+            port = spec.pop("port")
+            account = ChannelAccount.objects.create(
+                api_base_url=f"http://127.0.0.1:{port}",
+                sync_interval_seconds=30,
+                handling_time_days=1,
+                cutoff_time=time(14, 0),
+                timezone="America/New_York",
+                **spec,
+            )
+            channel_account_set_credentials(account=account, credentials=creds, actor=ACTOR)
+            # Marketplaces ship from the DCs and the 3PL; Shopify (own web store) may also use the store.
+            eligible = [loc for loc in locations if spec["kind"] == ChannelKind.SHOPIFY or loc.kind != "store"]
+            account.eligible_locations.set(eligible)
+            accounts.append(account)
+        return accounts
+
+    def _skus(self, rng):
+        skus = []
+        for i in range(200):
+            word, product = WORDS[i % len(WORDS)], PRODUCTS[(i * 7) % len(PRODUCTS)]
+            skus.append(
+                Sku(
+                    code=f"WB-{1000 + i}",
+                    name=f"{word} {product}",
+                    barcode=f"0{840000000000 + i * 13}",
+                    allow_backorder=i % 10 == 0,
+                    is_preorder=i % 50 == 49,
+                    safety_stock=2 if i % 4 == 0 else 0,
+                    weight_grams=rng.randint(80, 2400),
+                    unit_cost=Decimal(rng.randint(300, 6000)) / 100,
+                    unit_cost_currency="USD",
+                )
+            )
+        return Sku.objects.bulk_create(skus)
+
+    def _stock(self, rng, skus, locations):
+        levels, movements = [], []
+        for sku in skus:
+            for loc in locations:
+                on_hand = 0 if rng.random() < 0.12 else rng.randint(1, 140 if loc.kind != "store" else 15)
+                levels.append(StockLevel(sku=sku, location=loc, on_hand=on_hand, safety_stock=sku.safety_stock))
+                if on_hand:
+                    movements.append(
+                        StockMovement(
+                            sku=sku,
+                            location=loc,
+                            delta=on_hand,
+                            reason=MovementReason.RECEIVE,
+                            reference="OPENING-BALANCE",
+                            actor=ACTOR,
+                            balance_after=on_hand,
+                            note="Opening balance from the demo data set",
+                        )
+                    )
+        StockLevel.objects.bulk_create(levels)
+        StockMovement.objects.bulk_create(movements)
+
+    def _listings(self, accounts, skus):
+        Listing.objects.bulk_create(
+            Listing(account=account, sku=sku, channel_sku=sku.code, external_listing_id=f"{account.kind}-{sku.pk}")
+            for account in accounts
+            for sku in skus
+        )
+
+    def _orders(self, rng, accounts, skus, locations) -> int:
+        now = timezone.now()
+        count = 0
+        for status, how_many in PLAN:
+            for _ in range(how_many):
+                count += 1
+                account = accounts[count % len(accounts)]
+                placed = now - timedelta(hours=rng.randint(1, 24 * 20), minutes=rng.randint(0, 59))
+                chosen = rng.sample(skus, rng.choice([1, 1, 1, 2, 2, 3, 4]))
+                name = rng.choice(NAMES)
+                city, region, postal = rng.choice(CITIES)
+                lines = [
+                    order_services.LineInput(
+                        external_id=f"{count}-{i + 1}",
+                        channel_sku=sku.code,
+                        sku_id=sku.pk,
+                        title=sku.name,
+                        quantity=rng.choice([1, 1, 1, 2, 3]),
+                        unit_price=Decimal(rng.randint(999, 12999)) / 100,
+                        ship_by=placed + timedelta(days=2),
+                        allow_backorder=sku.allow_backorder,
+                    )
+                    for i, sku in enumerate(chosen)
+                ]
+                order = order_services.order_create(
+                    account_id=account.pk,
+                    external_id=f"{account.kind.upper()}-{100000 + count}",
+                    external_reference=f"#{1000 + count}" if account.kind == "shopify" else "",
+                    placed_at=placed,
+                    currency="USD",
+                    lines=lines,
+                    actor=f"sync:{account.name}",
+                    status=OrderStatus.PENDING,
+                    channel_status="Created",
+                    ship_to=order_services.AddressInput(
+                        name=name,
+                        line1=f"{rng.randint(1, 999)} Market St",
+                        city=city,
+                        region=region,
+                        postal_code=postal,
+                        country_code="US",
+                    ),
+                    source_updated_at=placed,
+                )
+                self._advance(rng, order, status, locations, account)
+        # A few orders for the queues: holds and exception cases.
+        for order_id in (
+            OrderLine.objects.filter(order__status=OrderStatus.OPEN).values_list("order_id", flat=True).distinct()[:8]
+        ):
+            order_services.hold_place(
+                order=order_id,
+                kind=rng.choice([HoldKind.FRAUD, HoldKind.ADDRESS, HoldKind.MANUAL]),
+                reason="Flagged for review by the demo data",
+                actor=ACTOR,
+            )
+        for order_id in (
+            OrderLine.objects.filter(order__status=OrderStatus.BACKORDERED)
+            .values_list("order_id", flat=True)
+            .distinct()[:5]
+        ):
+            order_services.exception_case_open(
+                kind=ExceptionKind.INSUFFICIENT_STOCK,
+                title="No node has stock for every line",
+                severity=Severity.HIGH,
+                order_id=order_id,
+                actor="router",
+                due_at=now + timedelta(hours=4),
+            )
+        return count
+
+    def _advance(self, rng, order, status, locations, account):
+        actor = f"sync:{account.name}"
+        if status == OrderStatus.PENDING:
+            return
+        if status == OrderStatus.CANCELLED:
+            OrderLine.objects.filter(order=order).update(quantity_cancelled=F("quantity"), status=LineStatus.CANCELLED)
+            order_services.order_status_refresh(order=order.pk, actor=actor, reason="Buyer cancelled")
+            return
+        order_services.order_transition(order=order.pk, to_status=OrderStatus.OPEN, actor=actor, reason="Paid")
+        if status == OrderStatus.OPEN:
+            return
+        if status == OrderStatus.BACKORDERED:
+            OrderLine.objects.filter(order=order).update(status=LineStatus.BACKORDERED)
+            order_services.order_transition(
+                order=order.pk, to_status=status, actor="router", reason="No node has stock for every line"
+            )
+            return
+        if status in (OrderStatus.ALLOCATED, OrderStatus.RELEASED):
+            if not self._reserve(order, locations):
+                OrderLine.objects.filter(order=order).update(status=LineStatus.BACKORDERED)
+                order_services.order_transition(
+                    order=order.pk,
+                    to_status=OrderStatus.BACKORDERED,
+                    actor="router",
+                    reason="No node has stock for every line",
+                )
+                return
+            order_services.order_transition(
+                order=order.pk, to_status=OrderStatus.ALLOCATED, actor="router", reason="Routed to one node"
+            )
+            if status == OrderStatus.RELEASED:
+                order_services.order_transition(
+                    order=order.pk, to_status=status, actor="router", reason="Released to the node"
+                )
+            return
+        # Shipped before the opening stock count: the quantities change, the ledger does not.
+        lines = list(OrderLine.objects.filter(order=order))
+        for i, line in enumerate(lines):
+            partial = status == OrderStatus.PARTIALLY_SHIPPED and i == 0 and (len(lines) > 1 or line.quantity > 1)
+            line.quantity_shipped = (
+                line.quantity - 1 if partial and len(lines) == 1 else (0 if partial else line.quantity)
+            )
+            line.status = LineStatus.SHIPPED if line.quantity_shipped == line.quantity else LineStatus.ALLOCATED
+        OrderLine.objects.bulk_update(lines, ["quantity_shipped", "status"])
+        order_services.order_status_refresh(order=order.pk, actor="wms:demo", reason="Shipped")
+        if status == OrderStatus.DELIVERED:
+            order_services.order_transition(order=order.pk, to_status=status, actor="tms:demo", reason="Delivered")
+
+    def _reserve(self, order, locations) -> bool:
+        """Reserve every line at the first node with enough available stock (demo only, not the router)."""
+        lines = list(OrderLine.objects.filter(order=order))
+        for loc in locations[:2] + locations[3:]:
+            levels = {
+                lvl.sku_id: lvl
+                for lvl in StockLevel.objects.select_for_update()
+                .filter(location=loc, sku_id__in=[line.sku_id for line in lines])
+                .order_by("pk")
+            }
+            if all(line.sku_id in levels and levels[line.sku_id].atp >= line.quantity for line in lines):
+                for line in lines:
+                    StockLevel.objects.filter(pk=levels[line.sku_id].pk).update(reserved=F("reserved") + line.quantity)
+                    Reservation.objects.create(
+                        order_line=line, sku_id=line.sku_id, location=loc, quantity=line.quantity
+                    )
+                OrderLine.objects.filter(order=order).update(status=LineStatus.ALLOCATED)
+                return True
+        return False

@@ -1,0 +1,286 @@
+"""Channels: marketplace accounts, SKU mappings, raw inbound payloads, the outbox and sync runs.
+
+Models hold data and small properties; every write goes through channels/services.
+Credentials are stored only as a Fernet token (channels/crypto) and are never shown or logged.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ChannelKind(models.TextChoices):
+    AMAZON = "amazon", "Amazon"
+    WALMART = "walmart", "Walmart"
+    SHOPIFY = "shopify", "Shopify"
+    EBAY = "ebay", "eBay"
+    TIKTOK = "tiktok", "TikTok Shop"
+
+
+class BufferPolicy(models.TextChoices):
+    # How much stock is held back from what a channel is told is available.
+    NONE = "none", "None"
+    FIXED = "fixed", "Fixed units"
+    PERCENT = "percent", "Percent of available"
+    DYNAMIC = "dynamic", "Dynamic (sales velocity)"
+
+
+class ChannelAccount(models.Model):
+    kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    name = models.CharField(max_length=100, unique=True, help_text="e.g. amazon-us, shopify-main")
+    api_base_url = models.URLField(help_text="Production endpoint or a sandbox URL")
+    api_version = models.CharField(
+        max_length=32, blank=True, help_text="Pinned API version where the channel has one (Shopify: 2026-10)"
+    )
+    # A Fernet token of a JSON object of strings (tokens, client secrets, webhook_secret,
+    # webhook_secret_previous during a rotation). Written only by channel_account_set_credentials.
+    credentials_encrypted = models.TextField(blank=True, default="", editable=False)
+    credentials_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    marketplace_ids = models.JSONField(
+        default=list, blank=True, help_text="Amazon marketplace ids; the Walmart/eBay marketplace id"
+    )
+    seller_id = models.CharField(max_length=128, blank=True, help_text="Amazon selling partner id, TikTok shop id, …")
+    # The OMS computes ship-by for channels that send none (Shopify): handling time + cutoff.
+    handling_time_days = models.PositiveSmallIntegerField(default=1)
+    cutoff_time = models.TimeField(null=True, blank=True, help_text="Orders after this local time count as next day")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name for the cutoff time")
+    sync_interval_seconds = models.PositiveIntegerField(default=60)
+    eligible_locations = models.ManyToManyField(
+        "inventory.Location",
+        blank=True,
+        related_name="channel_accounts",
+        help_text="Nodes that may ship its orders",
+    )
+    buffer_policy = models.CharField(max_length=16, choices=BufferPolicy.choices, default=BufferPolicy.NONE)
+    buffer_value = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal("0"))
+    is_enabled = models.BooleanField(default=True)
+    # Measured by the sync: now minus the newest source_updated_at seen.
+    sync_lag_seconds = models.FloatField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    sync_cursor = models.DateTimeField(null=True, blank=True, help_text="Newest source_updated_at ingested")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sync_interval_seconds__gte=10), name="channelaccount_sync_interval_min_10"
+            ),
+            models.CheckConstraint(condition=Q(buffer_value__gte=0), name="channelaccount_buffer_non_negative"),
+            models.CheckConstraint(
+                condition=~Q(buffer_policy="percent") | Q(buffer_value__lte=100),
+                name="channelaccount_buffer_percent_le_100",
+            ),
+        ]
+        indexes = [models.Index(fields=["kind", "is_enabled"], name="channelaccount_kind_enabled")]
+        permissions = [("manage_credentials", "Can change channel credentials")]
+
+    # Never include credentials: __str__/__repr__ end up in logs, tracebacks and admin pages.
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<ChannelAccount {self.pk}: {self.name} ({self.kind})>"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.credentials_encrypted)
+
+
+class ChannelAccountEvent(models.Model):
+    """Audit trail for an account: credential changes and key rotations (key names only, never values)."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=48)
+    actor = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True, help_text="Before/after (credential key names only)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "created_at"], name="channelaccountevent_acct_time")]
+        constraints = [models.CheckConstraint(condition=~Q(actor=""), name="channelaccountevent_actor_required")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor}"
+
+
+class Listing(models.Model):
+    """Maps a channel's SKU on one account to a Sku. sku null = unmapped (orders for it are held)."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="listings")
+    sku = models.ForeignKey("inventory.Sku", null=True, blank=True, on_delete=models.PROTECT, related_name="listings")
+    channel_sku = models.CharField(max_length=128)
+    # ASIN, Walmart item id, Shopify variant GID, eBay offer id, TikTok product_id.
+    external_listing_id = models.CharField(max_length=255, blank=True)
+    # TikTok sku_id, Shopify inventoryItem GID.
+    external_variant_id = models.CharField(max_length=255, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "channel_sku"], name="listing_unique_account_channel_sku"),
+        ]
+        indexes = [
+            models.Index(fields=["sku", "account"], name="listing_sku_account"),
+            models.Index(fields=["account"], name="listing_unmapped", condition=Q(sku__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.channel_sku
+
+
+class InboundKind(models.TextChoices):
+    ORDER = "order", "Order"
+    WEBHOOK = "webhook", "Webhook"
+    RETURN = "return", "Return"
+    OTHER = "other", "Other"
+
+
+class InboundStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+
+
+class InboundEvent(models.Model):
+    """One raw payload from a channel, stored before it is processed; replays hit the unique key."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="inbound_events")
+    kind = models.CharField(max_length=16, choices=InboundKind.choices)
+    # e.g. order id + source updated time, or X-Shopify-Webhook-Id.
+    dedupe_key = models.CharField(max_length=255)
+    external_id = models.CharField(max_length=128, blank=True, db_index=True, help_text="The channel's order id")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=InboundStatus.choices, default=InboundStatus.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "dedupe_key"], name="inboundevent_unique_dedupe_key"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="inboundevent_status_received"),
+            models.Index(fields=["account", "external_id"], name="inboundevent_account_external"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.external_id or self.dedupe_key}"
+
+
+class OutboxKind(models.TextChoices):
+    ACKNOWLEDGE = "acknowledge", "Acknowledge"
+    SHIP_CONFIRMATION = "ship_confirmation", "Ship confirmation"
+    CANCELLATION = "cancellation", "Cancellation"
+    INVENTORY = "inventory", "Inventory"
+    OTHER = "other", "Other"
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    # Failed: will be retried at next_attempt_at. Parked: out of retries, needs a person.
+    FAILED = "failed", "Failed"
+    PARKED = "parked", "Parked"
+
+
+OUTBOX_DUE_STATUSES = (OutboxStatus.PENDING, OutboxStatus.FAILED)
+
+
+class OutboxMessage(models.Model):
+    """A push to a channel, written in the same transaction as the change it reports."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="outbox_messages")
+    kind = models.CharField(max_length=32, choices=OutboxKind.choices)
+    dedupe_key = models.CharField(max_length=255)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    response = models.JSONField(default=dict, blank=True)
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "kind", "dedupe_key"], name="outboxmessage_unique_dedupe_key"),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False), name="outboxmessage_sent_has_time"
+            ),
+        ]
+        indexes = [
+            # The sender's queue: only rows still due are indexed, so the index stays small.
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                name="outboxmessage_due",
+                condition=Q(status__in=["pending", "failed"]),
+            ),
+            models.Index(fields=["account", "created_at"], name="outboxmessage_account_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.dedupe_key}"
+
+
+class SyncKind(models.TextChoices):
+    POLL = "poll", "Poll"
+    WEBHOOK = "webhook", "Webhook"
+    BACKFILL = "backfill", "Backfill"
+    RECONCILE = "reconcile", "Reconcile"
+
+
+class SyncStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    PARTIAL = "partial", "Partial"
+
+
+class SyncRun(models.Model):
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="sync_runs")
+    kind = models.CharField(max_length=16, choices=SyncKind.choices)
+    status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cursor_from = models.DateTimeField(null=True, blank=True)
+    cursor_to = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    orders_seen = models.PositiveIntegerField(default=0)
+    orders_created = models.PositiveIntegerField(default=0)
+    orders_updated = models.PositiveIntegerField(default=0)
+    orders_failed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="Resumable state: page token, offset, …")
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "started_at"], name="syncrun_account_started")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="running") | Q(finished_at__isnull=False), name="syncrun_finished_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to finish; None while still running."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -1,0 +1,86 @@
+"""Channel account services: credentials (set, read, re-encrypt with the newest key)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from channels.crypto import CredentialsError, decrypt_json, encrypt_json, rotate_token
+from channels.models import ChannelAccount, ChannelAccountEvent
+
+
+class InvalidCredentials(ValueError):
+    """Credentials must be a non-empty JSON object of non-empty strings keyed by strings."""
+
+
+def credentials_validate(credentials: object) -> dict[str, str]:
+    """Check the shape of a credentials dict. Messages name keys, never values."""
+    if not isinstance(credentials, dict):
+        raise InvalidCredentials("Credentials must be a JSON object of string keys to string values.")
+    if not credentials:
+        raise InvalidCredentials("Credentials must contain at least one key.")
+    for key, value in credentials.items():
+        if not isinstance(key, str) or not key.strip():
+            raise InvalidCredentials("Every credential key must be a non-empty string.")
+        if not isinstance(value, str):
+            raise InvalidCredentials(f"Credential {key!r} must be a string.")
+        if not value.strip():
+            raise InvalidCredentials(f"Credential {key!r} is empty.")
+    return dict(credentials)
+
+
+def _key_names(account: ChannelAccount) -> list[str] | None:
+    if not account.credentials_encrypted:
+        return []
+    try:
+        return sorted(decrypt_json(account.credentials_encrypted))
+    except CredentialsError:
+        return None  # unreadable with the current keys: recorded as unknown
+
+
+def channel_account_set_credentials(
+    *, account: ChannelAccount, credentials: dict, actor: str, reason: str = ""
+) -> None:
+    """Replace an account's credentials; writes one audit event (key names only)."""
+    if not actor:
+        raise ValueError("actor is required")
+    credentials = credentials_validate(credentials)
+    with transaction.atomic():
+        locked = ChannelAccount.objects.select_for_update().get(pk=account.pk)
+        before = _key_names(locked)
+        now = timezone.now()
+        account.credentials_encrypted = encrypt_json(credentials)
+        account.credentials_rotated_at = now
+        account.save(update_fields=["credentials_encrypted", "credentials_rotated_at", "updated_at"])
+        ChannelAccountEvent.objects.create(
+            account=account,
+            kind="credentials_changed",
+            actor=actor,
+            reason=reason,
+            data={"keys_before": before, "keys_after": sorted(credentials), "rotated_at": now.isoformat()},
+        )
+
+
+def channel_account_get_credentials(*, account: ChannelAccount) -> dict:
+    """The decrypted credentials ({} when none are set). Raises CredentialsError if unreadable."""
+    if not account.credentials_encrypted:
+        return {}
+    return decrypt_json(account.credentials_encrypted)
+
+
+def channel_account_rotate_encryption(*, actor: str) -> int:
+    """Re-encrypt every account's credentials with the newest FIELD_ENCRYPTION_KEY; returns the count.
+
+    All or nothing: if one account can't be decrypted, CredentialsError rolls the whole run back.
+    """
+    if not actor:
+        raise ValueError("actor is required")
+    rotated = 0
+    with transaction.atomic():
+        accounts = list(ChannelAccount.objects.select_for_update().exclude(credentials_encrypted="").order_by("pk"))
+        for account in accounts:
+            account.credentials_encrypted = rotate_token(account.credentials_encrypted)
+            account.save(update_fields=["credentials_encrypted", "updated_at"])
+            ChannelAccountEvent.objects.create(account=account, kind="encryption_rotated", actor=actor)
+            rotated += 1
+    return rotated

@@ -1,0 +1,31 @@
+"""The Celery app. Tasks live in <app>/tasks.py, are idempotent and named *_task."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("waybill")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    task_time_limit=300,
+    task_soft_time_limit=240,
+    # acks_late is set per task (only idempotent tasks opt in); a lost worker then redelivers.
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    timezone="UTC",
+    # Redis redelivers an unacknowledged message after visibility_timeout: CELERY_BROKER_TRANSPORT_OPTIONS
+    # in settings keeps it (2 h) above the longest retry countdown (1 h) and the task time limit.
+    beat_schedule={
+        "heartbeat": {"task": "orders.tasks.heartbeat_task", "schedule": 30.0},
+    },
+)
+app.autodiscover_tasks()

@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from orders.views import SectionView
+
+admin.site.site_header = "Waybill administration"
+admin.site.site_title = "Waybill admin"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="orders:list", permanent=False)),
+    path("login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("orders/", include("orders.urls")),
+    path("inventory/", SectionView.as_view(section="inventory"), name="console-section-inventory"),
+    path("fulfillment/", SectionView.as_view(section="fulfillment"), name="console-section-fulfillment"),
+    path("returns/", SectionView.as_view(section="returns"), name="console-section-returns"),
+    path("channels/", SectionView.as_view(section="channels"), name="console-section-channels"),
+    path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("orders.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

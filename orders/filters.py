@@ -1,0 +1,56 @@
+"""One FilterSet per list, shared by the console view and the REST endpoint."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Exists, OuterRef, Q
+
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus, Severity
+
+CHANNEL_KINDS = [
+    ("amazon", "Amazon"),
+    ("walmart", "Walmart"),
+    ("shopify", "Shopify"),
+    ("ebay", "eBay"),
+    ("tiktok", "TikTok Shop"),
+]
+
+
+class OrderFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_search", label="Search")
+    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices)
+    channel = django_filters.ChoiceFilter(field_name="account__kind", choices=CHANNEL_KINDS, label="Channel")
+    account = django_filters.NumberFilter(field_name="account_id")
+    ship_by_after = django_filters.IsoDateTimeFilter(field_name="ship_by", lookup_expr="gte", label="Ship by from")
+    ship_by_before = django_filters.IsoDateTimeFilter(field_name="ship_by", lookup_expr="lt", label="Ship by before")
+    on_hold = django_filters.BooleanFilter()
+    marketplace_fulfilled = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Order
+        fields = ["q", "status", "channel", "account", "ship_by_after", "ship_by_before", "on_hold"]
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        line_match = OrderLine.objects.filter(order=OuterRef("pk"), channel_sku=value)
+        return queryset.filter(
+            Q(external_id=value) | Q(external_reference=value) | Q(customer_name__icontains=value) | Exists(line_match)
+        )
+
+
+class ExceptionCaseFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=CaseStatus.choices)
+    kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices)
+    severity = django_filters.ChoiceFilter(choices=Severity.choices)
+    mine = django_filters.BooleanFilter(method="filter_mine", label="Assigned to me")
+
+    class Meta:
+        model = ExceptionCase
+        fields = ["status", "kind", "severity"]
+
+    def filter_mine(self, queryset, name, value):
+        if value and self.request is not None and self.request.user.is_authenticated:
+            return queryset.filter(owner=self.request.user)
+        return queryset

@@ -1,0 +1,459 @@
+"""Order writes: creation, the state machine, holds and the exception queue.
+
+Every function takes keyword-only arguments and an ``actor``: a user, or the name of a system
+actor such as "sync:amazon-us". Each change writes its audit row in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orders.errors import ActorRequired, DomainError, HoldError, InvalidTransition
+from orders.models import (
+    CaseStatus,
+    ExceptionCase,
+    ExceptionKind,
+    Hold,
+    HoldKind,
+    LineStatus,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    Severity,
+    ShipToAddress,
+)
+from orders.status import can_transition, determine_order_status
+
+Actor = AbstractBaseUser | str
+
+
+class DuplicateOrder(DomainError):
+    code = "duplicate_order"
+    http_status = 409
+
+
+class UnknownStatus(DomainError):
+    code = "unknown_status"
+
+
+class ExceptionCaseError(DomainError):
+    code = "exception_case_error"
+    http_status = 409
+
+
+def actor_resolve(actor: Actor | None) -> tuple[str, AbstractBaseUser | None]:
+    """(name, user) for an actor; a missing or blank actor is refused."""
+    if actor is None:
+        raise ActorRequired("an actor is required: a user or a named system actor such as 'sync:amazon-us'")
+    if isinstance(actor, str):
+        name = actor.strip()
+        if not name:
+            raise ActorRequired("an actor is required: the system actor name is blank")
+        return name[:150], None
+    if not getattr(actor, "is_authenticated", False):
+        raise ActorRequired("an actor is required: an anonymous user cannot change orders")
+    return actor.get_username(), actor
+
+
+def order_event_record(
+    *,
+    order: Order,
+    kind: str,
+    actor: Actor,
+    reason: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    data: dict[str, Any] | None = None,
+) -> OrderEvent:
+    name, user = actor_resolve(actor)
+    return OrderEvent.objects.create(
+        order=order,
+        kind=kind,
+        actor=name,
+        actor_user=user,
+        reason=reason,
+        from_status=from_status,
+        to_status=to_status,
+        data=data or {},
+    )
+
+
+# --- creation ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineInput:
+    external_id: str
+    channel_sku: str
+    quantity: int
+    unit_price: Decimal = Decimal("0")
+    sku_id: int | None = None
+    title: str = ""
+    ship_by: datetime | None = None
+    deliver_by: datetime | None = None
+    channel_status: str = ""
+    external_unit_ids: list[str] = field(default_factory=list)
+    allow_backorder: bool = False
+
+
+@dataclass(frozen=True)
+class AddressInput:
+    name: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country_code: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+def order_create(
+    *,
+    account_id: int,
+    external_id: str,
+    placed_at: datetime,
+    currency: str,
+    lines: list[LineInput],
+    actor: Actor,
+    status: str = OrderStatus.PENDING,
+    external_reference: str = "",
+    channel_status: str = "",
+    marketplace_fulfilled: bool = False,
+    ship_to: AddressInput | None = None,
+    total_amount: Decimal | None = None,
+    ship_by: datetime | None = None,
+    deliver_by: datetime | None = None,
+    source_updated_at: datetime | None = None,
+    service_level: str = "ship",
+) -> Order:
+    """Create an order with its lines and address in one transaction, or nothing at all."""
+    name, _ = actor_resolve(actor)
+    if status not in OrderStatus.values:
+        raise UnknownStatus(f"unknown order status {status!r}; expected one of {', '.join(OrderStatus.values)}")
+    if not external_id:
+        raise DomainError("an order needs the channel's external id")
+    if not lines:
+        raise DomainError(f"order {external_id} has no lines")
+    for line in lines:
+        if line.quantity <= 0:
+            raise DomainError(f"order {external_id} line {line.external_id}: quantity must be positive")
+        if line.unit_price < 0:
+            raise DomainError(f"order {external_id} line {line.external_id}: unit price must not be negative")
+    if placed_at.tzinfo is None:
+        raise DomainError(f"order {external_id}: placed_at must be timezone-aware")
+    line_ship_bys = [line.ship_by for line in lines if line.ship_by]
+    if total_amount is None:
+        total_amount = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
+    line_status = {
+        OrderStatus.PENDING: LineStatus.PENDING,
+        OrderStatus.OPEN: LineStatus.OPEN,
+    }.get(status, LineStatus.OPEN)
+    try:
+        with transaction.atomic():
+            address = ShipToAddress.objects.create(**ship_to.__dict__) if ship_to else None
+            order = Order.objects.create(
+                account_id=account_id,
+                external_id=external_id,
+                external_reference=external_reference,
+                status=status,
+                channel_status=channel_status,
+                marketplace_fulfilled=marketplace_fulfilled,
+                placed_at=placed_at,
+                currency=currency,
+                total_amount=total_amount,
+                ship_to=address,
+                customer_name=address.name if address else "",
+                ship_by=ship_by or (min(line_ship_bys) if line_ship_bys else None),
+                deliver_by=deliver_by,
+                source_updated_at=source_updated_at,
+                service_level=service_level,
+            )
+            OrderLine.objects.bulk_create(
+                OrderLine(
+                    order=order,
+                    external_id=line.external_id,
+                    external_unit_ids=line.external_unit_ids,
+                    sku_id=line.sku_id,
+                    channel_sku=line.channel_sku,
+                    title=line.title,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    currency=currency,
+                    status=line_status,
+                    channel_status=line.channel_status,
+                    ship_by=line.ship_by,
+                    deliver_by=line.deliver_by,
+                    is_backorder_allowed=line.allow_backorder,
+                )
+                for line in lines
+            )
+            order_event_record(
+                order=order,
+                kind="created",
+                actor=actor,
+                to_status=status,
+                data={"lines": len(lines), "actor": name},
+            )
+    except IntegrityError as exc:
+        if "order_unique_account_external_id" in str(exc):
+            raise DuplicateOrder(f"order {external_id} already exists for account {account_id}") from exc
+        if "orderline_unique_external_id" in str(exc):
+            raise DomainError(f"order {external_id} has two lines with the same line id") from exc
+        raise
+    return order
+
+
+# --- the state machine ---------------------------------------------------------------------------
+
+
+def _lock_order(order_id: int) -> Order:
+    # Evaluated at once: a lazy locked queryset takes no lock.
+    return Order.objects.select_for_update().get(pk=order_id)
+
+
+def order_transition(
+    *,
+    order: Order | int,
+    to_status: str,
+    actor: Actor,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> Order:
+    """Move an order to ``to_status`` if the table allows it; write the event. Same status: no-op."""
+    actor_resolve(actor)
+    if to_status not in OrderStatus.values:
+        raise UnknownStatus(f"unknown order status {to_status!r}; expected one of {', '.join(OrderStatus.values)}")
+    order_id = order if isinstance(order, int) else order.pk
+    with transaction.atomic():
+        locked = _lock_order(order_id)
+        from_status = locked.status
+        if from_status == to_status:
+            return locked
+        if not can_transition(from_status, to_status):
+            raise InvalidTransition(entity=f"order {locked}", from_status=from_status, to_status=to_status)
+        locked.status = to_status
+        locked.save(update_fields=["status", "updated_at"])
+        order_event_record(
+            order=locked,
+            kind="status_changed",
+            actor=actor,
+            reason=reason,
+            from_status=from_status,
+            to_status=to_status,
+            data=data,
+        )
+    if not isinstance(order, int):
+        order.status = locked.status
+    return locked
+
+
+def order_status_refresh(*, order: Order | int, actor: Actor, reason: str = "") -> Order:
+    """Apply the status that the line quantities imply (partially shipped, shipped, cancelled…)."""
+    order_id = order if isinstance(order, int) else order.pk
+    with transaction.atomic():
+        locked = _lock_order(order_id)
+        derived = determine_order_status(locked.lines.all(), locked.status)
+        if derived == locked.status:
+            return locked
+        return order_transition(order=locked, to_status=derived, actor=actor, reason=reason)
+
+
+# --- holds ---------------------------------------------------------------------------------------
+
+
+def hold_place(*, order: Order | int, kind: str, reason: str, actor: Actor) -> Hold:
+    """Place a hold. An active hold of the same kind is returned as is (no second hold, no event)."""
+    actor_resolve(actor)
+    if kind not in HoldKind.values:
+        raise HoldError(f"unknown hold kind {kind!r}; expected one of {', '.join(HoldKind.values)}")
+    if not reason or not reason.strip():
+        raise HoldError("a hold needs a reason")
+    order_id = order if isinstance(order, int) else order.pk
+    with transaction.atomic():
+        locked = _lock_order(order_id)
+        if locked.is_terminal:
+            raise HoldError(f"order {locked} is {locked.status}: it can no longer be held")
+        existing = locked.holds.filter(kind=kind, released_at__isnull=True).first()
+        if existing:
+            return existing
+        name, _ = actor_resolve(actor)
+        hold = Hold.objects.create(order=locked, kind=kind, reason=reason.strip(), placed_by=name)
+        before = locked.on_hold
+        locked.on_hold = True
+        locked.save(update_fields=["on_hold", "updated_at"])
+        order_event_record(
+            order=locked,
+            kind="hold_placed",
+            actor=actor,
+            reason=reason.strip(),
+            data={
+                "hold_id": hold.pk,
+                "hold_kind": kind,
+                "before": {"on_hold": before},
+                "after": {"on_hold": True},
+            },
+        )
+    return hold
+
+
+def hold_release(*, hold: Hold | int, reason: str, actor: Actor) -> Hold:
+    """Release a hold. Releasing one that is already released is an error and changes nothing."""
+    name, _ = actor_resolve(actor)
+    if not reason or not reason.strip():
+        raise HoldError("releasing a hold needs a reason")
+    hold_id = hold if isinstance(hold, int) else hold.pk
+    with transaction.atomic():
+        order_id = Hold.objects.values_list("order_id", flat=True).get(pk=hold_id)
+        locked_order = _lock_order(order_id)  # the order first, then the hold: one lock order everywhere
+        locked = Hold.objects.select_for_update().get(pk=hold_id)
+        if locked.released_at is not None:
+            raise HoldError(
+                f"hold #{locked.pk} ({locked.get_kind_display()}) was already released by "
+                f"{locked.released_by} at {locked.released_at:%Y-%m-%d %H:%M:%S %Z}"
+            )
+        locked.released_at = timezone.now()
+        locked.released_by = name
+        locked.release_reason = reason.strip()
+        locked.save(update_fields=["released_at", "released_by", "release_reason"])
+        still_held = locked_order.holds.filter(released_at__isnull=True).exists()
+        before = locked_order.on_hold
+        locked_order.on_hold = still_held
+        locked_order.save(update_fields=["on_hold", "updated_at"])
+        order_event_record(
+            order=locked_order,
+            kind="hold_released",
+            actor=actor,
+            reason=reason.strip(),
+            data={
+                "hold_id": locked.pk,
+                "hold_kind": locked.kind,
+                "before": {"on_hold": before},
+                "after": {"on_hold": still_held},
+            },
+        )
+    return locked
+
+
+# --- the exception queue -------------------------------------------------------------------------
+
+
+def exception_case_dedupe_key(
+    *, kind: str, order_id: int | None = None, account_id: int | None = None, sku_id: int | None = None
+) -> str:
+    return f"{kind}:order={order_id or '-'}:account={account_id or '-'}:sku={sku_id or '-'}"
+
+
+def exception_case_open(
+    *,
+    kind: str,
+    title: str,
+    actor: Actor,
+    detail: str = "",
+    severity: str = Severity.MEDIUM,
+    order_id: int | None = None,
+    account_id: int | None = None,
+    sku_id: int | None = None,
+    due_at: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> tuple[ExceptionCase, bool]:
+    """Open a case, or return the unresolved one with the same key. Returns (case, created)."""
+    name, _ = actor_resolve(actor)
+    if kind not in ExceptionKind.values:
+        raise ExceptionCaseError(f"unknown exception kind {kind!r}")
+    if severity not in Severity.values:
+        raise ExceptionCaseError(f"unknown severity {severity!r}")
+    key = dedupe_key or exception_case_dedupe_key(kind=kind, order_id=order_id, account_id=account_id, sku_id=sku_id)
+    existing = ExceptionCase.objects.filter(dedupe_key=key).exclude(status=CaseStatus.RESOLVED).first()
+    if existing:
+        return existing, False
+    try:
+        # A savepoint: a concurrent opener that wins the unique index leaves our transaction usable.
+        with transaction.atomic():
+            case = ExceptionCase.objects.create(
+                kind=kind,
+                title=title[:255],
+                detail=detail,
+                severity=severity,
+                dedupe_key=key,
+                order_id=order_id,
+                account_id=account_id,
+                sku_id=sku_id,
+                due_at=due_at,
+                opened_by=name,
+            )
+            if order_id:
+                order_event_record(
+                    order=case.order,
+                    kind="exception_opened",
+                    actor=actor,
+                    reason=title,
+                    data={"case_id": case.pk, "exception_kind": kind, "severity": severity},
+                )
+    except IntegrityError:
+        return ExceptionCase.objects.exclude(status=CaseStatus.RESOLVED).get(dedupe_key=key), False
+    return case, True
+
+
+def _lock_case(case: ExceptionCase | int) -> ExceptionCase:
+    case_id = case if isinstance(case, int) else case.pk
+    return ExceptionCase.objects.select_for_update().get(pk=case_id)
+
+
+def exception_case_assign(*, case: ExceptionCase | int, owner: AbstractBaseUser | None, actor: Actor) -> ExceptionCase:
+    actor_resolve(actor)
+    with transaction.atomic():
+        locked = _lock_case(case)
+        if locked.status == CaseStatus.RESOLVED:
+            raise ExceptionCaseError(f"case #{locked.pk} is resolved; reopen it by opening a new case")
+        locked.owner = owner
+        locked.save(update_fields=["owner", "updated_at"])
+    return locked
+
+
+def exception_case_acknowledge(*, case: ExceptionCase | int, actor: Actor) -> ExceptionCase:
+    _, user = actor_resolve(actor)
+    with transaction.atomic():
+        locked = _lock_case(case)
+        if locked.status == CaseStatus.RESOLVED:
+            raise ExceptionCaseError(f"case #{locked.pk} is already resolved")
+        locked.status = CaseStatus.ACKNOWLEDGED
+        if locked.owner_id is None and user is not None:
+            locked.owner = user
+        locked.save(update_fields=["status", "owner", "updated_at"])
+    return locked
+
+
+def exception_case_resolve(*, case: ExceptionCase | int, note: str, actor: Actor) -> ExceptionCase:
+    name, _ = actor_resolve(actor)
+    if not note or not note.strip():
+        raise ExceptionCaseError("resolving a case needs a resolution note")
+    with transaction.atomic():
+        locked = _lock_case(case)
+        if locked.status == CaseStatus.RESOLVED:
+            raise ExceptionCaseError(
+                f"case #{locked.pk} was already resolved by {locked.resolved_by} at {locked.resolved_at:%Y-%m-%d %H:%M}"
+            )
+        locked.status = CaseStatus.RESOLVED
+        locked.resolved_by = name
+        locked.resolved_at = timezone.now()
+        locked.resolution_note = note.strip()
+        locked.save(update_fields=["status", "resolved_by", "resolved_at", "resolution_note", "updated_at"])
+        if locked.order_id:
+            order_event_record(
+                order=locked.order,
+                kind="exception_resolved",
+                actor=actor,
+                reason=note.strip(),
+                data={"case_id": locked.pk, "exception_kind": locked.kind},
+            )
+    return locked

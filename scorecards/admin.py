@@ -1,0 +1,43 @@
+"""Scorecards admin. Definitions are configuration; snapshots are computed and read-only."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from config.paging import BigTableAdminMixin
+
+from .models import MetricDefinition, MetricSnapshot
+
+
+@admin.register(MetricDefinition)
+class MetricDefinitionAdmin(admin.ModelAdmin):
+    list_display = (
+        "channel_kind",
+        "code",
+        "version",
+        "name",
+        "window_days",
+        "comparison",
+        "threshold",
+        "warning_threshold",
+        "is_active",
+        "effective_from",
+    )
+    list_filter = ("channel_kind", "is_active", "comparison")
+    search_fields = ("code", "name")
+    ordering = ("channel_kind", "code", "-version")
+
+
+@admin.register(MetricSnapshot)
+class MetricSnapshotAdmin(BigTableAdminMixin, admin.ModelAdmin):
+    list_display = ("computed_at", "account", "definition", "numerator", "denominator", "value", "state")
+    list_filter = ("state", "definition__channel_kind", "definition")
+    list_select_related = ("account", "definition")
+    raw_id_fields = ("account", "definition")
+    ordering = ("-id",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
