@@ -239,7 +239,7 @@ def test_non_admin_staff_gets_403_on_channel_account_admin(client):
 def test_admin_group_member_can_open_channel_account_admin(client):
     # given
     staff = User.objects.create_user("ops", "ops@example.com", "pw-unused", is_staff=True)
-    staff.groups.add(Group.objects.create(name="Admin"))
+    staff.groups.add(Group.objects.get(name="Admin"))
     client.force_login(staff)
     # when
     response = client.get(reverse("admin:channels_channelaccount_changelist"))

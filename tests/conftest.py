@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from orders.roles import ADMIN, OPS_AGENT, OPS_MANAGER, VIEWER
+
+
+def _user_in(role: str, username: str):
+    user = get_user_model().objects.create_user(username=username, password="pw-not-used-1")
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return _user_in(VIEWER, "viewer")
+
+
+@pytest.fixture
+def agent(db):
+    return _user_in(OPS_AGENT, "agent")
+
+
+@pytest.fixture
+def manager(db):
+    return _user_in(OPS_MANAGER, "manager")
+
+
+@pytest.fixture
+def admin_user(db):
+    user = _user_in(ADMIN, "boss")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    return user
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # A skipped concurrency test is a failure: the guarantees it proves must be proven every run.
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("concurrency") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"concurrency test {item.nodeid} was skipped; it must run on every CI run"
