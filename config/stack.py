@@ -79,7 +79,8 @@ def main() -> int:
         time.sleep(0.5)
     for proc in children.values():
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            # The leader only: gunicorn and Celery stop their own workers (a warm shutdown).
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
     for name, proc in children.items():
         try:
