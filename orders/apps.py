@@ -11,8 +11,11 @@ class OrdersConfig(AppConfig):
         post_migrate.connect(_sync_roles_after_migrate, sender=self)
 
 
-def _sync_roles_after_migrate(sender, apps, **kwargs) -> None:
+def _sync_roles_after_migrate(sender, apps=None, **kwargs) -> None:
     # Models added by later migrations get their permissions after migrate: keep the roles complete.
+    # flush (transactional tests) sends post_migrate without ``apps``: use the global registry then.
+    from django.apps import apps as global_apps
+
     from orders.roles import sync_roles
 
-    sync_roles(apps)
+    sync_roles(apps or global_apps)
