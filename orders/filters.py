@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import Exists, OuterRef, Q
 
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus, Severity
+
+DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"})
+YES_NO_ANY = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
 
 CHANNEL_KINDS = [
     ("amazon", "Amazon"),
@@ -21,10 +25,14 @@ class OrderFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices)
     channel = django_filters.ChoiceFilter(field_name="account__kind", choices=CHANNEL_KINDS, label="Channel")
     account = django_filters.NumberFilter(field_name="account_id")
-    ship_by_after = django_filters.IsoDateTimeFilter(field_name="ship_by", lookup_expr="gte", label="Ship by from")
-    ship_by_before = django_filters.IsoDateTimeFilter(field_name="ship_by", lookup_expr="lt", label="Ship by before")
-    on_hold = django_filters.BooleanFilter()
-    marketplace_fulfilled = django_filters.BooleanFilter()
+    ship_by_after = django_filters.IsoDateTimeFilter(
+        field_name="ship_by", lookup_expr="gte", label="Ship by from", widget=DATETIME_INPUT
+    )
+    ship_by_before = django_filters.IsoDateTimeFilter(
+        field_name="ship_by", lookup_expr="lt", label="Ship by before", widget=DATETIME_INPUT
+    )
+    on_hold = django_filters.BooleanFilter(widget=YES_NO_ANY)
+    marketplace_fulfilled = django_filters.BooleanFilter(widget=YES_NO_ANY)
 
     class Meta:
         model = Order
@@ -44,7 +52,7 @@ class ExceptionCaseFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=CaseStatus.choices)
     kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices)
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
-    mine = django_filters.BooleanFilter(method="filter_mine", label="Assigned to me")
+    mine = django_filters.BooleanFilter(method="filter_mine", label="Assigned to me", widget=YES_NO_ANY)
 
     class Meta:
         model = ExceptionCase

@@ -193,6 +193,10 @@ class OrderEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor}"
 
+    @property
+    def label(self) -> str:
+        return self.kind.replace("_", " ").capitalize()
+
 
 class HoldKind(models.TextChoices):
     FRAUD = "fraud", "Fraud review"
