@@ -16,7 +16,7 @@ from channels.models import (
     SyncRun,
 )
 from channels.services import InvalidCredentials, channel_account_set_credentials, credentials_validate
-from config.paging import BigTableAdminMixin
+from orders.pagination import BigTableAdminMixin
 
 ADMIN_GROUP = "Admin"
 

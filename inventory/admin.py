@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from config.paging import BigTableAdminMixin
+from orders.pagination import BigTableAdminMixin
 
 from .models import (
     ChannelAvailability,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from config.paging import BigTableAdminMixin
+from orders.pagination import BigTableAdminMixin
 
 from .models import MetricDefinition, MetricSnapshot
 
