@@ -284,3 +284,23 @@ class ChannelAvailability(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku_id} on {self.account_id}: {self.quantity}"
+
+
+class StockSnapshot(models.Model):
+    """One applied WMS snapshot (absolute counts). A replay with the same key returns ``result`` unchanged."""
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    actor = models.CharField(max_length=150)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    source = models.CharField(max_length=150, blank=True, help_text="The WMS or node that sent it")
+    row_count = models.PositiveIntegerField()
+    result = models.JSONField(default=dict, help_text="What was applied: one entry per row with before/after")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(actor=""), name="stocksnapshot_actor_required")]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.idempotency_key}"

@@ -101,3 +101,25 @@ class OrderLineFactory(factory.django.DjangoModelFactory):
     unit_price = Decimal("25.00")
     currency = "USD"
     status = LineStatus.OPEN
+
+
+# --- inventory (issue #3) ---------------------------------------------------------------------------
+
+
+class InboundShipmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "inventory.InboundShipment"
+
+    reference = factory.Sequence(lambda n: f"PO-{n:05d}")
+    supplier = "Acme Supply"
+    location = factory.SubFactory(LocationFactory)
+    expected_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
+
+
+class InboundLineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "inventory.InboundLine"
+
+    shipment = factory.SubFactory(InboundShipmentFactory)
+    sku = factory.SubFactory(SkuFactory)
+    quantity_expected = 10

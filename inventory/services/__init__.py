@@ -1,0 +1,70 @@
+"""Inventory writes. Keyword-only arguments, an ``actor`` on every call, a transaction in each service.
+
+ledger        receive, adjust, transfer, restock, damage, quarantine, put-away: StockMovement rows
+reservations  stock_reserve / stock_release / stock_consume (the locking is described there)
+snapshot      stock_snapshot_apply: absolute WMS counts become adjustment movements, replay-safe
+inbound       backorders, preorders, inbound shipments and receiving
+availability  what each channel account should advertise, and what needs pushing
+"""
+
+from inventory.services.availability import (
+    advertised_quantity,
+    channel_availability_mark_pushed,
+    channel_availability_recompute,
+    channel_availability_reconcile,
+)
+from inventory.services.inbound import (
+    AllocationOutcome,
+    InboundLineInput,
+    ReceiveOutcome,
+    backorders_allocate,
+    inbound_create,
+    inbound_receive,
+    order_stock_allocate,
+    preorder_promisable,
+)
+from inventory.services.ledger import (
+    StockChange,
+    movements_apply,
+    stock_adjust,
+    stock_damage,
+    stock_putaway,
+    stock_quarantine,
+    stock_quarantine_release,
+    stock_receive,
+    stock_restock,
+    stock_transfer,
+)
+from inventory.services.reservations import LineDemand, stock_consume, stock_release, stock_reserve
+from inventory.services.snapshot import SnapshotResult, stock_snapshot_apply
+
+__all__ = [
+    "AllocationOutcome",
+    "InboundLineInput",
+    "LineDemand",
+    "ReceiveOutcome",
+    "SnapshotResult",
+    "StockChange",
+    "advertised_quantity",
+    "backorders_allocate",
+    "channel_availability_mark_pushed",
+    "channel_availability_recompute",
+    "channel_availability_reconcile",
+    "inbound_create",
+    "inbound_receive",
+    "movements_apply",
+    "order_stock_allocate",
+    "preorder_promisable",
+    "stock_adjust",
+    "stock_consume",
+    "stock_damage",
+    "stock_putaway",
+    "stock_quarantine",
+    "stock_quarantine_release",
+    "stock_receive",
+    "stock_release",
+    "stock_reserve",
+    "stock_restock",
+    "stock_snapshot_apply",
+    "stock_transfer",
+]

@@ -1,0 +1,171 @@
+"""What each channel account should advertise, and the diff against what was last pushed.
+
+quantity = Σ ATP over the account's eligible locations - the account's buffer, never below zero:
+  fixed    buffer_value units
+  percent  buffer_value % of the ATP, rounded up (hold back whole units)
+  dynamic  recent sales velocity of the SKU on the account x the account's measured sync lag,
+           rounded up; buffer_value, when set, is a floor in units
+Rows are kept for the accounts that list the SKU (an active Listing). ``needs_push`` is the record
+of what the channel connector should push: quantity differs from last_pushed_quantity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from inventory.models import ChannelAvailability, StockLevel
+
+VELOCITY_WINDOW = timedelta(hours=24)
+
+
+def advertised_quantity(
+    *, atp: int, policy: str, value: Decimal | int | float, velocity_per_second: float = 0.0, lag_seconds: float = 0.0
+) -> int:
+    """The quantity to advertise for one account and SKU (pure: no database)."""
+    value = Decimal(str(value or 0))
+    if policy == "fixed":
+        buffer = math.ceil(value)
+    elif policy == "percent":
+        buffer = math.ceil(Decimal(atp) * value / 100)
+    elif policy == "dynamic":
+        buffer = max(math.ceil(velocity_per_second * max(lag_seconds, 0.0)), math.ceil(value))
+    else:
+        buffer = 0
+    return max(atp - buffer, 0)
+
+
+def _debounce_key(sku_id: int) -> str:
+    # The database name keeps test runs against different databases apart in a shared cache.
+    return f"inventory:availability:{connection.settings_dict['NAME']}:{sku_id}"
+
+
+def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
+    """Queue a recompute for SKUs not already queued (debounced per SKU). Runs after commit."""
+    from inventory.tasks import channel_availability_recompute_task
+
+    debounce = float(getattr(settings, "INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS", 2.0))
+    fresh = [sku_id for sku_id in sorted(set(sku_ids)) if cache.add(_debounce_key(sku_id), 1, timeout=debounce * 5)]
+    if fresh:
+        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": fresh}, countdown=debounce)
+
+
+def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAvailability]:
+    """Recompute ChannelAvailability for these SKUs on every account that lists them.
+
+    The rows are locked (pk order) before the stock is read, so of two concurrent recomputes the
+    later one reads the newer stock and writes last: no stale quantity survives.
+    """
+    sku_ids = sorted(set(sku_ids))
+    cache.delete_many([_debounce_key(sku_id) for sku_id in sku_ids])
+    if not sku_ids:
+        return []
+    Listing = apps.get_model("channels", "Listing")
+    ChannelAccount = apps.get_model("channels", "ChannelAccount")
+    listed = set(
+        Listing.objects.filter(sku_id__in=sku_ids, is_active=True, account__is_enabled=True).values_list(
+            "account_id", "sku_id"
+        )
+    )
+    known = set(ChannelAvailability.objects.filter(sku_id__in=sku_ids).values_list("account_id", "sku_id"))
+    pairs = listed | known
+    if not pairs:
+        return []
+    account_ids = sorted({a for a, _ in pairs})
+    now = timezone.now()
+    with transaction.atomic():
+        ChannelAvailability.objects.bulk_create(
+            [ChannelAvailability(account_id=a, sku_id=s, quantity=0) for a, s in sorted(listed - known)],
+            ignore_conflicts=True,
+        )
+        rows = list(
+            ChannelAvailability.objects.select_for_update()
+            .filter(sku_id__in=sku_ids, account_id__in=account_ids)
+            .order_by("pk")
+        )
+        atp = _atp_by_account(account_ids, sku_ids)
+        accounts = {
+            a["id"]: a
+            for a in ChannelAccount.objects.filter(pk__in=account_ids).values(
+                "id", "buffer_policy", "buffer_value", "sync_lag_seconds", "sync_interval_seconds"
+            )
+        }
+        dynamic = [a for a, acc in accounts.items() if acc["buffer_policy"] == "dynamic"]
+        velocity = _velocity(dynamic, sku_ids, now) if dynamic else {}
+        changed = []
+        for row in rows:
+            account = accounts[row.account_id]
+            if (row.account_id, row.sku_id) in listed:
+                lag = account["sync_lag_seconds"]
+                if lag is None:
+                    lag = float(account["sync_interval_seconds"])
+                quantity = advertised_quantity(
+                    atp=atp.get((row.account_id, row.sku_id), 0),
+                    policy=account["buffer_policy"],
+                    value=account["buffer_value"],
+                    velocity_per_second=velocity.get((row.account_id, row.sku_id), 0.0),
+                    lag_seconds=lag,
+                )
+            else:
+                quantity = 0  # no longer listed (or the account is disabled): advertise nothing
+            needs_push = quantity != row.last_pushed_quantity
+            if quantity != row.quantity or needs_push != row.needs_push:
+                row.quantity, row.needs_push, row.computed_at = quantity, needs_push, now
+                changed.append(row)
+        ChannelAvailability.objects.bulk_update(changed, ["quantity", "needs_push", "computed_at"])
+    return rows
+
+
+def _atp_by_account(account_ids: list[int], sku_ids: list[int]) -> dict[tuple[int, int], int]:
+    rows = (
+        StockLevel.objects.filter(
+            sku_id__in=sku_ids, location__channel_accounts__in=account_ids, location__is_active=True
+        )
+        .values("location__channel_accounts", "sku_id")
+        .annotate(atp=Sum(Greatest(F("on_hand") - F("reserved") - F("safety_stock"), Value(0))))
+    )
+    return {(r["location__channel_accounts"], r["sku_id"]): r["atp"] or 0 for r in rows}
+
+
+def _velocity(account_ids: list[int], sku_ids: list[int], now) -> dict[tuple[int, int], float]:
+    """Units per second ordered on each account over the last VELOCITY_WINDOW."""
+    OrderLine = apps.get_model("orders", "OrderLine")
+    since = now - VELOCITY_WINDOW
+    rows = (
+        OrderLine.objects.filter(sku_id__in=sku_ids, order__account_id__in=account_ids, order__placed_at__gte=since)
+        .exclude(order__status="cancelled")
+        .values("order__account_id", "sku_id")
+        .annotate(units=Sum("quantity"))
+    )
+    seconds = VELOCITY_WINDOW.total_seconds()
+    return {(r["order__account_id"], r["sku_id"]): (r["units"] or 0) / seconds for r in rows}
+
+
+def channel_availability_mark_pushed(*, availability_id: int, quantity: int) -> ChannelAvailability:
+    """The connector pushed ``quantity``: record it; needs_push stays set if the quantity moved since."""
+    with transaction.atomic():
+        row = ChannelAvailability.objects.select_for_update().get(pk=availability_id)
+        row.last_pushed_quantity = quantity
+        row.last_pushed_at = timezone.now()
+        row.needs_push = row.quantity != quantity
+        row.save(update_fields=["last_pushed_quantity", "last_pushed_at", "needs_push"])
+    return row
+
+
+def channel_availability_reconcile(*, batch: int = 500) -> int:
+    """Recompute every listed SKU: the periodic full reconciliation behind the event-driven updates."""
+    Listing = apps.get_model("channels", "Listing")
+    sku_ids = sorted(set(Listing.objects.filter(sku__isnull=False).values_list("sku_id", flat=True)))
+    for start in range(0, len(sku_ids), batch):
+        channel_availability_recompute(sku_ids=sku_ids[start : start + batch])
+    return len(sku_ids)

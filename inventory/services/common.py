@@ -1,0 +1,97 @@
+"""Helpers shared by the inventory services: actors, quantity checks, stock-row locks, availability hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+from django.db import transaction
+from django.db.models import Q
+
+from inventory.errors import InvalidQuantity, UnknownStockItem
+from inventory.models import Location, Sku, StockLevel
+from orders.services import Actor, actor_resolve
+
+__all__ = ["Actor", "actor_resolve", "availability_changed", "lock_levels", "positive_quantity"]
+
+
+def positive_quantity(value: object, what: str = "quantity") -> int:
+    # bool is an int subclass: True must not reserve one unit.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQuantity(f"{what} must be a whole number, got {value!r}")
+    if value <= 0:
+        raise InvalidQuantity(f"{what} must be positive, got {value}")
+    return value
+
+
+def _pairs_q(pairs: Iterable[tuple[int, int]]) -> Q:
+    q = Q(pk__in=[])
+    for sku_id, location_id in pairs:
+        q |= Q(sku_id=sku_id, location_id=location_id)
+    return q
+
+
+def ensure_known(*, sku_ids: Iterable[int], location_ids: Iterable[int]) -> None:
+    sku_ids, location_ids = set(sku_ids), set(location_ids)
+    missing_skus = sku_ids - set(Sku.objects.filter(pk__in=list(sku_ids)).values_list("pk", flat=True))
+    missing_locations = location_ids - set(
+        Location.objects.filter(pk__in=list(location_ids)).values_list("pk", flat=True)
+    )
+    problems = []
+    if missing_skus:
+        problems.append(f"unknown SKU id(s) {sorted(missing_skus)}")
+    if missing_locations:
+        problems.append(f"unknown location id(s) {sorted(missing_locations)}")
+    if problems:
+        raise UnknownStockItem("; ".join(problems))
+
+
+def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple[int, int], StockLevel]:
+    """Lock the stock rows of ``pairs`` (sku_id, location_id) in pk order; with ``create``, make missing ones.
+
+    Must run inside a transaction. The queryset is evaluated here: a lazy locked queryset takes no lock.
+    Missing rows are inserted with ON CONFLICT DO NOTHING first, so two creators never collide.
+    """
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return {}
+    if create:
+        present = set(StockLevel.objects.filter(_pairs_q(pairs)).values_list("sku_id", "location_id"))
+        missing = [p for p in pairs if p not in present]
+        if missing:
+            ensure_known(sku_ids=[s for s, _ in missing], location_ids=[loc for _, loc in missing])
+            safety = dict(Sku.objects.filter(pk__in=[s for s, _ in missing]).values_list("pk", "safety_stock"))
+            StockLevel.objects.bulk_create(
+                [StockLevel(sku_id=s, location_id=loc, safety_stock=safety[s]) for s, loc in missing],
+                ignore_conflicts=True,
+            )
+    rows = list(
+        StockLevel.objects.select_for_update(of=("self",))
+        .select_related("sku", "location")
+        .only(
+            "id",
+            "sku_id",
+            "location_id",
+            "on_hand",
+            "reserved",
+            "safety_stock",
+            "receiving",
+            "damaged",
+            "quarantine",
+            "sku__code",
+            "location__code",
+        )
+        .filter(_pairs_q(pairs))
+        .order_by("pk")
+    )
+    return {(row.sku_id, row.location_id): row for row in rows}
+
+
+def availability_changed(sku_ids: Iterable[int]) -> None:
+    """After commit, recompute what each channel account should advertise for these SKUs."""
+    from inventory.services.availability import channel_availability_schedule
+
+    ids = sorted(set(sku_ids))
+    if ids:
+        # robust: the stock change is committed; a failed dispatch is caught up by the reconciliation task.
+        transaction.on_commit(partial(channel_availability_schedule, sku_ids=ids), robust=True)

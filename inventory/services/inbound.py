@@ -1,0 +1,350 @@
+"""Backorders, preorders and inbound supply.
+
+A line that can't be reserved becomes backordered where the SKU allows it (allow_backorder), the
+channel allows it (the line's is_backorder_allowed) or the SKU is a preorder with enough incoming
+stock not yet promised; otherwise an ExceptionCase is opened. Receiving an inbound shipment adds
+stock and allocates the waiting backordered lines at that location, earliest ship-by first.
+
+Lock order everywhere here: stock rows (pk order), then order rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.apps import apps
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
+from django.db.models.functions import Coalesce
+
+from inventory.errors import InvalidQuantity, ReservationError, StockConflict, UnknownStockItem
+from inventory.models import (
+    InboundKind,
+    InboundLine,
+    InboundShipment,
+    InboundStatus,
+    Location,
+    MovementReason,
+    Reservation,
+    ReservationStatus,
+    StockBucket,
+    StockLevel,
+    StockMovement,
+)
+from inventory.services.common import Actor, actor_resolve, availability_changed, ensure_known, positive_quantity
+from inventory.services.ledger import StockChange, _apply_locked
+from inventory.services.reservations import LineDemand, _check_lines, _flatten, _reserve_locked
+from orders import services as order_services
+from orders.models import ExceptionKind, LineStatus, OrderStatus, Severity
+
+
+@dataclass
+class AllocationOutcome:
+    reserved: list[int] = field(default_factory=list)  # order line ids fully reserved
+    backordered: list[int] = field(default_factory=list)
+    exceptions: list[int] = field(default_factory=list)  # ExceptionCase ids
+    reservations: list[Reservation] = field(default_factory=list)
+
+
+def _line_need(line) -> int:
+    active = sum(r.quantity for r in line.reservations.all() if r.status == ReservationStatus.ACTIVE)
+    return max(line.quantity - line.quantity_cancelled - line.quantity_shipped - active, 0)
+
+
+def preorder_promisable(*, sku_id: int, account_id: int | None = None) -> int:
+    """Incoming units (open inbound lines) not yet promised to backordered lines of this SKU."""
+    shipments = InboundShipment.objects.filter(status__in=[InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED])
+    if account_id is not None:
+        shipments = shipments.filter(location__channel_accounts=account_id)
+    incoming = (
+        InboundLine.objects.filter(sku_id=sku_id, shipment__in=shipments)
+        .annotate(outstanding=F("quantity_expected") - F("quantity_received"))
+        .filter(outstanding__gt=0)
+        .aggregate(total=Sum("outstanding"))["total"]
+        or 0
+    )
+    OrderLine = apps.get_model("orders", "OrderLine")
+    promised = (
+        OrderLine.objects.filter(sku_id=sku_id, status="backordered").aggregate(
+            total=Sum(F("quantity") - F("quantity_cancelled") - F("quantity_shipped"))
+        )["total"]
+        or 0
+    )
+    return max(incoming - promised, 0)
+
+
+def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]], actor: Actor) -> AllocationOutcome:
+    """Reserve an order's lines per ``plan`` ({order_line_id: {location_id: units}}, from order routing).
+
+    Each line is reserved whole or not at all; the lines that can't be become backorders or
+    exceptions. Lines go ALLOCATED / BACKORDERED and the order follows: ALLOCATED when every open
+    line is reserved, BACKORDERED when the rest are backordered; it stays as it is while an
+    exception is open. Marketplace-fulfilled orders are never reserved.
+    """
+    actor_resolve(actor)
+    Order = apps.get_model("orders", "Order")
+    order = Order.objects.select_related("account").get(pk=order_id)
+    if order.marketplace_fulfilled:
+        raise ReservationError(f"order {order} is marketplace-fulfilled: it is recorded, never reserved")
+    lines = list(
+        order.lines.filter(status__in=[LineStatus.OPEN, LineStatus.BACKORDERED, LineStatus.PENDING])
+        .select_related("sku")
+        .prefetch_related("reservations")
+        .order_by(Coalesce("ship_by", "order__ship_by").asc(nulls_last=True), "id")
+    )
+    demands, unplanned = [], []
+    for line in lines:
+        if line.sku_id is None:
+            continue  # an unmapped SKU is held by ingest; nothing to reserve
+        quantities = {loc: q for loc, q in (plan.get(line.pk) or {}).items() if q}
+        if not quantities:
+            unplanned.append(line)
+            continue
+        if sum(quantities.values()) > _line_need(line):
+            raise ReservationError(f"order line {line.pk}: plan reserves more than the line still needs")
+        demands.append(LineDemand(order_line_id=line.pk, sku_id=line.sku_id, quantities=quantities))
+    outcome = AllocationOutcome()
+    by_id = {line.pk: line for line in lines}
+    with transaction.atomic():
+        short_ids: list[int] = []
+        if demands:
+            flat = _flatten(demands)
+            _check_lines(flat)
+            outcome.reservations, short_ids = _reserve_locked(flat, all_or_nothing=False)
+        outcome.reserved = sorted({r.order_line_id for r in outcome.reservations})
+        short = [by_id[i] for i in short_ids] + unplanned
+        for line in short:
+            if _may_backorder(line, account_id=order.account_id):
+                outcome.backordered.append(line.pk)
+            else:
+                case, _ = order_services.exception_case_open(
+                    kind=ExceptionKind.INSUFFICIENT_STOCK,
+                    title=f"Not enough {line.sku.code} for order {order}",
+                    detail=_short_detail(line, plan.get(line.pk) or {}),
+                    severity=Severity.HIGH,
+                    order_id=order.pk,
+                    sku_id=line.sku_id,
+                    actor=actor,
+                )
+                outcome.exceptions.append(case.pk)
+        _lines_set(outcome.reserved, LineStatus.ALLOCATED)
+        _lines_set(outcome.backordered, LineStatus.BACKORDERED)
+        order_services.order_event_record(
+            order=order,
+            kind="stock_allocated",
+            actor=actor,
+            data={"reserved": outcome.reserved, "backordered": outcome.backordered, "exceptions": outcome.exceptions},
+        )
+        _order_status_follow(order.pk, actor=actor)
+    availability_changed(r.sku_id for r in outcome.reservations)
+    return outcome
+
+
+def _may_backorder(line, *, account_id: int) -> bool:
+    if line.is_backorder_allowed or line.sku.allow_backorder:
+        return True
+    if line.sku.is_preorder:
+        # One promiser per SKU at a time, so two orders can't both take the last incoming units.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, line.sku_id])
+        return preorder_promisable(sku_id=line.sku_id, account_id=account_id) >= _line_need(line)
+    return False
+
+
+def _short_detail(line, quantities: Mapping[int, int]) -> str:
+    atp = {
+        lv.location_id: lv.atp for lv in StockLevel.objects.filter(sku_id=line.sku_id, location_id__in=list(quantities))
+    }
+    codes = dict(Location.objects.filter(pk__in=list(quantities)).values_list("pk", "code"))
+    parts = [
+        f"{line.sku.code} at {codes.get(loc, loc)}: wanted {q}, available {atp.get(loc, 0)}"
+        for loc, q in quantities.items()
+    ]
+    return "; ".join(parts) or f"{line.sku.code}: wanted {_line_need(line)}, no location can supply it"
+
+
+def _lines_set(line_ids: Sequence[int], status: str) -> None:
+    if line_ids:
+        apps.get_model("orders", "OrderLine").objects.filter(pk__in=list(line_ids)).update(status=status)
+
+
+def _order_status_follow(order_id: int, *, actor: Actor) -> None:
+    """Move the order to ALLOCATED / BACKORDERED when its open lines say so."""
+    Order = apps.get_model("orders", "Order")
+    order = Order.objects.get(pk=order_id)
+    statuses = set(
+        order.lines.exclude(status=LineStatus.CANCELLED).exclude(sku__isnull=True).values_list("status", flat=True)
+    )
+    waiting = statuses & {LineStatus.OPEN, LineStatus.PENDING}
+    if waiting or not statuses:
+        return
+    target = OrderStatus.BACKORDERED if LineStatus.BACKORDERED in statuses else OrderStatus.ALLOCATED
+    if order.status in (OrderStatus.OPEN, OrderStatus.BACKORDERED) and order.status != target:
+        order_services.order_transition(order=order.pk, to_status=target, actor=actor, reason="stock allocation")
+
+
+# --- inbound shipments --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundLineInput:
+    sku_id: int
+    quantity_expected: int
+    expected_at: datetime | None = None
+
+
+def inbound_create(
+    *,
+    reference: str,
+    location_id: int,
+    expected_at: datetime,
+    lines: Sequence[InboundLineInput],
+    actor: Actor,
+    kind: str = InboundKind.PO,
+    supplier: str = "",
+) -> InboundShipment:
+    """Record a PO or an ASN: expected supply at a location, the basis of preorder promises."""
+    actor_resolve(actor)
+    if not reference or not reference.strip():
+        raise InvalidQuantity("an inbound shipment needs a reference (PO or ASN number)")
+    if not lines:
+        raise InvalidQuantity("an inbound shipment needs at least one line")
+    for line in lines:
+        positive_quantity(line.quantity_expected, f"inbound line {line.sku_id} quantity")
+    ensure_known(sku_ids=[line.sku_id for line in lines], location_ids=[location_id])
+    try:
+        with transaction.atomic():
+            shipment = InboundShipment.objects.create(
+                reference=reference.strip(),
+                location_id=location_id,
+                expected_at=expected_at,
+                kind=kind,
+                supplier=supplier,
+            )
+            InboundLine.objects.bulk_create(
+                InboundLine(
+                    shipment=shipment,
+                    sku_id=line.sku_id,
+                    quantity_expected=line.quantity_expected,
+                    expected_at=line.expected_at,
+                )
+                for line in lines
+            )
+    except IntegrityError as exc:
+        raise StockConflict(f"an inbound shipment {reference!r} already exists") from exc
+    return shipment
+
+
+@dataclass
+class ReceiveOutcome:
+    shipment: InboundShipment
+    movements: list[StockMovement]
+    allocated_lines: list[int]
+    replayed: bool = False
+
+
+def inbound_receive(
+    *,
+    shipment_id: int,
+    quantities: Mapping[int, int],
+    actor: Actor,
+    idempotency_key: str | None = None,
+) -> ReceiveOutcome:
+    """Receive units against an inbound shipment ({inbound_line_id: units}) into sellable stock at its
+    location, then allocate the backordered lines waiting for those SKUs there (earliest ship-by first).
+
+    Over-receipt is allowed. A replay with the same idempotency key changes nothing.
+    """
+    actor_resolve(actor)
+    if not quantities:
+        raise InvalidQuantity("nothing to receive")
+    for line_id, quantity in quantities.items():
+        positive_quantity(quantity, f"inbound line {line_id} quantity")
+    keys = {line_id: f"inbound:{idempotency_key}:{line_id}" for line_id in quantities} if idempotency_key else {}
+    with transaction.atomic():
+        # The shipment row serialises receipts of one shipment: the replay check below is race-free.
+        shipment = InboundShipment.objects.select_for_update().filter(pk=shipment_id).first()
+        if shipment is None:
+            raise UnknownStockItem(f"unknown inbound shipment {shipment_id}")
+        if keys:
+            done = list(StockMovement.objects.filter(idempotency_key__in=list(keys.values())).order_by("pk"))
+            if done:
+                return ReceiveOutcome(shipment=shipment, movements=done, allocated_lines=[], replayed=True)
+        if shipment.status in (InboundStatus.RECEIVED, InboundStatus.CANCELLED):
+            raise StockConflict(f"inbound shipment {shipment.reference} is {shipment.status}")
+        lines = {line.pk: line for line in shipment.lines.select_related("sku")}
+        if unknown := sorted(set(quantities) - set(lines)):
+            raise UnknownStockItem(f"inbound line(s) {unknown} are not on shipment {shipment.reference}")
+        name, user = actor_resolve(actor)
+        changes = [
+            StockChange(
+                lines[line_id].sku_id,
+                shipment.location_id,
+                quantity,
+                MovementReason.RECEIVE,
+                StockBucket.SELLABLE,
+                shipment.reference,
+                "",
+                keys.get(line_id),
+            )
+            for line_id, quantity in sorted(quantities.items())
+        ]
+        movements = _apply_locked(changes, name=name, user=user)
+        for line_id, quantity in quantities.items():
+            InboundLine.objects.filter(pk=line_id).update(quantity_received=F("quantity_received") + quantity)
+        outstanding = shipment.lines.filter(quantity_received__lt=F("quantity_expected")).exists()
+        shipment.status = InboundStatus.PARTIALLY_RECEIVED if outstanding else InboundStatus.RECEIVED
+        shipment.save(update_fields=["status", "updated_at"])
+        sku_ids = sorted({lines[line_id].sku_id for line_id in quantities})
+        allocated = backorders_allocate(sku_ids=sku_ids, location_id=shipment.location_id, actor=actor)
+    availability_changed(sku_ids)
+    return ReceiveOutcome(shipment=shipment, movements=movements, allocated_lines=allocated)
+
+
+def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Actor) -> list[int]:
+    """Reserve stock at ``location_id`` for backordered lines of these SKUs, earliest ship-by first.
+
+    Only lines whose account may ship from that location; each line whole or not at all. Returns the
+    allocated line ids. Runs inside the caller's transaction when there is one.
+    """
+    OrderLine = apps.get_model("orders", "OrderLine")
+    candidates = list(
+        OrderLine.objects.filter(
+            sku_id__in=list(sku_ids),
+            status=LineStatus.BACKORDERED,
+            order__marketplace_fulfilled=False,
+            order__account__eligible_locations=location_id,
+        )
+        .exclude(order__status__in=[OrderStatus.CANCELLED, OrderStatus.RETURNED])
+        .prefetch_related("reservations")
+        .order_by(Coalesce("ship_by", "order__ship_by").asc(nulls_last=True), "order__placed_at", "id")
+    )
+    flat = []
+    for line in candidates:
+        need = _line_need(line)
+        if need > 0:
+            flat.append((line.pk, line.sku_id, location_id, need))
+    if not flat:
+        return []
+    with transaction.atomic():
+        reservations, _ = _reserve_locked(flat, all_or_nothing=False)
+        allocated = sorted({r.order_line_id for r in reservations})
+        _lines_set(allocated, LineStatus.ALLOCATED)
+        order_of = {line.pk: line.order_id for line in candidates}
+        by_order: dict[int, list[int]] = defaultdict(list)
+        for line_id in allocated:
+            by_order[order_of[line_id]].append(line_id)
+        Order = apps.get_model("orders", "Order")
+        for order in Order.objects.filter(pk__in=sorted(by_order)).order_by("pk"):
+            order_services.order_event_record(
+                order=order,
+                kind="backorder_allocated",
+                actor=actor,
+                data={"lines": by_order[order.pk], "location_id": location_id},
+            )
+            _order_status_follow(order.pk, actor=actor)
+    availability_changed(sku_ids)
+    return allocated

@@ -1,0 +1,132 @@
+"""Oversell and deadlock proofs: real OS processes against PostgreSQL, released together by a barrier."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import traceback
+
+import pytest
+from django.db import connections
+
+from inventory import services
+from inventory.errors import InsufficientStock
+from inventory.models import Reservation, ReservationStatus, StockLevel
+from inventory.services import LineDemand
+from tests.factories import LocationFactory, OrderFactory, OrderLineFactory, SkuFactory
+
+from .helpers import assert_stock_invariants
+
+pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
+
+PROCESSES = 8
+
+
+def _worker(barrier, results, jobs):
+    # A forked child: its own connection, opened on first use.
+    try:
+        barrier.wait(timeout=60)
+        for job_id, lines in jobs:
+            try:
+                services.stock_reserve(lines=lines, actor="test:worker")
+                results.put((job_id, "ok", ""))
+            except InsufficientStock as exc:
+                results.put((job_id, "short", str(exc)))
+            except Exception as exc:  # reported, and fails the test
+                results.put((job_id, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    finally:
+        connections.close_all()
+
+
+def run_in_processes(jobs: list[tuple[int, list[LineDemand]]], processes: int = PROCESSES) -> dict[int, tuple]:
+    """Deal the jobs round-robin to ``processes`` forked processes; return {job_id: (outcome, detail)}."""
+    ctx = multiprocessing.get_context("fork")
+    connections.close_all()  # never share the parent's socket with a child
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(barrier, results, jobs[i::processes]), daemon=True) for i in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    outcomes = {}
+    for _ in jobs:
+        job_id, outcome, detail = results.get(timeout=120)
+        outcomes[job_id] = (outcome, detail)
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0, f"worker exited with {w.exitcode}"
+    return outcomes
+
+
+def _one_line_orders(sku, count: int) -> list:
+    return [OrderLineFactory(sku=sku, quantity=1) for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "one-row",  # one guarded UPDATE … INSERT statement per reservation
+        "locked-rows",  # two stock rows per call: select_for_update in pk order, check, F() update
+    ],
+)
+def test_64_one_unit_reservations_on_10_units_reserve_exactly_10(shape):
+    # given 10 units of a hot SKU (and, for the locked shape, plenty of a second SKU on every order)
+    node = LocationFactory()
+    hot, filler = SkuFactory(), SkuFactory()
+    services.stock_receive(sku=hot, location=node, quantity=10, actor="test:setup")
+    services.stock_receive(sku=filler, location=node, quantity=1000, actor="test:setup")
+    jobs = []
+    for i in range(64):
+        order = OrderFactory()
+        hot_line = OrderLineFactory(order=order, sku=hot, quantity=1)
+        lines = [LineDemand(hot_line.pk, hot.pk, {node.pk: 1})]
+        if shape == "locked-rows":
+            filler_line = OrderLineFactory(order=order, sku=filler, quantity=1)
+            lines.append(LineDemand(filler_line.pk, filler.pk, {node.pk: 1}))
+        jobs.append((i, lines))
+
+    # when 64 reservations race from 8 processes
+    outcomes = run_in_processes(jobs)
+
+    # then exactly 10 succeed and 54 are refused with InsufficientStock, nothing else
+    errors = [detail for outcome, detail in outcomes.values() if outcome == "error"]
+    assert errors == []
+    assert sum(1 for o, _ in outcomes.values() if o == "ok") == 10
+    assert sum(1 for o, _ in outcomes.values() if o == "short") == 54
+    level = StockLevel.objects.get(sku=hot, location=node)
+    active = Reservation.objects.filter(sku=hot, status=ReservationStatus.ACTIVE)
+    assert level.reserved == 10 == sum(active.values_list("quantity", flat=True)) == active.count()
+    assert level.on_hand == 10
+    assert_stock_invariants()
+
+
+def test_64_multi_sku_orders_with_shuffled_lines_commit_without_deadlock():
+    # given 6 SKUs at 3 nodes with enough stock for every order
+    nodes = [LocationFactory() for _ in range(3)]
+    skus = [SkuFactory() for _ in range(6)]
+    for sku in skus:
+        for node in nodes:
+            services.stock_receive(sku=sku, location=node, quantity=200, actor="test:setup")
+    rng = random.Random(3)
+    jobs, expected = [], {}
+    for i in range(64):
+        order = OrderFactory()
+        lines = []
+        for sku in rng.sample(skus, rng.randint(2, 5)):
+            quantities = {node.pk: rng.randint(1, 3) for node in rng.sample(nodes, rng.randint(1, 3))}
+            line = OrderLineFactory(order=order, sku=sku, quantity=sum(quantities.values()))
+            lines.append(LineDemand(line.pk, sku.pk, quantities))
+            for node_id, q in quantities.items():
+                expected[(sku.pk, node_id)] = expected.get((sku.pk, node_id), 0) + q
+        rng.shuffle(lines)  # a different lock order in every order, unless the service sorts
+        jobs.append((i, lines))
+
+    # when they race from 8 processes
+    outcomes = run_in_processes(jobs)
+
+    # then every order committed: no deadlock, no error, no shortage
+    assert {o for o, _ in outcomes.values()} == {"ok"}, [d for o, d in outcomes.values() if o != "ok"][:3]
+    reserved = {(lv.sku_id, lv.location_id): lv.reserved for lv in StockLevel.objects.filter(sku__in=skus)}
+    assert {k: v for k, v in reserved.items() if v} == expected
+    assert_stock_invariants()
