@@ -22,6 +22,7 @@ urlpatterns = [
     path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),
+    path("api/v1/", include("inventory.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,0 +1,78 @@
+"""Inventory reads: querysets with their joins and figures done, for the console and the API."""
+
+from __future__ import annotations
+
+from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
+
+from inventory.models import (
+    InboundLine,
+    InboundShipment,
+    InboundStatus,
+    Reservation,
+    ReservationStatus,
+    Sku,
+    StockLevel,
+    StockMovement,
+)
+
+OPEN_INBOUND = (InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED)
+
+
+def _inbound_outstanding() -> Subquery:
+    per_row = (
+        InboundLine.objects.filter(
+            sku_id=OuterRef("sku_id"),
+            shipment__location_id=OuterRef("location_id"),
+            shipment__status__in=OPEN_INBOUND,
+            quantity_received__lt=F("quantity_expected"),
+        )
+        .values("sku_id")
+        .annotate(total=Sum(F("quantity_expected") - F("quantity_received")))
+        .values("total")
+    )
+    return Subquery(per_row, output_field=IntegerField())
+
+
+def stock_level_grid() -> QuerySet[StockLevel]:
+    """SKU x location rows with on hand, reserved, ATP and inbound; one query per page."""
+    return StockLevel.objects.select_related("sku", "location").annotate(
+        atp_units=Greatest(F("on_hand") - F("reserved") - F("safety_stock"), Value(0)),
+        inbound_units=Coalesce(_inbound_outstanding(), Value(0)),
+    )
+
+
+def sku_levels(sku: Sku) -> QuerySet[StockLevel]:
+    return stock_level_grid().filter(sku=sku).order_by("location__priority", "location__code")
+
+
+def sku_ledger(sku: Sku, *, limit: int = 200) -> QuerySet[StockMovement]:
+    return StockMovement.objects.filter(sku=sku).select_related("location").order_by("-created_at", "-id")[:limit]
+
+
+def sku_active_reservations(sku: Sku) -> QuerySet[Reservation]:
+    return (
+        Reservation.objects.filter(sku=sku, status=ReservationStatus.ACTIVE)
+        .select_related("location", "order_line__order")
+        .order_by("created_at", "id")
+    )
+
+
+def sku_inbound(sku: Sku) -> QuerySet[InboundLine]:
+    return (
+        InboundLine.objects.filter(sku=sku, shipment__status__in=OPEN_INBOUND)
+        .select_related("shipment__location")
+        .order_by("shipment__expected_at", "id")
+    )
+
+
+def inbound_list() -> QuerySet[InboundShipment]:
+    return InboundShipment.objects.select_related("location").order_by("expected_at", "id")
+
+
+def inbound_detail() -> QuerySet[InboundShipment]:
+    return InboundShipment.objects.select_related("location").prefetch_related("lines__sku")
+
+
+def movement_list() -> QuerySet[StockMovement]:
+    return StockMovement.objects.select_related("sku", "location")
