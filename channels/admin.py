@@ -77,6 +77,7 @@ class ChannelAccountAdminForm(forms.ModelForm):
             "api_version",
             "marketplace_ids",
             "seller_id",
+            "inventory_location_id",
             "handling_time_days",
             "cutoff_time",
             "timezone",
@@ -127,7 +128,10 @@ class ChannelAccountAdmin(ChannelAdminOnlyMixin, admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "kind", "is_enabled")}),
-        ("API", {"fields": ("api_base_url", "api_version", "marketplace_ids", "seller_id")}),
+        (
+            "API",
+            {"fields": ("api_base_url", "api_version", "marketplace_ids", "seller_id", "inventory_location_id")},
+        ),
         ("Credentials", {"fields": ("credentials_status", "credentials_rotated_at", "new_credentials")}),
         (
             "Promise (channels that send no ship-by)",

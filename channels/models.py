@@ -44,6 +44,9 @@ class ChannelAccount(models.Model):
         default=list, blank=True, help_text="Amazon marketplace ids; the Walmart/eBay marketplace id"
     )
     seller_id = models.CharField(max_length=128, blank=True, help_text="Amazon selling partner id, TikTok shop id, …")
+    inventory_location_id = models.CharField(
+        max_length=255, blank=True, help_text="The channel's location inventory is pushed to (Shopify Location GID)"
+    )
     # The OMS computes ship-by for channels that send none (Shopify): handling time + cutoff.
     handling_time_days = models.PositiveSmallIntegerField(default=1)
     cutoff_time = models.TimeField(null=True, blank=True, help_text="Orders after this local time count as next day")

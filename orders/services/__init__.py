@@ -457,3 +457,6 @@ def exception_case_resolve(*, case: ExceptionCase | int, note: str, actor: Actor
                 data={"case_id": locked.pk, "exception_kind": locked.kind},
             )
     return locked
+
+
+from orders.services.ingest import *  # noqa: E402, F403 - re-export: IngestOrder, orders_ingest_batch, …

@@ -1,0 +1,460 @@
+"""The connector interface every channel implements, its normalised dataclasses and the HTTP client.
+
+A connector speaks one marketplace's wire format and nothing else: it never touches the database.
+The sync engine (channels/sync.py) and the outbox relay (channels/outbox.py) drive it.
+
+Normalised shapes fit all five channels: status and ship-by per line (Walmart, eBay), one-unit
+lines grouped by SKU (TikTok: ``external_unit_ids``), marketplace-fulfilled orders (Amazon AFN,
+Walmart WFS, TikTok FBT).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import httpx
+
+from orders.services.ingest import IngestAddress, IngestLine, IngestOrder
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ChannelError(Exception):
+    """A call to the channel failed. ``retryable`` says whether the same call may succeed later."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None, status: int = 0):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+class ChannelThrottled(ChannelError):
+    """The channel asked us to slow down and the client ran out of patience for this call."""
+
+
+class ChannelUnsupported(ChannelError):
+    """The channel has no such operation (e.g. Amazon has no acknowledge in the 2026 API)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False)
+
+
+class PayloadError(ValueError):
+    """A channel payload is malformed. ``field`` is the dotted path of the offending field."""
+
+    def __init__(self, field_path: str, message: str):
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+
+
+# --- normalised shapes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NormalizedLine:
+    external_id: str
+    channel_sku: str
+    quantity: int
+    unit_price: Decimal = Decimal("0")
+    title: str = ""
+    channel_status: str = ""
+    quantity_shipped: int = 0
+    quantity_cancelled: int = 0
+    ship_by: datetime | None = None
+    deliver_by: datetime | None = None
+    external_unit_ids: list[str] = field(default_factory=list)
+    # Shopify inventoryItem GID, TikTok sku_id: learnt into Listing.external_variant_id.
+    external_variant_id: str = ""
+
+
+@dataclass(frozen=True)
+class NormalizedAddress:
+    name: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country_code: str = ""
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class NormalizedOrder:
+    external_id: str
+    placed_at: datetime
+    updated_at: datetime
+    currency: str
+    # An orders.models.OrderStatus value the channel's state maps to (pending, open, shipped…).
+    status: str
+    channel_status: str
+    lines: list[NormalizedLine]
+    external_reference: str = ""
+    total_amount: Decimal | None = None
+    ship_to: NormalizedAddress | None = None
+    ship_by: datetime | None = None
+    deliver_by: datetime | None = None
+    paid_at: datetime | None = None
+    shipping_method: str = ""
+    marketplace_fulfilled: bool = False
+
+    def to_ingest(self) -> IngestOrder:
+        return IngestOrder(
+            external_id=self.external_id,
+            external_reference=self.external_reference,
+            status=self.status,
+            channel_status=self.channel_status,
+            placed_at=self.placed_at,
+            source_updated_at=self.updated_at,
+            currency=self.currency,
+            total_amount=self.total_amount,
+            ship_by=self.ship_by,
+            deliver_by=self.deliver_by,
+            paid_at=self.paid_at,
+            shipping_method=self.shipping_method,
+            marketplace_fulfilled=self.marketplace_fulfilled,
+            ship_to=IngestAddress(**self.ship_to.__dict__) if self.ship_to else None,
+            lines=[
+                IngestLine(
+                    external_id=line.external_id,
+                    channel_sku=line.channel_sku,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    title=line.title,
+                    channel_status=line.channel_status,
+                    quantity_shipped=line.quantity_shipped,
+                    quantity_cancelled=line.quantity_cancelled,
+                    ship_by=line.ship_by,
+                    deliver_by=line.deliver_by,
+                    external_unit_ids=list(line.external_unit_ids),
+                )
+                for line in self.lines
+            ],
+        )
+
+
+@dataclass
+class OrderPage:
+    """One page of raw orders as the channel sent them, and what is needed to resume after it."""
+
+    raw_orders: list[dict]
+    # Resumable state after this page (page token, cursor…), recorded on the SyncRun.
+    progress: dict[str, Any] = field(default_factory=dict)
+    # The channel's own upper bound of the search window (Amazon lastUpdatedBefore), if it has one.
+    window_end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ShipmentLine:
+    external_line_id: str
+    quantity: int
+    # Shopify: the fulfillment order line item that carries this line, when known.
+    fulfillment_line_id: str = ""
+
+
+@dataclass(frozen=True)
+class ShipmentConfirmation:
+    order_external_id: str
+    package_reference: str
+    carrier_code: str
+    tracking_number: str
+    shipped_at: datetime
+    lines: list[ShipmentLine]
+    carrier_name: str = ""
+    shipping_method: str = ""
+    tracking_url: str = ""
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    order_external_id: str
+    # An empty list cancels every open line.
+    lines: list[ShipmentLine]
+    reason: str
+
+
+@dataclass(frozen=True)
+class InventoryQuantity:
+    channel_sku: str
+    quantity: int
+    # Shopify inventoryItem GID (Listing.external_variant_id); unused elsewhere.
+    external_variant_id: str = ""
+    previous_quantity: int | None = None
+
+
+@dataclass
+class SendResult:
+    """What the channel answered; ``state`` is kept on the outbox row for the next attempt."""
+
+    response: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    already_applied: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    dedupe_key: str
+    topic: str
+    external_id: str
+    payload: dict
+    updated_at: datetime | None = None
+
+
+# --- parsing helpers shared by connectors ------------------------------------------------------
+
+
+def parse_datetime(value: Any, path: str, *, required: bool = True) -> datetime | None:
+    """An ISO-8601 timestamp with a zone; the error names the field and what was sent."""
+    if value is None or value == "":
+        if required:
+            raise PayloadError(path, "is missing")
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(path, f"expected an ISO-8601 string, got {type(value).__name__}")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError(path, f"not an ISO-8601 date-time: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise PayloadError(path, f"date-time has no time zone: {value[:40]!r}")
+    return parsed
+
+
+def parse_decimal(value: Any, path: str, *, default: Decimal | None = None) -> Decimal:
+    if value is None:
+        if default is not None:
+            return default
+        raise PayloadError(path, "is missing")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise PayloadError(path, f"expected a decimal string, got {type(value).__name__}")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise PayloadError(path, f"not a decimal: {str(value)[:40]!r}") from None
+    if not amount.is_finite():
+        raise PayloadError(path, f"not a finite decimal: {str(value)[:40]!r}")
+    if amount < 0:
+        raise PayloadError(path, f"must not be negative, got {amount}")
+    if amount >= Decimal("1e12"):
+        raise PayloadError(path, f"is implausibly large: {amount}")
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_int(value: Any, path: str, *, minimum: int = 0, default: int | None = None) -> int:
+    if value is None:
+        if default is not None:
+            return default
+        raise PayloadError(path, "is missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value.strip())
+        else:
+            raise PayloadError(path, f"expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise PayloadError(path, f"must be at least {minimum}, got {value}")
+    if value > 1_000_000:
+        raise PayloadError(path, f"is implausibly large: {value}")
+    return value
+
+
+def require_str(obj: Mapping, key: str, path: str, *, max_length: int = 255, required: bool = True) -> str:
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            raise PayloadError(f"{path}.{key}" if path else key, "is missing")
+        return ""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise PayloadError(f"{path}.{key}" if path else key, f"expected a string, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > max_length:
+        raise PayloadError(f"{path}.{key}" if path else key, f"longer than {max_length} characters")
+    return text
+
+
+def require_obj(obj: Any, path: str, *, required: bool = True) -> dict:
+    if obj is None and not required:
+        return {}
+    if not isinstance(obj, dict):
+        raise PayloadError(path, f"expected an object, got {type(obj).__name__}")
+    return obj
+
+
+def require_list(obj: Any, path: str) -> list:
+    if not isinstance(obj, list):
+        raise PayloadError(path, f"expected a list, got {type(obj).__name__}")
+    return obj
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+class ChannelHttp:
+    """httpx with timeouts, and retries with capped exponential backoff and jitter.
+
+    429 and 5xx and transport errors are retried up to ``max_retries`` times, honouring
+    Retry-After; anything else is returned to the connector, which knows the channel's error body.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 15.0,
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            headers={"User-Agent": "Waybill/1.0 (Language=Python)"},
+        )
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.sleep = sleep
+        self.retries = 0
+        self.throttled = 0
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.backoff_cap)
+        delay = min(self.backoff_base * (2**attempt), self.backoff_cap)
+        return delay * (0.5 + random.random() / 2)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self.client.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise ChannelError(f"{method} {url}: {type(exc).__name__}: {exc}", retryable=True) from exc
+                self.sleep(self.backoff(attempt))
+                attempt += 1
+                self.retries += 1
+                continue
+            if response.status_code not in RETRYABLE_STATUS:
+                return response
+            if response.status_code == 429:
+                self.throttled += 1
+            retry_after = _retry_after(response)
+            if attempt >= self.max_retries:
+                error = ChannelThrottled if response.status_code == 429 else ChannelError
+                raise error(
+                    f"{method} {url}: HTTP {response.status_code} after {attempt + 1} attempts",
+                    retryable=True,
+                    retry_after=retry_after,
+                    status=response.status_code,
+                )
+            self.sleep(self.backoff(attempt, retry_after))
+            attempt += 1
+            self.retries += 1
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def json_body(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ChannelError(
+            f"{what}: HTTP {response.status_code}, body is not JSON: {response.text[:200]!r}",
+            retryable=response.status_code >= 500,
+            status=response.status_code,
+        ) from None
+
+
+# --- the interface ------------------------------------------------------------------------------
+
+
+class Connector:
+    """One channel account's connection. Subclasses set ``kind`` and implement the operations."""
+
+    kind: ClassVar[str] = ""
+    # How far before the cursor a poll starts again: the channel's own update lag plus clock skew.
+    overlap: ClassVar[timedelta] = timedelta(minutes=5)
+    # How far back the first sync of an account looks.
+    initial_lookback: ClassVar[timedelta] = timedelta(days=30)
+    # True where the channel deduplicates a resend itself (an idempotency key) for this outbox kind.
+    idempotent_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        account: Any,
+        credentials: dict[str, str],
+        *,
+        http: ChannelHttp | None = None,
+        http_options: dict | None = None,
+        **options: Any,
+    ):
+        self.account = account
+        self.credentials = credentials
+        self.options = options
+        self.http = http or ChannelHttp(account.api_base_url, **(http_options or {}))
+
+    def close(self) -> None:
+        self.http.close()
+
+    # Reading orders.
+    def fetch_orders(self, *, since: datetime, resume: dict | None = None) -> Iterator[OrderPage]:
+        raise NotImplementedError
+
+    def get_order(self, external_id: str) -> dict:
+        raise NotImplementedError
+
+    def parse_order(self, raw: dict) -> NormalizedOrder:
+        raise NotImplementedError
+
+    def order_identity(self, raw: Any) -> tuple[str, str]:
+        """(external id, source updated time as sent) read leniently, for the dedupe key of any payload."""
+        raise NotImplementedError
+
+    # Writing to the channel.
+    def acknowledge(self, external_id: str) -> SendResult:
+        raise ChannelUnsupported(f"{self.kind} has no order acknowledgement")
+
+    def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+        raise NotImplementedError
+
+    def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
+        raise NotImplementedError
+
+    def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        raise NotImplementedError
+
+    def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
+        """Read-before-retry for channels without an idempotency key: did an earlier send land?"""
+        return False
+
+    # Webhooks.
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
+        raise ChannelUnsupported(f"{self.kind} webhooks are not supported")
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        raise ChannelUnsupported(f"{self.kind} webhooks are not supported")

@@ -1,0 +1,273 @@
+"""Inbound orders: raw payloads kept as InboundEvents, parsed, and ingested one page at a time.
+
+One page is one transaction: its new events, its orders (orders.services.orders_ingest_batch) and
+the events' outcomes commit together, so a sync killed mid-page leaves nothing half written, and
+a replayed page finds its events already stored and skips them in one query. A malformed order
+becomes a failed event naming the field; the rest of the page goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels.connectors.base import Connector, NormalizedOrder, PayloadError
+from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, Listing
+from inventory.models import Sku
+from orders import services as order_services
+from orders.errors import DomainError
+from orders.models import ExceptionKind, HoldKind, Severity
+from orders.services.ingest import IngestError, IngestResult, SkuRef, orders_ingest_batch
+
+log = logging.getLogger(__name__)
+
+# Bigger raw orders are kept truncated and failed: no marketplace order is this large.
+MAX_PAYLOAD_BYTES = 512 * 1024
+
+
+@dataclass
+class PageOutcome:
+    seen: int = 0
+    replayed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    newest: datetime | None = None
+
+    def add(self, other: PageOutcome) -> None:
+        for name in ("seen", "replayed", "created", "updated", "unchanged", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.newest and (self.newest is None or other.newest > self.newest):
+            self.newest = other.newest
+
+
+def _dedupe_key(connector: Connector, raw: Any, text: str) -> tuple[str, str]:
+    """Channel id + update time + a digest of the content: a replay matches, a same-second change does not."""
+    external_id, updated = connector.order_identity(raw)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if external_id and updated:
+        return f"order:{external_id[:120]}:{updated[:40]}:{digest[:16]}", external_id
+    return f"order:{external_id[:120] or '?'}:sha256:{digest[:40]}", external_id
+
+
+def _insert_events(account_id: int, kind: str, rows: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Insert events that are not stored yet; returns {dedupe_key: id} of the new ones only."""
+    if not rows:
+        return {}
+    now = timezone.now()
+    values = ", ".join(["(%s, %s, %s, %s, %s::jsonb, %s, %s, '', 0)"] * len(rows))
+    params: list[Any] = []
+    for key, external_id, text in rows:
+        params += [account_id, kind, key, external_id[:128], text, now, InboundStatus.RECEIVED]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO channels_inboundevent "
+            "(account_id, kind, dedupe_key, external_id, payload, received_at, status, error, attempts) "
+            f"VALUES {values} ON CONFLICT (account_id, dedupe_key) DO NOTHING RETURNING dedupe_key, id",
+            params,
+        )
+        return dict(cursor.fetchall())
+
+
+def _payload_text(raw: Any) -> tuple[str, str]:
+    """(JSON text to store, an error if the payload is refused before parsing)."""
+    text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"), default=str)
+    if len(text) > MAX_PAYLOAD_BYTES:
+        kept = json.dumps({"_truncated": text[:65536], "_bytes": len(text)})
+        return kept, f"payload: {len(text)} bytes is larger than the {MAX_PAYLOAD_BYTES}-byte limit (kept truncated)"
+    return text.replace("\\u0000", ""), ""
+
+
+def sku_map_for(account: ChannelAccount, channel_skus: set[str]) -> dict[str, SkuRef]:
+    """Channel SKU → Sku via the account's Listings; a Sku with the same code is mapped on first sight,
+    anything else gets an unmapped Listing (sku empty) for ops to map."""
+    if not channel_skus:
+        return {}
+    found: dict[str, SkuRef] = {}
+    listed: set[str] = set()
+    for channel_sku, sku_id, backorder in Listing.objects.filter(
+        account=account, channel_sku__in=list(channel_skus)
+    ).values_list("channel_sku", "sku_id", "sku__allow_backorder"):
+        listed.add(channel_sku)
+        if sku_id:
+            found[channel_sku] = SkuRef(sku_id=sku_id, allow_backorder=bool(backorder))
+    missing = channel_skus - listed
+    if missing:
+        by_code = {
+            code: (pk, bo)
+            for pk, code, bo in Sku.objects.filter(code__in=list(missing)).values_list("pk", "code", "allow_backorder")
+        }
+        Listing.objects.bulk_create(
+            [Listing(account=account, channel_sku=code, sku_id=by_code.get(code, (None,))[0]) for code in missing],
+            ignore_conflicts=True,
+        )
+        for code, (pk, backorder) in by_code.items():
+            found[code] = SkuRef(sku_id=pk, allow_backorder=backorder)
+    return found
+
+
+def _learn_variant_ids(account: ChannelAccount, orders: list[NormalizedOrder]) -> None:
+    learnt = {
+        line.channel_sku: line.external_variant_id for o in orders for line in o.lines if line.external_variant_id
+    }
+    if not learnt:
+        return
+    for listing in Listing.objects.filter(account=account, channel_sku__in=list(learnt), external_variant_id=""):
+        Listing.objects.filter(pk=listing.pk).update(external_variant_id=learnt[listing.channel_sku][:255])
+
+
+def _after_ingest(
+    account: ChannelAccount, parsed: dict[int, NormalizedOrder], results: dict[int, IngestResult], actor: str
+) -> None:
+    """Unknown SKUs hold the order and open an exception case (never for marketplace-fulfilled orders)."""
+    for event_id, result in results.items():
+        if not result.unmapped_skus or result.order_id is None or parsed[event_id].marketplace_fulfilled:
+            continue
+        skus = ", ".join(result.unmapped_skus)
+        try:
+            order_services.hold_place(
+                order=result.order_id,
+                kind=HoldKind.UNMAPPED_SKU,
+                reason=f"Channel SKU(s) not mapped to a Waybill SKU: {skus}",
+                actor=actor,
+            )
+        except DomainError:
+            continue  # a cancelled order cannot be held, and needs no SKU either
+        order_services.exception_case_open(
+            kind=ExceptionKind.UNMAPPED_SKU,
+            title=f"Order {parsed[event_id].external_reference or parsed[event_id].external_id}: unmapped SKU {skus}",
+            detail=f"Map the channel SKU(s) {skus} on {account.name} to a Waybill SKU, then release the hold.",
+            severity=Severity.HIGH,
+            order_id=result.order_id,
+            account_id=account.pk,
+            actor=actor,
+        )
+
+
+def _process_events(
+    account: ChannelAccount, connector: Connector, events: list[tuple[int, Any, str]], actor: str
+) -> PageOutcome:
+    """Parse and ingest stored events [(event id, raw payload, refusal error)]; record each outcome."""
+    outcome = PageOutcome()
+    parsed: dict[int, NormalizedOrder] = {}
+    failures: dict[int, str] = {}
+    for event_id, raw, refusal in events:
+        if refusal:
+            failures[event_id] = refusal
+            continue
+        try:
+            parsed[event_id] = connector.parse_order(raw)
+        except PayloadError as exc:
+            failures[event_id] = str(exc)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            failures[event_id] = f"payload: {type(exc).__name__}: {exc}"
+    results: dict[int, IngestResult] = {}
+    if parsed:
+        ids = list(parsed)
+        sku_map = sku_map_for(account, {line.channel_sku for o in parsed.values() for line in o.lines})
+        try:
+            with transaction.atomic():
+                batch = orders_ingest_batch(
+                    account_id=account.pk, orders=[parsed[i].to_ingest() for i in ids], sku_map=sku_map, actor=actor
+                )
+            results = dict(zip(ids, batch, strict=True))
+        except Exception:
+            # One order the batch could not write: write them one by one so only that one fails.
+            log.warning("batch ingest failed for %s; retrying order by order", account.name, exc_info=True)
+            for event_id in ids:
+                try:
+                    with transaction.atomic():
+                        (results[event_id],) = orders_ingest_batch(
+                            account_id=account.pk, orders=[parsed[event_id].to_ingest()], sku_map=sku_map, actor=actor
+                        )
+                except (IngestError, DomainError, ValueError) as exc:
+                    failures[event_id] = str(exc)
+                except Exception as exc:
+                    failures[event_id] = f"could not be written: {type(exc).__name__}: {exc}"[:2000]
+        _learn_variant_ids(account, list(parsed.values()))
+        _after_ingest(account, parsed, {k: v for k, v in results.items() if v.outcome != "failed"}, actor)
+    now = timezone.now()
+    updates = []
+    for event_id, _, _ in events:
+        result = results.get(event_id)
+        event = InboundEvent(pk=event_id, processed_at=now)
+        if event_id in parsed:
+            event.source_updated_at = parsed[event_id].updated_at
+            if outcome.newest is None or parsed[event_id].updated_at > outcome.newest:
+                outcome.newest = parsed[event_id].updated_at
+        if result is not None and result.outcome != "failed":
+            event.status = InboundStatus.PROCESSED
+            event.order_id = result.order_id
+            event.error = ""
+            setattr(outcome, result.outcome, getattr(outcome, result.outcome) + 1)
+        else:
+            event.status = InboundStatus.FAILED
+            event.error = (failures.get(event_id) or (result.error if result else "not processed"))[:4000]
+            outcome.failed += 1
+        updates.append(event)
+    InboundEvent.objects.bulk_update(updates, ["status", "order_id", "error", "processed_at", "source_updated_at"])
+    InboundEvent.objects.filter(pk__in=[e.pk for e in updates]).update(attempts=F("attempts") + 1)
+    if outcome.failed:
+        first_error = next(e.error for e in updates if e.status == InboundStatus.FAILED)
+        order_services.exception_case_open(
+            kind=ExceptionKind.INBOUND_FAILED,
+            title=f"{account.name}: inbound orders failed to process",
+            detail=f"Latest: {first_error[:500]}. Fix the data or the mapping and re-process on the Channels screen.",
+            severity=Severity.MEDIUM,
+            account_id=account.pk,
+            actor=actor,
+        )
+    return outcome
+
+
+def inbound_orders_process(
+    *, account: ChannelAccount, connector: Connector, raw_orders: list[Any], actor: str
+) -> PageOutcome:
+    """Store a page of raw orders as events (deduped) and ingest the new ones, in one transaction."""
+    rows: list[tuple[str, str, str]] = []
+    refusals: dict[str, str] = {}
+    raw_by_key: dict[str, Any] = {}
+    for raw in raw_orders:
+        text, refusal = _payload_text(raw)
+        key, external_id = _dedupe_key(connector, raw, text)
+        if key in raw_by_key:
+            continue
+        raw_by_key[key] = raw
+        if refusal:
+            refusals[key] = refusal
+        rows.append((key, external_id, text))
+    with transaction.atomic():
+        inserted = _insert_events(account.pk, InboundKind.ORDER, rows)
+        outcome = _process_events(
+            account,
+            connector,
+            [(inserted[k], raw_by_key[k], refusals.get(k, "")) for k, *_ in rows if k in inserted],
+            actor,
+        )
+    outcome.seen = len(raw_orders)
+    outcome.replayed = len(raw_orders) - len(inserted)
+    return outcome
+
+
+def inbound_event_reprocess(*, event: InboundEvent, connector: Connector, actor: str) -> InboundEvent:
+    """Parse and ingest a stored event again (after a fix to the data or the mapping)."""
+    if event.kind != InboundKind.ORDER:
+        raise DomainError(f"event #{event.pk} is a {event.kind} event; only order events are re-processed")
+    with transaction.atomic():
+        locked = InboundEvent.objects.select_for_update().get(pk=event.pk)
+        if locked.status == InboundStatus.PROCESSED:
+            return locked
+        truncated = isinstance(locked.payload, dict) and "_truncated" in locked.payload
+        refusal = "payload: truncated when received (too large), cannot be processed" if truncated else ""
+        _process_events(locked.account, connector, [(locked.pk, locked.payload, refusal)], actor)
+    locked.refresh_from_db()
+    return locked

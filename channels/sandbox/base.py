@@ -1,0 +1,508 @@
+"""What every sandbox marketplace shares: the HTTP server, generated orders, recorded writes, faults.
+
+A sandbox is a ``SandboxApp`` subclass in its own module (channels/sandbox/<kind>.py) that turns
+``SandboxOrder`` rows into the channel's wire format and answers the channel's paths; adding a
+channel is one module plus a line in channels/sandbox/__init__.py.
+
+Admin endpoints, the same on every sandbox (no auth: loopback only):
+  POST /_sandbox/faults   {"throttle_next": 5, "error_500_next": 2, "malformed_next": 1,
+                           "duplicate_next": 1, "drop_webhooks": true, "slow_ms": 300}
+  POST /_sandbox/generate {"count": 10}          new orders now
+  POST /_sandbox/mutate   {"count": 5}           advance / cancel some existing orders
+  GET  /_sandbox/state                            orders, shipments, cancellations, inventory, webhooks
+  POST /_sandbox/reset
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("waybill.sandbox")
+
+SKU_CODES = [f"WB-{1000 + i}" for i in range(200)]
+UNKNOWN_SKUS = ["WB-9001", "ZZ-UNLISTED-7", "LEGACY-000"]
+FIRST_NAMES = ["José", "Zoë", "Amélie", "Siobhán", "Łukasz", "Ngozi", "Björn", "Priya", "Chloé", "Kenji", "Fatima"]
+LAST_NAMES = ["Müller", "Ōtani", "Dubois", "O'Neill", "Zieliński", "Okafor", "Åkesson", "Raman", "Martin", "Watanabe"]
+CJK_NAMES = ["李雷", "韩梅梅", "山田 太郎", "김민준"]
+CITIES = [
+    ("Austin", "TX", "78701"),
+    ("Brooklyn", "NY", "11201"),
+    ("Portland", "OR", "97205"),
+    ("Chicago", "IL", "60614"),
+    ("Denver", "CO", "80202"),
+    ("Miami", "FL", "33130"),
+    ("Seattle", "WA", "98101"),
+    ("São Paulo Street, Oakland", "CA", "94612"),
+]
+PRODUCTS = ["Canvas Backpack", "Merino Beanie", "Trail Bottle", "Cedar Tote", "Harbor Jacket", "Nordic Mug"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """UTC to the second with a Z, as Amazon and Shopify GraphQL send it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class SandboxLine:
+    line_id: str
+    sku: str
+    title: str
+    quantity: int
+    unit_price: Decimal
+    shipped: int = 0
+    cancelled: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.shipped - self.cancelled
+
+
+@dataclass
+class SandboxOrder:
+    number: int
+    order_id: str
+    created_at: datetime
+    updated_at: datetime
+    # pending | unshipped | partially_shipped | shipped | cancelled
+    status: str
+    lines: list[SandboxLine]
+    buyer_name: str
+    address: dict[str, str]
+    currency: str = "USD"
+    paid: bool = True
+    fulfilled_by: str = "MERCHANT"
+    ship_by: datetime | None = None
+    deliver_by: datetime | None = None
+    cancel_reason: str = ""
+    # A fault: the order is served with this defect until reset.
+    malformed: str = ""
+    packages: list[dict] = field(default_factory=list)
+    version: int = 1
+
+    def recompute(self) -> None:
+        if self.status == "cancelled":
+            return
+        if all(line.cancelled >= line.quantity for line in self.lines):
+            self.status = "cancelled"
+        elif all(line.remaining == 0 for line in self.lines):
+            self.status = "shipped"
+        elif any(line.shipped for line in self.lines):
+            self.status = "partially_shipped"
+
+
+@dataclass
+class Faults:
+    throttle_next: int = 0
+    error_500_next: int = 0
+    malformed_next: int = 0
+    duplicate_next: int = 0
+    drop_webhooks: bool = False
+    slow_ms: int = 0
+
+    def take(self, name: str) -> bool:
+        value = getattr(self, name)
+        if value > 0:
+            setattr(self, name, value - 1)
+            return True
+        return False
+
+
+class SandboxState:
+    """Everything a sandbox knows; every access goes through ``lock``."""
+
+    def __init__(self, *, seed: int = 7, prefix: str = "", unknown_sku_rate: float = 0.02):
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.prefix = prefix
+        self.unknown_sku_rate = unknown_sku_rate
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.rng = random.Random(self.seed)
+            self.orders: dict[str, SandboxOrder] = {}
+            self.counter = 0
+            self.last_stamp = utcnow() - timedelta(days=1)
+            self.faults = Faults()
+            self.shipments: list[dict] = []
+            self.cancellations: list[dict] = []
+            self.inventory: dict[str, int] = {}
+            self.inventory_log: list[dict] = []
+            self.webhooks: list[dict] = []
+            self.requests = 0
+            self.extra: dict[str, Any] = {}
+
+    def stamp(self) -> datetime:
+        """Now, to the second, never earlier than the last stamp handed out."""
+        now = utcnow().replace(microsecond=0)
+        if now < self.last_stamp:
+            now = self.last_stamp
+        self.last_stamp = now
+        return now
+
+    def _line(self, order_number: int, index: int, unknown: bool) -> SandboxLine:
+        rng = self.rng
+        sku = rng.choice(UNKNOWN_SKUS) if unknown else rng.choice(SKU_CODES)
+        return SandboxLine(
+            line_id=f"{order_number}{index:02d}",
+            sku=sku,
+            title=f"{rng.choice(PRODUCTS)} — {sku}",
+            quantity=rng.choice([1, 1, 1, 2, 2, 3, 5]),
+            unit_price=Decimal(rng.randint(599, 15999)) / 100,
+        )
+
+    def generate(
+        self,
+        count: int = 1,
+        *,
+        lines: int | None = None,
+        status: str | None = None,
+        fulfilled_by: str | None = None,
+        unknown_sku: bool | None = None,
+        created_at: datetime | None = None,
+    ) -> list[SandboxOrder]:
+        made = []
+        with self.lock:
+            for _ in range(count):
+                rng = self.rng
+                self.counter += 1
+                number = 1000 + self.counter
+                stamp = created_at or self.stamp()
+                line_count = lines or rng.choice([1, 1, 2, 2, 3, 4, 5])
+                has_unknown = unknown_sku if unknown_sku is not None else rng.random() < self.unknown_sku_rate
+                order_lines = [
+                    self._line(number, i + 1, unknown=has_unknown and i == line_count - 1) for i in range(line_count)
+                ]
+                # Repeated SKUs in one order are merged as a real cart would.
+                seen: dict[str, SandboxLine] = {}
+                for line in order_lines:
+                    if line.sku in seen:
+                        seen[line.sku].quantity += line.quantity
+                    else:
+                        seen[line.sku] = line
+                city, region, postal = rng.choice(CITIES)
+                name = (
+                    rng.choice(CJK_NAMES)
+                    if rng.random() < 0.15
+                    else f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+                )
+                initial = status or ("pending" if rng.random() < 0.2 else "unshipped")
+                order = SandboxOrder(
+                    number=number,
+                    order_id=self.order_id_for(number),
+                    created_at=stamp,
+                    updated_at=stamp,
+                    status=initial,
+                    lines=list(seen.values()),
+                    buyer_name=name,
+                    address={
+                        "line1": f"{rng.randint(1, 999)} Calle Mayor",
+                        "line2": rng.choice(["", "Apt 4B", "Suite 210"]),
+                        "city": city,
+                        "region": region,
+                        "postal_code": postal,
+                        "country_code": "US",
+                        "phone": f"+1 555 01{rng.randint(10, 99)}",
+                    },
+                    paid=initial != "pending",
+                    fulfilled_by=fulfilled_by or ("AMAZON" if rng.random() < 0.1 else "MERCHANT"),
+                    ship_by=stamp + timedelta(days=2),
+                    deliver_by=stamp + timedelta(days=6),
+                )
+                if self.faults.take("malformed_next"):
+                    order.malformed = rng.choice(["bad_quantity", "bad_date", "missing_items"])
+                if initial == "cancelled":
+                    for line in order.lines:
+                        line.cancelled = line.quantity
+                    order.cancel_reason = "BuyerCanceled"
+                self.orders[order.order_id] = order
+                made.append(order)
+                self.on_change(order, "create")
+        return made
+
+    def order_id_for(self, number: int) -> str:
+        return f"{self.prefix}{number}"
+
+    def touch(self, order: SandboxOrder, topic: str = "update") -> None:
+        order.updated_at = self.stamp()
+        order.version += 1
+        self.on_change(order, topic)
+
+    def mutate(self, count: int = 1) -> list[SandboxOrder]:
+        """What happens to orders after creation: payment clears, buyers cancel, lines change."""
+        changed = []
+        with self.lock:
+            open_orders = [o for o in self.orders.values() if o.status in ("pending", "unshipped")]
+            for order in self.rng.sample(open_orders, min(count, len(open_orders))):
+                roll = self.rng.random()
+                if order.status == "pending":
+                    order.status = "unshipped"
+                    order.paid = True
+                elif roll < 0.4:
+                    self.cancel(order, "BuyerCanceled", topic=None)
+                else:
+                    order.buyer_name = order.buyer_name + " Jr."
+                self.touch(order, "cancel" if order.status == "cancelled" else "update")
+                changed.append(order)
+        return changed
+
+    def cancel(self, order: SandboxOrder, reason: str, *, lines: dict[str, int] | None = None, topic="cancel") -> None:
+        """Cancel what is still open: every line, or ``lines`` {line_id: quantity}."""
+        for line in order.lines:
+            if lines is None:
+                line.cancelled += line.remaining
+            elif line.line_id in lines:
+                line.cancelled += min(lines[line.line_id], line.remaining)
+        order.cancel_reason = reason
+        order.recompute()
+        if topic:
+            self.touch(order, topic)
+
+    def on_change(self, order: SandboxOrder, topic: str) -> None:
+        """Hook for webhooks; the base sandbox sends none."""
+
+    def summary(self) -> dict:
+        with self.lock:
+            return {
+                "orders": len(self.orders),
+                "by_status": _count(o.status for o in self.orders.values()),
+                "shipments": self.shipments,
+                "cancellations": self.cancellations,
+                "inventory": self.inventory,
+                "inventory_log": self.inventory_log[-200:],
+                "webhooks": self.webhooks[-200:],
+                "requests": self.requests,
+                "faults": self.faults.__dict__,
+            }
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for value in values:
+        out[value] = out.get(value, 0) + 1
+    return out
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"{}")
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+
+    def encode(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        if self.body is None:
+            return b""
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+Route = tuple[str, str, Callable[..., Response]]
+
+
+class SandboxApp:
+    """Routes requests to handlers; subclasses add the channel's routes in ``routes()``."""
+
+    kind = ""
+
+    def __init__(self, state: SandboxState | None = None, **options: Any):
+        self.state = state or SandboxState(prefix=self.order_prefix())
+        self.options = options
+        self.base_url = ""
+        self._routes: list[tuple[str, list[str], Callable[..., Response]]] = []
+        for method, pattern, handler in [*self.admin_routes(), *self.routes()]:
+            self._routes.append((method, pattern.strip("/").split("/"), handler))
+
+    def order_prefix(self) -> str:
+        return ""
+
+    def routes(self) -> list[Route]:
+        return []
+
+    def admin_routes(self) -> list[Route]:
+        return [
+            ("POST", "/_sandbox/faults", self.admin_faults),
+            ("POST", "/_sandbox/generate", self.admin_generate),
+            ("POST", "/_sandbox/mutate", self.admin_mutate),
+            ("GET", "/_sandbox/state", self.admin_state),
+            ("POST", "/_sandbox/reset", self.admin_reset),
+        ]
+
+    def admin_faults(self, request: Request) -> Response:
+        data = request.json()
+        with self.state.lock:
+            for key, value in data.items():
+                if not hasattr(self.state.faults, key):
+                    return Response(400, {"error": f"unknown fault {key!r}"})
+                setattr(self.state.faults, key, value)
+            return Response(200, self.state.faults.__dict__)
+
+    def admin_generate(self, request: Request) -> Response:
+        data = request.json()
+        made = self.state.generate(int(data.get("count", 1)))
+        return Response(200, {"created": [o.order_id for o in made]})
+
+    def admin_mutate(self, request: Request) -> Response:
+        made = self.state.mutate(int(request.json().get("count", 1)))
+        return Response(200, {"changed": [o.order_id for o in made]})
+
+    def admin_state(self, request: Request) -> Response:
+        return Response(200, self.state.summary())
+
+    def admin_reset(self, request: Request) -> Response:
+        self.state.reset()
+        return Response(200, {"reset": True})
+
+    def before(self, request: Request) -> Response | None:
+        """Faults that apply to every channel call (not to the admin endpoints)."""
+        faults = self.state.faults
+        if faults.slow_ms:
+            time.sleep(faults.slow_ms / 1000)
+        with self.state.lock:
+            self.state.requests += 1
+            if faults.take("error_500_next"):
+                return self.server_error()
+        return None
+
+    def server_error(self) -> Response:
+        return Response(500, {"errors": [{"code": "InternalFailure", "message": "We encountered an internal error."}]})
+
+    def dispatch(self, request: Request) -> Response:
+        parts = request.path.strip("/").split("/")
+        for method, pattern, handler in self._routes:
+            if method != request.method or len(pattern) != len(parts):
+                continue
+            kwargs = {}
+            for want, got in zip(pattern, parts, strict=True):
+                if want.startswith("{") and want.endswith("}"):
+                    kwargs[want[1:-1]] = got
+                elif want != got:
+                    break
+            else:
+                if not request.path.startswith("/_sandbox/"):
+                    early = self.before(request)
+                    if early is not None:
+                        return early
+                try:
+                    return handler(request, **kwargs)
+                except json.JSONDecodeError:
+                    return Response(400, {"errors": [{"code": "InvalidInput", "message": "Body is not JSON"}]})
+        return Response(404, {"errors": [{"code": "NotFound", "message": f"No route {request.method} {request.path}"}]})
+
+    def tick(self, rate_per_minute: float) -> None:
+        """Background life: new orders and changes to existing ones, for the demo."""
+        interval = 60.0 / rate_per_minute
+        while not self._stop.wait(interval):
+            self.state.generate(1)
+            if self.state.rng.random() < 0.3:
+                self.state.mutate(1)
+
+    # --- serving -------------------------------------------------------------------------------
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, *, rate_per_minute: float = 0.0) -> SandboxServer:
+        server = SandboxServer(self, host, port)
+        self.base_url = f"http://{host}:{server.port}"
+        self._stop = threading.Event()
+        server.start()
+        if rate_per_minute:
+            threading.Thread(target=self.tick, args=(rate_per_minute,), daemon=True, name=f"{self.kind}-tick").start()
+        return server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    app: SandboxApp
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        try:
+            response = self.app.dispatch(request)
+        except Exception:
+            log.exception("sandbox %s failed on %s %s", self.app.kind, request.method, request.path)
+            response = self.app.server_error()
+        payload = response.encode()
+        self.send_response(response.status)
+        headers = {"Content-Type": "application/json", **response.headers}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+class SandboxServer:
+    """A ThreadingHTTPServer running one SandboxApp in a daemon thread."""
+
+    def __init__(self, app: SandboxApp, host: str, port: int):
+        handler = type(f"{type(app).__name__}Handler", (_Handler,), {"app": app})
+        self.app = app
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name=f"sandbox-{app.kind}")
+
+    @property
+    def url(self) -> str:
+        return self.app.base_url
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        stop = getattr(self.app, "_stop", None)
+        if stop is not None:
+            stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

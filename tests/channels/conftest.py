@@ -1,0 +1,88 @@
+"""Sandbox marketplaces on free loopback ports, and accounts pointed at them."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels.models import ChannelAccount, ChannelKind
+from channels.sandbox.amazon import AmazonSandbox
+from channels.services import channel_account_set_credentials
+
+AMAZON_CREDENTIALS = {
+    "lwa_client_id": "amzn1.application-oa2-client.demo",
+    "lwa_client_secret": "demo-secret",
+    "refresh_token": "Atzr|demo",
+}
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(settings):
+    # Real backoff shape, test-sized waits.
+    settings.WAYBILL_CHANNEL_HTTP = {"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 5.0}
+
+
+@pytest.fixture
+def amazon_sandbox():
+    app = AmazonSandbox(rate=1000.0, burst=1000)
+    server = app.serve("127.0.0.1", 0)
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def amazon_account(db, amazon_sandbox):
+    account = ChannelAccount.objects.create(
+        kind=ChannelKind.AMAZON,
+        name="amazon-test",
+        api_base_url=amazon_sandbox.base_url,
+        marketplace_ids=["ATVPDKIKX0DER"],
+        seller_id="A2TESTSELLER",
+    )
+    channel_account_set_credentials(account=account, credentials=AMAZON_CREDENTIALS, actor="test")
+    return account
+
+
+SHOPIFY_CREDENTIALS = {"access_token": "shpat_test", "webhook_secret": "whsec-current"}
+
+
+@pytest.fixture(scope="session")
+def shopify_schema_built():
+    from channels.sandbox.shopify import shopify_schema
+
+    return shopify_schema()
+
+
+@pytest.fixture
+def shopify_sandbox(shopify_schema_built):
+    from channels.sandbox.shopify import ShopifySandbox
+
+    # A big, fast-refilling bucket keeps tests quick; throttling tests inject THROTTLED faults.
+    app = ShopifySandbox(
+        access_token="shpat_test", webhook_secret="whsec-current", restore_rate=100_000.0, maximum_available=20_000.0
+    )
+    server = app.serve("127.0.0.1", 0)
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def shopify_account(db, shopify_sandbox):
+    from channels.sandbox.shopify import LOCATION_ID
+
+    account = ChannelAccount.objects.create(
+        kind=ChannelKind.SHOPIFY,
+        name="shopify-test",
+        api_base_url=shopify_sandbox.base_url,
+        api_version="2026-10",
+        inventory_location_id=LOCATION_ID,
+        timezone="America/New_York",
+    )
+    channel_account_set_credentials(account=account, credentials=SHOPIFY_CREDENTIALS, actor="test")
+    return account
+
+
+@pytest.fixture
+def skus(db):
+    from inventory.models import Sku
+
+    return Sku.objects.bulk_create([Sku(code=f"WB-{1000 + i}", name=f"Product {i}") for i in range(200)])
