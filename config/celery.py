@@ -26,6 +26,12 @@ app.conf.update(
     # in settings keeps it (2 h) above the longest retry countdown (1 h) and the task time limit.
     beat_schedule={
         "heartbeat": {"task": "orders.tasks.heartbeat_task", "schedule": 30.0},
+        "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
+        "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
+        "channels-plan-inventory-pushes": {
+            "task": "channels.tasks.channels_plan_inventory_pushes_task",
+            "schedule": 1.0,
+        },
     },
 )
 app.autodiscover_tasks()

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from channels.webhooks import webhook_receive
 from orders.views import SectionView
 
 admin.site.site_header = "Waybill administration"
@@ -18,7 +19,8 @@ urlpatterns = [
     path("inventory/", SectionView.as_view(section="inventory"), name="console-section-inventory"),
     path("fulfillment/", SectionView.as_view(section="fulfillment"), name="console-section-fulfillment"),
     path("returns/", SectionView.as_view(section="returns"), name="console-section-returns"),
-    path("channels/", SectionView.as_view(section="channels"), name="console-section-channels"),
+    path("channels/", include("channels.urls")),
+    path("webhooks/<str:channel>/<int:account_id>/", webhook_receive, name="channel-webhook"),
     path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),

@@ -13,7 +13,7 @@ NAVIGATION = [
     ("inventory", "Inventory", "console-section-inventory"),
     ("fulfillment", "Fulfilment", "console-section-fulfillment"),
     ("returns", "Returns", "console-section-returns"),
-    ("channels", "Channels", "console-section-channels"),
+    ("channels", "Channels", "channels:accounts"),
     ("scorecards", "Scorecards", "console-section-scorecards"),
 ]
 

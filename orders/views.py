@@ -172,12 +172,6 @@ SECTIONS = {
         "Return authorisations linked to their orders, receiving with a disposition per line, "
         "restocking, refunds and exchanges.",
     ),
-    "channels": (
-        "channels.view_channelaccount",
-        "Channels",
-        "Each channel account's health (last sync, lag, error rate, orders today), sync runs with live "
-        "progress, failed inbound events to re-process and the outbox with retry.",
-    ),
     "scorecards": (
         "scorecards.view_metricsnapshot",
         "Scorecards",

@@ -7,7 +7,8 @@ lock), so two writers never insert the same (account, external_id) at once; the 
 constraint still guards it.
 
 The ``source_updated_at`` watermark: a payload older than what the order already reflects
-changes nothing (equal is applied: channels stamp to the second), and a newer one never moves the status to a lower RANK (orders.status). Line
+changes nothing (equal is applied: channels stamp to the second), and a newer one never moves
+the status to a lower RANK (orders.status). Line
 quantities shipped and cancelled only grow: Waybill may know of a shipment the channel has not
 reported yet.
 """

@@ -1,0 +1,60 @@
+"""Run the sandbox marketplaces on the demo ports until interrupted; orders stream in over time."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from channels.models import ChannelAccount, ChannelKind
+from channels.sandbox import SANDBOXES, sandbox_class
+from channels.sandbox.base import utcnow
+from channels.sandbox.shopify import LOCATION_ID
+
+
+class Command(BaseCommand):
+    help = "Start the sandbox marketplaces (Amazon :8101, Shopify :8103) with generated orders over time."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--only", nargs="*", choices=sorted(SANDBOXES), help="Channel kinds to run (default: all)")
+        parser.add_argument("--rate", type=float, default=6.0, help="New orders per minute per sandbox")
+        parser.add_argument("--backlog", type=int, default=60, help="Orders already there at start")
+        parser.add_argument(
+            "--webhook-base",
+            default="http://127.0.0.1:8000",
+            help="Where Waybill listens: Shopify webhooks go to <base>/webhooks/shopify/<account id>/",
+        )
+
+    def handle(self, *args, host, only, rate, backlog, webhook_base, **options):
+        servers = []
+        for kind in only or sorted(SANDBOXES):
+            _, port = SANDBOXES[kind]
+            app = sandbox_class(kind)()
+            start = utcnow() - timedelta(hours=2)
+            for index in range(backlog):
+                app.state.generate(1, created_at=start + timedelta(seconds=index * 7200 // max(backlog, 1)))
+            if kind == ChannelKind.SHOPIFY:
+                self._wire_shopify(app, webhook_base)
+            try:
+                servers.append(app.serve(host, port, rate_per_minute=rate))
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {host}:{port} for the {kind} sandbox: {exc}") from exc
+            self.stdout.write(f"{kind} sandbox on http://{host}:{port} ({backlog} orders, {rate}/min)")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+        for server in servers:
+            server.stop()
+
+    def _wire_shopify(self, app, webhook_base: str) -> None:
+        """Point the sandbox's webhooks at the demo Shopify account, and give it the sandbox location."""
+        account = ChannelAccount.objects.filter(kind=ChannelKind.SHOPIFY, api_base_url__contains=":8103").first()
+        if account is None:
+            return
+        app.webhook_url = f"{webhook_base.rstrip('/')}/webhooks/shopify/{account.pk}/"
+        if not account.inventory_location_id:
+            ChannelAccount.objects.filter(pk=account.pk).update(inventory_location_id=LOCATION_ID)

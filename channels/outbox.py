@@ -1,0 +1,393 @@
+"""The outbox: pushes to channels written in the same transaction as the change, sent by a relay.
+
+A message is claimed (status ``sending``, a lease in ``next_attempt_at``, ``attempts`` + 1) in a
+short transaction, sent outside any transaction, then marked sent, failed (retried with
+exponential backoff that honours the channel's throttling signal) or parked after
+WAYBILL_OUTBOX_MAX_ATTEMPTS (an ExceptionCase for a person). A worker that dies after sending and
+before marking leaves the lease to expire; the resend then never double-applies: the channel's
+idempotency key where it has one (Shopify ``@idempotent``), or a read-before-retry where it has
+none (``Connector.is_applied``: the order's packages, fulfilment orders or cancellation state).
+
+Inventory pushes are planned from inventory.ChannelAvailability rows flagged ``needs_push``
+(debounced: one plan per tick coalesces every change since the last one; diffed: only quantities
+different from ``last_pushed_quantity`` go out). The quantity sent is the one current at send
+time, so a late or retried message never pushes a stale number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels.connectors import CONNECTORS, connector_for
+from channels.connectors.base import (
+    CancelRequest,
+    ChannelError,
+    ChannelThrottled,
+    Connector,
+    InventoryQuantity,
+    SendResult,
+    ShipmentConfirmation,
+    ShipmentLine,
+)
+from channels.models import ChannelAccount, Listing, OutboxKind, OutboxMessage, OutboxStatus
+from inventory.models import ChannelAvailability
+from orders import services as order_services
+from orders.errors import DomainError
+from orders.models import ExceptionKind, Order, Severity
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+INVENTORY_BATCH = 250  # Shopify's input array cap; Amazon switches to a feed above 10
+
+
+class OutboxError(DomainError):
+    code = "outbox_error"
+
+
+def _max_attempts() -> int:
+    return int(getattr(settings, "WAYBILL_OUTBOX_MAX_ATTEMPTS", 8))
+
+
+def _backoff(attempts: int, retry_after: float | None) -> timedelta:
+    base = float(getattr(settings, "WAYBILL_OUTBOX_BACKOFF_SECONDS", 5.0))
+    delay = min(base * 2 ** max(attempts - 1, 0), 3600.0)
+    return timedelta(seconds=max(delay, retry_after or 0.0))
+
+
+def _kick_relay(account_id: int) -> None:
+    from channels.tasks import outbox_relay_task
+
+    outbox_relay_task.delay(account_id)
+
+
+# --- writing messages (inside the caller's transaction) -----------------------------------------
+
+
+def outbox_enqueue(
+    *, account_id: int, kind: str, dedupe_key: str, payload: dict, order_id: int | None = None
+) -> tuple[OutboxMessage, bool]:
+    """Add a message unless one with the same (account, kind, dedupe key) exists; (message, created)."""
+    if kind not in OutboxKind.values:
+        raise OutboxError(f"unknown outbox kind {kind!r}")
+    if not dedupe_key or len(dedupe_key) > 255:
+        raise OutboxError("an outbox message needs a dedupe key of 1 to 255 characters")
+    try:
+        with transaction.atomic():
+            message = OutboxMessage.objects.create(
+                account_id=account_id, kind=kind, dedupe_key=dedupe_key, payload=payload, order_id=order_id
+            )
+    except IntegrityError:
+        return OutboxMessage.objects.get(account_id=account_id, kind=kind, dedupe_key=dedupe_key), False
+    transaction.on_commit(partial(_kick_relay, account_id))
+    return message, True
+
+
+def ship_confirmation_enqueue(
+    *,
+    order: Order,
+    package_reference: str,
+    carrier_code: str,
+    tracking_number: str,
+    shipped_at: datetime,
+    lines: list[tuple[str, int]],
+    carrier_name: str = "",
+    shipping_method: str = "",
+    tracking_url: str = "",
+) -> OutboxMessage:
+    """Queue a ship confirmation: ``lines`` are (order line external id, quantity), ``shipped_at`` the real time."""
+    if not lines or any(quantity <= 0 for _, quantity in lines):
+        raise OutboxError("a ship confirmation needs lines with positive quantities")
+    if order.marketplace_fulfilled:
+        raise OutboxError(f"order {order} is fulfilled by the marketplace; Waybill does not confirm its shipments")
+    message, _ = outbox_enqueue(
+        account_id=order.account_id,
+        kind=OutboxKind.SHIP_CONFIRMATION,
+        dedupe_key=f"ship:{order.external_id}:{package_reference}",
+        order_id=order.pk,
+        payload={
+            "order_external_id": order.external_id,
+            "package_reference": package_reference,
+            "carrier_code": carrier_code,
+            "carrier_name": carrier_name,
+            "tracking_number": tracking_number,
+            "tracking_url": tracking_url,
+            "shipping_method": shipping_method,
+            "shipped_at": shipped_at.isoformat(),
+            "lines": [{"external_line_id": line_id, "quantity": quantity} for line_id, quantity in lines],
+        },
+    )
+    return message
+
+
+def cancellation_enqueue(*, order: Order, lines: list[tuple[str, int]], reason: str, dedupe_key: str) -> OutboxMessage:
+    """Queue a cancellation of ``lines`` (all open lines when empty) with the channel's reason code."""
+    message, _ = outbox_enqueue(
+        account_id=order.account_id,
+        kind=OutboxKind.CANCELLATION,
+        dedupe_key=f"cancel:{order.external_id}:{dedupe_key}",
+        order_id=order.pk,
+        payload={
+            "order_external_id": order.external_id,
+            "reason": reason,
+            "lines": [{"external_line_id": line_id, "quantity": quantity} for line_id, quantity in lines],
+        },
+    )
+    return message
+
+
+def acknowledgement_enqueue(*, order: Order) -> OutboxMessage:
+    message, _ = outbox_enqueue(
+        account_id=order.account_id,
+        kind=OutboxKind.ACKNOWLEDGE,
+        dedupe_key=f"ack:{order.external_id}",
+        order_id=order.pk,
+        payload={"order_external_id": order.external_id},
+    )
+    return message
+
+
+def inventory_push_plan(*, now: datetime | None = None) -> int:
+    """Turn flagged ChannelAvailability rows into inventory messages (changed quantities only)."""
+    now = now or timezone.now()
+    created = 0
+    with transaction.atomic():
+        rows = list(
+            ChannelAvailability.objects.select_for_update(skip_locked=True)
+            .filter(needs_push=True, account__is_enabled=True, account__kind__in=list(CONNECTORS))
+            .order_by("pk")
+            .values_list("pk", "account_id", "sku_id", "quantity", "last_pushed_quantity")[:20000]
+        )
+        if not rows:
+            return 0
+        ChannelAvailability.objects.filter(pk__in=[r[0] for r in rows]).update(needs_push=False)
+        changed: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for _, account_id, sku_id, quantity, pushed in rows:
+            if quantity != pushed:
+                changed[account_id].append((sku_id, quantity))
+        for account_id, items in changed.items():
+            for start in range(0, len(items), INVENTORY_BATCH):
+                chunk = items[start : start + INVENTORY_BATCH]
+                digest = hashlib.sha256(json.dumps(chunk).encode()).hexdigest()[:24]
+                _, made = outbox_enqueue(
+                    account_id=account_id,
+                    kind=OutboxKind.INVENTORY,
+                    dedupe_key=f"inventory:{now.isoformat()}:{digest}",
+                    payload={"sku_ids": [sku_id for sku_id, _ in chunk], "planned": dict(chunk)},
+                )
+                created += made
+    return created
+
+
+# --- the relay ------------------------------------------------------------------------------------
+
+
+def outbox_claim(*, account_id: int | None = None, limit: int = 50, now: datetime | None = None) -> list[int]:
+    """Lease up to ``limit`` due messages (oldest first); expired leases of dead workers count as due."""
+    now = now or timezone.now()
+    due = Q(status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED]) | Q(status=OutboxStatus.SENDING)
+    with transaction.atomic():
+        queryset = OutboxMessage.objects.filter(due, next_attempt_at__lte=now)
+        if account_id is not None:
+            queryset = queryset.filter(account_id=account_id)
+        ids = list(
+            queryset.select_for_update(skip_locked=True)
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            OutboxMessage.objects.filter(pk__in=ids).update(
+                status=OutboxStatus.SENDING, next_attempt_at=now + LEASE, attempts=F("attempts") + 1, updated_at=now
+            )
+    return ids
+
+
+def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -> SendResult:
+    payload = message.payload
+    kind = message.kind
+    if message.attempts > 1 and kind not in connector.idempotent_kinds and connector.is_applied(kind, payload, state):
+        return SendResult(response={"read_before_retry": "already applied"}, already_applied=True)
+    if kind == OutboxKind.SHIP_CONFIRMATION:
+        shipment = ShipmentConfirmation(
+            order_external_id=payload["order_external_id"],
+            package_reference=payload["package_reference"],
+            carrier_code=payload["carrier_code"],
+            carrier_name=payload.get("carrier_name", ""),
+            tracking_number=payload["tracking_number"],
+            tracking_url=payload.get("tracking_url", ""),
+            shipping_method=payload.get("shipping_method", ""),
+            shipped_at=datetime.fromisoformat(payload["shipped_at"]),
+            lines=[ShipmentLine(line["external_line_id"], line["quantity"]) for line in payload["lines"]],
+        )
+        return connector.confirm_shipment(shipment, state=state)
+    if kind == OutboxKind.CANCELLATION:
+        cancel = CancelRequest(
+            order_external_id=payload["order_external_id"],
+            reason=payload.get("reason", ""),
+            lines=[ShipmentLine(line["external_line_id"], line["quantity"]) for line in payload.get("lines") or []],
+        )
+        return connector.cancel_lines(cancel, state=state)
+    if kind == OutboxKind.ACKNOWLEDGE:
+        return connector.acknowledge(payload["order_external_id"])
+    if kind == OutboxKind.INVENTORY:
+        return _send_inventory(connector, message, state)
+    raise ChannelError(f"outbox kind {kind!r} has no sender", retryable=False)
+
+
+def _send_inventory(connector: Connector, message: OutboxMessage, state: dict) -> SendResult:
+    rows = {
+        row.sku_id: row
+        for row in ChannelAvailability.objects.filter(
+            account_id=message.account_id, sku_id__in=message.payload["sku_ids"]
+        )
+    }
+    listings = {
+        sku_id: (channel_sku, variant)
+        for sku_id, channel_sku, variant in Listing.objects.filter(
+            account_id=message.account_id, sku_id__in=list(rows), is_active=True
+        ).values_list("sku_id", "channel_sku", "external_variant_id")
+    }
+    quantities = []
+    sent_rows = {}
+    for sku_id, row in sorted(rows.items()):
+        if row.quantity == row.last_pushed_quantity or sku_id not in listings:
+            continue
+        channel_sku, variant = listings[sku_id]
+        quantities.append(InventoryQuantity(channel_sku, row.quantity, variant, row.last_pushed_quantity))
+        sent_rows[row.pk] = row.quantity
+    if not quantities:
+        return SendResult(response={"unchanged": len(rows)})
+    wire = [(q.channel_sku, q.quantity) for q in quantities]
+    key = hashlib.sha256(f"{message.pk}:{json.dumps(wire)}".encode()).hexdigest()
+    result = connector.push_inventory(quantities, idempotency_key=key, state=state)
+    now = timezone.now()
+    for pk, quantity in sent_rows.items():
+        ChannelAvailability.objects.filter(pk=pk).update(last_pushed_quantity=quantity, last_pushed_at=now)
+    result.response = {**result.response, "pushed": dict(wire)}
+    return result
+
+
+def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: datetime) -> str:
+    retryable = exc.retryable and message.attempts < _max_attempts()
+    message.last_error = str(exc)[:4000]
+    message.response = {**(message.response or {}), "state": state}
+    if retryable:
+        message.status = OutboxStatus.FAILED
+        message.next_attempt_at = now + _backoff(message.attempts, exc.retry_after)
+    else:
+        message.status = OutboxStatus.PARKED
+    message.save(update_fields=["status", "next_attempt_at", "last_error", "response", "updated_at"])
+    if message.status == OutboxStatus.PARKED:
+        account = ChannelAccount.objects.only("name").get(pk=message.account_id)
+        order_services.exception_case_open(
+            kind=ExceptionKind.OUTBOX_PARKED,
+            title=f"{account.name}: {message.get_kind_display().lower()} not delivered "
+            f"after {message.attempts} attempt(s)",
+            detail=f"Outbox message #{message.pk} ({message.dedupe_key}): {message.last_error[:1000]}",
+            severity=Severity.HIGH,
+            order_id=message.order_id,
+            account_id=message.account_id,
+            dedupe_key=f"outbox_parked:{message.pk}",
+            actor="outbox",
+        )
+    return message.status
+
+
+def outbox_send(*, message_id: int, connector: Connector | None = None) -> str:
+    """Send one claimed message; returns its new status."""
+    return _deliver(message_id, connector)[0]
+
+
+def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetime | None]:
+    """(new status, until when the channel asked us to hold off if it throttled us)."""
+    message = OutboxMessage.objects.select_related("account").get(pk=message_id)
+    if message.status != OutboxStatus.SENDING:
+        return message.status, None
+    state = dict((message.response or {}).get("state") or {})
+    own = connector is None
+    try:
+        connector = connector or connector_for(message.account)
+        result = _send(connector, message, state)
+    except ChannelError as exc:
+        status = _park_or_retry(message, exc, state, timezone.now())
+        return status, message.next_attempt_at if isinstance(exc, ChannelThrottled) else None
+    except Exception as exc:
+        log.exception("outbox message %s failed unexpectedly", message.pk)
+        error = ChannelError(f"{type(exc).__name__}: {exc}", retryable=True)
+        return _park_or_retry(message, error, state, timezone.now()), None
+    finally:
+        if own and connector is not None:
+            connector.close()
+    now = timezone.now()
+    message.status = OutboxStatus.SENT
+    message.sent_at = now
+    message.last_error = ""
+    message.response = {
+        **result.response,
+        "state": {**state, **result.state},
+        "already_applied": result.already_applied,
+    }
+    message.save(update_fields=["status", "sent_at", "last_error", "response", "updated_at"])
+    return message.status, None
+
+
+def outbox_relay(*, account_id: int | None = None, budget_seconds: float = 50.0, batch: int = 50) -> dict[str, int]:
+    """Send due messages in batches until none are due or the time budget is spent."""
+    counts: dict[str, int] = defaultdict(int)
+    connectors: dict[int, Connector] = {}
+    throttled_until: dict[int, datetime] = {}
+    deadline = time.monotonic() + budget_seconds
+    try:
+        while time.monotonic() < deadline:
+            ids = outbox_claim(account_id=account_id, limit=batch)
+            if not ids:
+                break
+            for message in OutboxMessage.objects.filter(pk__in=ids).select_related("account").order_by("pk"):
+                now = timezone.now()
+                if throttled_until.get(message.account_id, now) > now:
+                    # The channel said slow down: give the lease back without spending an attempt.
+                    OutboxMessage.objects.filter(pk=message.pk).update(
+                        status=OutboxStatus.FAILED,
+                        attempts=message.attempts - 1,
+                        next_attempt_at=throttled_until[message.account_id],
+                    )
+                    counts["deferred"] += 1
+                    continue
+                if message.account_id not in connectors:
+                    connectors[message.account_id] = connector_for(message.account)
+                status, hold_off = _deliver(message.pk, connectors[message.account_id])
+                counts[status] += 1
+                if hold_off is not None:
+                    throttled_until[message.account_id] = hold_off
+    finally:
+        for connector in connectors.values():
+            connector.close()
+    return dict(counts)
+
+
+def outbox_retry_now(*, message: OutboxMessage, actor: str) -> OutboxMessage:
+    """Put a failed or parked message back in the queue now (from the console)."""
+    with transaction.atomic():
+        locked = OutboxMessage.objects.select_for_update().get(pk=message.pk)
+        if locked.status not in (OutboxStatus.FAILED, OutboxStatus.PARKED):
+            raise OutboxError(f"message #{locked.pk} is {locked.status}; only failed or parked messages are retried")
+        if locked.status == OutboxStatus.PARKED:
+            locked.attempts = 0
+        locked.status = OutboxStatus.PENDING
+        locked.next_attempt_at = timezone.now()
+        locked.last_error = f"{locked.last_error}\n[retry requested by {actor}]".strip()[:4000]
+        locked.save(update_fields=["status", "attempts", "next_attempt_at", "last_error", "updated_at"])
+        transaction.on_commit(partial(_kick_relay, locked.account_id))
+    return locked

@@ -1,0 +1,47 @@
+"""Channel tasks: thin wrappers over channels.sync / channels.outbox / channels.webhooks.
+
+Each carries an account or a batch, never one order (../shared/LIMITS.md: Celery overhead).
+All are idempotent: the sync holds a per-account lock, events and outbox rows are deduplicated.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from channels import outbox, sync, webhooks
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def channels_dispatch_syncs_task() -> int:
+    """Beat: start a sync for every account whose interval has passed."""
+    due = sync.syncs_due()
+    for account_id in due:
+        channels_sync_account_task.delay(account_id)
+    return len(due)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1900)
+def channels_sync_account_task(account_id: int, kind: str = "poll") -> int | None:
+    run = sync.sync_account_run(account_id=account_id, kind=kind)
+    return run.pk if run else None
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def channels_webhooks_process_task(self, account_id: int) -> int:
+    """Ingest received webhook events for an account; waits its turn if a sync holds the lock."""
+    processed = webhooks.webhook_events_process(account_id=account_id)
+    if processed is None:
+        raise self.retry(countdown=2)
+    return processed
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def outbox_relay_task(account_id: int | None = None) -> dict:
+    return outbox.outbox_relay(account_id=account_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def channels_plan_inventory_pushes_task() -> int:
+    """Beat (every second): coalesce stock changes into inventory messages, then send them."""
+    created = outbox.inventory_push_plan()
+    return created

@@ -1,0 +1,267 @@
+"""Shopify over real HTTP against the GraphQL sandbox: backfill, paging, throttling, webhooks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from graphql import parse, validate
+
+from channels.connectors import connector_for
+from channels.connectors.shopify import DOCUMENTS, ShopifyConnector, assemble_bulk_orders, bulk_orders_query
+from channels.models import InboundEvent, InboundKind, InboundStatus, SyncKind, SyncStatus
+from channels.sync import sync_account_run
+from channels.webhooks import webhook_events_process
+from orders.models import Order, OrderLine, OrderStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def test_every_document_the_connector_sends_validates_against_the_schema(shopify_schema_built):
+    # given
+    from datetime import UTC, datetime
+
+    documents = {**DOCUMENTS, "bulk_inner": bulk_orders_query(datetime(2026, 11, 1, tzinfo=UTC))}
+    # when
+    problems = {name: validate(shopify_schema_built, parse(text)) for name, text in documents.items()}
+    # then
+    assert {name: [p.message for p in found] for name, found in problems.items() if found} == {}
+
+
+def test_a_misspelt_field_is_caught_by_the_validation(shopify_schema_built):
+    # given
+    document = parse("{ orders(first: 1) { nodes { id updatedAtt } } }")
+    # then
+    assert validate(shopify_schema_built, document)
+
+
+def test_first_sync_backfills_through_a_bulk_operation(shopify_sandbox, shopify_account, skus, monkeypatch):
+    # given: 130 orders, no cursor yet
+    shopify_sandbox.state.generate(130, unknown_sku=False)
+    monkeypatch.setattr(ShopifyConnector, "bulk_poll_interval", 0.01)
+    # when
+    run = sync_account_run(account_id=shopify_account.pk)
+    # then
+    assert run.kind == SyncKind.BACKFILL and run.status == SyncStatus.SUCCEEDED
+    assert run.progress["bulk_operation"].startswith("gid://shopify/BulkOperation/")
+    assert Order.objects.filter(account=shopify_account).count() == 130
+    lines = sum(len(o.lines) for o in shopify_sandbox.state.orders.values())
+    assert OrderLine.objects.filter(order__account=shopify_account).count() == lines
+    order = Order.objects.exclude(external_reference="").first()
+    assert order.external_reference.startswith("#") and order.ship_by is not None
+
+
+def test_incremental_sync_pages_with_nested_connections(shopify_sandbox, shopify_account, skus, monkeypatch):
+    # given: a cursor (no backfill), small pages, and an order with more lines than one nested page
+    from django.utils import timezone
+
+    shopify_account.sync_cursor = timezone.now()
+    shopify_account.save()
+    monkeypatch.setattr(ShopifyConnector, "page_size", 7)
+    shopify_sandbox.state.generate(30, unknown_sku=False)
+    (big,) = shopify_sandbox.state.generate(1, unknown_sku=False)
+    from channels.sandbox.base import SandboxLine
+
+    big.lines = [SandboxLine(f"{big.number}{i:02d}", f"WB-{1000 + i}", "Item", 1, 1) for i in range(60)]
+    # when
+    run = sync_account_run(account_id=shopify_account.pk)
+    # then
+    assert run.kind == SyncKind.POLL and run.status == SyncStatus.SUCCEEDED
+    assert run.pages == 5
+    assert Order.objects.count() == 31
+    assert Order.objects.get(external_id=f"gid://shopify/Order/{big.order_id}").lines.count() == 60
+
+
+def test_throttled_storm_is_honoured(shopify_sandbox, shopify_account, skus):
+    # given: the next six requests come back THROTTLED (HTTP 200, no Retry-After)
+    from django.utils import timezone
+
+    shopify_account.sync_cursor = timezone.now()
+    shopify_account.save()
+    shopify_sandbox.state.generate(40)
+    shopify_sandbox.state.faults.throttle_next = 6
+    # when
+    run = sync_account_run(account_id=shopify_account.pk)
+    # then
+    assert run.status == SyncStatus.SUCCEEDED
+    assert run.progress["throttled"] >= 6
+    assert Order.objects.count() == 40
+
+
+def test_unpaid_order_is_pending_then_open_when_paid(shopify_sandbox, shopify_account, skus):
+    # given
+    from django.utils import timezone
+
+    shopify_account.sync_cursor = timezone.now()
+    shopify_account.save()
+    (made,) = shopify_sandbox.state.generate(1, status="pending", unknown_sku=False)
+    sync_account_run(account_id=shopify_account.pk)
+    order = Order.objects.get(external_id=f"gid://shopify/Order/{made.order_id}")
+    assert order.status == OrderStatus.PENDING
+    # when
+    with shopify_sandbox.state.lock:
+        made.paid, made.status = True, "unshipped"
+        shopify_sandbox.state.touch(made)
+    sync_account_run(account_id=shopify_account.pk)
+    # then
+    order.refresh_from_db()
+    assert order.status == OrderStatus.OPEN
+    assert order.channel_status == "PAID/UNFULFILLED"
+
+
+def test_bulk_jsonl_children_in_any_order_are_joined_on_parent_id():
+    # given: children before their parents
+    rows = [
+        {
+            "id": "gid://shopify/FulfillmentOrderLineItem/9",
+            "remainingQuantity": 1,
+            "__parentId": "gid://shopify/FulfillmentOrder/5",
+        },
+        {"id": "gid://shopify/LineItem/7", "sku": "A", "__parentId": "gid://shopify/Order/1"},
+        {"id": "gid://shopify/FulfillmentOrder/5", "status": "OPEN", "__parentId": "gid://shopify/Order/1"},
+        {"id": "gid://shopify/Order/1", "name": "#1"},
+    ]
+    # when
+    (order,) = assemble_bulk_orders("\n".join(json.dumps(r) for r in rows))
+    # then
+    assert [n["id"] for n in order["lineItems"]["nodes"]] == ["gid://shopify/LineItem/7"]
+    fo = order["fulfillmentOrders"]["nodes"][0]
+    assert [n["id"] for n in fo["lineItems"]["nodes"]] == ["gid://shopify/FulfillmentOrderLineItem/9"]
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def _signed(app, order, secret: str, *, webhook_id: str = "wh-1", topic: str = "orders/create"):
+    body = json.dumps(app.rest_payload(order)).encode()
+    digest = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    headers = {
+        "HTTP_X_SHOPIFY_HMAC_SHA256": digest,
+        "HTTP_X_SHOPIFY_TOPIC": topic,
+        "HTTP_X_SHOPIFY_WEBHOOK_ID": webhook_id,
+        "HTTP_X_SHOPIFY_SHOP_DOMAIN": "waybill-sandbox.myshopify.com",
+        "HTTP_X_SHOPIFY_API_VERSION": "2026-10",
+    }
+    return body, headers
+
+
+def test_webhook_is_verified_stored_and_processed(client, shopify_sandbox, shopify_account, skus):
+    # given
+    (made,) = shopify_sandbox.state.generate(1, unknown_sku=False)
+    body, headers = _signed(shopify_sandbox, made, "whsec-current")
+    url = f"/webhooks/shopify/{shopify_account.pk}/"
+    # when
+    response = client.post(url, body, content_type="application/json", **headers)
+    # then: answered at once, stored, not processed yet
+    assert response.status_code == 200 and response.json() == {"ok": True, "duplicate": False}
+    event = InboundEvent.objects.get(kind=InboundKind.WEBHOOK)
+    assert event.status == InboundStatus.RECEIVED
+    assert event.external_id == f"gid://shopify/Order/{made.order_id}"
+    # when: the task runs
+    assert webhook_events_process(account_id=shopify_account.pk) == 1
+    # then
+    event.refresh_from_db()
+    order = Order.objects.get(external_id=f"gid://shopify/Order/{made.order_id}")
+    assert event.status == InboundStatus.PROCESSED and event.order_id == order.pk
+
+
+def test_replayed_webhook_creates_nothing_new(client, shopify_sandbox, shopify_account, skus):
+    # given: a delivered and processed webhook
+    (made,) = shopify_sandbox.state.generate(1, unknown_sku=False)
+    body, headers = _signed(shopify_sandbox, made, "whsec-current")
+    url = f"/webhooks/shopify/{shopify_account.pk}/"
+    client.post(url, body, content_type="application/json", **headers)
+    webhook_events_process(account_id=shopify_account.pk)
+    counts = (InboundEvent.objects.count(), Order.objects.count(), OrderLine.objects.count())
+    # when: the same delivery again, and another delivery for the same unchanged order
+    again = client.post(url, body, content_type="application/json", **headers)
+    body2, headers2 = _signed(shopify_sandbox, made, "whsec-current", webhook_id="wh-2", topic="orders/updated")
+    client.post(url, body2, content_type="application/json", **headers2)
+    webhook_events_process(account_id=shopify_account.pk)
+    # then: one more webhook event (the new delivery id), no new order event, order or line
+    assert again.json()["duplicate"] is True
+    assert (InboundEvent.objects.count(), Order.objects.count(), OrderLine.objects.count()) == (
+        counts[0] + 1,
+        counts[1],
+        counts[2],
+    )
+
+
+def test_bad_hmac_is_rejected_and_stores_nothing(client, shopify_sandbox, shopify_account):
+    # given
+    (made,) = shopify_sandbox.state.generate(1)
+    body, headers = _signed(shopify_sandbox, made, "not-the-secret")
+    # when
+    response = client.post(f"/webhooks/shopify/{shopify_account.pk}/", body, content_type="application/json", **headers)
+    # then
+    assert response.status_code == 401
+    assert not InboundEvent.objects.exists()
+
+
+def test_previous_secret_is_accepted_during_a_rotation(client, shopify_sandbox, shopify_account):
+    # given: the secret was rotated; Shopify may still sign with the old one for a while
+    from channels.services import channel_account_set_credentials
+
+    channel_account_set_credentials(
+        account=shopify_account,
+        credentials={
+            "access_token": "shpat_test",
+            "webhook_secret": "whsec-new",
+            "webhook_secret_previous": "whsec-current",
+        },
+        actor="test",
+    )
+    (made,) = shopify_sandbox.state.generate(1)
+    body, headers = _signed(shopify_sandbox, made, "whsec-current")
+    # when
+    response = client.post(f"/webhooks/shopify/{shopify_account.pk}/", body, content_type="application/json", **headers)
+    # then
+    assert response.status_code == 200
+
+
+def test_webhook_delivered_by_the_sandbox_over_http(live_server, shopify_sandbox, shopify_account, skus):
+    # given: the sandbox posts webhooks to the running Waybill
+    shopify_sandbox.webhook_url = f"{live_server.url}/webhooks/shopify/{shopify_account.pk}/"
+    # when
+    shopify_sandbox.state.generate(3)
+    deadline = time.monotonic() + 10
+    while len(shopify_sandbox.state.webhooks) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # then
+    assert [w["status"] for w in shopify_sandbox.state.webhooks] == [200, 200, 200]
+    assert InboundEvent.objects.filter(kind=InboundKind.WEBHOOK).count() == 3
+
+
+def test_dropped_webhook_is_caught_by_the_next_poll(client, shopify_sandbox, shopify_account, skus):
+    # given: webhooks are being dropped and an order is cancelled
+    from django.utils import timezone
+
+    shopify_account.sync_cursor = timezone.now()
+    shopify_account.save()
+    shopify_sandbox.webhook_url = "http://127.0.0.1:9/never"
+    (made,) = shopify_sandbox.state.generate(1, unknown_sku=False)
+    sync_account_run(account_id=shopify_account.pk)
+    shopify_sandbox.state.faults.drop_webhooks = True
+    with shopify_sandbox.state.lock:
+        shopify_sandbox.state.cancel(made, "BuyerCanceled")
+    assert shopify_sandbox.state.webhooks[-1]["status"] == "dropped"
+    assert not InboundEvent.objects.filter(kind=InboundKind.WEBHOOK).exists()
+    # when: the scheduled poll runs
+    sync_account_run(account_id=shopify_account.pk)
+    # then
+    assert Order.objects.get(external_id=f"gid://shopify/Order/{made.order_id}").status == OrderStatus.CANCELLED
+
+
+def test_connector_refuses_a_wrong_access_token(shopify_sandbox, shopify_account):
+    # given
+    from channels.connectors.base import ChannelError
+
+    connector = connector_for(shopify_account)
+    connector.credentials = {"access_token": "wrong"}
+    # then
+    with pytest.raises(ChannelError, match="401"):
+        connector.get_order("gid://shopify/Order/1")
