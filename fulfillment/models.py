@@ -6,8 +6,101 @@ Models hold data and small properties; every write goes through fulfillment/serv
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+
+TIE_BREAKERS = ("on_time", "distance", "cost", "priority")
+
+
+def default_tie_breakers() -> list[str]:
+    return list(TIE_BREAKERS)
+
+
+class RoutingConfig(models.Model):
+    """The order-routing rules as data. Only the active row is used; each save bumps ``version`` and the
+    next decision uses it (RoutingDecision.config_version records which version decided)."""
+
+    name = models.CharField(max_length=64, unique=True, default="default")
+    is_active = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    max_shipments = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1)], help_text="Never split an order into more shipments"
+    )
+    allow_line_split = models.BooleanField(default=True, help_text="One line's units may come from two nodes")
+    ship_partial = models.BooleanField(
+        default=True, help_text="Release the lines that can ship; backorder or raise an exception for the rest"
+    )
+    allow_late = models.BooleanField(
+        default=False,
+        help_text="When no node can meet the ship-by, route to the earliest instead of opening an exception",
+    )
+    tie_breakers = models.JSONField(
+        default=default_tie_breakers,
+        help_text=f"After fewest shipments, in order; any order of {', '.join(TIE_BREAKERS)}",
+    )
+    distance_band_km = models.PositiveIntegerField(
+        default=0, help_text="Distances within this band count as equal, so the next tie-breaker decides"
+    )
+    short_pick_adjusts_stock = models.BooleanField(
+        default=True, help_text="A short pick lowers the node's on-hand by the missing units"
+    )
+    pickup_deadline_hours = models.PositiveIntegerField(default=72)
+    no_scan_hours = models.PositiveIntegerField(default=24, help_text="Shipped with no carrier scan for this long")
+    transit_days = models.PositiveSmallIntegerField(
+        default=5, help_text="Promised delivery = ship time + this, when the order has no deliver-by"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="routingconfig_one_active"),
+            models.CheckConstraint(condition=Q(max_shipments__gte=1), name="routingconfig_max_shipments_min_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def clean(self) -> None:
+        breakers = self.tie_breakers
+        if not isinstance(breakers, list) or any(b not in TIE_BREAKERS for b in breakers):
+            raise ValidationError({"tie_breakers": f"a list drawn from {', '.join(TIE_BREAKERS)}"})
+        if len(set(breakers)) != len(breakers):
+            raise ValidationError({"tie_breakers": "each tie-breaker at most once"})
+
+    @property
+    def version_label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ChannelNodePolicy(models.Model):
+    """A channel kind, or one account, may not use this node (e.g. a store for marketplace orders)."""
+
+    config = models.ForeignKey(RoutingConfig, on_delete=models.CASCADE, related_name="channel_policies")
+    channel_kind = models.CharField(max_length=16, blank=True, help_text="amazon, walmart, shopify, ebay, tiktok")
+    account = models.ForeignKey(
+        "channels.ChannelAccount", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    location = models.ForeignKey("inventory.Location", on_delete=models.CASCADE, related_name="+")
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        verbose_name_plural = "channel node policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(channel_kind="") | Q(account__isnull=False), name="channelnodepolicy_kind_or_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"account {self.account_id}" if self.account_id else self.channel_kind
+        return f"{who} may not use {self.location_id}"
 
 
 class Carrier(models.Model):
@@ -88,7 +181,8 @@ class ShipmentKind(models.TextChoices):
 
 
 class Shipment(models.Model):
-    """One package (or pickup) released to one node."""
+    """One package (or pickup) released to one node. Status moves only through
+    fulfillment.services.shipment_transition (the table is fulfillment/status.py)."""
 
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="shipments")
     location = models.ForeignKey("inventory.Location", on_delete=models.PROTECT, related_name="shipments")
@@ -106,6 +200,11 @@ class Shipment(models.Model):
     pickup_deadline = models.DateTimeField(null=True, blank=True)
     last_scan_at = models.DateTimeField(null=True, blank=True)
     external_reference = models.CharField(max_length=128, blank=True, help_text="The WMS's id")
+    ship_by = models.DateTimeField(null=True, blank=True, help_text="The order's ship-by when released")
+    capacity_day = models.DateField(null=True, blank=True, help_text="Node-local day whose capacity it uses")
+    decision = models.ForeignKey(
+        RoutingDecision, null=True, blank=True, on_delete=models.SET_NULL, related_name="shipments"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -133,6 +232,7 @@ class ShipmentLine(models.Model):
     quantity = models.PositiveIntegerField()
     quantity_shipped = models.PositiveIntegerField(default=0)
     quantity_short = models.PositiveIntegerField(default=0, help_text="Short-picked at the node")
+    quantity_cancelled = models.PositiveIntegerField(default=0, help_text="Cancelled before shipment")
 
     class Meta:
         constraints = [
@@ -144,10 +244,19 @@ class ShipmentLine(models.Model):
                 condition=Q(quantity_short__lte=F("quantity") - F("quantity_shipped")),
                 name="shipmentline_shipped_plus_short_le_quantity",
             ),
+            models.CheckConstraint(
+                condition=Q(quantity_cancelled__lte=F("quantity") - F("quantity_shipped") - F("quantity_short")),
+                name="shipmentline_all_parts_le_quantity",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.order_line_id} x{self.quantity}"
+
+    @property
+    def quantity_open(self) -> int:
+        """Units still to ship from this line."""
+        return self.quantity - self.quantity_shipped - self.quantity_short - self.quantity_cancelled
 
 
 class TrackingStatus(models.TextChoices):
@@ -198,3 +307,57 @@ class NodeCapacityDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.location_id} {self.day}: {self.capacity_used}"
+
+
+def api_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class NodeApiToken(models.Model):
+    """A WMS/3PL/TMS token that sees one node's shipments only. Only the sha256 of the key is stored."""
+
+    location = models.ForeignKey("inventory.Location", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    key_prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell keys apart")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "node API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def generate_key() -> str:
+        return secrets.token_urlsafe(32)
+
+
+class IdempotencyRecord(models.Model):
+    """The stored answer to one API call with an Idempotency-Key; a replay returns it and changes nothing."""
+
+    scope = models.CharField(max_length=64, help_text='"node:<location id>" or "user:<user id>"')
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotencyrecord_unique_scope_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotencyrecord_created")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -1,0 +1,60 @@
+"""Fulfilment writes. Keyword-only arguments, an ``actor`` on every call, a transaction in each service.
+
+route      order routing + reservation: orders_route / order_route / order_reroute
+shipments  the shipment lifecycle, short picks, line cancels, store pickup
+tracking   carrier/TMS scans, missing-scan and late-delivery checks
+tokens     node API tokens, routing configuration versions
+"""
+
+from fulfillment.services.route import RouteResult, order_reroute, order_route, orders_route
+from fulfillment.services.shipments import (
+    ShortPickResult,
+    pickup_expire,
+    pickups_expire_due,
+    shipment_acknowledge,
+    shipment_cancel,
+    shipment_line_cancel,
+    shipment_pack,
+    shipment_pick_start,
+    shipment_picked_up,
+    shipment_ready_for_pickup,
+    shipment_ship,
+    shipment_short_pick,
+    shipment_transition,
+)
+from fulfillment.services.tokens import node_token_create, node_token_revoke, routing_config_bump
+from fulfillment.services.tracking import (
+    TrackingInput,
+    TrackingResult,
+    shipment_for_tracking,
+    tracking_checks_run,
+    tracking_events_record,
+)
+
+__all__ = [
+    "RouteResult",
+    "ShortPickResult",
+    "TrackingInput",
+    "TrackingResult",
+    "node_token_create",
+    "node_token_revoke",
+    "order_reroute",
+    "order_route",
+    "orders_route",
+    "pickup_expire",
+    "pickups_expire_due",
+    "routing_config_bump",
+    "shipment_acknowledge",
+    "shipment_cancel",
+    "shipment_for_tracking",
+    "shipment_line_cancel",
+    "shipment_pack",
+    "shipment_pick_start",
+    "shipment_picked_up",
+    "shipment_ready_for_pickup",
+    "shipment_ship",
+    "shipment_short_pick",
+    "shipment_transition",
+    "tracking_checks_run",
+    "tracking_events_record",
+]

@@ -1,0 +1,92 @@
+"""Helpers shared by the fulfilment services: node capacity, order-line bookkeeping, order follow-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from django.db import connection
+from django.db.models import F
+
+from fulfillment.errors import CapacityExhausted
+from fulfillment.models import NodeCapacityDay, Shipment
+from fulfillment.status import HOLDS_STOCK, SHIPPED_STATES
+from orders import services as order_services
+from orders.models import LineStatus, Order, OrderLine, OrderStatus
+from orders.services import Actor, actor_resolve
+
+__all__ = ["Actor", "actor_resolve"]
+
+_TAKE_SQL = """
+INSERT INTO {table} AS t (location_id, day, capacity_used) VALUES (%(location_id)s, %(day)s, 1)
+ON CONFLICT (location_id, day) DO UPDATE SET capacity_used = t.capacity_used + 1
+ WHERE %(cap)s::integer IS NULL OR t.capacity_used < %(cap)s::integer
+RETURNING capacity_used
+"""
+
+
+def capacity_take(*, location_id: int, day: date, daily_capacity: int | None, guarded: bool = True) -> int:
+    """One shipment more on the node's day, in one guarded statement: never past daily_capacity.
+
+    Returns the new count; raises CapacityExhausted when the day is full. The row lock is held to the
+    commit, so callers take capacity last, after the stock rows (one lock order everywhere).
+    """
+    cap = daily_capacity if guarded else None
+    if cap is not None and cap < 1:
+        raise CapacityExhausted(location_id, day)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE_SQL.format(table=NodeCapacityDay._meta.db_table),
+            {"location_id": location_id, "day": day, "cap": cap},
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise CapacityExhausted(location_id, day)
+    return row[0]
+
+
+def capacity_give_back(*, location_id: int, day: date | None) -> None:
+    if day is not None:
+        NodeCapacityDay.objects.filter(location_id=location_id, day=day, capacity_used__gt=0).update(
+            capacity_used=F("capacity_used") - 1
+        )
+
+
+def lines_set_status(line_ids: Iterable[int], status: str) -> None:
+    ids = sorted(set(line_ids))
+    if ids:
+        OrderLine.objects.filter(pk__in=ids).exclude(status=LineStatus.CANCELLED).update(status=status)
+
+
+def lines_reopen_if_unreserved(line_ids: Iterable[int]) -> None:
+    """Lines left with open units and no active reservation go back to OPEN so order routing finds them."""
+    ids = sorted(set(line_ids))
+    if not ids:
+        return
+    (
+        OrderLine.objects.filter(pk__in=ids, status=LineStatus.ALLOCATED)
+        .exclude(reservations__status="active")
+        .filter(quantity__gt=F("quantity_shipped") + F("quantity_cancelled"))
+        .update(status=LineStatus.OPEN)
+    )
+
+
+def order_follow_shipments(*, order_id: int, actor: Actor, reason: str = "") -> Order:
+    """After a shipment changed: apply what the line quantities imply, then delivered when every shipped
+    shipment is delivered, or back to OPEN/BACKORDERED when nothing is released any more."""
+    order = order_services.order_status_refresh(order=order_id, actor=actor, reason=reason)
+    statuses = set(Shipment.objects.filter(order_id=order_id).values_list("status", flat=True))
+    if order.status == OrderStatus.SHIPPED and statuses and statuses <= {"delivered", "picked_up", "cancelled"}:
+        if statuses & {"delivered", "picked_up"}:
+            order = order_services.order_transition(
+                order=order_id, to_status=OrderStatus.DELIVERED, actor=actor, reason=reason or "all delivered"
+            )
+    elif order.status in (OrderStatus.RELEASED, OrderStatus.ALLOCATED) and not (
+        statuses & (HOLDS_STOCK | SHIPPED_STATES)
+    ):
+        backordered = OrderLine.objects.filter(order_id=order_id, status=LineStatus.BACKORDERED).exists()
+        target = OrderStatus.BACKORDERED if backordered else OrderStatus.OPEN
+        order = order_services.order_transition(
+            order=order_id, to_status=target, actor=actor, reason=reason or "no shipment released any more"
+        )
+    return order

@@ -1,0 +1,516 @@
+"""Route and reserve: for each order, plan nodes (fulfillment.routing), reserve the stock (inventory's
+stock_reserve, all or nothing), take node capacity, and write the RoutingDecision, the Shipments and
+their lines and the order's transitions, all in one transaction per order.
+
+Lock order (the same as inventory's): a per-order advisory lock (two routers never plan one order
+at once), then stock rows (inside stock_reserve), then node capacity rows, then the order row
+(order_transition). Lines that can't be routed become backorders where the SKU or channel allows
+it, otherwise an ExceptionCase names the reason (no node, over capacity, ship-by unreachable,
+insufficient stock).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from fulfillment import routing
+from fulfillment.errors import CapacityExhausted, InvalidInput, RerouteRefused
+from fulfillment.models import RoutingDecision, RoutingOutcome, Shipment, ShipmentLine, ShipmentStatus
+from fulfillment.selectors import (
+    ROUTING_EXCEPTION_KINDS,
+    NetworkSnapshot,
+    OrderToRoute,
+    atp_for,
+    network_snapshot,
+    orders_to_route,
+    unreleased_reservations,
+)
+from fulfillment.services.common import (
+    Actor,
+    actor_resolve,
+    capacity_give_back,
+    capacity_take,
+    lines_reopen_if_unreserved,
+    lines_set_status,
+)
+from fulfillment.status import PRE_SHIP
+from inventory.errors import InsufficientStock
+from inventory.services import LineDemand, preorder_promisable, stock_release, stock_reserve
+from orders import services as order_services
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, Order, OrderStatus, Severity
+
+ROUTABLE_ORDER_STATUSES = frozenset(
+    {
+        OrderStatus.OPEN,
+        OrderStatus.BACKORDERED,
+        OrderStatus.ALLOCATED,
+        OrderStatus.RELEASED,
+        OrderStatus.PARTIALLY_SHIPPED,
+    }
+)
+RESERVE_ATTEMPTS = 3
+_ADVISORY_NAMESPACE = 7306
+
+EXCEPTION_FOR_REASON = {
+    routing.NO_NODE: ExceptionKind.NO_NODE,
+    routing.TOO_MANY_SHIPMENTS: ExceptionKind.NO_NODE,
+    routing.OVER_CAPACITY: ExceptionKind.OVER_CAPACITY,
+    routing.SHIP_BY_UNREACHABLE: ExceptionKind.SHIP_BY_UNREACHABLE,
+    routing.INSUFFICIENT_STOCK: ExceptionKind.INSUFFICIENT_STOCK,
+}
+EXCEPTION_TITLE = {
+    ExceptionKind.NO_NODE: "No node can ship order {order}",
+    ExceptionKind.OVER_CAPACITY: "Nodes over capacity for order {order}",
+    ExceptionKind.SHIP_BY_UNREACHABLE: "Ship-by unreachable for order {order}",
+    ExceptionKind.INSUFFICIENT_STOCK: "Not enough stock for order {order}",
+}
+
+
+@dataclass
+class RouteResult:
+    order_id: int
+    outcome: str = ""
+    decision_id: int | None = None
+    shipment_ids: list[int] = field(default_factory=list)
+    backordered_line_ids: list[int] = field(default_factory=list)
+    exception_case_ids: list[int] = field(default_factory=list)
+    skipped: str = ""  # why nothing was done
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.shipment_ids)
+
+
+def orders_route(
+    *,
+    order_ids: Sequence[int],
+    actor: Actor,
+    now: datetime | None = None,
+    network: NetworkSnapshot | None = None,
+) -> list[RouteResult]:
+    """Route and reserve a batch of orders, one transaction each. The network (nodes, eligibility, capacity,
+    ATP, rules) is loaded once for the batch in a constant number of queries."""
+    actor_resolve(actor)
+    ids = list(dict.fromkeys(int(i) for i in order_ids))
+    if not ids:
+        return []
+    if network is None:
+        preview = orders_to_route(ids)
+        sku_ids = sorted({line.sku_id for o in preview.values() for line in o.route.lines})
+        network = network_snapshot(sku_ids=sku_ids, now=now)
+    results = []
+    for order_id in ids:
+        with transaction.atomic(durable=True):
+            results.append(_route_locked(order_id=order_id, network=network, actor=actor, now=now))
+    return results
+
+
+def order_route(*, order_id: int, actor: Actor, now: datetime | None = None) -> RouteResult:
+    """Route and reserve one order (see orders_route)."""
+    return orders_route(order_ids=[order_id], actor=actor, now=now)[0]
+
+
+def order_reroute(
+    *, order_id: int, reason: str, actor: Actor, location_id: int | None = None, now: datetime | None = None
+) -> RouteResult:
+    """Manual reroute: cancel the order's unshipped shipments (their reservations released), then route
+    again, optionally forced to one node. One OrderEvent "rerouted" records actor, reason, before, after.
+
+    A forced node that cannot ship every line refuses the reroute and changes nothing.
+    """
+    actor_resolve(actor)
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "a reroute needs a reason")
+    with transaction.atomic(durable=True):
+        _advisory_lock(order_id)
+        fresh = orders_to_route([order_id]).get(order_id)
+        if fresh is None:
+            raise InvalidInput("order", f"order {order_id} does not exist or has no lines")
+        if fresh.marketplace_fulfilled:
+            raise RerouteRefused(f"order {fresh.external_id} is fulfilled by the marketplace: never routed")
+        if fresh.status not in ROUTABLE_ORDER_STATUSES:
+            raise RerouteRefused(f"order {fresh.external_id} is {fresh.status}: nothing to reroute")
+        shipments = list(
+            Shipment.objects.select_for_update()
+            .filter(order_id=order_id, status__in=PRE_SHIP)
+            .select_related("location")
+            .order_by("pk")
+        )
+        before = [_shipment_summary(s) for s in shipments]
+        reservation_ids = list(
+            ShipmentLine.objects.filter(shipment__in=shipments, reservation__isnull=False).values_list(
+                "reservation_id", flat=True
+            )
+        )
+        if reservation_ids:
+            stock_release(reservation_ids=reservation_ids, actor=actor)
+        line_ids = set()
+        for s in shipments:
+            s.status = ShipmentStatus.CANCELLED
+            s.save(update_fields=["status", "updated_at"])
+            capacity_give_back(location_id=s.location_id, day=s.capacity_day)
+            line_ids |= {line.order_line_id for line in s.lines.all()}
+        lines_reopen_if_unreserved(line_ids)
+        network = network_snapshot(
+            sku_ids=sorted({line["sku_id"] for line in fresh.lines.values() if line["sku_id"]}), now=now
+        )
+        if location_id is not None:
+            if location_id not in network.nodes:
+                raise InvalidInput("location", f"location {location_id} is not an active node")
+            network.rules = replace(network.rules, forced_location=location_id)
+        result = _route_locked(
+            order_id=order_id, network=network, actor=actor, now=now, locked=True, strategy="manual-reroute"
+        )
+        if location_id is not None and (result.backordered_line_ids or result.exception_case_ids):
+            # Raised inside the transaction: the cancelled shipments and released stock roll back.
+            node = network.nodes[location_id].code
+            explanation = RoutingDecision.objects.values_list("explanation", flat=True).get(pk=result.decision_id)
+            raise RerouteRefused(f"{node} cannot ship the whole order: {explanation}")
+        after = [
+            _shipment_summary(s)
+            for s in Shipment.objects.filter(pk__in=result.shipment_ids).select_related("location").order_by("pk")
+        ]
+        order_services.order_event_record(
+            order=_order_ref(order_id),
+            kind="rerouted",
+            actor=actor,
+            reason=reason.strip(),
+            data={
+                "before": before,
+                "after": after,
+                "forced_location": network.nodes[location_id].code if location_id else None,
+                "decision_id": result.decision_id,
+            },
+        )
+    return result
+
+
+def _shipment_summary(shipment: Shipment) -> dict:
+    return {
+        "shipment_id": shipment.pk,
+        "node": shipment.location.code,
+        "status": shipment.status,
+        "lines": [{"order_line": line.order_line_id, "quantity": line.quantity} for line in shipment.lines.all()],
+    }
+
+
+def _advisory_lock(order_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_NAMESPACE, order_id])
+
+
+def _route_locked(
+    *,
+    order_id: int,
+    network: NetworkSnapshot,
+    actor: Actor,
+    now: datetime | None,
+    locked: bool = False,
+    strategy: str = "fewest-shipments",
+    excluded_locations: Iterable[int] = (),
+) -> RouteResult:
+    """Route one order inside the caller's transaction."""
+    started = time.perf_counter()
+    now = now or timezone.now()
+    name, _ = actor_resolve(actor)
+    if not locked:
+        _advisory_lock(order_id)
+    fresh = orders_to_route([order_id]).get(order_id)
+    result = RouteResult(order_id=order_id)
+    if fresh is None:
+        result.skipped = "no such order or no lines"
+        return result
+    if fresh.marketplace_fulfilled:
+        result.skipped = "fulfilled by the marketplace: never routed"
+        return result
+    if fresh.on_hold:
+        result.skipped = "on hold"
+        return result
+    if fresh.status not in ROUTABLE_ORDER_STATUSES:
+        result.skipped = f"order is {fresh.status}"
+        return result
+
+    released = _release_unreleased(order_id=order_id, fresh=fresh, network=network, actor=actor, now=now)
+    result.shipment_ids.extend(released)
+    if not fresh.route.lines:
+        if released:
+            _order_advance(fresh, actor=actor, shipped_anything=True, backordered=False)
+            result.outcome = RoutingOutcome.ROUTED
+        else:
+            result.skipped = "nothing left to route"
+        return result
+
+    missing = sorted({line.sku_id for line in fresh.route.lines} - {sku for _, sku in network.atp})
+    if missing:
+        network.atp.update(atp_for(sku_ids=missing, location_ids=list(network.nodes)))
+    rules = network.rules
+    if excluded_locations:
+        rules = replace(rules, excluded_locations=frozenset(excluded_locations) | rules.excluded_locations)
+    route_order = fresh.route
+    plan, reservations = None, []
+    for attempt in range(RESERVE_ATTEMPTS):
+        plan = routing.plan_order(
+            order=route_order, nodes=network.nodes_for(route_order.account_id), atp=network.atp, rules=rules, now=now
+        )
+        if not plan.shipments:
+            break
+        try:
+            with transaction.atomic():
+                reservations = stock_reserve(lines=_demands(plan), actor=actor)
+                for shipment in sorted(plan.shipments, key=lambda s: s.location_id):
+                    node = network.nodes[shipment.location_id]
+                    capacity_take(
+                        location_id=node.location_id, day=shipment.ship_day, daily_capacity=node.daily_capacity
+                    )
+            break
+        except InsufficientStock:
+            # Someone reserved since the snapshot: re-read this order's ATP and plan again.
+            skus = sorted({line.sku_id for line in route_order.lines})
+            network.atp.update(atp_for(sku_ids=skus, location_ids=list(network.nodes)))
+        except CapacityExhausted as exc:
+            full = network.nodes[exc.location_id].daily_capacity or 0
+            network.capacity_used.setdefault(exc.location_id, {})[exc.day] = full
+        if attempt == RESERVE_ATTEMPTS - 1:
+            plan = replace(plan, shipments=[], unrouted=_all_unrouted(route_order, "stock or capacity kept moving"))
+    for shipment in plan.shipments:
+        network.use_capacity(shipment.location_id, shipment.ship_day)
+        for line in shipment.lines:
+            network.take(shipment.location_id, line.sku_id, line.quantity)
+
+    backordered, exceptions = _unrouted_outcome(fresh, plan, actor=actor)
+    outcome = _outcome(plan, backordered, exceptions)
+    decision = RoutingDecision.objects.create(
+        order_id=order_id,
+        actor=name,
+        strategy=strategy,
+        config_version=rules.version,
+        plan=plan.as_json(),
+        candidates=plan.candidates,
+        outcome=outcome,
+        explanation=plan.explanation,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    shipment_ids = _shipments_create(order=fresh, plan=plan, reservations=reservations, decision=decision, now=now)
+    result.shipment_ids.extend(shipment_ids)
+    result.decision_id = decision.pk
+    result.outcome = outcome
+    result.backordered_line_ids = backordered
+    result.exception_case_ids = exceptions
+    routed_lines = {line.line_id for s in plan.shipments for line in s.lines}
+    lines_set_status(routed_lines, LineStatus.ALLOCATED)
+    lines_set_status(backordered, LineStatus.BACKORDERED)
+    _order_advance(fresh, actor=actor, shipped_anything=bool(result.shipment_ids), backordered=bool(backordered))
+    if plan.shipments and not plan.unrouted and fresh.has_routing_case:
+        _resolve_routing_cases(order_id, decision_id=decision.pk, actor=actor)
+    order_services.order_event_record(
+        order=_order_ref(order_id),
+        kind="routed",
+        actor=actor,
+        data={
+            "decision_id": decision.pk,
+            "outcome": outcome,
+            "config_version": rules.version,
+            "shipments": [
+                {"node": s.code, "lines": [[pl.line_id, pl.quantity] for pl in s.lines]} for s in plan.shipments
+            ],
+            "unrouted": [{"order_line": u.line_id, "reason": u.reason} for u in plan.unrouted],
+        },
+    )
+    return result
+
+
+def _order_ref(order_id: int) -> Order:
+    # The event only needs the key: no need to read the row again.
+    return Order(pk=order_id)
+
+
+def _all_unrouted(order: routing.RouteOrder, detail: str) -> list[routing.UnroutedLine]:
+    return [
+        routing.UnroutedLine(
+            line.line_id, line.sku_id, line.sku_code, line.quantity, routing.INSUFFICIENT_STOCK, detail
+        )
+        for line in order.lines
+    ]
+
+
+def _demands(plan: routing.RoutingPlan) -> list[LineDemand]:
+    sku_of = {line.line_id: line.sku_id for s in plan.shipments for line in s.lines}
+    return [
+        LineDemand(order_line_id=line_id, sku_id=sku_of[line_id], quantities=quantities)
+        for line_id, quantities in sorted(plan.allocations().items())
+    ]
+
+
+def _unrouted_outcome(fresh: OrderToRoute, plan: routing.RoutingPlan, *, actor: Actor) -> tuple[list[int], list[int]]:
+    """Backorder what may wait for stock; open one exception case per reason for the rest."""
+    backordered: list[int] = []
+    by_kind: dict[str, list[routing.UnroutedLine]] = defaultdict(list)
+    for unrouted in plan.unrouted:
+        line = fresh.lines[unrouted.line_id]
+        if unrouted.reason in (routing.INSUFFICIENT_STOCK, routing.ORDER_INCOMPLETE) and _may_backorder(
+            line, need=unrouted.quantity, account_id=fresh.route.account_id
+        ):
+            backordered.append(unrouted.line_id)
+        elif unrouted.reason != routing.ORDER_INCOMPLETE:
+            by_kind[EXCEPTION_FOR_REASON[unrouted.reason]].append(unrouted)
+    cases = []
+    for kind, items in sorted(by_kind.items()):
+        case, _ = order_services.exception_case_open(
+            kind=kind,
+            title=EXCEPTION_TITLE[kind].format(order=fresh.external_id),
+            detail="\n".join(f"{u.sku_code} x{u.quantity}: {u.detail}" for u in items),
+            severity=Severity.HIGH,
+            order_id=fresh.route.order_id,
+            sku_id=items[0].sku_id if len(items) == 1 else None,
+            actor=actor,
+            due_at=fresh.ship_by,
+        )
+        cases.append(case.pk)
+    return backordered, cases
+
+
+def _may_backorder(line: dict, *, need: int, account_id: int) -> bool:
+    if line["allow_backorder"]:
+        return True
+    if line["is_preorder"]:
+        return preorder_promisable(sku_id=line["sku_id"], account_id=account_id) >= need
+    return False
+
+
+def _outcome(plan: routing.RoutingPlan, backordered: list[int], exceptions: list[int]) -> str:
+    if plan.shipments:
+        return RoutingOutcome.SPLIT if len(plan.shipments) > 1 else RoutingOutcome.ROUTED
+    if exceptions:
+        reasons = {u.reason for u in plan.unrouted}
+        return (
+            RoutingOutcome.NO_NODE
+            if reasons <= {routing.NO_NODE, routing.TOO_MANY_SHIPMENTS}
+            else (RoutingOutcome.EXCEPTION)
+        )
+    return RoutingOutcome.BACKORDERED
+
+
+def _shipments_create(*, order: OrderToRoute, plan: routing.RoutingPlan, reservations, decision, now) -> list[int]:
+    if not plan.shipments:
+        return []
+    by_pair = {(r.order_line_id, r.location_id): r.pk for r in reservations}
+    shipments = Shipment.objects.bulk_create(
+        [
+            Shipment(
+                order_id=order.route.order_id,
+                location_id=planned.location_id,
+                kind=planned.kind,
+                status=ShipmentStatus.RELEASED,
+                service_level=order.shipping_method[:64],
+                released_at=now,
+                ship_by=order.ship_by,
+                promised_delivery_at=order.deliver_by,
+                capacity_day=planned.ship_day,
+                decision=decision,
+            )
+            for planned in plan.shipments
+        ]
+    )
+    ShipmentLine.objects.bulk_create(
+        [
+            ShipmentLine(
+                shipment=shipment,
+                order_line_id=line.line_id,
+                reservation_id=by_pair.get((line.line_id, planned.location_id)),
+                quantity=line.quantity,
+            )
+            for shipment, planned in zip(shipments, plan.shipments, strict=True)
+            for line in planned.lines
+        ]
+    )
+    return [s.pk for s in shipments]
+
+
+def _release_unreleased(*, order_id: int, fresh: OrderToRoute, network: NetworkSnapshot, actor, now) -> list[int]:
+    """Active reservations no shipment carries (a backorder filled on receipt) become shipments."""
+    if not any(line["status"] == LineStatus.ALLOCATED for line in fresh.lines.values()):
+        return []
+    reservations = unreleased_reservations(order_id)
+    if not reservations:
+        return []
+    by_node: dict[int, list] = defaultdict(list)
+    for r in reservations:
+        by_node[r.location_id].append(r)
+    plan_shipments = []
+    for location_id, items in sorted(by_node.items()):
+        node = network.nodes.get(location_id)
+        if node is None:
+            continue  # an inactive node: its reservations wait for a person (the board shows them)
+        ship_day, ships_at = routing.ship_moment(node, now)
+        capacity_take(location_id=location_id, day=ship_day, daily_capacity=None, guarded=False)
+        network.use_capacity(location_id, ship_day)
+        plan_shipments.append(
+            routing.PlannedShipment(
+                location_id=location_id,
+                code=node.code,
+                kind=routing._shipment_kind(node, fresh.route.service_level),
+                ship_day=ship_day,
+                ships_at=ships_at,
+                on_time=fresh.ship_by is None or ships_at <= fresh.ship_by,
+                distance_km=None,
+                lines=[routing.PlannedLine(r.order_line_id, r.sku_id, r.quantity) for r in items],
+            )
+        )
+    if not plan_shipments:
+        return []
+    plan = routing.RoutingPlan(
+        shipments=plan_shipments,
+        unrouted=[],
+        candidates=[],
+        explanation="stock reserved later (a backorder filled on receipt) released to "
+        + ", ".join(s.code for s in plan_shipments),
+        rules_version=network.rules.version,
+    )
+    decision = RoutingDecision.objects.create(
+        order_id=order_id,
+        actor=actor_resolve(actor)[0],
+        strategy="release-reserved",
+        config_version=network.rules.version,
+        plan=plan.as_json(),
+        candidates=[],
+        outcome=RoutingOutcome.SPLIT if len(plan_shipments) > 1 else RoutingOutcome.ROUTED,
+        explanation=plan.explanation,
+    )
+    return _shipments_create(order=fresh, plan=plan, reservations=reservations, decision=decision, now=now)
+
+
+def _order_advance(fresh: OrderToRoute, *, actor: Actor, shipped_anything: bool, backordered: bool) -> None:
+    order_id, status = fresh.route.order_id, fresh.status
+    if shipped_anything:
+        if status in (OrderStatus.OPEN, OrderStatus.BACKORDERED):
+            order_services.order_transition(
+                order=order_id, to_status=OrderStatus.ALLOCATED, actor=actor, reason="order routing"
+            )
+            status = OrderStatus.ALLOCATED
+        if status == OrderStatus.ALLOCATED:
+            order_services.order_transition(
+                order=order_id, to_status=OrderStatus.RELEASED, actor=actor, reason="released to node"
+            )
+    elif backordered and status == OrderStatus.OPEN:
+        order_services.order_transition(
+            order=order_id, to_status=OrderStatus.BACKORDERED, actor=actor, reason="no stock to route"
+        )
+
+
+def _resolve_routing_cases(order_id: int, *, decision_id: int, actor: Actor) -> None:
+    open_cases = ExceptionCase.objects.filter(
+        order_id=order_id,
+        kind__in=ROUTING_EXCEPTION_KINDS,
+        status__in=[CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED],
+    ).values_list("pk", flat=True)
+    for case_id in list(open_cases):
+        order_services.exception_case_resolve(
+            case=case_id, note=f"routed on a later attempt (routing decision #{decision_id})", actor=actor
+        )
