@@ -26,7 +26,7 @@ test: $(STAMP)
 	WAYBILL_TESTING=1 $(WITH_DB) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	WAYBILL_TESTING=1 $(WITH_DB) $(PY) -m pytest tests/benchmarks -m benchmark -s -p no:randomly $(PYTEST_ARGS)
+	WAYBILL_TESTING=1 WAYBILL_BENCH=1 $(WITH_DB) $(PY) -m pytest tests/benchmarks -m benchmark -s -p no:randomly $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

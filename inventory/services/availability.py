@@ -12,6 +12,7 @@ of what the channel connector should push: quantity differs from last_pushed_qua
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
@@ -50,14 +51,49 @@ def _debounce_key(sku_id: int) -> str:
     return f"inventory:availability:{connection.settings_dict['NAME']}:{sku_id}"
 
 
+def debounce_seconds() -> float:
+    """The coalescing window: INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS, else 0 when Celery runs
+    eagerly (tests: every change recomputes at once) and 2 s otherwise."""
+    value = getattr(settings, "INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS", None)
+    if value is None:
+        value = 0.0 if settings.CELERY_TASK_ALWAYS_EAGER else 2.0
+    return float(value)
+
+
+# sku_id -> wall-clock time until which a queued recompute is known to cover this process's changes.
+_covered_until: dict[int, float] = {}
+
+
 def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
-    """Queue a recompute for SKUs not already queued (debounced per SKU). Runs after commit."""
+    """Queue a recompute of these SKUs, at most one per SKU per window. Runs after commit.
+
+    The first change in a window sets a shared cache key holding the window's end and queues the task
+    with the window as countdown; the task runs no earlier than that end and reads the stock then, so
+    it covers every change made before it. Other changes in the window (any process) find the key and
+    queue nothing; each process also remembers the end locally, so a hot SKU costs a dict lookup per
+    change, not a task or a cache round trip.
+    """
     from inventory.tasks import channel_availability_recompute_task
 
-    debounce = float(getattr(settings, "INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS", 2.0))
-    fresh = [sku_id for sku_id in sorted(set(sku_ids)) if cache.add(_debounce_key(sku_id), 1, timeout=debounce * 5)]
+    ids = sorted(set(sku_ids))
+    window = debounce_seconds()
+    if window <= 0:
+        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": ids})
+        return
+    now = time.time()
+    fresh = []
+    for sku_id in ids:
+        if _covered_until.get(sku_id, 0.0) > now:
+            continue
+        key, until = _debounce_key(sku_id), now + window
+        if cache.add(key, until, timeout=window):
+            fresh.append(sku_id)
+            _covered_until[sku_id] = until
+        else:
+            # Someone else's task runs no earlier than their window's end: covered until then.
+            _covered_until[sku_id] = min(float(cache.get(key) or 0.0), until)
     if fresh:
-        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": fresh}, countdown=debounce)
+        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": fresh}, countdown=window)
 
 
 def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAvailability]:
@@ -67,7 +103,6 @@ def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAva
     later one reads the newer stock and writes last: no stale quantity survives.
     """
     sku_ids = sorted(set(sku_ids))
-    cache.delete_many([_debounce_key(sku_id) for sku_id in sku_ids])
     if not sku_ids:
         return []
     Listing = apps.get_model("channels", "Listing")

@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
+import psycopg
 from django.apps import apps
 from django.db import connection, transaction
 from django.db.models import F
@@ -131,6 +133,22 @@ RETURNING id, order_line_id, quantity, created_at
 """
 
 
+_RESERVE_ONE_LINE_SQL = """
+WITH s AS (
+    UPDATE {stock} SET reserved = reserved + %(total)s, updated_at = now()
+     WHERE sku_id = %(sku_id)s AND location_id = %(location_id)s
+       AND on_hand - reserved - safety_stock >= %(total)s
+       AND EXISTS (SELECT 1 FROM {line} ol JOIN {order} o ON o.id = ol.order_id
+                    WHERE ol.id = %(line_id)s AND ol.sku_id = %(sku_id)s AND NOT o.marketplace_fulfilled)
+    RETURNING sku_id, location_id
+)
+INSERT INTO {reservation} (order_line_id, sku_id, location_id, quantity, status, created_at, updated_at)
+SELECT %(line_id)s, s.sku_id, s.location_id, %(total)s, %(active)s, now(), now() FROM s
+RETURNING id, order_line_id, quantity, created_at
+"""
+
+
+@cache
 def _sql(template: str) -> str:
     OrderLine = apps.get_model("orders", "OrderLine")
     Order = apps.get_model("orders", "Order")
@@ -147,6 +165,7 @@ def _reserve_one_row(flat: list[tuple[int, int, int, int]]) -> list[Reservation]
     total = sum(q for *_, q in flat)
     distinct = sorted({line_id for line_id, *_ in flat})
     params = {
+        "line_id": flat[0][0],
         "line_ids": [line_id for line_id, *_ in flat],
         "quantities": [q for *_, q in flat],
         "total": total,
@@ -156,13 +175,11 @@ def _reserve_one_row(flat: list[tuple[int, int, int, int]]) -> list[Reservation]
         "distinct_count": len(distinct),
         "active": ReservationStatus.ACTIVE,
     }
-    sql = _sql(_RESERVE_ONE_ROW_SQL)
+    # The common case, one line on one row, has a plainer statement: ~half the server time of unnest().
+    sql = _sql(_RESERVE_ONE_LINE_SQL if len(flat) == 1 else _RESERVE_ONE_ROW_SQL)
     # Short on a stale read can turn available by the time we look why: try again, a few times.
     for _attempt in range(3):
-        # Outside a transaction this runs in autocommit: the statement is atomic on its own.
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            returned = cursor.fetchall()
+        returned = _execute_hot(sql, params)
         if returned:
             return [
                 Reservation(
@@ -182,6 +199,27 @@ def _reserve_one_row(flat: list[tuple[int, int, int, int]]) -> list[Reservation]
     with transaction.atomic():
         reservations, _ = _reserve_locked(flat, all_or_nothing=True)
     return reservations
+
+
+# Only explicit prepare=True statements get prepared: Django's own queries use client-side binding.
+_EXPLICIT_PREPARES_ONLY = 2**31 - 1
+
+
+def _execute_hot(sql: str, params: dict) -> list[tuple]:
+    """Run the hot statement on Django's connection, prepared, with a server-side-binding cursor.
+
+    Outside a transaction this is autocommit: the statement is atomic on its own and the row lock
+    lasts that one statement. Django turns psycopg's prepared statements off (prepare_threshold
+    None); planning this statement costs the server more than running it, so it is prepared once
+    per connection and reused.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _EXPLICIT_PREPARES_ONLY
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
 
 
 def _raise_if_short(flat, *, sku_id: int, location_id: int, total: int) -> None:
