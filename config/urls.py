@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels.webhooks import webhook_receive
+from fulfillment.webhooks import tracking_webhook
 from orders.views import SectionView
 
 admin.site.site_header = "Waybill administration"
@@ -16,14 +17,16 @@ urlpatterns = [
     path("login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("orders/", include("orders.urls")),
-    path("inventory/", SectionView.as_view(section="inventory"), name="console-section-inventory"),
-    path("fulfillment/", SectionView.as_view(section="fulfillment"), name="console-section-fulfillment"),
+    path("inventory/", include("inventory.urls")),
+    path("fulfillment/", include("fulfillment.urls")),
     path("returns/", SectionView.as_view(section="returns"), name="console-section-returns"),
     path("channels/", include("channels.urls")),
+    path("webhooks/tracking/", tracking_webhook, name="tracking-webhook"),
     path("webhooks/<str:channel>/<int:account_id>/", webhook_receive, name="channel-webhook"),
     path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),
+    path("api/v1/fulfillment/", include("fulfillment.api_urls")),
     path("api/v1/", include("inventory.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

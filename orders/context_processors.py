@@ -10,8 +10,8 @@ from orders.tasks import HEARTBEAT_KEY
 NAVIGATION = [
     ("orders", "Orders", "orders:list"),
     ("exceptions", "Exceptions", "orders:exceptions"),
-    ("inventory", "Inventory", "console-section-inventory"),
-    ("fulfillment", "Fulfilment", "console-section-fulfillment"),
+    ("inventory", "Inventory", "inventory:grid"),
+    ("fulfillment", "Fulfilment", "fulfillment:board"),
     ("returns", "Returns", "console-section-returns"),
     ("channels", "Channels", "channels:accounts"),
     ("scorecards", "Scorecards", "console-section-scorecards"),

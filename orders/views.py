@@ -154,18 +154,6 @@ class ExceptionActionView(ConsoleView):
 
 
 SECTIONS = {
-    "inventory": (
-        "inventory.view_stocklevel",
-        "Inventory",
-        "Stock per location with on hand, reserved, available-to-promise and inbound; each SKU's "
-        "ledger and reservations; stock adjustments and receiving of inbound shipments.",
-    ),
-    "fulfillment": (
-        "fulfillment.view_shipment",
-        "Fulfilment",
-        "A board per node (released, picking, packed, late, capacity used), shipment detail with its "
-        "tracking timeline, manual re-routing and the order routing simulator.",
-    ),
     "returns": (
         "returns.view_returnauthorization",
         "Returns",

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from inventory import views
+
+app_name = "inventory"
+
+urlpatterns = [
+    path("", views.StockGridView.as_view(), name="grid"),
+    path("skus/<str:code>/", views.SkuDetailView.as_view(), name="sku"),
+    path("skus/<str:code>/adjust/", views.AdjustmentView.as_view(), name="adjust"),
+    path("inbound/", views.InboundListView.as_view(), name="inbound"),
+    path("inbound/<int:pk>/", views.InboundDetailView.as_view(), name="inbound-detail"),
+    path("inbound/<int:pk>/receive/", views.InboundReceiveView.as_view(), name="inbound-receive"),
+]

@@ -1,0 +1,155 @@
+"""Inventory console: the stock grid, a SKU's page (ledger, reservations, inbound), adjustments and
+receiving. Thin: parse, call a selector or a service, render (the partial when request.htmx)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+
+from inventory import selectors, services
+from inventory.filters import InboundShipmentFilter, StockLevelFilter
+from inventory.forms import AdjustmentForm, ReceiveForm
+from inventory.models import InboundLine, InboundShipment, InboundStatus, Sku
+from inventory.pagination import InboundCursorPagination, StockLevelCursorPagination
+from orders.errors import DomainError
+from orders.pagination import console_page
+from orders.views import ConsoleView
+
+
+class StockGridView(ConsoleView):
+    permission_required = "inventory.view_stocklevel"
+
+    def get(self, request):
+        filterset = StockLevelFilter(request.GET, queryset=selectors.stock_level_grid(), request=request)
+        rows, next_url, previous_url = [], None, None
+        if filterset.is_valid():
+            rows, next_url, previous_url = console_page(request, filterset.qs, StockLevelCursorPagination)
+        context = {
+            "filter": filterset,
+            "levels": rows,
+            "next_url": next_url,
+            "previous_url": previous_url,
+            "section": "inventory",
+        }
+        template = "inventory/_grid_results.html" if request.htmx else "inventory/grid.html"
+        return render(request, template, context)
+
+
+class SkuDetailView(ConsoleView):
+    permission_required = "inventory.view_stocklevel"
+
+    def get(self, request, code: str):
+        return self.render_page(request, code)
+
+    def render_page(self, request, code: str, *, form=None, status=200):
+        sku = get_object_or_404(Sku, code=code)
+        context = {
+            "sku": sku,
+            "levels": list(selectors.sku_levels(sku)),
+            "movements": list(selectors.sku_ledger(sku)),
+            "reservations": list(selectors.sku_active_reservations(sku)),
+            "inbound": list(selectors.sku_inbound(sku)),
+            "form": form or AdjustmentForm(),
+            "can_adjust": request.user.has_perm("inventory.add_stockmovement"),
+            "section": "inventory",
+        }
+        return render(request, "inventory/sku_detail.html", context, status=status)
+
+
+class AdjustmentView(ConsoleView):
+    permission_required = "inventory.add_stockmovement"
+
+    def post(self, request, code: str):
+        sku = get_object_or_404(Sku, code=code)
+        form = AdjustmentForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                movement = services.stock_adjust(
+                    sku=sku,
+                    location=data["location"],
+                    delta=data["delta"],
+                    reason=data["reason"],
+                    reference=data["reference"],
+                    idempotency_key=data["idempotency_key"],
+                    actor=request.user,
+                )
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+        if form.errors:
+            return SkuDetailView().render_page(request, code, form=form, status=400)
+        messages.success(
+            request,
+            f"Adjusted {sku.code} at {data['location'].code} by {movement.delta:+d}: "
+            f"{movement.balance_after} on hand.",
+        )
+        return HttpResponseRedirect(reverse("inventory:sku", args=[sku.code]))
+
+
+class InboundListView(ConsoleView):
+    permission_required = "inventory.view_inboundshipment"
+
+    def get(self, request):
+        params = request.GET.copy()
+        if "status" not in params:
+            params.setlist("status", [InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED])
+        filterset = InboundShipmentFilter(params, queryset=selectors.inbound_list(), request=request)
+        rows, next_url, previous_url = [], None, None
+        if filterset.is_valid():
+            rows, next_url, previous_url = console_page(request, filterset.qs, InboundCursorPagination)
+        context = {
+            "filter": filterset,
+            "shipments": rows,
+            "next_url": next_url,
+            "previous_url": previous_url,
+            "section": "inventory",
+        }
+        template = "inventory/_inbound_results.html" if request.htmx else "inventory/inbound_list.html"
+        return render(request, template, context)
+
+
+class InboundDetailView(ConsoleView):
+    permission_required = "inventory.view_inboundshipment"
+
+    def get(self, request, pk: int):
+        return self.render_page(request, pk)
+
+    def render_page(self, request, pk: int, *, form=None, status=200):
+        shipment = get_object_or_404(selectors.inbound_detail(), pk=pk)
+        lines = list(InboundLine.objects.filter(shipment=shipment).select_related("sku").order_by("id"))
+        context = {
+            "shipment": shipment,
+            "lines": lines,
+            "form": form or ReceiveForm(lines=lines),
+            "can_receive": request.user.has_perm("inventory.change_inboundshipment")
+            and shipment.status in (InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED),
+            "section": "inventory",
+        }
+        return render(request, "inventory/inbound_detail.html", context, status=status)
+
+
+class InboundReceiveView(ConsoleView):
+    permission_required = "inventory.change_inboundshipment"
+
+    def post(self, request, pk: int):
+        shipment = get_object_or_404(InboundShipment, pk=pk)
+        lines = list(InboundLine.objects.filter(shipment=shipment).select_related("sku").order_by("id"))
+        form = ReceiveForm(request.POST, lines=lines)
+        if form.is_valid():
+            try:
+                outcome = services.inbound_receive(
+                    shipment_id=shipment.pk,
+                    quantities=form.cleaned_data["quantities"],
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                    actor=request.user,
+                )
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+        if form.errors:
+            return InboundDetailView().render_page(request, pk, form=form, status=400)
+        received = sum(m.delta for m in outcome.movements)
+        note = f" {len(outcome.allocated_lines)} backordered line(s) allocated." if outcome.allocated_lines else ""
+        messages.success(request, f"Received {received} unit(s) on {shipment.reference}.{note}")
+        return HttpResponseRedirect(reverse("inventory:inbound-detail", args=[shipment.pk]))
