@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from channels.connectors.base import Connector, NormalizedOrder, PayloadError
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, Listing
+from channels.outbox import acknowledgements_enqueue
 from inventory.models import Sku
 from orders import services as order_services
 from orders.errors import DomainError
@@ -195,6 +195,14 @@ def _process_events(
                     failures[event_id] = f"could not be written: {type(exc).__name__}: {exc}"[:2000]
         _learn_variant_ids(account, list(parsed.values()))
         _after_ingest(account, parsed, {k: v for k, v in results.items() if v.outcome != "failed"}, actor)
+        acknowledgements_enqueue(
+            account_id=account.pk,
+            orders=[
+                (result.order_id, parsed[event_id].external_id)
+                for event_id, result in results.items()
+                if result.order_id and result.outcome != "failed" and parsed[event_id].needs_acknowledgement
+            ],
+        )
     now = timezone.now()
     updates = []
     for event_id, _, _ in events:
@@ -214,8 +222,7 @@ def _process_events(
             event.error = (failures.get(event_id) or (result.error if result else "not processed"))[:4000]
             outcome.failed += 1
         updates.append(event)
-    InboundEvent.objects.bulk_update(updates, ["status", "order_id", "error", "processed_at", "source_updated_at"])
-    InboundEvent.objects.filter(pk__in=[e.pk for e in updates]).update(attempts=F("attempts") + 1)
+    _record_outcomes(updates, now)
     if outcome.failed:
         first_error = next(e.error for e in updates if e.status == InboundStatus.FAILED)
         order_services.exception_case_open(
@@ -227,6 +234,25 @@ def _process_events(
             actor=actor,
         )
     return outcome
+
+
+def _record_outcomes(events: list[InboundEvent], now) -> None:
+    """One UPDATE … FROM (VALUES …) for the page: Django's bulk_update builds a CASE per column,
+    which cost half of the ingest time at 100 rows."""
+    if not events:
+        return
+    values = ", ".join(["(%s::bigint, %s, %s::bigint, %s, %s::timestamptz)"] * len(events))
+    params: list[Any] = []
+    for event in events:
+        params += [event.pk, event.status, event.order_id, event.error, event.source_updated_at]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE channels_inboundevent AS e SET status = v.status, order_id = v.order_id, error = v.error,"
+            " source_updated_at = COALESCE(v.updated, e.source_updated_at), processed_at = %s,"
+            " attempts = e.attempts + 1"
+            f" FROM (VALUES {values}) AS v(id, status, order_id, error, updated) WHERE e.id = v.id",
+            [now, *params],
+        )
 
 
 def inbound_orders_process(

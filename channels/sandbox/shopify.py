@@ -189,6 +189,10 @@ class ShopifySandbox(SandboxApp):
         self.state.on_change = self._on_change
         threading.Thread(target=self._deliver_webhooks, daemon=True, name="shopify-webhooks").start()
 
+    def serve(self, *args, **kwargs):
+        shopify_schema()  # built before the first request, not during it (about 3 s)
+        return super().serve(*args, **kwargs)
+
     def routes(self):
         return [
             ("POST", "/admin/api/{version}/graphql.json", self.graphql),
