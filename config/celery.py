@@ -26,6 +26,10 @@ app.conf.update(
     # in settings keeps it (2 h) above the longest retry countdown (1 h) and the task time limit.
     beat_schedule={
         "heartbeat": {"task": "orders.tasks.heartbeat_task", "schedule": 30.0},
+        "fulfillment-route-releasable": {"task": "fulfillment.tasks.route_releasable_task", "schedule": 5.0},
+        "fulfillment-route-retry": {"task": "fulfillment.tasks.route_retry_task", "schedule": 300.0},
+        "fulfillment-expire-pickups": {"task": "fulfillment.tasks.pickups_expire_task", "schedule": 300.0},
+        "fulfillment-tracking-checks": {"task": "fulfillment.tasks.tracking_checks_task", "schedule": 900.0},
         "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
         "channels-plan-inventory-pushes": {

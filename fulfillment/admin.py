@@ -3,11 +3,22 @@ move through fulfillment services."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from orders.pagination import BigTableAdminMixin
 
-from .models import Carrier, NodeCapacityDay, RoutingDecision, Shipment, ShipmentLine, TrackingEvent
+from .models import (
+    Carrier,
+    ChannelNodePolicy,
+    IdempotencyRecord,
+    NodeApiToken,
+    NodeCapacityDay,
+    RoutingConfig,
+    RoutingDecision,
+    Shipment,
+    ShipmentLine,
+    TrackingEvent,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -127,3 +138,83 @@ class NodeCapacityDayAdmin(admin.ModelAdmin):
     autocomplete_fields = ("location",)
     date_hierarchy = "day"
     ordering = ("-day", "location")
+
+
+class ChannelNodePolicyInline(admin.TabularInline):
+    model = ChannelNodePolicy
+    extra = 0
+    fields = ("channel_kind", "account", "location", "note")
+    autocomplete_fields = ("location",)
+    raw_id_fields = ("account",)
+
+
+@admin.register(RoutingConfig)
+class RoutingConfigAdmin(admin.ModelAdmin):
+    """Order-routing rules. Saving bumps the version; the next routing decision uses it."""
+
+    list_display = ("name", "is_active", "version", "max_shipments", "allow_late", "ship_partial", "updated_at")
+    readonly_fields = ("version", "updated_at", "updated_by")
+    fieldsets = (
+        (None, {"fields": ("name", "is_active", "version", "updated_at", "updated_by")}),
+        (
+            "Order routing",
+            {
+                "fields": (
+                    "max_shipments",
+                    "allow_line_split",
+                    "ship_partial",
+                    "allow_late",
+                    "tie_breakers",
+                    "distance_band_km",
+                )
+            },
+        ),
+        (
+            "Nodes and parcels",
+            {"fields": ("short_pick_adjusts_stock", "pickup_deadline_hours", "no_scan_hours", "transit_days")},
+        ),
+    )
+    inlines = (ChannelNodePolicyInline,)
+
+    def save_related(self, request, form, formsets, change):
+        from fulfillment.services import routing_config_bump
+
+        super().save_related(request, form, formsets, change)
+        if change and (form.has_changed() or any(fs.has_changed() for fs in formsets)):
+            config = routing_config_bump(config=form.instance, actor=request.user)
+            messages.info(request, f"Routing rules are now {config.version_label}; the next decision uses them.")
+
+
+@admin.register(NodeApiToken)
+class NodeApiTokenAdmin(admin.ModelAdmin):
+    """Tokens for a node's WMS/3PL/TMS. The key is shown once, when the token is created."""
+
+    list_display = ("name", "location", "key_prefix", "created_at", "created_by", "last_used_at", "revoked_at")
+    list_filter = ("location",)
+    list_select_related = ("location",)
+    fields = ("location", "name", "key_prefix", "created_at", "created_by", "last_used_at", "revoked_at")
+    readonly_fields = ("key_prefix", "created_at", "created_by", "last_used_at")
+    autocomplete_fields = ("location",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "location") if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        from fulfillment.services import node_token_create
+
+        token, key = node_token_create(location=obj.location_id, name=obj.name, actor=request.user)
+        obj.pk = token.pk
+        obj.__dict__.update(token.__dict__)
+        messages.warning(request, f"Key for {token.name}: {key} (shown once; send it as 'Authorization: Node {key}')")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "scope", "key", "method", "path", "response_status", "created_at")
+    search_fields = ("=key",)
+    ordering = ("-id",)

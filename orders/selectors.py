@@ -37,6 +37,9 @@ def order_detail() -> QuerySet[Order]:
             "exception_cases",
             queryset=ExceptionCase.objects.select_related("owner").order_by("status", "-created_at"),
         ),
+        # Fulfilment's reverse relations, by name only: orders never imports fulfillment.
+        "routing_decisions",
+        "shipments__location",
     )
 
 
