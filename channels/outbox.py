@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -157,6 +157,30 @@ def acknowledgement_enqueue(*, order: Order) -> OutboxMessage:
         payload={"order_external_id": order.external_id},
     )
     return message
+
+
+def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) -> int:
+    """Bulk acknowledgement_enqueue for an ingested page: (order id, external id) pairs; known keys are skipped."""
+    if not orders:
+        return 0
+    now = timezone.now()
+    values = ", ".join(["(%s, %s, %s, %s::jsonb, %s, 0, %s, '', '{}'::jsonb, %s, %s, %s)"] * len(orders))
+    params: list[Any] = []
+    for order_id, external_id in orders:
+        payload = json.dumps({"order_external_id": external_id})
+        params += [account_id, OutboxKind.ACKNOWLEDGE, f"ack:{external_id}", payload, OutboxStatus.PENDING]
+        params += [now, order_id, now, now]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO channels_outboxmessage (account_id, kind, dedupe_key, payload, status, attempts,"
+            " next_attempt_at, last_error, response, order_id, created_at, updated_at)"
+            f" VALUES {values} ON CONFLICT (account_id, kind, dedupe_key) DO NOTHING RETURNING id",
+            params,
+        )
+        created = len(cursor.fetchall())
+    if created:
+        transaction.on_commit(partial(_kick_relay, account_id))
+    return created
 
 
 def inventory_push_plan(*, now: datetime | None = None) -> int:

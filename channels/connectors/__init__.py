@@ -12,6 +12,7 @@ from channels.connectors.base import ChannelError, Connector
 CONNECTORS = {
     "amazon": "channels.connectors.amazon.AmazonConnector",
     "shopify": "channels.connectors.shopify.ShopifyConnector",
+    "walmart": "channels.connectors.walmart.WalmartConnector",
 }
 
 

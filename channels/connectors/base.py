@@ -46,6 +46,13 @@ class ChannelUnsupported(ChannelError):
         super().__init__(message, retryable=False)
 
 
+class WebhookRejected(ChannelError):
+    """A webhook whose signature is valid but which is refused (outside the replay window)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False)
+
+
 class PayloadError(ValueError):
     """A channel payload is malformed. ``field`` is the dotted path of the offending field."""
 
@@ -105,6 +112,8 @@ class NormalizedOrder:
     paid_at: datetime | None = None
     shipping_method: str = ""
     marketplace_fulfilled: bool = False
+    # The channel expects an acknowledgement (Walmart's Created lines): queued with the ingest.
+    needs_acknowledgement: bool = False
 
     def to_ingest(self) -> IngestOrder:
         return IngestOrder(
@@ -362,7 +371,7 @@ class ChannelHttp:
                 return response
             if response.status_code == 429:
                 self.throttled += 1
-            retry_after = _retry_after(response)
+            retry_after = self.retry_after(response)
             if attempt >= self.max_retries:
                 error = ChannelThrottled if response.status_code == 429 else ChannelError
                 raise error(
@@ -374,6 +383,10 @@ class ChannelHttp:
             self.sleep(self.backoff(attempt, retry_after))
             attempt += 1
             self.retries += 1
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds the channel asked us to wait; channels with their own header override this."""
+        return _retry_after(response)
 
     def close(self) -> None:
         self.client.close()
@@ -403,6 +416,7 @@ class Connector:
     initial_lookback: ClassVar[timedelta] = timedelta(days=30)
     # True where the channel deduplicates a resend itself (an idempotency key) for this outbox kind.
     idempotent_kinds: ClassVar[frozenset[str]] = frozenset()
+    http_class: ClassVar[type[ChannelHttp]] = ChannelHttp
 
     def __init__(
         self,
@@ -416,7 +430,7 @@ class Connector:
         self.account = account
         self.credentials = credentials
         self.options = options
-        self.http = http or ChannelHttp(account.api_base_url, **(http_options or {}))
+        self.http = http or self.http_class(account.api_base_url, **(http_options or {}))
 
     def close(self) -> None:
         self.http.close()

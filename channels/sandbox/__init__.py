@@ -10,6 +10,7 @@ from importlib import import_module
 SANDBOXES: dict[str, tuple[str, int]] = {
     "amazon": ("channels.sandbox.amazon.AmazonSandbox", 8101),
     "shopify": ("channels.sandbox.shopify.ShopifySandbox", 8103),
+    "walmart": ("channels.sandbox.walmart.WalmartSandbox", 8102),
 }
 
 

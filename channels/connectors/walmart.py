@@ -1,0 +1,499 @@
+"""Walmart Marketplace (US, v3): orders, acknowledge, per-line shipping and cancellation, inventory.
+
+Auth is OAuth client credentials: ``POST /v3/token`` with Basic base64(clientId:clientSecret) gives
+a 900 s token, cached per process until a minute before expiry and sent as ``WM_SEC.ACCESS_TOKEN``;
+a 401 drops it and retries once. Every call carries ``WM_QOS.CORRELATION_ID`` (a fresh UUID),
+``WM_SVC.NAME`` and ``Accept: application/json``.
+
+Status is per line, as quantities per status. A list call returns one ship node type only
+(``shipNodeType`` defaults to SellerFulfilled), so WFS orders are read in a second pass and recorded
+as marketplace-fulfilled. Walmart orders carry no modification time; a line's ``statusDate`` (the
+newest across lines) is the order's source time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+from channels.connectors.base import (
+    CancelRequest,
+    ChannelError,
+    ChannelHttp,
+    Connector,
+    InventoryQuantity,
+    NormalizedAddress,
+    NormalizedLine,
+    NormalizedOrder,
+    OrderPage,
+    PayloadError,
+    SendResult,
+    ShipmentConfirmation,
+    json_body,
+    parse_decimal,
+    parse_int,
+    require_list,
+    require_obj,
+    require_str,
+)
+from orders.models import OrderStatus
+
+STATUS_ORDER = ("Created", "Acknowledged", "Shipped", "Delivered", "Cancelled", "Refund")
+LINE_STATUSES = set(STATUS_ORDER)
+SHIPPED_STATUSES = {"Shipped", "Delivered", "Refund"}
+METHOD_CODES = {"Standard", "Express", "OneDay", "Freight", "WhiteGlove", "Value"}
+# Walmart's carrier enum (walmart-orders.json CarrierNameType); anything else is sent as otherCarrier.
+CARRIERS = {
+    "UPS": "UPS",
+    "USPS": "USPS",
+    "FEDEX": "FedEx",
+    "FDX": "FDX",
+    "DHL": "DHL",
+    "ONTRAC": "OnTrac",
+    "LSO": "LSO",
+    "FEDEXSP": "FEDEXSP",
+    "UPSMI": "UPSMI",
+    "DHL ECOMMERCE - US": "DHL Ecommerce - US",
+    "CANADA POST": "Canada Post",
+    "ROYAL MAIL": "Royal Mail",
+}
+# Waybill's reason vocabulary (Amazon's) to Walmart's cancellationReason enum.
+CANCEL_REASONS = {
+    "NoInventory": "SELLER_CANCEL_OUT_OF_STOCK",
+    "BuyerCanceled": "CUSTOMER_REQUESTED_SELLER_TO_CANCEL",
+    "CustomerExchange": "CUSTOMER_REQUESTED_SELLER_TO_CANCEL",
+    "ShippingAddressUndeliverable": "SELLER_CANCEL_ADDRESS_NOT_SERVICEABLE",
+    "Fraud": "SELLER_CANCEL_FRAUD_STOP_SHIPMENT",
+    "RiskAssessmentInformationNotValid": "SELLER_CANCEL_FRAUD_STOP_SHIPMENT",
+    "PricingError": "SELLER_CANCEL_PRICING_ERROR",
+}
+WALMART_REASONS = set(CANCEL_REASONS.values())
+COUNTRIES = {"USA": "US", "US": "US", "CAN": "CA", "MEX": "MX"}
+
+_token_cache: dict[tuple, tuple[str, float]] = {}
+_token_lock = threading.Lock()
+
+
+def from_millis(value: Any, path: str, *, required: bool = True) -> datetime | None:
+    """Epoch milliseconds (an integer, or digits in a string) to an aware datetime."""
+    if value is None or value == "":
+        if required:
+            raise PayloadError(path, "is missing")
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(path, f"expected epoch milliseconds, got {str(value)[:40]!r}")
+    if not 10**11 <= value < 10**14:
+        raise PayloadError(path, f"not a plausible epoch-millisecond time: {value}")
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def to_millis(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errors, dict):
+            errors = errors.get("error")
+        return "; ".join(f"{e.get('code')}: {e.get('description')}" for e in errors or []) or response.text[:200]
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
+class WalmartHttp(ChannelHttp):
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Walmart says when its token bucket refills (epoch ms) instead of Retry-After."""
+        replenish = response.headers.get("x-next-replenishment-time")
+        if replenish and replenish.isdigit():
+            return max(int(replenish) / 1000 - time.time(), 0.0)
+        return super().retry_after(response)
+
+
+class WalmartConnector(Connector):
+    kind = "walmart"
+    overlap = timedelta(minutes=5)
+    http_class = WalmartHttp
+    # An acknowledgement and an absolute inventory quantity can be sent twice without harm.
+    idempotent_kinds = frozenset({"acknowledge", "inventory"})
+    page_size: ClassVar[int] = 200
+    # 3PLFulfilled orders are shipped by a 3PL Walmart talks to directly: not read.
+    ship_node_types: ClassVar[tuple[str, ...]] = ("SellerFulfilled", "WFSFulfilled")
+    service_name: ClassVar[str] = "Walmart Marketplace"
+
+    # --- auth ----------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "WM_QOS.CORRELATION_ID": str(uuid.uuid4()),
+            "WM_SVC.NAME": self.service_name,
+            "Accept": "application/json",
+        }
+
+    def access_token(self, *, refresh: bool = False) -> str:
+        client_id, secret = self.credentials.get("client_id"), self.credentials.get("client_secret")
+        if not client_id or not secret:
+            raise ChannelError("Walmart credentials lack client_id or client_secret", retryable=False)
+        key = (self.account.pk, hashlib.sha256(f"{client_id}:{secret}".encode()).hexdigest())
+        with _token_lock:
+            cached = _token_cache.get(key)
+            if cached and not refresh and cached[1] > time.monotonic():
+                return cached[0]
+        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        response = self.http.request(
+            "POST",
+            "/v3/token",
+            data={"grant_type": "client_credentials"},
+            headers={**self._headers(), "Authorization": f"Basic {basic}"},
+        )
+        if response.status_code != 200:
+            raise ChannelError(f"Walmart token request failed: HTTP {response.status_code}", retryable=False)
+        data = json_body(response, "Walmart token")
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not token:
+            raise ChannelError("Walmart token response has no access_token", retryable=False)
+        lifetime = float(data.get("expires_in") or 900)
+        with _token_lock:
+            _token_cache[key] = (token, time.monotonic() + max(lifetime - 60, 1))
+        return token
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        extra = kwargs.pop("headers", {})
+        for attempt in range(2):
+            headers = {**self._headers(), "WM_SEC.ACCESS_TOKEN": self.access_token(refresh=attempt > 0), **extra}
+            response = self.http.request(method, path, headers=headers, **kwargs)
+            if response.status_code != 401:
+                return response
+        return response
+
+    def _fail(self, what: str, response: httpx.Response) -> ChannelError:
+        return ChannelError(
+            f"{what}: HTTP {response.status_code}: {_errors(response)}",
+            retryable=response.status_code >= 500,
+            status=response.status_code,
+        )
+
+    # --- reading orders ------------------------------------------------------------------------
+
+    def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
+        page = 0
+        for node_type in self.ship_node_types:
+            url = "/v3/orders"
+            params: dict[str, Any] | None = {
+                "lastModifiedStartDate": _iso(since),
+                "limit": self.page_size,
+                "shipNodeType": node_type,
+            }
+            while True:
+                response = self.call("GET", url, params=params)
+                if response.status_code == 404 and "CONTENT_NOT_FOUND" in response.text:
+                    break
+                if response.status_code != 200:
+                    raise self._fail(f"getAllOrders ({node_type}) page {page + 1}", response)
+                data = json_body(response, "getAllOrders")
+                listing = data.get("list") if isinstance(data, dict) else None
+                if not isinstance(listing, dict):
+                    raise ChannelError("getAllOrders: response has no list", retryable=False)
+                elements = listing.get("elements") or {}
+                orders = elements.get("order") if isinstance(elements, dict) else None
+                if not isinstance(orders, list):
+                    raise ChannelError("getAllOrders: list.elements.order is not a list", retryable=False)
+                cursor = (listing.get("meta") or {}).get("nextCursor")
+                page += 1
+                yield OrderPage(
+                    raw_orders=orders, progress={"page": page, "ship_node_type": node_type, "has_next": bool(cursor)}
+                )
+                if not cursor:
+                    break
+                # nextCursor is a whole query string, appended as it is.
+                url, params = "/v3/orders" + (cursor if cursor.startswith("?") else "?" + cursor), None
+
+    def get_order(self, external_id: str) -> dict:
+        response = self.call("GET", f"/v3/orders/{external_id}")
+        if response.status_code != 200:
+            raise self._fail(f"getAnOrder {external_id}", response)
+        data = json_body(response, "getAnOrder")
+        return require_obj(data.get("order") if isinstance(data, dict) else None, "order")
+
+    def order_identity(self, raw: Any) -> tuple[str, str]:
+        if not isinstance(raw, dict):
+            return "", ""
+        stamps = []
+        lines = (raw.get("orderLines") or {}).get("orderLine") if isinstance(raw.get("orderLines"), dict) else None
+        for line in lines if isinstance(lines, list) else []:
+            if isinstance(line, dict) and isinstance(line.get("statusDate"), int):
+                stamps.append(line["statusDate"])
+        updated = max(stamps) if stamps else raw.get("orderDate")
+        return str(raw.get("purchaseOrderId") or "")[:128], str(updated or "")[:64]
+
+    def parse_order(self, raw: dict) -> NormalizedOrder:
+        raw = require_obj(raw, "order")
+        order_id = require_str(raw, "purchaseOrderId", "", max_length=128)
+        placed = from_millis(raw.get("orderDate"), "orderDate")
+        shipping = require_obj(raw.get("shippingInfo"), "shippingInfo")
+        ship_by = from_millis(shipping.get("estimatedShipDate"), "shippingInfo.estimatedShipDate", required=False)
+        deliver_by = from_millis(
+            shipping.get("estimatedDeliveryDate"), "shippingInfo.estimatedDeliveryDate", required=False
+        )
+        node = {} if raw.get("shipNode") in (None, []) else require_obj(raw.get("shipNode"), "shipNode")
+        node_type = str(node.get("type") or "SellerFulfilled")
+        order_lines = require_obj(raw.get("orderLines"), "orderLines")
+        raw_lines = require_list(order_lines.get("orderLine"), "orderLines.orderLine")
+        if not raw_lines:
+            raise PayloadError("orderLines.orderLine", "is empty")
+        lines: list[NormalizedLine] = []
+        updated = placed
+        currency = ""
+        total = Decimal("0")
+        seen_statuses: set[str] = set()
+        created = 0
+        for index, item in enumerate(raw_lines):
+            path = f"orderLines.orderLine[{index}]"
+            item = require_obj(item, path)
+            number = require_str(item, "lineNumber", path, max_length=32)
+            product = require_obj(item.get("item"), f"{path}.item")
+            quantity = parse_int(
+                require_obj(item.get("orderLineQuantity"), f"{path}.orderLineQuantity").get("amount"),
+                f"{path}.orderLineQuantity.amount",
+                minimum=1,
+            )
+            status_date = from_millis(item.get("statusDate"), f"{path}.statusDate", required=False)
+            if status_date and status_date > updated:
+                updated = status_date
+            by_status: dict[str, int] = {}
+            statuses = require_list(
+                require_obj(item.get("orderLineStatuses"), f"{path}.orderLineStatuses").get("orderLineStatus"),
+                f"{path}.orderLineStatuses.orderLineStatus",
+            )
+            for s_index, status in enumerate(statuses):
+                s_path = f"{path}.orderLineStatuses.orderLineStatus[{s_index}]"
+                status = require_obj(status, s_path)
+                name = require_str(status, "status", s_path)
+                if name not in LINE_STATUSES:
+                    raise PayloadError(f"{s_path}.status", f"unknown value {name!r}")
+                amount = parse_int(
+                    require_obj(status.get("statusQuantity"), f"{s_path}.statusQuantity").get("amount"),
+                    f"{s_path}.statusQuantity.amount",
+                )
+                by_status[name] = by_status.get(name, 0) + amount
+            if sum(by_status.values()) > quantity:
+                raise PayloadError(
+                    f"{path}.orderLineStatuses", f"status quantities {sum(by_status.values())} exceed {quantity}"
+                )
+            seen_statuses |= {name for name, amount in by_status.items() if amount}
+            created += by_status.get("Created", 0)
+            line_total = Decimal("0")
+            charges = require_obj(item.get("charges"), f"{path}.charges", required=False).get("charge") or []
+            for c_index, charge in enumerate(require_list(charges, f"{path}.charges.charge")):
+                c_path = f"{path}.charges.charge[{c_index}]"
+                charge = require_obj(charge, c_path)
+                money = require_obj(charge.get("chargeAmount"), f"{c_path}.chargeAmount")
+                amount = parse_decimal(money.get("amount"), f"{c_path}.chargeAmount.amount")
+                currency = currency or str(money.get("currency") or "")
+                tax = require_obj(charge.get("tax"), f"{c_path}.tax", required=False)
+                tax_money = require_obj(tax.get("taxAmount"), f"{c_path}.tax.taxAmount", required=False)
+                total += amount + parse_decimal(tax_money.get("amount"), f"{c_path}.tax.taxAmount.amount", default=0)
+                if charge.get("chargeType") == "PRODUCT":
+                    line_total += amount
+            lines.append(
+                NormalizedLine(
+                    external_id=number,
+                    channel_sku=require_str(product, "sku", f"{path}.item", max_length=128),
+                    quantity=quantity,
+                    unit_price=(line_total / quantity).quantize(Decimal("0.01")),
+                    title=str(product.get("productName") or "")[:500],
+                    channel_status=",".join(f"{k}:{v}" for k, v in sorted(by_status.items()) if v)[:64],
+                    quantity_shipped=sum(by_status.get(s, 0) for s in SHIPPED_STATUSES),
+                    quantity_cancelled=by_status.get("Cancelled", 0),
+                    ship_by=ship_by,
+                    deliver_by=deliver_by,
+                )
+            )
+        if len(currency) != 3:
+            raise PayloadError("orderLines.orderLine[].charges.charge[].chargeAmount.currency", f"{currency!r}")
+        status = _order_status(lines, seen_statuses)
+        address = require_obj(shipping.get("postalAddress"), "shippingInfo.postalAddress", required=False)
+        country = str(address.get("country") or "")
+        ship_to = NormalizedAddress(
+            name=str(address.get("name") or "")[:255],
+            line1=str(address.get("address1") or "")[:255],
+            line2=str(address.get("address2") or "")[:255],
+            city=str(address.get("city") or "")[:128],
+            region=str(address.get("state") or "")[:128],
+            postal_code=str(address.get("postalCode") or "")[:32],
+            country_code=COUNTRIES.get(country.upper(), country if len(country) == 2 else ""),
+            phone=str(shipping.get("phone") or "")[:64],
+        )
+        wfs = node_type == "WFSFulfilled"
+        return NormalizedOrder(
+            external_id=order_id,
+            external_reference=str(raw.get("customerOrderId") or "")[:128],
+            placed_at=placed,
+            updated_at=updated,
+            currency=currency,
+            status=status,
+            channel_status="/".join(s for s in STATUS_ORDER if s in seen_statuses)[:64],
+            lines=lines,
+            total_amount=total,
+            ship_to=ship_to,
+            ship_by=ship_by,
+            deliver_by=deliver_by,
+            paid_at=placed,
+            shipping_method=str(shipping.get("methodCode") or "")[:64],
+            marketplace_fulfilled=wfs,
+            needs_acknowledgement=created > 0 and not wfs,
+        )
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def acknowledge(self, external_id: str) -> SendResult:
+        response = self.call("POST", f"/v3/orders/{external_id}/acknowledge")
+        if response.status_code != 200:
+            raise self._fail(f"acknowledgeOrders {external_id}", response)
+        return SendResult(response={"acknowledged": external_id})
+
+    def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+        carrier = CARRIERS.get((shipment.carrier_code or shipment.carrier_name).upper())
+        if carrier:
+            carrier_name = {"carrier": carrier}
+        else:
+            if not shipment.tracking_url:
+                raise ChannelError(
+                    f"carrier {shipment.carrier_code!r} is not one of Walmart's; a tracking URL is required",
+                    retryable=False,
+                )
+            carrier_name = {"otherCarrier": shipment.carrier_name or shipment.carrier_code}
+        tracking: dict[str, Any] = {
+            "shipDateTime": to_millis(shipment.shipped_at),
+            "carrierName": carrier_name,
+            "methodCode": shipment.shipping_method if shipment.shipping_method in METHOD_CODES else "Standard",
+            "trackingNumber": shipment.tracking_number,
+        }
+        if shipment.tracking_url:
+            tracking["trackingURL"] = shipment.tracking_url
+        body = {
+            "orderShipment": {
+                "orderLines": {
+                    "orderLine": [
+                        {
+                            "lineNumber": line.external_line_id,
+                            "sellerOrderId": shipment.order_external_id[:30],
+                            "orderLineStatuses": {
+                                "orderLineStatus": [
+                                    {
+                                        "status": "Shipped",
+                                        "statusQuantity": {"unitOfMeasurement": "EACH", "amount": str(line.quantity)},
+                                        "trackingInfo": tracking,
+                                    }
+                                ]
+                            },
+                        }
+                        for line in shipment.lines
+                    ]
+                }
+            }
+        }
+        response = self.call("POST", f"/v3/orders/{shipment.order_external_id}/shipping", json=body)
+        if response.status_code != 200:
+            raise self._fail(f"shippingUpdates {shipment.order_external_id}", response)
+        return SendResult(response={"shipped_lines": [line.external_line_id for line in shipment.lines]})
+
+    def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
+        reason = cancel.reason if cancel.reason in WALMART_REASONS else CANCEL_REASONS.get(cancel.reason)
+        if reason is None:
+            reason = "SELLER_CANCEL_OUT_OF_STOCK"
+        wanted = [(line.external_line_id, line.quantity) for line in cancel.lines]
+        if not wanted:
+            order = self.parse_order(self.get_order(cancel.order_external_id))
+            wanted = [
+                (line.external_id, line.quantity - line.quantity_shipped - line.quantity_cancelled)
+                for line in order.lines
+                if line.quantity - line.quantity_shipped - line.quantity_cancelled > 0
+            ]
+            if not wanted:
+                return SendResult(response={"nothing_open": True}, already_applied=True)
+        body = {
+            "orderCancellation": {
+                "orderLines": {
+                    "orderLine": [
+                        {
+                            "lineNumber": number,
+                            "orderLineStatuses": {
+                                "orderLineStatus": [
+                                    {
+                                        "status": "Cancelled",
+                                        "cancellationReason": reason,
+                                        "statusQuantity": {"unitOfMeasurement": "EACH", "amount": str(quantity)},
+                                    }
+                                ]
+                            },
+                        }
+                        for number, quantity in wanted
+                    ]
+                }
+            }
+        }
+        response = self.call("POST", f"/v3/orders/{cancel.order_external_id}/cancel", json=body)
+        if response.status_code != 200:
+            raise self._fail(f"cancelOrderLines {cancel.order_external_id}", response)
+        return SendResult(response={"cancelled": dict(wanted), "reason": reason})
+
+    def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
+        if kind == "ship_confirmation":
+            order = self.get_order(payload["order_external_id"])
+            for line in (order.get("orderLines") or {}).get("orderLine") or []:
+                for status in (line.get("orderLineStatuses") or {}).get("orderLineStatus") or []:
+                    if (status.get("trackingInfo") or {}).get("trackingNumber") == payload["tracking_number"]:
+                        return True
+            return False
+        if kind == "cancellation":
+            order = self.parse_order(self.get_order(payload["order_external_id"]))
+            cancelled = {line.external_id: line.quantity_cancelled for line in order.lines}
+            wanted = payload.get("lines") or []
+            if not wanted:
+                return order.status == OrderStatus.CANCELLED
+            return all(cancelled.get(line["external_line_id"], 0) >= line["quantity"] for line in wanted)
+        return False
+
+    def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        accepted = []
+        for item in quantities:
+            response = self.call(
+                "PUT",
+                "/v3/inventory",
+                params={"sku": item.channel_sku},
+                json={"sku": item.channel_sku, "quantity": {"unit": "EACH", "amount": item.quantity}},
+            )
+            if response.status_code != 200:
+                raise self._fail(f"updateInventoryForAnItem {item.channel_sku}", response)
+            accepted.append(item.channel_sku)
+        return SendResult(response={"accepted": accepted})
+
+
+def _order_status(lines: list[NormalizedLine], seen: set[str]) -> str:
+    ordered = sum(line.quantity for line in lines)
+    cancelled = sum(line.quantity_cancelled for line in lines)
+    shipped = sum(line.quantity_shipped for line in lines)
+    if cancelled >= ordered:
+        return OrderStatus.CANCELLED
+    if shipped and shipped >= ordered - cancelled:
+        return OrderStatus.DELIVERED if "Delivered" in seen and "Shipped" not in seen else OrderStatus.SHIPPED
+    if shipped:
+        return OrderStatus.PARTIALLY_SHIPPED
+    return OrderStatus.OPEN
