@@ -186,8 +186,10 @@ class ReservationStatus(models.TextChoices):
 
 class Reservation(models.Model):
     order_line = models.ForeignKey("orders.OrderLine", on_delete=models.CASCADE, related_name="reservations")
-    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="reservations")
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="reservations")
+    # No single-column indexes on sku / location: every index is written under the hot stock row's
+    # lock (the reservation insert shares its statement); the (sku, location) active index serves reads.
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="reservations", db_index=False)
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="reservations", db_index=False)
     quantity = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)

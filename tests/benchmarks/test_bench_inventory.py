@@ -16,12 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.core.cache import cache
 from django.db import connection, connections
 
 from inventory import services
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus, StockLevel
-from inventory.services import LineDemand
+from inventory.services import LineDemand, availability
 from orders.models import OrderLine
 from tests.factories import LocationFactory, OrderFactory, SkuFactory
 
@@ -128,6 +129,9 @@ def _raw_round() -> float:
 
 def _service_round(on_hand: int) -> tuple[float, int, int, int, StockLevel, int]:
     node, sku, jobs = _hot_sku(on_hand)
+    # The setup's own stock change must not leave this SKU "covered" for the workers.
+    availability._covered_until.clear()
+    cache.delete(availability._debounce_key(sku.pk))
     enqueued = CTX.Value("i", 0)
     elapsed, ok, short, errors = _race(_service_worker, [(enqueued, j) for j in jobs])
     level = StockLevel.objects.get(sku=sku, location=node)
