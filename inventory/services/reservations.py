@@ -7,7 +7,10 @@ How stock is locked (DESIGN.md "Locks", LIMITS.md for the measured ratios):
   on_hand - reserved - safety_stock >= n RETURNING …) INSERT INTO reservation … SELECT … FROM s``.
   The availability check is in SQL, under the row lock the UPDATE takes, and the lock is held for
   that one statement (plus the commit). Outside a transaction it runs in autocommit, so the hot row
-  is locked for the shortest span possible; LIMITS.md measured this shape at 0.78x the raw limit.
+  is locked for the shortest span possible; LIMITS.md measured this shape at 0.78x the raw limit,
+  and `make bench` measures the service itself (tests/benchmarks/RESULTS.md: ~0.6x with the line
+  check in SQL). The statement is prepared per connection, and Reservation carries no index that
+  the reads don't need: each one is written while the hot row is locked.
   No row updated means short: a second, lock-free read says why.
 * A call touching several stock rows locks them all first with ``select_for_update()`` ordered by
   pk and evaluated (``list()``), sums demand per (sku, location), checks every row, then updates
