@@ -13,6 +13,7 @@ CONNECTORS = {
     "amazon": "channels.connectors.amazon.AmazonConnector",
     "shopify": "channels.connectors.shopify.ShopifyConnector",
     "walmart": "channels.connectors.walmart.WalmartConnector",
+    "ebay": "channels.connectors.ebay.EbayConnector",
 }
 
 

@@ -11,6 +11,7 @@ SANDBOXES: dict[str, tuple[str, int]] = {
     "amazon": ("channels.sandbox.amazon.AmazonSandbox", 8101),
     "shopify": ("channels.sandbox.shopify.ShopifySandbox", 8103),
     "walmart": ("channels.sandbox.walmart.WalmartSandbox", 8102),
+    "ebay": ("channels.sandbox.ebay.EbaySandbox", 8104),
 }
 
 

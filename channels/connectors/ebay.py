@@ -1,0 +1,385 @@
+"""eBay: Sell Fulfillment API orders and shipping fulfillments, Post-Order cancellation, Inventory API.
+
+Auth is an OAuth user token minted from the account's refresh token (``POST
+/identity/v1/oauth2/token``, Basic client id:secret), 7200 s, cached per process until a minute
+before expiry; the Sell APIs take it as ``Bearer``, the Post-Order API as ``IAF``. A 401 drops it
+and retries once.
+
+Orders are listed with ``filter=lastmodifieddate:[…..]`` percent-encoded exactly as eBay documents it
+(%5B, %5D) and offset paging, following each page's ``next`` href. Ship-by is per line. A
+cancellation cancels the whole order through the Post-Order API, after check_eligibility.
+Quantities go through ``bulk_update_price_quantity`` (quantity only, 25 SKUs a call): the model
+says ``PUT inventory_item/{sku}`` replaces the whole item record, product details included.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from channels.connectors.base import (
+    CancelRequest,
+    ChannelError,
+    Connector,
+    InventoryQuantity,
+    NormalizedAddress,
+    NormalizedLine,
+    NormalizedOrder,
+    OrderPage,
+    PayloadError,
+    SendResult,
+    ShipmentConfirmation,
+    json_body,
+    parse_datetime,
+    parse_decimal,
+    parse_int,
+    require_list,
+    require_obj,
+    require_str,
+)
+from orders.models import OrderStatus
+
+SCOPES = "https://api.ebay.com/oauth/api_scope/sell.fulfillment https://api.ebay.com/oauth/api_scope/sell.inventory"
+LINE_STATES = {"NOT_STARTED", "IN_PROGRESS", "FULFILLED"}
+RELEASABLE_PAYMENT = {"PAID", "PARTIALLY_REFUNDED"}
+# Waybill's reason vocabulary (Amazon's) to the Post-Order cancelReason.
+CANCEL_REASONS = {
+    "NoInventory": "OUT_OF_STOCK_OR_CANNOT_FULFILL",
+    "BuyerCanceled": "BUYER_ASKED_CANCEL",
+    "CustomerExchange": "BUYER_ASKED_CANCEL",
+    "ShippingAddressUndeliverable": "ADDRESS_ISSUES",
+}
+EBAY_REASONS = set(CANCEL_REASONS.values())
+INVENTORY_BATCH = 25
+
+_token_cache: dict[tuple, tuple[str, float]] = {}
+_token_lock = threading.Lock()
+
+
+def iso_ms(value: datetime) -> str:
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def orders_filter(since: datetime) -> str:
+    """``lastmodifieddate:%5B2024-05-15T08:25:43.511Z..%5D``: brackets encoded, the rest as eBay shows it."""
+    return quote(f"lastmodifieddate:[{iso_ms(since)}..]", safe=":.-")
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join(f"{e.get('errorId')}: {e.get('message')}" for e in errors) or response.text[:200]
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
+class EbayConnector(Connector):
+    kind = "ebay"
+    overlap = timedelta(minutes=5)
+    # An absolute quantity can be sent twice without harm.
+    idempotent_kinds = frozenset({"inventory"})
+    page_size: ClassVar[int] = 200
+
+    # --- auth ----------------------------------------------------------------------------------
+
+    def access_token(self, *, refresh: bool = False) -> str:
+        missing = [k for k in ("client_id", "client_secret", "refresh_token") if not self.credentials.get(k)]
+        if missing:
+            raise ChannelError(f"eBay credentials lack {', '.join(missing)}", retryable=False)
+        client, secret = self.credentials["client_id"], self.credentials["client_secret"]
+        key = (self.account.pk, hashlib.sha256(self.credentials["refresh_token"].encode()).hexdigest())
+        with _token_lock:
+            cached = _token_cache.get(key)
+            if cached and not refresh and cached[1] > time.monotonic():
+                return cached[0]
+        basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
+        response = self.http.request(
+            "POST",
+            "/identity/v1/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": self.credentials["refresh_token"], "scope": SCOPES},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+        if response.status_code != 200:
+            raise ChannelError(f"eBay token refresh failed: HTTP {response.status_code}", retryable=False)
+        data = json_body(response, "eBay token")
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not token:
+            raise ChannelError("eBay token response has no access_token", retryable=False)
+        with _token_lock:
+            _token_cache[key] = (token, time.monotonic() + max(float(data.get("expires_in") or 7200) - 60, 1))
+        return token
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        scheme = "IAF" if path.startswith("/post-order/") else "Bearer"
+        extra = kwargs.pop("headers", {})
+        for attempt in range(2):
+            headers = {"Authorization": f"{scheme} {self.access_token(refresh=attempt > 0)}", **extra}
+            if "json" in kwargs:
+                headers.setdefault("Content-Type", "application/json")
+            response = self.http.request(method, path, headers=headers, **kwargs)
+            if response.status_code != 401:
+                return response
+        return response
+
+    def _fail(self, what: str, response: httpx.Response) -> ChannelError:
+        return ChannelError(
+            f"{what}: HTTP {response.status_code}: {_errors(response)}",
+            retryable=response.status_code >= 500,
+            status=response.status_code,
+        )
+
+    def _marketplace(self) -> str:
+        return (self.account.marketplace_ids or ["EBAY_US"])[0]
+
+    # --- reading orders ------------------------------------------------------------------------
+
+    def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
+        url = f"/sell/fulfillment/v1/order?filter={orders_filter(since)}&limit={self.page_size}&offset=0"
+        page = 0
+        while url:
+            response = self.call("GET", url)
+            if response.status_code != 200:
+                raise self._fail(f"getOrders page {page + 1}", response)
+            data = json_body(response, "getOrders")
+            if not isinstance(data, dict) or not isinstance(data.get("orders", []), list):
+                raise ChannelError("getOrders: response has no orders list", retryable=False)
+            page += 1
+            following = data.get("next")
+            yield OrderPage(
+                raw_orders=data.get("orders", []),
+                progress={"page": page, "offset": data.get("offset"), "total": data.get("total")},
+            )
+            if not following:
+                return
+            parts = urlsplit(following)
+            url = f"{parts.path}?{parts.query}"
+
+    def get_order(self, external_id: str) -> dict:
+        response = self.call("GET", f"/sell/fulfillment/v1/order/{external_id}")
+        if response.status_code != 200:
+            raise self._fail(f"getOrder {external_id}", response)
+        return require_obj(json_body(response, "getOrder"), "order")
+
+    def order_identity(self, raw: Any) -> tuple[str, str]:
+        if not isinstance(raw, dict):
+            return "", ""
+        return str(raw.get("orderId") or "")[:128], str(raw.get("lastModifiedDate") or "")[:64]
+
+    def parse_order(self, raw: dict) -> NormalizedOrder:
+        raw = require_obj(raw, "order")
+        order_id = require_str(raw, "orderId", "", max_length=128)
+        placed = parse_datetime(raw.get("creationDate"), "creationDate")
+        updated = parse_datetime(raw.get("lastModifiedDate"), "lastModifiedDate")
+        fulfillment = require_str(raw, "orderFulfillmentStatus", "")
+        if fulfillment not in LINE_STATES:
+            raise PayloadError("orderFulfillmentStatus", f"unknown value {fulfillment!r}")
+        payment = require_str(raw, "orderPaymentStatus", "", required=False)
+        cancel_state = require_str(
+            require_obj(raw.get("cancelStatus"), "cancelStatus", required=False),
+            "cancelState",
+            "cancelStatus",
+            required=False,
+        )
+        cancelled = cancel_state == "CANCELED"
+        items = require_list(raw.get("lineItems"), "lineItems")
+        if not items:
+            raise PayloadError("lineItems", "is empty")
+        lines = []
+        currency = ""
+        for index, item in enumerate(items):
+            path = f"lineItems[{index}]"
+            item = require_obj(item, path)
+            quantity = parse_int(item.get("quantity"), f"{path}.quantity", minimum=1)
+            cost = require_obj(item.get("lineItemCost"), f"{path}.lineItemCost", required=False)
+            line_total = parse_decimal(cost.get("value"), f"{path}.lineItemCost.value", default=Decimal("0"))
+            currency = currency or str(cost.get("currency") or "")
+            state = require_str(item, "lineItemFulfillmentStatus", path, required=False) or "NOT_STARTED"
+            if state not in LINE_STATES:
+                raise PayloadError(f"{path}.lineItemFulfillmentStatus", f"unknown value {state!r}")
+            instructions = require_obj(
+                item.get("lineItemFulfillmentInstructions"), f"{path}.lineItemFulfillmentInstructions", required=False
+            )
+            shipped = quantity if state == "FULFILLED" else 0
+            lines.append(
+                NormalizedLine(
+                    external_id=require_str(item, "lineItemId", path, max_length=128),
+                    channel_sku=require_str(item, "sku", path, required=False, max_length=128)
+                    or f"NOSKU:{item.get('legacyItemId') or item.get('lineItemId')}"[:128],
+                    quantity=quantity,
+                    unit_price=(line_total / quantity).quantize(Decimal("0.01")),
+                    title=str(item.get("title") or "")[:500],
+                    channel_status=state,
+                    quantity_shipped=shipped,
+                    quantity_cancelled=quantity - shipped if cancelled else 0,
+                    ship_by=parse_datetime(
+                        instructions.get("shipByDate"),
+                        f"{path}.lineItemFulfillmentInstructions.shipByDate",
+                        required=False,
+                    ),
+                    deliver_by=parse_datetime(
+                        instructions.get("maxEstimatedDeliveryDate"),
+                        f"{path}.lineItemFulfillmentInstructions.maxEstimatedDeliveryDate",
+                        required=False,
+                    ),
+                )
+            )
+        summary = require_obj(raw.get("pricingSummary"), "pricingSummary", required=False)
+        total_money = require_obj(summary.get("total"), "pricingSummary.total", required=False)
+        total = parse_decimal(total_money["value"], "pricingSummary.total.value") if "value" in total_money else None
+        currency = str(total_money.get("currency") or currency)
+        if len(currency) != 3:
+            raise PayloadError("pricingSummary.total.currency", f"not a currency code: {currency!r}")
+        if cancelled:
+            status = OrderStatus.CANCELLED
+        elif fulfillment == "FULFILLED":
+            status = OrderStatus.SHIPPED
+        elif fulfillment == "IN_PROGRESS":
+            status = OrderStatus.PARTIALLY_SHIPPED
+        elif payment in RELEASABLE_PAYMENT:
+            status = OrderStatus.OPEN
+        else:
+            status = OrderStatus.PENDING
+        ship_bys = [line.ship_by for line in lines if line.ship_by]
+        return NormalizedOrder(
+            external_id=order_id,
+            external_reference=str(raw.get("salesRecordReference") or "")[:128],
+            placed_at=placed,
+            updated_at=updated,
+            currency=currency,
+            status=status,
+            channel_status=f"{payment or 'NONE'}/{fulfillment}/{cancel_state or 'NONE_REQUESTED'}"[:64],
+            lines=lines,
+            total_amount=total,
+            ship_to=_ship_to(raw),
+            ship_by=min(ship_bys) if ship_bys else None,
+        )
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+        body = {
+            "lineItems": [{"lineItemId": line.external_line_id, "quantity": line.quantity} for line in shipment.lines],
+            "shippedDate": iso_ms(shipment.shipped_at),
+            "shippingCarrierCode": shipment.carrier_code,
+            "trackingNumber": shipment.tracking_number,
+        }
+        response = self.call(
+            "POST", f"/sell/fulfillment/v1/order/{shipment.order_external_id}/shipping_fulfillment", json=body
+        )
+        if response.status_code != 201:
+            raise self._fail(f"createShippingFulfillment {shipment.order_external_id}", response)
+        location = response.headers.get("Location", "")
+        return SendResult(response={"fulfillment_id": location.rsplit("/", 1)[-1], "location": location})
+
+    def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
+        if kind == "ship_confirmation":
+            order_id = payload["order_external_id"]
+            response = self.call("GET", f"/sell/fulfillment/v1/order/{order_id}/shipping_fulfillment")
+            if response.status_code != 200:
+                raise self._fail(f"getShippingFulfillments {order_id}", response)
+            found = json_body(response, "getShippingFulfillments").get("fulfillments") or []
+            return any(f.get("shipmentTrackingNumber") == payload["tracking_number"] for f in found)
+        if kind == "cancellation":
+            order = self.get_order(payload["order_external_id"])
+            return (order.get("cancelStatus") or {}).get("cancelState") == "CANCELED"
+        return False
+
+    def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
+        order_id = cancel.order_external_id
+        if cancel.lines:
+            order = self.parse_order(self.get_order(order_id))
+            open_lines = {
+                line.external_id
+                for line in order.lines
+                if line.quantity > line.quantity_shipped + line.quantity_cancelled
+            }
+            if {line.external_line_id for line in cancel.lines} != open_lines:
+                raise ChannelError(
+                    "eBay's Post-Order API cancels a whole order, never one line: cancel every open line, "
+                    "or refund the line in eBay.",
+                    retryable=False,
+                )
+        reason = cancel.reason if cancel.reason in EBAY_REASONS else CANCEL_REASONS.get(cancel.reason)
+        reason = reason or "OUT_OF_STOCK_OR_CANNOT_FULFILL"
+        headers = {"X-EBAY-C-MARKETPLACE-ID": self._marketplace()}
+        if not state.get("cancel_id"):
+            response = self.call(
+                "POST",
+                "/post-order/v2/cancellation/check_eligibility",
+                json={"legacyOrderId": order_id},
+                headers=headers,
+            )
+            if response.status_code != 200:
+                raise self._fail(f"check_eligibility {order_id}", response)
+            eligibility = json_body(response, "check_eligibility")
+            if not eligibility.get("eligible"):
+                reasons = eligibility.get("failureReason") or []
+                if "ORDER_ALREADY_CANCELLED" in reasons:
+                    return SendResult(response={"already_cancelled": True}, already_applied=True)
+                raise ChannelError(
+                    f"eBay says order {order_id} cannot be cancelled: {', '.join(reasons)}", retryable=False
+                )
+            response = self.call(
+                "POST",
+                "/post-order/v2/cancellation",
+                json={"legacyOrderId": order_id, "cancelReason": reason},
+                headers=headers,
+            )
+            if response.status_code not in (200, 201):
+                raise self._fail(f"create cancellation {order_id}", response)
+            state["cancel_id"] = json_body(response, "create cancellation").get("cancelId")
+        return SendResult(response={"cancel_id": state["cancel_id"], "reason": reason}, state=state)
+
+    def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        accepted = []
+        for start in range(0, len(quantities), INVENTORY_BATCH):
+            chunk = quantities[start : start + INVENTORY_BATCH]
+            body = {
+                "requests": [
+                    {"sku": q.channel_sku, "shipToLocationAvailability": {"quantity": q.quantity}} for q in chunk
+                ]
+            }
+            response = self.call("POST", "/sell/inventory/v1/bulk_update_price_quantity", json=body)
+            if response.status_code not in (200, 207):
+                raise self._fail("bulkUpdatePriceQuantity", response)
+            results = json_body(response, "bulkUpdatePriceQuantity").get("responses") or []
+            refused = [r for r in results if r.get("statusCode") != 200]
+            if refused:
+                detail = "; ".join(f"{r.get('sku')}: {(r.get('errors') or [{}])[0].get('message')}" for r in refused)
+                raise ChannelError(f"bulkUpdatePriceQuantity refused {detail}", retryable=False)
+            accepted += [r.get("sku") for r in results]
+        return SendResult(response={"accepted": accepted})
+
+
+def _ship_to(raw: dict) -> NormalizedAddress | None:
+    instructions = require_list(raw.get("fulfillmentStartInstructions") or [], "fulfillmentStartInstructions")
+    if not instructions:
+        return None
+    first = require_obj(instructions[0], "fulfillmentStartInstructions[0]")
+    step = require_obj(first.get("shippingStep"), "fulfillmentStartInstructions[0].shippingStep", required=False)
+    ship_to = require_obj(step.get("shipTo"), "fulfillmentStartInstructions[0].shippingStep.shipTo", required=False)
+    if not ship_to:
+        return None
+    address = ship_to.get("contactAddress") if isinstance(ship_to.get("contactAddress"), dict) else {}
+    phone = ship_to.get("primaryPhone") if isinstance(ship_to.get("primaryPhone"), dict) else {}
+    return NormalizedAddress(
+        name=str(ship_to.get("fullName") or "")[:255],
+        line1=str(address.get("addressLine1") or "")[:255],
+        line2=str(address.get("addressLine2") or "")[:255],
+        city=str(address.get("city") or "")[:128],
+        region=str(address.get("stateOrProvince") or "")[:128],
+        postal_code=str(address.get("postalCode") or "")[:32],
+        country_code=str(address.get("countryCode") or "")[:2],
+        phone=str(phone.get("phoneNumber") or "")[:64],
+        email=str(ship_to.get("email") or "")[:254],
+    )
