@@ -136,17 +136,6 @@ class RoutingPlan:
     explanation: str
     rules_version: str
 
-    @property
-    def outcome(self) -> str:
-        """fulfillment.models.RoutingOutcome value (exception vs backorder is the service's call)."""
-        if not self.shipments:
-            return (
-                "no_node"
-                if self.unrouted and all(u.reason != INSUFFICIENT_STOCK for u in self.unrouted)
-                else ("backordered")
-            )
-        return "split" if len(self.shipments) > 1 else "routed"
-
     def allocations(self) -> dict[int, dict[int, int]]:
         """{order_line_id: {location_id: units}}"""
         out: dict[int, dict[int, int]] = defaultdict(dict)
