@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from channels.connectors import connector_for
-from channels.connectors.base import ChannelError, ChannelUnsupported, PayloadError
+from channels.connectors.base import ChannelError, ChannelUnsupported, PayloadError, WebhookRejected
 from channels.inbound import inbound_orders_process
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus
 from channels.sync import account_lock
@@ -80,6 +80,10 @@ def webhook_receive(request: HttpRequest, channel: str, account_id: int) -> Http
             return JsonResponse({"error": "invalid signature"}, status=401)
     except ChannelUnsupported:
         return JsonResponse({"error": f"{channel} webhooks are not supported"}, status=404)
+    except WebhookRejected as exc:
+        # Signed but stale (a replay): refused like a bad signature, nothing stored.
+        log.warning("webhook for %s rejected: %s", account.name, exc)
+        return JsonResponse({"error": str(exc)}, status=401)
     finally:
         connector.close()
     try:

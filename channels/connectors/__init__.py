@@ -14,6 +14,7 @@ CONNECTORS = {
     "shopify": "channels.connectors.shopify.ShopifyConnector",
     "walmart": "channels.connectors.walmart.WalmartConnector",
     "ebay": "channels.connectors.ebay.EbayConnector",
+    "tiktok": "channels.connectors.tiktok.TikTokConnector",
 }
 
 

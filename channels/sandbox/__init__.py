@@ -12,6 +12,7 @@ SANDBOXES: dict[str, tuple[str, int]] = {
     "shopify": ("channels.sandbox.shopify.ShopifySandbox", 8103),
     "walmart": ("channels.sandbox.walmart.WalmartSandbox", 8102),
     "ebay": ("channels.sandbox.ebay.EbaySandbox", 8104),
+    "tiktok": ("channels.sandbox.tiktok.TikTokSandbox", 8105),
 }
 
 

@@ -1,0 +1,407 @@
+"""TikTok Shop Open API (202309): signed requests, orders/search, packages, cancellations, inventory, webhooks.
+
+Every request carries ``app_key``, ``timestamp`` (unix s), ``shop_cipher`` and ``sign`` in the query
+and the access token in ``x-tts-access-token``; ``sign`` is ``tiktok_sign`` below, exactly as
+../shared/CHANNELS.md gives it. Replies are ``{code, message, request_id, data}``; code != 0 is an
+error whatever the HTTP status.
+
+A line item is one unit: lines are grouped per ``sku_id`` into one Waybill line whose
+``external_unit_ids`` keep every unit's id, used to ship and cancel. UNPAID and ON_HOLD (the
+buyer-remorse window) map to pending, so nothing is routed before AWAITING_SHIPMENT.
+Learnt Listing.external_variant_id is ``product_id:sku_id``: the inventory call needs both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from channels.connectors.base import (
+    CancelRequest,
+    ChannelError,
+    Connector,
+    InventoryQuantity,
+    NormalizedAddress,
+    NormalizedLine,
+    NormalizedOrder,
+    OrderPage,
+    PayloadError,
+    SendResult,
+    ShipmentConfirmation,
+    WebhookEvent,
+    WebhookRejected,
+    json_body,
+    parse_decimal,
+    require_list,
+    require_obj,
+    require_str,
+)
+from orders.models import OrderStatus
+
+STATUS_MAP = {
+    "UNPAID": OrderStatus.PENDING,
+    "ON_HOLD": OrderStatus.PENDING,
+    "AWAITING_SHIPMENT": OrderStatus.OPEN,
+    "AWAITING_COLLECTION": OrderStatus.OPEN,
+    "PARTIALLY_SHIPPING": OrderStatus.PARTIALLY_SHIPPED,
+    "IN_TRANSIT": OrderStatus.SHIPPED,
+    "DELIVERED": OrderStatus.DELIVERED,
+    "COMPLETED": OrderStatus.DELIVERED,
+    "CANCELLED": OrderStatus.CANCELLED,
+}
+SHIPPED_UNITS = {"IN_TRANSIT", "DELIVERED", "COMPLETED"}
+OPEN_UNITS = {"AWAITING_SHIPMENT", "AWAITING_COLLECTION"}
+CANCEL_REASONS = {
+    "NoInventory": "seller_cancel_reason_out_of_stock",
+    "PricingError": "seller_cancel_reason_wrong_price",
+    "ShippingAddressUndeliverable": "seller_cancel_reason_address_not_deliver",
+    "BuyerCanceled": "seller_cancel_reason_buyer_requested",
+}
+SIGN_EXCLUDED = {"sign", "access_token"}
+
+
+def tiktok_sign(app_secret: str, path: str, params: Mapping[str, Any], body: bytes = b"") -> str:
+    """hex HMAC-SHA256 keyed with app_secret of app_secret + path + sorted key+value pairs + body + app_secret."""
+    pairs = "".join(f"{key}{params[key]}" for key in sorted(params) if key not in SIGN_EXCLUDED)
+    message = app_secret.encode() + path.encode() + pairs.encode() + body + app_secret.encode()
+    return hmac.new(app_secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def from_seconds(value: Any, path: str, *, required: bool = True) -> datetime | None:
+    if value is None or value == "":
+        if required:
+            raise PayloadError(path, "is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(path, f"expected unix seconds, got {str(value)[:40]!r}")
+    if not 10**8 <= value < 10**11:
+        raise PayloadError(path, f"not a plausible unix time in seconds: {value}")
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+class TikTokConnector(Connector):
+    kind = "tiktok"
+    overlap = timedelta(minutes=5)
+    idempotent_kinds = frozenset({"inventory"})
+    page_size: ClassVar[int] = 100
+    # Webhooks older or newer than this (by their own timestamp) are refused as replays.
+    replay_window: ClassVar[timedelta] = timedelta(minutes=5)
+
+    # --- transport -----------------------------------------------------------------------------
+
+    def _credential(self, key: str) -> str:
+        value = self.credentials.get(key)
+        if not value:
+            raise ChannelError(f"TikTok credentials lack {key}", retryable=False)
+        return value
+
+    def signed_params(self, path: str, params: Mapping[str, Any], body: bytes) -> dict[str, Any]:
+        query = {
+            **{k: v for k, v in params.items() if v is not None},
+            "app_key": self._credential("app_key"),
+            "timestamp": int(time.time()),
+            "shop_cipher": self._credential("shop_cipher"),
+        }
+        query["sign"] = tiktok_sign(self._credential("app_secret"), path, query, body)
+        return query
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> dict:
+        raw = json.dumps(body, separators=(",", ":")).encode() if body is not None and method != "GET" else b""
+        response = self.http.request(
+            method,
+            path,
+            params=self.signed_params(path, params or {}, raw),
+            content=raw or None,
+            headers={"x-tts-access-token": self._credential("access_token"), "Content-Type": "application/json"},
+        )
+        reply = json_body(response, f"TikTok {path}")
+        if not isinstance(reply, dict):
+            raise ChannelError(f"TikTok {path}: HTTP {response.status_code}, reply is not an object", retryable=False)
+        code = reply.get("code")
+        if response.status_code != 200 or code != 0:
+            raise ChannelError(
+                f"TikTok {path}: HTTP {response.status_code}, code {code}: {str(reply.get('message'))[:300]}",
+                retryable=response.status_code >= 500,
+                status=response.status_code,
+            )
+        return reply.get("data") or {}
+
+    # --- reading orders ------------------------------------------------------------------------
+
+    def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
+        token = ""
+        page = 0
+        while True:
+            data = self.request(
+                "POST",
+                "/order/202309/orders/search",
+                params={
+                    "page_size": self.page_size,
+                    "page_token": token or None,
+                    "sort_field": "update_time",
+                    "sort_order": "ASC",
+                },
+                body={"update_time_ge": int(since.timestamp())},
+            )
+            orders = data.get("orders", [])
+            if not isinstance(orders, list):
+                raise ChannelError("orders/search: data.orders is not a list", retryable=False)
+            token = data.get("next_page_token") or ""
+            page += 1
+            yield OrderPage(raw_orders=orders, progress={"page": page, "has_next": bool(token)})
+            if not token:
+                return
+
+    def get_order(self, external_id: str) -> dict:
+        data = self.request("GET", "/order/202309/orders", params={"ids": external_id})
+        found = [o for o in data.get("orders") or [] if isinstance(o, dict) and str(o.get("id")) == external_id]
+        if not found:
+            raise ChannelError(f"TikTok order {external_id} not found", retryable=False)
+        return found[0]
+
+    def order_identity(self, raw: Any) -> tuple[str, str]:
+        if not isinstance(raw, dict):
+            return "", ""
+        return str(raw.get("id") or "")[:128], str(raw.get("update_time") or "")[:64]
+
+    def parse_order(self, raw: dict) -> NormalizedOrder:
+        raw = require_obj(raw, "order")
+        order_id = require_str(raw, "id", "", max_length=128)
+        status_code = require_str(raw, "status", "")
+        if status_code not in STATUS_MAP:
+            raise PayloadError("status", f"unknown value {status_code!r}")
+        placed = from_seconds(raw.get("create_time"), "create_time")
+        updated = from_seconds(raw.get("update_time"), "update_time")
+        fulfillment_type = str(raw.get("fulfillment_type") or "FULFILLMENT_BY_SELLER")
+        if fulfillment_type not in ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"):
+            raise PayloadError("fulfillment_type", f"unknown value {fulfillment_type!r}")
+        payment = require_obj(raw.get("payment"), "payment", required=False)
+        items = require_list(raw.get("line_items"), "line_items")
+        if not items:
+            raise PayloadError("line_items", "is empty")
+        groups: dict[str, dict] = {}
+        for index, item in enumerate(items):
+            path = f"line_items[{index}]"
+            item = require_obj(item, path)
+            unit_id = require_str(item, "id", path, max_length=64)
+            sku_id = require_str(item, "sku_id", path, max_length=64)
+            state = require_str(item, "display_status", path, required=False) or status_code
+            if state not in STATUS_MAP:
+                raise PayloadError(f"{path}.display_status", f"unknown value {state!r}")
+            price = parse_decimal(item.get("sale_price"), f"{path}.sale_price", default=Decimal("0"))
+            group = groups.setdefault(
+                sku_id,
+                {
+                    "sku": require_str(item, "seller_sku", path, required=False, max_length=128) or f"NOSKU:{sku_id}",
+                    "product": str(item.get("product_id") or ""),
+                    "title": str(item.get("product_name") or "")[:500],
+                    "price": price,
+                    "units": [],
+                    "states": {},
+                },
+            )
+            group["units"].append(unit_id)
+            group["states"][state] = group["states"].get(state, 0) + 1
+        ship_by = from_seconds(raw.get("rts_sla_time"), "rts_sla_time", required=False)
+        deliver_by = from_seconds(raw.get("delivery_due_time"), "delivery_due_time", required=False)
+        lines = [
+            NormalizedLine(
+                external_id=sku_id,
+                channel_sku=group["sku"],
+                quantity=len(group["units"]),
+                unit_price=group["price"],
+                title=group["title"],
+                channel_status=",".join(f"{k}:{v}" for k, v in sorted(group["states"].items()))[:64],
+                quantity_shipped=sum(n for s, n in group["states"].items() if s in SHIPPED_UNITS),
+                quantity_cancelled=group["states"].get("CANCELLED", 0),
+                ship_by=ship_by,
+                deliver_by=deliver_by,
+                external_unit_ids=list(group["units"]),
+                external_variant_id=f"{group['product']}:{sku_id}" if group["product"] else "",
+            )
+            for sku_id, group in groups.items()
+        ]
+        currency = str(payment.get("currency") or "")
+        if len(currency) != 3:
+            raise PayloadError("payment.currency", f"not a currency code: {currency!r}")
+        total = (
+            parse_decimal(payment.get("total_amount"), "payment.total_amount") if "total_amount" in payment else None
+        )
+        address = require_obj(raw.get("recipient_address"), "recipient_address", required=False)
+        district = {
+            str(d.get("address_level_name")): str(d.get("address_name") or "")
+            for d in address.get("district_info") or []
+            if isinstance(d, dict)
+        }
+        ship_to = NormalizedAddress(
+            name=str(address.get("name") or "")[:255],
+            line1=str(address.get("address_line1") or "")[:255],
+            line2=str(address.get("address_line2") or "")[:255],
+            city=district.get("City", "")[:128],
+            region=district.get("State", "")[:128],
+            postal_code=str(address.get("postal_code") or "")[:32],
+            country_code=str(address.get("region_code") or "")[:2],
+            phone=str(address.get("phone_number") or "")[:64],
+        )
+        return NormalizedOrder(
+            external_id=order_id,
+            placed_at=placed,
+            updated_at=updated,
+            currency=currency,
+            status=STATUS_MAP[status_code],
+            channel_status=status_code,
+            lines=lines,
+            total_amount=total,
+            ship_to=ship_to if address else None,
+            ship_by=ship_by,
+            deliver_by=deliver_by,
+            paid_at=from_seconds(raw.get("paid_time"), "paid_time", required=False),
+            shipping_method=str(raw.get("delivery_option_name") or raw.get("shipping_type") or "")[:64],
+            marketplace_fulfilled=fulfillment_type == "FULFILLMENT_BY_TIKTOK",
+        )
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def _units(self, order: dict, wanted: list[tuple[str, int]], states: set[str]) -> list[str]:
+        """Unit line item ids for (sku_id, quantity) pairs, taken from units in one of ``states``."""
+        free: dict[str, list[str]] = {}
+        for item in order.get("line_items") or []:
+            if item.get("display_status") in states:
+                free.setdefault(str(item.get("sku_id")), []).append(str(item["id"]))
+        chosen = []
+        for sku_id, quantity in wanted:
+            available = free.get(sku_id, [])
+            if len(available) < quantity:
+                raise ChannelError(
+                    f"TikTok order {order.get('id')}: {quantity} unit(s) of SKU {sku_id} wanted, "
+                    f"{len(available)} in {'/'.join(sorted(states))}",
+                    retryable=False,
+                )
+            chosen += available[:quantity]
+            free[sku_id] = available[quantity:]
+        return chosen
+
+    def _shipping_provider(self, order: dict, shipment: ShipmentConfirmation) -> str:
+        option = order.get("delivery_option_id")
+        if not option:
+            raise ChannelError(f"TikTok order {order.get('id')} has no delivery_option_id", retryable=False)
+        data = self.request("GET", f"/logistics/202309/delivery_options/{option}/shipping_providers")
+        names = {shipment.carrier_code.lower(), (shipment.carrier_name or shipment.carrier_code).lower()}
+        for provider in data.get("shipping_providers") or []:
+            if str(provider.get("name", "")).lower() in names:
+                return str(provider["id"])
+        raise ChannelError(f"carrier {shipment.carrier_code!r} is not a TikTok shipping provider", retryable=False)
+
+    def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+        order = self.get_order(shipment.order_external_id)
+        units = self._units(order, [(line.external_line_id, line.quantity) for line in shipment.lines], OPEN_UNITS)
+        data = self.request(
+            "POST",
+            f"/fulfillment/202309/orders/{shipment.order_external_id}/packages",
+            body={
+                "tracking_number": shipment.tracking_number,
+                "shipping_provider_id": self._shipping_provider(order, shipment),
+                "order_line_item_ids": units,
+            },
+        )
+        return SendResult(response={"package_id": data.get("package_id"), "units": units})
+
+    def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
+        order = self.get_order(cancel.order_external_id)
+        if cancel.lines:
+            wanted = [(line.external_line_id, line.quantity) for line in cancel.lines]
+            units = self._units(order, wanted, OPEN_UNITS | {"UNPAID", "ON_HOLD"})
+        else:
+            done = SHIPPED_UNITS | {"CANCELLED"}
+            units = [str(i["id"]) for i in order.get("line_items") or [] if i.get("display_status") not in done]
+        reason = CANCEL_REASONS.get(cancel.reason, cancel.reason if cancel.reason in CANCEL_REASONS.values() else "")
+        data = self.request(
+            "POST",
+            "/return_refund/202309/cancellations",
+            body={
+                "order_id": cancel.order_external_id,
+                "order_line_item_ids": units,
+                "cancel_reason": reason or "seller_cancel_reason_out_of_stock",
+            },
+        )
+        return SendResult(response={"cancel_id": data.get("cancel_id"), "units": units})
+
+    def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
+        if kind == "ship_confirmation":
+            order = self.get_order(payload["order_external_id"])
+            return any(i.get("tracking_number") == payload["tracking_number"] for i in order.get("line_items") or [])
+        if kind == "cancellation":
+            order = self.get_order(payload["order_external_id"])
+            if order.get("status") == "CANCELLED":
+                return True
+            wanted = payload.get("lines") or []
+            cancelled: dict[str, int] = {}
+            for item in order.get("line_items") or []:
+                if item.get("display_status") == "CANCELLED":
+                    cancelled[str(item.get("sku_id"))] = cancelled.get(str(item.get("sku_id")), 0) + 1
+            return bool(wanted) and all(cancelled.get(w["external_line_id"], 0) >= w["quantity"] for w in wanted)
+        return False
+
+    def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        warehouse = self.account.inventory_location_id
+        if not warehouse:
+            raise ChannelError("TikTok account has no inventory_location_id (a warehouse id)", retryable=False)
+        by_product: dict[str, list[dict]] = {}
+        skipped = []
+        for q in quantities:
+            product, _, sku_id = q.external_variant_id.partition(":")
+            if not product or not sku_id:
+                skipped.append(q.channel_sku)
+                continue
+            by_product.setdefault(product, []).append(
+                {"id": sku_id, "inventory": [{"warehouse_id": warehouse, "quantity": q.quantity}]}
+            )
+        if not by_product:
+            raise ChannelError(f"no TikTok product and SKU id known for {', '.join(skipped)}", retryable=False)
+        for product, skus in by_product.items():
+            self.request("POST", f"/product/202309/products/{product}/inventory/update", body={"skus": skus})
+        return SendResult(response={"products": sorted(by_product), "skipped": skipped})
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """The Authorization HMAC over app_key + raw body; then the replay window on the body's timestamp."""
+        secret, app_key = self.credentials.get("app_secret"), self.credentials.get("app_key")
+        if not secret or not app_key:
+            return False
+        expected = hmac.new(secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), (headers.get("Authorization") or "").encode()):
+            return False
+        try:
+            sent = int(json.loads(body).get("timestamp"))
+        except (ValueError, TypeError, AttributeError):
+            raise WebhookRejected("webhook body has no timestamp") from None
+        if abs(time.time() - sent) > self.replay_window.total_seconds():
+            raise WebhookRejected(f"webhook timestamp {sent} is outside the {self.replay_window} replay window")
+        return True
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise PayloadError("body", "not JSON") from None
+        payload = require_obj(payload, "body")
+        data = require_obj(payload.get("data"), "data")
+        order_id = require_str(data, "order_id", "data", max_length=128)
+        update_time = data.get("update_time")
+        updated = from_seconds(update_time, "data.update_time", required=False)
+        parts = (payload.get("shop_id"), payload.get("type"), order_id, data.get("order_status"), update_time)
+        key = "webhook:" + ":".join(str(part) for part in parts)
+        return WebhookEvent(
+            dedupe_key=key[:255],
+            topic=f"type:{payload.get('type')}",
+            external_id=order_id,
+            payload=payload,
+            updated_at=updated,
+        )
