@@ -1,0 +1,92 @@
+"""Fulfilment events that the channel must hear about, queued in the outbox in the same transaction.
+
+fulfillment sends its signals inside the transaction that ships or cancels (it never imports
+channels); these receivers only write OutboxMessage rows, so a confirmation is queued if and only if
+the shipment commits, and the relay pushes it after commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.dispatch import receiver
+
+from channels.outbox import cancellation_enqueue, ship_confirmation_enqueue
+from fulfillment.signals import shipment_line_cancelled, shipment_shipped
+from orders.models import Order, OrderEvent, OrderLine
+
+# Ship-confirmation carrier for a store pickup: channels that take a pickup confirmation accept "Other".
+PICKUP_CARRIER = "Other"
+
+
+def _channel_order(order_id: int) -> Order | None:
+    order = Order.objects.select_related("account").get(pk=order_id)
+    # Marketplace-fulfilled orders are the marketplace's to confirm.
+    return None if order.marketplace_fulfilled else order
+
+
+@receiver(shipment_shipped, dispatch_uid="channels.ship_confirmation")
+def queue_ship_confirmation(sender, *, shipment_id: int, order_id: int, event_id: int, **kwargs) -> None:
+    order = _channel_order(order_id)
+    if order is None:
+        return
+    data = OrderEvent.objects.values_list("data", flat=True).get(pk=event_id)
+    lines = [(line["external_id"], line["quantity"]) for line in data.get("lines", []) if line["quantity"] > 0]
+    if not lines:
+        return
+    if data.get("kind") == "pickup":
+        ship_confirmation_enqueue(
+            order=order,
+            package_reference=f"shipment-{shipment_id}",
+            carrier_code=PICKUP_CARRIER,
+            carrier_name="Store pickup",
+            tracking_number=f"PICKUP-{shipment_id}",
+            shipped_at=datetime.fromisoformat(data["picked_up_at"]),
+            lines=lines,
+        )
+        return
+    codes = data.get("channel_carrier_codes") or {}
+    ship_confirmation_enqueue(
+        order=order,
+        package_reference=f"shipment-{shipment_id}",
+        carrier_code=codes.get(order.account.kind, data["carrier"]),
+        carrier_name=data.get("carrier_name", ""),
+        tracking_number=data["tracking_number"],
+        tracking_url=data.get("tracking_url", ""),
+        shipping_method=data.get("service_level", ""),
+        shipped_at=datetime.fromisoformat(data["shipped_at"]),
+        lines=lines,
+    )
+
+
+@receiver(shipment_line_cancelled, dispatch_uid="channels.line_cancellation")
+def queue_line_cancellation(
+    sender, *, shipment_id: int, order_id: int, order_line_id: int, quantity: int, reason: str, event_id: int, **kwargs
+) -> None:
+    actor = OrderEvent.objects.values_list("actor", flat=True).get(pk=event_id)
+    if actor.startswith("sync:"):
+        # The channel cancelled it and the sync applied it: telling the channel again would double it.
+        return
+    order = _channel_order(order_id)
+    if order is None:
+        return
+    external_line_id = OrderLine.objects.values_list("external_id", flat=True).get(pk=order_line_id)
+    cancellation_enqueue(
+        order=order,
+        lines=[(external_line_id, quantity)],
+        reason=_reason_code(reason),
+        dedupe_key=f"line:{order_line_id}:event:{event_id}",
+    )
+
+
+def _reason_code(reason: str) -> str:
+    """The channel-neutral reason code (Amazon's vocabulary; each connector maps it to its own)."""
+    text = reason.lower()
+    if "pickup expired" in text or "buyer" in text or "customer" in text:
+        return "BuyerCanceled"
+    if "address" in text:
+        return "ShippingAddressUndeliverable"
+    if "stock" in text or "inventory" in text or "short" in text:
+        return "NoInventory"
+    return "GeneralAdjustment"
+
