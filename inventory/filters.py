@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import F, Q
+from drf_spectacular.utils import extend_schema_field
 
 from inventory.models import (
     InboundShipment,
@@ -24,10 +25,15 @@ AVAILABILITY_CHOICES = [
 ]
 
 
+@extend_schema_field({"type": "string", "description": "Location code; repeat the parameter for several"})
+class LocationCodeFilter(django_filters.ModelMultipleChoiceFilter):
+    """Locations by code (?location=DAL&location=RNO)."""
+
+
 class StockLevelFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="filter_search", label="SKU")
     sku = django_filters.CharFilter(field_name="sku__code", label="SKU code")
-    location = django_filters.ModelMultipleChoiceFilter(
+    location = LocationCodeFilter(
         field_name="location__code", to_field_name="code", queryset=Location.objects.order_by("code"), label="Location"
     )
     location_kind = django_filters.ChoiceFilter(field_name="location__kind", choices=LocationKind.choices)

@@ -82,8 +82,7 @@ class AdjustmentView(ConsoleView):
             return SkuDetailView().render_page(request, code, form=form, status=400)
         messages.success(
             request,
-            f"Adjusted {sku.code} at {data['location'].code} by {movement.delta:+d}: "
-            f"{movement.balance_after} on hand.",
+            f"Adjusted {sku.code} at {data['location'].code} by {movement.delta:+d}: {movement.balance_after} on hand.",
         )
         return HttpResponseRedirect(reverse("inventory:sku", args=[sku.code]))
 
