@@ -32,6 +32,11 @@ app.conf.update(
         "fulfillment-tracking-checks": {"task": "fulfillment.tasks.tracking_checks_task", "schedule": 900.0},
         "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
+        # Safety net behind the per-change recompute: every advertised quantity re-derived from stock.
+        "inventory-reconcile-availability": {
+            "task": "inventory.tasks.channel_availability_reconcile_task",
+            "schedule": 900.0,
+        },
         "channels-plan-inventory-pushes": {
             "task": "channels.tasks.channels_plan_inventory_pushes_task",
             "schedule": 1.0,

@@ -243,6 +243,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "orders.models.OrderStatus",
         "LineStatusEnum": "orders.models.LineStatus",
+        # An order's service level and a shipment's kind are one choice set (ship, pickup, ship from store).
+        "ServiceLevelEnum": "fulfillment.models.ShipmentKind",
+        "InboundKindEnum": "inventory.models.InboundKind",
     },
 }
 
