@@ -15,7 +15,10 @@ from channels.sandbox.shopify import LOCATION_ID
 
 
 class Command(BaseCommand):
-    help = "Start the sandbox marketplaces (Amazon :8101, Shopify :8103) with generated orders over time."
+    help = (
+        "Start the sandbox marketplaces (Amazon :8101, Walmart :8102, Shopify :8103, eBay :8104, TikTok Shop :8105)"
+        " with generated orders over time."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -25,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--webhook-base",
             default="http://127.0.0.1:8000",
-            help="Where Waybill listens: Shopify webhooks go to <base>/webhooks/shopify/<account id>/",
+            help="Where Waybill listens: Shopify and TikTok webhooks go to <base>/webhooks/<kind>/<account id>/",
         )
 
     def handle(self, *args, host, only, rate, backlog, webhook_base, **options):
@@ -38,6 +41,8 @@ class Command(BaseCommand):
                 app.state.generate(1, created_at=start + timedelta(seconds=index * 7200 // max(backlog, 1)))
             if kind == ChannelKind.SHOPIFY:
                 self._wire_shopify(app, webhook_base)
+            if kind == ChannelKind.TIKTOK:
+                self._wire_tiktok(app, webhook_base)
             try:
                 servers.append(app.serve(host, port, rate_per_minute=rate))
             except OSError as exc:
@@ -58,3 +63,12 @@ class Command(BaseCommand):
         app.webhook_url = f"{webhook_base.rstrip('/')}/webhooks/shopify/{account.pk}/"
         if not account.inventory_location_id:
             ChannelAccount.objects.filter(pk=account.pk).update(inventory_location_id=LOCATION_ID)
+
+    def _wire_tiktok(self, app, webhook_base: str) -> None:
+        """Point the sandbox's webhooks at the demo TikTok account, and give it the sandbox warehouse."""
+        account = ChannelAccount.objects.filter(kind=ChannelKind.TIKTOK, api_base_url__contains=":8105").first()
+        if account is None:
+            return
+        app.webhook_url = f"{webhook_base.rstrip('/')}/webhooks/tiktok/{account.pk}/"
+        if not account.inventory_location_id:
+            ChannelAccount.objects.filter(pk=account.pk).update(inventory_location_id=app.warehouse_id)
