@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -33,7 +32,7 @@ MAX_UPDATES = 200
 
 
 def tracking_webhook_secret() -> str:
-    return getattr(settings, "TRACKING_WEBHOOK_SECRET", "") or os.environ.get("TRACKING_WEBHOOK_SECRET", "")
+    return settings.TRACKING_WEBHOOK_SECRET
 
 
 def signature_for(body: bytes, secret: str) -> str:
