@@ -21,6 +21,7 @@ from django.utils import timezone
 from channels.connectors.base import Connector, NormalizedOrder, PayloadError
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, Listing
 from channels.outbox import acknowledgements_enqueue
+from fulfillment import services as fulfillment_services
 from inventory.models import Sku
 from orders import services as order_services
 from orders.errors import DomainError
@@ -128,8 +129,11 @@ def _learn_variant_ids(account: ChannelAccount, orders: list[NormalizedOrder]) -
 def _after_ingest(
     account: ChannelAccount, parsed: dict[int, NormalizedOrder], results: dict[int, IngestResult], actor: str
 ) -> None:
-    """Unknown SKUs hold the order and open an exception case (never for marketplace-fulfilled orders)."""
+    """Unknown SKUs hold the order and open an exception case (never for marketplace-fulfilled orders);
+    units the channel cancelled leave the order's shipments and reservations."""
     for event_id, result in results.items():
+        if result.cancelled_lines and result.order_id is not None and not parsed[event_id].marketplace_fulfilled:
+            _cancel_upstream(account, result, actor)
         if not result.unmapped_skus or result.order_id is None or parsed[event_id].marketplace_fulfilled:
             continue
         skus = ", ".join(result.unmapped_skus)
@@ -147,6 +151,25 @@ def _after_ingest(
             title=f"Order {parsed[event_id].external_reference or parsed[event_id].external_id}: unmapped SKU {skus}",
             detail=f"Map the channel SKU(s) {skus} on {account.name} to a Waybill SKU, then release the hold.",
             severity=Severity.HIGH,
+            order_id=result.order_id,
+            account_id=account.pk,
+            actor=actor,
+        )
+
+
+def _cancel_upstream(account: ChannelAccount, result: IngestResult, actor: str) -> None:
+    try:
+        # A savepoint: a refusal leaves the page's transaction usable for the other orders.
+        with transaction.atomic():
+            fulfillment_services.order_lines_cancelled_upstream(
+                order_id=result.order_id, cancelled=dict(result.cancelled_lines), actor=actor
+            )
+    except DomainError as exc:
+        order_services.exception_case_open(
+            kind=ExceptionKind.OTHER,
+            title=f"Order {result.external_id}: a channel cancellation could not be applied to its shipments",
+            detail=f"{exc}. Cancel the units on the order's shipments by hand so the node does not ship them.",
+            severity=Severity.CRITICAL,
             order_id=result.order_id,
             account_id=account.pk,
             actor=actor,

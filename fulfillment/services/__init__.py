@@ -9,6 +9,7 @@ tokens     node API tokens, routing configuration versions
 from fulfillment.services.route import RouteResult, order_reroute, order_route, orders_route
 from fulfillment.services.shipments import (
     ShortPickResult,
+    order_lines_cancelled_upstream,
     pickup_expire,
     pickups_expire_due,
     shipment_acknowledge,
@@ -38,6 +39,7 @@ __all__ = [
     "TrackingResult",
     "node_token_create",
     "node_token_revoke",
+    "order_lines_cancelled_upstream",
     "order_reroute",
     "order_route",
     "orders_route",

@@ -32,6 +32,7 @@ from fulfillment.services.common import (
 from fulfillment.signals import shipment_line_cancelled, shipment_shipped
 from fulfillment.status import HOLDS_STOCK, PRE_SHIP, can_transition
 from inventory.errors import InsufficientStock
+from inventory.models import Reservation, ReservationStatus
 from inventory.services import LineDemand, stock_adjust, stock_consume, stock_release, stock_reserve
 from orders import services as order_services
 from orders.errors import InvalidTransition
@@ -420,6 +421,89 @@ def shipment_line_cancel(
             event_id=event.pk,
         )
     return locked
+
+
+def order_lines_cancelled_upstream(
+    *, order_id: int, cancelled: Mapping[int, int], actor: Actor, reason: str = "cancelled on the channel"
+) -> None:
+    """The channel cancelled units that the sync has already counted on the order lines: take them back
+    out of the order's unshipped shipments, then out of any other active reservation of those lines.
+
+    Nothing is counted twice (the lines' cancelled quantities are not touched here) and nothing goes to
+    the outbox: the channel made the change. Shipments are locked in pk order, before the order, like
+    every shipment service.
+    """
+    actor_resolve(actor)
+    remaining = {int(line_id): qty for line_id, qty in cancelled.items() if qty > 0}
+    if not remaining:
+        return
+    with transaction.atomic():
+        shipment_ids = list(
+            Shipment.objects.filter(order_id=order_id, status__in=HOLDS_STOCK, lines__order_line_id__in=list(remaining))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .distinct()
+        )
+        for shipment_id in shipment_ids:
+            locked = _lock(shipment_id)
+            by_line = _lines_by_order_line(locked)
+            taken = {}
+            for line_id, line in by_line.items():
+                qty = min(remaining.get(line_id, 0), line.quantity_open)
+                if qty <= 0:
+                    continue
+                sku_id = OrderLine.objects.values_list("sku_id", flat=True).get(pk=line_id)
+                keep = _shrink_reservation(line, by=qty, shipment=locked, actor=actor)
+                _rereserve(line, keep=keep, shipment=locked, sku_id=sku_id, actor=actor)
+                line.quantity_cancelled += qty
+                line.save(update_fields=["quantity_cancelled", "reservation"])
+                remaining[line_id] -= qty
+                taken[line_id] = qty
+            if not taken:
+                continue
+            from_status = locked.status
+            if all(line.quantity_open == 0 for line in by_line.values()):
+                locked.status = S.CANCELLED
+                locked.save(update_fields=["status", "updated_at"])
+                capacity_give_back(location_id=locked.location_id, day=locked.capacity_day)
+            _event(
+                locked,
+                kind="line_cancelled",
+                actor=actor,
+                from_status=from_status,
+                reason=reason,
+                data={"cancelled": {str(k): v for k, v in taken.items()}, "by_channel": True},
+            )
+        leftover = {line_id: qty for line_id, qty in remaining.items() if qty > 0}
+        if leftover:
+            _release_unshipped_reservations(leftover, actor=actor)
+        order_follow_shipments(order_id=order_id, actor=actor, reason=reason)
+
+
+def _release_unshipped_reservations(quantities: Mapping[int, int], *, actor: Actor) -> None:
+    """Release ``quantities`` units of reservations held for order lines outside any shipment
+    (a backorder's partial reservation), keeping the rest reserved at the same node."""
+    held = (
+        Reservation.objects.filter(
+            order_line_id__in=list(quantities), status=ReservationStatus.ACTIVE, shipment_lines__isnull=True
+        )
+        .order_by("pk")
+        .values_list("pk", "order_line_id", "sku_id", "location_id", "quantity")
+    )
+    releasing, keeping = [], []
+    left = dict(quantities)
+    for pk, line_id, sku_id, location_id, qty in held:
+        take = min(left.get(line_id, 0), qty)
+        if take <= 0:
+            continue
+        left[line_id] -= take
+        releasing.append(pk)
+        if qty > take:
+            keeping.append(LineDemand(order_line_id=line_id, sku_id=sku_id, quantities={location_id: qty - take}))
+    if releasing:
+        stock_release(reservation_ids=releasing, actor=actor)
+    for demand in keeping:
+        stock_reserve(lines=[demand], actor=actor)
 
 
 def shipment_cancel(*, shipment: Shipment | int, reason: str, actor: Actor) -> Shipment:

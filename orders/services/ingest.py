@@ -108,6 +108,9 @@ class IngestResult:
     to_status: str = ""
     error: str = ""
     unmapped_skus: list[str] = field(default_factory=list)
+    # (order line id, units) the channel cancelled since the last payload, already counted on the line:
+    # the caller takes them back out of shipments and reservations.
+    cancelled_lines: list[tuple[int, int]] = field(default_factory=list)
 
 
 def ingest_order_validate(order: IngestOrder) -> None:
@@ -314,6 +317,7 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
     for i, item, order in changing:
         current = lines_by_order[order.pk]
         unmapped = []
+        cancelled_lines = []
         for incoming in item.lines:
             line = current.get(incoming.external_id)
             if line is None:
@@ -341,9 +345,12 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
                 touched_lines.append(line)
             line.quantity = max(line.quantity, incoming.quantity)
             line.quantity_shipped = max(line.quantity_shipped, min(incoming.quantity_shipped, line.quantity))
+            before_cancelled = line.quantity_cancelled
             line.quantity_cancelled = min(
                 max(line.quantity_cancelled, incoming.quantity_cancelled), line.quantity - line.quantity_shipped
             )
+            if line.pk and line.quantity_cancelled > before_cancelled:
+                cancelled_lines.append((line.pk, line.quantity_cancelled - before_cancelled))
             line.channel_status = incoming.channel_status[:64]
             if incoming.external_unit_ids:
                 line.external_unit_ids = incoming.external_unit_ids
@@ -392,6 +399,7 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             from_status=from_status,
             to_status=to_status,
             unmapped_skus=sorted(set(unmapped)),
+            cancelled_lines=cancelled_lines,
         )
     Order.objects.bulk_update(
         touched_orders, ["status", "channel_status", "source_updated_at", "paid_at", "updated_at"]

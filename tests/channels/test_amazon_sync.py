@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import psycopg
@@ -288,7 +289,18 @@ def test_one_sync_per_account_at_a_time(amazon_sandbox, amazon_account):
         # then
         assert run is None
         assert not SyncRun.objects.exists()
-    # when: that worker's connection is gone, so is its lock
+    # when: that worker's connection is gone, so is its lock (the server ends the backend a moment
+    # after the client hangs up: wait for the lock to disappear rather than race it)
+    with connection.cursor() as cursor:
+        for _ in range(100):
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s "
+                "AND pid <> pg_backend_pid()",
+                [LOCK_NAMESPACE, amazon_account.pk],
+            )
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.05)
     assert sync_account_run(account_id=amazon_account.pk) is not None
 
 

@@ -1,0 +1,50 @@
+"""A cancellation made on the channel reaches the node: the sync takes the units back out of the
+order's released shipment and reservations, and tells the channel nothing (it made the change)."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels.models import OutboxKind, OutboxMessage
+from channels.sync import sync_account_run
+from fulfillment import services as fulfillment
+from fulfillment.models import Shipment, ShipmentStatus
+from inventory import services as inventory
+from inventory.models import Reservation, ReservationStatus, Sku, StockLevel
+from orders.models import Order, OrderStatus
+from tests.factories import LocationFactory
+from tests.inventory.helpers import assert_stock_invariants
+
+
+@pytest.mark.django_db
+def test_a_channel_cancel_of_a_released_order_releases_its_shipment_and_stock(amazon_sandbox, amazon_account, skus):
+    # given an order synced from the channel, routed and released to a node with its stock reserved
+    (made,) = amazon_sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    node = LocationFactory(code="DAL1")
+    amazon_account.eligible_locations.add(node)
+    for line in made.lines:
+        inventory.stock_receive(sku=Sku.objects.get(code=line.sku), location=node, quantity=50, actor="test:setup")
+    sync_account_run(account_id=amazon_account.pk)
+    order = Order.objects.get(external_id=made.order_id)
+    result = fulfillment.order_route(order_id=order.pk, actor="router")
+    assert result.routed
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.status == ShipmentStatus.RELEASED
+    assert Reservation.objects.filter(order_line__order=order, status=ReservationStatus.ACTIVE).exists()
+
+    # when the buyer cancels on the channel and the next poll picks it up
+    with amazon_sandbox.state.lock:
+        amazon_sandbox.state.cancel(made, "BuyerCanceled")
+    sync_account_run(account_id=amazon_account.pk)
+
+    # then the order is cancelled, the node's shipment too, and no unit stays reserved
+    order.refresh_from_db()
+    shipment.refresh_from_db()
+    assert order.status == OrderStatus.CANCELLED
+    assert shipment.status == ShipmentStatus.CANCELLED
+    assert not Reservation.objects.filter(order_line__order=order, status=ReservationStatus.ACTIVE).exists()
+    assert sum(StockLevel.objects.filter(location=node).values_list("reserved", flat=True)) == 0
+    assert all(line.quantity_cancelled == line.quantity for line in order.lines.all())
+    # and the channel is not told about its own cancellation
+    assert not OutboxMessage.objects.filter(kind=OutboxKind.CANCELLATION).exists()
+    assert_stock_invariants()
