@@ -1,7 +1,7 @@
 """Inventory writes. Keyword-only arguments, an ``actor`` on every call, a transaction in each service.
 
 ledger        receive, adjust, transfer, restock, damage, quarantine, put-away: StockMovement rows
-reservations  stock_reserve / stock_release / stock_consume (the locking is described there)
+reservations  stock_reserve / stock_reserve_order / stock_release / stock_consume (the locking is described there)
 snapshot      stock_snapshot_apply: absolute WMS counts become adjustment movements, replay-safe
 inbound       backorders, preorders, inbound shipments and receiving
 availability  what each channel account should advertise, and what needs pushing
@@ -35,7 +35,13 @@ from inventory.services.ledger import (
     stock_restock,
     stock_transfer,
 )
-from inventory.services.reservations import LineDemand, stock_consume, stock_release, stock_reserve
+from inventory.services.reservations import (
+    LineDemand,
+    stock_consume,
+    stock_release,
+    stock_reserve,
+    stock_reserve_order,
+)
 from inventory.services.snapshot import SnapshotResult, stock_snapshot_apply
 
 __all__ = [
@@ -64,6 +70,7 @@ __all__ = [
     "stock_receive",
     "stock_release",
     "stock_reserve",
+    "stock_reserve_order",
     "stock_restock",
     "stock_snapshot_apply",
     "stock_transfer",

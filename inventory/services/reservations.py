@@ -12,10 +12,17 @@ How stock is locked (DESIGN.md "Locks", LIMITS.md for the measured ratios):
   check in SQL). The statement is prepared per connection, and Reservation carries no index that
   the reads don't need: each one is written while the hot row is locked.
   No row updated means short: a second, lock-free read says why.
-* A call touching several stock rows locks them all first with ``select_for_update()`` ordered by
-  pk and evaluated (``list()``), sums demand per (sku, location), checks every row, then updates
-  with ``F()`` and inserts the reservations. Every caller locks in pk order, so two multi-SKU
-  orders can't deadlock on stock rows, and two lines of one SKU can't both pass on the same units.
+* A call touching several stock rows (``stock_reserve_order``, and ``stock_reserve`` for that shape)
+  is one statement too: a CTE sums demand per (sku, location), locks the stock rows
+  ``ORDER BY id FOR UPDATE`` (the lock node sits above the sort: rows are locked in pk order, and a
+  row changed by a concurrent commit is re-read at its newest version), decides in SQL whether
+  EVERY row has ``on_hand - reserved - safety_stock >= demand`` and every line is for its SKU and
+  seller-fulfilled, and only then updates the rows and inserts the reservations. A short row
+  changes nothing, so no savepoint is needed; a second, lock-free read says why. Every caller
+  locks in pk order, so two multi-SKU orders can't deadlock on stock rows, and two lines of one
+  SKU can't both pass on the same units. ``_reserve_locked`` (select_for_update in pk order,
+  check, ``F()``) remains for the partial shape backorder allocation needs and as the fallback
+  when a race keeps the statement short while the explaining read finds enough.
 
 Release and consume lock the reservation rows (pk order), then the stock rows (pk order), so a
 reservation is released or consumed once. ``reserved`` == Σ active reservations at every commit.
@@ -46,6 +53,7 @@ from inventory.models import (
 )
 from inventory.services.common import (
     Actor,
+    _pairs_q,
     actor_resolve,
     availability_changed,
     ensure_known,
@@ -106,14 +114,120 @@ def stock_reserve(*, lines: Sequence[LineDemand], actor: Actor) -> list[Reservat
     actor_resolve(actor)
     flat = _flatten(lines)
     rows = {(sku_id, location_id) for _, sku_id, location_id, _ in flat}
-    if len(rows) == 1:
-        reservations = _reserve_one_row(flat)
-    else:
-        _check_lines(flat)
-        with transaction.atomic():
-            reservations, _ = _reserve_locked(flat, all_or_nothing=True)
+    reservations = _reserve_one_row(flat) if len(rows) == 1 else _reserve_rows(flat)
     availability_changed(sku_id for sku_id, _ in rows)
     return reservations
+
+
+def stock_reserve_order(*, demands: Sequence[LineDemand], actor: Actor) -> list[Reservation]:
+    """Reserve every (line, location, quantity) of one order in ONE statement, all or nothing, whatever
+    the number of stock rows (see the module docstring). Raises InsufficientStock naming each short
+    (sku, location) with wanted and available; ReservationError / UnknownStockItem for bad input.
+
+    Inside the caller's transaction the stock rows stay locked to its commit; outside one the
+    statement is atomic on its own.
+    """
+    actor_resolve(actor)
+    flat = _flatten(demands)
+    reservations = _reserve_rows(flat)
+    availability_changed({sku_id for _, sku_id, _, _ in flat})
+    return reservations
+
+
+# --- several stock rows (or any shape): one all-or-nothing statement ---------------------------------
+
+_RESERVE_ROWS_SQL = """
+WITH d AS (
+    SELECT * FROM unnest(%(line_ids)s::bigint[], %(sku_ids)s::bigint[], %(location_ids)s::bigint[],
+                         %(quantities)s::integer[])
+           WITH ORDINALITY AS d(order_line_id, sku_id, location_id, quantity, n)
+), need AS (
+    SELECT sku_id, location_id, sum(quantity)::integer AS total FROM d GROUP BY sku_id, location_id
+), locked AS (
+    SELECT s.id, need.total, s.on_hand - s.reserved - s.safety_stock >= need.total AS fits
+      FROM {stock} s JOIN need ON s.sku_id = need.sku_id AND s.location_id = need.location_id
+     ORDER BY s.id
+       FOR UPDATE OF s
+), go AS (
+    SELECT (SELECT count(*) FROM locked WHERE fits) = (SELECT count(*) FROM need)
+       AND (SELECT count(*) FROM (SELECT DISTINCT order_line_id, sku_id FROM d) dl
+              JOIN {line} ol ON ol.id = dl.order_line_id AND ol.sku_id = dl.sku_id
+              JOIN {order} o ON o.id = ol.order_id AND NOT o.marketplace_fulfilled)
+         = (SELECT count(*) FROM (SELECT DISTINCT order_line_id, sku_id FROM d) dl2) AS ok
+), s AS (
+    UPDATE {stock} st SET reserved = st.reserved + locked.total, updated_at = now()
+      FROM locked, go
+     WHERE st.id = locked.id AND go.ok
+    RETURNING st.sku_id, st.location_id
+)
+INSERT INTO {reservation} (order_line_id, sku_id, location_id, quantity, status, created_at, updated_at)
+SELECT d.order_line_id, d.sku_id, d.location_id, d.quantity, %(active)s, now(), now()
+  FROM d JOIN s ON s.sku_id = d.sku_id AND s.location_id = d.location_id
+ ORDER BY d.n
+RETURNING id, order_line_id, sku_id, location_id, quantity, created_at
+"""
+
+
+def _reserve_rows(flat: list[tuple[int, int, int, int]]) -> list[Reservation]:
+    params = {
+        "line_ids": [line_id for line_id, _, _, _ in flat],
+        "sku_ids": [sku_id for _, sku_id, _, _ in flat],
+        "location_ids": [location_id for _, _, location_id, _ in flat],
+        "quantities": [q for *_, q in flat],
+        "active": ReservationStatus.ACTIVE,
+    }
+    sql = _sql(_RESERVE_ROWS_SQL)
+    for _attempt in range(3):
+        returned = _execute_hot(sql, params)
+        if len(returned) == len(flat):
+            return [
+                Reservation(
+                    pk=pk,
+                    order_line_id=line_id,
+                    sku_id=sku_id,
+                    location_id=location_id,
+                    quantity=quantity,
+                    status=ReservationStatus.ACTIVE,
+                    created_at=created_at,
+                    updated_at=created_at,
+                )
+                for pk, line_id, sku_id, location_id, quantity, created_at in returned
+            ]
+        if returned:  # the statement's own gate makes this impossible: never leave half an order reserved
+            raise ReservationError(f"reserved {len(returned)} of {len(flat)} demands: roll the transaction back")
+        _raise_if_any_short(flat)
+    # Still contended after three tries: take the row locks and decide under them.
+    with transaction.atomic():
+        reservations, _ = _reserve_locked(flat, all_or_nothing=True)
+    return reservations
+
+
+def _raise_if_any_short(flat: Sequence[tuple[int, int, int, int]]) -> None:
+    """Why did the all-or-nothing statement reserve nothing? Raise the domain error; return to try again."""
+    _check_lines(flat)
+    demand: dict[tuple[int, int], int] = defaultdict(int)
+    for _, sku_id, location_id, quantity in flat:
+        demand[(sku_id, location_id)] += quantity
+    levels = {
+        (row["sku_id"], row["location_id"]): row
+        for row in StockLevel.objects.filter(_pairs_q(demand)).values(
+            "sku_id", "location_id", "on_hand", "reserved", "safety_stock", "sku__code", "location__code"
+        )
+    }
+    unknown = demand.keys() - levels.keys()
+    if unknown:
+        ensure_known(sku_ids=[s for s, _ in unknown], location_ids=[loc for _, loc in unknown])
+    shortages = []
+    for pair, wanted in sorted(demand.items()):
+        level = levels.get(pair)
+        if level is None:
+            shortages.append(_shortage(pair, wanted, 0, {}))
+            continue
+        available = max(level["on_hand"] - level["reserved"] - level["safety_stock"], 0)
+        if available < wanted:
+            shortages.append(Shortage(level["sku__code"], level["location__code"], wanted, available))
+    if shortages:
+        raise InsufficientStock(shortages)
 
 
 # --- one stock row: one guarded statement ----------------------------------------------------------

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import threading
 import traceback
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 
 from inventory import services
 from inventory.errors import InsufficientStock
@@ -22,13 +23,16 @@ pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 PROCESSES = 8
 
 
-def _worker(barrier, results, jobs):
+def _worker(barrier, results, jobs, service):
     # A forked child: its own connection, opened on first use.
     try:
         barrier.wait(timeout=60)
         for job_id, lines in jobs:
             try:
-                services.stock_reserve(lines=lines, actor="test:worker")
+                if service == "stock_reserve_order":
+                    services.stock_reserve_order(demands=lines, actor="test:worker")
+                else:
+                    services.stock_reserve(lines=lines, actor="test:worker")
                 results.put((job_id, "ok", ""))
             except InsufficientStock as exc:
                 results.put((job_id, "short", str(exc)))
@@ -38,14 +42,17 @@ def _worker(barrier, results, jobs):
         connections.close_all()
 
 
-def run_in_processes(jobs: list[tuple[int, list[LineDemand]]], processes: int = PROCESSES) -> dict[int, tuple]:
+def run_in_processes(
+    jobs: list[tuple[int, list[LineDemand]]], processes: int = PROCESSES, service: str = "stock_reserve"
+) -> dict[int, tuple]:
     """Deal the jobs round-robin to ``processes`` forked processes; return {job_id: (outcome, detail)}."""
     ctx = multiprocessing.get_context("fork")
     connections.close_all()  # never share the parent's socket with a child
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
     workers = [
-        ctx.Process(target=_worker, args=(barrier, results, jobs[i::processes]), daemon=True) for i in range(processes)
+        ctx.Process(target=_worker, args=(barrier, results, jobs[i::processes], service), daemon=True)
+        for i in range(processes)
     ]
     for w in workers:
         w.start()
@@ -67,7 +74,8 @@ def _one_line_orders(sku, count: int) -> list:
     "shape",
     [
         "one-row",  # one guarded UPDATE … INSERT statement per reservation
-        "locked-rows",  # two stock rows per call: select_for_update in pk order, check, F() update
+        "locked-rows",  # two stock rows per call: one statement locking ORDER BY id, checking every row in SQL
+        "order-statement",  # the same two rows through stock_reserve_order (the routing path)
     ],
 )
 def test_64_one_unit_reservations_on_10_units_reserve_exactly_10(shape):
@@ -81,13 +89,13 @@ def test_64_one_unit_reservations_on_10_units_reserve_exactly_10(shape):
         order = OrderFactory()
         hot_line = OrderLineFactory(order=order, sku=hot, quantity=1)
         lines = [LineDemand(hot_line.pk, hot.pk, {node.pk: 1})]
-        if shape == "locked-rows":
+        if shape in ("locked-rows", "order-statement"):
             filler_line = OrderLineFactory(order=order, sku=filler, quantity=1)
             lines.append(LineDemand(filler_line.pk, filler.pk, {node.pk: 1}))
         jobs.append((i, lines))
 
     # when 64 reservations race from 8 processes
-    outcomes = run_in_processes(jobs)
+    outcomes = run_in_processes(jobs, service="stock_reserve_order" if shape == "order-statement" else "stock_reserve")
 
     # then exactly 10 succeed and 54 are refused with InsufficientStock, nothing else
     errors = [detail for outcome, detail in outcomes.values() if outcome == "error"]
@@ -101,7 +109,8 @@ def test_64_one_unit_reservations_on_10_units_reserve_exactly_10(shape):
     assert_stock_invariants()
 
 
-def test_64_multi_sku_orders_with_shuffled_lines_commit_without_deadlock():
+@pytest.mark.parametrize("service", ["stock_reserve", "stock_reserve_order"])
+def test_64_multi_sku_orders_with_shuffled_lines_commit_without_deadlock(service):
     # given 6 SKUs at 3 nodes with enough stock for every order
     nodes = [LocationFactory() for _ in range(3)]
     skus = [SkuFactory() for _ in range(6)]
@@ -123,10 +132,62 @@ def test_64_multi_sku_orders_with_shuffled_lines_commit_without_deadlock():
         jobs.append((i, lines))
 
     # when they race from 8 processes
-    outcomes = run_in_processes(jobs)
+    outcomes = run_in_processes(jobs, service=service)
 
     # then every order committed: no deadlock, no error, no shortage
     assert {o for o, _ in outcomes.values()} == {"ok"}, [d for o, d in outcomes.values() if o != "ok"][:3]
     reserved = {(lv.sku_id, lv.location_id): lv.reserved for lv in StockLevel.objects.filter(sku__in=skus)}
     assert {k: v for k, v in reserved.items() if v} == expected
+    assert_stock_invariants()
+
+
+def test_an_order_waiting_on_a_row_drained_by_a_concurrent_commit_reserves_nothing():
+    # given 5 units of A and of B, and a transaction holding A's row after reserving 4 of A
+    node = LocationFactory()
+    a, b = SkuFactory(), SkuFactory()
+    services.stock_receive(sku=a, location=node, quantity=5, actor="test:setup")
+    services.stock_receive(sku=b, location=node, quantity=5, actor="test:setup")
+    first = OrderLineFactory(sku=a, quantity=4)
+    order = OrderFactory()
+    line_a, line_b = OrderLineFactory(order=order, sku=a, quantity=2), OrderLineFactory(order=order, sku=b, quantity=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def blocker():
+        try:
+            with transaction.atomic():
+                services.stock_reserve(lines=[LineDemand(first.pk, a.pk, {node.pk: 4})], actor="test:first")
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=blocker)
+    thread.start()
+    assert holding.wait(timeout=30)
+    outcome = []
+
+    def second():
+        try:
+            services.stock_reserve_order(
+                demands=[LineDemand(line_b.pk, b.pk, {node.pk: 1}), LineDemand(line_a.pk, a.pk, {node.pk: 2})],
+                actor="test:second",
+            )
+            outcome.append("ok")
+        except InsufficientStock as exc:
+            outcome.append((exc.sku, exc.location, exc.wanted, exc.available))
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    waiter.join(timeout=0.5)  # it waits on A's row lock (the snapshot it started with still shows 5 free)
+    # when the first commits
+    release.set()
+    thread.join(timeout=30)
+    waiter.join(timeout=30)
+    # then the waiting statement judged A on the committed row: short, and B untouched
+    assert outcome == [(a.code, node.code, 2, 1)]
+    assert StockLevel.objects.get(sku=b, location=node).reserved == 0
+    assert StockLevel.objects.get(sku=a, location=node).reserved == 4
+    assert not Reservation.objects.filter(order_line__in=[line_a, line_b]).exists()
     assert_stock_invariants()
