@@ -45,6 +45,56 @@ def capacity_take(*, location_id: int, day: date, daily_capacity: int | None, gu
     return row[0]
 
 
+_TAKE_MANY_SQL = """
+WITH gate AS (
+    SELECT pg_try_advisory_xact_lock(%(lock_namespace)s, %(lock_key)s) AS got
+), v AS (
+    SELECT * FROM unnest(%(location_ids)s::bigint[], %(days)s::date[], %(counts)s::integer[], %(caps)s::integer[])
+           AS v(location_id, day, n, cap)
+)
+INSERT INTO {table} AS t (location_id, day, capacity_used)
+SELECT v.location_id, v.day, v.n FROM v, gate
+ WHERE gate.got AND (v.cap IS NULL OR v.n <= v.cap)
+ ORDER BY v.location_id, v.day
+ON CONFLICT (location_id, day) DO UPDATE SET capacity_used = t.capacity_used + EXCLUDED.capacity_used
+ WHERE t.capacity_used + EXCLUDED.capacity_used
+       <= COALESCE((SELECT v.cap FROM v WHERE v.location_id = t.location_id AND v.day = t.day), 2147483647)
+RETURNING location_id
+"""
+
+
+def capacity_take_many(*, takes: Iterable[tuple[int, date, int | None]], lock_key: tuple[int, int]) -> bool:
+    """One shipment more on each (location_id, day, daily_capacity), in ONE guarded statement that also
+    tries the transaction-level advisory lock ``lock_key`` without waiting: never past daily_capacity.
+
+    Returns True when the lock was free and every day had room. False means the statement may have
+    taken some of the days: the caller must roll its transaction back (no savepoint here, on purpose:
+    it would cost two round trips on every call). Rows are written in (location, day) order, after the
+    stock rows: the same lock order as capacity_take.
+    """
+    counts: dict[tuple[int, date], int] = {}
+    caps: dict[tuple[int, date], int | None] = {}
+    for location_id, day, cap in takes:
+        counts[(location_id, day)] = counts.get((location_id, day), 0) + 1
+        caps[(location_id, day)] = cap
+    keys = sorted(counts)
+    if not keys:
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _TAKE_MANY_SQL.format(table=NodeCapacityDay._meta.db_table),
+            {
+                "lock_namespace": lock_key[0],
+                "lock_key": lock_key[1],
+                "location_ids": [loc for loc, _ in keys],
+                "days": [day for _, day in keys],
+                "counts": [counts[k] for k in keys],
+                "caps": [caps[k] for k in keys],
+            },
+        )
+        return len(cursor.fetchall()) == len(keys)
+
+
 def capacity_give_back(*, location_id: int, day: date | None) -> None:
     if day is not None:
         NodeCapacityDay.objects.filter(location_id=location_id, day=day, capacity_used__gt=0).update(

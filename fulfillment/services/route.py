@@ -2,11 +2,18 @@
 stock_reserve, all or nothing), take node capacity, and write the RoutingDecision, the Shipments and
 their lines and the order's transitions, all in one transaction per order.
 
+The normal path (an open order routed whole, _route_fast) is five statements: the re-read, one
+all-or-nothing reservation statement (stock_reserve_order), one guarded capacity statement for every
+node in the plan (which also tries the per-order advisory lock without waiting), the guarded order
+transition open → allocated → released with its events (order_transition_path), and one statement
+writing the RoutingDecision, Shipments, ShipmentLines, line statuses and the "routed" event. Anything
+else (backorders, exceptions, re-routes, a race) takes the general path below.
+
 Lock order (the same as inventory's): a per-order advisory lock (two routers never plan one order
-at once), then stock rows (inside stock_reserve), then node capacity rows, then the order row
-(order_transition). Lines that can't be routed become backorders where the SKU or channel allows
-it, otherwise an ExceptionCase names the reason (no node, over capacity, ship-by unreachable,
-insufficient stock).
+at once; the normal path only tries it, after the stock rows, so it never waits on it), then stock
+rows (inside stock_reserve), then node capacity rows, then the order row (order_transition).
+Lines that can't be routed become backorders where the SKU or channel allows it, otherwise an
+ExceptionCase names the reason (no node, over capacity, ship-by unreachable, insufficient stock).
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from fulfillment import routing
 from fulfillment.errors import CapacityExhausted, InvalidInput, RerouteRefused
@@ -37,14 +46,26 @@ from fulfillment.services.common import (
     actor_resolve,
     capacity_give_back,
     capacity_take,
+    capacity_take_many,
     lines_reopen_if_unreserved,
     lines_set_status,
 )
 from fulfillment.status import PRE_SHIP
 from inventory.errors import InsufficientStock
-from inventory.services import LineDemand, preorder_promisable, stock_release, stock_reserve
+from inventory.services import LineDemand, preorder_promisable, stock_release, stock_reserve, stock_reserve_order
 from orders import services as order_services
-from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, Order, OrderStatus, Severity
+from orders.errors import InvalidTransition
+from orders.models import (
+    CaseStatus,
+    ExceptionCase,
+    ExceptionKind,
+    LineStatus,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    Severity,
+)
 
 ROUTABLE_ORDER_STATUSES = frozenset(
     {
@@ -107,8 +128,17 @@ def orders_route(
         network = network_snapshot(sku_ids=sku_ids, now=now)
     results = []
     for order_id in ids:
-        with transaction.atomic(durable=True):
-            results.append(_route_locked(order_id=order_id, network=network, actor=actor, now=now))
+        try:
+            with transaction.atomic(durable=True):
+                result = _route_fast(order_id=order_id, network=network, actor=actor, now=now)
+                if result is None:  # not the normal shape: nothing written yet, take the general path
+                    result = _route_locked(order_id=order_id, network=network, actor=actor, now=now)
+        except _FastPathMiss:
+            # Rolled back: a race (stock, capacity, another router, a status change). The general path
+            # takes the advisory lock, re-reads and decides.
+            with transaction.atomic(durable=True):
+                result = _route_locked(order_id=order_id, network=network, actor=actor, now=now)
+        results.append(result)
     return results
 
 
@@ -190,6 +220,191 @@ def order_reroute(
             },
         )
     return result
+
+
+# --- the normal path: an open order routed whole, in five statements ----------------------------------
+
+
+class _FastPathMiss(Exception):
+    """The normal path met a race after writing: roll its transaction back and take the general path."""
+
+
+_FAST_WRITE_SQL = """
+WITH dec AS (
+    INSERT INTO {decision} (order_id, created_at, actor, strategy, config_version, plan, candidates, outcome,
+                            explanation, duration_ms)
+    VALUES (%(order_id)s, now(), %(actor)s, %(strategy)s, %(config_version)s, %(plan)s, %(candidates)s,
+            %(outcome)s, %(explanation)s, %(duration_ms)s)
+    RETURNING id
+), sv AS (
+    SELECT * FROM unnest(%(s_location_ids)s::bigint[], %(s_kinds)s::text[], %(s_days)s::date[])
+           WITH ORDINALITY AS sv(location_id, kind, capacity_day, n)
+), ship AS (
+    INSERT INTO {shipment} (order_id, location_id, status, kind, carrier_id, service_level, tracking_number,
+                            tracking_url, released_at, acknowledged_at, shipped_at, promised_delivery_at,
+                            delivered_at, pickup_deadline, last_scan_at, external_reference, ship_by,
+                            capacity_day, decision_id, created_at, updated_at)
+    SELECT %(order_id)s, sv.location_id, %(released)s, sv.kind, NULL, %(service_level)s, '', '', %(now)s, NULL,
+           NULL, %(promised)s, NULL, NULL, NULL, '', %(ship_by)s, sv.capacity_day, dec.id, now(), now()
+      FROM sv CROSS JOIN dec
+     ORDER BY sv.n
+    RETURNING id, location_id
+), lv AS (
+    SELECT * FROM unnest(%(l_location_ids)s::bigint[], %(l_line_ids)s::bigint[], %(l_reservation_ids)s::bigint[],
+                         %(l_quantities)s::integer[]) WITH ORDINALITY AS lv(location_id, order_line_id, reservation_id,
+                                                                            quantity, n)
+), sl AS (
+    INSERT INTO {shipment_line} (shipment_id, order_line_id, reservation_id, quantity, quantity_shipped,
+                                 quantity_short, quantity_cancelled)
+    SELECT ship.id, lv.order_line_id, lv.reservation_id, lv.quantity, 0, 0, 0
+      FROM lv JOIN ship ON ship.location_id = lv.location_id
+     ORDER BY lv.n
+    RETURNING id
+), lines AS (
+    UPDATE {order_line} SET status = %(allocated)s
+     WHERE id = ANY(%(routed_line_ids)s::bigint[]) AND status <> %(cancelled)s
+    RETURNING id
+), ev AS (
+    INSERT INTO {event} (order_id, kind, from_status, to_status, actor_user_id, actor, reason, data, created_at)
+    SELECT %(order_id)s, 'routed', '', '', %(user_id)s, %(actor)s, '',
+           jsonb_build_object('decision_id', dec.id) || %(event_data)s, now()
+      FROM dec
+    RETURNING id
+)
+SELECT dec.id, ship.id, ship.location_id, (SELECT count(*) FROM sl), (SELECT count(*) FROM ev)
+  FROM dec CROSS JOIN ship
+"""
+
+
+def _route_fast(*, order_id: int, network: NetworkSnapshot, actor: Actor, now: datetime | None) -> RouteResult | None:
+    """An open, unheld, seller-fulfilled order that routes whole: the re-read, one reservation statement
+    (inventory's stock_reserve_order), one capacity statement (which also tries the per-order advisory
+    lock), one guarded order transition open → allocated → released with its events, and one statement
+    writing the RoutingDecision, Shipments, ShipmentLines, line statuses and the "routed" event.
+
+    Returns None, having written nothing, when the order is not of that shape (the general path then
+    runs in the same transaction). Raises _FastPathMiss after a write when a race makes it fall short.
+
+    Two routers can't both route one order: the order's guarded ``UPDATE … WHERE status = 'open'`` lets
+    one through (the other rolls back), and the advisory lock tried in the capacity statement sends this
+    path back to the general one whenever a general-path router holds the order.
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    name, user = actor_resolve(actor)
+    fresh = orders_to_route([order_id]).get(order_id)
+    if (
+        fresh is None
+        or fresh.marketplace_fulfilled
+        or fresh.on_hold
+        or fresh.status != OrderStatus.OPEN
+        or fresh.has_routing_case
+        or not fresh.route.lines
+        or any(line["status"] == LineStatus.ALLOCATED for line in fresh.lines.values())
+    ):
+        return None
+    missing = sorted({line.sku_id for line in fresh.route.lines} - {sku for _, sku in network.atp})
+    if missing:
+        network.atp.update(atp_for(sku_ids=missing, location_ids=list(network.nodes)))
+    rules = network.rules
+    route_order = fresh.route
+    plan = routing.plan_order(
+        order=route_order, nodes=network.nodes_for(route_order.account_id), atp=network.atp, rules=rules, now=now
+    )
+    if not plan.shipments or plan.unrouted or len({s.location_id for s in plan.shipments}) != len(plan.shipments):
+        return None
+    try:
+        reservations = stock_reserve_order(demands=_demands(plan), actor=actor)
+    except InsufficientStock:
+        # Nothing was reserved (the statement is all or nothing). Re-read this order's ATP; the general
+        # path plans again (after its own re-read under the advisory lock).
+        skus = sorted({line.sku_id for line in route_order.lines})
+        network.atp.update(atp_for(sku_ids=skus, location_ids=list(network.nodes)))
+        raise _FastPathMiss from None
+    takes = [
+        (s.location_id, s.ship_day, network.nodes[s.location_id].daily_capacity)
+        for s in sorted(plan.shipments, key=lambda s: s.location_id)
+    ]
+    if not capacity_take_many(takes=takes, lock_key=(_ADVISORY_NAMESPACE, order_id)):
+        raise _FastPathMiss
+    try:
+        order_services.order_transition_path(
+            order=order_id,
+            path=[OrderStatus.OPEN, OrderStatus.ALLOCATED, OrderStatus.RELEASED],
+            actor=actor,
+            reason=["order routing", "released to node"],
+        )
+    except InvalidTransition:
+        raise _FastPathMiss from None  # another router or a person changed the order since the re-read
+    for shipment in plan.shipments:
+        network.use_capacity(shipment.location_id, shipment.ship_day)
+        for line in shipment.lines:
+            network.take(shipment.location_id, line.sku_id, line.quantity)
+
+    outcome = _outcome(plan, [], [])
+    by_pair = {(r.order_line_id, r.location_id): r.pk for r in reservations}
+    planned_lines = [(s.location_id, line) for s in plan.shipments for line in s.lines]
+    params = {
+        "order_id": order_id,
+        "actor": name,
+        "user_id": user.pk if user is not None else None,
+        "strategy": "fewest-shipments",
+        "config_version": rules.version,
+        "plan": Jsonb(plan.as_json()),
+        "candidates": Jsonb(plan.candidates),
+        "outcome": outcome,
+        "explanation": plan.explanation,
+        "s_location_ids": [s.location_id for s in plan.shipments],
+        "s_kinds": [s.kind for s in plan.shipments],
+        "s_days": [s.ship_day for s in plan.shipments],
+        "released": ShipmentStatus.RELEASED,
+        "service_level": fresh.shipping_method[:64],
+        "now": now,
+        "promised": fresh.deliver_by,
+        "ship_by": fresh.ship_by,
+        "l_location_ids": [location_id for location_id, _ in planned_lines],
+        "l_line_ids": [line.line_id for _, line in planned_lines],
+        "l_reservation_ids": [by_pair.get((line.line_id, location_id)) for location_id, line in planned_lines],
+        "l_quantities": [line.quantity for _, line in planned_lines],
+        "allocated": LineStatus.ALLOCATED,
+        "cancelled": LineStatus.CANCELLED,
+        "routed_line_ids": sorted({line.line_id for _, line in planned_lines}),
+        "event_data": Jsonb(
+            {
+                "outcome": outcome,
+                "config_version": rules.version,
+                "shipments": [
+                    {"node": s.code, "lines": [[pl.line_id, pl.quantity] for pl in s.lines]} for s in plan.shipments
+                ],
+                "unrouted": [],
+            }
+        ),
+    }
+    # Measured like the general path: up to the decision's write.
+    params["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    with connection.cursor() as cursor:
+        cursor.execute(_fast_write_sql(), params)
+        rows = cursor.fetchall()
+    if len(rows) != len(plan.shipments) or rows[0][3] != len(planned_lines) or rows[0][4] != 1:
+        raise RuntimeError(f"order {order_id}: the routing write returned {rows!r}")  # rolls the order back
+    shipment_of = {location_id: shipment_id for _, shipment_id, location_id, _, _ in rows}
+    return RouteResult(
+        order_id=order_id,
+        outcome=outcome,
+        decision_id=rows[0][0],
+        shipment_ids=[shipment_of[s.location_id] for s in plan.shipments],
+    )
+
+
+@cache
+def _fast_write_sql() -> str:
+    return _FAST_WRITE_SQL.format(
+        decision=RoutingDecision._meta.db_table,
+        shipment=Shipment._meta.db_table,
+        shipment_line=ShipmentLine._meta.db_table,
+        order_line=OrderLine._meta.db_table,
+        event=OrderEvent._meta.db_table,
+    )
 
 
 def _shipment_summary(shipment: Shipment) -> dict:

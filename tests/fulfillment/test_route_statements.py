@@ -1,0 +1,178 @@
+"""The normal routed path: at most five statements per order, whatever the lines and nodes in the plan."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from fulfillment import services
+from fulfillment.models import NodeCapacityDay, RoutingDecision, Shipment, ShipmentLine, ShipmentStatus
+from fulfillment.routing import RouteLine
+from fulfillment.selectors import network_snapshot, orders_to_route
+from fulfillment.services import route
+from inventory import services as inventory
+from inventory.models import Reservation, ReservationStatus, StockLevel
+from orders.models import LineStatus, OrderEvent, OrderStatus
+from tests.factories import OrderLineFactory, SkuFactory
+from tests.inventory.helpers import assert_stock_invariants
+
+from .statements import count_statements
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(monkeypatch):
+    # The after-commit availability dispatch goes to the broker, outside the project (and outside the count).
+    from inventory import tasks as inventory_tasks
+
+    monkeypatch.setattr(inventory_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: None)
+
+
+def _route_counted(order):
+    preview = orders_to_route([order.pk])
+    network = network_snapshot(sku_ids=sorted({ln.sku_id for o in preview.values() for ln in o.route.lines}))
+    with count_statements() as sent, CaptureQueriesContext(connection) as django_seen:
+        [result] = services.orders_route(order_ids=[order.pk], network=network, actor="router:test")
+    return result, sent, django_seen
+
+
+@pytest.mark.parametrize(("lines", "nodes"), [(1, 1), (2, 1), (5, 1), (3, 3), (6, 3)])
+def test_a_whole_route_is_five_statements_whatever_the_lines_and_nodes(node, stock, order_for, lines, nodes):
+    # given `nodes` nodes, each the only holder of its share of the order's SKUs
+    locations = [node(f"N{i}", "75261") for i in range(nodes)]
+    skus = [SkuFactory() for _ in range(lines)]
+    for i, sku in enumerate(skus):
+        stock(sku, locations[i % nodes], 10)
+    order = order_for([(sku, 2) for sku in skus])
+    # when it is routed
+    result, sent, django_seen = _route_counted(order)
+    # then five statements (one raw: the reservation), one commit, and everything written
+    assert len(sent) <= 5, "\n".join(q[:150] for q in sent.statements)
+    assert sent.commits == 1
+    # Django 6 logs BEGIN and COMMIT too; it doesn't see the raw reservation statement
+    seen = [q["sql"] for q in django_seen.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(seen) == len(sent) - 1, seen
+    assert len(result.shipment_ids) == nodes
+    order.refresh_from_db()
+    assert order.status == OrderStatus.RELEASED
+    assert [(e.from_status, e.to_status, e.actor, e.reason) for e in order.events.order_by("pk")][-3:] == [
+        (OrderStatus.OPEN, OrderStatus.ALLOCATED, "router:test", "order routing"),
+        (OrderStatus.ALLOCATED, OrderStatus.RELEASED, "router:test", "released to node"),
+        ("", "", "router:test", ""),
+    ]
+    routed = order.events.get(kind="routed")
+    assert routed.data["decision_id"] == result.decision_id and routed.data["outcome"] in ("routed", "split")
+    assert set(order.lines.values_list("status", flat=True)) == {LineStatus.ALLOCATED}
+    decision = RoutingDecision.objects.get(order=order)
+    assert decision.actor == "router:test" and decision.candidates and decision.explanation
+    assert decision.duration_ms is not None and decision.plan
+    shipments = Shipment.objects.filter(order=order)
+    assert {s.status for s in shipments} == {ShipmentStatus.RELEASED}
+    assert {s.decision_id for s in shipments} == {decision.pk}
+    assert all(s.released_at and s.capacity_day for s in shipments)
+    for sl in ShipmentLine.objects.filter(shipment__order=order).select_related("reservation", "shipment"):
+        assert sl.reservation.location_id == sl.shipment.location_id
+        assert sl.reservation.order_line_id == sl.order_line_id and sl.reservation.quantity == sl.quantity
+    assert Reservation.objects.filter(order_line__order=order, status=ReservationStatus.ACTIVE).count() == lines
+    assert sum(NodeCapacityDay.objects.values_list("capacity_used", flat=True)) == nodes
+    assert_stock_invariants()
+
+
+def test_the_write_statement_names_every_column_of_the_tables_it_inserts():
+    # a new NOT NULL column would otherwise fail only at run time
+    sql = route._fast_write_sql()
+    for model in (RoutingDecision, Shipment, ShipmentLine, OrderEvent):
+        table = model._meta.db_table
+        head = sql.split(f"INSERT INTO {table} (", 1)[1].split(")", 1)[0]
+        columns = {c.strip() for c in head.split(",")}
+        assert columns == {f.column for f in model._meta.concrete_fields if not f.primary_key}, table
+
+
+def test_a_short_row_after_the_snapshot_takes_the_general_path_and_reserves_nothing_twice(node, stock, order_for):
+    # given a snapshot that still believes 5 units of A are free, then another order reserves 4 of them
+    here = node("HERE")
+    a, b = SkuFactory(), SkuFactory()
+    stock(a, here, 5)
+    stock(b, here, 5)
+    order = order_for([(a, 3), (b, 1)])
+    preview = orders_to_route([order.pk])
+    network = network_snapshot(sku_ids=sorted({ln.sku_id for ln in preview[order.pk].route.lines}))
+    other = OrderLineFactory(sku=a, quantity=4)
+    inventory.stock_reserve(lines=[inventory.LineDemand(other.pk, a.pk, {here.pk: 4})], actor="test:other")
+    # when
+    [result] = services.orders_route(order_ids=[order.pk], network=network, actor="router:test")
+    # then the all-or-nothing statement rolled back with its order; the general path shipped B alone
+    # (ship_partial) and opened a case for A: one decision, one reservation, one capacity unit
+    assert len(result.shipment_ids) == 1 and result.exception_case_ids
+    assert StockLevel.objects.get(sku=a, location=here).reserved == 4
+    assert StockLevel.objects.get(sku=b, location=here).reserved == 1
+    assert Reservation.objects.filter(order_line__order=order).count() == 1
+    assert NodeCapacityDay.objects.get(location=here).capacity_used == 1
+    assert RoutingDecision.objects.filter(order=order).count() == 1
+    assert_stock_invariants()
+
+
+def test_a_full_node_found_by_the_capacity_statement_rolls_the_reservation_back(node, stock, order_for):
+    # given a node with room for one shipment, which the snapshot doesn't know is already used
+    here = node("HERE", daily_capacity=1)
+    a, b = SkuFactory(), SkuFactory()
+    stock(a, here, 5)
+    stock(b, here, 5)
+    first, second = order_for([(a, 1)]), order_for([(a, 1), (b, 1)])
+    preview = orders_to_route([first.pk, second.pk])
+    network = network_snapshot(sku_ids=[a.pk, b.pk])
+    services.order_route(order_id=first.pk, actor="router:other")  # its own snapshot: the day is now full
+    # when
+    [result] = services.orders_route(order_ids=[second.pk], network=network, actor="router:test")
+    # then nothing of the second order stays reserved and the day's count is still 1
+    assert preview and not result.shipment_ids
+    assert NodeCapacityDay.objects.get(location=here).capacity_used == 1
+    assert not Reservation.objects.filter(order_line__order=second).exists()
+    assert StockLevel.objects.get(sku=b, location=here).reserved == 0
+    second.refresh_from_db()
+    assert second.status == OrderStatus.OPEN
+    assert_stock_invariants()
+
+
+def test_an_order_another_router_released_is_not_routed_twice(node, stock, order_for):
+    # given two routers that both read the order while it was open
+    here = node("HERE")
+    a = SkuFactory()
+    stock(a, here, 10)
+    order = order_for([(a, 2)])
+    stale = network_snapshot(sku_ids=[a.pk])
+    services.order_route(order_id=order.pk, actor="router:one")
+    real_read = route.orders_to_route
+    open_again = {**real_read([order.pk])}
+    open_again[order.pk].status = OrderStatus.OPEN  # what the second router read before the first committed
+    open_again[order.pk].lines = {k: {**v, "status": LineStatus.OPEN} for k, v in open_again[order.pk].lines.items()}
+    open_again[order.pk].route = replace(open_again[order.pk].route, lines=(RouteLine(*_line(order), 2),))
+    calls = []
+
+    def stale_then_real(ids):
+        calls.append(ids)
+        return open_again if len(calls) == 1 else real_read(ids)
+
+    route.orders_to_route = stale_then_real
+    try:
+        # when the second router writes
+        [result] = services.orders_route(order_ids=[order.pk], network=stale, actor="router:two")
+    finally:
+        route.orders_to_route = real_read
+    # then its guarded transition found the order released: everything it wrote rolled back
+    assert not result.shipment_ids
+    assert Shipment.objects.filter(order=order).count() == 1
+    assert Reservation.objects.filter(order_line__order=order).count() == 1
+    assert StockLevel.objects.get(sku=a, location=here).reserved == 2
+    assert NodeCapacityDay.objects.get(location=here).capacity_used == 1
+    assert order.events.filter(kind="routed").count() == 1
+    assert_stock_invariants()
+
+
+def _line(order):
+    line = order.lines.select_related("sku").get()
+    return line.pk, line.sku_id, line.sku.code
