@@ -42,6 +42,10 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# The channels' public API models (OpenAPI JSON, Shopify's GraphQL SDL), kept beside the checkout,
+# never copied into it: the sandboxes serve and the tests validate against them.
+CHANNEL_SPECS_DIR = Path(env.str("WAYBILL_CHANNEL_SPECS", default=str(BASE_DIR.parent / "shared" / "channel-specs")))
+
 # Shared secret a TMS or carrier feed signs tracking webhooks with (HMAC-SHA256 of the raw body).
 # Unset: the tracking webhook refuses every call (the REST endpoints with node tokens still work).
 TRACKING_WEBHOOK_SECRET = env.str("TRACKING_WEBHOOK_SECRET", default="")

@@ -43,7 +43,7 @@ def _processes() -> dict[str, list[str]]:
     }
     sandbox = BASE_DIR / "channels" / "management" / "commands" / "run_sandboxes.py"
     if sandbox.exists():
-        procs["sandboxes"] = [PY, "manage.py", "run_sandboxes"]
+        procs["sandboxes"] = [PY, "manage.py", "run_sandboxes", "--webhook-base", f"http://{HOST}:{PORT}"]
     return procs
 
 

@@ -43,7 +43,7 @@ from graphql.execution.values import get_directive_values
 
 from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState, iso_z, utcnow
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared" / "channel-specs" / "shopify-admin-graphql-2026-07.graphql"
+SCHEMA_FILE = "shopify-admin-graphql-2026-07.graphql"
 SUPPORTED_VERSIONS = ("2026-01", "2026-04", "2026-07", "2026-10")
 LOCATION_ID = "gid://shopify/Location/1"
 LOCATION_NAME = "Sandbox warehouse"
@@ -57,7 +57,7 @@ _schema_lock = threading.Lock()
 def schema_path() -> Path:
     from django.conf import settings
 
-    return Path(getattr(settings, "SHOPIFY_SCHEMA_PATH", SCHEMA_PATH))
+    return Path(getattr(settings, "SHOPIFY_SCHEMA_PATH", "") or Path(settings.CHANNEL_SPECS_DIR) / SCHEMA_FILE)
 
 
 def shopify_schema() -> GraphQLSchema:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import jsonschema
 import pytest
+from django.conf import settings
 
 from channels.connectors import connector_for
 from channels.inbound import inbound_orders_process
@@ -16,7 +17,7 @@ from orders.models import Order, OrderLine
 
 pytestmark = pytest.mark.django_db
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "channel-specs"
+SPECS = Path(settings.CHANNEL_SPECS_DIR)
 
 
 def _good(connector, sandbox) -> dict:
