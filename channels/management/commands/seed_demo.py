@@ -14,6 +14,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from channels.models import ChannelAccount, ChannelKind, Listing
+from channels.sandbox.shopify import variant_ids as shopify_variant_ids
+from channels.sandbox.tiktok import product_id_for as tiktok_product_id_for
+from channels.sandbox.tiktok import sku_id_for as tiktok_sku_id_for
 from channels.services import channel_account_set_credentials
 from inventory.models import (
     Location,
@@ -219,6 +222,16 @@ PLAN = [
 ]
 
 
+OPEN_STATUSES = {
+    OrderStatus.PENDING,
+    OrderStatus.OPEN,
+    OrderStatus.BACKORDERED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.RELEASED,
+    OrderStatus.PARTIALLY_SHIPPED,
+}
+
+
 class Command(BaseCommand):
     help = "Load the demo data set once (accounts, nodes, SKUs with stock, orders across statuses)."
 
@@ -309,10 +322,22 @@ class Command(BaseCommand):
 
     def _listings(self, accounts, skus):
         Listing.objects.bulk_create(
-            Listing(account=account, sku=sku, channel_sku=sku.code, external_listing_id=f"{account.kind}-{sku.pk}")
+            Listing(account=account, sku=sku, channel_sku=sku.code, **self._catalog_ids(account.kind, sku.code))
             for account in accounts
             for sku in skus
         )
+
+    @staticmethod
+    def _catalog_ids(kind: str, code: str) -> dict:
+        """The ids each demo account's channel (its sandbox) knows the SKU by, as a catalog import would
+        record them: Shopify and TikTok inventory pushes address items by these ids, not by SKU."""
+        if kind == ChannelKind.SHOPIFY:
+            variant, inventory_item = shopify_variant_ids(code)
+            return {"external_listing_id": variant, "external_variant_id": inventory_item}
+        if kind == ChannelKind.TIKTOK:
+            product = tiktok_product_id_for(code)
+            return {"external_listing_id": product, "external_variant_id": f"{product}:{tiktok_sku_id_for(code)}"}
+        return {"external_listing_id": f"{kind}-{code}"}
 
     def _orders(self, rng, accounts, skus, locations) -> int:
         now = timezone.now()
@@ -321,7 +346,9 @@ class Command(BaseCommand):
             for _ in range(how_many):
                 count += 1
                 account = accounts[count % len(accounts)]
-                placed = now - timedelta(hours=rng.randint(1, 24 * 20), minutes=rng.randint(0, 59))
+                # Orders still to ship are recent (their ship-by ahead); finished ones spread over 20 days.
+                hours = rng.randint(1, 30) if status in OPEN_STATUSES else rng.randint(48, 24 * 20)
+                placed = now - timedelta(hours=hours, minutes=rng.randint(0, 59))
                 chosen = rng.sample(skus, rng.choice([1, 1, 1, 2, 2, 3, 4]))
                 name = rng.choice(NAMES)
                 city, region, postal = rng.choice(CITIES)
@@ -333,7 +360,7 @@ class Command(BaseCommand):
                         title=sku.name,
                         quantity=rng.choice([1, 1, 1, 2, 3]),
                         unit_price=Decimal(rng.randint(999, 12999)) / 100,
-                        ship_by=placed + timedelta(days=2),
+                        ship_by=placed + timedelta(days=3),
                         allow_backorder=sku.allow_backorder,
                     )
                     for i, sku in enumerate(chosen)
