@@ -277,7 +277,15 @@ def ensure_running(cluster: Cluster | None = None) -> tuple[dict, bool]:
     try:
         with _locked(cluster):
             started = False
-            if not (read_pid(cluster) and _socket_ready(cluster)):
+            pid = read_pid(cluster)
+            if pid and not _socket_ready(cluster):
+                # Starting a second server would fail on the first one's shared memory: say what to do.
+                raise EmbeddedPostgresError(
+                    f"the embedded PostgreSQL server (pid {pid}) for {cluster.data} is running but its socket "
+                    f"{cluster.socket_dir / '.s.PGSQL.5432'} is gone (was var/ removed while it ran?). Stop it with "
+                    f"`kill {pid}` and run the command again. {HINT}"
+                )
+            if not pid:
                 cluster.root.mkdir(parents=True, exist_ok=True)
                 _initdb(cluster)
                 _check_version(cluster)

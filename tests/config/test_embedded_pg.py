@@ -100,3 +100,14 @@ def test_an_unstartable_server_says_why_and_how_to_use_database_url(cluster):
         embedded_pg.ensure_running(cluster)
     assert "PostgreSQL 9 cluster" in str(excinfo.value)
     assert "DATABASE_URL" in str(excinfo.value)
+
+
+def test_a_running_server_whose_socket_vanished_is_reported_not_doubled(cluster):
+    # given a running server whose socket file was removed under it (var/ deleted while it ran)
+    _probe(cluster)
+    (cluster.socket_dir / ".s.PGSQL.5432").unlink()
+    # when / then: no second server on the same data directory, and a message that says what to do
+    with pytest.raises(embedded_pg.EmbeddedPostgresError) as excinfo:
+        embedded_pg.ensure_running(cluster)
+    assert "socket" in str(excinfo.value) and "kill" in str(excinfo.value)
+    assert embedded_pg.read_pid(cluster) is not None
