@@ -89,4 +89,3 @@ def _reason_code(reason: str) -> str:
     if "stock" in text or "inventory" in text or "short" in text:
         return "NoInventory"
     return "GeneralAdjustment"
-
