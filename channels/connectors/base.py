@@ -81,17 +81,8 @@ class NormalizedLine:
     external_variant_id: str = ""
 
 
-@dataclass(frozen=True)
-class NormalizedAddress:
-    name: str = ""
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    region: str = ""
-    postal_code: str = ""
-    country_code: str = ""
-    phone: str = ""
-    email: str = ""
+# The buyer's address has one shape from the wire to the order row.
+NormalizedAddress = IngestAddress
 
 
 @dataclass(frozen=True)
@@ -130,7 +121,7 @@ class NormalizedOrder:
             paid_at=self.paid_at,
             shipping_method=self.shipping_method,
             marketplace_fulfilled=self.marketplace_fulfilled,
-            ship_to=IngestAddress(**self.ship_to.__dict__) if self.ship_to else None,
+            ship_to=self.ship_to,
             lines=[
                 IngestLine(
                     external_id=line.external_id,

@@ -33,6 +33,7 @@ from orders.models import (
     Severity,
     ShipToAddress,
 )
+from orders.services.ingest import IngestAddress
 from orders.status import can_transition, determine_order_status
 
 Actor = AbstractBaseUser | str
@@ -107,17 +108,8 @@ class LineInput:
     allow_backorder: bool = False
 
 
-@dataclass(frozen=True)
-class AddressInput:
-    name: str = ""
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    region: str = ""
-    postal_code: str = ""
-    country_code: str = ""
-    phone: str = ""
-    email: str = ""
+# The buyer's address, as order_create and the channel ingest both take it.
+AddressInput = IngestAddress
 
 
 def order_create(
