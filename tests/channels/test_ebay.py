@@ -28,6 +28,7 @@ from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from inventory.models import ChannelAvailability
 from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus
+from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
 
@@ -108,70 +109,23 @@ def test_unpaid_order_is_pending(ebay_sandbox, ebay_account, skus):
 
 
 def test_replayed_pages_create_nothing_new(ebay_sandbox, ebay_account, skus):
-    # given
-    _open(ebay_sandbox, 210)
-    sync_account_run(account_id=ebay_account.pk)
-    models = (InboundEvent, Order, OrderLine)
-    counts = [model.objects.count() for model in models]
-    # when
-    run = sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert run.progress["replayed"] == 210
-    assert run.orders_created == 0 and run.orders_updated == 0
-    assert [model.objects.count() for model in models] == counts
+    battery.replayed_pages_create_nothing_new(ebay_sandbox, ebay_account, _open, 210)
 
 
 def test_duplicates_across_pages_are_ingested_once(ebay_sandbox, ebay_account, skus):
-    # given: the second page starts two orders early
-    _open(ebay_sandbox, 300)
-    ebay_sandbox.state.faults.duplicate_next = 1
-    # when
-    run = sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert run.orders_seen == 302
-    assert Order.objects.count() == 300 and InboundEvent.objects.count() == 300
+    battery.duplicates_across_pages_are_ingested_once(ebay_sandbox, ebay_account, _open, 300)
 
 
 def test_throttling_storm_is_honoured(ebay_sandbox, ebay_account, skus):
-    # given
-    _open(ebay_sandbox, 60)
-    ebay_sandbox.state.faults.throttle_next = 5
-    # when
-    run = sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert run.status == SyncStatus.SUCCEEDED
-    assert run.progress["throttled"] >= 5 and Order.objects.count() == 60
+    battery.throttling_storm_is_honoured(ebay_sandbox, ebay_account, _open, 60)
 
 
 def test_throttling_beyond_patience_keeps_the_cursor(ebay_sandbox, ebay_account, skus):
-    # given
-    _open(ebay_sandbox, 10)
-    sync_account_run(account_id=ebay_account.pk)
-    ebay_account.refresh_from_db()
-    cursor = ebay_account.sync_cursor
-    _open(ebay_sandbox, 5)
-    ebay_sandbox.state.faults.throttle_next = 100
-    # when
-    run = sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert run.status == SyncStatus.FAILED and "429" in run.error
-    ebay_account.refresh_from_db()
-    assert ebay_account.sync_cursor == cursor
-    # when
-    ebay_sandbox.state.faults.throttle_next = 0
-    sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert Order.objects.count() == 15
+    battery.throttling_beyond_patience_keeps_the_cursor(ebay_sandbox, ebay_account, _open, 10, 5)
 
 
 def test_server_errors_are_retried(ebay_sandbox, ebay_account, skus):
-    # given
-    _open(ebay_sandbox, 20)
-    ebay_sandbox.state.faults.error_500_next = 3
-    # when
-    run = sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert run.status == SyncStatus.SUCCEEDED and Order.objects.count() == 20
+    battery.server_errors_are_retried(ebay_sandbox, ebay_account, _open, 20)
 
 
 def test_expired_token_is_refreshed_once(ebay_sandbox, ebay_account, skus):

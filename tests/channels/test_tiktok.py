@@ -37,6 +37,7 @@ from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
 from inventory.models import ChannelAvailability
 from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus
+from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
 
@@ -196,68 +197,23 @@ def test_fulfilled_by_tiktok_is_recorded_as_marketplace_fulfilled(tiktok_sandbox
 
 
 def test_replayed_pages_create_nothing_new(tiktok_sandbox, tiktok_account, skus):
-    # given
-    _awaiting(tiktok_sandbox, 120)
-    sync_account_run(account_id=tiktok_account.pk)
-    models = (InboundEvent, Order, OrderLine)
-    counts = [model.objects.count() for model in models]
-    # when
-    run = sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert run.progress["replayed"] == 120 and run.orders_created == 0 and run.orders_updated == 0
-    assert [model.objects.count() for model in models] == counts
+    battery.replayed_pages_create_nothing_new(tiktok_sandbox, tiktok_account, _awaiting, 120)
 
 
 def test_duplicates_across_pages_are_ingested_once(tiktok_sandbox, tiktok_account, skus):
-    # given
-    _awaiting(tiktok_sandbox, 150)
-    tiktok_sandbox.state.faults.duplicate_next = 1
-    # when
-    run = sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert run.orders_seen == 152 and Order.objects.count() == 150
+    battery.duplicates_across_pages_are_ingested_once(tiktok_sandbox, tiktok_account, _awaiting, 150)
 
 
 def test_throttling_storm_is_honoured(tiktok_sandbox, tiktok_account, skus):
-    # given
-    _awaiting(tiktok_sandbox, 40)
-    tiktok_sandbox.state.faults.throttle_next = 5
-    # when
-    run = sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert run.status == SyncStatus.SUCCEEDED
-    assert run.progress["throttled"] >= 5 and Order.objects.count() == 40
+    battery.throttling_storm_is_honoured(tiktok_sandbox, tiktok_account, _awaiting, 40)
 
 
 def test_throttling_beyond_patience_keeps_the_cursor(tiktok_sandbox, tiktok_account, skus):
-    # given
-    _awaiting(tiktok_sandbox, 5)
-    sync_account_run(account_id=tiktok_account.pk)
-    tiktok_account.refresh_from_db()
-    cursor = tiktok_account.sync_cursor
-    _awaiting(tiktok_sandbox, 3)
-    tiktok_sandbox.state.faults.throttle_next = 100
-    # when
-    run = sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert run.status == SyncStatus.FAILED and "429" in run.error
-    tiktok_account.refresh_from_db()
-    assert tiktok_account.sync_cursor == cursor
-    # when
-    tiktok_sandbox.state.faults.throttle_next = 0
-    sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert Order.objects.count() == 8
+    battery.throttling_beyond_patience_keeps_the_cursor(tiktok_sandbox, tiktok_account, _awaiting, 5, 3)
 
 
 def test_server_errors_are_retried(tiktok_sandbox, tiktok_account, skus):
-    # given
-    _awaiting(tiktok_sandbox, 20)
-    tiktok_sandbox.state.faults.error_500_next = 3
-    # when
-    run = sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert run.status == SyncStatus.SUCCEEDED and Order.objects.count() == 20
+    battery.server_errors_are_retried(tiktok_sandbox, tiktok_account, _awaiting, 20)
 
 
 def test_out_of_order_updates_never_regress_status(tiktok_sandbox, tiktok_account, skus):

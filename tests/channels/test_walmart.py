@@ -28,6 +28,7 @@ from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from inventory.models import ChannelAvailability, Reservation
 from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus
+from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
 
@@ -138,27 +139,11 @@ def test_wfs_orders_are_recorded_never_reserved(walmart_sandbox, walmart_account
 
 
 def test_replayed_pages_create_nothing_new(walmart_sandbox, walmart_account, skus):
-    # given
-    _merchant(walmart_sandbox, 220)
-    sync_account_run(account_id=walmart_account.pk)
-    models = (InboundEvent, Order, OrderLine, OutboxMessage)
-    counts = [model.objects.count() for model in models]
-    # when
-    run = sync_account_run(account_id=walmart_account.pk)
-    # then
-    assert run.progress["replayed"] == 220 and run.orders_created == 0 and run.orders_updated == 0
-    assert [model.objects.count() for model in models] == counts
+    battery.replayed_pages_create_nothing_new(walmart_sandbox, walmart_account, _merchant, 220, also=(OutboxMessage,))
 
 
 def test_duplicates_across_pages_are_ingested_once(walmart_sandbox, walmart_account, skus):
-    # given: the second page repeats two orders of the first
-    _merchant(walmart_sandbox, 300)
-    walmart_sandbox.state.faults.duplicate_next = 1
-    # when
-    run = sync_account_run(account_id=walmart_account.pk)
-    # then
-    assert run.orders_seen == 302
-    assert Order.objects.count() == 300 and InboundEvent.objects.count() == 300
+    battery.duplicates_across_pages_are_ingested_once(walmart_sandbox, walmart_account, _merchant, 300)
 
 
 def test_no_orders_is_walmart_404_and_an_empty_success(walmart_sandbox, walmart_account):
@@ -185,34 +170,11 @@ def test_throttling_waits_for_the_replenishment_time(walmart_sandbox, walmart_ac
 
 
 def test_throttling_beyond_patience_keeps_the_cursor(walmart_sandbox, walmart_account, skus):
-    # given
-    _merchant(walmart_sandbox, 10)
-    sync_account_run(account_id=walmart_account.pk)
-    walmart_account.refresh_from_db()
-    cursor = walmart_account.sync_cursor
-    _merchant(walmart_sandbox, 5)
-    walmart_sandbox.state.faults.throttle_next = 100
-    # when
-    run = sync_account_run(account_id=walmart_account.pk)
-    # then
-    assert run.status == SyncStatus.FAILED and "429" in run.error
-    walmart_account.refresh_from_db()
-    assert walmart_account.sync_cursor == cursor
-    # when: Walmart calms down
-    walmart_sandbox.state.faults.throttle_next = 0
-    sync_account_run(account_id=walmart_account.pk)
-    # then
-    assert Order.objects.count() == 15
+    battery.throttling_beyond_patience_keeps_the_cursor(walmart_sandbox, walmart_account, _merchant, 10, 5)
 
 
 def test_server_errors_are_retried(walmart_sandbox, walmart_account, skus):
-    # given
-    _merchant(walmart_sandbox, 30)
-    walmart_sandbox.state.faults.error_500_next = 3
-    # when
-    run = sync_account_run(account_id=walmart_account.pk)
-    # then
-    assert run.status == SyncStatus.SUCCEEDED and Order.objects.count() == 30
+    battery.server_errors_are_retried(walmart_sandbox, walmart_account, _merchant, 30)
 
 
 def test_expired_token_is_renewed_once(walmart_sandbox, walmart_account, skus):
