@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 import uuid
 from datetime import timedelta
@@ -24,6 +23,7 @@ from channels.sandbox.base import (
     SandboxApp,
     SandboxOrder,
     SandboxState,
+    TokenBucket,
     iso_z,
     utcnow,
 )
@@ -70,9 +70,7 @@ class AmazonSandbox(SandboxApp):
         super().__init__(state or AmazonState(), **options)
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._refilled = time.monotonic()
-        self._bucket_lock = threading.Lock()
+        self._bucket = TokenBucket(rate, burst)
         self.access_tokens: dict[str, float] = {}
         self.snapshots: dict[str, tuple[list[str], str]] = {}
         self.documents: dict[str, dict] = {}
@@ -119,14 +117,7 @@ class AmazonSandbox(SandboxApp):
         return None
 
     def _take_token(self) -> bool:
-        with self._bucket_lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
-            self._refilled = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
+        return self._bucket.take()
 
     def token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}

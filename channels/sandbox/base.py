@@ -337,6 +337,27 @@ class Response:
 Route = tuple[str, str, Callable[..., Response]]
 
 
+class TokenBucket:
+    """A channel's request-rate limit: ``rate`` requests per second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._refilled = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+
 class SandboxApp:
     """Routes requests to handlers; subclasses add the channel's routes in ``routes()``."""
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState
+from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState, TokenBucket
 
 FILTER = re.compile(r"^lastmodifieddate:\[([^\]]+?)\.\.\]$")
 SELLER_REASONS = {"OUT_OF_STOCK_OR_CANNOT_FULFILL", "ADDRESS_ISSUES", "BUYER_ASKED_CANCEL"}
@@ -70,9 +70,7 @@ class EbaySandbox(SandboxApp):
         self.refresh_token = refresh_token
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._refilled = time.monotonic()
-        self._bucket_lock = threading.Lock()
+        self._bucket = TokenBucket(rate, burst)
         self.access_tokens: dict[str, float] = {}
         self.tokens_issued = 0
         self.fulfillments: dict[str, list[dict]] = {}
@@ -148,14 +146,7 @@ class EbaySandbox(SandboxApp):
         return None
 
     def _take_token(self) -> bool:
-        with self._bucket_lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
-            self._refilled = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
+        return self._bucket.take()
 
     def token(self, request: Request) -> Response:
         expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from channels.sandbox.base import Request, Response, SandboxApp, SandboxLine, SandboxOrder, SandboxState
+from channels.sandbox.base import Request, Response, SandboxApp, SandboxLine, SandboxOrder, SandboxState, TokenBucket
 
 SHIPPING_PROVIDERS = [
     {"id": "6617675021119438849", "name": "UPS"},
@@ -97,9 +97,7 @@ class TikTokSandbox(SandboxApp):
         self.webhook_url = webhook_url
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._refilled = time.monotonic()
-        self._bucket_lock = threading.Lock()
+        self._bucket = TokenBucket(rate, burst)
         # order id -> {unit line item id: display status} for units shipped or cancelled by id
         self.units: dict[str, dict[str, str]] = {}
         self.tracking: dict[str, dict[str, str]] = {}
@@ -151,14 +149,7 @@ class TikTokSandbox(SandboxApp):
         return None
 
     def _take_token(self) -> bool:
-        with self._bucket_lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
-            self._refilled = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
+        return self._bucket.take()
 
     # --- rendering -----------------------------------------------------------------------------
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import secrets
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState, utcnow
+from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState, TokenBucket, utcnow
 
 METHOD_CODES = {"Standard", "Express", "OneDay", "Freight", "WhiteGlove", "Value"}
 CANCEL_REASONS = {
@@ -78,9 +77,7 @@ class WalmartSandbox(SandboxApp):
         self.burst = burst
         self.token_lifetime = token_lifetime
         self.auto_cancel_days = auto_cancel_days
-        self._tokens = float(burst)
-        self._refilled = time.monotonic()
-        self._bucket_lock = threading.Lock()
+        self._bucket = TokenBucket(rate, burst)
         self.access_tokens: dict[str, float] = {}
         self.tokens_issued = 0
         self.snapshots: dict[str, list[str]] = {}
@@ -125,14 +122,7 @@ class WalmartSandbox(SandboxApp):
         return None
 
     def _take_token(self) -> bool:
-        with self._bucket_lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
-            self._refilled = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
+        return self._bucket.take()
 
     def token(self, request: Request) -> Response:
         auth = request.header("authorization") or ""
