@@ -364,9 +364,24 @@ class WalmartConnector(Connector):
 
     def acknowledge(self, external_id: str) -> SendResult:
         response = self.call("POST", f"/v3/orders/{external_id}/acknowledge")
-        if response.status_code != 200:
-            raise self._fail(f"acknowledgeOrders {external_id}", response)
-        return SendResult(response={"acknowledged": external_id})
+        if response.status_code == 200:
+            return SendResult(response={"acknowledged": external_id})
+        if response.status_code == 400 and not self._awaits_acknowledgement(external_id):
+            # Cancelled (or acknowledged by an earlier send) before this acknowledgement arrived: there is
+            # nothing left to acknowledge, so the message is done rather than parked.
+            return SendResult(
+                response={"acknowledged": external_id, "skipped": "no line is waiting in Created"},
+                already_applied=True,
+            )
+        raise self._fail(f"acknowledgeOrders {external_id}", response)
+
+    def _awaits_acknowledgement(self, external_id: str) -> bool:
+        order = self.get_order(external_id)
+        return any(
+            status.get("status") == "Created"
+            for line in (order.get("orderLines") or {}).get("orderLine") or []
+            for status in (line.get("orderLineStatuses") or {}).get("orderLineStatus") or []
+        )
 
     def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
         carrier = CARRIERS.get((shipment.carrier_code or shipment.carrier_name).upper())

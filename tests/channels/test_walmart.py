@@ -121,6 +121,22 @@ def test_acknowledgement_reaches_walmart_and_the_next_poll_sees_it(walmart_sandb
     assert OutboxMessage.objects.filter(kind=OutboxKind.ACKNOWLEDGE).count() == 1
 
 
+def test_an_order_cancelled_before_its_acknowledgement_is_not_parked(walmart_sandbox, walmart_account, skus):
+    # given: a new order ingested (its acknowledgement queued), then cancelled on Walmart before the relay ran
+    (made,) = _merchant(walmart_sandbox)
+    sync_account_run(account_id=walmart_account.pk)
+    with walmart_sandbox.state.lock:
+        walmart_sandbox.state.cancel(made, "CUSTOMER_REQUESTED_SELLER_TO_CANCEL")
+    # when
+    counts = outbox_relay(account_id=walmart_account.pk)
+    # then: Walmart refused it (nothing to acknowledge), and the message is done, with no case for ops
+    message = OutboxMessage.objects.get(kind=OutboxKind.ACKNOWLEDGE)
+    assert counts == {"sent": 1} and message.status == OutboxStatus.SENT
+    assert message.response["skipped"]
+    assert walmart_sandbox.state.extra.get("acknowledgements", []) == []
+    assert not ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).exists()
+
+
 def test_wfs_orders_are_recorded_never_reserved(walmart_sandbox, walmart_account, skus):
     # given
     from fulfillment.selectors import releasable_order_ids
