@@ -23,7 +23,6 @@ from channels.connectors.base import (
     ChannelError,
     Connector,
     InventoryQuantity,
-    NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -31,6 +30,7 @@ from channels.connectors.base import (
     SendResult,
     ShipmentConfirmation,
     json_body,
+    normalized_address,
     parse_datetime,
     parse_decimal,
     parse_int,
@@ -290,15 +290,15 @@ class AmazonConnector(Connector):
         address = require_obj(recipient.get("deliveryAddress"), "recipient.deliveryAddress", required=False)
         ship_to = None
         if address:
-            ship_to = NormalizedAddress(
-                name=str(address.get("name") or "")[:255],
-                line1=str(address.get("addressLine1") or "")[:255],
-                line2=str(address.get("addressLine2") or "")[:255],
-                city=str(address.get("city") or "")[:128],
-                region=str(address.get("stateOrRegion") or "")[:128],
-                postal_code=str(address.get("postalCode") or "")[:32],
-                country_code=str(address.get("countryCode") or "")[:2],
-                phone=str(address.get("phone") or "")[:64],
+            ship_to = normalized_address(
+                name=address.get("name"),
+                line1=address.get("addressLine1"),
+                line2=address.get("addressLine2"),
+                city=address.get("city"),
+                region=address.get("stateOrRegion"),
+                postal_code=address.get("postalCode"),
+                country_code=address.get("countryCode"),
+                phone=address.get("phone"),
             )
         return NormalizedOrder(
             external_id=order_id,

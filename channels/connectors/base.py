@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from orders.models import ShipToAddress
 from orders.services.ingest import IngestAddress, IngestLine, IngestOrder
 
 # --- errors ------------------------------------------------------------------------------------
@@ -83,6 +84,12 @@ class NormalizedLine:
 
 # The buyer's address has one shape from the wire to the order row.
 NormalizedAddress = IngestAddress
+_ADDRESS_SIZES = {f.name: f.max_length for f in ShipToAddress._meta.get_fields() if getattr(f, "max_length", None)}
+
+
+def normalized_address(**values: Any) -> NormalizedAddress:
+    """A channel's address values as text, missing ones empty, each cut to its ship-to column's size."""
+    return NormalizedAddress(**{name: str(value or "")[: _ADDRESS_SIZES[name]] for name, value in values.items()})
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from channels.connectors.base import (
     SendResult,
     ShipmentConfirmation,
     json_body,
+    normalized_address,
     parse_datetime,
     parse_decimal,
     parse_int,
@@ -372,14 +373,14 @@ def _ship_to(raw: dict) -> NormalizedAddress | None:
         return None
     address = ship_to.get("contactAddress") if isinstance(ship_to.get("contactAddress"), dict) else {}
     phone = ship_to.get("primaryPhone") if isinstance(ship_to.get("primaryPhone"), dict) else {}
-    return NormalizedAddress(
-        name=str(ship_to.get("fullName") or "")[:255],
-        line1=str(address.get("addressLine1") or "")[:255],
-        line2=str(address.get("addressLine2") or "")[:255],
-        city=str(address.get("city") or "")[:128],
-        region=str(address.get("stateOrProvince") or "")[:128],
-        postal_code=str(address.get("postalCode") or "")[:32],
-        country_code=str(address.get("countryCode") or "")[:2],
-        phone=str(phone.get("phoneNumber") or "")[:64],
-        email=str(ship_to.get("email") or "")[:254],
+    return normalized_address(
+        name=ship_to.get("fullName"),
+        line1=address.get("addressLine1"),
+        line2=address.get("addressLine2"),
+        city=address.get("city"),
+        region=address.get("stateOrProvince"),
+        postal_code=address.get("postalCode"),
+        country_code=address.get("countryCode"),
+        phone=phone.get("phoneNumber"),
+        email=ship_to.get("email"),
     )

@@ -25,7 +25,6 @@ from channels.connectors.base import (
     ChannelThrottled,
     Connector,
     InventoryQuantity,
-    NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -34,6 +33,7 @@ from channels.connectors.base import (
     ShipmentConfirmation,
     WebhookEvent,
     json_body,
+    normalized_address,
     parse_datetime,
     parse_decimal,
     parse_int,
@@ -419,15 +419,15 @@ class ShopifyConnector(Connector):
         address = require_obj(raw.get("shippingAddress"), "shippingAddress", required=False)
         ship_to = None
         if address:
-            ship_to = NormalizedAddress(
-                name=str(address.get("name") or "")[:255],
-                line1=str(address.get("address1") or "")[:255],
-                line2=str(address.get("address2") or "")[:255],
-                city=str(address.get("city") or "")[:128],
-                region=str(address.get("provinceCode") or "")[:128],
-                postal_code=str(address.get("zip") or "")[:32],
-                country_code=str(address.get("countryCodeV2") or "")[:2],
-                phone=str(address.get("phone") or "")[:64],
+            ship_to = normalized_address(
+                name=address.get("name"),
+                line1=address.get("address1"),
+                line2=address.get("address2"),
+                city=address.get("city"),
+                region=address.get("provinceCode"),
+                postal_code=address.get("zip"),
+                country_code=address.get("countryCodeV2"),
+                phone=address.get("phone"),
             )
         return NormalizedOrder(
             external_id=order_id,

@@ -27,7 +27,6 @@ from channels.connectors.base import (
     ChannelError,
     Connector,
     InventoryQuantity,
-    NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -37,6 +36,7 @@ from channels.connectors.base import (
     WebhookEvent,
     WebhookRejected,
     json_body,
+    normalized_address,
     parse_decimal,
     require_list,
     require_obj,
@@ -239,15 +239,15 @@ class TikTokConnector(Connector):
             for d in address.get("district_info") or []
             if isinstance(d, dict)
         }
-        ship_to = NormalizedAddress(
-            name=str(address.get("name") or "")[:255],
-            line1=str(address.get("address_line1") or "")[:255],
-            line2=str(address.get("address_line2") or "")[:255],
-            city=district.get("City", "")[:128],
-            region=district.get("State", "")[:128],
-            postal_code=str(address.get("postal_code") or "")[:32],
-            country_code=str(address.get("region_code") or "")[:2],
-            phone=str(address.get("phone_number") or "")[:64],
+        ship_to = normalized_address(
+            name=address.get("name"),
+            line1=address.get("address_line1"),
+            line2=address.get("address_line2"),
+            city=district.get("City"),
+            region=district.get("State"),
+            postal_code=address.get("postal_code"),
+            country_code=address.get("region_code"),
+            phone=address.get("phone_number"),
         )
         return NormalizedOrder(
             external_id=order_id,

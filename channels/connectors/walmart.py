@@ -31,7 +31,6 @@ from channels.connectors.base import (
     ChannelHttp,
     Connector,
     InventoryQuantity,
-    NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -39,6 +38,7 @@ from channels.connectors.base import (
     SendResult,
     ShipmentConfirmation,
     json_body,
+    normalized_address,
     parse_decimal,
     parse_int,
     require_list,
@@ -330,15 +330,15 @@ class WalmartConnector(Connector):
         status = _order_status(lines, seen_statuses)
         address = require_obj(shipping.get("postalAddress"), "shippingInfo.postalAddress", required=False)
         country = str(address.get("country") or "")
-        ship_to = NormalizedAddress(
-            name=str(address.get("name") or "")[:255],
-            line1=str(address.get("address1") or "")[:255],
-            line2=str(address.get("address2") or "")[:255],
-            city=str(address.get("city") or "")[:128],
-            region=str(address.get("state") or "")[:128],
-            postal_code=str(address.get("postalCode") or "")[:32],
+        ship_to = normalized_address(
+            name=address.get("name"),
+            line1=address.get("address1"),
+            line2=address.get("address2"),
+            city=address.get("city"),
+            region=address.get("state"),
+            postal_code=address.get("postalCode"),
             country_code=COUNTRIES.get(country.upper(), country if len(country) == 2 else ""),
-            phone=str(shipping.get("phone") or "")[:64],
+            phone=shipping.get("phone"),
         )
         wfs = node_type == "WFSFulfilled"
         return NormalizedOrder(
