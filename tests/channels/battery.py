@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from channels.models import InboundEvent, SyncStatus
+from channels.models import InboundEvent, InboundStatus, SyncStatus
 from channels.sync import sync_account_run
-from orders.models import Order, OrderLine
+from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine
 
 Generate = Callable[..., Any]
 
@@ -80,3 +80,21 @@ def server_errors_are_retried(sandbox, account, generate: Generate, count: int):
     run = sync_account_run(account_id=account.pk)
     # then
     assert run.status == SyncStatus.SUCCEEDED and Order.objects.count() == count
+
+
+def malformed_orders_fail_naming_the_field(sandbox, account, generate: Generate, count: int, field_for: dict):
+    # given three malformed orders among ``count`` (field_for: the sandbox's defect -> the field named)
+    sandbox.state.faults.malformed_next = 3
+    generate(sandbox, count)
+    bad = {o.order_id: o.malformed for o in sandbox.state.orders.values() if o.malformed}
+    # when
+    run = sync_account_run(account_id=account.pk)
+    # then the rest of the page is ingested, each bad order is a failed event naming its field
+    assert run.status == SyncStatus.PARTIAL and run.orders_failed == 3
+    assert Order.objects.count() == count - 3
+    failed = {e.external_id: e.error for e in InboundEvent.objects.filter(status=InboundStatus.FAILED)}
+    assert set(failed) == set(bad)
+    for order_id, defect in bad.items():
+        assert field_for[defect] in failed[order_id]
+    # and ops get one case for the account, not one per order
+    assert ExceptionCase.objects.filter(kind=ExceptionKind.INBOUND_FAILED, account=account).count() == 1

@@ -15,7 +15,6 @@ from channels.models import (
     ChannelAccount,
     ChannelKind,
     InboundEvent,
-    InboundStatus,
     Listing,
     OutboxKind,
     OutboxMessage,
@@ -27,7 +26,7 @@ from channels.sandbox.ebay import EbaySandbox
 from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from inventory.models import ChannelAvailability
-from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus
+from orders.models import Order, OrderLine, OrderStatus
 from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
@@ -174,20 +173,8 @@ def test_out_of_order_updates_never_regress_status(ebay_sandbox, ebay_account, s
 
 
 def test_malformed_orders_fail_naming_the_field(ebay_sandbox, ebay_account, skus):
-    # given
-    ebay_sandbox.state.faults.malformed_next = 3
-    _open(ebay_sandbox, 30)
-    bad = {o.order_id: o.malformed for o in ebay_sandbox.state.orders.values() if o.malformed}
-    # when
-    run = sync_account_run(account_id=ebay_account.pk)
-    # then
-    assert run.status == SyncStatus.PARTIAL and run.orders_failed == 3
-    failed = {e.external_id: e.error for e in InboundEvent.objects.filter(status=InboundStatus.FAILED)}
-    assert set(failed) == set(bad)
     field_for = {"bad_quantity": "lineItems[0].quantity", "bad_date": "creationDate", "missing_items": "lineItems"}
-    for order_id, defect in bad.items():
-        assert field_for[defect] in failed[order_id]
-    assert ExceptionCase.objects.filter(kind=ExceptionKind.INBOUND_FAILED, account=ebay_account).count() == 1
+    battery.malformed_orders_fail_naming_the_field(ebay_sandbox, ebay_account, _open, 30, field_for)
 
 
 def test_shipping_fulfillment_is_created_and_read_back_after_a_crash(ebay_sandbox, ebay_account, skus):

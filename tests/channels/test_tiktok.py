@@ -36,7 +36,7 @@ from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
 from inventory.models import ChannelAvailability
-from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus
+from orders.models import Order, OrderLine, OrderStatus
 from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
@@ -235,20 +235,8 @@ def test_out_of_order_updates_never_regress_status(tiktok_sandbox, tiktok_accoun
 
 
 def test_malformed_orders_fail_naming_the_field(tiktok_sandbox, tiktok_account, skus):
-    # given
-    tiktok_sandbox.state.faults.malformed_next = 3
-    _awaiting(tiktok_sandbox, 30)
-    bad = {o.order_id: o.malformed for o in tiktok_sandbox.state.orders.values() if o.malformed}
-    # when
-    run = sync_account_run(account_id=tiktok_account.pk)
-    # then
-    assert run.status == SyncStatus.PARTIAL and run.orders_failed == 3
-    failed = {e.external_id: e.error for e in InboundEvent.objects.filter(status=InboundStatus.FAILED)}
-    assert set(failed) == set(bad)
     field_for = {"bad_quantity": "line_items[0].sale_price", "bad_date": "create_time", "missing_items": "line_items"}
-    for order_id, defect in bad.items():
-        assert field_for[defect] in failed[order_id]
-    assert ExceptionCase.objects.filter(kind=ExceptionKind.INBOUND_FAILED, account=tiktok_account).count() == 1
+    battery.malformed_orders_fail_naming_the_field(tiktok_sandbox, tiktok_account, _awaiting, 30, field_for)
 
 
 def test_shipping_creates_a_package_with_the_unit_ids(tiktok_sandbox, tiktok_account, skus):

@@ -15,7 +15,6 @@ from channels.models import (
     ChannelAccount,
     ChannelKind,
     InboundEvent,
-    InboundStatus,
     Listing,
     OutboxKind,
     OutboxMessage,
@@ -259,25 +258,12 @@ def test_walmart_auto_cancel_after_the_ship_date_cancels_the_order(walmart_sandb
 
 
 def test_malformed_orders_fail_naming_the_field(walmart_sandbox, walmart_account, skus):
-    # given
-    walmart_sandbox.state.faults.malformed_next = 3
-    _merchant(walmart_sandbox, 40)
-    bad = {o.order_id: o.malformed for o in walmart_sandbox.state.orders.values() if o.malformed}
-    # when
-    run = sync_account_run(account_id=walmart_account.pk)
-    # then
-    assert run.status == SyncStatus.PARTIAL and run.orders_failed == 3
-    assert Order.objects.count() == 37
-    failed = {e.external_id: e.error for e in InboundEvent.objects.filter(status=InboundStatus.FAILED)}
-    assert set(failed) == set(bad)
     field_for = {
         "bad_quantity": "orderLines.orderLine[0].orderLineQuantity.amount",
         "bad_date": "orderDate",
         "missing_items": "orderLines",
     }
-    for order_id, defect in bad.items():
-        assert field_for[defect] in failed[order_id]
-    assert ExceptionCase.objects.filter(kind=ExceptionKind.INBOUND_FAILED, account=walmart_account).count() == 1
+    battery.malformed_orders_fail_naming_the_field(walmart_sandbox, walmart_account, _merchant, 40, field_for)
 
 
 def test_ship_confirmation_sends_per_line_tracking_in_milliseconds(walmart_sandbox, walmart_account, skus):
