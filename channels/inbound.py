@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -132,8 +134,29 @@ def _after_ingest(
     """Unknown SKUs hold the order and open an exception case (never for marketplace-fulfilled orders);
     units the channel cancelled leave the order's shipments and reservations."""
     for event_id, result in results.items():
-        if result.cancelled_lines and result.order_id is not None and not parsed[event_id].marketplace_fulfilled:
-            _cancel_upstream(account, result, actor)
+        if result.order_id is not None and not parsed[event_id].marketplace_fulfilled:
+            if result.cancelled_lines:
+                _apply_upstream(
+                    account,
+                    result,
+                    partial(
+                        fulfillment_services.order_lines_cancelled_upstream,
+                        cancelled=dict(result.cancelled_lines),
+                    ),
+                    what="a channel cancellation",
+                    fix="Cancel the units on the order's shipments by hand so the node does not ship them.",
+                    actor=actor,
+                )
+            if result.shipped_lines:
+                _apply_upstream(
+                    account,
+                    result,
+                    partial(fulfillment_services.order_lines_shipped_upstream, shipped=dict(result.shipped_lines)),
+                    what="units shipped outside Waybill",
+                    fix="Cancel those units on the order's shipments so the node does not ship them twice, "
+                    "and correct on-hand at the node that shipped them.",
+                    actor=actor,
+                )
         if not result.unmapped_skus or result.order_id is None or parsed[event_id].marketplace_fulfilled:
             continue
         skus = ", ".join(result.unmapped_skus)
@@ -157,18 +180,20 @@ def _after_ingest(
         )
 
 
-def _cancel_upstream(account: ChannelAccount, result: IngestResult, actor: str) -> None:
+def _apply_upstream(
+    account: ChannelAccount, result: IngestResult, apply: Callable[..., Any], *, what: str, fix: str, actor: str
+) -> None:
+    """Apply a change the channel made (cancelled or shipped units) to the order's shipments and stock.
+    A refusal opens a critical exception case instead of failing the page."""
     try:
         # A savepoint: a refusal leaves the page's transaction usable for the other orders.
         with transaction.atomic():
-            fulfillment_services.order_lines_cancelled_upstream(
-                order_id=result.order_id, cancelled=dict(result.cancelled_lines), actor=actor
-            )
+            apply(order_id=result.order_id, actor=actor)
     except DomainError as exc:
         order_services.exception_case_open(
             kind=ExceptionKind.OTHER,
-            title=f"Order {result.external_id}: a channel cancellation could not be applied to its shipments",
-            detail=f"{exc}. Cancel the units on the order's shipments by hand so the node does not ship them.",
+            title=f"Order {result.external_id}: {what} could not be applied to its shipments",
+            detail=f"{exc}. {fix}",
             severity=Severity.CRITICAL,
             order_id=result.order_id,
             account_id=account.pk,

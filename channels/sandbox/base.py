@@ -275,6 +275,18 @@ class SandboxState:
         if topic:
             self.touch(order, topic)
 
+    def ship(self, order: SandboxOrder, *, lines: dict[str, int] | None = None, topic="update") -> None:
+        """The seller ships units in the marketplace's own tools (not through Waybill): every open unit,
+        or ``lines`` {line_id: quantity}."""
+        for line in order.lines:
+            if lines is None:
+                line.shipped += line.remaining
+            elif line.line_id in lines:
+                line.shipped += min(lines[line.line_id], line.remaining)
+        order.recompute()
+        if topic:
+            self.touch(order, topic)
+
     def on_change(self, order: SandboxOrder, topic: str) -> None:
         """Hook for webhooks; the base sandbox sends none."""
 

@@ -187,6 +187,7 @@ def tracking_checks_run(*, actor: Actor, now: datetime | None = None, limit: int
         Shipment.objects.filter(
             status=S.SHIPPED,
             last_scan_at__isnull=True,
+            tracking_number__gt="",  # shipped in a channel's own tools: no tracking to scan against
             shipped_at__lt=now - timedelta(hours=config.no_scan_hours),
         )
         .select_related("order", "location")

@@ -111,6 +111,8 @@ class IngestResult:
     # (order line id, units) the channel cancelled since the last payload, already counted on the line:
     # the caller takes them back out of shipments and reservations.
     cancelled_lines: list[tuple[int, int]] = field(default_factory=list)
+    # Units of known lines the channel newly reports shipped (shipped outside Waybill's shipments).
+    shipped_lines: list[tuple[int, int]] = field(default_factory=list)
 
 
 def ingest_order_validate(order: IngestOrder) -> None:
@@ -317,7 +319,7 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
     for i, item, order in changing:
         current = lines_by_order[order.pk]
         unmapped = []
-        cancelled_lines = []
+        cancelled_lines, shipped_lines = [], []
         for incoming in item.lines:
             line = current.get(incoming.external_id)
             if line is None:
@@ -344,7 +346,10 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             else:
                 touched_lines.append(line)
             line.quantity = max(line.quantity, incoming.quantity)
+            before_shipped = line.quantity_shipped
             line.quantity_shipped = max(line.quantity_shipped, min(incoming.quantity_shipped, line.quantity))
+            if line.pk and line.quantity_shipped > before_shipped:
+                shipped_lines.append((line.pk, line.quantity_shipped - before_shipped))
             before_cancelled = line.quantity_cancelled
             line.quantity_cancelled = min(
                 max(line.quantity_cancelled, incoming.quantity_cancelled), line.quantity - line.quantity_shipped
@@ -400,6 +405,7 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             to_status=to_status,
             unmapped_skus=sorted(set(unmapped)),
             cancelled_lines=cancelled_lines,
+            shipped_lines=shipped_lines,
         )
     Order.objects.bulk_update(
         touched_orders, ["status", "channel_status", "source_updated_at", "paid_at", "updated_at"]

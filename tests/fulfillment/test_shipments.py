@@ -246,3 +246,72 @@ def test_ship_from_store_goes_to_a_store_that_ships(node, stock, order_for, skus
     services.order_route(order_id=order.pk, actor="router")
     shipment = Shipment.objects.get(order=order)
     assert (shipment.location, shipment.kind) == (store, "ship_from_store")
+
+
+def _channel_counts_shipped(line, units: int) -> None:
+    """What the sync does before it calls order_lines_shipped_upstream: count the units on the line."""
+    type(line).objects.filter(pk=line.pk).update(quantity_shipped=line.quantity_shipped + units)
+
+
+def test_units_shipped_on_the_channel_leave_the_released_shipment_and_the_rest_still_ships(routed, ups, skus, received):
+    order, shipment, dc, _ = routed
+    line_a = order.lines.get(sku=skus[0])
+    # given the seller shipped one of the two units of line A in the channel's own tools
+    _channel_counts_shipped(line_a, 1)
+    # when the sync applies it
+    result = services.order_lines_shipped_upstream(order_id=order.pk, shipped={line_a.pk: 1}, actor="sync:amazon-us")
+    # then that unit left DC through the ledger, the other stays reserved on the same shipment
+    assert result.consumed == {line_a.pk: 1} and result.without_stock == {}
+    level = StockLevel.objects.get(sku=skus[0], location=dc)
+    assert (level.on_hand, level.reserved) == (4, 1)
+    assert StockMovement.objects.get(sku=skus[0], location=dc, reason=MovementReason.SHIP).delta == -1
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.RELEASED
+    assert shipment.lines.get(order_line=line_a).quantity_open == 1
+    event = OrderEvent.objects.get(order=order, kind="shipped_upstream")
+    assert event.actor == "sync:amazon-us" and event.data["shipped"] == {str(line_a.pk): 1}
+    assert received == []  # the channel is not told what it reported
+    # when the node ships what is left, only that leaves
+    services.shipment_ship(shipment=shipment.pk, carrier_code="UPS", tracking_number="1Z1", actor="wms:dc")
+    assert StockLevel.objects.get(sku=skus[0], location=dc).on_hand == 3
+    assert StockLevel.objects.get(sku=skus[1], location=dc).on_hand == 4
+    order.refresh_from_db()
+    assert order.status == OrderStatus.SHIPPED
+    assert [call["shipment_id"] for call in received] == [shipment.pk]
+    assert_stock_invariants()
+
+
+def test_a_whole_pickup_collected_outside_waybill_is_picked_up(node, stock, order_for, skus, received):
+    store = node("STORE", kind="store", can_pickup=True)
+    stock(skus[0], store, 3)
+    order = order_for([(skus[0], 2)], service_level="pickup")
+    services.order_route(order_id=order.pk, actor="router")
+    shipment = Shipment.objects.get(order=order)
+    line = order.lines.get()
+    _channel_counts_shipped(line, 2)
+    services.order_lines_shipped_upstream(order_id=order.pk, shipped={line.pk: 2}, actor="sync:shopify")
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.PICKED_UP and shipment.shipped_at is not None
+    assert StockLevel.objects.get(sku=skus[0], location=store).on_hand == 1
+    # a shipment with no tracking number is never chased for a carrier scan
+    later = timezone.now() + timedelta(days=5)
+    assert services.tracking_checks_run(actor="checker", now=later).missing_scan == []
+    assert received == []
+    assert_stock_invariants()
+
+
+def test_units_shipped_on_the_channel_that_held_no_stock_open_a_case(node, stock, order_for, skus):
+    node("DC", "94107")
+    order = order_for([(skus[2], 3)])
+    services.order_route(order_id=order.pk, actor="router")
+    line = order.lines.get()
+    assert not Reservation.objects.filter(order_line=line).exists()
+    _channel_counts_shipped(line, 3)
+    result = services.order_lines_shipped_upstream(order_id=order.pk, shipped={line.pk: 3}, actor="sync:ebay")
+    assert result.without_stock == {line.pk: 3} and result.consumed == {}
+    case = ExceptionCase.objects.get(pk=result.exception_case_id)
+    assert case.order_id == order.pk and f"{line.channel_sku}: 3" in case.detail
+    assert not StockMovement.objects.filter(sku=skus[2]).exists()
+    # the same report again finds the case already open
+    again = services.order_lines_shipped_upstream(order_id=order.pk, shipped={line.pk: 3}, actor="sync:ebay")
+    assert again.exception_case_id == case.pk
