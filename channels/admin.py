@@ -10,12 +10,18 @@ from django.utils.html import format_html
 from channels.models import (
     ChannelAccount,
     ChannelAccountEvent,
+    ChannelLocation,
     InboundEvent,
     Listing,
     OutboxMessage,
     SyncRun,
 )
-from channels.services import InvalidCredentials, channel_account_set_credentials, credentials_validate
+from channels.services import (
+    InvalidCredentials,
+    channel_account_set_credentials,
+    channel_location_map,
+    credentials_validate,
+)
 from orders.pagination import BigTableAdminMixin
 
 ADMIN_GROUP = "Admin"
@@ -193,6 +199,26 @@ class ListingAdmin(admin.ModelAdmin):
     search_fields = ("=channel_sku", "=external_listing_id", "=external_variant_id")
     raw_id_fields = ("sku",)
     readonly_fields = ("created_at",)
+
+
+@admin.register(ChannelLocation)
+class ChannelLocationAdmin(admin.ModelAdmin):
+    """Which Waybill store a channel's location is: pickup orders naming an unmapped one are held."""
+
+    list_display = ("external_id", "name", "account", "location")
+    list_filter = ("account", ("location", admin.EmptyFieldListFilter))
+    list_select_related = ("account", "location")
+    search_fields = ("=external_id", "name")
+    readonly_fields = ("created_at",)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # Through the service: mapping a pickup store releases the orders held for it.
+        changed = channel_location_map(
+            channel_location=obj.pk, location_id=obj.location_id, actor=request.user.get_username()
+        )
+        if changed:
+            self.message_user(request, f"{len(changed)} held pickup order(s) now go to {obj.location}.")
 
 
 def _pretty_json(value) -> str:

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels.connectors.base import Connector, NormalizedOrder, PayloadError
-from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, Listing
+from channels.models import ChannelAccount, ChannelLocation, InboundEvent, InboundKind, InboundStatus, Listing
 from channels.outbox import acknowledgements_enqueue
 from fulfillment import services as fulfillment_services
 from inventory.models import Sku
@@ -118,6 +118,28 @@ def sku_map_for(account: ChannelAccount, channel_skus: set[str]) -> dict[str, Sk
     return found
 
 
+def pickup_locations_for(account: ChannelAccount, orders: list[NormalizedOrder]) -> dict[str, int]:
+    """The channel's pickup store ids → Location ids through the account's ChannelLocations; a store
+    seen for the first time gets an unmapped ChannelLocation for ops to map."""
+    names = {o.pickup_location_ref: o.pickup_location_name for o in orders if o.pickup_location_ref}
+    if not names:
+        return {}
+    known = dict(
+        ChannelLocation.objects.filter(account=account, external_id__in=list(names)).values_list(
+            "external_id", "location_id"
+        )
+    )
+    ChannelLocation.objects.bulk_create(
+        [
+            ChannelLocation(account=account, external_id=ref[:255], name=names[ref][:255])
+            for ref in names
+            if ref not in known
+        ],
+        ignore_conflicts=True,
+    )
+    return {ref: location_id for ref, location_id in known.items() if location_id}
+
+
 def _learn_variant_ids(account: ChannelAccount, orders: list[NormalizedOrder]) -> None:
     learnt = {
         line.channel_sku: line.external_variant_id for o in orders for line in o.lines if line.external_variant_id
@@ -128,12 +150,54 @@ def _learn_variant_ids(account: ChannelAccount, orders: list[NormalizedOrder]) -
         Listing.objects.filter(pk=listing.pk).update(external_variant_id=learnt[listing.channel_sku][:255])
 
 
-def _after_ingest(
-    account: ChannelAccount, parsed: dict[int, NormalizedOrder], results: dict[int, IngestResult], actor: str
+def _hold_for_mapping(
+    account: ChannelAccount, order: NormalizedOrder, order_id: int, *, kind: str, what: str, fix: str, actor: str
 ) -> None:
-    """Unknown SKUs hold the order and open an exception case (never for marketplace-fulfilled orders);
-    units the channel cancelled leave the order's shipments and reservations."""
+    """Hold the order and open one exception case until ops map what the channel sent."""
+    try:
+        order_services.hold_place(order=order_id, kind=kind, reason=f"{what} not mapped: {fix}", actor=actor)
+    except DomainError:
+        return  # a cancelled order cannot be held, and needs no mapping either
+    order_services.exception_case_open(
+        kind=ExceptionKind(kind),  # the hold kinds for mappings are exception kinds too
+        title=f"Order {order.external_reference or order.external_id}: unmapped {what}",
+        detail=f"{fix}, then release the hold.",
+        severity=Severity.HIGH,
+        order_id=order_id,
+        account_id=account.pk,
+        actor=actor,
+    )
+
+
+def _after_ingest(
+    account: ChannelAccount,
+    parsed: dict[int, NormalizedOrder],
+    results: dict[int, IngestResult],
+    actor: str,
+    stores: dict[str, int] | None = None,
+) -> None:
+    """Unknown SKUs and unmapped pickup stores hold the order and open an exception case (never for
+    marketplace-fulfilled orders); units the channel cancelled or shipped leave the order's shipments
+    and reservations."""
     for event_id, result in results.items():
+        normalized = parsed[event_id]
+        if (
+            normalized.pickup_location_ref
+            and normalized.pickup_location_ref not in (stores or {})
+            and result.order_id is not None
+            and result.outcome == "created"
+        ):
+            store = normalized.pickup_location_name or normalized.pickup_location_ref
+            _hold_for_mapping(
+                account,
+                normalized,
+                result.order_id,
+                kind=HoldKind.UNMAPPED_LOCATION,
+                what=f"pickup store {store}",
+                fix=f"Map the channel location {normalized.pickup_location_ref} ({store}) on {account.name} "
+                "to a Waybill store (Channel locations in admin) and re-process the order's inbound event",
+                actor=actor,
+            )
         if result.order_id is not None and not parsed[event_id].marketplace_fulfilled:
             if result.cancelled_lines:
                 _apply_upstream(
@@ -157,25 +221,16 @@ def _after_ingest(
                     "and correct on-hand at the node that shipped them.",
                     actor=actor,
                 )
-        if not result.unmapped_skus or result.order_id is None or parsed[event_id].marketplace_fulfilled:
+        if not result.unmapped_skus or result.order_id is None or normalized.marketplace_fulfilled:
             continue
         skus = ", ".join(result.unmapped_skus)
-        try:
-            order_services.hold_place(
-                order=result.order_id,
-                kind=HoldKind.UNMAPPED_SKU,
-                reason=f"Channel SKU(s) not mapped to a Waybill SKU: {skus}",
-                actor=actor,
-            )
-        except DomainError:
-            continue  # a cancelled order cannot be held, and needs no SKU either
-        order_services.exception_case_open(
-            kind=ExceptionKind.UNMAPPED_SKU,
-            title=f"Order {parsed[event_id].external_reference or parsed[event_id].external_id}: unmapped SKU {skus}",
-            detail=f"Map the channel SKU(s) {skus} on {account.name} to a Waybill SKU, then release the hold.",
-            severity=Severity.HIGH,
-            order_id=result.order_id,
-            account_id=account.pk,
+        _hold_for_mapping(
+            account,
+            normalized,
+            result.order_id,
+            kind=HoldKind.UNMAPPED_SKU,
+            what=f"SKU {skus}",
+            fix=f"Map the channel SKU(s) {skus} on {account.name} to a Waybill SKU",
             actor=actor,
         )
 
@@ -222,10 +277,14 @@ def _process_events(
     if parsed:
         ids = list(parsed)
         sku_map = sku_map_for(account, {line.channel_sku for o in parsed.values() for line in o.lines})
+        stores = pickup_locations_for(account, list(parsed.values()))
         try:
             with transaction.atomic():
                 batch = orders_ingest_batch(
-                    account_id=account.pk, orders=[parsed[i].to_ingest() for i in ids], sku_map=sku_map, actor=actor
+                    account_id=account.pk,
+                    orders=[parsed[i].to_ingest(stores) for i in ids],
+                    sku_map=sku_map,
+                    actor=actor,
                 )
             results = dict(zip(ids, batch, strict=True))
         except Exception:
@@ -235,14 +294,17 @@ def _process_events(
                 try:
                     with transaction.atomic():
                         (results[event_id],) = orders_ingest_batch(
-                            account_id=account.pk, orders=[parsed[event_id].to_ingest()], sku_map=sku_map, actor=actor
+                            account_id=account.pk,
+                            orders=[parsed[event_id].to_ingest(stores)],
+                            sku_map=sku_map,
+                            actor=actor,
                         )
                 except (IngestError, DomainError, ValueError) as exc:
                     failures[event_id] = str(exc)
                 except Exception as exc:
                     failures[event_id] = f"could not be written: {type(exc).__name__}: {exc}"[:2000]
         _learn_variant_ids(account, list(parsed.values()))
-        _after_ingest(account, parsed, {k: v for k, v in results.items() if v.outcome != "failed"}, actor)
+        _after_ingest(account, parsed, {k: v for k, v in results.items() if v.outcome != "failed"}, actor, stores)
         acknowledgements_enqueue(
             account_id=account.pk,
             orders=[

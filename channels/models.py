@@ -138,6 +138,27 @@ class Listing(models.Model):
         return self.channel_sku
 
 
+class ChannelLocation(models.Model):
+    """Maps a channel's location (a Shopify Location GID the buyer chose for pickup) to a Waybill
+    Location. location null = unmapped: pickup orders for it are held until ops map it."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="channel_locations")
+    external_id = models.CharField(max_length=255, help_text="The channel's location id")
+    name = models.CharField(max_length=255, blank=True, help_text="The channel's name for it")
+    location = models.ForeignKey(
+        "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="channel_locations"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "external_id"], name="channellocation_unique_account_external"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.external_id} → {self.location or 'unmapped'}"
+
+
 class InboundKind(models.TextChoices):
     ORDER = "order", "Order"
     WEBHOOK = "webhook", "Webhook"

@@ -1,4 +1,4 @@
-"""Channel account services: credentials (set, read, re-encrypt with the newest key)."""
+"""Channel account services: credentials (set, read, re-encrypt with the newest key); location mapping."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels.crypto import CredentialsError, decrypt_json, encrypt_json, rotate_token
-from channels.models import ChannelAccount, ChannelAccountEvent
+from channels.models import ChannelAccount, ChannelAccountEvent, ChannelLocation
+from orders import services as order_services
 
 
 class InvalidCredentials(ValueError):
@@ -84,3 +85,25 @@ def channel_account_rotate_encryption(*, actor: str) -> int:
             ChannelAccountEvent.objects.create(account=account, kind="encryption_rotated", actor=actor)
             rotated += 1
     return rotated
+
+
+def channel_location_map(*, channel_location: ChannelLocation | int, location_id: int | None, actor: str) -> list[int]:
+    """Say which Waybill location a channel's location is. Mapping a pickup store applies it to the
+    unrouted orders held for it (their holds are released, so routing takes them on its next run).
+    Returns the ids of the orders that got their store."""
+    if not actor:
+        raise ValueError("actor is required")
+    pk = channel_location if isinstance(channel_location, int) else channel_location.pk
+    with transaction.atomic():
+        locked = ChannelLocation.objects.select_for_update().get(pk=pk)
+        if locked.location_id != location_id:
+            locked.location_id = location_id
+            locked.save(update_fields=["location"])
+        if location_id is None:
+            return []
+        return order_services.orders_pickup_store_set(
+            account_id=locked.account_id,
+            pickup_location_ref=locked.external_id,
+            location_id=location_id,
+            actor=actor,
+        )

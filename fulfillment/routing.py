@@ -58,6 +58,9 @@ class RouteOrder:
     ship_by: datetime | None
     ship_to: Point | None
     lines: tuple[RouteLine, ...]
+    # Store pickup: the store the buyer chose (None with a ref: the channel's store is not mapped yet).
+    pickup_location_id: int | None = None
+    pickup_location_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,17 @@ def _service_ok(node: RouteNode, service_level: str) -> bool:
     return node.can_ship and (node.kind != "store" or node.ships_from_store)
 
 
+def _not_the_chosen_store(order: RouteOrder, node: RouteNode) -> str:
+    """A pickup goes only to the store the buyer chose (a manual reroute may move it: the buyer agreed)."""
+    if order.service_level != PICKUP or (order.pickup_location_id is None and not order.pickup_location_ref):
+        return ""
+    if order.pickup_location_id is None:
+        return f"the buyer's pickup store {order.pickup_location_ref} is not mapped to a Waybill location"
+    if node.location_id != order.pickup_location_id:
+        return "not the pickup store the buyer chose"
+    return ""
+
+
 def _shipment_kind(node: RouteNode, service_level: str) -> str:
     if service_level == PICKUP:
         return PICKUP
@@ -217,6 +231,8 @@ def _evaluate(order: RouteOrder, node: RouteNode, atp: Mapping[tuple[int, int], 
         ev.rejected, ev.rejected_code = "inactive", NO_NODE
     elif rules.forced_location is not None and node.location_id != rules.forced_location:
         ev.rejected, ev.rejected_code = "not the node forced by a manual reroute", NO_NODE
+    elif rules.forced_location is None and (rejected := _not_the_chosen_store(order, node)):
+        ev.rejected, ev.rejected_code = rejected, NO_NODE
     elif not node.eligible:
         ev.rejected, ev.rejected_code = "not an eligible node for this channel account", NO_NODE
     elif order.channel_kind in rules.blocked_kinds.get(node.location_id, ()):

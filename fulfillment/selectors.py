@@ -231,6 +231,8 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
             "order__account_id",
             "order__account__kind",
             "order__service_level",
+            "order__pickup_location_id",
+            "order__pickup_location_ref",
             "order__ship_by",
             "order__deliver_by",
             "order__shipping_method",
@@ -267,6 +269,8 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
                 account_id=head["order__account_id"],
                 channel_kind=head["order__account__kind"],
                 service_level=head["order__service_level"],
+                pickup_location_id=head["order__pickup_location_id"],
+                pickup_location_ref=head["order__pickup_location_ref"],
                 ship_by=head["order__ship_by"],
                 ship_to=point_of(
                     head["order__ship_to__latitude"],

@@ -85,6 +85,12 @@ class Order(models.Model):
         default="ship",
     )
     shipping_method = models.CharField(max_length=64, blank=True)
+    # Store pickup: the store the buyer chose. The channel's id for it is kept as sent, so an order
+    # whose store is not mapped yet is never routed to another store.
+    pickup_location = models.ForeignKey(
+        "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    pickup_location_ref = models.CharField(max_length=255, blank=True, help_text="The channel's id of the pickup store")
     placed_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
     ship_by = models.DateTimeField(null=True, blank=True, help_text="Earliest line ship-by")
@@ -204,6 +210,7 @@ class HoldKind(models.TextChoices):
     ADDRESS = "address", "Address"
     MANUAL = "manual", "Manual"
     UNMAPPED_SKU = "unmapped_sku", "Unmapped SKU"
+    UNMAPPED_LOCATION = "unmapped_location", "Unmapped pickup store"
 
 
 class Hold(models.Model):
@@ -236,6 +243,7 @@ class Hold(models.Model):
 
 class ExceptionKind(models.TextChoices):
     UNMAPPED_SKU = "unmapped_sku", "Unmapped SKU"
+    UNMAPPED_LOCATION = "unmapped_location", "Unmapped pickup store"
     INSUFFICIENT_STOCK = "insufficient_stock", "Insufficient stock"
     NO_NODE = "no_node", "No node can ship"
     OVER_CAPACITY = "over_capacity", "Node over capacity"

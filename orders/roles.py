@@ -57,6 +57,8 @@ MANAGER_EXTRA = AGENT_EXTRA | {
     ("scorecards", "change_metricdefinition"),
     ("channels", "add_listing"),
     ("channels", "change_listing"),
+    ("channels", "add_channellocation"),
+    ("channels", "change_channellocation"),
     ("channels", "add_syncrun"),
 }
 

@@ -29,7 +29,7 @@ def order_list() -> QuerySet[Order]:
 
 
 def order_detail() -> QuerySet[Order]:
-    return Order.objects.select_related("account", "ship_to").prefetch_related(
+    return Order.objects.select_related("account", "ship_to", "pickup_location").prefetch_related(
         Prefetch("lines", queryset=OrderLine.objects.select_related("sku").order_by("id")),
         Prefetch("holds", queryset=Hold.objects.order_by("-placed_at")),
         Prefetch("events", queryset=OrderEvent.objects.order_by("-created_at", "-id")),

@@ -112,9 +112,19 @@ class NormalizedOrder:
     marketplace_fulfilled: bool = False
     # The channel expects an acknowledgement (Walmart's Created lines): queued with the ingest.
     needs_acknowledgement: bool = False
+    # ship | pickup | ship_from_store; a store pickup names the channel's id of the store chosen.
+    service_level: str = "ship"
+    pickup_location_ref: str = ""
+    pickup_location_name: str = ""
 
-    def to_ingest(self) -> IngestOrder:
+    def to_ingest(self, pickup_locations: Mapping[str, int] | None = None) -> IngestOrder:
+        """``pickup_locations``: the account's mapped locations {channel location id: Location id}."""
         return IngestOrder(
+            service_level=self.service_level,
+            pickup_location_ref=self.pickup_location_ref,
+            pickup_location_id=(pickup_locations or {}).get(self.pickup_location_ref)
+            if self.pickup_location_ref
+            else None,
             external_id=self.external_id,
             external_reference=self.external_reference,
             status=self.status,

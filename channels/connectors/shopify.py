@@ -50,7 +50,7 @@ ORDER_FIELDS = """id legacyResourceId name createdAt updatedAt cancelledAt cance
 LINE_FIELDS = """id sku name quantity currentQuantity unfulfilledQuantity
         originalUnitPriceSet { shopMoney { amount currencyCode } }
         variant { id inventoryItem { id } }"""
-FO_FIELDS = "id status updatedAt assignedLocation { name location { id } }"
+FO_FIELDS = "id status updatedAt deliveryMethod { methodType } assignedLocation { name location { id } }"
 FO_LINE_FIELDS = "id totalQuantity remainingQuantity lineItem { id }"
 PAGE_INFO = "pageInfo { hasNextPage endCursor }"
 NESTED = f"""lineItems(first: 50) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }}
@@ -429,7 +429,11 @@ class ShopifyConnector(Connector):
                 country_code=address.get("countryCodeV2"),
                 phone=address.get("phone"),
             )
+        pickup_ref, pickup_name = _pickup_location(raw)
         return NormalizedOrder(
+            service_level="pickup" if pickup_ref else "ship",
+            pickup_location_ref=pickup_ref,
+            pickup_location_name=pickup_name,
             external_id=order_id,
             external_reference=str(raw.get("name") or "")[:128],
             placed_at=placed,
@@ -656,3 +660,22 @@ def assemble_bulk_orders(jsonl: str) -> list[dict]:
         elif row_id.startswith("gid://shopify/FulfillmentOrderLineItem/") and parent in fulfillment_orders:
             fulfillment_orders[parent]["lineItems"]["nodes"].append(row)
     return list(orders.values())
+
+
+def _pickup_location(raw: dict) -> tuple[str, str]:
+    """(Location GID, name) of the store a local-pickup order is to be collected from: the assigned
+    location of its first live fulfillment order whose delivery method is PICK_UP; ("", "") to ship."""
+    fos = require_obj(raw.get("fulfillmentOrders"), "fulfillmentOrders", required=False)
+    for index, fo in enumerate(require_list(fos.get("nodes") or [], "fulfillmentOrders.nodes")):
+        path = f"fulfillmentOrders.nodes[{index}]"
+        fo = require_obj(fo, path)
+        method = require_obj(fo.get("deliveryMethod"), f"{path}.deliveryMethod", required=False)
+        if method.get("methodType") != "PICK_UP" or fo.get("status") == "CANCELLED":
+            continue
+        assigned = require_obj(fo.get("assignedLocation"), f"{path}.assignedLocation")
+        location = require_obj(assigned.get("location"), f"{path}.assignedLocation.location")
+        gid = require_str(location, "id", f"{path}.assignedLocation.location", max_length=255)
+        if not gid.startswith("gid://shopify/Location/"):
+            raise PayloadError(f"{path}.assignedLocation.location.id", f"not a Location GID: {gid[:60]!r}")
+        return gid, str(assigned.get("name") or "")[:255]
+    return "", ""

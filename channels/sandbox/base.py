@@ -95,6 +95,8 @@ class SandboxOrder:
     malformed: str = ""
     packages: list[dict] = field(default_factory=list)
     version: int = 1
+    # Store pickup: the channel's id of the store the buyer chose ("" = ship to the address).
+    pickup_location: str = ""
 
     def recompute(self) -> None:
         if self.status == "cancelled":

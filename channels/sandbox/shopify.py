@@ -19,6 +19,7 @@ import hmac
 import json
 import math
 import queue
+import random
 import re
 import threading
 import time
@@ -47,6 +48,10 @@ SCHEMA_FILE = "shopify-admin-graphql-2026-07.graphql"
 SUPPORTED_VERSIONS = ("2026-01", "2026-04", "2026-07", "2026-10")
 LOCATION_ID = "gid://shopify/Location/1"
 LOCATION_NAME = "Sandbox warehouse"
+# The shop's retail store, offered to buyers as local pickup.
+STORE_LOCATION_ID = "gid://shopify/Location/2"
+STORE_LOCATION_NAME = "Sandbox San Francisco store"
+LOCATIONS = {LOCATION_ID: LOCATION_NAME, STORE_LOCATION_ID: STORE_LOCATION_NAME}
 UPDATED_AT_FILTER = re.compile(r"updated_at:(>=|>|<=|<)'([^']+)'")
 CANCEL_REASONS = {"BuyerCanceled": "CUSTOMER", "NoInventory": "INVENTORY", "GeneralAdjustment": "OTHER"}
 
@@ -152,8 +157,29 @@ def query_cost(operation: OperationDefinitionNode, variables: dict) -> int:
 
 
 class ShopifyState(SandboxState):
+    """``pickup_rate``: the share of new orders the buyer chose to collect at the store (local pickup);
+    drawn from a generator of its own so the other orders stay the same for a given seed."""
+
+    def __init__(self, *, pickup_rate: float = 0.0, **options):
+        self.pickup_rate = pickup_rate
+        super().__init__(**options)
+
+    def reset(self) -> None:
+        super().reset()
+        self.pickup_rng = random.Random(self.seed + 1)
+
     def order_id_for(self, number: int) -> str:
         return str(5_000_000_000_000 + number)
+
+    def generate(self, count: int = 1, *, pickup_location: str | None = None, **options) -> list[SandboxOrder]:
+        with self.lock:
+            made = super().generate(count, **options)
+            for order in made:
+                chosen = pickup_location
+                if chosen is None and self.pickup_rate and self.pickup_rng.random() < self.pickup_rate:
+                    chosen = STORE_LOCATION_ID
+                order.pickup_location = chosen or ""
+        return made
 
 
 class ShopifySandbox(SandboxApp):
@@ -306,6 +332,7 @@ class ShopifySandbox(SandboxApp):
     # --- rendering orders ----------------------------------------------------------------------
 
     def _fulfillment_order(self, order: SandboxOrder) -> dict:
+        assigned = order.pickup_location if order.pickup_location in LOCATIONS else LOCATION_ID
         open_total = sum(line.quantity - line.cancelled for line in order.lines)
         remaining = sum(line.remaining for line in order.lines)
         status = "CLOSED" if remaining == 0 else ("IN_PROGRESS" if remaining < open_total else "OPEN")
@@ -334,10 +361,14 @@ class ShopifySandbox(SandboxApp):
             "createdAt": iso_z(order.created_at),
             "orderId": f"gid://shopify/Order/{order.order_id}",
             "orderName": f"#{order.number}",
+            "deliveryMethod": {
+                "id": f"gid://shopify/DeliveryMethod/{order.order_id}",
+                "methodType": "PICK_UP" if order.pickup_location else "SHIPPING",
+            },
             "assignedLocation": {
-                "name": LOCATION_NAME,
+                "name": LOCATIONS[assigned],
                 "countryCode": "US",
-                "location": {"id": LOCATION_ID, "name": LOCATION_NAME},
+                "location": {"id": assigned, "name": LOCATIONS[assigned]},
             },
             "lineItems": lambda info, first=None, after=None, **_: _connection(
                 items, first, after, info.context["bulk"]
@@ -425,7 +456,7 @@ class ShopifySandbox(SandboxApp):
             "order": lambda info, id: (lambda o: self.render(o) if o else None)(self._find(id, "Order")),
             "bulkOperation": lambda info, id: self._bulk_status(id),
             "job": lambda info, id: self.jobs.get(id),
-            "location": lambda info, id: {"id": LOCATION_ID, "name": LOCATION_NAME} if id == LOCATION_ID else None,
+            "location": lambda info, id: {"id": id, "name": LOCATIONS[id]} if id in LOCATIONS else None,
             "shop": {
                 "name": "Waybill Sandbox",
                 "currencyCode": "USD",

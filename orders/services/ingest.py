@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 ACTIVE_LINE_STATUS = {OrderStatus.PENDING: LineStatus.PENDING}
+# Statuses in which nothing is routed yet: where the order goes may still change.
+ROUTABLE_AGAIN = frozenset({OrderStatus.PENDING, OrderStatus.OPEN})
+SERVICE_LEVELS = tuple(value for value, _ in Order._meta.get_field("service_level").choices)
 
 
 class IngestError(DomainError):
@@ -90,6 +93,11 @@ class IngestOrder:
     shipping_method: str = ""
     marketplace_fulfilled: bool = False
     ship_to: IngestAddress | None = None
+    # ship | pickup | ship_from_store; a pickup names the store: its Location (when mapped) and the
+    # channel's id for it.
+    service_level: str = "ship"
+    pickup_location_id: int | None = None
+    pickup_location_ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,12 @@ def ingest_order_validate(order: IngestOrder) -> None:
         raise IngestError(f"order {ref}: currency must be a 3-letter code, got {order.currency!r}")
     if order.total_amount is not None and order.total_amount < 0:
         raise IngestError(f"order {ref}: total_amount must not be negative")
+    if order.service_level not in SERVICE_LEVELS:
+        raise IngestError(
+            f"order {ref}: unknown service level {order.service_level!r}; expected one of {', '.join(SERVICE_LEVELS)}"
+        )
+    if len(order.pickup_location_ref) > 255:
+        raise IngestError(f"order {ref}: pickup_location_ref must be at most 255 characters")
     if not order.lines:
         raise IngestError(f"order {ref}: has no lines")
     seen: set[str] = set()
@@ -209,6 +223,9 @@ def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRe
         channel_status=item.channel_status[:64],
         marketplace_fulfilled=item.marketplace_fulfilled,
         shipping_method=item.shipping_method[:64],
+        service_level=item.service_level,
+        pickup_location_id=item.pickup_location_id,
+        pickup_location_ref=item.pickup_location_ref,
         placed_at=item.placed_at,
         paid_at=item.paid_at,
         ship_by=item.ship_by or (min(ship_bys) if ship_bys else None),
@@ -370,6 +387,11 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
         order.channel_status = item.channel_status[:64]
         order.source_updated_at = item.source_updated_at
         order.paid_at = item.paid_at
+        if from_status in ROUTABLE_AGAIN:
+            # The buyer may change the pickup store (or its mapping arrives) until the order is routed.
+            order.service_level = item.service_level
+            order.pickup_location_ref = item.pickup_location_ref
+            order.pickup_location_id = item.pickup_location_id
         order.updated_at = now
         touched_orders.append(order)
         if to_status != from_status:
@@ -408,7 +430,17 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             shipped_lines=shipped_lines,
         )
     Order.objects.bulk_update(
-        touched_orders, ["status", "channel_status", "source_updated_at", "paid_at", "updated_at"]
+        touched_orders,
+        [
+            "status",
+            "channel_status",
+            "source_updated_at",
+            "paid_at",
+            "updated_at",
+            "service_level",
+            "pickup_location_ref",
+            "pickup_location_id",
+        ],
     )
     if touched_lines:
         OrderLine.objects.bulk_update(

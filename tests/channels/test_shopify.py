@@ -265,3 +265,66 @@ def test_connector_refuses_a_wrong_access_token(shopify_sandbox, shopify_account
     # then
     with pytest.raises(ChannelError, match="401"):
         connector.get_order("gid://shopify/Order/1")
+
+
+def test_a_local_pickup_order_waits_for_its_store_mapping_then_goes_only_to_that_store(
+    shopify_sandbox, shopify_account, skus, monkeypatch
+):
+    from channels.models import ChannelLocation
+    from channels.sandbox.shopify import STORE_LOCATION_ID, STORE_LOCATION_NAME
+    from channels.services import channel_location_map
+    from fulfillment import services as fulfillment
+    from fulfillment.models import Shipment
+    from inventory import services as inventory
+    from inventory.models import Sku
+    from orders.models import ExceptionCase, ExceptionKind, Hold, HoldKind
+    from tests.factories import LocationFactory
+
+    # given two pickup stores with stock, the nearer one not the store the buyer chose
+    monkeypatch.setattr(ShopifyConnector, "bulk_poll_interval", 0.01)
+    nearer = LocationFactory(code="NEAR", kind="store", can_pickup=True, postal_code="94105")
+    chosen = LocationFactory(code="SFO-STORE", kind="store", can_pickup=True, postal_code="10001")
+    shopify_account.eligible_locations.add(nearer, chosen)
+    (made,) = shopify_sandbox.state.generate(
+        1, status="unshipped", unknown_sku=False, pickup_location=STORE_LOCATION_ID
+    )
+    for line in made.lines:
+        for store in (nearer, chosen):
+            inventory.stock_receive(sku=Sku.objects.get(code=line.sku), location=store, quantity=9, actor="test:setup")
+
+    # when the order arrives naming a store Waybill has never seen
+    sync_account_run(account_id=shopify_account.pk)
+
+    # then it is a pickup order, held, with a case saying what to map; the store waits unmapped in admin
+    order = Order.objects.get(external_id=f"gid://shopify/Order/{made.order_id}")
+    assert (order.service_level, order.pickup_location_ref, order.pickup_location) == (
+        "pickup",
+        STORE_LOCATION_ID,
+        None,
+    )
+    hold = Hold.objects.get(order=order, kind=HoldKind.UNMAPPED_LOCATION, released_at__isnull=True)
+    case = ExceptionCase.objects.get(order=order, kind=ExceptionKind.UNMAPPED_LOCATION)
+    assert STORE_LOCATION_ID in case.detail and STORE_LOCATION_NAME in case.title
+    mapping = ChannelLocation.objects.get(account=shopify_account, external_id=STORE_LOCATION_ID)
+    assert mapping.location is None and mapping.name == STORE_LOCATION_NAME
+    assert not fulfillment.order_route(order_id=order.pk, actor="router").routed
+
+    # when ops map the channel's store to the Waybill store
+    changed = channel_location_map(channel_location=mapping, location_id=chosen.pk, actor="manager")
+
+    # then the order has its store, its hold is released, and routing sends it there and nowhere else
+    assert changed == [order.pk]
+    order.refresh_from_db()
+    hold.refresh_from_db()
+    assert order.pickup_location == chosen and not order.on_hold and hold.released_by == "manager"
+    assert fulfillment.order_route(order_id=order.pk, actor="router").routed
+    shipment = Shipment.objects.get(order=order)
+    assert (shipment.location, shipment.kind) == (chosen, "pickup")
+
+    # and a later poll of the same order keeps it (a routed order's store does not move)
+    with shopify_sandbox.state.lock:
+        shopify_sandbox.state.touch(made)
+    sync_account_run(account_id=shopify_account.pk)
+    order.refresh_from_db()
+    assert order.pickup_location == chosen
+    assert Hold.objects.filter(order=order, released_at__isnull=True).count() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -122,6 +123,30 @@ def test_pickup_goes_to_one_pickup_store_and_ship_from_store_to_a_store_that_shi
     # a plain ship order never goes to a store that does not ship from store
     plain = plan_order(order=order((10, 1)), nodes=[store], atp=atp, rules=RouteRules(), now=NOW)
     assert plain.unrouted[0].reason == routing.NO_NODE
+
+
+def test_pickup_goes_only_to_the_store_the_buyer_chose():
+    near = node(1, "NEAR", "94105", kind="store", can_pickup=True)
+    chosen = node(2, "CHOSEN", "10001", kind="store", can_pickup=True)
+    atp = {(1, 10): 9, (2, 10): 9}
+    base = order((10, 1), service_level="pickup")
+    # the buyer chose the far store: the nearer one with the same stock loses, and says why
+    picked = replace(base, pickup_location_id=2, pickup_location_ref="gid://shopify/Location/2")
+    plan = plan_order(order=picked, nodes=[near, chosen], atp=atp, rules=RouteRules(), now=NOW)
+    assert [s.code for s in plan.shipments] == ["CHOSEN"]
+    why = {c["node"]: c["rejected"] for c in plan.candidates}
+    assert why["NEAR"] == "not the pickup store the buyer chose"
+    # the chosen store is short: the order waits, it is not sent to another store
+    short = plan_order(order=picked, nodes=[near, chosen], atp={(1, 10): 9}, rules=RouteRules(), now=NOW)
+    assert short.shipments == [] and short.unrouted
+    # the channel's store is not mapped yet: no store at all
+    unmapped = replace(base, pickup_location_ref="gid://shopify/Location/9")
+    plan = plan_order(order=unmapped, nodes=[near, chosen], atp=atp, rules=RouteRules(), now=NOW)
+    assert plan.shipments == [] and plan.unrouted[0].reason == routing.NO_NODE
+    assert all("not mapped" in c["rejected"] for c in plan.candidates)
+    # a manual reroute (the buyer agreed) may move it to another store
+    forced = plan_order(order=picked, nodes=[near, chosen], atp=atp, rules=RouteRules(forced_location=1), now=NOW)
+    assert [s.code for s in forced.shipments] == ["NEAR"]
 
 
 def test_pickup_never_splits():

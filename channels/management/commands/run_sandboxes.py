@@ -45,6 +45,8 @@ class Command(BaseCommand):
                 )
                 continue
             app = sandbox_class(kind)()
+            if kind == ChannelKind.SHOPIFY:
+                app.state.pickup_rate = 0.1  # the web store offers local pickup at its San Francisco store
             start = utcnow() - timedelta(hours=2)
             for index in range(backlog):
                 app.state.generate(1, created_at=start + timedelta(seconds=index * 7200 // max(backlog, 1)))

@@ -13,7 +13,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels.models import ChannelAccount, ChannelKind, Listing
+from channels.models import ChannelAccount, ChannelKind, ChannelLocation, Listing
+from channels.sandbox.shopify import STORE_LOCATION_ID, STORE_LOCATION_NAME
 from channels.sandbox.shopify import variant_ids as shopify_variant_ids
 from channels.sandbox.tiktok import product_id_for as tiktok_product_id_for
 from channels.sandbox.tiktok import sku_id_for as tiktok_sku_id_for
@@ -276,6 +277,12 @@ class Command(BaseCommand):
             # Marketplaces ship from the DCs and the 3PL; Shopify (own web store) may also use the store.
             eligible = [loc for loc in locations if spec["kind"] == ChannelKind.SHOPIFY or loc.kind != "store"]
             account.eligible_locations.set(eligible)
+            if spec["kind"] == ChannelKind.SHOPIFY:
+                # Buyers choosing local pickup name the shop's store: it is this store.
+                store = next(loc for loc in locations if loc.can_pickup)
+                ChannelLocation.objects.create(
+                    account=account, external_id=STORE_LOCATION_ID, name=STORE_LOCATION_NAME, location=store
+                )
             accounts.append(account)
         return accounts
 
