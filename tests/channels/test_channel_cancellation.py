@@ -1,5 +1,6 @@
-"""A cancellation made on the channel reaches the node: the sync takes the units back out of the
-order's released shipment and reservations, and tells the channel nothing (it made the change)."""
+"""Changes made on the channel reach the node: a cancellation takes the units back out of the order's
+released shipment and reservations; units shipped in the channel's own tools leave the node once. The
+channel is told nothing (it made the change)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from tests.factories import LocationFactory
 from tests.inventory.helpers import assert_stock_invariants
 
 
-@pytest.mark.django_db
-def test_a_channel_cancel_of_a_released_order_releases_its_shipment_and_stock(amazon_sandbox, amazon_account, skus):
-    # given an order synced from the channel, routed and released to a node with its stock reserved
+def _released_order(amazon_sandbox, amazon_account):
+    """An order synced from the channel, routed and released to DAL1 (50 of each SKU) with its stock reserved."""
     (made,) = amazon_sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
     node = LocationFactory(code="DAL1")
     amazon_account.eligible_locations.add(node)
@@ -26,11 +26,17 @@ def test_a_channel_cancel_of_a_released_order_releases_its_shipment_and_stock(am
         inventory.stock_receive(sku=Sku.objects.get(code=line.sku), location=node, quantity=50, actor="test:setup")
     sync_account_run(account_id=amazon_account.pk)
     order = Order.objects.get(external_id=made.order_id)
-    result = fulfillment.order_route(order_id=order.pk, actor="router")
-    assert result.routed
+    assert fulfillment.order_route(order_id=order.pk, actor="router").routed
     shipment = Shipment.objects.get(order=order)
     assert shipment.status == ShipmentStatus.RELEASED
     assert Reservation.objects.filter(order_line__order=order, status=ReservationStatus.ACTIVE).exists()
+    return made, node, order, shipment
+
+
+@pytest.mark.django_db
+def test_a_channel_cancel_of_a_released_order_releases_its_shipment_and_stock(amazon_sandbox, amazon_account, skus):
+    # given an order synced from the channel, routed and released to a node with its stock reserved
+    made, node, order, shipment = _released_order(amazon_sandbox, amazon_account)
 
     # when the buyer cancels on the channel and the next poll picks it up
     with amazon_sandbox.state.lock:
@@ -53,15 +59,7 @@ def test_a_channel_cancel_of_a_released_order_releases_its_shipment_and_stock(am
 @pytest.mark.django_db
 def test_units_shipped_in_the_channels_own_tools_leave_the_node_once(amazon_sandbox, amazon_account, skus):
     # given an order synced from the channel, routed and released to a node with its stock reserved
-    (made,) = amazon_sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
-    node = LocationFactory(code="DAL1")
-    amazon_account.eligible_locations.add(node)
-    for line in made.lines:
-        inventory.stock_receive(sku=Sku.objects.get(code=line.sku), location=node, quantity=50, actor="test:setup")
-    sync_account_run(account_id=amazon_account.pk)
-    order = Order.objects.get(external_id=made.order_id)
-    assert fulfillment.order_route(order_id=order.pk, actor="router").routed
-    shipment = Shipment.objects.get(order=order)
+    made, node, order, shipment = _released_order(amazon_sandbox, amazon_account)
     ordered = {line.sku: line.quantity for line in made.lines}
 
     # when the seller ships the whole order in Seller Central and the next poll picks it up
