@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",
     "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",

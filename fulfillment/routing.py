@@ -77,6 +77,8 @@ class RouteNode:
     cutoff: time | None = None
     daily_capacity: int | None = None
     capacity_used: Mapping[date, int] = field(default_factory=dict)
+    ship_days: frozenset[int] = frozenset(range(7))  # weekdays it ships, 0 = Monday
+    closed_on: frozenset[date] = frozenset()  # holidays and other closures
     cost: Decimal = Decimal("0")
     priority: int = 0
     point: Point | None = None
@@ -172,16 +174,28 @@ class _Node:
     rejected_code: str = ""
 
 
+# A node closed for longer than this is treated as not shipping at all.
+MAX_CLOSED_DAYS = 31
+
+
+def ships_on(node: RouteNode, day: date) -> bool:
+    return day.weekday() in node.ship_days and day not in node.closed_on
+
+
 def ship_moment(node: RouteNode, now: datetime) -> tuple[date, datetime]:
-    """(local ship day, the moment it ships): today at the cutoff if before it, else tomorrow at the cutoff.
-    Without a cutoff a node ships by the end of its local day."""
+    """(local ship day, the moment it ships): today at the cutoff if before it, else the next day at the
+    cutoff; a day the node does not ship (a weekday it is closed, a holiday) moves to its next ship day.
+    Without a cutoff a node ships by the end of its local day. A node with no ship day in the next
+    MAX_CLOSED_DAYS days gets the day after them (the caller checks ``ships_on``)."""
     tz = ZoneInfo(node.timezone or "UTC")
     local = now.astimezone(tz)
-    if node.cutoff is None:
-        end = datetime.combine(local.date(), time(23, 59, 59), tzinfo=tz)
-        return local.date(), end
-    day = local.date() if local.time() < node.cutoff else local.date() + timedelta(days=1)
-    return day, datetime.combine(day, node.cutoff, tzinfo=tz)
+    at = time(23, 59, 59) if node.cutoff is None else node.cutoff
+    day = local.date() if node.cutoff is None or local.time() < node.cutoff else local.date() + timedelta(days=1)
+    for _ in range(MAX_CLOSED_DAYS):
+        if ships_on(node, day):
+            break
+        day += timedelta(days=1)
+    return day, datetime.combine(day, at, tzinfo=tz)
 
 
 def _service_ok(node: RouteNode, service_level: str) -> bool:
@@ -229,6 +243,8 @@ def _evaluate(order: RouteOrder, node: RouteNode, atp: Mapping[tuple[int, int], 
     )
     if not node.is_active:
         ev.rejected, ev.rejected_code = "inactive", NO_NODE
+    elif not ships_on(node, ship_day):
+        ev.rejected, ev.rejected_code = f"closed: no ship day in the next {MAX_CLOSED_DAYS} days", NO_NODE
     elif rules.forced_location is not None and node.location_id != rules.forced_location:
         ev.rejected, ev.rejected_code = "not the node forced by a manual reroute", NO_NODE
     elif rules.forced_location is None and (rejected := _not_the_chosen_store(order, node)):

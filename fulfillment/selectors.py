@@ -23,7 +23,7 @@ from fulfillment.models import (
     ShipmentStatus,
     TrackingEvent,
 )
-from fulfillment.routing import RouteLine, RouteNode, RouteOrder, RouteRules
+from fulfillment.routing import MAX_CLOSED_DAYS, RouteLine, RouteNode, RouteOrder, RouteRules
 from fulfillment.status import HOLDS_STOCK, PRE_SHIP
 from inventory.models import Location, Reservation, ReservationStatus, StockLevel
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, Order, OrderLine, OrderStatus
@@ -134,6 +134,8 @@ def network_snapshot(*, sku_ids: list[int], now: datetime | None = None) -> Netw
             ships_from_store=loc.ships_from_store,
             timezone=loc.timezone or "UTC",
             cutoff=loc.cutoff_time,
+            ship_days=frozenset(loc.ship_days),
+            closed_on=frozenset(loc.closed_on),
             daily_capacity=loc.daily_capacity,
             cost=loc.cost_per_shipment,
             priority=loc.priority,
@@ -147,7 +149,7 @@ def network_snapshot(*, sku_ids: list[int], now: datetime | None = None) -> Netw
     today = now.date()
     capacity_used: dict[int, dict[date, int]] = defaultdict(dict)
     for location_id, day, used in NodeCapacityDay.objects.filter(
-        day__gte=today - timedelta(days=1), day__lte=today + timedelta(days=2)
+        day__gte=today - timedelta(days=1), day__lte=today + timedelta(days=MAX_CLOSED_DAYS + 2)
     ).values_list("location_id", "day", "capacity_used"):  # 1 query
         capacity_used[location_id][day] = used
     return NetworkSnapshot(

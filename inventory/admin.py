@@ -57,6 +57,8 @@ class LocationAdmin(admin.ModelAdmin):
                 "fields": (
                     "timezone",
                     "cutoff_time",
+                    "ship_days",
+                    "closed_on",
                     "daily_capacity",
                     "cost_per_shipment",
                     "can_ship",

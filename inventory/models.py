@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -47,6 +48,10 @@ class LocationKind(models.TextChoices):
     THREEPL = "threepl", "3PL"
 
 
+def all_weekdays() -> list[int]:
+    return list(range(7))
+
+
 class Location(models.Model):
     """A fulfilment node: a warehouse, a store or a 3PL."""
 
@@ -68,6 +73,17 @@ class Location(models.Model):
     daily_capacity = models.PositiveIntegerField(
         null=True, blank=True, help_text="Shipments per day; empty = unlimited"
     )
+    ship_days = ArrayField(
+        models.PositiveSmallIntegerField(),
+        default=all_weekdays,
+        help_text="Weekdays the node ships, 0 = Monday … 6 = Sunday (e.g. 0,1,2,3,4 for Monday to Friday)",
+    )
+    closed_on = ArrayField(
+        models.DateField(),
+        default=list,
+        blank=True,
+        help_text="Holidays and other days the node does not ship (YYYY-MM-DD, comma-separated)",
+    )
     cost_per_shipment = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     can_ship = models.BooleanField(default=True)
     can_pickup = models.BooleanField(default=False, help_text="Buy online, pick up in store")
@@ -77,6 +93,9 @@ class Location(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(cost_per_shipment__gte=0), name="location_cost_non_negative"),
+            models.CheckConstraint(
+                condition=Q(ship_days__contained_by=list(range(7))), name="location_ship_days_are_weekdays"
+            ),
         ]
 
     def __str__(self) -> str:

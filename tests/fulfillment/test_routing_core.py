@@ -190,6 +190,43 @@ def test_a_line_splits_across_nodes_only_when_allowed():
     assert not plan.shipments and plan.unrouted[0].quantity == 3
 
 
+WEEKDAYS = frozenset(range(5))
+THANKSGIVING = date(2026, 11, 26)
+
+
+def test_a_node_ships_only_on_its_ship_days_and_not_on_its_holidays():
+    # Wednesday 10:00 in New York, after a 09:30 cutoff: the next day is Thanksgiving, closed
+    dc = RouteNode(1, "DC", "warehouse", timezone="America/New_York", cutoff=time(9, 30), ship_days=WEEKDAYS,
+                   closed_on=frozenset({THANKSGIVING}))  # fmt: skip
+    day, at = routing.ship_moment(dc, NOW)
+    assert (day, at.hour, at.minute) == (date(2026, 11, 27), 9, 30)
+    # Friday after the cutoff at a Monday-to-Friday node: Monday
+    friday_late = datetime(2026, 11, 27, 20, 0, tzinfo=UTC)
+    assert routing.ship_moment(dc, friday_late)[0] == date(2026, 11, 30)
+    # a Saturday with no cutoff: the node's next ship day, by its end
+    saturday = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+    nightly = RouteNode(2, "N", "warehouse", timezone="America/New_York", ship_days=WEEKDAYS)
+    day, at = routing.ship_moment(nightly, saturday)
+    assert (day, at.hour) == (date(2026, 11, 30), 23)
+
+
+def test_a_closed_day_decides_the_ship_by_and_a_node_that_never_ships_is_rejected():
+    # ship-by Thursday evening: the weekday DC is closed for Thanksgiving, the 7-day 3PL ships on time
+    ship_by = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)  # Thursday 22:00 in Chicago
+    dc = node(1, "DC", "94107", cutoff=time(8, 0), ship_days=WEEKDAYS, closed_on=frozenset({THANKSGIVING}))
+    tpl = node(2, "3PL", "10001", cutoff=time(8, 0))
+    plan = plan_order(order=order((10, 1), ship_by=ship_by), nodes=[dc, tpl], atp={(1, 10): 5, (2, 10): 5},
+                      rules=RouteRules(), now=NOW)  # fmt: skip
+    assert [s.code for s in plan.shipments] == ["3PL"]
+    why = {c["node"]: c["rejected"] for c in plan.candidates}
+    assert why["DC"].startswith("cannot meet the ship-by: ships 2026-11-27")
+    # a node with no ship day at all never gets an order
+    shut = node(3, "SHUT", "94107", ship_days=frozenset())
+    plan = plan_order(order=order((10, 1)), nodes=[shut], atp={(3, 10): 5}, rules=RouteRules(), now=NOW)
+    assert not plan.shipments and plan.unrouted[0].reason == routing.NO_NODE
+    assert plan.candidates[0]["rejected"].startswith("closed")
+
+
 def test_cutoff_respects_the_node_timezone():
     # 15:00 UTC is 10:00 in New York and 07:00 in Los Angeles
     ny = RouteNode(1, "NY", "warehouse", timezone="America/New_York", cutoff=time(9, 30))

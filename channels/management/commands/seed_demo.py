@@ -5,7 +5,7 @@ finds the accounts and changes nothing."""
 from __future__ import annotations
 
 import random
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand
@@ -33,6 +33,9 @@ from orders.models import ExceptionKind, HoldKind, LineStatus, OrderLine, OrderS
 
 ACTOR = "seed:demo"
 
+# The DCs close on the days UPS and FedEx do not pick up; the store and the 3PL ship every day.
+US_CARRIER_HOLIDAYS = [date(2026, 11, 26), date(2026, 12, 25), date(2027, 1, 1), date(2027, 5, 31), date(2027, 7, 5)]
+
 LOCATIONS = [
     dict(
         code="DAL1",
@@ -45,6 +48,8 @@ LOCATIONS = [
         longitude=Decimal("-97.0403"),
         timezone="America/Chicago",
         cutoff_time=time(15, 0),
+        ship_days=[0, 1, 2, 3, 4, 5],
+        closed_on=US_CARRIER_HOLIDAYS,
         daily_capacity=2500,
         cost_per_shipment=Decimal("6.10"),
         priority=1,
@@ -60,6 +65,8 @@ LOCATIONS = [
         longitude=Decimal("-74.4121"),
         timezone="America/New_York",
         cutoff_time=time(16, 0),
+        ship_days=[0, 1, 2, 3, 4],
+        closed_on=US_CARRIER_HOLIDAYS,
         daily_capacity=1800,
         cost_per_shipment=Decimal("6.80"),
         priority=2,
