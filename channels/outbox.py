@@ -132,8 +132,19 @@ def ship_confirmation_enqueue(
     return message
 
 
-def cancellation_enqueue(*, order: Order, lines: list[tuple[str, int]], reason: str, dedupe_key: str) -> OutboxMessage:
-    """Queue a cancellation of ``lines`` (all open lines when empty) with the channel's reason code."""
+def cancellation_enqueue(
+    *,
+    order: Order,
+    lines: list[tuple[str, int]],
+    reason: str,
+    dedupe_key: str,
+    keep: dict[str, int] | None = None,
+) -> OutboxMessage:
+    """Queue a cancellation of ``lines`` (all open lines when empty) with the channel's reason code.
+
+    ``keep`` ({external line id: units}): how many units of each line the order keeps once this
+    cancellation is applied, for channels that cancel part of a line by setting its quantity (an absolute
+    target makes a resend harmless)."""
     message, _ = outbox_enqueue(
         account_id=order.account_id,
         kind=OutboxKind.CANCELLATION,
@@ -142,7 +153,11 @@ def cancellation_enqueue(*, order: Order, lines: list[tuple[str, int]], reason: 
         payload={
             "order_external_id": order.external_id,
             "reason": reason,
-            "lines": [{"external_line_id": line_id, "quantity": quantity} for line_id, quantity in lines],
+            "lines": [
+                {"external_line_id": line_id, "quantity": quantity}
+                | ({"keep": keep[line_id]} if keep and line_id in keep else {})
+                for line_id, quantity in lines
+            ],
         },
     )
     return message
@@ -261,6 +276,7 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
             order_external_id=payload["order_external_id"],
             reason=payload.get("reason", ""),
             lines=[ShipmentLine(line["external_line_id"], line["quantity"]) for line in payload.get("lines") or []],
+            keep={line["external_line_id"]: line["keep"] for line in payload.get("lines") or [] if "keep" in line},
         )
         return connector.cancel_lines(cancel, state=state)
     if kind == OutboxKind.ACKNOWLEDGE:

@@ -70,12 +70,16 @@ def queue_line_cancellation(
     order = _channel_order(order_id)
     if order is None:
         return
-    external_line_id = OrderLine.objects.values_list("external_id", flat=True).get(pk=order_line_id)
+    # Read in the cancelling transaction: the line already counts these units cancelled.
+    external_line_id, ordered, cancelled = OrderLine.objects.values_list(
+        "external_id", "quantity", "quantity_cancelled"
+    ).get(pk=order_line_id)
     cancellation_enqueue(
         order=order,
         lines=[(external_line_id, quantity)],
         reason=_reason_code(reason),
         dedupe_key=f"line:{order_line_id}:event:{event_id}",
+        keep={external_line_id: max(ordered - cancelled, 0)},
     )
 
 

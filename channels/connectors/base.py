@@ -196,6 +196,8 @@ class CancelRequest:
     # An empty list cancels every open line.
     lines: list[ShipmentLine]
     reason: str
+    # {external line id: units the line keeps after this cancellation}, where Waybill knows it.
+    keep: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,25 @@ ORDER_CANCEL = """mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason
     orderCancelUserErrors { field message code }
   }
 }"""
+# Cancelling part of an order is an order edit: begin, set the lines' new quantities, commit.
+ORDER_EDIT_BEGIN = """mutation OrderEditBegin($id: ID!) {
+  orderEditBegin(id: $id) {
+    calculatedOrder { id lineItems(first: 250) { nodes { id sku quantity editableQuantity } } }
+    userErrors { field message }
+  }
+}"""
+ORDER_EDIT_SET_QUANTITY = """mutation OrderEditSetQuantity($id: ID!, $lineItemId: ID!, $quantity: Int!) {
+  orderEditSetQuantity(id: $id, lineItemId: $lineItemId, quantity: $quantity, restock: false) {
+    calculatedLineItem { id quantity }
+    userErrors { field message }
+  }
+}"""
+ORDER_EDIT_COMMIT = """mutation OrderEditCommit($id: ID!, $notifyCustomer: Boolean, $staffNote: String) {
+  orderEditCommit(id: $id, notifyCustomer: $notifyCustomer, staffNote: $staffNote) {
+    order { id }
+    userErrors { field message }
+  }
+}"""
 ORDER_CANCELLED_QUERY = """query OrderCancelled($id: ID!) { order(id: $id) { id cancelledAt cancelReason closed } }"""
 INVENTORY_SET = """mutation InventorySet($input: InventorySetQuantitiesInput!, $key: String!) {
   inventorySetQuantities(input: $input) @idempotent(key: $key) {
@@ -129,6 +148,9 @@ DOCUMENTS = {
     "fulfillment_create": FULFILLMENT_CREATE,
     "order_cancel": ORDER_CANCEL,
     "order_cancelled": ORDER_CANCELLED_QUERY,
+    "order_edit_begin": ORDER_EDIT_BEGIN,
+    "order_edit_set_quantity": ORDER_EDIT_SET_QUANTITY,
+    "order_edit_commit": ORDER_EDIT_COMMIT,
     "inventory_set": INVENTORY_SET,
     "bulk_run": BULK_RUN,
     "bulk_poll": BULK_POLL,
@@ -513,15 +535,21 @@ class ShopifyConnector(Connector):
         return False
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
-        if cancel.lines:
+        """Every open unit of an order with nothing fulfilled: orderCancel. Anything less (some lines, some
+        units of a line, or an order already partly fulfilled): an order edit lowering those lines."""
+        if cancel.lines or state.get("targets"):
             order = self.get_order(cancel.order_external_id)
-            open_lines = {n["id"] for n in order["lineItems"]["nodes"] if (n.get("unfulfilledQuantity") or 0) > 0}
-            if {line.external_line_id for line in cancel.lines} != open_lines:
-                raise ChannelError(
-                    "Shopify's orderCancel cancels a whole order; cancelling some lines needs an order edit, "
-                    "which Waybill does not send. Cancel every open line, or edit the order in Shopify.",
-                    retryable=False,
-                )
+            nodes = order["lineItems"]["nodes"]
+            wanted = {line.external_line_id: line.quantity for line in cancel.lines}
+            unfulfilled = {n["id"]: n.get("unfulfilledQuantity") or 0 for n in nodes}
+            whole = (
+                not state.get("targets")
+                and {line_id for line_id, units in unfulfilled.items() if units} == set(wanted)
+                and all(wanted[line_id] >= unfulfilled[line_id] for line_id in wanted)
+                and all((n.get("unfulfilledQuantity") or 0) == (n.get("currentQuantity") or 0) for n in nodes)
+            )
+            if not whole:
+                return self._cancel_by_edit(cancel, nodes, state)
         if not state.get("job_id"):
             data = self.graphql(
                 ORDER_CANCEL,
@@ -549,6 +577,65 @@ class ShopifyConnector(Connector):
                 )
             time.sleep(0.2)
         raise ChannelError("orderCancel accepted but the order is not cancelled yet; will re-read", retryable=True)
+
+    def _cancel_by_edit(self, cancel: CancelRequest, nodes: list[dict], state: dict) -> SendResult:
+        """Set each line's quantity to what it keeps. The targets are absolute (Waybill's own count, else
+        read once and remembered in ``state``), so a resend after a lost answer lowers nothing twice."""
+        by_id = {n["id"]: n for n in nodes}
+        targets = dict(state.get("targets") or {})
+        for line in cancel.lines:
+            if line.external_line_id in targets:
+                continue
+            node = by_id.get(line.external_line_id)
+            if node is None:
+                raise ChannelError(
+                    f"line {line.external_line_id} is not on order {cancel.order_external_id}", retryable=False
+                )
+            current = node.get("currentQuantity") or 0
+            unfulfilled = node.get("unfulfilledQuantity") or 0
+            keep = cancel.keep.get(line.external_line_id, current - line.quantity)
+            if current - keep > unfulfilled:
+                raise ChannelError(
+                    f"line {line.external_line_id}: cannot remove {current - keep} unit(s), only {unfulfilled} "
+                    "are unfulfilled on Shopify",
+                    retryable=False,
+                )
+            targets[line.external_line_id] = max(keep, 0)
+        state["targets"] = targets
+        pending = {
+            line_id: keep for line_id, keep in targets.items() if (by_id[line_id].get("currentQuantity") or 0) > keep
+        }
+        if not pending:
+            return SendResult(response={"quantities": targets}, state=state, already_applied=True)
+        begin = self.graphql(ORDER_EDIT_BEGIN, {"id": cancel.order_external_id}).get("orderEditBegin") or {}
+        _raise_user_errors("orderEditBegin", begin)
+        calculated = begin["calculatedOrder"]
+        # A calculated line item carries the number of the line item it stands for.
+        calc_ids = {node["id"].rsplit("/", 1)[-1]: node["id"] for node in calculated["lineItems"]["nodes"]}
+        for line_id, keep in sorted(pending.items()):
+            calc_id = calc_ids.get(line_id.rsplit("/", 1)[-1])
+            if calc_id is None:
+                raise ChannelError(f"line {line_id} is not in Shopify's order edit", retryable=False)
+            result = (
+                self.graphql(
+                    ORDER_EDIT_SET_QUANTITY, {"id": calculated["id"], "lineItemId": calc_id, "quantity": keep}
+                ).get("orderEditSetQuantity")
+                or {}
+            )
+            _raise_user_errors("orderEditSetQuantity", result)
+        commit = (
+            self.graphql(
+                ORDER_EDIT_COMMIT,
+                {
+                    "id": calculated["id"],
+                    "notifyCustomer": True,
+                    "staffNote": f"Cancelled by Waybill: {cancel.reason}"[:255],
+                },
+            ).get("orderEditCommit")
+            or {}
+        )
+        _raise_user_errors("orderEditCommit", commit)
+        return SendResult(response={"quantities": targets, "edited": sorted(pending)}, state=state)
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
         location = self.account.inventory_location_id
@@ -679,3 +766,9 @@ def _pickup_location(raw: dict) -> tuple[str, str]:
             raise PayloadError(f"{path}.assignedLocation.location.id", f"not a Location GID: {gid[:60]!r}")
         return gid, str(assigned.get("name") or "")[:255]
     return "", ""
+
+
+def _raise_user_errors(mutation: str, result: dict) -> None:
+    errors = result.get("userErrors") or []
+    if errors:
+        raise ChannelError(f"{mutation}: {'; '.join(str(e.get('message', '')) for e in errors)}", retryable=False)

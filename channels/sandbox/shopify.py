@@ -209,6 +209,7 @@ class ShopifySandbox(SandboxApp):
         self.bucket_lock = threading.Lock()
         self.fulfillments: dict[str, list[dict]] = {}
         self.bulk_operations: dict[str, dict] = {}
+        self.edits: dict[str, dict] = {}  # calculated order id -> the order edit in progress
         self.jobs: dict[str, dict] = {}
         self.idempotency: dict[str, tuple[str, dict]] = {}
         self.webhook_queue: queue.Queue = queue.Queue()
@@ -526,6 +527,9 @@ class ShopifySandbox(SandboxApp):
         return {
             "fulfillmentCreate": self._fulfillment_create,
             "orderCancel": self._order_cancel,
+            "orderEditBegin": self._order_edit_begin,
+            "orderEditSetQuantity": self._order_edit_set_quantity,
+            "orderEditCommit": self._order_edit_commit,
             "inventorySetQuantities": self._inventory_set,
             "bulkOperationRunQuery": self._bulk_run,
         }
@@ -660,6 +664,85 @@ class ShopifySandbox(SandboxApp):
 
         threading.Timer(self.cancel_delay, run).start()
         return {"job": {"id": job_id, "done": False}, "orderCancelUserErrors": [], "userErrors": []}
+
+    # --- order editing: begin, stage quantities, commit -------------------------------------------
+
+    def _calculated(self, calc_id: str) -> dict:
+        edit = self.edits[calc_id]
+        order = edit["order"]
+        items = [
+            {
+                "id": f"gid://shopify/CalculatedLineItem/{line.line_id}",
+                "sku": line.sku,
+                "title": line.title,
+                "quantity": edit["quantities"].get(line.line_id, line.quantity - line.cancelled),
+                "editableQuantity": line.remaining,
+                "editableQuantityBeforeChanges": line.remaining,
+            }
+            for line in order.lines
+            if line.quantity - line.cancelled > 0
+        ]
+        return {
+            "id": calc_id,
+            "committed": edit["committed"],
+            "lineItems": lambda info, first=None, after=None, **_: _connection(items, first, after, False),
+        }
+
+    @staticmethod
+    def _edit_error(field_name: str, message: str, **empty) -> dict:
+        return {**dict.fromkeys(empty, None), "userErrors": [{"field": [field_name], "message": message}]}
+
+    def _order_edit_begin(self, info, id):
+        with self.state.lock:
+            order = self._find(id, "Order")
+            if order is None:
+                return self._edit_error("id", "The order does not exist.", calculatedOrder=1, orderEditSession=1)
+            if order.status == "cancelled":
+                return self._edit_error("id", "The order is canceled and cannot be edited.", calculatedOrder=1)
+            calc_id = f"gid://shopify/CalculatedOrder/{uuid.uuid4().int % 10**12}"
+            self.edits[calc_id] = {"order": order, "quantities": {}, "committed": False}
+            return {"calculatedOrder": self._calculated(calc_id), "orderEditSession": None, "userErrors": []}
+
+    def _order_edit_set_quantity(self, info, id, lineItemId, quantity, restock=None, locationId=None):
+        with self.state.lock:
+            edit = self.edits.get(id)
+            if edit is None or edit["committed"]:
+                return self._edit_error("id", "No such calculated order, or it was committed.", calculatedOrder=1)
+            lines = {f"gid://shopify/CalculatedLineItem/{line.line_id}": line for line in edit["order"].lines}
+            line = lines.get(lineItemId)
+            if line is None:
+                return self._edit_error("lineItemId", "The line item does not exist.", calculatedOrder=1)
+            if quantity < 0 or quantity < line.shipped:
+                return self._edit_error(
+                    "quantity", f"The quantity cannot be less than the fulfilled quantity ({line.shipped}).",
+                    calculatedOrder=1,
+                )  # fmt: skip
+            if quantity > line.quantity - line.cancelled:
+                return self._edit_error("quantity", "Adding units is not supported here.", calculatedOrder=1)
+            edit["quantities"][line.line_id] = quantity
+            return {
+                "calculatedLineItem": {"id": lineItemId, "quantity": quantity},
+                "calculatedOrder": self._calculated(id),
+                "orderEditSession": None,
+                "userErrors": [],
+            }
+
+    def _order_edit_commit(self, info, id, notifyCustomer=None, staffNote=None):
+        with self.state.lock:
+            edit = self.edits.get(id)
+            if edit is None or edit["committed"]:
+                return self._edit_error("id", "No such calculated order, or it was committed.", order=1)
+            order = edit["order"]
+            for line in order.lines:
+                if line.line_id in edit["quantities"]:
+                    line.cancelled += line.quantity - line.cancelled - edit["quantities"][line.line_id]
+            edit["committed"] = True
+            self.state.cancellations.append(
+                {"order_id": order.order_id, "edit": dict(edit["quantities"]), "staff_note": staffNote}
+            )
+            order.recompute()
+            self.state.touch(order)
+            return {"order": self.render(order), "successMessages": ["Order updated"], "userErrors": []}
 
     def _inventory_set(self, info, input):
         directive = shopify_schema().get_directive("idempotent")

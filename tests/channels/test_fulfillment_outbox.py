@@ -87,5 +87,7 @@ def test_a_seller_line_cancel_queues_a_cancellation_but_a_channel_cancel_does_no
     )
     # then only the seller's cancel goes to the channel, with a channel reason code
     message = OutboxMessage.objects.get(kind=OutboxKind.CANCELLATION)
-    assert message.payload["lines"] == [{"external_line_id": first.external_id, "quantity": 1}]
+    # with what the line keeps, for channels that cancel units by setting the line's quantity
+    keep = first.quantity - first.quantity_cancelled - 1
+    assert message.payload["lines"] == [{"external_line_id": first.external_id, "quantity": 1, "keep": keep}]
     assert message.payload["reason"] == "NoInventory"

@@ -156,6 +156,62 @@ def test_shopify_cancel_is_confirmed_by_re_reading_the_order(shopify_sandbox, sh
     assert made.status == "cancelled"
 
 
+def _shopify_order_with_lines(shopify_sandbox, shopify_account, quantities: list[int]):
+    made, order = _synced_order(shopify_sandbox, shopify_account, lines=len(quantities))
+    with shopify_sandbox.state.lock:
+        for line, quantity in zip(made.lines, quantities, strict=False):
+            line.quantity = quantity
+        shopify_sandbox.state.touch(made)
+    sync_account_run(account_id=shopify_account.pk)
+    assert len(made.lines) == len(quantities), "the sandbox merged lines of one SKU: pick other quantities"
+    return made, order
+
+
+def test_shopify_cancels_some_units_of_a_line_with_an_order_edit(shopify_sandbox, shopify_account, skus):
+    # given a Shopify order whose first line has 3 units, and Waybill cancelling 1 of them
+    made, order = _shopify_order_with_lines(shopify_sandbox, shopify_account, [3, 1])
+    first = made.lines[0]
+    line_gid = f"gid://shopify/LineItem/{first.line_id}"
+    message = cancellation_enqueue(
+        order=order, lines=[(line_gid, 1)], reason="NoInventory", dedupe_key="one-unit", keep={line_gid: 2}
+    )
+    # when the relay sends it, then loses the answer and sends it again
+    outbox_relay(account_id=shopify_account.pk)
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.SENT, message.last_error
+    assert message.response["edited"] == [line_gid]
+    OutboxMessage.objects.filter(pk=message.pk).update(status=OutboxStatus.PENDING, next_attempt_at=timezone.now())
+    outbox_relay(account_id=shopify_account.pk)
+    # then the line lost exactly one unit on Shopify, the order stays open, and no orderCancel was sent
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.SENT and message.response.get("already_applied") is True
+    assert (first.quantity - first.cancelled, made.lines[1].cancelled, made.status) == (2, 0, "unshipped")
+    assert [c.get("edit") for c in shopify_sandbox.state.cancellations] == [{first.line_id: 2}]
+
+
+def test_shopify_whole_line_cancel_of_a_partly_shipped_order_is_an_edit_and_a_refusal_is_parked(
+    shopify_sandbox, shopify_account, skus
+):
+    # given a two-line order whose first line has shipped
+    made, order = _shopify_order_with_lines(shopify_sandbox, shopify_account, [1, 2])
+    with shopify_sandbox.state.lock:
+        shopify_sandbox.state.ship(made, lines={made.lines[0].line_id: 1})
+    second = f"gid://shopify/LineItem/{made.lines[1].line_id}"
+    # when Waybill cancels every open unit (the whole second line): orderCancel would refuse a fulfilled order
+    message = cancellation_enqueue(order=order, lines=[(second, 2)], reason="NoInventory", dedupe_key="rest")
+    outbox_relay(account_id=shopify_account.pk)
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.SENT, message.last_error
+    assert made.lines[1].cancelled == 2 and made.status == "shipped"
+    # and cancelling a unit that has shipped is refused with Shopify's reason, and parked, not retried
+    first = f"gid://shopify/LineItem/{made.lines[0].line_id}"
+    refused = cancellation_enqueue(order=order, lines=[(first, 1)], reason="NoInventory", dedupe_key="shipped")
+    outbox_relay(account_id=shopify_account.pk)
+    refused.refresh_from_db()
+    assert refused.status == OutboxStatus.PARKED
+    assert "only 0 are unfulfilled" in refused.last_error
+
+
 def test_a_message_is_parked_after_n_failures(settings, amazon_sandbox, amazon_account, skus):
     # given: Amazon answers 500 to everything and two attempts are allowed
     settings.WAYBILL_OUTBOX_MAX_ATTEMPTS = 2
