@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import random
 import threading
 import time
@@ -27,6 +28,8 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 log = logging.getLogger("waybill.sandbox")
 
@@ -388,6 +391,49 @@ class SandboxApp:
     def order_prefix(self) -> str:
         return ""
 
+    # --- webhooks: queued by the platform, delivered in order by one thread ---------------------
+
+    webhook_url = ""
+
+    def webhooks_start(self) -> None:
+        self.webhook_queue: queue.Queue = queue.Queue()
+        self._webhook_thread = threading.Thread(
+            target=self._deliver_webhooks, daemon=True, name=f"{self.kind}-webhooks"
+        )
+        self._webhook_thread.start()
+
+    def webhook_queue_put(self, delivery: dict) -> None:
+        """``delivery``: {"body": bytes, "record": what state.webhooks keeps of it, …for signed_headers}."""
+        if self.state.faults.drop_webhooks:
+            self.state.webhooks.append({**delivery["record"], "status": "dropped"})
+            return
+        self.webhook_queue.put(delivery)
+
+    def signed_headers(self, delivery: dict) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _deliver_webhooks(self) -> None:
+        with httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
+            while (delivery := self.webhook_queue.get()) is not None:
+                record = dict(delivery["record"])
+                try:
+                    response = client.post(
+                        self.webhook_url, content=delivery["body"], headers=self.signed_headers(delivery)
+                    )
+                    record["status"] = response.status_code
+                except httpx.HTTPError as exc:
+                    record["status"] = f"error: {type(exc).__name__}"
+                self.state.webhooks.append(record)
+
+    def close(self) -> None:
+        """Stop the background threads (the demo's order generator, webhook delivery)."""
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+        if getattr(self, "_webhook_thread", None) is not None:
+            self.webhook_queue.put(None)
+            self._webhook_thread.join(timeout=10)
+
     def routes(self) -> list[Route]:
         return []
 
@@ -539,8 +585,7 @@ class SandboxServer:
         self.thread.start()
 
     def stop(self) -> None:
-        stop = getattr(self.app, "_stop", None)
-        if stop is not None:
-            stop.set()
+        self.app.close()
         self.httpd.shutdown()
+        self.httpd.server_close()
         self.httpd.server_close()

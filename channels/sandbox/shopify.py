@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import math
-import queue
 import random
 import re
 import threading
@@ -28,7 +27,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 from graphql import (
     FieldNode,
     GraphQLError,
@@ -212,9 +210,8 @@ class ShopifySandbox(SandboxApp):
         self.edits: dict[str, dict] = {}  # calculated order id -> the order edit in progress
         self.jobs: dict[str, dict] = {}
         self.idempotency: dict[str, tuple[str, dict]] = {}
-        self.webhook_queue: queue.Queue = queue.Queue()
         self.state.on_change = self._on_change
-        threading.Thread(target=self._deliver_webhooks, daemon=True, name="shopify-webhooks").start()
+        self.webhooks_start()
 
     def serve(self, *args, **kwargs):
         shopify_schema()  # built before the first request, not during it (about 3 s)
@@ -971,44 +968,27 @@ class ShopifySandbox(SandboxApp):
             return
         name = {"create": "orders/create", "cancel": "orders/cancelled"}.get(topic, "orders/updated")
         body = json.dumps(self.rest_payload(order), ensure_ascii=False).encode()
-        delivery = {
+        record = {
             "topic": name,
             "webhook_id": str(uuid.uuid4()),
             "order_id": order.order_id,
-            "body": body,
             "triggered_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
-        if self.state.faults.drop_webhooks:
-            self.state.webhooks.append({**{k: v for k, v in delivery.items() if k != "body"}, "status": "dropped"})
-            return
-        self.webhook_queue.put(delivery)
+        self.webhook_queue_put({"body": body, "record": record})
 
     def signed_headers(self, delivery: dict) -> dict[str, str]:
         digest = hmac.new(self.webhook_secret.encode(), delivery["body"], hashlib.sha256).digest()
+        record = delivery["record"]
         return {
             "Content-Type": "application/json",
-            "X-Shopify-Topic": delivery["topic"],
+            "X-Shopify-Topic": record["topic"],
             "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
             "X-Shopify-Shop-Domain": "waybill-sandbox.myshopify.com",
             "X-Shopify-API-Version": "2026-10",
-            "X-Shopify-Webhook-Id": delivery["webhook_id"],
+            "X-Shopify-Webhook-Id": record["webhook_id"],
             "X-Shopify-Event-Id": str(uuid.uuid4()),
-            "X-Shopify-Triggered-At": delivery["triggered_at"],
+            "X-Shopify-Triggered-At": record["triggered_at"],
         }
-
-    def _deliver_webhooks(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
-            while True:
-                delivery = self.webhook_queue.get()
-                record = {k: v for k, v in delivery.items() if k != "body"}
-                try:
-                    response = client.post(
-                        self.webhook_url, content=delivery["body"], headers=self.signed_headers(delivery)
-                    )
-                    record["status"] = response.status_code
-                except httpx.HTTPError as exc:
-                    record["status"] = f"error: {type(exc).__name__}"
-                self.state.webhooks.append(record)
 
 
 SHOP_TZ = timezone(timedelta(hours=-5))

@@ -17,13 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import queue
-import threading
 import time
 import uuid
 from typing import Any
-
-import httpx
 
 from channels.sandbox.base import Request, Response, SandboxApp, SandboxLine, SandboxOrder, SandboxState, TokenBucket
 
@@ -103,9 +99,8 @@ class TikTokSandbox(SandboxApp):
         self.tracking: dict[str, dict[str, str]] = {}
         self.packages: list[dict] = []
         self.bad_signs = 0
-        self.webhook_queue: queue.Queue = queue.Queue()
         self.state.on_change = self._on_change
-        threading.Thread(target=self._deliver_webhooks, daemon=True, name="tiktok-webhooks").start()
+        self.webhooks_start()
 
     def routes(self):
         return [
@@ -382,29 +377,12 @@ class TikTokSandbox(SandboxApp):
         }
         return json.dumps(payload, separators=(",", ":")).encode()
 
-    def signed_headers(self, body: bytes) -> dict[str, str]:
+    def signed_headers(self, delivery: dict) -> dict[str, str]:
+        body = delivery["body"]
         digest = hmac.new(self.app_secret.encode(), self.app_key.encode() + body, hashlib.sha256).hexdigest()
         return {"Content-Type": "application/json", "Authorization": digest}
 
     def _on_change(self, order: SandboxOrder, topic: str) -> None:
         if not self.webhook_url:
             return
-        delivery = {"order_id": order.order_id, "body": self.webhook_body(order)}
-        if self.state.faults.drop_webhooks:
-            self.state.webhooks.append({"order_id": order.order_id, "status": "dropped"})
-            return
-        self.webhook_queue.put(delivery)
-
-    def _deliver_webhooks(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
-            while True:
-                delivery = self.webhook_queue.get()
-                record = {"order_id": delivery["order_id"]}
-                try:
-                    response = client.post(
-                        self.webhook_url, content=delivery["body"], headers=self.signed_headers(delivery["body"])
-                    )
-                    record["status"] = response.status_code
-                except httpx.HTTPError as exc:
-                    record["status"] = f"error: {type(exc).__name__}"
-                self.state.webhooks.append(record)
+        self.webhook_queue_put({"body": self.webhook_body(order), "record": {"order_id": order.order_id}})
