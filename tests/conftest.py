@@ -50,3 +50,18 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and item.get_closest_marker("concurrency") is not None:
         report.outcome = "failed"
         report.longrepr = f"concurrency test {item.nodeid} was skipped; it must run on every CI run"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Concurrency tests fork worker processes: run them before the first test that starts the live
+    server (a thread that lives to the end of the session), so no fork copies a running thread. Both
+    are transactional tests, which pytest-django has already put after the others."""
+    forking = [item for item in items if item.get_closest_marker("concurrency") is not None]
+    if not forking:
+        return
+    rest = [item for item in items if item.get_closest_marker("concurrency") is None]
+    first_live = next(
+        (n for n, item in enumerate(rest) if "live_server" in getattr(item, "fixturenames", ())), len(rest)
+    )
+    items[:] = rest[:first_live] + forking + rest[first_live:]
