@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 from django.db import connection
@@ -47,7 +47,8 @@ def capacity_take(*, location_id: int, day: date, daily_capacity: int | None, gu
 
 _TAKE_MANY_SQL = """
 WITH gate AS (
-    SELECT pg_try_advisory_xact_lock(%(lock_namespace)s, %(lock_key)s) AS got
+    SELECT bool_and(pg_try_advisory_xact_lock(%(lock_namespace)s, k)) AS got
+      FROM unnest(%(lock_keys)s::integer[]) AS k
 ), v AS (
     SELECT * FROM unnest(%(location_ids)s::bigint[], %(days)s::date[], %(counts)s::integer[], %(caps)s::integer[])
            AS v(location_id, day, n, cap)
@@ -63,9 +64,12 @@ RETURNING location_id
 """
 
 
-def capacity_take_many(*, takes: Iterable[tuple[int, date, int | None]], lock_key: tuple[int, int]) -> bool:
-    """One shipment more on each (location_id, day, daily_capacity), in ONE guarded statement that also
-    tries the transaction-level advisory lock ``lock_key`` without waiting: never past daily_capacity.
+def capacity_take_many(
+    *, takes: Iterable[tuple[int, date, int | None]], lock_namespace: int, lock_keys: Sequence[int]
+) -> bool:
+    """One shipment more per (location_id, day, daily_capacity) in ``takes``, in ONE guarded statement that
+    also tries the transaction-level advisory locks (lock_namespace, key) of ``lock_keys`` without waiting:
+    never past daily_capacity.
 
     Returns True when the lock was free and every day had room. False means the statement may have
     taken some of the days: the caller must roll its transaction back (no savepoint here, on purpose:
@@ -84,8 +88,8 @@ def capacity_take_many(*, takes: Iterable[tuple[int, date, int | None]], lock_ke
         cursor.execute(
             _TAKE_MANY_SQL.format(table=NodeCapacityDay._meta.db_table),
             {
-                "lock_namespace": lock_key[0],
-                "lock_key": lock_key[1],
+                "lock_namespace": lock_namespace,
+                "lock_keys": sorted(lock_keys),
                 "location_ids": [loc for loc, _ in keys],
                 "days": [day for _, day in keys],
                 "counts": [counts[k] for k in keys],

@@ -2,12 +2,13 @@
 stock_reserve, all or nothing), take node capacity, and write the RoutingDecision, the Shipments and
 their lines and the order's transitions, all in one transaction per order.
 
-The normal path (an open order routed whole, _route_fast) is five statements: the re-read, one
-all-or-nothing reservation statement (stock_reserve_order), one guarded capacity statement for every
-node in the plan (which also tries the per-order advisory lock without waiting), the guarded order
-transition open → allocated → released with its events (order_transition_path), and one statement
-writing the RoutingDecision, Shipments, ShipmentLines, line statuses and the "routed" event. Anything
-else (backorders, exceptions, re-routes, a race) takes the general path below.
+The normal path (open orders routed whole, _route_batch / _route_fast) is five statements for a whole
+batch of orders, or for one: the re-read, one all-or-nothing reservation statement (stock_reserve_order),
+one guarded capacity statement for every node and day in the plans (which also tries each order's
+advisory lock without waiting), the guarded order transition open → allocated → released with its
+events (orders_transition_path), and one statement writing the RoutingDecisions, Shipments,
+ShipmentLines, line statuses and "routed" events. Anything else (backorders, exceptions, re-routes, a
+race) takes the general path below, one order per transaction.
 
 Lock order (the same as inventory's): a per-order advisory lock (two routers never plan one order
 at once; the normal path only tries it, after the stock rows, so it never waits on it), then stock
@@ -54,7 +55,6 @@ from fulfillment.status import PRE_SHIP
 from inventory.errors import InsufficientStock
 from inventory.services import LineDemand, preorder_promisable, stock_release, stock_reserve, stock_reserve_order
 from orders import services as order_services
-from orders.errors import InvalidTransition
 from orders.models import (
     CaseStatus,
     ExceptionCase,
@@ -116,8 +116,10 @@ def orders_route(
     now: datetime | None = None,
     network: NetworkSnapshot | None = None,
 ) -> list[RouteResult]:
-    """Route and reserve a batch of orders, one transaction each. The network (nodes, eligibility, capacity,
-    ATP, rules) is loaded once for the batch in a constant number of queries."""
+    """Route and reserve a batch of orders. The network (nodes, eligibility, capacity, ATP, rules) is loaded
+    once for the batch in a constant number of queries. The orders of the normal shape (open, unheld,
+    routed whole) are routed and reserved together in one transaction of five statements, all or nothing;
+    the others, or all of them after a race rolled that transaction back, one transaction each."""
     actor_resolve(actor)
     ids = list(dict.fromkeys(int(i) for i in order_ids))
     if not ids:
@@ -126,8 +128,20 @@ def orders_route(
         preview = orders_to_route(ids)
         sku_ids = sorted({line.sku_id for o in preview.values() for line in o.route.lines})
         network = network_snapshot(sku_ids=sku_ids, now=now)
+    done: dict[int, RouteResult] = {}
+    if len(ids) > 1:
+        # The normal shape, all together: one transaction, five statements for the whole batch.
+        try:
+            with transaction.atomic(durable=True):
+                done, _others = _route_batch(order_ids=ids, network=network, actor=actor, now=now)
+        except _FastPathMiss:
+            # Rolled back: a race. Every order goes one by one, each in its own transaction.
+            done = {}
     results = []
     for order_id in ids:
+        if order_id in done:
+            results.append(done[order_id])
+            continue
         try:
             with transaction.atomic(durable=True):
                 result = _route_fast(order_id=order_id, network=network, actor=actor, now=now)
@@ -230,34 +244,43 @@ class _FastPathMiss(Exception):
 
 
 _FAST_WRITE_SQL = """
-WITH dec AS (
+WITH dv AS (
+    SELECT * FROM unnest(%(d_order_ids)s::bigint[], %(d_plans)s::jsonb[], %(d_candidates)s::jsonb[],
+                         %(d_outcomes)s::text[], %(d_explanations)s::text[], %(d_durations)s::float8[],
+                         %(d_event_data)s::jsonb[])
+           WITH ORDINALITY AS dv(order_id, plan, candidates, outcome, explanation, duration_ms, event_data, n)
+), dec AS (
     INSERT INTO {decision} (order_id, created_at, actor, strategy, config_version, plan, candidates, outcome,
                             explanation, duration_ms)
-    VALUES (%(order_id)s, now(), %(actor)s, %(strategy)s, %(config_version)s, %(plan)s, %(candidates)s,
-            %(outcome)s, %(explanation)s, %(duration_ms)s)
-    RETURNING id
+    SELECT dv.order_id, now(), %(actor)s, %(strategy)s, %(config_version)s, dv.plan, dv.candidates, dv.outcome,
+           dv.explanation, dv.duration_ms
+      FROM dv
+     ORDER BY dv.n
+    RETURNING id, order_id
 ), sv AS (
-    SELECT * FROM unnest(%(s_location_ids)s::bigint[], %(s_kinds)s::text[], %(s_days)s::date[])
-           WITH ORDINALITY AS sv(location_id, kind, capacity_day, n)
+    SELECT * FROM unnest(%(s_order_ids)s::bigint[], %(s_location_ids)s::bigint[], %(s_kinds)s::text[],
+                         %(s_days)s::date[], %(s_service_levels)s::text[], %(s_promised)s::timestamptz[],
+                         %(s_ship_by)s::timestamptz[])
+           WITH ORDINALITY AS sv(order_id, location_id, kind, capacity_day, service_level, promised, ship_by, n)
 ), ship AS (
     INSERT INTO {shipment} (order_id, location_id, status, kind, carrier_id, service_level, tracking_number,
                             tracking_url, released_at, acknowledged_at, shipped_at, promised_delivery_at,
                             delivered_at, pickup_deadline, last_scan_at, external_reference, ship_by,
                             capacity_day, decision_id, created_at, updated_at)
-    SELECT %(order_id)s, sv.location_id, %(released)s, sv.kind, NULL, %(service_level)s, '', '', %(now)s, NULL,
-           NULL, %(promised)s, NULL, NULL, NULL, '', %(ship_by)s, sv.capacity_day, dec.id, now(), now()
-      FROM sv CROSS JOIN dec
+    SELECT sv.order_id, sv.location_id, %(released)s, sv.kind, NULL, sv.service_level, '', '', %(now)s, NULL,
+           NULL, sv.promised, NULL, NULL, NULL, '', sv.ship_by, sv.capacity_day, dec.id, now(), now()
+      FROM sv JOIN dec ON dec.order_id = sv.order_id
      ORDER BY sv.n
-    RETURNING id, location_id
+    RETURNING id, order_id, location_id
 ), lv AS (
-    SELECT * FROM unnest(%(l_location_ids)s::bigint[], %(l_line_ids)s::bigint[], %(l_reservation_ids)s::bigint[],
-                         %(l_quantities)s::integer[]) WITH ORDINALITY AS lv(location_id, order_line_id, reservation_id,
-                                                                            quantity, n)
+    SELECT * FROM unnest(%(l_order_ids)s::bigint[], %(l_location_ids)s::bigint[], %(l_line_ids)s::bigint[],
+                         %(l_reservation_ids)s::bigint[], %(l_quantities)s::integer[])
+           WITH ORDINALITY AS lv(order_id, location_id, order_line_id, reservation_id, quantity, n)
 ), sl AS (
     INSERT INTO {shipment_line} (shipment_id, order_line_id, reservation_id, quantity, quantity_shipped,
                                  quantity_short, quantity_cancelled)
     SELECT ship.id, lv.order_line_id, lv.reservation_id, lv.quantity, 0, 0, 0
-      FROM lv JOIN ship ON ship.location_id = lv.location_id
+      FROM lv JOIN ship ON ship.order_id = lv.order_id AND ship.location_id = lv.location_id
      ORDER BY lv.n
     RETURNING id
 ), lines AS (
@@ -266,33 +289,30 @@ WITH dec AS (
     RETURNING id
 ), ev AS (
     INSERT INTO {event} (order_id, kind, from_status, to_status, actor_user_id, actor, reason, data, created_at)
-    SELECT %(order_id)s, 'routed', '', '', %(user_id)s, %(actor)s, '',
-           jsonb_build_object('decision_id', dec.id) || %(event_data)s, now()
-      FROM dec
+    SELECT dec.order_id, 'routed', '', '', %(user_id)s, %(actor)s, '',
+           jsonb_build_object('decision_id', dec.id) || dv.event_data, now()
+      FROM dec JOIN dv ON dv.order_id = dec.order_id
+     ORDER BY dv.n
     RETURNING id
 )
-SELECT dec.id, ship.id, ship.location_id, (SELECT count(*) FROM sl), (SELECT count(*) FROM ev)
-  FROM dec CROSS JOIN ship
+SELECT dec.order_id, dec.id, ship.id, ship.location_id, (SELECT count(*) FROM sl), (SELECT count(*) FROM ev)
+  FROM dec JOIN ship ON ship.order_id = dec.order_id
 """
 
 
-def _route_fast(*, order_id: int, network: NetworkSnapshot, actor: Actor, now: datetime | None) -> RouteResult | None:
-    """An open, unheld, seller-fulfilled order that routes whole: the re-read, one reservation statement
-    (inventory's stock_reserve_order), one capacity statement (which also tries the per-order advisory
-    lock), one guarded order transition open → allocated → released with its events, and one statement
-    writing the RoutingDecision, Shipments, ShipmentLines, line statuses and the "routed" event.
+@dataclass
+class _Planned:
+    fresh: OrderToRoute
+    plan: routing.RoutingPlan
+    duration_ms: float
 
-    Returns None, having written nothing, when the order is not of that shape (the general path then
-    runs in the same transaction). Raises _FastPathMiss after a write when a race makes it fall short.
+    @property
+    def order_id(self) -> int:
+        return self.fresh.route.order_id
 
-    Two routers can't both route one order: the order's guarded ``UPDATE … WHERE status = 'open'`` lets
-    one through (the other rolls back), and the advisory lock tried in the capacity statement sends this
-    path back to the general one whenever a general-path router holds the order.
-    """
-    started = time.perf_counter()
-    now = now or timezone.now()
-    name, user = actor_resolve(actor)
-    fresh = orders_to_route([order_id]).get(order_id)
+
+def _plan_whole(fresh: OrderToRoute | None, network: NetworkSnapshot, now: datetime, started: float) -> _Planned | None:
+    """The plan of an open, unheld, seller-fulfilled order that routes whole to distinct nodes, or None."""
     if (
         fresh is None
         or fresh.marketplace_fulfilled
@@ -306,94 +326,174 @@ def _route_fast(*, order_id: int, network: NetworkSnapshot, actor: Actor, now: d
     missing = sorted({line.sku_id for line in fresh.route.lines} - {sku for _, sku in network.atp})
     if missing:
         network.atp.update(atp_for(sku_ids=missing, location_ids=list(network.nodes)))
-    rules = network.rules
     route_order = fresh.route
     plan = routing.plan_order(
-        order=route_order, nodes=network.nodes_for(route_order.account_id), atp=network.atp, rules=rules, now=now
+        order=route_order,
+        nodes=network.nodes_for(route_order.account_id),
+        atp=network.atp,
+        rules=network.rules,
+        now=now,
     )
     if not plan.shipments or plan.unrouted or len({s.location_id for s in plan.shipments}) != len(plan.shipments):
         return None
+    return _Planned(fresh=fresh, plan=plan, duration_ms=round((time.perf_counter() - started) * 1000, 3))
+
+
+def _network_take(network: NetworkSnapshot, plan: routing.RoutingPlan, sign: int = 1) -> None:
+    """Count the plan's shipments and units against the snapshot (sign -1 gives them back)."""
+    for shipment in plan.shipments:
+        days = network.capacity_used.setdefault(shipment.location_id, {})
+        days[shipment.ship_day] = days.get(shipment.ship_day, 0) + sign
+        for line in shipment.lines:
+            network.take(shipment.location_id, line.sku_id, sign * line.quantity)
+
+
+def _write_routed(
+    planned: list[_Planned], *, network: NetworkSnapshot, actor: Actor, now: datetime
+) -> dict[int, RouteResult]:
+    """Route and reserve the planned orders in the caller's transaction, in four statements whatever their
+    number: one all-or-nothing reservation statement, one capacity statement (which also tries each
+    order's advisory lock), one guarded transition open → allocated → released with its events, and one
+    statement writing the RoutingDecisions, Shipments, ShipmentLines, line statuses and "routed" events.
+    Raises _FastPathMiss after a write when a race makes any order fall short: the caller rolls back."""
+    name, user = actor_resolve(actor)
+    rules = network.rules
+    order_ids = [p.order_id for p in planned]
     try:
-        reservations = stock_reserve_order(demands=_demands(plan), actor=actor)
+        reservations = stock_reserve_order(demands=[d for p in planned for d in _demands(p.plan)], actor=actor)
     except InsufficientStock:
-        # Nothing was reserved (the statement is all or nothing). Re-read this order's ATP; the general
-        # path plans again (after its own re-read under the advisory lock).
-        skus = sorted({line.sku_id for line in route_order.lines})
+        # Nothing was reserved (the statement is all or nothing). Re-read these orders' ATP before the
+        # general path plans again.
+        skus = sorted({line.sku_id for p in planned for line in p.fresh.route.lines})
         network.atp.update(atp_for(sku_ids=skus, location_ids=list(network.nodes)))
         raise _FastPathMiss from None
     takes = [
         (s.location_id, s.ship_day, network.nodes[s.location_id].daily_capacity)
-        for s in sorted(plan.shipments, key=lambda s: s.location_id)
+        for p in planned
+        for s in p.plan.shipments
     ]
-    if not capacity_take_many(takes=takes, lock_key=(_ADVISORY_NAMESPACE, order_id)):
+    if not capacity_take_many(takes=takes, lock_namespace=_ADVISORY_NAMESPACE, lock_keys=order_ids):
         raise _FastPathMiss
-    try:
-        order_services.order_transition_path(
-            order=order_id,
-            path=[OrderStatus.OPEN, OrderStatus.ALLOCATED, OrderStatus.RELEASED],
-            actor=actor,
-            reason=["order routing", "released to node"],
-        )
-    except InvalidTransition:
-        raise _FastPathMiss from None  # another router or a person changed the order since the re-read
-    for shipment in plan.shipments:
-        network.use_capacity(shipment.location_id, shipment.ship_day)
-        for line in shipment.lines:
-            network.take(shipment.location_id, line.sku_id, line.quantity)
-
-    outcome = _outcome(plan, [], [])
+    moved = order_services.orders_transition_path(
+        order_ids=order_ids,
+        path=[OrderStatus.OPEN, OrderStatus.ALLOCATED, OrderStatus.RELEASED],
+        actor=actor,
+        reason=["order routing", "released to node"],
+    )
+    if moved != set(order_ids):
+        raise _FastPathMiss  # another router or a person changed an order since the re-read
     by_pair = {(r.order_line_id, r.location_id): r.pk for r in reservations}
-    planned_lines = [(s.location_id, line) for s in plan.shipments for line in s.lines]
+    shipments = [(p, s) for p in planned for s in p.plan.shipments]
+    planned_lines = [(p, s.location_id, line) for p, s in shipments for line in s.lines]
+    outcomes = [_outcome(p.plan, [], []) for p in planned]
     params = {
-        "order_id": order_id,
         "actor": name,
         "user_id": user.pk if user is not None else None,
         "strategy": "fewest-shipments",
         "config_version": rules.version,
-        "plan": Jsonb(plan.as_json()),
-        "candidates": Jsonb(plan.candidates),
-        "outcome": outcome,
-        "explanation": plan.explanation,
-        "s_location_ids": [s.location_id for s in plan.shipments],
-        "s_kinds": [s.kind for s in plan.shipments],
-        "s_days": [s.ship_day for s in plan.shipments],
         "released": ShipmentStatus.RELEASED,
-        "service_level": fresh.shipping_method[:64],
         "now": now,
-        "promised": fresh.deliver_by,
-        "ship_by": fresh.ship_by,
-        "l_location_ids": [location_id for location_id, _ in planned_lines],
-        "l_line_ids": [line.line_id for _, line in planned_lines],
-        "l_reservation_ids": [by_pair.get((line.line_id, location_id)) for location_id, line in planned_lines],
-        "l_quantities": [line.quantity for _, line in planned_lines],
         "allocated": LineStatus.ALLOCATED,
         "cancelled": LineStatus.CANCELLED,
-        "routed_line_ids": sorted({line.line_id for _, line in planned_lines}),
-        "event_data": Jsonb(
-            {
-                "outcome": outcome,
-                "config_version": rules.version,
-                "shipments": [
-                    {"node": s.code, "lines": [[pl.line_id, pl.quantity] for pl in s.lines]} for s in plan.shipments
-                ],
-                "unrouted": [],
-            }
-        ),
+        "d_order_ids": order_ids,
+        "d_plans": [Jsonb(p.plan.as_json()) for p in planned],
+        "d_candidates": [Jsonb(p.plan.candidates) for p in planned],
+        "d_outcomes": outcomes,
+        "d_explanations": [p.plan.explanation for p in planned],
+        "d_durations": [p.duration_ms for p in planned],
+        "d_event_data": [
+            Jsonb(
+                {
+                    "outcome": outcome,
+                    "config_version": rules.version,
+                    "shipments": [
+                        {"node": s.code, "lines": [[pl.line_id, pl.quantity] for pl in s.lines]}
+                        for s in p.plan.shipments
+                    ],
+                    "unrouted": [],
+                }
+            )
+            for p, outcome in zip(planned, outcomes, strict=True)
+        ],
+        "s_order_ids": [p.order_id for p, _ in shipments],
+        "s_location_ids": [s.location_id for _, s in shipments],
+        "s_kinds": [s.kind for _, s in shipments],
+        "s_days": [s.ship_day for _, s in shipments],
+        "s_service_levels": [p.fresh.shipping_method[:64] for p, _ in shipments],
+        "s_promised": [p.fresh.deliver_by for p, _ in shipments],
+        "s_ship_by": [p.fresh.ship_by for p, _ in shipments],
+        "l_order_ids": [p.order_id for p, _, _ in planned_lines],
+        "l_location_ids": [location_id for _, location_id, _ in planned_lines],
+        "l_line_ids": [line.line_id for _, _, line in planned_lines],
+        "l_reservation_ids": [by_pair.get((line.line_id, location_id)) for _, location_id, line in planned_lines],
+        "l_quantities": [line.quantity for _, _, line in planned_lines],
+        "routed_line_ids": sorted({line.line_id for _, _, line in planned_lines}),
     }
-    # Measured like the general path: up to the decision's write.
-    params["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     with connection.cursor() as cursor:
         cursor.execute(_fast_write_sql(), params)
         rows = cursor.fetchall()
-    if len(rows) != len(plan.shipments) or rows[0][3] != len(planned_lines) or rows[0][4] != 1:
-        raise RuntimeError(f"order {order_id}: the routing write returned {rows!r}")  # rolls the order back
-    shipment_of = {location_id: shipment_id for _, shipment_id, location_id, _, _ in rows}
-    return RouteResult(
-        order_id=order_id,
-        outcome=outcome,
-        decision_id=rows[0][0],
-        shipment_ids=[shipment_of[s.location_id] for s in plan.shipments],
-    )
+    if len(rows) != len(shipments) or rows[0][4] != len(planned_lines) or rows[0][5] != len(planned):
+        raise RuntimeError(f"orders {order_ids}: the routing write returned {rows!r}")  # rolls them back
+    for p in planned:
+        _network_take(network, p.plan)
+    decision_of = {order_id: decision_id for order_id, decision_id, *_ in rows}
+    shipment_of = {(order_id, location_id): shipment_id for order_id, _, shipment_id, location_id, *_ in rows}
+    return {
+        p.order_id: RouteResult(
+            order_id=p.order_id,
+            outcome=outcome,
+            decision_id=decision_of[p.order_id],
+            shipment_ids=[shipment_of[(p.order_id, s.location_id)] for s in p.plan.shipments],
+        )
+        for p, outcome in zip(planned, outcomes, strict=True)
+    }
+
+
+def _route_fast(*, order_id: int, network: NetworkSnapshot, actor: Actor, now: datetime | None) -> RouteResult | None:
+    """One order on the normal path: the re-read, then _write_routed's four statements.
+
+    Returns None, having written nothing, when the order is not of that shape (the general path then
+    runs in the same transaction). Raises _FastPathMiss after a write when a race makes it fall short.
+
+    Two routers can't both route one order: the order's guarded ``UPDATE … WHERE status = 'open'`` lets
+    one through (the other rolls back), and the advisory lock tried in the capacity statement sends this
+    path back to the general one whenever a general-path router holds the order.
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    actor_resolve(actor)
+    planned = _plan_whole(orders_to_route([order_id]).get(order_id), network, now, started)
+    if planned is None:
+        return None
+    return _write_routed([planned], network=network, actor=actor, now=now)[order_id]
+
+
+def _route_batch(
+    *, order_ids: list[int], network: NetworkSnapshot, actor: Actor, now: datetime | None
+) -> tuple[dict[int, RouteResult], list[int]]:
+    """Several orders on the normal path in ONE transaction and five statements in all: one re-read of
+    every order, then _write_routed. Returns the results and the orders not of the normal shape, left for
+    the caller. Each order is planned on what the orders before it leave. Raises _FastPathMiss (the
+    caller's transaction rolls back, nothing kept) when a race makes any order fall short."""
+    now = now or timezone.now()
+    actor_resolve(actor)
+    fresh = orders_to_route(order_ids)
+    planned: list[_Planned] = []
+    others = []
+    try:
+        for order_id in order_ids:
+            item = _plan_whole(fresh.get(order_id), network, now, time.perf_counter())
+            if item is None:
+                others.append(order_id)
+                continue
+            planned.append(item)
+            _network_take(network, item.plan)  # the next order is planned on what this one leaves
+    finally:
+        for item in planned:
+            _network_take(network, item.plan, sign=-1)  # _write_routed counts them once written
+    if not planned:
+        return {}, others
+    return _write_routed(planned, network=network, actor=actor, now=now), others
 
 
 @cache
