@@ -91,12 +91,18 @@ class NetworkSnapshot:
     rules: RouteRules
     config: RoutingConfig
     loaded_at: datetime = field(default_factory=timezone.now)
+    _nodes_by_account: dict[int, list[RouteNode]] = field(default_factory=dict, repr=False)
 
     def nodes_for(self, account_id: int) -> list[RouteNode]:
+        """The nodes as one account sees them; built once per account (each node's capacity-use dict is
+        the snapshot's own, so what the router takes later shows through)."""
+        cached = self._nodes_by_account.get(account_id)
+        if cached is not None:
+            return cached
         allowed = self.eligible.get(account_id, set())
         out = []
         for node in self.nodes.values():
-            used = self.capacity_used.get(node.location_id, {})
+            used = self.capacity_used.setdefault(node.location_id, {})
             out.append(
                 RouteNode(
                     **{
@@ -106,6 +112,7 @@ class NetworkSnapshot:
                     }
                 )
             )
+        self._nodes_by_account[account_id] = out
         return out
 
     def take(self, location_id: int, sku_id: int, units: int) -> None:

@@ -124,16 +124,18 @@ def orders_route(
     ids = list(dict.fromkeys(int(i) for i in order_ids))
     if not ids:
         return []
+    preview = None
     if network is None:
         preview = orders_to_route(ids)
         sku_ids = sorted({line.sku_id for o in preview.values() for line in o.route.lines})
         network = network_snapshot(sku_ids=sku_ids, now=now)
     done: dict[int, RouteResult] = {}
     if len(ids) > 1:
-        # The normal shape, all together: one transaction, five statements for the whole batch.
+        # The normal shape, all together: one transaction, five statements for the whole batch (four when
+        # the orders were just read for the snapshot: that read serves as the re-read).
         try:
             with transaction.atomic(durable=True):
-                done, _others = _route_batch(order_ids=ids, network=network, actor=actor, now=now)
+                done, _others = _route_batch(order_ids=ids, network=network, actor=actor, now=now, fresh=preview)
         except _FastPathMiss:
             # Rolled back: a race. Every order goes one by one, each in its own transaction.
             done = {}
@@ -469,15 +471,25 @@ def _route_fast(*, order_id: int, network: NetworkSnapshot, actor: Actor, now: d
 
 
 def _route_batch(
-    *, order_ids: list[int], network: NetworkSnapshot, actor: Actor, now: datetime | None
+    *,
+    order_ids: list[int],
+    network: NetworkSnapshot,
+    actor: Actor,
+    now: datetime | None,
+    fresh: dict[int, OrderToRoute] | None = None,
 ) -> tuple[dict[int, RouteResult], list[int]]:
     """Several orders on the normal path in ONE transaction and five statements in all: one re-read of
     every order, then _write_routed. Returns the results and the orders not of the normal shape, left for
     the caller. Each order is planned on what the orders before it leave. Raises _FastPathMiss (the
-    caller's transaction rolls back, nothing kept) when a race makes any order fall short."""
+    caller's transaction rolls back, nothing kept) when a race makes any order fall short.
+
+    ``fresh``: the orders as read a moment ago (for the snapshot), instead of reading them again. The
+    writes guard what a stale read could get wrong either way: the transition only moves orders still
+    open, the reservation statement checks every line and row."""
     now = now or timezone.now()
     actor_resolve(actor)
-    fresh = orders_to_route(order_ids)
+    if fresh is None:
+        fresh = orders_to_route(order_ids)
     planned: list[_Planned] = []
     others = []
     try:
