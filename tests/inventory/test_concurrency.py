@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import threading
-import traceback
 
 import pytest
 from django.db import connections, transaction
@@ -15,55 +13,25 @@ from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus, StockLevel
 from inventory.services import LineDemand
 from tests.factories import LocationFactory, OrderFactory, OrderLineFactory, SkuFactory
+from tests.processes import run_in_processes
 
 from .helpers import assert_stock_invariants
 
 pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
-PROCESSES = 8
 
+def _reserve(service: str):
+    def call(lines: list[LineDemand]) -> tuple[str, str]:
+        try:
+            if service == "stock_reserve_order":
+                services.stock_reserve_order(demands=lines, actor="test:worker")
+            else:
+                services.stock_reserve(lines=lines, actor="test:worker")
+        except InsufficientStock as exc:
+            return "short", str(exc)
+        return "ok", ""
 
-def _worker(barrier, results, jobs, service):
-    # A forked child: its own connection, opened on first use.
-    try:
-        barrier.wait(timeout=60)
-        for job_id, lines in jobs:
-            try:
-                if service == "stock_reserve_order":
-                    services.stock_reserve_order(demands=lines, actor="test:worker")
-                else:
-                    services.stock_reserve(lines=lines, actor="test:worker")
-                results.put((job_id, "ok", ""))
-            except InsufficientStock as exc:
-                results.put((job_id, "short", str(exc)))
-            except Exception as exc:  # reported, and fails the test
-                results.put((job_id, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-    finally:
-        connections.close_all()
-
-
-def run_in_processes(
-    jobs: list[tuple[int, list[LineDemand]]], processes: int = PROCESSES, service: str = "stock_reserve"
-) -> dict[int, tuple]:
-    """Deal the jobs round-robin to ``processes`` forked processes; return {job_id: (outcome, detail)}."""
-    ctx = multiprocessing.get_context("fork")
-    connections.close_all()  # never share the parent's socket with a child
-    barrier = ctx.Barrier(processes)
-    results = ctx.Queue()
-    workers = [
-        ctx.Process(target=_worker, args=(barrier, results, jobs[i::processes], service), daemon=True)
-        for i in range(processes)
-    ]
-    for w in workers:
-        w.start()
-    outcomes = {}
-    for _ in jobs:
-        job_id, outcome, detail = results.get(timeout=120)
-        outcomes[job_id] = (outcome, detail)
-    for w in workers:
-        w.join(timeout=60)
-        assert w.exitcode == 0, f"worker exited with {w.exitcode}"
-    return outcomes
+    return call
 
 
 def _one_line_orders(sku, count: int) -> list:
@@ -95,7 +63,8 @@ def test_64_one_unit_reservations_on_10_units_reserve_exactly_10(shape):
         jobs.append((i, lines))
 
     # when 64 reservations race from 8 processes
-    outcomes = run_in_processes(jobs, service="stock_reserve_order" if shape == "order-statement" else "stock_reserve")
+    service = "stock_reserve_order" if shape == "order-statement" else "stock_reserve"
+    outcomes = run_in_processes(_reserve(service), jobs)
 
     # then exactly 10 succeed and 54 are refused with InsufficientStock, nothing else
     errors = [detail for outcome, detail in outcomes.values() if outcome == "error"]
@@ -132,7 +101,7 @@ def test_64_multi_sku_orders_with_shuffled_lines_commit_without_deadlock(service
         jobs.append((i, lines))
 
     # when they race from 8 processes
-    outcomes = run_in_processes(jobs, service=service)
+    outcomes = run_in_processes(_reserve(service), jobs)
 
     # then every order committed: no deadlock, no error, no shortage
     assert {o for o, _ in outcomes.values()} == {"ok"}, [d for o, d in outcomes.values() if o != "ok"][:3]
