@@ -208,6 +208,7 @@ class OutboxKind(models.TextChoices):
     SHIP_CONFIRMATION = "ship_confirmation", "Ship confirmation"
     CANCELLATION = "cancellation", "Cancellation"
     INVENTORY = "inventory", "Inventory"
+    PICKUP_READY = "pickup_ready", "Ready for pickup"
     OTHER = "other", "Other"
 
 

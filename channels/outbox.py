@@ -163,6 +163,18 @@ def cancellation_enqueue(
     return message
 
 
+def pickup_ready_enqueue(*, order: Order, shipment_id: int) -> OutboxMessage:
+    """Queue the notice that the order's store pickup is ready (the channel tells the buyer)."""
+    message, _ = outbox_enqueue(
+        account_id=order.account_id,
+        kind=OutboxKind.PICKUP_READY,
+        dedupe_key=f"pickup_ready:{order.external_id}:shipment-{shipment_id}",
+        order_id=order.pk,
+        payload={"order_external_id": order.external_id},
+    )
+    return message
+
+
 def acknowledgement_enqueue(*, order: Order) -> OutboxMessage:
     message, _ = outbox_enqueue(
         account_id=order.account_id,
@@ -281,6 +293,8 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
         return connector.cancel_lines(cancel, state=state)
     if kind == OutboxKind.ACKNOWLEDGE:
         return connector.acknowledge(payload["order_external_id"])
+    if kind == OutboxKind.PICKUP_READY:
+        return connector.pickup_ready(payload["order_external_id"], state=state)
     if kind == OutboxKind.INVENTORY:
         return _send_inventory(connector, message, state)
     raise ChannelError(f"outbox kind {kind!r} has no sender", retryable=False)

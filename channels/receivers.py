@@ -11,8 +11,9 @@ from datetime import datetime
 
 from django.dispatch import receiver
 
-from channels.outbox import cancellation_enqueue, ship_confirmation_enqueue
-from fulfillment.signals import shipment_line_cancelled, shipment_shipped
+from channels.connectors import connector_class
+from channels.outbox import cancellation_enqueue, pickup_ready_enqueue, ship_confirmation_enqueue
+from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
 from orders.models import Order, OrderEvent, OrderLine
 
 # Ship-confirmation carrier for a store pickup: channels that take a pickup confirmation accept "Other".
@@ -81,6 +82,13 @@ def queue_line_cancellation(
         dedupe_key=f"line:{order_line_id}:event:{event_id}",
         keep={external_line_id: max(ordered - cancelled, 0)},
     )
+
+
+@receiver(pickup_ready, dispatch_uid="channels.pickup_ready")
+def queue_pickup_ready(sender, *, shipment_id: int, order_id: int, **kwargs) -> None:
+    order = _channel_order(order_id)
+    if order is not None and connector_class(order.account.kind).supports_pickup_ready:
+        pickup_ready_enqueue(order=order, shipment_id=shipment_id)
 
 
 def _reason_code(reason: str) -> str:

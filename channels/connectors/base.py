@@ -425,6 +425,8 @@ class Connector:
     # How far back the first sync of an account looks.
     initial_lookback: ClassVar[timedelta] = timedelta(days=30)
     # True where the channel deduplicates a resend itself (an idempotency key) for this outbox kind.
+    # The channel tells the buyer a store pickup is ready (Shopify local pickup); others have no such call.
+    supports_pickup_ready: ClassVar[bool] = False
     idempotent_kinds: ClassVar[frozenset[str]] = frozenset()
     http_class: ClassVar[type[ChannelHttp]] = ChannelHttp
 
@@ -471,6 +473,10 @@ class Connector:
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
         raise NotImplementedError
+
+    def pickup_ready(self, order_external_id: str, *, state: dict) -> SendResult:
+        """Tell the channel the order's store pickup is ready (only where supports_pickup_ready)."""
+        raise ChannelError(f"{type(self).__name__} has no ready-for-pickup call", retryable=False)
 
     def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
         """Read-before-retry for channels without an idempotency key: did an earlier send land?"""

@@ -95,6 +95,9 @@ ORDER_CANCEL = """mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason
     orderCancelUserErrors { field message code }
   }
 }"""
+PREPARED_FOR_PICKUP = """mutation PreparedForPickup($input: FulfillmentOrderLineItemsPreparedForPickupInput!) {
+  fulfillmentOrderLineItemsPreparedForPickup(input: $input) { userErrors { field message code } }
+}"""
 # Cancelling part of an order is an order edit: begin, set the lines' new quantities, commit.
 ORDER_EDIT_BEGIN = """mutation OrderEditBegin($id: ID!) {
   orderEditBegin(id: $id) {
@@ -148,6 +151,7 @@ DOCUMENTS = {
     "fulfillment_create": FULFILLMENT_CREATE,
     "order_cancel": ORDER_CANCEL,
     "order_cancelled": ORDER_CANCELLED_QUERY,
+    "prepared_for_pickup": PREPARED_FOR_PICKUP,
     "order_edit_begin": ORDER_EDIT_BEGIN,
     "order_edit_set_quantity": ORDER_EDIT_SET_QUANTITY,
     "order_edit_commit": ORDER_EDIT_COMMIT,
@@ -178,6 +182,7 @@ class ShopifyConnector(Connector):
     kind = "shopify"
     overlap = timedelta(minutes=2)
     idempotent_kinds = frozenset({"inventory"})
+    supports_pickup_ready = True
     page_size: ClassVar[int] = 50
     max_throttle_waits: ClassVar[int] = 40
     bulk_poll_interval: ClassVar[float] = 0.5
@@ -577,6 +582,29 @@ class ShopifyConnector(Connector):
                 )
             time.sleep(0.2)
         raise ChannelError("orderCancel accepted but the order is not cancelled yet; will re-read", retryable=True)
+
+    def pickup_ready(self, order_external_id: str, *, state: dict) -> SendResult:
+        """Mark the order's open local-pickup fulfillment orders prepared: Shopify tells the buyer."""
+        ready = [
+            fo["id"]
+            for fo in self._fulfillment_orders(order_external_id)
+            if (fo.get("deliveryMethod") or {}).get("methodType") == "PICK_UP"
+            and fo.get("status") in ("OPEN", "IN_PROGRESS")
+            and fo["id"] not in state.get("done", [])
+        ]
+        if not ready and not state.get("done"):
+            raise ChannelError(f"order {order_external_id} has no open local-pickup fulfillment order", retryable=False)
+        if ready:
+            result = (
+                self.graphql(
+                    PREPARED_FOR_PICKUP,
+                    {"input": {"lineItemsByFulfillmentOrder": [{"fulfillmentOrderId": fo_id} for fo_id in ready]}},
+                ).get("fulfillmentOrderLineItemsPreparedForPickup")
+                or {}
+            )
+            _raise_user_errors("fulfillmentOrderLineItemsPreparedForPickup", result)
+            state.setdefault("done", []).extend(ready)
+        return SendResult(response={"prepared": state.get("done", [])}, state=state)
 
     def _cancel_by_edit(self, cancel: CancelRequest, nodes: list[dict], state: dict) -> SendResult:
         """Set each line's quantity to what it keeps. The targets are absolute (Waybill's own count, else

@@ -524,6 +524,7 @@ class ShopifySandbox(SandboxApp):
         return {
             "fulfillmentCreate": self._fulfillment_create,
             "orderCancel": self._order_cancel,
+            "fulfillmentOrderLineItemsPreparedForPickup": self._prepared_for_pickup,
             "orderEditBegin": self._order_edit_begin,
             "orderEditSetQuantity": self._order_edit_set_quantity,
             "orderEditCommit": self._order_edit_commit,
@@ -661,6 +662,26 @@ class ShopifySandbox(SandboxApp):
 
         threading.Timer(self.cancel_delay, run).start()
         return {"job": {"id": job_id, "done": False}, "orderCancelUserErrors": [], "userErrors": []}
+
+    def _prepared_for_pickup(self, info, input):
+        errors, ready = [], []
+        with self.state.lock:
+            for group in input.get("lineItemsByFulfillmentOrder") or []:
+                order = self._find(group["fulfillmentOrderId"], "FulfillmentOrder")
+                if order is None:
+                    errors.append({"field": ["input"], "message": "Fulfillment order does not exist.", "code": None})
+                elif not order.pickup_location or order.status == "cancelled":
+                    errors.append(
+                        {"field": ["input"], "message": "Fulfillment order is not a local pickup.", "code": None}
+                    )
+                else:
+                    ready.append(order)
+            if errors:
+                return {"userErrors": errors}
+            for order in ready:
+                self.state.extra.setdefault("prepared_for_pickup", []).append(order.order_id)
+                self.state.touch(order)
+        return {"userErrors": []}
 
     # --- order editing: begin, stage quantities, commit -------------------------------------------
 

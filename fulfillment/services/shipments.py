@@ -29,7 +29,7 @@ from fulfillment.services.common import (
     lines_reopen_if_unreserved,
     order_follow_shipments,
 )
-from fulfillment.signals import shipment_line_cancelled, shipment_shipped
+from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
 from fulfillment.status import HOLDS_STOCK, PRE_SHIP, can_transition
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus
@@ -676,6 +676,7 @@ def shipment_ready_for_pickup(*, shipment: Shipment | int, actor: Actor, now: da
             from_status=from_status,
             data={"pickup_deadline": locked.pickup_deadline.isoformat()},
         )
+        pickup_ready.send(sender=Shipment, shipment_id=locked.pk, order_id=locked.order_id)
     return locked
 
 

@@ -91,3 +91,24 @@ def test_a_seller_line_cancel_queues_a_cancellation_but_a_channel_cancel_does_no
     keep = first.quantity - first.quantity_cancelled - 1
     assert message.payload["lines"] == [{"external_line_id": first.external_id, "quantity": 1, "keep": keep}]
     assert message.payload["reason"] == "NoInventory"
+
+
+def test_a_ready_pickup_is_told_only_to_channels_that_tell_the_buyer(node, stock, order_for, skus, account):  # noqa: F811
+    # given a store pickup on an Amazon account (Amazon has no ready-for-pickup call)
+    store = node("STORE", kind="store", can_pickup=True)
+    stock(skus[0], store, 3)
+    order = order_for([(skus[0], 1)], service_level="pickup")
+    services.order_route(order_id=order.pk, actor="router")
+    shipment = Shipment.objects.get(order=order)
+    # when the store has it ready
+    services.shipment_ready_for_pickup(shipment=shipment.pk, actor="store")
+    # then nothing is queued for Amazon
+    assert not OutboxMessage.objects.filter(kind=OutboxKind.PICKUP_READY).exists()
+    # and on a Shopify account the same step queues the notice, once per shipment
+    account.kind = "shopify"
+    account.save(update_fields=["kind"])
+    second = order_for([(skus[0], 1)], service_level="pickup")
+    services.order_route(order_id=second.pk, actor="router")
+    services.shipment_ready_for_pickup(shipment=Shipment.objects.get(order=second).pk, actor="store")
+    (notice,) = OutboxMessage.objects.filter(kind=OutboxKind.PICKUP_READY)
+    assert notice.order_id == second.pk and notice.payload == {"order_external_id": second.external_id}

@@ -321,6 +321,22 @@ def test_a_local_pickup_order_waits_for_its_store_mapping_then_goes_only_to_that
     shipment = Shipment.objects.get(order=order)
     assert (shipment.location, shipment.kind) == (chosen, "pickup")
 
+    # when the store has it ready, Shopify is told (it tells the buyer), once
+    from channels.models import OutboxKind, OutboxMessage, OutboxStatus
+    from channels.outbox import outbox_relay
+
+    fulfillment.shipment_ready_for_pickup(shipment=shipment.pk, actor="store")
+    outbox_relay(account_id=shopify_account.pk)
+    notice = OutboxMessage.objects.get(kind=OutboxKind.PICKUP_READY, order=order)
+    assert notice.status == OutboxStatus.SENT, notice.last_error
+    assert shopify_sandbox.state.extra["prepared_for_pickup"] == [made.order_id]
+    # and the buyer collecting it is confirmed to Shopify as a fulfilment of every unit
+    fulfillment.shipment_picked_up(shipment=shipment.pk, actor="store")
+    outbox_relay(account_id=shopify_account.pk)
+    confirmation = OutboxMessage.objects.get(kind=OutboxKind.SHIP_CONFIRMATION, order=order)
+    assert confirmation.status == OutboxStatus.SENT, confirmation.last_error
+    assert all(line.remaining == 0 for line in made.lines)
+
     # and a later poll of the same order keeps it (a routed order's store does not move)
     with shopify_sandbox.state.lock:
         shopify_sandbox.state.touch(made)
