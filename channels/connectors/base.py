@@ -66,18 +66,9 @@ class PayloadError(ValueError):
 
 
 @dataclass(frozen=True)
-class NormalizedLine:
-    external_id: str
-    channel_sku: str
-    quantity: int
-    unit_price: Decimal = Decimal("0")
-    title: str = ""
-    channel_status: str = ""
-    quantity_shipped: int = 0
-    quantity_cancelled: int = 0
-    ship_by: datetime | None = None
-    deliver_by: datetime | None = None
-    external_unit_ids: list[str] = field(default_factory=list)
+class NormalizedLine(IngestLine):
+    """A line as ingest takes it, plus what the sync learns about the channel's listing."""
+
     # Shopify inventoryItem GID, TikTok sku_id: learnt into Listing.external_variant_id.
     external_variant_id: str = ""
 
@@ -139,22 +130,7 @@ class NormalizedOrder:
             shipping_method=self.shipping_method,
             marketplace_fulfilled=self.marketplace_fulfilled,
             ship_to=self.ship_to,
-            lines=[
-                IngestLine(
-                    external_id=line.external_id,
-                    channel_sku=line.channel_sku,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    title=line.title,
-                    channel_status=line.channel_status,
-                    quantity_shipped=line.quantity_shipped,
-                    quantity_cancelled=line.quantity_cancelled,
-                    ship_by=line.ship_by,
-                    deliver_by=line.deliver_by,
-                    external_unit_ids=list(line.external_unit_ids),
-                )
-                for line in self.lines
-            ],
+            lines=list(self.lines),  # NormalizedLine is an IngestLine
         )
 
 
