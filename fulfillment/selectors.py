@@ -23,7 +23,7 @@ from fulfillment.models import (
     ShipmentStatus,
     TrackingEvent,
 )
-from fulfillment.routing import MAX_CLOSED_DAYS, RouteLine, RouteNode, RouteOrder, RouteRules
+from fulfillment.routing import MAX_CLOSED_DAYS, RouteLine, RouteNode, RouteOrder, RouteRules, RoutingPlan
 from fulfillment.status import HOLDS_STOCK, PRE_SHIP
 from inventory.models import Location, Reservation, ReservationStatus, StockLevel
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, Order, OrderLine, OrderStatus
@@ -118,9 +118,16 @@ class NetworkSnapshot:
     def take(self, location_id: int, sku_id: int, units: int) -> None:
         self.atp[(location_id, sku_id)] = self.atp.get((location_id, sku_id), 0) - units
 
-    def use_capacity(self, location_id: int, day: date) -> None:
+    def use_capacity(self, location_id: int, day: date, shipments: int = 1) -> None:
         days = self.capacity_used.setdefault(location_id, {})
-        days[day] = days.get(day, 0) + 1
+        days[day] = days.get(day, 0) + shipments
+
+    def take_plan(self, plan: RoutingPlan, sign: int = 1) -> None:
+        """Count a plan's shipments and units against the snapshot (sign -1 gives them back)."""
+        for shipment in plan.shipments:
+            self.use_capacity(shipment.location_id, shipment.ship_day, sign)
+            for line in shipment.lines:
+                self.take(shipment.location_id, line.sku_id, sign * line.quantity)
 
 
 def network_snapshot(*, sku_ids: list[int], now: datetime | None = None) -> NetworkSnapshot:

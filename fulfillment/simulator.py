@@ -125,10 +125,8 @@ def simulate(*, days: int, now: datetime | None = None, limit: int = MAX_ORDERS,
             sim.unrouted_orders += 1
         sim.shipments += len(plan.shipments)
         sim.split_orders += len(plan.shipments) > 1
+        network.take_plan(plan)
         for s in plan.shipments:
-            network.use_capacity(s.location_id, s.ship_day)
-            for pl in s.lines:
-                network.take(s.location_id, pl.sku_id, pl.quantity)
             if order.ship_by:
                 sim.timed += 1
                 sim.on_time += s.on_time

@@ -342,15 +342,6 @@ def _plan_whole(fresh: OrderToRoute | None, network: NetworkSnapshot, now: datet
     return _Planned(fresh=fresh, plan=plan, duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
-def _network_take(network: NetworkSnapshot, plan: routing.RoutingPlan, sign: int = 1) -> None:
-    """Count the plan's shipments and units against the snapshot (sign -1 gives them back)."""
-    for shipment in plan.shipments:
-        days = network.capacity_used.setdefault(shipment.location_id, {})
-        days[shipment.ship_day] = days.get(shipment.ship_day, 0) + sign
-        for line in shipment.lines:
-            network.take(shipment.location_id, line.sku_id, sign * line.quantity)
-
-
 def _write_routed(
     planned: list[_Planned], *, network: NetworkSnapshot, actor: Actor, now: datetime
 ) -> dict[int, RouteResult]:
@@ -358,7 +349,8 @@ def _write_routed(
     number: one all-or-nothing reservation statement, one capacity statement (which also tries each
     order's advisory lock), one guarded transition open → allocated → released with its events, and one
     statement writing the RoutingDecisions, Shipments, ShipmentLines, line statuses and "routed" events.
-    Raises _FastPathMiss after a write when a race makes any order fall short: the caller rolls back."""
+    Raises _FastPathMiss after a write when a race makes any order fall short: the caller rolls back.
+    The caller counts the plans against the snapshot."""
     name, user = actor_resolve(actor)
     rules = network.rules
     order_ids = [p.order_id for p in planned]
@@ -439,8 +431,6 @@ def _write_routed(
         rows = cursor.fetchall()
     if len(rows) != len(shipments) or rows[0][4] != len(planned_lines) or rows[0][5] != len(planned):
         raise RuntimeError(f"orders {order_ids}: the routing write returned {rows!r}")  # rolls them back
-    for p in planned:
-        _network_take(network, p.plan)
     decision_of = {order_id: decision_id for order_id, decision_id, *_ in rows}
     shipment_of = {(order_id, location_id): shipment_id for order_id, _, shipment_id, location_id, *_ in rows}
     return {
@@ -470,7 +460,9 @@ def _route_fast(*, order_id: int, network: NetworkSnapshot, actor: Actor, now: d
     planned = _plan_whole(orders_to_route([order_id]).get(order_id), network, now, started)
     if planned is None:
         return None
-    return _write_routed([planned], network=network, actor=actor, now=now)[order_id]
+    result = _write_routed([planned], network=network, actor=actor, now=now)[order_id]
+    network.take_plan(planned.plan)
+    return result
 
 
 def _route_batch(
@@ -502,13 +494,12 @@ def _route_batch(
                 others.append(order_id)
                 continue
             planned.append(item)
-            _network_take(network, item.plan)  # the next order is planned on what this one leaves
-    finally:
+            network.take_plan(item.plan)  # the next order is planned on what this one leaves
+        return (_write_routed(planned, network=network, actor=actor, now=now) if planned else {}), others
+    except BaseException:
         for item in planned:
-            _network_take(network, item.plan, sign=-1)  # _write_routed counts them once written
-    if not planned:
-        return {}, others
-    return _write_routed(planned, network=network, actor=actor, now=now), others
+            network.take_plan(item.plan, sign=-1)  # rolled back: the units are free again
+        raise
 
 
 @cache
@@ -609,10 +600,7 @@ def _route_locked(
             network.capacity_used.setdefault(exc.location_id, {})[exc.day] = full
         if attempt == RESERVE_ATTEMPTS - 1:
             plan = replace(plan, shipments=[], unrouted=_all_unrouted(route_order, "stock or capacity kept moving"))
-    for shipment in plan.shipments:
-        network.use_capacity(shipment.location_id, shipment.ship_day)
-        for line in shipment.lines:
-            network.take(shipment.location_id, line.sku_id, line.quantity)
+    network.take_plan(plan)
 
     backordered, exceptions = _unrouted_outcome(fresh, plan, actor=actor)
     outcome = _outcome(plan, backordered, exceptions)
