@@ -15,10 +15,12 @@ Admin endpoints, the same on every sandbox (no auth: loopback only):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -566,14 +568,43 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """Remembers its open connections so that stopping ends them: a client's idle keep-alive connection
+    would otherwise keep its handler thread reading after the server is gone."""
+
+    daemon_threads = False  # server_close() joins the handler threads
+    block_on_close = True
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            open_now = list(self.connections)
+        for request in open_now:
+            with contextlib.suppress(OSError):  # already closed by the client
+                request.shutdown(socket.SHUT_RDWR)
+
+
 class SandboxServer:
-    """A ThreadingHTTPServer running one SandboxApp in a daemon thread."""
+    """A threading HTTP server running one SandboxApp in a daemon thread."""
 
     def __init__(self, app: SandboxApp, host: str, port: int):
         handler = type(f"{type(app).__name__}Handler", (_Handler,), {"app": app})
         self.app = app
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name=f"sandbox-{app.kind}")
 
@@ -587,5 +618,6 @@ class SandboxServer:
     def stop(self) -> None:
         self.app.close()
         self.httpd.shutdown()
+        self.httpd.close_connections()
         self.httpd.server_close()
         self.httpd.server_close()
