@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -74,7 +75,7 @@ class Location(models.Model):
         null=True, blank=True, help_text="Shipments per day; empty = unlimited"
     )
     ship_days = ArrayField(
-        models.PositiveSmallIntegerField(),
+        models.PositiveSmallIntegerField(validators=[MaxValueValidator(6)]),
         default=all_weekdays,
         help_text="Weekdays the node ships, 0 = Monday … 6 = Sunday (e.g. 0,1,2,3,4 for Monday to Friday)",
     )
