@@ -135,7 +135,7 @@ def orders_route(
         # the orders were just read for the snapshot: that read serves as the re-read).
         try:
             with transaction.atomic(durable=True):
-                done, _others = _route_batch(order_ids=ids, network=network, actor=actor, now=now, fresh=preview)
+                done = _route_batch(order_ids=ids, network=network, actor=actor, now=now, fresh=preview)
         except _FastPathMiss:
             # Rolled back: a race. Every order goes one by one, each in its own transaction.
             done = {}
@@ -472,11 +472,12 @@ def _route_batch(
     actor: Actor,
     now: datetime | None,
     fresh: dict[int, OrderToRoute] | None = None,
-) -> tuple[dict[int, RouteResult], list[int]]:
+) -> dict[int, RouteResult]:
     """Several orders on the normal path in ONE transaction and five statements in all: one re-read of
-    every order, then _write_routed. Returns the results and the orders not of the normal shape, left for
-    the caller. Each order is planned on what the orders before it leave. Raises _FastPathMiss (the
-    caller's transaction rolls back, nothing kept) when a race makes any order fall short.
+    every order, then _write_routed. Returns the results of the orders routed; the others (not of the
+    normal shape) are left for the caller. Each order is planned on what the orders before it leave.
+    Raises _FastPathMiss (the caller's transaction rolls back, nothing kept) when a race makes any order
+    fall short.
 
     ``fresh``: the orders as read a moment ago (for the snapshot), instead of reading them again. The
     writes guard what a stale read could get wrong either way: the transition only moves orders still
@@ -486,16 +487,13 @@ def _route_batch(
     if fresh is None:
         fresh = orders_to_route(order_ids)
     planned: list[_Planned] = []
-    others = []
     try:
         for order_id in order_ids:
             item = _plan_whole(fresh.get(order_id), network, now, time.perf_counter())
-            if item is None:
-                others.append(order_id)
-                continue
-            planned.append(item)
-            network.take_plan(item.plan)  # the next order is planned on what this one leaves
-        return (_write_routed(planned, network=network, actor=actor, now=now) if planned else {}), others
+            if item is not None:
+                planned.append(item)
+                network.take_plan(item.plan)  # the next order is planned on what this one leaves
+        return _write_routed(planned, network=network, actor=actor, now=now) if planned else {}
     except BaseException:
         for item in planned:
             network.take_plan(item.plan, sign=-1)  # rolled back: the units are free again
