@@ -163,27 +163,29 @@ def cancellation_enqueue(
     return message
 
 
-def pickup_ready_enqueue(*, order: Order, shipment_id: int) -> OutboxMessage:
-    """Queue the notice that the order's store pickup is ready (the channel tells the buyer)."""
+def _order_notice_enqueue(*, order: Order, kind: str, dedupe_key: str) -> OutboxMessage:
+    """A message whose payload is the order's channel id alone."""
     message, _ = outbox_enqueue(
         account_id=order.account_id,
-        kind=OutboxKind.PICKUP_READY,
-        dedupe_key=f"pickup_ready:{order.external_id}:shipment-{shipment_id}",
+        kind=kind,
+        dedupe_key=dedupe_key,
         order_id=order.pk,
         payload={"order_external_id": order.external_id},
     )
     return message
+
+
+def pickup_ready_enqueue(*, order: Order, shipment_id: int) -> OutboxMessage:
+    """Queue the notice that the order's store pickup is ready (the channel tells the buyer)."""
+    return _order_notice_enqueue(
+        order=order,
+        kind=OutboxKind.PICKUP_READY,
+        dedupe_key=f"pickup_ready:{order.external_id}:shipment-{shipment_id}",
+    )
 
 
 def acknowledgement_enqueue(*, order: Order) -> OutboxMessage:
-    message, _ = outbox_enqueue(
-        account_id=order.account_id,
-        kind=OutboxKind.ACKNOWLEDGE,
-        dedupe_key=f"ack:{order.external_id}",
-        order_id=order.pk,
-        payload={"order_external_id": order.external_id},
-    )
-    return message
+    return _order_notice_enqueue(order=order, kind=OutboxKind.ACKNOWLEDGE, dedupe_key=f"ack:{order.external_id}")
 
 
 def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) -> int:
