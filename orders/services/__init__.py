@@ -33,7 +33,7 @@ from orders.models import (
     Severity,
     ShipToAddress,
 )
-from orders.services.ingest import IngestAddress
+from orders.services.ingest import ROUTABLE_AGAIN, IngestAddress
 from orders.status import can_transition, determine_order_status
 
 Actor = AbstractBaseUser | str
@@ -386,7 +386,7 @@ def orders_pickup_store_set(*, account_id: int, pickup_location_ref: str, locati
             Order.objects.filter(
                 account_id=account_id,
                 pickup_location_ref=pickup_location_ref,
-                status__in=(OrderStatus.PENDING, OrderStatus.OPEN),
+                status__in=list(ROUTABLE_AGAIN),
             )
             .exclude(pickup_location_id=location_id)
             .order_by("pk")
@@ -394,7 +394,7 @@ def orders_pickup_store_set(*, account_id: int, pickup_location_ref: str, locati
         )
         for order_id in order_ids:
             locked = _lock_order(order_id)
-            if locked.status not in (OrderStatus.PENDING, OrderStatus.OPEN):
+            if locked.status not in ROUTABLE_AGAIN:
                 continue
             before = locked.pickup_location_id
             locked.pickup_location_id = location_id

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 ACTIVE_LINE_STATUS = {OrderStatus.PENDING: LineStatus.PENDING}
-# Statuses in which nothing is routed yet: where the order goes may still change.
+# Statuses in which nothing is routed yet: where the order goes (its pickup store) may still change.
 ROUTABLE_AGAIN = frozenset({OrderStatus.PENDING, OrderStatus.OPEN})
 SERVICE_LEVELS = tuple(value for value, _ in Order._meta.get_field("service_level").choices)
 
