@@ -29,6 +29,12 @@ class BufferPolicy(models.TextChoices):
     DYNAMIC = "dynamic", "Dynamic (sales velocity)"
 
 
+class BuyerCancelPolicy(models.TextChoices):
+    # What happens when a buyer asks the channel to cancel an order.
+    AUTO_ACCEPT = "auto_accept", "Accept automatically while nothing is picked"
+    REVIEW = "review", "Hold the order and ask a person"
+
+
 class ChannelAccount(models.Model):
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
     name = models.CharField(max_length=100, unique=True, help_text="e.g. amazon-us, shopify-main")
@@ -60,6 +66,9 @@ class ChannelAccount(models.Model):
     )
     buffer_policy = models.CharField(max_length=16, choices=BufferPolicy.choices, default=BufferPolicy.NONE)
     buffer_value = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal("0"))
+    buyer_cancel_policy = models.CharField(
+        max_length=16, choices=BuyerCancelPolicy.choices, default=BuyerCancelPolicy.AUTO_ACCEPT
+    )
     is_enabled = models.BooleanField(default=True)
     # Measured by the sync: now minus the newest source_updated_at seen.
     sync_lag_seconds = models.FloatField(null=True, blank=True)
@@ -235,6 +244,8 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
+    # The channel's whole error answer (status, code, message, details), as it sent it.
+    last_error_detail = models.JSONField(default=dict, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     response = models.JSONField(default=dict, blank=True)
     order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.CASCADE, related_name="+")

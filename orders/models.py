@@ -40,6 +40,14 @@ class LineStatus(models.TextChoices):
     RETURNED = "returned", "Returned"
 
 
+class CancelInitiator(models.TextChoices):
+    """Who a cancellation is charged to: the scorecards count seller-fault cancels apart from the rest."""
+
+    SELLER = "seller", "Seller (no stock, cannot ship)"
+    BUYER = "buyer", "Buyer requested"
+    MARKETPLACE = "marketplace", "Marketplace (e.g. auto-cancel, payment)"
+
+
 class ShipToAddress(models.Model):
     """The buyer's PII, kept in one row per order so it can be purged on the channel's schedule."""
 
@@ -102,6 +110,12 @@ class Order(models.Model):
     )
     customer_name = models.CharField(max_length=255, blank=True, help_text="For search; purged with the address")
     on_hold = models.BooleanField(default=False, help_text="True while any hold is active")
+    # A buyer asked the channel to cancel (Walmart intentToCancel, Amazon cancellationRequest, eBay
+    # cancelRequests, TikTok cancel requests): the order is held until the request is settled.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_request_reason = models.CharField(max_length=255, blank=True)
+    # Who the order's cancelled units are charged to (the latest cancellation's initiator).
+    cancel_initiator = models.CharField(max_length=16, choices=CancelInitiator.choices, blank=True)
     # Watermark: an older channel payload never moves the order backwards.
     source_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -211,6 +225,7 @@ class HoldKind(models.TextChoices):
     MANUAL = "manual", "Manual"
     UNMAPPED_SKU = "unmapped_sku", "Unmapped SKU"
     UNMAPPED_LOCATION = "unmapped_location", "Unmapped pickup store"
+    CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
 
 
 class Hold(models.Model):
@@ -256,6 +271,8 @@ class ExceptionKind(models.TextChoices):
     TRACKING_MISSING = "tracking_missing", "No carrier scan"
     DELIVERY_LATE = "delivery_late", "Delivery late"
     PICKUP_EXPIRED = "pickup_expired", "Pickup expired"
+    CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
+    LISTING_NOT_FOUND = "listing_not_found", "Listing not found at channel"
     METRIC_WARNING = "metric_warning", "Scorecard early warning"
     OTHER = "other", "Other"
 

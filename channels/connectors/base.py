@@ -29,11 +29,22 @@ from orders.services.ingest import IngestAddress, IngestLine, IngestOrder
 class ChannelError(Exception):
     """A call to the channel failed. ``retryable`` says whether the same call may succeed later."""
 
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None, status: int = 0):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        status: int = 0,
+        detail: Any = None,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        # The channel's whole error answer as it sent it (errors with code, message and details),
+        # kept on the outbox message so ops see the channel's own words.
+        self.detail = detail
 
 
 class ChannelThrottled(ChannelError):
@@ -107,6 +118,10 @@ class NormalizedOrder:
     service_level: str = "ship"
     pickup_location_ref: str = ""
     pickup_location_name: str = ""
+    # The buyer asked the channel to cancel (Walmart intentToCancel, Amazon cancellationRequest by
+    # BUYER, eBay cancelRequests, TikTok cancel request): held at once, accepted per account policy.
+    cancel_requested: bool = False
+    cancel_request_reason: str = ""
 
     def to_ingest(self, pickup_locations: Mapping[str, int] | None = None) -> IngestOrder:
         """``pickup_locations``: the account's mapped locations {channel location id: Location id}."""
@@ -131,6 +146,8 @@ class NormalizedOrder:
             marketplace_fulfilled=self.marketplace_fulfilled,
             ship_to=self.ship_to,
             lines=list(self.lines),  # NormalizedLine is an IngestLine
+            cancel_requested=self.cancel_requested,
+            cancel_request_reason=self.cancel_request_reason,
         )
 
 
@@ -185,6 +202,14 @@ class InventoryQuantity:
     previous_quantity: int | None = None
 
 
+@dataclass(frozen=True)
+class ListingIds:
+    """A listing's ids at the channel, resolved from its SKU (Listing.external_listing_id / _variant_id)."""
+
+    external_listing_id: str = ""
+    external_variant_id: str = ""
+
+
 @dataclass
 class SendResult:
     """What the channel answered; ``state`` is kept on the outbox row for the next attempt."""
@@ -192,6 +217,10 @@ class SendResult:
     response: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     already_applied: bool = False
+    # Inventory pushes, per item: {channel SKU: quantity the channel acknowledged} and
+    # {channel SKU: why the channel refused it}. Only acknowledged quantities count as pushed.
+    acknowledged: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -448,7 +477,18 @@ class Connector:
         raise NotImplementedError
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        """Set each quantity at the channel; the result names, per channel SKU, what the channel
+        acknowledged and what it refused (``acknowledged`` / ``rejected``)."""
         raise NotImplementedError
+
+    # True where a push addresses the channel's own id of the listing (Shopify inventory item, TikTok
+    # product and SKU id), which must be resolved from the SKU before a first push.
+    push_needs_listing_ids: ClassVar[bool] = False
+
+    def resolve_listings(self, channel_skus: list[str]) -> dict[str, ListingIds]:
+        """Look the SKUs up at the channel: {channel SKU: its ids} for those found; absent ones are
+        not listed there (the caller opens a "listing not found at channel" case)."""
+        return {}
 
     def pickup_ready(self, order_external_id: str, *, state: dict) -> SendResult:
         """Tell the channel the order's store pickup is ready (only where supports_pickup_ready)."""

@@ -98,6 +98,9 @@ class IngestOrder:
     service_level: str = "ship"
     pickup_location_id: int | None = None
     pickup_location_ref: str = ""
+    # The buyer asked the channel to cancel the order.
+    cancel_requested: bool = False
+    cancel_request_reason: str = ""
 
 
 @dataclass(frozen=True)
