@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from channels.sandbox.contract import ContractViolation, operation, template_for
 
 log = logging.getLogger("waybill.sandbox")
 
@@ -154,6 +156,8 @@ class SandboxState:
             self.inventory_log: list[dict] = []
             self.webhooks: list[dict] = []
             self.requests = 0
+            # Requests refused because they break the published model: what a test reads back.
+            self.contract_violations: list[dict] = []
             self.extra: dict[str, Any] = {}
 
     def stamp(self) -> datetime:
@@ -308,6 +312,7 @@ class SandboxState:
                 "inventory_log": self.inventory_log[-200:],
                 "webhooks": self.webhooks[-200:],
                 "requests": self.requests,
+                "contract_violations": self.contract_violations[-200:],
                 "faults": self.faults.__dict__,
             }
 
@@ -487,6 +492,39 @@ class SandboxApp:
     def server_error(self) -> Response:
         return Response(500, {"errors": [{"code": "InternalFailure", "message": "We encountered an internal error."}]})
 
+    # --- the published contract ------------------------------------------------------------------
+
+    # (model file in ../shared/channel-specs, the base path the model's paths sit under on the wire).
+    contracts: ClassVar[list[tuple[str, str]]] = []
+
+    def request_violations(self, request: Request) -> list[ContractViolation]:
+        """What the request breaks in the published model (body schema, query parameters), plus the
+        limits the model states only in prose (``prose_violations``)."""
+        for spec_name, prefix in self.contracts:
+            if not request.path.startswith(prefix):
+                continue
+            template = template_for(spec_name, request.path[len(prefix) :] or "/")
+            if template is None:
+                continue
+            try:
+                op = operation(spec_name, request.method, template)
+            except KeyError:
+                continue
+            body = request.json() if request.body and op.body_schema is not None else None
+            query = {name: values[0] for name, values in request.query.items() if values}
+            return op.violations(body=body, query=query) + self.prose_violations(request, template, body)
+        return []
+
+    def prose_violations(self, request: Request, template: str, body: Any) -> list[ContractViolation]:
+        """Constraints the model states in descriptions rather than in its schema."""
+        return []
+
+    def contract_error(self, request: Request, violations: list[ContractViolation]) -> Response:
+        """The channel's own error envelope for a request the model refuses."""
+        return Response(
+            400, {"errors": [{"code": "InvalidInput", "message": str(v), "details": v.where} for v in violations]}
+        )
+
     def dispatch(self, request: Request) -> Response:
         parts = request.path.strip("/").split("/")
         for method, pattern, handler in self._routes:
@@ -499,11 +537,22 @@ class SandboxApp:
                 elif want != got:
                     break
             else:
-                if not request.path.startswith("/_sandbox/"):
-                    early = self.before(request)
-                    if early is not None:
-                        return early
                 try:
+                    if not request.path.startswith("/_sandbox/"):
+                        early = self.before(request)
+                        if early is not None:
+                            return early
+                        violations = self.request_violations(request)
+                        if violations:
+                            with self.state.lock:
+                                self.state.contract_violations.append(
+                                    {
+                                        "method": request.method,
+                                        "path": request.path,
+                                        "violations": [str(v) for v in violations],
+                                    }
+                                )
+                            return self.contract_error(request, violations)
                     return handler(request, **kwargs)
                 except json.JSONDecodeError:
                     return Response(400, {"errors": [{"code": "InvalidInput", "message": "Body is not JSON"}]})
