@@ -180,6 +180,8 @@ class InboundStatus(models.TextChoices):
     PROCESSED = "processed", "Processed"
     SKIPPED = "skipped", "Skipped"
     FAILED = "failed", "Failed"
+    # A person gave up on a failed event: the sync stops re-reading its order.
+    DISCARDED = "discarded", "Discarded"
 
 
 class InboundEvent(models.Model):

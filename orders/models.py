@@ -93,6 +93,9 @@ class Order(models.Model):
         default="ship",
     )
     shipping_method = models.CharField(max_length=64, blank=True)
+    # The channel's marketplace the order was placed on (Amazon salesChannel.marketplaceId): an
+    # account may sell on several, and the channel wants the order's own one back.
+    channel_marketplace_id = models.CharField(max_length=64, blank=True)
     # Store pickup: the store the buyer chose. The channel's id for it is kept as sent, so an order
     # whose store is not mapped yet is never routed to another store.
     pickup_location = models.ForeignKey(

@@ -122,6 +122,10 @@ class NormalizedOrder:
     # BUYER, eBay cancelRequests, TikTok cancel request): held at once, accepted per account policy.
     cancel_requested: bool = False
     cancel_request_reason: str = ""
+    # Who cancelled what the channel reports cancelled: an orders.models.CancelInitiator value, or "".
+    cancelled_by: str = ""
+    # The channel's marketplace of the order (Amazon salesChannel.marketplaceId).
+    marketplace_id: str = ""
 
     def to_ingest(self, pickup_locations: Mapping[str, int] | None = None) -> IngestOrder:
         """``pickup_locations``: the account's mapped locations {channel location id: Location id}."""
@@ -148,6 +152,8 @@ class NormalizedOrder:
             lines=list(self.lines),  # NormalizedLine is an IngestLine
             cancel_requested=self.cancel_requested,
             cancel_request_reason=self.cancel_request_reason,
+            cancelled_by=self.cancelled_by,
+            marketplace_id=self.marketplace_id,
         )
 
 

@@ -101,6 +101,9 @@ class IngestOrder:
     # The buyer asked the channel to cancel the order.
     cancel_requested: bool = False
     cancel_request_reason: str = ""
+    # Who cancelled the units the channel reports cancelled (orders.models.CancelInitiator), or "".
+    cancelled_by: str = ""
+    marketplace_id: str = ""
 
 
 @dataclass(frozen=True)
