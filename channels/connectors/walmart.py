@@ -9,6 +9,12 @@ Status is per line, as quantities per status. A list call returns one ship node 
 (``shipNodeType`` defaults to SellerFulfilled), so WFS orders are read in a second pass and recorded
 as marketplace-fulfilled. Walmart orders carry no modification time; a line's ``statusDate`` (the
 newest across lines) is the order's source time.
+
+A customer's cancellation request marks lines ``intentToCancel``: the order is normalised as
+``cancel_requested``, a cancellation of such lines is sent with CUSTOMER_REQUESTED_SELLER_TO_CANCEL
+(which the model allows for those lines only), and Walmart refuses to ship them unless the seller
+overrides, which Waybill never does on its own. Inventory is pushed per SKU; each SKU's answer is
+recorded as acknowledged or rejected (a SKU Walmart does not list is rejected with Walmart's words).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 
@@ -31,6 +38,7 @@ from channels.connectors.base import (
     ChannelHttp,
     Connector,
     InventoryQuantity,
+    ListingIds,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -77,6 +85,10 @@ CANCEL_REASONS = {
     "PricingError": "SELLER_CANCEL_PRICING_ERROR",
 }
 WALMART_REASONS = set(CANCEL_REASONS.values())
+BUYER_REASON = "CUSTOMER_REQUESTED_SELLER_TO_CANCEL"
+# Who a cancellationReason charges the cancelled units to (orders.models.CancelInitiator values).
+CANCELLED_BY = {BUYER_REASON: "buyer", **{reason: "seller" for reason in WALMART_REASONS if reason != BUYER_REASON}}
+INTENT_VALUES = {"Y", "YES", "TRUE", "1"}
 COUNTRIES = {"USA": "US", "US": "US", "CAN": "CA", "MEX": "MX"}
 
 _token_cache: dict[tuple, tuple[str, float]] = {}
@@ -106,15 +118,39 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _errors(response: httpx.Response) -> str:
+def _error_list(response: httpx.Response) -> list[dict]:
+    """Walmart's errors, as the model declares them (``{"errors": [...]}``) or as XML-shaped JSON
+    (``{"errors": {"error": [...]}}``)."""
     try:
         body = response.json()
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if isinstance(errors, dict):
-            errors = errors.get("error")
-        return "; ".join(f"{e.get('code')}: {e.get('description')}" for e in errors or []) or response.text[:200]
-    except (ValueError, AttributeError):
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        errors = errors.get("error")
+    if isinstance(errors, dict):
+        errors = [errors]
+    return [e for e in errors or [] if isinstance(e, dict)]
+
+
+def _errors(response: httpx.Response) -> str:
+    errors = _error_list(response)
+    if not errors:
         return response.text[:200]
+    return "; ".join(
+        f"{e.get('code')}: {e.get('description')}" + (f" ({e['field']})" if e.get("field") else "") for e in errors
+    )
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"status": response.status_code, "body": response.text[:2000]}
+
+
+def _intent(line: Any) -> bool:
+    return isinstance(line, dict) and str(line.get("intentToCancel") or "").strip().upper() in INTENT_VALUES
 
 
 class WalmartHttp(ChannelHttp):
@@ -187,6 +223,7 @@ class WalmartConnector(Connector):
             f"{what}: HTTP {response.status_code}: {_errors(response)}",
             retryable=response.status_code >= 500,
             status=response.status_code,
+            detail=_detail(response),
         )
 
     # --- reading orders ------------------------------------------------------------------------
@@ -225,7 +262,8 @@ class WalmartConnector(Connector):
                 url, params = "/v3/orders" + (cursor if cursor.startswith("?") else "?" + cursor), None
 
     def get_order(self, external_id: str) -> dict:
-        response = self.call("GET", f"/v3/orders/{external_id}")
+        """getAnOrder: the order as one element of a getAllOrders page (GetOrderResponseRecord)."""
+        response = self.call("GET", f"/v3/orders/{quote(external_id, safe='')}")
         if response.status_code != 200:
             raise self._fail(f"getAnOrder {external_id}", response)
         data = json_body(response, "getAnOrder")
@@ -263,6 +301,8 @@ class WalmartConnector(Connector):
         total = Decimal("0")
         seen_statuses: set[str] = set()
         created = 0
+        intent_lines: list[str] = []
+        cancel_reasons: set[str] = set()
         for index, item in enumerate(raw_lines):
             path = f"orderLines.orderLine[{index}]"
             item = require_obj(item, path)
@@ -292,11 +332,16 @@ class WalmartConnector(Connector):
                     f"{s_path}.statusQuantity.amount",
                 )
                 by_status[name] = by_status.get(name, 0) + amount
+                if name == "Cancelled" and amount:
+                    cancel_reasons.add(str(status.get("cancellationReason") or ""))
             if sum(by_status.values()) > quantity:
                 raise PayloadError(
                     f"{path}.orderLineStatuses", f"status quantities {sum(by_status.values())} exceed {quantity}"
                 )
             seen_statuses |= {name for name, amount in by_status.items() if amount}
+            open_units = quantity - sum(by_status.get(s, 0) for s in ("Cancelled", *SHIPPED_STATUSES))
+            if _intent(item) and open_units > 0:
+                intent_lines.append(number)
             created += by_status.get("Created", 0)
             line_total = Decimal("0")
             charges = require_obj(item.get("charges"), f"{path}.charges", required=False).get("charge") or []
@@ -339,8 +384,12 @@ class WalmartConnector(Connector):
             postal_code=address.get("postalCode"),
             country_code=COUNTRIES.get(country.upper(), country if len(country) == 2 else ""),
             phone=shipping.get("phone"),
+            email=raw.get("customerEmailId"),
         )
         wfs = node_type == "WFSFulfilled"
+        charged = {CANCELLED_BY.get(reason, "") for reason in cancel_reasons}
+        # A seller-fault reason on any line is what the scorecards must see; unknown reasons name no one.
+        cancelled_by = "seller" if "seller" in charged else ("buyer" if charged == {"buyer"} else "")
         return NormalizedOrder(
             external_id=order_id,
             external_reference=str(raw.get("customerOrderId") or "")[:128],
@@ -358,12 +407,19 @@ class WalmartConnector(Connector):
             shipping_method=str(shipping.get("methodCode") or "")[:64],
             marketplace_fulfilled=wfs,
             needs_acknowledgement=created > 0 and not wfs,
+            cancel_requested=bool(intent_lines),
+            cancel_request_reason=(
+                f"The customer asked Walmart to cancel line(s) {', '.join(intent_lines)} (intentToCancel)"
+                if intent_lines
+                else ""
+            ),
+            cancelled_by=cancelled_by,
         )
 
     # --- writes --------------------------------------------------------------------------------
 
     def acknowledge(self, external_id: str) -> SendResult:
-        response = self.call("POST", f"/v3/orders/{external_id}/acknowledge")
+        response = self.call("POST", f"/v3/orders/{quote(external_id, safe='')}/acknowledge")
         if response.status_code == 200:
             return SendResult(response={"acknowledged": external_id})
         if response.status_code == 400 and not self._awaits_acknowledgement(external_id):
@@ -424,18 +480,21 @@ class WalmartConnector(Connector):
                 }
             }
         }
-        response = self.call("POST", f"/v3/orders/{shipment.order_external_id}/shipping", json=body)
+        response = self.call("POST", f"/v3/orders/{quote(shipment.order_external_id, safe='')}/shipping", json=body)
         if response.status_code != 200:
             raise self._fail(f"shippingUpdates {shipment.order_external_id}", response)
         return SendResult(response={"shipped_lines": [line.external_line_id for line in shipment.lines]})
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
-        reason = cancel.reason if cancel.reason in WALMART_REASONS else CANCEL_REASONS.get(cancel.reason)
-        if reason is None:
-            reason = "SELLER_CANCEL_OUT_OF_STOCK"
+        raw = self.get_order(cancel.order_external_id)
+        order = self.parse_order(raw)
+        intents = {
+            str(line.get("lineNumber"))
+            for line in (raw.get("orderLines") or {}).get("orderLine") or []
+            if _intent(line)
+        }
         wanted = [(line.external_line_id, line.quantity) for line in cancel.lines]
         if not wanted:
-            order = self.parse_order(self.get_order(cancel.order_external_id))
             wanted = [
                 (line.external_id, line.quantity - line.quantity_shipped - line.quantity_cancelled)
                 for line in order.lines
@@ -443,6 +502,21 @@ class WalmartConnector(Connector):
             ]
             if not wanted:
                 return SendResult(response={"nothing_open": True}, already_applied=True)
+        requested = cancel.reason if cancel.reason in WALMART_REASONS else CANCEL_REASONS.get(cancel.reason)
+        requested = requested or "SELLER_CANCEL_OUT_OF_STOCK"
+        # A line the customer asked to cancel is cancelled at their request, whatever Waybill's reason; the
+        # model allows CUSTOMER_REQUESTED_SELLER_TO_CANCEL for those lines only.
+        reasons = {number: BUYER_REASON if number in intents else requested for number, _ in wanted}
+        unasked = sorted(
+            number for number, reason in reasons.items() if reason == BUYER_REASON and number not in intents
+        )
+        if unasked:
+            raise ChannelError(
+                f"Walmart takes {BUYER_REASON} only for lines the customer asked to cancel at Walmart "
+                f"(intentToCancel); line(s) {', '.join(unasked)} of {cancel.order_external_id} have no such request: "
+                "cancel them with a seller reason",
+                retryable=False,
+            )
         body = {
             "orderCancellation": {
                 "orderLines": {
@@ -453,7 +527,7 @@ class WalmartConnector(Connector):
                                 "orderLineStatus": [
                                     {
                                         "status": "Cancelled",
-                                        "cancellationReason": reason,
+                                        "cancellationReason": reasons[number],
                                         "statusQuantity": {"unitOfMeasurement": "EACH", "amount": str(quantity)},
                                     }
                                 ]
@@ -464,10 +538,11 @@ class WalmartConnector(Connector):
                 }
             }
         }
-        response = self.call("POST", f"/v3/orders/{cancel.order_external_id}/cancel", json=body)
+        response = self.call("POST", f"/v3/orders/{quote(cancel.order_external_id, safe='')}/cancel", json=body)
         if response.status_code != 200:
             raise self._fail(f"cancelOrderLines {cancel.order_external_id}", response)
-        return SendResult(response={"cancelled": dict(wanted), "reason": reason})
+        reason = BUYER_REASON if set(reasons.values()) == {BUYER_REASON} else requested
+        return SendResult(response={"cancelled": dict(wanted), "reason": reason, "reasons": reasons})
 
     def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
         if kind == "ship_confirmation":
@@ -487,7 +562,10 @@ class WalmartConnector(Connector):
         return False
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
-        accepted = []
+        """updateInventoryForAnItem per SKU. Walmart's 200 answer is the acknowledgement; a 4xx refuses that
+        SKU alone (an item Walmart does not list: 404 CONTENT_NOT_FOUND) and the rest still go."""
+        acknowledged: dict[str, int] = {}
+        rejected: dict[str, str] = {}
         for item in quantities:
             response = self.call(
                 "PUT",
@@ -495,10 +573,37 @@ class WalmartConnector(Connector):
                 params={"sku": item.channel_sku},
                 json={"sku": item.channel_sku, "quantity": {"unit": "EACH", "amount": item.quantity}},
             )
-            if response.status_code != 200:
+            if response.status_code == 200:
+                answer = json_body(response, "updateInventoryForAnItem")
+                amount = (answer.get("quantity") or {}).get("amount") if isinstance(answer, dict) else None
+                if answer.get("sku") != item.channel_sku or not isinstance(amount, (int, float)):
+                    raise ChannelError(
+                        f"updateInventoryForAnItem {item.channel_sku}: the answer does not name the SKU and quantity",
+                        retryable=True,
+                        detail=answer,
+                    )
+                acknowledged[item.channel_sku] = int(amount)
+            elif 400 <= response.status_code < 500 and response.status_code not in (401, 403):
+                rejected[item.channel_sku] = f"HTTP {response.status_code}: {_errors(response)}"[:500]
+            else:
                 raise self._fail(f"updateInventoryForAnItem {item.channel_sku}", response)
-            accepted.append(item.channel_sku)
-        return SendResult(response={"accepted": accepted})
+        return SendResult(
+            response={"accepted": sorted(acknowledged), "rejected": rejected},
+            acknowledged=acknowledged,
+            rejected=rejected,
+        )
+
+    def resolve_listings(self, channel_skus: list[str]) -> dict[str, ListingIds]:
+        """getInventory per SKU: Walmart addresses an item by the seller's SKU, so a SKU it knows needs no
+        other id; one it answers 404 for is not listed there."""
+        found: dict[str, ListingIds] = {}
+        for sku in channel_skus:
+            response = self.call("GET", "/v3/inventory", params={"sku": sku})
+            if response.status_code == 200:
+                found[sku] = ListingIds()
+            elif response.status_code != 404:
+                raise self._fail(f"getInventory {sku}", response)
+        return found
 
 
 def _order_status(lines: list[NormalizedLine], seen: set[str]) -> str:

@@ -670,3 +670,34 @@ class SandboxServer:
         self.httpd.close_connections()
         self.httpd.server_close()
         self.httpd.server_close()
+
+
+def sandbox_order_edit(state: SandboxState, data: dict) -> SandboxOrder | str:
+    """An order edited at the channel after creation (the buyer corrects the address, the marketplace moves
+    the promise): ``{"order_id", "address": {line1, line2, city, region, postal_code, country_code, phone},
+    "buyer_name", "ship_by", "deliver_by" (ISO)}``. Bumps the order's modified time. Returns the order, or
+    why the edit is refused."""
+    with state.lock:
+        order = state.orders.get(str(data.get("order_id") or ""))
+        if order is None:
+            return f"unknown order {data.get('order_id')!r}"
+        address = data.get("address") or {}
+        unknown = set(address) - set(order.address)
+        if unknown:
+            return f"unknown address fields {sorted(unknown)}"
+        dates = {}
+        for name in ("ship_by", "deliver_by"):
+            if data.get(name):
+                try:
+                    dates[name] = datetime.fromisoformat(str(data[name]).replace("Z", "+00:00"))
+                except ValueError:
+                    return f"{name} is not an ISO date-time"
+                if dates[name].tzinfo is None:
+                    return f"{name} has no time zone"
+        order.address.update({key: str(value) for key, value in address.items()})
+        if data.get("buyer_name"):
+            order.buyer_name = str(data["buyer_name"])
+        for name, value in dates.items():
+            setattr(order, name, value)
+        state.touch(order)
+        return order

@@ -7,6 +7,21 @@ when asked for), no orders answered 404 CONTENT_NOT_FOUND. Calls need ``WM_SEC.A
 ``WM_QOS.CORRELATION_ID``, ``WM_SVC.NAME`` and ``Accept: application/json`` (XML otherwise).
 Throttling answers 429 with ``x-current-token-count`` and ``x-next-replenishment-time`` (epoch ms).
 Unshipped lines are cancelled by the marketplace ``auto_cancel_days`` after the ship date.
+
+Every call is checked against those models (``contracts``; the shipping body against the shipment line
+types, see channels.sandbox.contract.ERRATA) and the rules they state in prose: ``limit`` at most 200,
+``shipNodeType`` and ``status`` values, ISO dates; a shipment only for lines that exist, ``Shipped`` with a
+quantity no larger than what is unshipped, times in epoch milliseconds, ``sellerOrderId`` of at most 30
+characters, ``trackingURL`` with ``otherCarrier``; a cancellation ``Cancelled`` with a reason of the enum,
+CUSTOMER_REQUESTED_SELLER_TO_CANCEL only for lines the customer asked to cancel. Refusals answer 400 with
+the model's error list (GatewayError: code, field, description, info, severity, category, causes).
+
+Buyer cancellation requests: ``POST /_sandbox/walmart/intent_to_cancel {"purchaseOrderId", "lines"}`` marks
+lines ``intentToCancel``; shipping such a line needs ``intentToCancelOverride: true``, and once the seller
+accepted the request (cancelled with CUSTOMER_REQUESTED_SELLER_TO_CANCEL) no line of the order ships.
+The catalog (``POST /_sandbox/catalog {"add": [...], "remove": [...]}``) is what Walmart lists, ordered or
+not; inventory for a SKU outside it is refused. ``POST /_sandbox/edit`` changes an order's address or
+promise after creation.
 """
 
 from __future__ import annotations
@@ -19,7 +34,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState, TokenBucket, utcnow
+from jsonschema import Draft4Validator
+
+from channels.sandbox.base import (
+    SKU_CODES,
+    Request,
+    Response,
+    SandboxApp,
+    SandboxOrder,
+    SandboxState,
+    TokenBucket,
+    sandbox_order_edit,
+    utcnow,
+)
+from channels.sandbox.contract import ContractViolation, spec
 
 METHOD_CODES = {"Standard", "Express", "OneDay", "Freight", "WhiteGlove", "Value"}
 CANCEL_REASONS = {
@@ -29,17 +57,45 @@ CANCEL_REASONS = {
     "SELLER_CANCEL_FRAUD_STOP_SHIPMENT",
     "SELLER_CANCEL_ADDRESS_NOT_SERVICEABLE",
 }
+BUYER_REASON = "CUSTOMER_REQUESTED_SELLER_TO_CANCEL"
 BAD_CONTENT = "INVALID_REQUEST_CONTENT.GMP_ORDER_API"
+BAD_PARAM = "INVALID_REQUEST_PARAM.GMP_ORDER_API"
 SHIP_NODE_TYPES = {"SellerFulfilled", "WFSFulfilled", "3PLFulfilled"}
+LINE_STATUSES = {"Created", "Acknowledged", "Shipped", "Delivered", "Cancelled"}
+DATE_PARAMS = (
+    "createdStartDate",
+    "createdEndDate",
+    "fromExpectedShipDate",
+    "toExpectedShipDate",
+    "lastModifiedStartDate",
+    "lastModifiedEndDate",
+)
+# What the sandbox renders for a line the customer asked to cancel (the model types intentToCancel a string).
+INTENT_FLAG = "Y"
 
 
 def millis(value: datetime | None) -> int | None:
     return int(value.timestamp() * 1000) if value else None
 
 
-def _error(status: int, code: str, description: str, field: str = "", headers: dict | None = None) -> Response:
-    error = {"code": code, "field": field, "description": description, "severity": "ERROR", "category": "DATA"}
-    return Response(status, {"errors": [error]}, headers=headers or {})
+def _error(
+    status: int, code: str, description: str, field: str = "", headers: dict | None = None, *, info: str = ""
+) -> Response:
+    """Walmart's error list as the model declares it (``errors``: GatewayError items)."""
+    return Response(status, {"errors": [_gateway_error(code, description, field, info)]}, headers=headers or {})
+
+
+def _gateway_error(code: str, description: str, field: str = "", info: str = "") -> dict:
+    return {
+        "code": code,
+        "field": field,
+        "description": description,
+        "info": info or description,
+        "severity": "ERROR",
+        "category": "DATA",
+        "causes": [],
+        "errorIdentifiers": {},
+    }
 
 
 def _parse_date(value: str) -> datetime | None:
@@ -57,6 +113,7 @@ class WalmartState(SandboxState):
 
 class WalmartSandbox(SandboxApp):
     kind = "walmart"
+    contracts = [("walmart-orders.json", ""), ("walmart-auth.json", ""), ("walmart-inventory.json", "")]
 
     def __init__(
         self,
@@ -84,6 +141,12 @@ class WalmartSandbox(SandboxApp):
         self.acknowledged: set[str] = set()
         # purchaseOrderId -> [{lineNumber, quantity, trackingInfo}]
         self.line_shipments: dict[str, list[dict]] = {}
+        # purchaseOrderId -> line numbers the customer asked to cancel (intentToCancel), still pending
+        self.cancel_intents: dict[str, set[str]] = {}
+        # Purchase orders whose customer cancel request the seller accepted: nothing of them ships.
+        self.cancel_accepted: set[str] = set()
+        # The SKUs Walmart lists for the seller, ordered or not.
+        self.catalog: set[str] = set(SKU_CODES)
 
     def routes(self):
         return [
@@ -94,10 +157,200 @@ class WalmartSandbox(SandboxApp):
             ("POST", "/v3/orders/{po}/shipping", self.ship),
             ("POST", "/v3/orders/{po}/cancel", self.cancel),
             ("PUT", "/v3/inventory", self.put_inventory),
+            ("GET", "/v3/inventory", self.get_inventory),
         ]
+
+    def admin_routes(self):
+        return [
+            *super().admin_routes(),
+            ("POST", "/_sandbox/walmart/intent_to_cancel", self.admin_intent_to_cancel),
+            ("POST", "/_sandbox/catalog", self.admin_catalog),
+            ("POST", "/_sandbox/edit", self.admin_edit),
+        ]
+
+    def admin_intent_to_cancel(self, request: Request) -> Response:
+        """The customer asks Walmart to cancel ``lines`` (line numbers; every open line when absent)."""
+        data = request.json()
+        with self.state.lock:
+            order = self.state.orders.get(str(data.get("purchaseOrderId") or ""))
+            if order is None:
+                return Response(404, {"error": "unknown purchaseOrderId"})
+            numbers = {str(i) for i, line in enumerate(order.lines, start=1) if line.remaining}
+            wanted = {str(n) for n in data.get("lines") or numbers}
+            if not wanted or not wanted <= numbers:
+                return Response(400, {"error": f"lines must be open lines of the order: {sorted(numbers)}"})
+            self.cancel_intents.setdefault(order.order_id, set()).update(wanted)
+            self.state.touch(order)
+            return Response(200, {"purchaseOrderId": order.order_id, "intentToCancel": sorted(wanted)})
+
+    def admin_catalog(self, request: Request) -> Response:
+        data = request.json()
+        with self.state.lock:
+            self.catalog |= {str(s) for s in data.get("add") or []}
+            self.catalog -= {str(s) for s in data.get("remove") or []}
+            return Response(200, {"catalog": len(self.catalog)})
+
+    def admin_edit(self, request: Request) -> Response:
+        edited = sandbox_order_edit(self.state, request.json())
+        if isinstance(edited, str):
+            return Response(400, {"error": edited})
+        with self.state.lock:
+            return Response(200, {"order": self.render(edited)})
 
     def server_error(self) -> Response:
         return _error(500, "INTERNAL_SERVER_ERROR.GMP_ORDER_API", "Internal Server Error")
+
+    # --- the published model and its prose --------------------------------------------------------
+
+    def contract_error(self, request: Request, violations: list[ContractViolation]) -> Response:
+        if request.path.startswith("/v3/inventory"):
+            code = "INVALID_REQUEST_CONTENT.GMP_INVENTORY_API"
+        elif request.path == "/v3/token":
+            code = "INVALID_REQUEST.GMP_GATEWAY_API"
+        else:
+            code = BAD_PARAM if request.method == "GET" else BAD_CONTENT
+        errors = [_gateway_error(code, v.message, v.where) for v in violations]
+        return Response(400, {"errors": errors})
+
+    def prose_violations(self, request: Request, template: str, body: Any) -> list[ContractViolation]:
+        try:
+            return self._prose(request, template, body)
+        except (KeyError, TypeError, AttributeError):
+            return []  # the body breaks the schema: those violations are already reported
+
+    def _prose(self, request: Request, template: str, body: Any) -> list[ContractViolation]:
+        if template == "/v3/orders" and request.method == "GET":
+            return _list_query_violations(request)
+        if template == "/v3/token":
+            return _token_violations(request)
+        if template == "/v3/inventory" and request.method == "PUT":
+            return _inventory_violations(request, body)
+        if template == "/v3/orders/{purchaseOrderId}/shipping" and isinstance(body, dict):
+            return self._shipping_violations(request.path.split("/")[3], body)
+        if template == "/v3/orders/{purchaseOrderId}/cancel" and isinstance(body, dict):
+            return self._cancel_violations(request.path.split("/")[3], body)
+        return []
+
+    def _open_units(self, order: SandboxOrder) -> dict[str, int]:
+        return {str(i): line.remaining for i, line in enumerate(order.lines, start=1)}
+
+    def _shipping_violations(self, po: str, body: dict) -> list[ContractViolation]:
+        with self.state.lock:
+            order = self.state.orders.get(po)
+            if order is None:
+                return []  # answered 404 by the handler
+            open_units = self._open_units(order)
+            intents = self.cancel_intents.get(po, set())
+            accepted = po in self.cancel_accepted
+        out: list[ContractViolation] = []
+        asked: dict[str, int] = {}
+        lines = body["orderShipment"]["orderLines"]["orderLine"]
+        if not lines:
+            out.append(ContractViolation("orderShipment.orderLines.orderLine", "at least one order line is required"))
+        for index, entry in enumerate(lines):
+            where = f"orderShipment.orderLines.orderLine[{index}]"
+            number = entry["lineNumber"]
+            if number not in open_units:
+                out.append(ContractViolation(f"{where}.lineNumber", f"line {number} is not on purchase order {po}"))
+                continue
+            if len(entry["sellerOrderId"]) > 30:
+                out.append(ContractViolation(f"{where}.sellerOrderId", "is limited to 30 characters"))
+            if accepted:
+                out.append(
+                    ContractViolation(
+                        f"{where}.lineNumber",
+                        f"purchase order {po} was cancelled at the customer's request; its lines cannot be shipped",
+                    )
+                )
+            elif number in intents and entry.get("intentToCancelOverride") is not True:
+                out.append(
+                    ContractViolation(
+                        f"{where}.intentToCancelOverride",
+                        f"the customer asked to cancel line {number}: cancel it, or pass intentToCancelOverride "
+                        "true to confirm it shipped anyway",
+                    )
+                )
+            for s_index, status in enumerate(entry["orderLineStatuses"]["orderLineStatus"]):
+                s_where = f"{where}.orderLineStatuses.orderLineStatus[{s_index}]"
+                if status["status"] != "Shipped":
+                    out.append(ContractViolation(f"{s_where}.status", "must be Shipped"))
+                amount = status["statusQuantity"]["amount"]
+                if not amount.isdigit() or int(amount) < 1:
+                    out.append(ContractViolation(f"{s_where}.statusQuantity.amount", "must be a positive whole number"))
+                else:
+                    asked[number] = asked.get(number, 0) + int(amount)
+                tracking = status["trackingInfo"]
+                if not 10**12 <= tracking["shipDateTime"] < 10**14:
+                    out.append(ContractViolation(f"{s_where}.trackingInfo.shipDateTime", "must be epoch milliseconds"))
+                carrier = tracking["carrierName"]
+                if bool(carrier.get("carrier")) == bool(carrier.get("otherCarrier")):
+                    out.append(
+                        ContractViolation(
+                            f"{s_where}.trackingInfo.carrierName", "give exactly one of carrier and otherCarrier"
+                        )
+                    )
+                if carrier.get("otherCarrier") and not tracking.get("trackingURL"):
+                    out.append(
+                        ContractViolation(
+                            f"{s_where}.trackingInfo.trackingURL", "is mandatory when otherCarrier is used"
+                        )
+                    )
+                if not tracking["trackingNumber"].strip():
+                    out.append(ContractViolation(f"{s_where}.trackingInfo.trackingNumber", "is empty"))
+        for number, units in asked.items():
+            if units > open_units[number]:
+                out.append(
+                    ContractViolation(
+                        "orderShipment.orderLines.orderLine",
+                        f"line {number}: {units} unit(s) to ship, {open_units[number]} not shipped or cancelled",
+                    )
+                )
+        return out
+
+    def _cancel_violations(self, po: str, body: dict) -> list[ContractViolation]:
+        with self.state.lock:
+            order = self.state.orders.get(po)
+            if order is None:
+                return []
+            open_units = self._open_units(order)
+            intents = self.cancel_intents.get(po, set())
+        out: list[ContractViolation] = []
+        asked: dict[str, int] = {}
+        lines = body["orderCancellation"]["orderLines"]["orderLine"]
+        if not lines:
+            out.append(ContractViolation("orderCancellation.orderLines.orderLine", "at least one line is required"))
+        for index, entry in enumerate(lines):
+            where = f"orderCancellation.orderLines.orderLine[{index}]"
+            number = entry["lineNumber"]
+            if number not in open_units:
+                out.append(ContractViolation(f"{where}.lineNumber", f"line {number} is not on purchase order {po}"))
+                continue
+            for s_index, status in enumerate(entry["orderLineStatuses"]["orderLineStatus"]):
+                s_where = f"{where}.orderLineStatuses.orderLineStatus[{s_index}]"
+                if status["status"] != "Cancelled":
+                    out.append(ContractViolation(f"{s_where}.status", "must be Cancelled"))
+                if status["cancellationReason"] == BUYER_REASON and number not in intents:
+                    out.append(
+                        ContractViolation(
+                            f"{s_where}.cancellationReason",
+                            f"{BUYER_REASON} is only for lines the customer asked to cancel (intentToCancel); "
+                            f"line {number} has no such request",
+                        )
+                    )
+                amount = status["statusQuantity"]["amount"]
+                if not amount.isdigit() or int(amount) < 1:
+                    out.append(ContractViolation(f"{s_where}.statusQuantity.amount", "must be a positive whole number"))
+                else:
+                    asked[number] = asked.get(number, 0) + int(amount)
+        for number, units in asked.items():
+            if units > open_units[number]:
+                out.append(
+                    ContractViolation(
+                        "orderCancellation.orderLines.orderLine",
+                        f"line {number}: {units} unit(s) to cancel, {open_units[number]} not shipped or cancelled",
+                    )
+                )
+        return out
 
     # --- auth, headers, throttling -------------------------------------------------------------
 
@@ -145,6 +398,7 @@ class WalmartSandbox(SandboxApp):
     def render(self, order: SandboxOrder) -> dict:
         stamp = millis(order.updated_at)
         shipments = self.line_shipments.get(order.order_id, [])
+        intents = self.cancel_intents.get(order.order_id, set())
         lines = []
         for index, line in enumerate(order.lines, start=1):
             number = str(index)
@@ -168,11 +422,13 @@ class WalmartSandbox(SandboxApp):
                     {
                         "status": "Cancelled",
                         "statusQuantity": _qty(line.cancelled),
-                        "cancellationReason": order.cancel_reason or "CUSTOMER_REQUESTED_SELLER_TO_CANCEL",
+                        "cancellationReason": _walmart_reason(order.cancel_reason),
                     }
                 )
+            intent = {"intentToCancel": INTENT_FLAG} if number in intents and line.remaining else {}
             lines.append(
                 {
+                    **intent,
                     "lineNumber": number,
                     "item": {"productName": line.title, "sku": line.sku},
                     "charges": {
@@ -245,14 +501,7 @@ class WalmartSandbox(SandboxApp):
         self._auto_cancel()
         cursor_snapshot = request.arg("soIndex")
         node_type = request.arg("shipNodeType") or "SellerFulfilled"
-        if node_type not in SHIP_NODE_TYPES:
-            return _error(400, "INVALID_REQUEST_PARAM.GMP_ORDER_API", "Invalid shipNodeType", "shipNodeType")
-        try:
-            limit = int(request.arg("limit") or 100)
-        except ValueError:
-            return _error(400, "INVALID_REQUEST_PARAM.GMP_ORDER_API", "limit must be a number", "limit")
-        if not 1 <= limit <= 200:
-            return _error(400, "INVALID_REQUEST_PARAM.GMP_ORDER_API", "limit cannot be larger than 200", "limit")
+        limit = int(request.arg("limit") or 100)
         since_text = request.arg("lastModifiedStartDate") or ""
         if cursor_snapshot:
             ids = self.snapshots.get(cursor_snapshot)
@@ -337,9 +586,8 @@ class WalmartSandbox(SandboxApp):
         return lines
 
     def ship(self, request: Request, po: str) -> Response:
-        lines = self._lines_in(request.json(), "orderShipment")
-        if isinstance(lines, Response):
-            return lines
+        # The body was checked against the model and its prose (lines, quantities, tracking) before this.
+        lines = request.json()["orderShipment"]["orderLines"]["orderLine"]
         with self.state.lock:
             order = self._order(po)
             if isinstance(order, Response):
@@ -349,25 +597,16 @@ class WalmartSandbox(SandboxApp):
             by_number = {str(i): line for i, line in enumerate(order.lines, start=1)}
             planned: list[tuple[Any, int, dict, str]] = []
             for entry in lines:
-                number = str(entry.get("lineNumber", ""))
-                line = by_number.get(number)
-                if line is None or not entry.get("sellerOrderId"):
-                    return _error(400, BAD_CONTENT, f"Invalid line {number!r}", "lineNumber")
-                for status in (entry.get("orderLineStatuses") or {}).get("orderLineStatus") or []:
-                    problem = _shipped_status_problem(status)
-                    if problem:
-                        return _error(400, BAD_CONTENT, problem, "trackingInfo")
+                number = entry["lineNumber"]
+                for status in entry["orderLineStatuses"]["orderLineStatus"]:
                     quantity = int(status["statusQuantity"]["amount"])
-                    if not 0 < quantity <= line.remaining - sum(q for ln, q, *_ in planned if ln is line):
-                        return _error(400, BAD_CONTENT, f"Quantity exceeds line {number}", "amount")
-                    planned.append((line, quantity, status["trackingInfo"], number))
-            if not planned:
-                return _error(400, BAD_CONTENT, "No Shipped status given")
+                    planned.append((by_number[number], quantity, status["trackingInfo"], number))
             for line, quantity, tracking, number in planned:
                 line.shipped += quantity
                 self.line_shipments.setdefault(po, []).append(
                     {"lineNumber": number, "quantity": quantity, "trackingInfo": tracking}
                 )
+                self.cancel_intents.get(po, set()).discard(number)
             self.acknowledged.add(po)
             order.recompute()
             self.state.touch(order)
@@ -375,9 +614,8 @@ class WalmartSandbox(SandboxApp):
             return Response(200, {"order": self.render(order)})
 
     def cancel(self, request: Request, po: str) -> Response:
-        lines = self._lines_in(request.json(), "orderCancellation")
-        if isinstance(lines, Response):
-            return lines
+        # The body was checked against the model and its prose (lines, quantities, reasons) before this.
+        lines = request.json()["orderCancellation"]["orderLines"]["orderLine"]
         with self.state.lock:
             order = self._order(po)
             if isinstance(order, Response):
@@ -386,18 +624,14 @@ class WalmartSandbox(SandboxApp):
             wanted: dict[str, int] = {}
             reason = ""
             for entry in lines:
-                number = str(entry.get("lineNumber", ""))
-                line = by_number.get(number)
-                if line is None:
-                    return _error(400, BAD_CONTENT, f"Invalid line {number!r}", "lineNumber")
-                for status in (entry.get("orderLineStatuses") or {}).get("orderLineStatus") or []:
-                    reason = status.get("cancellationReason") or ""
-                    if status.get("status") != "Cancelled" or reason not in CANCEL_REASONS:
-                        return _error(400, BAD_CONTENT, "Invalid cancellationReason", "cancellationReason")
-                    quantity = _amount(status.get("statusQuantity"))
-                    if quantity is None or not 0 < quantity <= line.remaining:
-                        return _error(400, BAD_CONTENT, f"Quantity exceeds line {number}", "amount")
-                    wanted[line.line_id] = wanted.get(line.line_id, 0) + quantity
+                line = by_number[entry["lineNumber"]]
+                for status in entry["orderLineStatuses"]["orderLineStatus"]:
+                    reason = status["cancellationReason"]
+                    wanted[line.line_id] = wanted.get(line.line_id, 0) + int(status["statusQuantity"]["amount"])
+                    if reason == BUYER_REASON:
+                        # The seller accepted the customer's request: nothing of this order ships any more.
+                        self.cancel_intents.get(po, set()).discard(entry["lineNumber"])
+                        self.cancel_accepted.add(po)
             self.state.cancel(order, reason, lines=wanted)
             self.state.cancellations.append({"order_id": po, "lines": wanted, "reason": reason})
             return Response(200, {"order": self.render(order)})
@@ -405,47 +639,79 @@ class WalmartSandbox(SandboxApp):
     # --- inventory -----------------------------------------------------------------------------
 
     def put_inventory(self, request: Request) -> Response:
-        sku = request.arg("sku")
-        body = request.json()
-        quantity = (body.get("quantity") or {}) if isinstance(body, dict) else {}
-        if not sku or body.get("sku") != sku:
-            return _error(400, "INVALID_REQUEST_CONTENT.GMP_INVENTORY_API", "sku must match the query", "sku")
-        amount = quantity.get("amount")
-        if quantity.get("unit") != "EACH" or not isinstance(amount, int) or amount < 0:
-            return _error(400, "INVALID_REQUEST_CONTENT.GMP_INVENTORY_API", "quantity.amount must be >= 0", "quantity")
+        sku = request.arg("sku") or ""
+        amount = request.json()["quantity"]["amount"]
         with self.state.lock:
-            self.state.inventory[sku] = amount
-            self.state.inventory_log.append({"sku": sku, "quantity": amount, "at": time.time()})
+            if sku not in self.catalog:
+                return _item_not_found(sku)
+            self.state.inventory[sku] = int(amount)
+            self.state.inventory_log.append({"sku": sku, "quantity": int(amount), "at": time.time()})
+        return Response(200, {"sku": sku, "quantity": {"unit": "EACH", "amount": int(amount)}})
+
+    def get_inventory(self, request: Request) -> Response:
+        sku = request.arg("sku") or ""
+        with self.state.lock:
+            if sku not in self.catalog:
+                return _item_not_found(sku)
+            amount = self.state.inventory.get(sku, 0)
         return Response(200, {"sku": sku, "quantity": {"unit": "EACH", "amount": amount}})
+
+
+def _item_not_found(sku: str) -> Response:
+    return _error(
+        404,
+        "CONTENT_NOT_FOUND.GMP_INVENTORY_API",
+        f"Item not found for sku {sku!r}",
+        "sku",
+        info="Requested content could not be found.",
+    )
+
+
+def _walmart_reason(reason: str) -> str:
+    """The sandbox's own cancel reasons (a buyer's cancel before the seller saw it) as Walmart's enum."""
+    if reason in CANCEL_REASONS:
+        return reason
+    return BUYER_REASON if reason == "BuyerCanceled" else "SELLER_CANCEL_OUT_OF_STOCK"
+
+
+def _list_query_violations(request: Request) -> list[ContractViolation]:
+    """getAllOrders' parameters as the model describes them."""
+    out = []
+    limit = request.arg("limit")
+    if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= 200):
+        out.append(ContractViolation("query.limit", f"must be 1 to 200 (cannot be larger than 200): {limit!r}"))
+    node_type = request.arg("shipNodeType")
+    if node_type is not None and node_type not in SHIP_NODE_TYPES:
+        out.append(ContractViolation("query.shipNodeType", f"allowed values are {sorted(SHIP_NODE_TYPES)}"))
+    status = request.arg("status")
+    if status is not None and status not in LINE_STATUSES:
+        out.append(ContractViolation("query.status", f"valid statuses are {sorted(LINE_STATUSES)}"))
+    for name in DATE_PARAMS:
+        value = request.arg(name)
+        if value is not None and _parse_date(value) is None:
+            out.append(ContractViolation(f"query.{name}", f"use UTC or ISO 8601 (yyyy-MM-dd'T'HH:mm:ssZ): {value!r}"))
+    return out
+
+
+def _token_violations(request: Request) -> list[ContractViolation]:
+    """The token request is a form (IAMTokenDTO), which the JSON validators do not read."""
+    form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
+    schema = {**spec("walmart-auth.json")["components"]["schemas"]["IAMTokenDTO"]}
+    return [
+        ContractViolation(f"body.{'.'.join(map(str, e.absolute_path))}".rstrip("."), e.message)
+        for e in Draft4Validator(schema).iter_errors(form)
+    ]
+
+
+def _inventory_violations(request: Request, body: Any) -> list[ContractViolation]:
+    out = []
+    if body.get("sku") != request.arg("sku"):
+        out.append(ContractViolation("body.sku", "must be the SKU of the sku query parameter"))
+    amount = body["quantity"]["amount"]
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        out.append(ContractViolation("body.quantity.amount", f"must be a whole number of units, 0 or more: {amount!r}"))
+    return out
 
 
 def _qty(amount: int) -> dict:
     return {"unitOfMeasurement": "EACH", "amount": str(amount)}
-
-
-def _amount(quantity: Any) -> int | None:
-    if not isinstance(quantity, dict) or not isinstance(quantity.get("amount"), str):
-        return None
-    return int(quantity["amount"]) if quantity["amount"].isdigit() else None
-
-
-def _shipped_status_problem(status: Any) -> str:
-    if not isinstance(status, dict) or status.get("status") != "Shipped":
-        return "status must be Shipped"
-    if _amount(status.get("statusQuantity")) is None:
-        return "statusQuantity.amount must be a number as a string"
-    tracking = status.get("trackingInfo") or {}
-    if not isinstance(tracking.get("shipDateTime"), int):
-        return "trackingInfo.shipDateTime must be epoch milliseconds"
-    if tracking["shipDateTime"] < 10**12:
-        return "trackingInfo.shipDateTime looks like seconds, not milliseconds"
-    if tracking.get("methodCode") not in METHOD_CODES:
-        return "trackingInfo.methodCode is invalid"
-    if not tracking.get("trackingNumber"):
-        return "trackingInfo.trackingNumber is required"
-    carrier = tracking.get("carrierName") or {}
-    if not carrier.get("carrier") and not carrier.get("otherCarrier"):
-        return "trackingInfo.carrierName is required"
-    if carrier.get("otherCarrier") and not tracking.get("trackingURL"):
-        return "trackingInfo.trackingURL is required with otherCarrier"
-    return ""
