@@ -7,9 +7,16 @@ and retries once.
 
 Orders are listed with ``filter=lastmodifieddate:[…..]`` percent-encoded exactly as eBay documents it
 (%5B, %5D) and offset paging, following each page's ``next`` href. Ship-by is per line. A
-cancellation cancels the whole order through the Post-Order API, after check_eligibility.
-Quantities go through ``bulk_update_price_quantity`` (quantity only, 25 SKUs a call): the model
-says ``PUT inventory_item/{sku}`` replaces the whole item record, product details included.
+cancellation cancels the whole order through the Post-Order API, after check_eligibility; when the
+buyer has asked to cancel (getOrder's ``cancelStatus.cancelRequests``, which getOrders always returns
+empty), Waybill approves the buyer's request (``POST /post-order/v2/cancellation/{cancelId}/approve``)
+instead of opening a seller cancellation, which eBay would count as a seller defect.
+
+Quantities go through ``bulk_update_price_quantity`` (quantity only, 25 SKUs a call), which addresses an
+inventory item by SKU and answers per SKU, so a SKU eBay has no inventory item for is refused, not
+created: ``PUT inventory_item/{sku}`` creates a new, empty item for an unknown SKU and replaces the whole
+record (product details included) of a known one, per the model. ``resolve_listings`` asks
+``bulk_get_inventory_item`` which SKUs eBay has.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from channels.connectors.base import (
     ChannelError,
     Connector,
     InventoryQuantity,
+    ListingIds,
     NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
@@ -61,6 +69,8 @@ CANCEL_REASONS = {
 }
 EBAY_REASONS = set(CANCEL_REASONS.values())
 INVENTORY_BATCH = 25
+# cancelInitiator (the model: "typically either the 'Buyer' or 'Seller'") to orders.models.CancelInitiator.
+INITIATORS = {"BUYER": "buyer", "SELLER": "seller"}
 
 _token_cache: dict[tuple, tuple[str, float]] = {}
 _token_lock = threading.Lock()
@@ -79,9 +89,37 @@ def orders_filter(since: datetime) -> str:
 def _errors(response: httpx.Response) -> str:
     try:
         errors = response.json().get("errors") or []
-        return "; ".join(f"{e.get('errorId')}: {e.get('message')}" for e in errors) or response.text[:200]
+        return (
+            "; ".join(f"{e.get('errorId')}: {e.get('longMessage') or e.get('message')}" for e in errors)
+            or response.text[:200]
+        )
     except (ValueError, AttributeError):
         return response.text[:200]
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"status": response.status_code, "body": response.text[:2000]}
+
+
+def tracking_number(value: str) -> str:
+    """eBay takes letters and digits only: the spaces and hyphens printed on labels are dropped."""
+    return "".join(ch for ch in value if ch.isalnum())
+
+
+def _open_buyer_request(raw: dict) -> dict | None:
+    """The buyer's cancellation request awaiting the seller, from getOrder's cancelStatus."""
+    status = raw.get("cancelStatus") if isinstance(raw.get("cancelStatus"), dict) else {}
+    for request in status.get("cancelRequests") or []:
+        if (
+            isinstance(request, dict)
+            and str(request.get("cancelInitiator") or "").upper() != "SELLER"
+            and request.get("cancelRequestState") == "REQUESTED"
+        ):
+            return request
+    return None
 
 
 class EbayConnector(Connector):
@@ -137,9 +175,14 @@ class EbayConnector(Connector):
             f"{what}: HTTP {response.status_code}: {_errors(response)}",
             retryable=response.status_code >= 500,
             status=response.status_code,
+            detail=_detail(response),
         )
 
-    def _marketplace(self) -> str:
+    def _marketplace(self, order: dict | None = None) -> str:
+        """The order's own marketplace (its line items' listingMarketplaceId), else the account's first."""
+        for item in (order or {}).get("lineItems") or []:
+            if isinstance(item, dict) and item.get("listingMarketplaceId"):
+                return str(item["listingMarketplaceId"])
         return (self.account.marketplace_ids or ["EBAY_US"])[0]
 
     # --- reading orders ------------------------------------------------------------------------
@@ -157,7 +200,7 @@ class EbayConnector(Connector):
             page += 1
             following = data.get("next")
             yield OrderPage(
-                raw_orders=data.get("orders", []),
+                raw_orders=[self._with_cancel_requests(raw) for raw in data.get("orders", [])],
                 progress={"page": page, "offset": data.get("offset"), "total": data.get("total")},
             )
             if not following:
@@ -165,8 +208,19 @@ class EbayConnector(Connector):
             parts = urlsplit(following)
             url = f"{parts.path}?{parts.query}"
 
+    def _with_cancel_requests(self, raw: Any) -> Any:
+        """getOrders leaves cancelStatus.cancelRequests empty; an order with a cancellation in progress is
+        read again with getOrder (same Order shape), which has them."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("orderId"), str):
+            return raw
+        status = raw.get("cancelStatus") if isinstance(raw.get("cancelStatus"), dict) else {}
+        if status.get("cancelState") not in ("IN_PROGRESS", "CANCELED") or status.get("cancelRequests"):
+            return raw
+        return self.get_order(raw["orderId"])
+
     def get_order(self, external_id: str) -> dict:
-        response = self.call("GET", f"/sell/fulfillment/v1/order/{external_id}")
+        """getOrder: the order as one element of a getOrders page (the model's Order), cancel requests included."""
+        response = self.call("GET", f"/sell/fulfillment/v1/order/{quote(external_id, safe='')}")
         if response.status_code != 200:
             raise self._fail(f"getOrder {external_id}", response)
         return require_obj(json_body(response, "getOrder"), "order")
@@ -251,6 +305,16 @@ class EbayConnector(Connector):
         else:
             status = OrderStatus.PENDING
         ship_bys = [line.ship_by for line in lines if line.ship_by]
+        deliver_bys = [line.deliver_by for line in lines if line.deliver_by]
+        cancel_status = require_obj(raw.get("cancelStatus"), "cancelStatus", required=False)
+        requests = require_list(cancel_status.get("cancelRequests") or [], "cancelStatus.cancelRequests")
+        buyer_request = _open_buyer_request(raw) if cancel_state == "IN_PROGRESS" else None
+        cancelled_by = ""
+        if cancelled:
+            completed = [r for r in requests if isinstance(r, dict) and r.get("cancelRequestState") == "COMPLETED"]
+            if completed:
+                cancelled_by = INITIATORS.get(str(completed[-1].get("cancelInitiator") or "").upper(), "")
+        step = _shipping_step(raw)
         return NormalizedOrder(
             external_id=order_id,
             external_reference=str(raw.get("salesRecordReference") or "")[:128],
@@ -263,19 +327,47 @@ class EbayConnector(Connector):
             total_amount=total,
             ship_to=_ship_to(raw),
             ship_by=min(ship_bys) if ship_bys else None,
+            deliver_by=min(deliver_bys) if deliver_bys else None,
+            paid_at=placed if payment in RELEASABLE_PAYMENT else None,
+            shipping_method=str(step.get("shippingServiceCode") or "")[:64],
+            cancel_requested=buyer_request is not None,
+            cancel_request_reason=(
+                f"The buyer asked eBay to cancel: {buyer_request.get('cancelReason') or 'no reason given'}"
+                f" (request {buyer_request.get('cancelRequestId')})"[:255]
+                if buyer_request
+                else ""
+            ),
+            cancelled_by=cancelled_by,
+            marketplace_id=next(
+                (
+                    str(i["listingMarketplaceId"])
+                    for i in items
+                    if isinstance(i, dict) and i.get("listingMarketplaceId")
+                ),
+                "",
+            )[:32],
         )
 
     # --- writes --------------------------------------------------------------------------------
 
     def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+        tracking = tracking_number(shipment.tracking_number)
+        if not tracking or not shipment.carrier_code:
+            raise ChannelError(
+                f"eBay needs a carrier and a tracking number of letters and digits: {shipment.carrier_code!r}, "
+                f"{shipment.tracking_number!r}",
+                retryable=False,
+            )
         body = {
             "lineItems": [{"lineItemId": line.external_line_id, "quantity": line.quantity} for line in shipment.lines],
             "shippedDate": iso_ms(shipment.shipped_at),
             "shippingCarrierCode": shipment.carrier_code,
-            "trackingNumber": shipment.tracking_number,
+            "trackingNumber": tracking,
         }
         response = self.call(
-            "POST", f"/sell/fulfillment/v1/order/{shipment.order_external_id}/shipping_fulfillment", json=body
+            "POST",
+            f"/sell/fulfillment/v1/order/{quote(shipment.order_external_id, safe='')}/shipping_fulfillment",
+            json=body,
         )
         if response.status_code != 201:
             raise self._fail(f"createShippingFulfillment {shipment.order_external_id}", response)
@@ -289,7 +381,8 @@ class EbayConnector(Connector):
             if response.status_code != 200:
                 raise self._fail(f"getShippingFulfillments {order_id}", response)
             found = json_body(response, "getShippingFulfillments").get("fulfillments") or []
-            return any(f.get("shipmentTrackingNumber") == payload["tracking_number"] for f in found)
+            wanted = tracking_number(payload["tracking_number"])
+            return any(f.get("shipmentTrackingNumber") == wanted for f in found)
         if kind == "cancellation":
             order = self.get_order(payload["order_external_id"])
             return (order.get("cancelStatus") or {}).get("cancelState") == "CANCELED"
@@ -297,8 +390,9 @@ class EbayConnector(Connector):
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
         order_id = cancel.order_external_id
+        raw = self.get_order(order_id)
         if cancel.lines:
-            order = self.parse_order(self.get_order(order_id))
+            order = self.parse_order(raw)
             open_lines = {
                 line.external_id
                 for line in order.lines
@@ -310,9 +404,22 @@ class EbayConnector(Connector):
                     "or refund the line in eBay.",
                     retryable=False,
                 )
+        headers = {"X-EBAY-C-MARKETPLACE-ID": self._marketplace(raw)}
+        buyer_request = _open_buyer_request(raw)
+        if buyer_request is not None or state.get("approved_cancel_id"):
+            # The buyer asked: approving their request cancels the order as buyer-requested (no seller defect).
+            cancel_id = state.get("approved_cancel_id") or str(buyer_request.get("cancelRequestId") or "")
+            if not cancel_id:
+                raise ChannelError(f"eBay's cancel request on {order_id} has no cancelRequestId", retryable=False)
+            state["approved_cancel_id"] = cancel_id
+            response = self.call(
+                "POST", f"/post-order/v2/cancellation/{quote(cancel_id, safe='')}/approve", headers=headers
+            )
+            if response.status_code != 200:
+                raise self._fail(f"approve cancellation {cancel_id} of {order_id}", response)
+            return SendResult(response={"cancel_id": cancel_id, "approved_buyer_request": True}, state=state)
         reason = cancel.reason if cancel.reason in EBAY_REASONS else CANCEL_REASONS.get(cancel.reason)
         reason = reason or "OUT_OF_STOCK_OR_CANNOT_FULFILL"
-        headers = {"X-EBAY-C-MARKETPLACE-ID": self._marketplace()}
         if not state.get("cancel_id"):
             response = self.call(
                 "POST",
@@ -328,7 +435,9 @@ class EbayConnector(Connector):
                 if "ORDER_ALREADY_CANCELLED" in reasons:
                     return SendResult(response={"already_cancelled": True}, already_applied=True)
                 raise ChannelError(
-                    f"eBay says order {order_id} cannot be cancelled: {', '.join(reasons)}", retryable=False
+                    f"eBay says order {order_id} cannot be cancelled: {', '.join(reasons)}",
+                    retryable=False,
+                    detail=eligibility,
                 )
             response = self.call(
                 "POST",
@@ -342,7 +451,10 @@ class EbayConnector(Connector):
         return SendResult(response={"cancel_id": state["cancel_id"], "reason": reason}, state=state)
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
-        accepted = []
+        """bulkUpdatePriceQuantity, 25 SKUs a call; eBay answers per SKU (200, or 207 when some fail): each
+        SKU is acknowledged or rejected with eBay's words, never assumed."""
+        acknowledged: dict[str, int] = {}
+        rejected: dict[str, str] = {}
         for start in range(0, len(quantities), INVENTORY_BATCH):
             chunk = quantities[start : start + INVENTORY_BATCH]
             body = {
@@ -353,13 +465,54 @@ class EbayConnector(Connector):
             response = self.call("POST", "/sell/inventory/v1/bulk_update_price_quantity", json=body)
             if response.status_code not in (200, 207):
                 raise self._fail("bulkUpdatePriceQuantity", response)
-            results = json_body(response, "bulkUpdatePriceQuantity").get("responses") or []
-            refused = [r for r in results if r.get("statusCode") != 200]
-            if refused:
-                detail = "; ".join(f"{r.get('sku')}: {(r.get('errors') or [{}])[0].get('message')}" for r in refused)
-                raise ChannelError(f"bulkUpdatePriceQuantity refused {detail}", retryable=False)
-            accepted += [r.get("sku") for r in results]
-        return SendResult(response={"accepted": accepted})
+            answers = {
+                r.get("sku"): r
+                for r in json_body(response, "bulkUpdatePriceQuantity").get("responses") or []
+                if isinstance(r, dict)
+            }
+            for item in chunk:
+                answer = answers.get(item.channel_sku)
+                if answer is None:
+                    rejected[item.channel_sku] = "eBay's answer does not name this SKU"
+                elif answer.get("statusCode") == 200:
+                    acknowledged[item.channel_sku] = item.quantity
+                else:
+                    errors = answer.get("errors") or []
+                    words = "; ".join(
+                        f"{e.get('errorId')}: {e.get('longMessage') or e.get('message')}"
+                        for e in errors
+                        if isinstance(e, dict)
+                    )
+                    rejected[item.channel_sku] = f"HTTP {answer.get('statusCode')}: {words or 'refused'}"[:500]
+        return SendResult(
+            response={"accepted": sorted(acknowledged), "rejected": rejected},
+            acknowledged=acknowledged,
+            rejected=rejected,
+        )
+
+    def resolve_listings(self, channel_skus: list[str]) -> dict[str, ListingIds]:
+        """bulkGetInventoryItem, 25 SKUs a call: the SKUs eBay has an inventory item for. eBay addresses the
+        item by SKU, so no other id is needed to push (``push_needs_listing_ids`` stays False)."""
+        found: dict[str, ListingIds] = {}
+        for start in range(0, len(channel_skus), INVENTORY_BATCH):
+            chunk = channel_skus[start : start + INVENTORY_BATCH]
+            response = self.call(
+                "POST", "/sell/inventory/v1/bulk_get_inventory_item", json={"requests": [{"sku": s} for s in chunk]}
+            )
+            if response.status_code not in (200, 207):
+                raise self._fail("bulkGetInventoryItem", response)
+            for answer in json_body(response, "bulkGetInventoryItem").get("responses") or []:
+                if isinstance(answer, dict) and answer.get("statusCode") == 200 and answer.get("sku") in chunk:
+                    found[answer["sku"]] = ListingIds()
+        return found
+
+
+def _shipping_step(raw: dict) -> dict:
+    instructions = raw.get("fulfillmentStartInstructions")
+    if not isinstance(instructions, list) or not instructions or not isinstance(instructions[0], dict):
+        return {}
+    step = instructions[0].get("shippingStep")
+    return step if isinstance(step, dict) else {}
 
 
 def _ship_to(raw: dict) -> NormalizedAddress | None:

@@ -86,3 +86,72 @@ def skus(db):
     from inventory.models import Sku
 
     return Sku.objects.bulk_create([Sku(code=f"WB-{1000 + i}", name=f"Product {i}") for i in range(200)])
+
+
+WALMART_CREDENTIALS = {"client_id": "wm-client", "client_secret": "wm-secret"}
+EBAY_CREDENTIALS = {"client_id": "eb-client", "client_secret": "eb-secret", "refresh_token": "v^1.1#test"}
+
+
+@pytest.fixture
+def walmart_sandbox():
+    from channels.sandbox.walmart import WalmartSandbox
+
+    app = WalmartSandbox(client_id="wm-client", client_secret="wm-secret", rate=10_000.0, burst=10_000)
+    server = app.serve("127.0.0.1", 0)
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def walmart_account(db, walmart_sandbox):
+    account = ChannelAccount.objects.create(
+        kind=ChannelKind.WALMART, name="walmart-test", api_base_url=walmart_sandbox.base_url
+    )
+    channel_account_set_credentials(account=account, credentials=WALMART_CREDENTIALS, actor="test")
+    return account
+
+
+@pytest.fixture
+def ebay_sandbox():
+    from channels.sandbox.ebay import EbaySandbox
+
+    app = EbaySandbox(
+        client_id="eb-client", client_secret="eb-secret", refresh_token="v^1.1#test", rate=10_000.0, burst=10_000
+    )
+    server = app.serve("127.0.0.1", 0)
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def ebay_account(db, ebay_sandbox):
+    account = ChannelAccount.objects.create(
+        kind=ChannelKind.EBAY, name="ebay-test", api_base_url=ebay_sandbox.base_url, marketplace_ids=["EBAY_US"]
+    )
+    channel_account_set_credentials(account=account, credentials=EBAY_CREDENTIALS, actor="test")
+    return account
+
+
+@pytest.fixture
+def sent_requests():
+    """Every request a connector sends, as sent: ``record(connector)`` starts recording one connector's
+    requests into the returned list of (method, path, query, JSON body or None)."""
+    import json
+    from urllib.parse import parse_qsl
+
+    sent: list[tuple[str, str, dict, object]] = []
+
+    def record(connector):
+        def hook(request):
+            content = request.content
+            body = (
+                json.loads(content)
+                if content and request.headers.get("content-type", "").startswith("application/json")
+                else None
+            )
+            sent.append((request.method, request.url.path, dict(parse_qsl(request.url.query.decode())), body))
+
+        connector.http.client.event_hooks["request"].append(hook)
+        return connector
+
+    return sent, record

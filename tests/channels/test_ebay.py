@@ -12,8 +12,6 @@ from channels.connectors import connector_for
 from channels.connectors.ebay import orders_filter
 from channels.inbound import inbound_orders_process
 from channels.models import (
-    ChannelAccount,
-    ChannelKind,
     InboundEvent,
     Listing,
     OutboxKind,
@@ -22,7 +20,6 @@ from channels.models import (
     SyncStatus,
 )
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
-from channels.sandbox.ebay import EbaySandbox
 from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from inventory.models import ChannelAvailability
@@ -32,25 +29,6 @@ from tests.channels import battery
 pytestmark = pytest.mark.django_db
 
 CREDENTIALS = {"client_id": "eb-client", "client_secret": "eb-secret", "refresh_token": "v^1.1#test"}
-
-
-@pytest.fixture
-def ebay_sandbox():
-    app = EbaySandbox(
-        client_id="eb-client", client_secret="eb-secret", refresh_token="v^1.1#test", rate=10_000.0, burst=10_000
-    )
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def ebay_account(db, ebay_sandbox):
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.EBAY, name="ebay-test", api_base_url=ebay_sandbox.base_url, marketplace_ids=["EBAY_US"]
-    )
-    channel_account_set_credentials(account=account, credentials=CREDENTIALS, actor="test")
-    return account
 
 
 def _open(sandbox, count=1, **kwargs):

@@ -12,8 +12,6 @@ from channels.connectors.base import ChannelError
 from channels.connectors.walmart import WalmartConnector, from_millis
 from channels.inbound import inbound_orders_process
 from channels.models import (
-    ChannelAccount,
-    ChannelKind,
     InboundEvent,
     Listing,
     OutboxKind,
@@ -22,7 +20,6 @@ from channels.models import (
     SyncStatus,
 )
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
-from channels.sandbox.walmart import WalmartSandbox
 from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from inventory.models import ChannelAvailability, Reservation
@@ -32,23 +29,6 @@ from tests.channels import battery
 pytestmark = pytest.mark.django_db
 
 CREDENTIALS = {"client_id": "wm-client", "client_secret": "wm-secret"}
-
-
-@pytest.fixture
-def walmart_sandbox():
-    app = WalmartSandbox(client_id="wm-client", client_secret="wm-secret", rate=10_000.0, burst=10_000)
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def walmart_account(db, walmart_sandbox):
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.WALMART, name="walmart-test", api_base_url=walmart_sandbox.base_url
-    )
-    channel_account_set_credentials(account=account, credentials=CREDENTIALS, actor="test")
-    return account
 
 
 def _merchant(sandbox, count=1, **kwargs):
