@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
+from channels.management.commands.seed_demo import plant_demo_orders
 from channels.models import ChannelAccount, ChannelKind
 from channels.sandbox import SANDBOXES, sandbox_class
 from channels.sandbox.base import utcnow
@@ -50,6 +51,8 @@ class Command(BaseCommand):
             start = utcnow() - timedelta(hours=2)
             for index in range(backlog):
                 app.state.generate(1, created_at=start + timedelta(seconds=index * 7200 // max(backlog, 1)))
+            # The demo orders seed_demo wrote exist at the channel too: they can be shipped and cancelled there.
+            planted = plant_demo_orders(app)
             if kind == ChannelKind.SHOPIFY:
                 self._wire_shopify(app, webhook_base)
             if kind == ChannelKind.TIKTOK:
@@ -58,7 +61,9 @@ class Command(BaseCommand):
                 servers.append(app.serve(host, port, rate_per_minute=rate))
             except OSError as exc:
                 raise CommandError(f"cannot listen on {host}:{port} for the {kind} sandbox: {exc}") from exc
-            self.stdout.write(f"{kind} sandbox on http://{host}:{port} ({backlog} orders, {rate}/min)")
+            self.stdout.write(
+                f"{kind} sandbox on http://{host}:{port} ({backlog} orders, {planted} demo orders, {rate}/min)"
+            )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

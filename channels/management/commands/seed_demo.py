@@ -1,6 +1,11 @@
 """Demo data: 5 channel accounts, 4 nodes (a store and a 3PL among them), ~200 SKUs with stock,
 and a few hundred orders across statuses, written through the services. Runs once; a second run
-finds the accounts and changes nothing."""
+finds the accounts and changes nothing.
+
+Every demo order also exists at its channel: its ids are the ones the channel's sandbox gives an order
+of its number (``demo_ids``), and ``plant_demo_orders`` puts each demo order, as Waybill has it (lines,
+quantities shipped and cancelled, address), into a sandbox when ``run_sandboxes`` starts one, so every
+demo order can be shipped or cancelled at the channel without "order not found"."""
 
 from __future__ import annotations
 
@@ -14,10 +19,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from channels.models import ChannelAccount, ChannelKind, ChannelLocation, Listing
-from channels.sandbox.shopify import STORE_LOCATION_ID, STORE_LOCATION_NAME
+from channels.sandbox.amazon import AmazonState
+from channels.sandbox.base import SandboxApp, SandboxLine, SandboxOrder, SandboxState
+from channels.sandbox.ebay import EbayState, line_item_id
+from channels.sandbox.shopify import STORE_LOCATION_ID, STORE_LOCATION_NAME, ShopifyState
 from channels.sandbox.shopify import variant_ids as shopify_variant_ids
+from channels.sandbox.tiktok import TikTokState
 from channels.sandbox.tiktok import product_id_for as tiktok_product_id_for
 from channels.sandbox.tiktok import sku_id_for as tiktok_sku_id_for
+from channels.sandbox.walmart import WalmartState
 from channels.services import channel_account_set_credentials
 from inventory.models import (
     Location,
@@ -29,7 +39,7 @@ from inventory.models import (
     StockMovement,
 )
 from orders import services as order_services
-from orders.models import ExceptionKind, HoldKind, LineStatus, OrderLine, OrderStatus, Severity
+from orders.models import ExceptionKind, HoldKind, LineStatus, Order, OrderLine, OrderStatus, Severity
 
 ACTOR = "seed:demo"
 
@@ -153,6 +163,8 @@ ACCOUNTS = [
     ),
 ]
 
+DEMO_ACCOUNT_NAMES = {spec["kind"]: spec["name"] for spec in ACCOUNTS}
+
 WORDS = [
     "Canvas",
     "Merino",
@@ -238,6 +250,118 @@ OPEN_STATUSES = {
     OrderStatus.RELEASED,
     OrderStatus.PARTIALLY_SHIPPED,
 }
+
+
+# Demo order numbers at the channels: far above the numbers the sandboxes give the orders they generate.
+DEMO_NUMBER_BASE = 900_000
+DEMO_ORDERS = sum(how_many for _, how_many in PLAN)
+_STATES: dict[str, type[SandboxState]] = {
+    ChannelKind.AMAZON: AmazonState,
+    ChannelKind.WALMART: WalmartState,
+    ChannelKind.SHOPIFY: ShopifyState,
+    ChannelKind.EBAY: EbayState,
+    ChannelKind.TIKTOK: TikTokState,
+}
+
+
+def _sandbox_line_id(kind: str, number: int, index: int) -> str:
+    """The channel's own id of a demo order's ``index``-th line (from 1), as its sandbox renders it."""
+    return line_item_id(number, index) if kind == ChannelKind.EBAY else f"{number}{index:02d}"
+
+
+def demo_ids(kind: str, number: int, skus: list[str]) -> tuple[str, list[str], str]:
+    """(order external id, line external ids, external reference) of demo order ``number`` as the
+    account's connector reads them from its channel: Walmart numbers lines from 1, Shopify ids are GIDs,
+    TikTok groups units by its SKU id."""
+    order_id = _STATES[kind]().order_id_for(number)
+    if kind == ChannelKind.WALMART:
+        return order_id, [str(i) for i in range(1, len(skus) + 1)], ""
+    if kind == ChannelKind.SHOPIFY:
+        lines = [f"gid://shopify/LineItem/{_sandbox_line_id(kind, number, i)}" for i in range(1, len(skus) + 1)]
+        return f"gid://shopify/Order/{order_id}", lines, f"#{number}"
+    if kind == ChannelKind.TIKTOK:
+        return order_id, [tiktok_sku_id_for(sku) for sku in skus], ""
+    return order_id, [_sandbox_line_id(kind, number, i) for i in range(1, len(skus) + 1)], ""
+
+
+def _sandbox_status(order: Order) -> str:
+    return {
+        OrderStatus.PENDING: "pending",
+        OrderStatus.CANCELLED: "cancelled",
+        OrderStatus.SHIPPED: "shipped",
+        OrderStatus.DELIVERED: "shipped",
+        OrderStatus.PARTIALLY_SHIPPED: "partially_shipped",
+    }.get(order.status, "unshipped")
+
+
+def demo_sandbox_orders(account: ChannelAccount) -> list[SandboxOrder]:
+    """The account's demo orders as its channel has them: Waybill's lines, quantities and address under
+    the channel's ids."""
+    kind = account.kind
+    numbers: dict[str, int] = {}
+    for count in range(1, DEMO_ORDERS + 1):
+        number = DEMO_NUMBER_BASE + count
+        numbers[demo_ids(kind, number, [])[0]] = number
+    orders = (
+        Order.objects.filter(account=account, external_id__in=numbers)
+        .select_related("ship_to")
+        .prefetch_related("lines")
+        .order_by("pk")
+    )
+    planted = []
+    for order in orders:
+        number = numbers[order.external_id]
+        lines = sorted(order.lines.all(), key=lambda line: line.pk)
+        address = order.ship_to
+        planted.append(
+            SandboxOrder(
+                number=number,
+                order_id=_STATES[kind]().order_id_for(number),
+                created_at=order.placed_at,
+                updated_at=order.source_updated_at or order.placed_at,
+                status=_sandbox_status(order),
+                lines=[
+                    SandboxLine(
+                        line_id=_sandbox_line_id(kind, number, index),
+                        sku=line.channel_sku,
+                        title=line.title,
+                        quantity=line.quantity,
+                        unit_price=line.unit_price,
+                        shipped=line.quantity_shipped,
+                        cancelled=line.quantity_cancelled,
+                    )
+                    for index, line in enumerate(lines, start=1)
+                ],
+                buyer_name=address.name if address else "",
+                address={
+                    "line1": address.line1 if address else "",
+                    "line2": address.line2 if address else "",
+                    "city": address.city if address else "",
+                    "region": address.region if address else "",
+                    "postal_code": address.postal_code if address else "",
+                    "country_code": (address.country_code if address else "") or "US",
+                    "phone": (address.phone if address else "") or "+1 555 0100",
+                },
+                currency=order.currency,
+                paid=order.status != OrderStatus.PENDING,
+                ship_by=order.ship_by,
+                deliver_by=order.deliver_by,
+                cancel_reason="BuyerCanceled" if order.status == OrderStatus.CANCELLED else "",
+            )
+        )
+    return planted
+
+
+def plant_demo_orders(app: SandboxApp, account: ChannelAccount | None = None) -> int:
+    """Put the demo account's orders into its channel's sandbox (``run_sandboxes`` does it at start)."""
+    account = account or ChannelAccount.objects.filter(kind=app.kind, name=DEMO_ACCOUNT_NAMES[app.kind]).first()
+    if account is None:
+        return 0
+    orders = demo_sandbox_orders(account)
+    with app.state.lock:
+        for order in orders:
+            app.state.orders[order.order_id] = order
+    return len(orders)
 
 
 class Command(BaseCommand):
@@ -366,9 +490,13 @@ class Command(BaseCommand):
                 chosen = rng.sample(skus, rng.choice([1, 1, 1, 2, 2, 3, 4]))
                 name = rng.choice(NAMES)
                 city, region, postal = rng.choice(CITIES)
+                # The channel's ids for this order: the same order exists in the account's sandbox.
+                external_id, line_ids, reference = demo_ids(
+                    account.kind, DEMO_NUMBER_BASE + count, [sku.code for sku in chosen]
+                )
                 lines = [
                     order_services.LineInput(
-                        external_id=f"{count}-{i + 1}",
+                        external_id=line_ids[i],
                         channel_sku=sku.code,
                         sku_id=sku.pk,
                         title=sku.name,
@@ -381,8 +509,8 @@ class Command(BaseCommand):
                 ]
                 order = order_services.order_create(
                     account_id=account.pk,
-                    external_id=f"{account.kind.upper()}-{100000 + count}",
-                    external_reference=f"#{1000 + count}" if account.kind == "shopify" else "",
+                    external_id=external_id,
+                    external_reference=reference,
                     placed_at=placed,
                     currency="USD",
                     lines=lines,
