@@ -359,7 +359,7 @@ class EbayConnector(Connector):
                 detail = "; ".join(f"{r.get('sku')}: {(r.get('errors') or [{}])[0].get('message')}" for r in refused)
                 raise ChannelError(f"bulkUpdatePriceQuantity refused {detail}", retryable=False)
             accepted += [r.get("sku") for r in results]
-        return SendResult(response={"accepted": accepted})
+        return SendResult(response={"accepted": accepted}, acknowledged={q.channel_sku: q.quantity for q in quantities})
 
 
 def _ship_to(raw: dict) -> NormalizedAddress | None:

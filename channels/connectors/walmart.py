@@ -498,7 +498,7 @@ class WalmartConnector(Connector):
             if response.status_code != 200:
                 raise self._fail(f"updateInventoryForAnItem {item.channel_sku}", response)
             accepted.append(item.channel_sku)
-        return SendResult(response={"accepted": accepted})
+        return SendResult(response={"accepted": accepted}, acknowledged={q.channel_sku: q.quantity for q in quantities})
 
 
 def _order_status(lines: list[NormalizedLine], seen: set[str]) -> str:
