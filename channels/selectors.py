@@ -8,7 +8,15 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxMessage, OutboxStatus, SyncRun
+from channels.models import (
+    ChannelAccount,
+    InboundEvent,
+    InboundKind,
+    InboundStatus,
+    OutboxMessage,
+    OutboxStatus,
+    SyncRun,
+)
 from orders.models import Order
 
 
@@ -102,3 +110,37 @@ def outbox_list(*, status: str | None = None, account_id: int | None = None) -> 
     if status:
         messages = messages.filter(status=status)
     return messages.filter(account_id=account_id) if account_id else messages
+
+
+RETRY_BACKOFF_CAP = timedelta(hours=1)
+
+
+def inbound_retry_due_at(event: InboundEvent, interval_seconds: int) -> datetime | None:
+    """When a failed order event may be read again: at once after its first failure, then after the
+    account's interval, doubling with each attempt, at most an hour."""
+    if event.processed_at is None or event.attempts <= 1:
+        return event.processed_at
+    delay = min(timedelta(seconds=interval_seconds * 2 ** (event.attempts - 2)), RETRY_BACKOFF_CAP)
+    return event.processed_at + delay
+
+
+def inbound_orders_to_retry(
+    *, account: ChannelAccount, limit: int = 25, tried_before: datetime | None = None, now: datetime | None = None
+) -> list[InboundEvent]:
+    """The newest failed event of each order (with a channel id, not discarded) that is due for another
+    read, least recently tried first; ``tried_before``: only events last tried before then (not the ones
+    the current run has just read)."""
+    now = now or timezone.now()
+    failed = InboundEvent.objects.filter(account=account, kind=InboundKind.ORDER, status=InboundStatus.FAILED)
+    if tried_before is not None:
+        failed = failed.filter(Q(processed_at__isnull=True) | Q(processed_at__lt=tried_before))
+    newest = list(
+        failed.exclude(external_id="")
+        .select_related("account")
+        .defer("payload")
+        .order_by("external_id", "-pk")
+        .distinct("external_id")
+    )
+    due = [event for event in newest if (inbound_retry_due_at(event, account.sync_interval_seconds) or now) <= now]
+    due.sort(key=lambda event: (event.processed_at or event.received_at, event.pk))
+    return due[:limit]
