@@ -16,8 +16,9 @@ from channels.models import (
     OutboxMessage,
     OutboxStatus,
     SyncRun,
+    SyncStatus,
 )
-from orders.models import Order
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order
 
 
 @dataclass
@@ -31,6 +32,9 @@ class AccountHealth:
     failed_events: int
     outbox_due: int
     outbox_parked: int
+    # From the last finished run: failed runs in a row, and when a backing-off account is tried again.
+    consecutive_failures: int = 0
+    next_attempt_at: datetime | None = None
 
 
 def account_health(*, now: datetime | None = None) -> list[AccountHealth]:
@@ -71,6 +75,13 @@ def account_health(*, now: datetime | None = None) -> list[AccountHealth]:
     last_runs = {
         run.account_id: run for run in SyncRun.objects.order_by("account_id", "-started_at").distinct("account_id")
     }
+    finished_runs = {
+        run.account_id: run
+        for run in SyncRun.objects.exclude(status=SyncStatus.RUNNING)
+        .order_by("account_id", "-started_at", "-pk")
+        .distinct("account_id")
+        .only("pk", "account_id", "progress", "started_at")
+    }
     rows = []
     for account in accounts:
         stats = events.get(account.pk, {"total": 0, "failed": 0})
@@ -86,9 +97,74 @@ def account_health(*, now: datetime | None = None) -> list[AccountHealth]:
                 failed_events=failed_all.get(account.pk, 0),
                 outbox_due=outbox.get(account.pk, {}).get("due", 0),
                 outbox_parked=outbox.get(account.pk, {}).get("parked", 0),
+                **sync_backoff_state(finished_runs.get(account.pk), now=now),
             )
         )
     return rows
+
+
+def sync_backoff_state(run: SyncRun | None, *, now: datetime | None = None) -> dict:
+    """{consecutive_failures, next_attempt_at} from an account's last finished run (next_attempt_at only
+    while the account is still backing off)."""
+    progress = (run.progress if run else None) or {}
+    failures = int(progress.get("consecutive_failures") or 0)
+    until = None
+    if failures and progress.get("next_attempt_at"):
+        try:
+            until = datetime.fromisoformat(progress["next_attempt_at"])
+        except (TypeError, ValueError):
+            until = None
+    if until is not None and until <= (now or timezone.now()):
+        until = None
+    return {"consecutive_failures": failures, "next_attempt_at": until}
+
+
+@dataclass
+class AccountPage:
+    account: ChannelAccount
+    last_run: SyncRun | None
+    consecutive_failures: int
+    next_attempt_at: datetime | None
+    runs: list[SyncRun]
+    attention: list[OutboxMessage]
+    failed_events: list[InboundEvent]
+    listing_cases: list[ExceptionCase]
+    sync_cases: list[ExceptionCase]
+
+
+def account_page(*, account: ChannelAccount, limit: int = 50) -> AccountPage:
+    """What one account's page shows: sync state and backoff, recent runs, parked and failing outbox
+    messages, failed inbound events, open listing-not-found and sync-failure cases."""
+    runs = list(SyncRun.objects.filter(account=account).select_related("account").order_by("-started_at", "-pk")[:10])
+    finished = next((run for run in runs if run.status != SyncStatus.RUNNING), None)
+    if finished is None:
+        finished = (
+            SyncRun.objects.filter(account=account)
+            .exclude(status=SyncStatus.RUNNING)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
+    cases = (
+        ExceptionCase.objects.filter(
+            account=account, kind__in=[ExceptionKind.LISTING_NOT_FOUND, ExceptionKind.SYNC_FAILURE]
+        )
+        .exclude(status=CaseStatus.RESOLVED)
+        .select_related("sku")
+        .order_by("-created_at", "-pk")
+    )
+    cases = list(cases[: limit * 2])
+    return AccountPage(
+        account=account,
+        last_run=runs[0] if runs else None,
+        runs=runs,
+        attention=list(
+            outbox_list(account_id=account.pk).filter(status__in=[OutboxStatus.PARKED, OutboxStatus.FAILED])[:limit]
+        ),
+        failed_events=list(inbound_event_list(status=InboundStatus.FAILED, account_id=account.pk)[:limit]),
+        listing_cases=[case for case in cases if case.kind == ExceptionKind.LISTING_NOT_FOUND][:limit],
+        sync_cases=[case for case in cases if case.kind == ExceptionKind.SYNC_FAILURE],
+        **sync_backoff_state(finished),
+    )
 
 
 def sync_run_list(*, account_id: int | None = None) -> QuerySet[SyncRun]:
