@@ -25,7 +25,7 @@ from channels.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from channels.outbox import inventory_push_plan, outbox_claim, outbox_send
+from channels.outbox import inventory_push_plan, outbox_claim, outbox_retry_now, outbox_send
 from channels.sandbox.base import SKU_CODES, Response
 from channels.sandbox.shopify import ShopifySandbox, variant_ids
 from channels.sandbox.walmart import WalmartSandbox, _error
@@ -308,3 +308,20 @@ def test_a_parked_message_keeps_the_channels_whole_error_and_shows_it(catalog_wa
     assert "CONTENT_NOT_FOUND.GMP_INVENTORY_API" in page.text and "&quot;field&quot;: &quot;sku&quot;" in page.text
     account_page = client.get(reverse("channels:account", args=[walmart.pk]))
     assert account_page.status_code == 200 and "CONTENT_NOT_FOUND.GMP_INVENTORY_API" in account_page.text
+
+
+def test_a_later_success_clears_the_stored_error(catalog_walmart, walmart):
+    # given: a parked push with Walmart's answer stored
+    _stock(walmart, {NEW_SKU: 1})
+    credentials = {"client_id": "wm-client", "client_secret": "wm-secret"}
+    _push(walmart, DetailedWalmartConnector, credentials)
+    message = OutboxMessage.objects.get(kind=OutboxKind.INVENTORY)
+    assert message.last_error_detail
+    # when: the item is listed and an agent retries
+    catalog_walmart.catalog.add(NEW_SKU)
+    outbox_retry_now(message=message, actor="agent")
+    (status,) = _push(walmart, DetailedWalmartConnector, credentials)
+    # then
+    message.refresh_from_db()
+    assert status == OutboxStatus.SENT and message.last_error_detail == {} and message.last_error == ""
+    assert _pushed() == {NEW_SKU: 1}
