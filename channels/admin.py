@@ -269,7 +269,7 @@ class OutboxMessageAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_select_related = ("account",)
     search_fields = ("=dedupe_key",)
     ordering = ("-pk",)
-    exclude = ("payload", "response")
+    exclude = ("payload", "response", "last_error_detail")
     # Status, next attempt and last error stay editable so a parked message can be re-queued.
     readonly_fields = (
         "account",
@@ -278,6 +278,7 @@ class OutboxMessageAdmin(BigTableAdminMixin, admin.ModelAdmin):
         "payload_pretty",
         "attempts",
         "sent_at",
+        "last_error_detail_pretty",
         "response_pretty",
         "order",
         "created_at",
@@ -295,6 +296,10 @@ class OutboxMessageAdmin(BigTableAdminMixin, admin.ModelAdmin):
     @admin.display(description="Response")
     def response_pretty(self, obj: OutboxMessage) -> str:
         return _pretty_json(obj.response)
+
+    @admin.display(description="The channel's error answer")
+    def last_error_detail_pretty(self, obj: OutboxMessage) -> str:
+        return _pretty_json(obj.last_error_detail) if obj.last_error_detail else "—"
 
 
 @admin.register(SyncRun)

@@ -18,16 +18,27 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
-from channels.connectors.base import Connector, NormalizedOrder, PayloadError
-from channels.models import ChannelAccount, ChannelLocation, InboundEvent, InboundKind, InboundStatus, Listing
+from channels.connectors.base import ChannelError, Connector, NormalizedOrder, PayloadError
+from channels.models import (
+    ChannelAccount,
+    ChannelAccountEvent,
+    ChannelLocation,
+    InboundEvent,
+    InboundKind,
+    InboundStatus,
+    Listing,
+)
 from channels.outbox import acknowledgements_enqueue
 from fulfillment import services as fulfillment_services
 from inventory.models import Sku
 from orders import services as order_services
 from orders.errors import DomainError
 from orders.models import ExceptionKind, HoldKind, Severity
+from orders.services import Actor, actor_resolve
 from orders.services.ingest import IngestError, IngestResult, SkuRef, orders_ingest_batch
 
 log = logging.getLogger(__name__)
@@ -394,16 +405,182 @@ def inbound_orders_process(
     return outcome
 
 
+def inbound_order_reread(
+    *, account: ChannelAccount, connector: Connector, external_id: str, actor: str
+) -> InboundEvent:
+    """Read one order again from the channel by its id and ingest it like a page of one order.
+
+    The fresh payload is stored as a new event, unless it is the very payload already stored (same
+    dedupe key): that event is then processed again in place (a mapping may have been fixed since).
+    Raises ChannelError when the channel cannot answer (or does not know the order)."""
+    raw = connector.get_order(external_id)
+    text, refusal = _payload_text(raw)
+    key, _ = _dedupe_key(connector, raw, text)
+    outcome = inbound_orders_process(account=account, connector=connector, raw_orders=[raw], actor=actor)
+    if outcome.replayed:
+        with transaction.atomic():
+            stored = InboundEvent.objects.select_for_update().get(account=account, dedupe_key=key)
+            if stored.status in (InboundStatus.FAILED, InboundStatus.RECEIVED):
+                _process_events(account, connector, [(stored.pk, raw, refusal)], actor)
+    fresh = InboundEvent.objects.get(account=account, dedupe_key=key)
+    if fresh.status == InboundStatus.PROCESSED and fresh.external_id:
+        _supersede(account.pk, fresh.external_id, fresh, actor)
+    return fresh
+
+
+EARLIER = "\nEarlier: "
+
+
+def _first_error(error: str) -> str:
+    """The event's own first error, without the notes of later re-reads."""
+    return error.rsplit(EARLIER, 1)[-1]
+
+
+def _supersede(account_id: int, external_id: str, by: InboundEvent, actor: str) -> int:
+    """Every other failed event of the order is done: a newer read of the order went in."""
+    return (
+        InboundEvent.objects.filter(
+            account_id=account_id, kind=InboundKind.ORDER, external_id=external_id, status=InboundStatus.FAILED
+        )
+        .exclude(pk=by.pk)
+        .update(
+            status=InboundStatus.PROCESSED,
+            order_id=by.order_id,
+            processed_at=timezone.now(),
+            error=Concat(Value(f"Superseded by event #{by.pk} (order read again by {actor}).{EARLIER}"), F("error")),
+        )
+    )
+
+
+def inbound_failed_superseded_close(*, account_id: int) -> int:
+    """Failed order events older than a processed event of the same order are done: close them."""
+    newer = InboundEvent.objects.filter(
+        account_id=account_id,
+        kind=InboundKind.ORDER,
+        external_id=OuterRef("external_id"),
+        status=InboundStatus.PROCESSED,
+        pk__gt=OuterRef("pk"),
+    )
+    return (
+        InboundEvent.objects.filter(account_id=account_id, kind=InboundKind.ORDER, status=InboundStatus.FAILED)
+        .exclude(external_id="")
+        .filter(Exists(newer))
+        .update(
+            status=InboundStatus.PROCESSED,
+            processed_at=timezone.now(),
+            error=Concat(Value(f"Superseded by a newer event of this order, processed.{EARLIER}"), F("error")),
+        )
+    )
+
+
+def _reread(event: InboundEvent, connector: Connector, actor: str) -> tuple[InboundEvent, ChannelError | None]:
+    """Re-read a failed event's order from the channel; (the event afterwards, the channel's error if any)."""
+    try:
+        fresh = inbound_order_reread(
+            account=event.account, connector=connector, external_id=event.external_id, actor=actor
+        )
+    except ChannelError as exc:
+        note = f"Re-read from the channel failed ({actor}): {exc}"
+        InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.FAILED).update(
+            error=f"{note}{EARLIER}{_first_error(event.error)}"[:4000],
+            attempts=F("attempts") + 1,
+            processed_at=timezone.now(),
+        )
+        event.refresh_from_db()
+        return event, exc
+    event.refresh_from_db()
+    if event.status == InboundStatus.FAILED and fresh.pk != event.pk:
+        note = f"Re-read from the channel as event #{fresh.pk}, which failed too: {fresh.error}"
+        InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.FAILED).update(
+            error=f"{note[:2000]}{EARLIER}{_first_error(event.error)}"[:4000],
+            attempts=F("attempts") + 1,
+            processed_at=timezone.now(),
+        )
+        event.refresh_from_db()
+    return event, None
+
+
 def inbound_event_reprocess(*, event: InboundEvent, connector: Connector, actor: str) -> InboundEvent:
-    """Parse and ingest a stored event again (after a fix to the data or the mapping)."""
+    """Process a failed order event again from the order as the channel has it now (``get_order``), not
+    from the stored payload: a fixed order then goes in, and the failed event is marked superseded. If
+    the channel cannot find the order or fails, the event stays failed and its error says so. An event
+    with no channel id (its payload named none) is parsed again from the stored payload."""
     if event.kind != InboundKind.ORDER:
         raise DomainError(f"event #{event.pk} is a {event.kind} event; only order events are re-processed")
+    locked = InboundEvent.objects.select_related("account").get(pk=event.pk)
+    if locked.status == InboundStatus.PROCESSED:
+        return locked
+    if locked.status == InboundStatus.DISCARDED:
+        raise DomainError(f"event #{locked.pk} was discarded; the order is no longer read again")
+    if locked.external_id:
+        return _reread(locked, connector, actor)[0]
     with transaction.atomic():
         locked = InboundEvent.objects.select_for_update().get(pk=event.pk)
-        if locked.status == InboundStatus.PROCESSED:
-            return locked
         truncated = isinstance(locked.payload, dict) and "_truncated" in locked.payload
         refusal = "payload: truncated when received (too large), cannot be processed" if truncated else ""
         _process_events(locked.account, connector, [(locked.pk, locked.payload, refusal)], actor)
     locked.refresh_from_db()
     return locked
+
+
+def inbound_orders_retry(
+    *, account: ChannelAccount, connector: Connector, actor: str, limit: int = 25, tried_before: datetime | None = None
+) -> dict[str, int]:
+    """Read again, by id, the orders whose newest event failed (not discarded), least recently tried
+    first, at most ``limit`` (only those last tried before ``tried_before``): a cursor that moved past
+    a quarantined order loses nothing. Each order is retried until it goes in or a person discards it;
+    after the first retry an order waits longer between tries (the account's interval, doubling, at
+    most an hour). A channel error that may pass (throttling, outage) ends this round."""
+    from channels.selectors import inbound_orders_to_retry
+
+    inbound_failed_superseded_close(account_id=account.pk)
+    counts = {"retried": 0, "recovered": 0, "still_failed": 0}
+    for event in inbound_orders_to_retry(account=account, limit=limit, tried_before=tried_before):
+        counts["retried"] += 1
+        try:
+            event, error = _reread(event, connector, actor)
+        except Exception:
+            log.exception("re-reading order %s of %s failed", event.external_id, account.name)
+            counts["still_failed"] += 1
+            continue
+        if event.status == InboundStatus.PROCESSED:
+            counts["recovered"] += 1
+        else:
+            counts["still_failed"] += 1
+        if error is not None and error.retryable:
+            break
+    return counts
+
+
+def inbound_event_discard(*, event: InboundEvent | int, reason: str, actor: Actor) -> list[int]:
+    """A person gives up on a failed order: its failed events are discarded and the sync stops reading
+    it again. One audit event on the account with the reason. Returns the ids discarded."""
+    name, _ = actor_resolve(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("discarding an inbound event needs a reason")
+    pk = event if isinstance(event, int) else event.pk
+    with transaction.atomic():
+        locked = InboundEvent.objects.select_for_update().get(pk=pk)
+        if locked.kind != InboundKind.ORDER or locked.status != InboundStatus.FAILED:
+            raise DomainError(
+                f"event #{locked.pk} is a {locked.get_status_display().lower()} {locked.kind} event; "
+                "only failed order events are discarded"
+            )
+        same_order = InboundEvent.objects.filter(
+            account_id=locked.account_id, kind=InboundKind.ORDER, status=InboundStatus.FAILED
+        )
+        if locked.external_id:
+            same_order = same_order.filter(external_id=locked.external_id)
+        else:
+            same_order = same_order.filter(pk=pk)
+        ids = list(same_order.select_for_update().order_by("pk").values_list("pk", flat=True))
+        InboundEvent.objects.filter(pk__in=ids).update(status=InboundStatus.DISCARDED, processed_at=timezone.now())
+        ChannelAccountEvent.objects.create(
+            account_id=locked.account_id,
+            kind="inbound_discarded",
+            actor=name,
+            reason=reason[:2000],
+            data={"external_id": locked.external_id, "event_ids": ids, "error": _first_error(locked.error)[:1000]},
+        )
+    return ids

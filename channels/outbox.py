@@ -42,10 +42,11 @@ from channels.connectors.base import (
     ShipmentLine,
 )
 from channels.models import ChannelAccount, Listing, OutboxKind, OutboxMessage, OutboxStatus
+from channels.services import listing_ids_record
 from inventory.models import ChannelAvailability
 from orders import services as order_services
 from orders.errors import DomainError
-from orders.models import ExceptionKind, Order, Severity
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) 
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO channels_outboxmessage (account_id, kind, dedupe_key, payload, status, attempts,"
-            " next_attempt_at, last_error, response, last_error_detail, order_id, created_at, updated_at)"
+            " next_attempt_at, last_error, last_error_detail, response, order_id, created_at, updated_at)"
             f" VALUES {values} ON CONFLICT (account_id, kind, dedupe_key) DO NOTHING RETURNING id",
             params,
         )
@@ -303,55 +304,192 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
 
 
 def _send_inventory(connector: Connector, message: OutboxMessage, state: dict) -> SendResult:
+    """Push the current quantity of each listed SKU whose quantity differs from what was last pushed.
+
+    Listings whose channel ids are unknown are looked up first where the channel pushes by its own id;
+    one that is not found opens a "listing not found at channel" case and is not pushed. Only what the
+    channel acknowledged, item by item, is recorded as pushed; a refused item opens the same case.
+    An item neither pushed nor refused keeps its old ``last_pushed_quantity``: the availability
+    reconciliation flags it again, and the next plan pushes it (a later success resolves its case)."""
     rows = {
         row.sku_id: row
         for row in ChannelAvailability.objects.filter(
             account_id=message.account_id, sku_id__in=message.payload["sku_ids"]
         )
     }
-    listings = {
-        sku_id: (channel_sku, variant)
-        for sku_id, channel_sku, variant in Listing.objects.filter(
-            account_id=message.account_id, sku_id__in=list(rows), is_active=True
-        ).values_list("sku_id", "channel_sku", "external_variant_id")
-    }
-    quantities = []
-    sent_rows = {}
-    for sku_id, row in sorted(rows.items()):
-        if row.quantity == row.last_pushed_quantity or sku_id not in listings:
-            continue
-        channel_sku, variant = listings[sku_id]
-        quantities.append(InventoryQuantity(channel_sku, row.quantity, variant, row.last_pushed_quantity))
-        sent_rows[row.pk] = row.quantity
-    if not quantities:
+    listings: dict[int, Listing] = {}
+    for listing in (
+        Listing.objects.filter(account_id=message.account_id, sku_id__in=list(rows), is_active=True)
+        .only("pk", "sku_id", "channel_sku", "external_listing_id", "external_variant_id")
+        .order_by("-pk")
+    ):
+        listings[listing.sku_id] = listing  # the oldest listing of a SKU wins, as before
+    due = [
+        (row, listings[sku_id])
+        for sku_id, row in sorted(rows.items())
+        if row.quantity != row.last_pushed_quantity and sku_id in listings
+    ]
+    if not due:
         return SendResult(response={"unchanged": len(rows)})
+    not_found = _resolve_listings(connector, message, [listing for _, listing in due])
+    quantities = []
+    sent: dict[str, tuple[ChannelAvailability, Listing]] = {}
+    for row, listing in due:
+        if listing.channel_sku in not_found or listing.channel_sku in sent:
+            continue
+        quantities.append(
+            InventoryQuantity(listing.channel_sku, row.quantity, listing.external_variant_id, row.last_pushed_quantity)
+        )
+        sent[listing.channel_sku] = (row, listing)
+    result = SendResult()
     wire = [(q.channel_sku, q.quantity) for q in quantities]
-    key = hashlib.sha256(f"{message.pk}:{json.dumps(wire)}".encode()).hexdigest()
-    result = connector.push_inventory(quantities, idempotency_key=key, state=state)
+    if quantities:
+        key = hashlib.sha256(f"{message.pk}:{json.dumps(wire)}".encode()).hexdigest()
+        result = connector.push_inventory(quantities, idempotency_key=key, state=state)
     now = timezone.now()
-    for pk, quantity in sent_rows.items():
-        ChannelAvailability.objects.filter(pk=pk).update(last_pushed_quantity=quantity, last_pushed_at=now)
-    result.response = {**result.response, "pushed": dict(wire)}
+    acknowledged = {sku: quantity for sku, quantity in result.acknowledged.items() if sku in sent}
+    rejected = {sku: str(reason) for sku, reason in result.rejected.items() if sku in sent and sku not in acknowledged}
+    unanswered = sorted(set(sent) - set(acknowledged) - set(rejected))
+    if unanswered:
+        log.error(
+            "%s answered neither acknowledged nor rejected for %s in outbox message %s: not recorded as pushed",
+            type(connector).__name__,
+            ", ".join(unanswered),
+            message.pk,
+        )
+    for channel_sku, quantity in acknowledged.items():
+        ChannelAvailability.objects.filter(pk=sent[channel_sku][0].pk).update(
+            last_pushed_quantity=quantity, last_pushed_at=now
+        )
+    account = message.account
+    by_sku = {listing.channel_sku: listing for _, listing in due}
+    for channel_sku, reason in not_found.items():
+        title = f"listing not found at channel: {account.name} {channel_sku}"
+        _listing_case_open(account, by_sku[channel_sku], message, title, reason)
+    for channel_sku, reason in rejected.items():
+        title = f"inventory push refused by channel: {account.name} {channel_sku}"
+        _listing_case_open(account, by_sku[channel_sku], message, title, f"the channel refused it: {reason}")
+    _listing_cases_resolve(account, [sent[sku][1] for sku in acknowledged], acknowledged, message)
+    result.response = {
+        **result.response,
+        "pushed": acknowledged,
+        **({"rejected": rejected} if rejected else {}),
+        **({"not_found": sorted(not_found)} if not_found else {}),
+        **({"unanswered": unanswered} if unanswered else {}),
+    }
     return result
+
+
+def _resolve_listings(connector: Connector, message: OutboxMessage, listings: list[Listing]) -> dict[str, str]:
+    """Look up listings with no channel id where the channel pushes by id; store what is learnt.
+    Returns {channel SKU: why not pushable} for those the channel does not have."""
+    if not connector.push_needs_listing_ids:
+        return {}
+    unknown = sorted({listing.channel_sku for listing in listings if not listing_ids_known(listing)})
+    if not unknown:
+        return {}
+    found = connector.resolve_listings(unknown)  # a ChannelError fails the message: retried as a whole
+    learnt = {
+        sku: ids
+        for sku, ids in found.items()
+        if sku in unknown and (ids.external_listing_id or ids.external_variant_id)
+    }
+    if learnt:
+        listing_ids_record(account_id=message.account_id, ids=learnt, actor="outbox")
+        for listing in listings:
+            ids = learnt.get(listing.channel_sku)
+            if ids is not None:
+                listing.external_listing_id = ids.external_listing_id or listing.external_listing_id
+                listing.external_variant_id = ids.external_variant_id or listing.external_variant_id
+    return {
+        sku: "the channel has no listing with this SKU (looked up by SKU before the push)"
+        for sku in unknown
+        if sku not in learnt
+    }
+
+
+def listing_ids_known(listing: Listing) -> bool:
+    return bool(listing.external_listing_id or listing.external_variant_id)
+
+
+def _listing_case_dedupe_key(listing: Listing) -> str:
+    return f"listing_not_found:listing={listing.pk}"
+
+
+def _listing_case_open(account: ChannelAccount, listing: Listing, message: OutboxMessage, title: str, reason: str):
+    order_services.exception_case_open(
+        kind=ExceptionKind.LISTING_NOT_FOUND,
+        title=title,
+        detail=(
+            f"The inventory push (outbox message #{message.pk}) did not reach {account.name} for channel SKU "
+            f"{listing.channel_sku}: {reason[:1000]}. Waybill keeps it as not pushed. List the SKU at the "
+            "channel (or fix its mapping); the next push that the channel acknowledges resolves this case."
+        ),
+        severity=Severity.HIGH,
+        account_id=account.pk,
+        sku_id=listing.sku_id,
+        dedupe_key=_listing_case_dedupe_key(listing),
+        actor="outbox",
+    )
+
+
+def _listing_cases_resolve(
+    account: ChannelAccount, listings: list[Listing], acknowledged: dict[str, int], message: OutboxMessage
+) -> None:
+    if not listings:
+        return
+    keys = {_listing_case_dedupe_key(listing): listing for listing in listings}
+    open_cases = ExceptionCase.objects.filter(
+        kind=ExceptionKind.LISTING_NOT_FOUND, account_id=account.pk, dedupe_key__in=list(keys)
+    ).exclude(status=CaseStatus.RESOLVED)
+    for case in open_cases:
+        listing = keys[case.dedupe_key]
+        try:
+            order_services.exception_case_resolve(
+                case=case.pk,
+                note=f"{account.name} acknowledged {acknowledged[listing.channel_sku]} unit(s) of "
+                f"{listing.channel_sku} (outbox message #{message.pk}).",
+                actor="outbox",
+            )
+        except DomainError:
+            continue  # resolved by a person meanwhile
+
+
+def _error_detail(exc: ChannelError) -> dict:
+    """The channel's whole error answer as a JSON object (with the HTTP status when known)."""
+    detail = exc.detail
+    if detail is None or detail == {} or detail == []:
+        return {"status": exc.status} if exc.status else {}
+    try:
+        json.dumps(detail)
+    except (TypeError, ValueError):
+        detail = str(detail)
+    body = detail if isinstance(detail, dict) else {"body": detail}
+    return {**({"status": exc.status} if exc.status and "status" not in body else {}), **body}
 
 
 def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: datetime) -> str:
     retryable = exc.retryable and message.attempts < _max_attempts()
     message.last_error = str(exc)[:4000]
+    message.last_error_detail = _error_detail(exc)
     message.response = {**(message.response or {}), "state": state}
     if retryable:
         message.status = OutboxStatus.FAILED
         message.next_attempt_at = now + _backoff(message.attempts, exc.retry_after)
     else:
         message.status = OutboxStatus.PARKED
-    message.save(update_fields=["status", "next_attempt_at", "last_error", "response", "updated_at"])
+    message.save(
+        update_fields=["status", "next_attempt_at", "last_error", "last_error_detail", "response", "updated_at"]
+    )
     if message.status == OutboxStatus.PARKED:
         account = ChannelAccount.objects.only("name").get(pk=message.account_id)
+        said = json.dumps(message.last_error_detail, ensure_ascii=False, sort_keys=True, default=str)
         order_services.exception_case_open(
             kind=ExceptionKind.OUTBOX_PARKED,
             title=f"{account.name}: {message.get_kind_display().lower()} not delivered "
             f"after {message.attempts} attempt(s)",
-            detail=f"Outbox message #{message.pk} ({message.dedupe_key}): {message.last_error[:1000]}",
+            detail=f"Outbox message #{message.pk} ({message.dedupe_key}): {message.last_error[:1000]}"
+            + (f"\nThe channel answered: {said[:3000]}" if message.last_error_detail else ""),
             severity=Severity.HIGH,
             order_id=message.order_id,
             account_id=message.account_id,
@@ -390,12 +528,13 @@ def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetim
     message.status = OutboxStatus.SENT
     message.sent_at = now
     message.last_error = ""
+    message.last_error_detail = {}
     message.response = {
         **result.response,
         "state": {**state, **result.state},
         "already_applied": result.already_applied,
     }
-    message.save(update_fields=["status", "sent_at", "last_error", "response", "updated_at"])
+    message.save(update_fields=["status", "sent_at", "last_error", "last_error_detail", "response", "updated_at"])
     return message.status, None
 
 

@@ -8,8 +8,17 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxMessage, OutboxStatus, SyncRun
-from orders.models import Order
+from channels.models import (
+    ChannelAccount,
+    InboundEvent,
+    InboundKind,
+    InboundStatus,
+    OutboxMessage,
+    OutboxStatus,
+    SyncRun,
+    SyncStatus,
+)
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order
 
 
 @dataclass
@@ -23,6 +32,9 @@ class AccountHealth:
     failed_events: int
     outbox_due: int
     outbox_parked: int
+    # From the last finished run: failed runs in a row, and when a backing-off account is tried again.
+    consecutive_failures: int = 0
+    next_attempt_at: datetime | None = None
 
 
 def account_health(*, now: datetime | None = None) -> list[AccountHealth]:
@@ -63,6 +75,13 @@ def account_health(*, now: datetime | None = None) -> list[AccountHealth]:
     last_runs = {
         run.account_id: run for run in SyncRun.objects.order_by("account_id", "-started_at").distinct("account_id")
     }
+    finished_runs = {
+        run.account_id: run
+        for run in SyncRun.objects.exclude(status=SyncStatus.RUNNING)
+        .order_by("account_id", "-started_at", "-pk")
+        .distinct("account_id")
+        .only("pk", "account_id", "progress", "started_at")
+    }
     rows = []
     for account in accounts:
         stats = events.get(account.pk, {"total": 0, "failed": 0})
@@ -78,9 +97,74 @@ def account_health(*, now: datetime | None = None) -> list[AccountHealth]:
                 failed_events=failed_all.get(account.pk, 0),
                 outbox_due=outbox.get(account.pk, {}).get("due", 0),
                 outbox_parked=outbox.get(account.pk, {}).get("parked", 0),
+                **sync_backoff_state(finished_runs.get(account.pk), now=now),
             )
         )
     return rows
+
+
+def sync_backoff_state(run: SyncRun | None, *, now: datetime | None = None) -> dict:
+    """{consecutive_failures, next_attempt_at} from an account's last finished run (next_attempt_at only
+    while the account is still backing off)."""
+    progress = (run.progress if run else None) or {}
+    failures = int(progress.get("consecutive_failures") or 0)
+    until = None
+    if failures and progress.get("next_attempt_at"):
+        try:
+            until = datetime.fromisoformat(progress["next_attempt_at"])
+        except (TypeError, ValueError):
+            until = None
+    if until is not None and until <= (now or timezone.now()):
+        until = None
+    return {"consecutive_failures": failures, "next_attempt_at": until}
+
+
+@dataclass
+class AccountPage:
+    account: ChannelAccount
+    last_run: SyncRun | None
+    consecutive_failures: int
+    next_attempt_at: datetime | None
+    runs: list[SyncRun]
+    attention: list[OutboxMessage]
+    failed_events: list[InboundEvent]
+    listing_cases: list[ExceptionCase]
+    sync_cases: list[ExceptionCase]
+
+
+def account_page(*, account: ChannelAccount, limit: int = 50) -> AccountPage:
+    """What one account's page shows: sync state and backoff, recent runs, parked and failing outbox
+    messages, failed inbound events, open listing-not-found and sync-failure cases."""
+    runs = list(SyncRun.objects.filter(account=account).select_related("account").order_by("-started_at", "-pk")[:10])
+    finished = next((run for run in runs if run.status != SyncStatus.RUNNING), None)
+    if finished is None:
+        finished = (
+            SyncRun.objects.filter(account=account)
+            .exclude(status=SyncStatus.RUNNING)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
+    cases = (
+        ExceptionCase.objects.filter(
+            account=account, kind__in=[ExceptionKind.LISTING_NOT_FOUND, ExceptionKind.SYNC_FAILURE]
+        )
+        .exclude(status=CaseStatus.RESOLVED)
+        .select_related("sku")
+        .order_by("-created_at", "-pk")
+    )
+    cases = list(cases[: limit * 2])
+    return AccountPage(
+        account=account,
+        last_run=runs[0] if runs else None,
+        runs=runs,
+        attention=list(
+            outbox_list(account_id=account.pk).filter(status__in=[OutboxStatus.PARKED, OutboxStatus.FAILED])[:limit]
+        ),
+        failed_events=list(inbound_event_list(status=InboundStatus.FAILED, account_id=account.pk)[:limit]),
+        listing_cases=[case for case in cases if case.kind == ExceptionKind.LISTING_NOT_FOUND][:limit],
+        sync_cases=[case for case in cases if case.kind == ExceptionKind.SYNC_FAILURE],
+        **sync_backoff_state(finished),
+    )
 
 
 def sync_run_list(*, account_id: int | None = None) -> QuerySet[SyncRun]:
@@ -102,3 +186,37 @@ def outbox_list(*, status: str | None = None, account_id: int | None = None) -> 
     if status:
         messages = messages.filter(status=status)
     return messages.filter(account_id=account_id) if account_id else messages
+
+
+RETRY_BACKOFF_CAP = timedelta(hours=1)
+
+
+def inbound_retry_due_at(event: InboundEvent, interval_seconds: int) -> datetime | None:
+    """When a failed order event may be read again: at once after its first failure, then after the
+    account's interval, doubling with each attempt, at most an hour."""
+    if event.processed_at is None or event.attempts <= 1:
+        return event.processed_at
+    delay = min(timedelta(seconds=interval_seconds * 2 ** (event.attempts - 2)), RETRY_BACKOFF_CAP)
+    return event.processed_at + delay
+
+
+def inbound_orders_to_retry(
+    *, account: ChannelAccount, limit: int = 25, tried_before: datetime | None = None, now: datetime | None = None
+) -> list[InboundEvent]:
+    """The newest failed event of each order (with a channel id, not discarded) that is due for another
+    read, least recently tried first; ``tried_before``: only events last tried before then (not the ones
+    the current run has just read)."""
+    now = now or timezone.now()
+    failed = InboundEvent.objects.filter(account=account, kind=InboundKind.ORDER, status=InboundStatus.FAILED)
+    if tried_before is not None:
+        failed = failed.filter(Q(processed_at__isnull=True) | Q(processed_at__lt=tried_before))
+    newest = list(
+        failed.exclude(external_id="")
+        .select_related("account")
+        .defer("payload")
+        .order_by("external_id", "-pk")
+        .distinct("external_id")
+    )
+    due = [event for event in newest if (inbound_retry_due_at(event, account.sync_interval_seconds) or now) <= now]
+    due.sort(key=lambda event: (event.processed_at or event.received_at, event.pk))
+    return due[:limit]

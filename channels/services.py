@@ -1,12 +1,16 @@
-"""Channel account services: credentials (set, read, re-encrypt with the newest key); location mapping."""
+"""Channel account services: credentials (set, read, re-encrypt with the newest key); location mapping;
+listing ids learnt from the channel."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from django.db import transaction
 from django.utils import timezone
 
+from channels.connectors.base import ListingIds
 from channels.crypto import CredentialsError, decrypt_json, encrypt_json, rotate_token
-from channels.models import ChannelAccount, ChannelAccountEvent, ChannelLocation
+from channels.models import ChannelAccount, ChannelAccountEvent, ChannelLocation, Listing
 from orders import services as order_services
 
 
@@ -107,3 +111,38 @@ def channel_location_map(*, channel_location: ChannelLocation | int, location_id
             location_id=location_id,
             actor=actor,
         )
+
+
+def listing_ids_record(*, account_id: int, ids: Mapping[str, ListingIds], actor: str) -> int:
+    """Store the channel's ids of listings looked up by SKU ({channel SKU: ListingIds}); an empty id
+    never overwrites a known one. One audit event for the batch. Returns the number of listings changed."""
+    if not actor:
+        raise ValueError("actor is required")
+    if not ids:
+        return 0
+    changed: dict[str, dict[str, str]] = {}
+    with transaction.atomic():
+        listings = list(
+            Listing.objects.select_for_update().filter(account_id=account_id, channel_sku__in=list(ids)).order_by("pk")
+        )
+        for listing in listings:
+            found = ids[listing.channel_sku]
+            listing_id = (found.external_listing_id or listing.external_listing_id)[:255]
+            variant_id = (found.external_variant_id or listing.external_variant_id)[:255]
+            if (listing_id, variant_id) == (listing.external_listing_id, listing.external_variant_id):
+                continue
+            changed[listing.channel_sku] = {
+                "before": f"{listing.external_listing_id}|{listing.external_variant_id}",
+                "after": f"{listing_id}|{variant_id}",
+            }
+            listing.external_listing_id, listing.external_variant_id = listing_id, variant_id
+            listing.save(update_fields=["external_listing_id", "external_variant_id"])
+        if changed:
+            ChannelAccountEvent.objects.create(
+                account_id=account_id,
+                kind="listing_ids_resolved",
+                actor=actor,
+                reason="Looked up at the channel by SKU before an inventory push",
+                data={"listings": changed},
+            )
+    return len(changed)

@@ -11,6 +11,12 @@ window end, Amazon ``lastUpdatedBefore``). A run starts at cursor minus the conn
 window and advances the cursor only when every page was fetched; a run killed or throttled halfway
 leaves the cursor where it was, and the next run replays those pages, whose events are already
 stored (skipped in one query) and whose orders are already upserted (the watermark).
+
+**Nothing fails silently**: after its pages a run reads again, by id, the orders whose newest event
+failed (``inbound_orders_retry``), so an order quarantined once is not lost when the cursor moves
+past it. A run that fails counts consecutive failures on the run (``progress``), backs off (the
+interval doubling, capped) and opens one sync-failure case for the account when the first backfill
+fails or polls fail SYNC_FAILURES_BEFORE_CASE times in a row; the next successful run resolves it.
 """
 
 from __future__ import annotations
@@ -20,18 +26,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS, connector_for
 from channels.connectors.base import ChannelError
-from channels.inbound import PageOutcome, inbound_orders_process
+from channels.inbound import PageOutcome, inbound_orders_process, inbound_orders_retry
 from channels.models import ChannelAccount, SyncKind, SyncRun, SyncStatus
+from orders import services as order_services
+from orders.errors import DomainError
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
 
 log = logging.getLogger(__name__)
 
 LOCK_NAMESPACE = 0x5742  # "WB": the advisory lock's first key; the account id is the second
+# Polls that fail this many times in a row open a sync-failure case (a failed first backfill at once).
+SYNC_FAILURES_BEFORE_CASE = 3
+# Failed orders read again by id per run, after the pages.
+RETRY_FAILED_ORDERS = 25
 
 
 @contextmanager
@@ -53,12 +67,107 @@ def _actor(account: ChannelAccount) -> str:
 
 
 def syncs_due(*, now: datetime | None = None) -> list[int]:
-    """Enabled accounts with a connector whose interval has passed since their last sync."""
+    """Enabled accounts with a connector whose interval has passed since their last sync, and whose
+    last run, if it failed, is not backing off still (``progress.next_attempt_at``)."""
     now = now or timezone.now()
     accounts = ChannelAccount.objects.filter(is_enabled=True, kind__in=list(CONNECTORS)).filter(
         Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=now - timedelta(seconds=1) * F("sync_interval_seconds"))
     )
-    return list(accounts.order_by("pk").values_list("pk", flat=True))
+    due = list(accounts.order_by("pk").values_list("pk", flat=True))
+    if not due:
+        return []
+    latest = (
+        SyncRun.objects.filter(account_id__in=due)
+        .exclude(status=SyncStatus.RUNNING)
+        .order_by("account_id", "-started_at", "-pk")
+        .distinct("account_id")
+        .values_list("account_id", "progress")
+    )
+    held = {account_id for account_id, progress in latest if _backing_off_until(progress, now)}
+    return [account_id for account_id in due if account_id not in held]
+
+
+def _backing_off_until(progress: dict | None, now: datetime) -> datetime | None:
+    value = (progress or {}).get("next_attempt_at")
+    if not value:
+        return None
+    try:
+        until = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return until if until > now else None
+
+
+def sync_backoff(*, interval_seconds: int, failures: int) -> timedelta:
+    """How long a failing account waits before its next scheduled run: its interval, doubling with
+    each consecutive failure, at most WAYBILL_SYNC_BACKOFF_CAP_SECONDS (an hour)."""
+    cap = float(getattr(settings, "WAYBILL_SYNC_BACKOFF_CAP_SECONDS", 3600))
+    return timedelta(seconds=min(interval_seconds * 2 ** max(failures - 1, 0), max(cap, interval_seconds)))
+
+
+def _sync_failure_key(account: ChannelAccount) -> str:
+    return f"sync_failure:account={account.pk}"
+
+
+def _record_failure(account: ChannelAccount, run: SyncRun, backfill: bool, finished: datetime) -> None:
+    """Count consecutive failed runs, back off, and open one sync-failure case for the account when
+    the first backfill fails or polls have failed SYNC_FAILURES_BEFORE_CASE times in a row."""
+    previous = (
+        SyncRun.objects.filter(account=account, started_at__lt=run.started_at)
+        .exclude(pk=run.pk)
+        .exclude(status=SyncStatus.RUNNING)
+        .order_by("-started_at", "-pk")
+        .values_list("progress", flat=True)
+        .first()
+    )
+    failures = int((previous or {}).get("consecutive_failures") or 0) + 1
+    delay = sync_backoff(interval_seconds=account.sync_interval_seconds, failures=failures)
+    next_attempt = finished + delay
+    run.progress = {
+        **run.progress,
+        "consecutive_failures": failures,
+        "backoff_seconds": int(delay.total_seconds()),
+        "next_attempt_at": next_attempt.isoformat(),
+    }
+    threshold = int(getattr(settings, "WAYBILL_SYNC_FAILURES_BEFORE_CASE", SYNC_FAILURES_BEFORE_CASE))
+    if not backfill and failures < threshold:
+        return
+    what = "the first sync (backfill)" if backfill else f"{failures} syncs in a row"
+    order_services.exception_case_open(
+        kind=ExceptionKind.SYNC_FAILURE,
+        title=f"{account.name}: {what} failed; no orders are coming in",
+        detail=(
+            f"Sync run #{run.pk} failed: {run.error[:2000] or 'no error recorded'}\n"
+            f"{failures} consecutive failed run(s). The next scheduled attempt is at "
+            f"{next_attempt:%Y-%m-%d %H:%M:%S} UTC (backing off {int(delay.total_seconds())} s). "
+            "This case is resolved by the first sync that succeeds."
+        ),
+        severity=Severity.CRITICAL if backfill else Severity.HIGH,
+        account_id=account.pk,
+        dedupe_key=_sync_failure_key(account),
+        actor=_actor(account),
+    )
+
+
+def _resolve_failure(account: ChannelAccount, run: SyncRun) -> None:
+    for case in ExceptionCase.objects.filter(
+        kind=ExceptionKind.SYNC_FAILURE, dedupe_key=_sync_failure_key(account)
+    ).exclude(status=CaseStatus.RESOLVED):
+        try:
+            order_services.exception_case_resolve(
+                case=case.pk, note=f"Sync run #{run.pk} succeeded.", actor=_actor(account)
+            )
+        except DomainError:
+            continue  # a person resolved it meanwhile
+
+
+def _retry_quarantined(account: ChannelAccount, connector, run: SyncRun) -> None:
+    limit = int(getattr(settings, "WAYBILL_SYNC_RETRY_FAILED_ORDERS", RETRY_FAILED_ORDERS))
+    counts = inbound_orders_retry(
+        account=account, connector=connector, actor=_actor(account), limit=limit, tried_before=run.started_at
+    )
+    if counts["retried"]:
+        run.progress = {**run.progress, "quarantine": counts}
 
 
 def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=None) -> SyncRun | None:
@@ -117,6 +226,8 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
                     ]
                 )
             completed = True
+            # After the pages: orders that failed earlier are read again by id (the cursor moved on).
+            _retry_quarantined(account, connector, run)
         except ChannelError as exc:
             run.error = str(exc)[:4000]
             log.warning("sync of %s stopped: %s", account.name, exc)
@@ -137,11 +248,16 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
             account.sync_lag_seconds = max((finished - cursor).total_seconds(), 0.0)
             account.save(update_fields=["sync_cursor", "last_synced_at", "sync_lag_seconds", "updated_at"])
             run.cursor_to = cursor
+            run.progress = {**run.progress, "consecutive_failures": 0}
         else:
             run.status = SyncStatus.PARTIAL if run.pages else SyncStatus.FAILED
-            # The cursor stays; last_synced_at moves so the dispatcher waits one interval to retry.
+            # The cursor stays; last_synced_at moves, and the dispatcher waits out the run's backoff.
             ChannelAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
         run.finished_at = finished
         run.progress = {**run.progress, "stage": "done"}
+        if not completed:
+            _record_failure(account, run, backfill, finished)
         run.save(update_fields=["status", "finished_at", "error", "cursor_to", "progress"])
+        if completed:
+            _resolve_failure(account, run)
         return run

@@ -6,10 +6,13 @@ app_name = "channels"
 
 urlpatterns = [
     path("", views.AccountListView.as_view(), name="accounts"),
+    path("<int:pk>/", views.AccountDetailView.as_view(), name="account"),
     path("<int:pk>/sync/", views.SyncNowView.as_view(), name="sync-now"),
     path("runs/", views.SyncRunListView.as_view(), name="runs"),
     path("inbound/", views.InboundEventListView.as_view(), name="inbound"),
     path("inbound/<int:pk>/reprocess/", views.InboundReprocessView.as_view(), name="inbound-reprocess"),
+    path("inbound/<int:pk>/discard/", views.InboundDiscardView.as_view(), name="inbound-discard"),
     path("outbox/", views.OutboxListView.as_view(), name="outbox"),
+    path("outbox/<int:pk>/", views.OutboxDetailView.as_view(), name="outbox-detail"),
     path("outbox/<int:pk>/retry/", views.OutboxRetryView.as_view(), name="outbox-retry"),
 ]

@@ -455,7 +455,9 @@ class AmazonConnector(Connector):
                     issues = "; ".join(i.get("message", "") for i in data.get("issues") or [])
                     raise ChannelError(f"listing {item.channel_sku} rejected: {issues}", retryable=False)
                 accepted.append(item.channel_sku)
-            return SendResult(response={"accepted": accepted})
+            return SendResult(
+                response={"accepted": accepted}, acknowledged={q.channel_sku: q.quantity for q in quantities}
+            )
         feed = {
             "header": {"sellerId": seller, "version": "2.0", "issueLocale": "en_US"},
             "messages": [
@@ -476,4 +478,8 @@ class AmazonConnector(Connector):
             raise ChannelError("listings feed report is not the expected JSON", retryable=False) from None
         if summary.get("errors"):
             raise ChannelError(f"listings feed: {summary['errors']} message(s) rejected", retryable=False)
-        return SendResult(response={"feed_id": state["feed_id"], "summary": summary}, state=state)
+        return SendResult(
+            response={"feed_id": state["feed_id"], "summary": summary},
+            state=state,
+            acknowledged={q.channel_sku: q.quantity for q in quantities},
+        )

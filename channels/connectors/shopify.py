@@ -700,7 +700,11 @@ class ShopifyConnector(Connector):
                 f"inventorySetQuantities: {'; '.join(str(e.get('message')) for e in errors)}", retryable=retry
             )
         group = result.get("inventoryAdjustmentGroup") or {}
-        return SendResult(response={"adjustment_group": group.get("id"), "skipped": skipped})
+        return SendResult(
+            response={"adjustment_group": group.get("id"), "skipped": skipped},
+            acknowledged={q.channel_sku: q.quantity for q in pushable},
+            rejected={sku: "no Shopify inventoryItem id known" for sku in skipped},
+        )
 
     # --- webhooks ------------------------------------------------------------------------------
 

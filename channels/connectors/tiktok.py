@@ -366,7 +366,11 @@ class TikTokConnector(Connector):
             raise ChannelError(f"no TikTok product and SKU id known for {', '.join(skipped)}", retryable=False)
         for product, skus in by_product.items():
             self.request("POST", f"/product/202309/products/{product}/inventory/update", body={"skus": skus})
-        return SendResult(response={"products": sorted(by_product), "skipped": skipped})
+        return SendResult(
+            response={"products": sorted(by_product), "skipped": skipped},
+            acknowledged={q.channel_sku: q.quantity for q in quantities if q.channel_sku not in skipped},
+            rejected={sku: "no TikTok product and SKU id known" for sku in skipped},
+        )
 
     # --- webhooks ------------------------------------------------------------------------------
 
