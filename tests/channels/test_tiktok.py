@@ -131,7 +131,16 @@ def test_a_clock_more_than_five_minutes_off_is_refused(tiktok_sandbox, tiktok_ac
     connector = connector_for(tiktok_account)
     monkeypatch.setattr("channels.connectors.tiktok.time", SimpleNamespace(time=lambda: time.time() - 600))
     # then
-    with pytest.raises(ChannelError, match="code 106002"):
+    with pytest.raises(ChannelError, match="code 36009004: Invalid timestamp: more than 5 minutes old"):
+        connector.get_order("1")
+
+
+def test_a_clock_more_than_thirty_seconds_ahead_is_refused(tiktok_sandbox, tiktok_account, monkeypatch):
+    # given: TikTok takes timestamps up to 30 s in the future only
+    connector = connector_for(tiktok_account)
+    monkeypatch.setattr("channels.connectors.tiktok.time", SimpleNamespace(time=lambda: time.time() + 60))
+    # then
+    with pytest.raises(ChannelError, match="code 36009004: Invalid timestamp: more than 30 seconds ahead"):
         connector.get_order("1")
 
 
