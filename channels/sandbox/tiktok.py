@@ -325,6 +325,14 @@ class TikTokSandbox(SandboxApp):
 
     # --- admin hooks: what buyers and TikTok do --------------------------------------------------
 
+    def _bump(self, order: SandboxOrder, topic: str) -> None:
+        """A change TikTok reports with a later update_time (to the second) than the one before."""
+        before = order.updated_at
+        self.state.touch(order, topic)
+        if order.updated_at <= before:
+            order.updated_at = before + timedelta(seconds=1)
+            self.state.last_stamp = max(self.state.last_stamp, order.updated_at)
+
     def _order(self, request: Request) -> tuple[SandboxOrder | None, dict]:
         data = request.json()
         return self.state.orders.get(str(data.get("order_id") or "")), data
@@ -347,7 +355,7 @@ class TikTokSandbox(SandboxApp):
                 "create_time": now,
                 "update_time": now,
             }
-            self.state.touch(order, "cancel_request")
+            self._bump(order, "cancel_request")
         return Response(200, {"cancel_id": cancel_id})
 
     def admin_pay(self, request: Request) -> Response:
@@ -360,7 +368,7 @@ class TikTokSandbox(SandboxApp):
             now = self.state.stamp()
             order.ship_by = now + timedelta(days=2)
             order.deliver_by = now + timedelta(days=6)
-            self.state.touch(order)
+            self._bump(order, "update")
         return Response(200, {"order_id": order.order_id})
 
     def admin_address(self, request: Request) -> Response:
@@ -374,7 +382,7 @@ class TikTokSandbox(SandboxApp):
                 if key in data:
                     order.address[key] = str(data[key])
             self.updated_addresses.add(order.order_id)
-            self.state.touch(order, "address")
+            self._bump(order, "address")
         return Response(200, {"order_id": order.order_id})
 
     def admin_catalog(self, request: Request) -> Response:
@@ -653,7 +661,7 @@ class TikTokSandbox(SandboxApp):
         order.cancel_reason = reason
         self.initiators[order.order_id] = initiator
         order.recompute()
-        self.state.touch(order, "cancel")
+        self._bump(order, "cancel")
         cancel_id = f"57{len(self.state.cancellations) + 1:016d}"
         self.state.cancellations.append(
             {"order_id": order.order_id, "units": unit_ids, "reason": reason, "cancel_id": cancel_id, "by": initiator}
