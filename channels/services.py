@@ -3,7 +3,7 @@ listing ids learnt from the channel."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from django.db import transaction
 from django.utils import timezone
@@ -64,6 +64,38 @@ def channel_account_set_credentials(
             reason=reason,
             data={"keys_before": before, "keys_after": sorted(credentials), "rotated_at": now.isoformat()},
         )
+
+
+def channel_account_refresh_credentials(
+    *, account: ChannelAccount, refresh: Callable[[dict], dict | None], actor: str, reason: str = ""
+) -> dict:
+    """Renew an account's credentials under its row lock: ``refresh(stored)`` returns the credentials to
+    store, or None when the stored ones are already fresh (another worker renewed them). The channel's
+    refresh call runs inside the lock, so two workers never spend the same rotating refresh token.
+    Returns the credentials stored when it ends; one audit event (key names only) when they changed."""
+    if not actor:
+        raise ValueError("actor is required")
+    with transaction.atomic():
+        locked = ChannelAccount.objects.select_for_update().get(pk=account.pk)
+        stored = channel_account_get_credentials(account=locked)
+        renewed = refresh(dict(stored))
+        if renewed is None or renewed == stored:
+            return stored
+        renewed = credentials_validate(renewed)
+        now = timezone.now()
+        locked.credentials_encrypted = encrypt_json(renewed)
+        locked.credentials_rotated_at = now
+        locked.save(update_fields=["credentials_encrypted", "credentials_rotated_at", "updated_at"])
+        account.credentials_encrypted = locked.credentials_encrypted
+        account.credentials_rotated_at = now
+        ChannelAccountEvent.objects.create(
+            account=locked,
+            kind="credentials_refreshed",
+            actor=actor,
+            reason=reason,
+            data={"keys_before": sorted(stored), "keys_after": sorted(renewed), "rotated_at": now.isoformat()},
+        )
+    return renewed
 
 
 def channel_account_get_credentials(*, account: ChannelAccount) -> dict:

@@ -8,7 +8,24 @@ error whatever the HTTP status.
 A line item is one unit: lines are grouped per ``sku_id`` into one Waybill line whose
 ``external_unit_ids`` keep every unit's id, used to ship and cancel. UNPAID and ON_HOLD (the
 buyer-remorse window) map to pending, so nothing is routed before AWAITING_SHIPMENT.
-Learnt Listing.external_variant_id is ``product_id:sku_id``: the inventory call needs both.
+Learnt and resolved Listing.external_variant_id is ``product_id:sku_id`` (external_listing_id the
+product id): the inventory call needs both. A SKU never ordered is resolved by Search Products (202502,
+the current version) filtered on seller SKUs, at most 10 per call as the reference says.
+
+Access tokens (TikTok: 7 days) are renewed through Get Refresh Token (``GET /api/v2/token/refresh`` on
+the auth host) ten minutes before ``access_token_expires_at`` and whenever TikTok answers 105002
+(expired) or 36009004 about the token; the new access and refresh tokens are stored at once through
+``channel_account_refresh_credentials`` (the refresh token may rotate). Credentials: app_key,
+app_secret, access_token, shop_cipher, and for renewal refresh_token, access_token_expires_at and
+refresh_token_expires_at (unix seconds). The auth host is ``auth_base_url`` in the credentials when
+set; else https://auth.tiktok-shops.com for TikTok's own API host, and the account's API base URL
+otherwise (a sandbox serves both).
+
+Buyer cancellation requests: an order with ``is_buyer_request_cancel`` is parsed as cancel_requested
+with its ``cancel_reason``; cancelled units carry who cancelled (``cancellation_initiator``). A
+cancellation queued with reason BuyerCanceled for an order whose buyer asked approves the buyer's
+request (Search Cancellations → Approve Cancellation), which TikTok does not count against the seller;
+any other cancellation is the seller's (Cancel Order).
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ from channels.connectors.base import (
     ChannelError,
     Connector,
     InventoryQuantity,
+    ListingIds,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -42,7 +60,8 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
-from orders.models import OrderStatus
+from channels.connectors.tokens import RefreshingToken, TokenGrant
+from orders.models import CancelInitiator, OrderStatus
 
 STATUS_MAP = {
     "UNPAID": OrderStatus.PENDING,
@@ -64,6 +83,20 @@ CANCEL_REASONS = {
     "BuyerCanceled": "seller_cancel_reason_buyer_requested",
 }
 SIGN_EXCLUDED = {"sign", "access_token"}
+INITIATORS = {
+    "BUYER": CancelInitiator.BUYER,
+    "SELLER": CancelInitiator.SELLER,
+    "SYSTEM": CancelInitiator.MARKETPLACE,
+}
+PRODUCTION_API_HOST = "open-api.tiktokglobalshop.com"
+PRODUCTION_AUTH_BASE = "https://auth.tiktok-shops.com"
+# Token answers TikTok's common errors give for an access token that is expired (105002) or not
+# accepted (36009004 naming the token header): renew once and retry.
+TOKEN_EXPIRED = 105002
+GATEWAY_INVALID = 36009004
+# Search Products takes at most 10 seller SKUs per filter; Update Inventory at most 100 SKUs.
+SKUS_PER_SEARCH = 10
+SKUS_PER_INVENTORY_UPDATE = 100
 
 
 def tiktok_sign(app_secret: str, path: str, params: Mapping[str, Any], body: bytes = b"") -> str:
@@ -95,11 +128,105 @@ class TikTokConnector(Connector):
 
     # --- transport -----------------------------------------------------------------------------
 
+    def __init__(self, account: Any, credentials: dict[str, str], **options: Any):
+        super().__init__(account, credentials, **options)
+        self.tokens = RefreshingToken(
+            key=("tiktok", getattr(account, "pk", None), credentials.get("app_key", "")),
+            current=lambda: self._grant_from(self.credentials),
+            exchange=self._exchange_refresh_token,
+            store=self._store_grant if getattr(account, "pk", None) else None,
+            margin=float(options.get("token_margin_seconds", 600)),
+        )
+
     def _credential(self, key: str) -> str:
         value = self.credentials.get(key)
         if not value:
             raise ChannelError(f"TikTok credentials lack {key}", retryable=False)
         return value
+
+    @staticmethod
+    def _grant_from(credentials: Mapping[str, str]) -> TokenGrant:
+        def seconds(key: str) -> float | None:
+            value = str(credentials.get(key) or "").strip()
+            return float(value) if value.isdigit() else None
+
+        return TokenGrant(
+            access_token=str(credentials.get("access_token") or ""),
+            expires_at=seconds("access_token_expires_at"),
+            refresh_token=str(credentials.get("refresh_token") or ""),
+            refresh_expires_at=seconds("refresh_token_expires_at"),
+        )
+
+    def auth_base_url(self) -> str:
+        configured = self.credentials.get("auth_base_url")
+        if configured:
+            return configured.rstrip("/")
+        if PRODUCTION_API_HOST in self.account.api_base_url:
+            return PRODUCTION_AUTH_BASE
+        return self.account.api_base_url.rstrip("/")
+
+    def _exchange_refresh_token(self, grant: TokenGrant) -> TokenGrant:
+        """Get Refresh Token: unsigned, app_key + app_secret + refresh_token in the query."""
+        if not grant.refresh_token:
+            raise ChannelError(
+                "TikTok access token expired and the credentials hold no refresh_token: re-authorise the shop",
+                retryable=False,
+            )
+        if grant.refresh_expires_at is not None and grant.refresh_expires_at <= time.time():
+            raise ChannelError("TikTok refresh token expired: re-authorise the shop", retryable=False)
+        response = self.http.request(
+            "GET",
+            f"{self.auth_base_url()}/api/v2/token/refresh",
+            params={
+                "app_key": self._credential("app_key"),
+                "app_secret": self._credential("app_secret"),
+                "refresh_token": grant.refresh_token,
+                "grant_type": "refresh_token",
+            },
+        )
+        reply = json_body(response, "TikTok token refresh")
+        if not isinstance(reply, dict) or reply.get("code") != 0 or not isinstance(reply.get("data"), dict):
+            code = reply.get("code") if isinstance(reply, dict) else None
+            message = str(reply.get("message") if isinstance(reply, dict) else reply)[:300]
+            raise ChannelError(
+                f"TikTok token refresh refused: HTTP {response.status_code}, code {code}: {message}",
+                retryable=response.status_code >= 500,
+                status=response.status_code,
+                detail=reply if isinstance(reply, dict) else None,
+            )
+        data = reply["data"]
+        token, expires = data.get("access_token"), data.get("access_token_expire_in")
+        if not token or not isinstance(expires, int):
+            raise ChannelError("TikTok token refresh answer lacks access_token or its expiry", retryable=False)
+        refresh_expires = data.get("refresh_token_expire_in")
+        return TokenGrant(
+            access_token=str(token),
+            expires_at=float(expires),
+            refresh_token=str(data.get("refresh_token") or grant.refresh_token),
+            refresh_expires_at=float(refresh_expires) if isinstance(refresh_expires, int) else None,
+        )
+
+    def _store_grant(self, decide: Any) -> TokenGrant:
+        """Renew under the account's row lock and store the new tokens with the other credentials."""
+        from channels.services import channel_account_refresh_credentials
+
+        def refresh(stored: dict) -> dict | None:
+            renewed = decide(self._grant_from(stored))
+            if renewed is None:
+                return None
+            values = {**stored, "access_token": renewed.access_token, "refresh_token": renewed.refresh_token}
+            for key, value in (
+                ("access_token_expires_at", renewed.expires_at),
+                ("refresh_token_expires_at", renewed.refresh_expires_at),
+            ):
+                if value is not None:
+                    values[key] = str(int(value))
+            return values
+
+        stored = channel_account_refresh_credentials(
+            account=self.account, refresh=refresh, actor="system:tiktok", reason="access token renewed"
+        )
+        return self._grant_from(stored)
 
     def signed_params(self, path: str, params: Mapping[str, Any], body: bytes) -> dict[str, Any]:
         query = {
@@ -111,26 +238,41 @@ class TikTokConnector(Connector):
         query["sign"] = tiktok_sign(self._credential("app_secret"), path, query, body)
         return query
 
+    @staticmethod
+    def _token_refused(code: Any, message: str) -> bool:
+        return code == TOKEN_EXPIRED or (code == GATEWAY_INVALID and "access-token" in message.replace("_", "-"))
+
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> dict:
         raw = json.dumps(body, separators=(",", ":")).encode() if body is not None and method != "GET" else b""
-        response = self.http.request(
-            method,
-            path,
-            params=self.signed_params(path, params or {}, raw),
-            content=raw or None,
-            headers={"x-tts-access-token": self._credential("access_token"), "Content-Type": "application/json"},
-        )
-        reply = json_body(response, f"TikTok {path}")
-        if not isinstance(reply, dict):
-            raise ChannelError(f"TikTok {path}: HTTP {response.status_code}, reply is not an object", retryable=False)
-        code = reply.get("code")
-        if response.status_code != 200 or code != 0:
-            raise ChannelError(
-                f"TikTok {path}: HTTP {response.status_code}, code {code}: {str(reply.get('message'))[:300]}",
-                retryable=response.status_code >= 500,
-                status=response.status_code,
+        token = self.tokens.access_token()
+        for attempt in range(2):
+            response = self.http.request(
+                method,
+                path,
+                params=self.signed_params(path, params or {}, raw),
+                content=raw or None,
+                headers={"x-tts-access-token": token, "Content-Type": "application/json"},
             )
-        return reply.get("data") or {}
+            reply = json_body(response, f"TikTok {path}")
+            if not isinstance(reply, dict):
+                raise ChannelError(
+                    f"TikTok {path}: HTTP {response.status_code}, reply is not an object", retryable=False
+                )
+            code = reply.get("code")
+            message = str(reply.get("message"))
+            if attempt == 0 and self._token_refused(code, message.lower()):
+                token = self.tokens.refresh(token)
+                continue
+            if response.status_code != 200 or code != 0:
+                raise ChannelError(
+                    f"TikTok {path}: HTTP {response.status_code}, code {code}: {message[:300]}",
+                    retryable=response.status_code >= 500,
+                    status=response.status_code,
+                    detail={k: reply.get(k) for k in ("code", "message", "request_id", "data")},
+                )
+            data = reply.get("data")
+            return data if isinstance(data, dict) else {}
+        raise AssertionError("unreachable")
 
     # --- reading orders ------------------------------------------------------------------------
 
@@ -239,8 +381,9 @@ class TikTokConnector(Connector):
             for d in address.get("district_info") or []
             if isinstance(d, dict)
         }
+        full_name = " ".join(str(address.get(k) or "") for k in ("first_name", "last_name")).strip()
         ship_to = normalized_address(
-            name=address.get("name"),
+            name=address.get("name") or full_name,
             line1=address.get("address_line1"),
             line2=address.get("address_line2"),
             city=district.get("City"),
@@ -249,7 +392,23 @@ class TikTokConnector(Connector):
             country_code=address.get("region_code"),
             phone=address.get("phone_number"),
         )
+        cancelled_units = any(group["states"].get("CANCELLED") for group in groups.values())
+        initiator = str(raw.get("cancellation_initiator") or "")
+        if not initiator and cancelled_units:
+            initiator = next(
+                (str(i.get("cancel_user") or "") for i in items if isinstance(i, dict) and i.get("cancel_user")), ""
+            )
+        if initiator and initiator not in INITIATORS:
+            raise PayloadError("cancellation_initiator", f"unknown value {initiator!r}")
+        is_buyer_request = raw.get("is_buyer_request_cancel")
+        if is_buyer_request is not None and not isinstance(is_buyer_request, bool):
+            raise PayloadError("is_buyer_request_cancel", f"expected a boolean, got {type(is_buyer_request).__name__}")
+        # A request is open while units can still be cancelled; TikTok keeps the flag on a cancelled order.
+        cancel_requested = bool(is_buyer_request) and status_code not in SHIPPED_UNITS | {"CANCELLED"}
         return NormalizedOrder(
+            cancel_requested=cancel_requested,
+            cancel_request_reason=str(raw.get("cancel_reason") or "")[:255] if cancel_requested else "",
+            cancelled_by=INITIATORS[initiator] if initiator and cancelled_units else "",
             external_id=order_id,
             placed_at=placed,
             updated_at=updated,
@@ -314,6 +473,8 @@ class TikTokConnector(Connector):
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
         order = self.get_order(cancel.order_external_id)
+        if cancel.reason == "BuyerCanceled" and order.get("is_buyer_request_cancel") is True:
+            return self._approve_buyer_cancellation(order)
         if cancel.lines:
             wanted = [(line.external_line_id, line.quantity) for line in cancel.lines]
             units = self._units(order, wanted, OPEN_UNITS | {"UNPAID", "ON_HOLD"})
@@ -332,6 +493,47 @@ class TikTokConnector(Connector):
         )
         return SendResult(response={"cancel_id": data.get("cancel_id"), "units": units})
 
+    def pending_buyer_cancellations(self, order_id: str) -> list[dict]:
+        """The buyer's cancellation requests on the order that wait for the seller (Search Cancellations)."""
+        data = self.request(
+            "POST",
+            "/return_refund/202309/cancellations/search",
+            params={"page_size": 50},
+            body={"order_ids": [order_id], "cancel_status": ["CANCELLATION_REQUEST_PENDING"]},
+        )
+        found = data.get("cancellations") or []
+        if not isinstance(found, list):
+            raise ChannelError("cancellations/search: data.cancellations is not a list", retryable=False)
+        return [
+            c
+            for c in found
+            if isinstance(c, dict)
+            and str(c.get("order_id")) == order_id
+            and c.get("cancel_status") == "CANCELLATION_REQUEST_PENDING"
+            and (c.get("role") == "BUYER" or c.get("cancel_type") == "BUYER_CANCEL")
+        ]
+
+    def _approve_buyer_cancellation(self, order: dict) -> SendResult:
+        """Accept what the buyer asked: Approve Cancellation, so TikTok records it as the buyer's cancel,
+        not a seller-fault one. The idempotency key is the cancellation's own id, so a resend is harmless."""
+        order_id = str(order.get("id"))
+        pending = self.pending_buyer_cancellations(order_id)
+        if not pending:
+            raise ChannelError(
+                f"TikTok order {order_id} has no pending buyer cancellation to approve (withdrawn or already decided)",
+                retryable=False,
+            )
+        approved = []
+        for cancellation in pending:
+            cancel_id = str(cancellation.get("cancel_id") or "")
+            self.request(
+                "POST",
+                f"/return_refund/202309/cancellations/{cancel_id}/approve",
+                params={"idempotency_key": f"waybill-approve-{cancel_id}"},
+            )
+            approved.append(cancel_id)
+        return SendResult(response={"approved_cancellations": approved, "buyer_requested": True})
+
     def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
         if kind == "ship_confirmation":
             order = self.get_order(payload["order_external_id"])
@@ -348,29 +550,105 @@ class TikTokConnector(Connector):
             return bool(wanted) and all(cancelled.get(w["external_line_id"], 0) >= w["quantity"] for w in wanted)
         return False
 
+    # --- inventory -----------------------------------------------------------------------------
+
+    push_needs_listing_ids = True
+
+    def resolve_listings(self, channel_skus: list[str]) -> dict[str, ListingIds]:
+        """Search Products filtered on seller SKUs (10 per call): {seller SKU: product id, product:sku id}.
+        A SKU on several products resolves to an active one first; deleted products don't count."""
+        wanted = list(dict.fromkeys(sku for sku in channel_skus if sku))
+        found: dict[str, tuple[bool, ListingIds]] = {}
+        for start in range(0, len(wanted), SKUS_PER_SEARCH):
+            chunk = wanted[start : start + SKUS_PER_SEARCH]
+            token = ""
+            while True:
+                data = self.request(
+                    "POST",
+                    "/product/202502/products/search",
+                    params={"page_size": 100, "page_token": token or None},
+                    body={"seller_skus": chunk},
+                )
+                products = data.get("products") or []
+                if not isinstance(products, list):
+                    raise ChannelError("products/search: data.products is not a list", retryable=False)
+                for product in products:
+                    if not isinstance(product, dict) or product.get("status") == "DELETED":
+                        continue
+                    product_id = str(product.get("id") or "")
+                    active = product.get("status") == "ACTIVATE"
+                    for sku in product.get("skus") or []:
+                        seller_sku = str(sku.get("seller_sku") or "") if isinstance(sku, dict) else ""
+                        if seller_sku not in chunk or not product_id or not sku.get("id"):
+                            continue
+                        if seller_sku in found and (found[seller_sku][0] or not active):
+                            continue
+                        ids = ListingIds(product_id, f"{product_id}:{sku['id']}")
+                        found[seller_sku] = (active, ids)
+                token = data.get("next_page_token") or ""
+                if not token:
+                    break
+        return {sku: ids for sku, (_, ids) in found.items()}
+
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        """Update Inventory per product; TikTok answers success with ``data.errors`` naming each SKU it
+        refused, so every SKU is acknowledged or rejected on its own."""
         warehouse = self.account.inventory_location_id
         if not warehouse:
             raise ChannelError("TikTok account has no inventory_location_id (a warehouse id)", retryable=False)
-        by_product: dict[str, list[dict]] = {}
-        skipped = []
+        acknowledged: dict[str, int] = {}
+        rejected: dict[str, str] = {}
+        by_product: dict[str, list[tuple[str, InventoryQuantity]]] = {}
         for q in quantities:
             product, _, sku_id = q.external_variant_id.partition(":")
             if not product or not sku_id:
-                skipped.append(q.channel_sku)
+                rejected[q.channel_sku] = "no TikTok product and SKU id known for this listing"
                 continue
-            by_product.setdefault(product, []).append(
-                {"id": sku_id, "inventory": [{"warehouse_id": warehouse, "quantity": q.quantity}]}
+            by_product.setdefault(product, []).append((sku_id, q))
+        responses = []
+        for product, items in by_product.items():
+            for start in range(0, len(items), SKUS_PER_INVENTORY_UPDATE):
+                batch = items[start : start + SKUS_PER_INVENTORY_UPDATE]
+                body = {
+                    "skus": [
+                        {"id": sku_id, "inventory": [{"warehouse_id": warehouse, "quantity": q.quantity}]}
+                        for sku_id, q in batch
+                    ]
+                }
+                try:
+                    data = self.request("POST", f"/product/202309/products/{product}/inventory/update", body=body)
+                except ChannelError as exc:
+                    if exc.retryable:
+                        raise
+                    for _, q in batch:
+                        rejected[q.channel_sku] = str(exc)[:500]
+                    responses.append({"product_id": product, "error": exc.detail or str(exc)})
+                    continue
+                refused = self._inventory_errors(data)
+                for sku_id, q in batch:
+                    if sku_id in refused:
+                        rejected[q.channel_sku] = refused[sku_id]
+                    else:
+                        acknowledged[q.channel_sku] = q.quantity
+                responses.append({"product_id": product, "errors": data.get("errors") or []})
+        return SendResult(response={"products": responses}, acknowledged=acknowledged, rejected=rejected)
+
+    @staticmethod
+    def _inventory_errors(data: dict) -> dict[str, str]:
+        """{sku id: why} from Update Inventory's ``data.errors`` (code, message, detail{sku_id, extra_errors})."""
+        refused = {}
+        for error in data.get("errors") or []:
+            if not isinstance(error, dict):
+                continue
+            detail = error.get("detail") if isinstance(error.get("detail"), dict) else {}
+            sku_id = str(detail.get("sku_id") or "")
+            extra = "; ".join(
+                f"{e.get('code')}: {e.get('message')}" for e in detail.get("extra_errors") or [] if isinstance(e, dict)
             )
-        if not by_product:
-            raise ChannelError(f"no TikTok product and SKU id known for {', '.join(skipped)}", retryable=False)
-        for product, skus in by_product.items():
-            self.request("POST", f"/product/202309/products/{product}/inventory/update", body={"skus": skus})
-        return SendResult(
-            response={"products": sorted(by_product), "skipped": skipped},
-            acknowledged={q.channel_sku: q.quantity for q in quantities if q.channel_sku not in skipped},
-            rejected={sku: "no TikTok product and SKU id known" for sku in skipped},
-        )
+            reason = f"{error.get('code')}: {error.get('message')}" + (f" ({extra})" if extra else "")
+            if sku_id:
+                refused[sku_id] = reason[:500]
+        return refused
 
     # --- webhooks ------------------------------------------------------------------------------
 

@@ -1,12 +1,32 @@
-"""TikTok Shop Open API (202309) sandbox: signed requests, orders/search, order detail, packages,
-cancellations, inventory update, and signed order-status webhooks.
+"""TikTok Shop Open API sandbox: signed requests, token refresh, orders/search, order detail, packages,
+cancellations (seller cancels, buyers' requests and their approval), product search, inventory update,
+and signed order-status webhooks.
 
-Per ../shared/CHANNELS.md (there is no saved model for TikTok): every call carries ``app_key``,
-``timestamp`` (unix s), ``sign`` and ``shop_cipher`` in the query and ``x-tts-access-token`` in a
-header; the sandbox recomputes the sign and answers a bad one with HTTP 401 and code 106001 in
-TikTok's envelope ``{code, message, request_id, data}``. A timestamp more than 5 minutes off is
-refused. A line item is one unit. Codes other than 106001 (an expired timestamp, a bad token,
-throttling, a refused write) are the sandbox's own: TikTok's are not in the saved references.
+There is no saved model for TikTok: every request is checked against ``tiktok_contract`` (the request
+shapes from TikTok's public API reference, the same schemas the contract tests use) and against the
+gateway rules of TikTok's "Common errors" reference, in its order: app_key, sign present, timestamp
+(at most 5 minutes old, at most 30 s ahead), sign, access token, shop_cipher. Errors come in TikTok's
+envelope ``{code, message, request_id, data: null}``.
+
+Codes from TikTok's references: 106001 (bad sign), 36009004 (missing sign, bad app_key, bad timestamp,
+bad access token, and the gateway's request validation), 105002 (expired access token), 106013 (missing
+shop_cipher), 101000 (token not for this shop), 36009002 (throttled, HTTP 429), 36009003 (internal
+error), 36009009 (no such path), 36009014 (unsupported version), 36009022 (body not JSON), 12019027
+(more than 10 seller SKUs), 12052260 (no such product), 12052990 / 12052097 / 12052036 (Update
+Inventory's per-SKU errors). The sandbox's own (not in the saved references): HTTP statuses other than
+401 for 106001 and 429 for 36009002, 21001001 / 21011xxx (order not found, package refused), 25001xxx
+(cancel refused), 25002001 (cancellation not pending), 36004005 (refresh token invalid).
+
+Tokens: the access token given at construction never expires unless ``access_token_expires_at`` is
+given; Get Refresh Token (``GET /api/v2/token/refresh``, served on this base URL) issues a new access
+token living ``token_lifetime`` seconds and a new refresh token (the old one stops working).
+
+Admin hooks besides the common ones (loopback only, no auth):
+  POST /_sandbox/tiktok/tokens        {"expire": true}             the current access token expires now
+  POST /_sandbox/tiktok/buyer_cancel  {"order_id", "reason"}       the buyer asks to cancel
+  POST /_sandbox/tiktok/pay           {"order_id"}                  UNPAID → AWAITING_SHIPMENT with ship-by
+  POST /_sandbox/tiktok/address       {"order_id", "name"?, "line1"?, "city"?, …}  the buyer edits the address
+  POST /_sandbox/tiktok/catalog       {"remove": [sku…], "add": [sku…]}  products listed in the shop
 
 Webhooks ``{type, shop_id, timestamp, data{order_id, order_status, update_time}}`` go to
 ``webhook_url`` with ``Authorization`` = hex HMAC-SHA256(app_secret, app_key + raw body).
@@ -17,11 +37,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import secrets
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
-from channels.sandbox.base import Request, Response, SandboxApp, SandboxLine, SandboxOrder, SandboxState, TokenBucket
+from channels.sandbox import tiktok_contract
+from channels.sandbox.base import (
+    SKU_CODES,
+    Request,
+    Response,
+    SandboxApp,
+    SandboxLine,
+    SandboxOrder,
+    SandboxState,
+    TokenBucket,
+)
+from channels.sandbox.contract import ContractViolation
 
 SHIPPING_PROVIDERS = [
     {"id": "6617675021119438849", "name": "UPS"},
@@ -38,6 +72,10 @@ CANCEL_REASONS = {
 }
 SIGNED_OUT = {"sign", "access_token"}
 SHIPPED_UNIT = "IN_TRANSIT"
+TOKEN_PATH = "/api/v2/token/refresh"
+# Calls made on behalf of the shop need shop_cipher; the token refresh is the app's own.
+SHOP_PREFIXES = ("/order/", "/fulfillment/", "/logistics/", "/return_refund/", "/product/")
+VERSION = re.compile(r"^/([a-z_]+)/(\d{6})/")
 
 
 def tiktok_sign(app_secret: str, path: str, params: dict[str, str], body: bytes) -> str:
@@ -48,7 +86,12 @@ def tiktok_sign(app_secret: str, path: str, params: dict[str, str], body: bytes)
 
 
 def envelope(data: Any = None, *, code: int = 0, message: str = "Success", status: int = 200, headers=None):
-    body = {"code": code, "message": message, "request_id": uuid.uuid4().hex.upper(), "data": data or {}}
+    body = {
+        "code": code,
+        "message": message,
+        "request_id": uuid.uuid4().hex.upper(),
+        "data": (data or {}) if code == 0 else None,
+    }
     return Response(status, body, headers=headers or {})
 
 
@@ -75,6 +118,9 @@ class TikTokSandbox(SandboxApp):
         app_key: str = "demoappkey",
         app_secret: str = "demoappsecret",
         access_token: str = "TTP_demo",
+        access_token_expires_at: float | None = None,
+        refresh_token: str = "TTR_demo",
+        token_lifetime: int = 7 * 86400,
         shop_cipher: str = "ROW_demo",
         shop_id: str = "7495000000000000001",
         warehouse_id: str = "7068517275539719942",
@@ -86,7 +132,12 @@ class TikTokSandbox(SandboxApp):
         super().__init__(state or TikTokState(), **options)
         self.app_key = app_key
         self.app_secret = app_secret
-        self.access_token = access_token
+        # {access token: unix expiry or None}; {refresh token: unix expiry}
+        self.access_tokens: dict[str, float | None] = {access_token: access_token_expires_at}
+        self.refresh_tokens: dict[str, float] = {refresh_token: time.time() + 365 * 86400}
+        self.token_lifetime = token_lifetime
+        self.refreshes = 0
+        self.expired_refusals = 0
         self.shop_cipher = shop_cipher
         self.shop_id = shop_id
         self.warehouse_id = warehouse_id
@@ -98,22 +149,75 @@ class TikTokSandbox(SandboxApp):
         self.units: dict[str, dict[str, str]] = {}
         self.tracking: dict[str, dict[str, str]] = {}
         self.packages: list[dict] = []
+        # order id -> who cancelled: BUYER | SELLER | SYSTEM
+        self.initiators: dict[str, str] = {}
+        # cancel id -> the buyer's or seller's cancellation record
+        self.cancel_records: dict[str, dict] = {}
+        self.approvals: dict[str, str] = {}  # idempotency key -> cancel id
+        # Seller SKUs listed in the shop (one product each): every known SKU, ordered or not.
+        self.catalog: set[str] = set(SKU_CODES)
+        self.updated_addresses: set[str] = set()
         self.bad_signs = 0
         self.state.on_change = self._on_change
         self.webhooks_start()
 
+    @property
+    def access_token(self) -> str:
+        """The newest access token issued."""
+        return next(reversed(self.access_tokens))
+
     def routes(self):
         return [
+            ("GET", TOKEN_PATH, self.refresh_token),
             ("POST", "/order/202309/orders/search", self.search_orders),
             ("GET", "/order/202309/orders", self.get_orders),
             ("POST", "/fulfillment/202309/orders/{order_id}/packages", self.create_package),
             ("GET", "/logistics/202309/delivery_options/{option_id}/shipping_providers", self.shipping_providers),
             ("POST", "/return_refund/202309/cancellations", self.cancel),
+            ("POST", "/return_refund/202309/cancellations/search", self.search_cancellations),
+            ("POST", "/return_refund/202309/cancellations/{cancel_id}/approve", self.approve_cancellation),
+            ("POST", "/product/202502/products/search", self.search_products),
             ("POST", "/product/202309/products/{product_id}/inventory/update", self.update_inventory),
         ]
 
+    def admin_routes(self):
+        return [
+            *super().admin_routes(),
+            ("POST", "/_sandbox/tiktok/tokens", self.admin_tokens),
+            ("POST", "/_sandbox/tiktok/buyer_cancel", self.admin_buyer_cancel),
+            ("POST", "/_sandbox/tiktok/pay", self.admin_pay),
+            ("POST", "/_sandbox/tiktok/address", self.admin_address),
+            ("POST", "/_sandbox/tiktok/catalog", self.admin_catalog),
+        ]
+
     def server_error(self) -> Response:
-        return envelope(code=36009999, message="Internal error", status=500)
+        return envelope(code=36009003, message="Internal error. Please try again.", status=500)
+
+    def dispatch(self, request: Request) -> Response:
+        response = super().dispatch(request)
+        if response.status == 404 and isinstance(response.body, dict) and "errors" in response.body:
+            return self._no_route(request)
+        if response.status == 400 and isinstance(response.body, dict) and "errors" in response.body:
+            return envelope(code=36009022, message="Invalid request format: the body must be JSON", status=400)
+        return response
+
+    def _no_route(self, request: Request) -> Response:
+        """An unknown path, or a known one at a version TikTok doesn't serve."""
+        match = VERSION.match(request.path)
+        if match:
+            for _, pattern, _ in self._routes:
+                known = "/" + "/".join(pattern)
+                other = VERSION.match(known)
+                if other and other.group(1) == match.group(1):
+                    candidate = known.replace(other.group(2), match.group(2), 1)
+                    regex = "^" + re.sub(r"\{[^/]+\}", "[^/]+", candidate) + "$"
+                    if re.match(regex, request.path):
+                        return envelope(
+                            code=36009014,
+                            message=f"Invalid API version. Version {match.group(2)} is invalid or unsupported.",
+                            status=404,
+                        )
+        return envelope(code=36009009, message="Invalid path. No endpoint answers this path.", status=404)
 
     # --- signing, auth, throttling -------------------------------------------------------------
 
@@ -121,30 +225,172 @@ class TikTokSandbox(SandboxApp):
         early = super().before(request)
         if early is not None:
             return early
+        if request.path == TOKEN_PATH:
+            return None
         params = {key: values[0] for key, values in request.query.items()}
         if params.get("app_key") != self.app_key:
-            return envelope(code=106001, message="Invalid credentials: app_key", status=401)
-        sign = params.get("sign") or ""
-        expected = tiktok_sign(self.app_secret, request.path, params, request.body if request.method != "GET" else b"")
-        if not hmac.compare_digest(sign, expected):
+            return envelope(code=36009004, message="Invalid credentials. The app_key is invalid.", status=401)
+        if not params.get("sign"):
+            return envelope(code=36009004, message="Missing credentials. The query has no sign.", status=401)
+        stamp = params.get("timestamp") or ""
+        if not re.fullmatch(r"-?[0-9]+", stamp) or int(stamp) < 0:
+            return envelope(code=36009004, message="Invalid timestamp: it must be unix seconds >= 0.", status=401)
+        if int(stamp) < time.time() - 300:
+            return envelope(code=36009004, message="Invalid timestamp: more than 5 minutes old.", status=401)
+        if int(stamp) > time.time() + 30:
+            return envelope(code=36009004, message="Invalid timestamp: more than 30 seconds ahead.", status=401)
+        body = request.body if request.method != "GET" else b""
+        if not hmac.compare_digest(params["sign"], tiktok_sign(self.app_secret, request.path, params, body)):
             self.bad_signs += 1
-            return envelope(code=106001, message="Invalid credentials: the sign is invalid", status=401)
-        try:
-            skew = abs(time.time() - int(params.get("timestamp") or 0))
-        except ValueError:
-            skew = float("inf")
-        if skew > 300:
-            return envelope(code=106002, message="The timestamp is more than 5 minutes off", status=401)
-        if request.header("x-tts-access-token") != self.access_token:
-            return envelope(code=105002, message="Expired or invalid access token", status=401)
-        if params.get("shop_cipher") != self.shop_cipher:
-            return envelope(code=106011, message="Invalid shop_cipher", status=400)
+            return envelope(code=106001, message="Invalid credentials. The sign is invalid.", status=401)
+        token = request.header("x-tts-access-token") or ""
+        with self.state.lock:
+            if token not in self.access_tokens:
+                return envelope(
+                    code=36009004, message="Invalid credentials. The x-tts-access-token is invalid.", status=401
+                )
+            expires = self.access_tokens[token]
+            if expires is not None and expires <= time.time():
+                self.expired_refusals += 1
+                return envelope(code=105002, message="Expired credentials. The x-tts-access-token expired.", status=401)
+        if request.path.startswith(SHOP_PREFIXES):
+            cipher = params.get("shop_cipher")
+            if not cipher:
+                return envelope(code=106013, message="Missing identifier. shop_cipher is required.", status=400)
+            if cipher != self.shop_cipher:
+                return envelope(code=101000, message="Invalid query or header: the token has no such shop.", status=401)
+        if request.method == "POST" and request.body and "json" not in (request.header("content-type") or ""):
+            return envelope(code=36009022, message="Invalid request format: the body must be JSON.", status=400)
         if self.state.faults.take("throttle_next") or not self._take_token():
-            return envelope(code=36009004, message="Too many requests", status=429)
+            return envelope(code=36009002, message="Too many requests.", status=429)
         return None
 
     def _take_token(self) -> bool:
         return self._bucket.take()
+
+    # --- the request shapes TikTok documents (tiktok_contract) ---------------------------------
+
+    def request_violations(self, request: Request) -> list[ContractViolation]:
+        query = {name: values[0] for name, values in request.query.items() if values}
+        body = request.json() if request.body else None
+        if request.method == "POST" and body is None and request.path != TOKEN_PATH:
+            op = tiktok_contract.operation_for(request.method, request.path)
+            if op is not None and op.body is not None:
+                body = {}
+        return tiktok_contract.request_violations(request.method, request.path, query=query, body=body)
+
+    def contract_error(self, request: Request, violations: list[ContractViolation]) -> Response:
+        return envelope(
+            code=36009004, message="Invalid params. " + "; ".join(str(v) for v in violations)[:900], status=400
+        )
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def refresh_token(self, request: Request) -> Response:
+        if request.arg("app_key") != self.app_key or request.arg("app_secret") != self.app_secret:
+            return envelope(code=36009004, message="Invalid credentials. The app_key is invalid.", status=401)
+        old = request.arg("refresh_token") or ""
+        with self.state.lock:
+            expires = self.refresh_tokens.get(old)
+            if expires is None or expires <= time.time():
+                return envelope(code=36004005, message="The refresh_token is invalid or expired.", status=400)
+            del self.refresh_tokens[old]
+            access, refresh = f"TTP_{secrets.token_urlsafe(24)}", f"TTR_{secrets.token_urlsafe(24)}"
+            access_expires = int(time.time()) + self.token_lifetime
+            refresh_expires = int(time.time()) + 365 * 86400
+            self.access_tokens[access] = access_expires
+            self.refresh_tokens[refresh] = refresh_expires
+            self.refreshes += 1
+        return envelope(
+            {
+                "access_token": access,
+                "access_token_expire_in": access_expires,
+                "refresh_token": refresh,
+                "refresh_token_expire_in": refresh_expires,
+                "open_id": "7010736057180325637",
+                "seller_name": "Waybill Sandbox",
+                "seller_base_region": "US",
+                "user_type": 0,
+                "granted_scopes": ["seller.order.info", "seller.fulfillment.basic", "seller.product.write"],
+            }
+        )
+
+    def admin_tokens(self, request: Request) -> Response:
+        data = request.json()
+        with self.state.lock:
+            if data.get("expire"):
+                for token in self.access_tokens:
+                    self.access_tokens[token] = time.time() - 1
+            return Response(200, {"access_token": self.access_token, "refreshes": self.refreshes})
+
+    # --- admin hooks: what buyers and TikTok do --------------------------------------------------
+
+    def _bump(self, order: SandboxOrder, topic: str) -> None:
+        """A change TikTok reports with a later update_time (to the second) than the one before."""
+        before = order.updated_at
+        self.state.touch(order, topic)
+        if order.updated_at <= before:
+            order.updated_at = before + timedelta(seconds=1)
+            self.state.last_stamp = max(self.state.last_stamp, order.updated_at)
+
+    def _order(self, request: Request) -> tuple[SandboxOrder | None, dict]:
+        data = request.json()
+        return self.state.orders.get(str(data.get("order_id") or "")), data
+
+    def admin_buyer_cancel(self, request: Request) -> Response:
+        with self.state.lock:
+            order, data = self._order(request)
+            if order is None or order.status not in ("pending", "unshipped"):
+                return Response(400, {"error": "no such order awaiting shipment"})
+            cancel_id = f"58{len(self.cancel_records) + 1:016d}"
+            now = int(self.state.stamp().timestamp())
+            self.cancel_records[cancel_id] = {
+                "cancel_id": cancel_id,
+                "order_id": order.order_id,
+                "cancel_type": "BUYER_CANCEL",
+                "role": "BUYER",
+                "cancel_status": "CANCELLATION_REQUEST_PENDING",
+                "cancel_reason": "ecom_order_to_ship_canceled_reason_change_payment_method",
+                "cancel_reason_text": str(data.get("reason") or "Changed my mind"),
+                "create_time": now,
+                "update_time": now,
+            }
+            self._bump(order, "cancel_request")
+        return Response(200, {"cancel_id": cancel_id})
+
+    def admin_pay(self, request: Request) -> Response:
+        """Payment clears: TikTok sets the ship-by (rts_sla_time) now, and bumps update_time."""
+        with self.state.lock:
+            order, _ = self._order(request)
+            if order is None or order.status != "pending":
+                return Response(400, {"error": "no such unpaid order"})
+            order.status, order.paid = "unshipped", True
+            now = self.state.stamp()
+            order.ship_by = now + timedelta(days=2)
+            order.deliver_by = now + timedelta(days=6)
+            self._bump(order, "update")
+        return Response(200, {"order_id": order.order_id})
+
+    def admin_address(self, request: Request) -> Response:
+        with self.state.lock:
+            order, data = self._order(request)
+            if order is None:
+                return Response(400, {"error": "no such order"})
+            if "name" in data:
+                order.buyer_name = str(data["name"])
+            for key in ("line1", "line2", "city", "region", "postal_code", "country_code", "phone"):
+                if key in data:
+                    order.address[key] = str(data[key])
+            self.updated_addresses.add(order.order_id)
+            self._bump(order, "address")
+        return Response(200, {"order_id": order.order_id})
+
+    def admin_catalog(self, request: Request) -> Response:
+        data = request.json()
+        with self.state.lock:
+            self.catalog -= set(data.get("remove") or [])
+            self.catalog |= set(data.get("add") or [])
+            return Response(200, {"listed": len(self.catalog)})
 
     # --- rendering -----------------------------------------------------------------------------
 
@@ -157,6 +403,25 @@ class TikTokSandbox(SandboxApp):
             "shipped": "IN_TRANSIT",
             "cancelled": "CANCELLED",
         }[order.status]
+
+    def pending_buyer_request(self, order_id: str) -> dict | None:
+        return next(
+            (
+                c
+                for c in self.cancel_records.values()
+                if c["order_id"] == order_id
+                and c["role"] == "BUYER"
+                and c["cancel_status"] == "CANCELLATION_REQUEST_PENDING"
+            ),
+            None,
+        )
+
+    def initiator(self, order: SandboxOrder) -> str:
+        if order.order_id in self.initiators:
+            return self.initiators[order.order_id]
+        if order.cancel_reason == "BuyerCanceled":
+            return "BUYER"
+        return "SELLER" if order.cancel_reason.startswith("seller_") else "SYSTEM"
 
     def unit_states(self, order: SandboxOrder) -> list[tuple[SandboxLine, str, str]]:
         """(line, unit id, display status) for every unit; units not marked by id follow the counts."""
@@ -179,10 +444,14 @@ class TikTokSandbox(SandboxApp):
         return out
 
     def render(self, order: SandboxOrder) -> dict:
+        """One order as Get Order List and Get Order Detail (202309) both give it. TikTok omits what it
+        doesn't know yet: an UNPAID order has no paid_time and no ship-by (rts_sla_time) until paid."""
         total = sum((line.unit_price * line.quantity for line in order.lines), start=0)
         tracking = self.tracking.get(order.order_id, {})
+        status = self.order_status(order)
+        initiator = self.initiator(order)
         items = []
-        for line, unit_id, status in self.unit_states(order):
+        for line, unit_id, unit_status in self.unit_states(order):
             item = {
                 "id": unit_id,
                 "sku_id": sku_id_for(line.sku),
@@ -193,9 +462,12 @@ class TikTokSandbox(SandboxApp):
                 "sale_price": f"{line.unit_price:.2f}",
                 "original_price": f"{line.unit_price:.2f}",
                 "currency": order.currency,
-                "display_status": status,
+                "display_status": unit_status,
                 "is_gift": False,
             }
+            if unit_status == "CANCELLED":
+                item["cancel_user"] = initiator
+                item["cancel_reason"] = order.cancel_reason
             if unit_id in tracking:
                 item["tracking_number"] = tracking[unit_id]
                 item["package_id"] = next(p["id"] for p in self.packages if unit_id in p["order_line_item_ids"])
@@ -203,15 +475,14 @@ class TikTokSandbox(SandboxApp):
         a = order.address
         body: dict[str, Any] = {
             "id": order.order_id,
-            "status": self.order_status(order),
+            "status": status,
             "create_time": int(order.created_at.timestamp()),
             "update_time": int(order.updated_at.timestamp()),
-            "rts_sla_time": int(order.ship_by.timestamp()) if order.ship_by else None,
-            "delivery_due_time": int(order.deliver_by.timestamp()) if order.deliver_by else None,
             "fulfillment_type": "FULFILLMENT_BY_SELLER"
             if order.fulfilled_by == "MERCHANT"
             else "FULFILLMENT_BY_TIKTOK",
             "delivery_option_id": DELIVERY_OPTION_ID,
+            "delivery_option_name": "Standard Shipping",
             "payment": {"currency": order.currency, "total_amount": f"{total:.2f}", "sub_total": f"{total:.2f}"},
             "recipient_address": {
                 "name": order.buyer_name,
@@ -225,11 +496,29 @@ class TikTokSandbox(SandboxApp):
                     {"address_level_name": "City", "address_name": a["city"]},
                 ],
             },
+            "has_updated_recipient_address": order.order_id in self.updated_addresses,
+            "is_buyer_request_cancel": False,
             "line_items": items,
             "packages": [{"id": p["id"]} for p in self.packages if p["order_id"] == order.order_id],
         }
-        if order.paid:
+        if status != "UNPAID":
             body["paid_time"] = int(order.created_at.timestamp()) + 30
+            if order.ship_by:
+                body["rts_sla_time"] = int(order.ship_by.timestamp())
+            if order.deliver_by:
+                body["delivery_due_time"] = int(order.deliver_by.timestamp())
+        request = self.pending_buyer_request(order.order_id) or next(
+            (c for c in self.cancel_records.values() if c["order_id"] == order.order_id and c["role"] == "BUYER"),
+            None,
+        )
+        if request is not None:
+            body["is_buyer_request_cancel"] = True
+            body["request_cancel_time"] = request["create_time"]
+            body["cancel_order_sla_time"] = request["create_time"] + 48 * 3600
+            body["cancel_reason"] = request["cancel_reason_text"]
+        if status == "CANCELLED" or any(s == "CANCELLED" for _, _, s in self.unit_states(order)):
+            body["cancellation_initiator"] = initiator
+            body.setdefault("cancel_reason", order.cancel_reason)
         if order.malformed == "bad_quantity":
             items[0]["sale_price"] = "many"
         elif order.malformed == "bad_date":
@@ -241,19 +530,18 @@ class TikTokSandbox(SandboxApp):
     # --- orders --------------------------------------------------------------------------------
 
     def search_orders(self, request: Request) -> Response:
-        try:
-            size = int(request.arg("page_size") or 20)
-            body = request.json() if request.body else {}
-        except ValueError:
-            return envelope(code=36009001, message="Invalid page_size or body", status=400)
-        if not 1 <= size <= 100:
-            return envelope(code=36009001, message="page_size must be 1 to 100", status=400)
+        size = int(request.arg("page_size") or 0)
+        body = request.json() if request.body else {}
         since = body.get("update_time_ge")
         before = body.get("update_time_lt")
-        if since is not None and not isinstance(since, int):
-            return envelope(code=36009001, message="update_time_ge must be unix seconds", status=400)
+        descending = request.arg("sort_order") == "DESC"
+        field = request.arg("sort_field") or "create_time"
         token = request.arg("page_token") or ""
-        offset = int(token) if token.isdigit() else 0
+        if token and not token.isdigit():
+            return envelope(
+                code=36009004, message="Invalid params. page_token is not one this search gave.", status=400
+            )
+        offset = int(token) if token else 0
         with self.state.lock:
             rows = sorted(
                 (
@@ -262,8 +550,13 @@ class TikTokSandbox(SandboxApp):
                     if (since is None or o.updated_at.timestamp() >= since)
                     and (before is None or o.updated_at.timestamp() < before)
                     and (not body.get("order_status") or self.order_status(o) == body["order_status"])
+                    and (
+                        body.get("is_buyer_request_cancel") is None
+                        or (self.pending_buyer_request(o.order_id) is not None) == body["is_buyer_request_cancel"]
+                    )
                 ),
-                key=lambda o: (o.updated_at, o.order_id),
+                key=lambda o: ((o.updated_at if field == "update_time" else o.created_at), o.order_id),
+                reverse=descending,
             )
             page = [self.render(o) for o in rows[offset : offset + size]]
             next_offset = offset + size
@@ -273,32 +566,29 @@ class TikTokSandbox(SandboxApp):
         return envelope({"orders": page, "total_count": len(rows), "next_page_token": next_token})
 
     def get_orders(self, request: Request) -> Response:
-        ids = [i for i in (request.arg("ids") or "").split(",") if i]
-        if not 0 < len(ids) <= 50:
-            return envelope(code=36009001, message="ids must list 1 to 50 orders", status=400)
+        ids = (request.arg("ids") or "").split(",")
         with self.state.lock:
             found = [self.render(self.state.orders[i]) for i in ids if i in self.state.orders]
         return envelope({"orders": found})
 
     def shipping_providers(self, request: Request, option_id: str) -> Response:
         if option_id != DELIVERY_OPTION_ID:
-            return envelope(code=36009001, message="Unknown delivery option", status=400)
+            return envelope(code=21001001, message="Unknown delivery option", status=400)
         return envelope({"shipping_providers": SHIPPING_PROVIDERS})
 
     def create_package(self, request: Request, order_id: str) -> Response:
         body = request.json()
-        unit_ids = body.get("order_line_item_ids")
-        provider = body.get("shipping_provider_id")
-        if not body.get("tracking_number") or provider not in {p["id"] for p in SHIPPING_PROVIDERS}:
-            return envelope(code=21011001, message="tracking_number and a valid shipping_provider_id are required")
-        if not isinstance(unit_ids, list) or not unit_ids:
-            return envelope(code=21011001, message="order_line_item_ids is required")
+        unit_ids = body["order_line_item_ids"]
+        if body["shipping_provider_id"] not in {p["id"] for p in SHIPPING_PROVIDERS}:
+            return envelope(code=21011001, message="shipping_provider_id is not a provider of this delivery option")
         with self.state.lock:
             order = self.state.orders.get(order_id)
             if order is None:
                 return envelope(code=21001001, message=f"Order {order_id} not found", status=404)
             if self.order_status(order) not in ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING"):
                 return envelope(code=21011002, message=f"Order is {self.order_status(order)}: it cannot be shipped")
+            if self.pending_buyer_request(order_id) is not None:
+                return envelope(code=21011005, message="The buyer asked to cancel: decide on the request first")
             states = {unit_id: (line, status) for line, unit_id, status in self.unit_states(order)}
             for unit_id in unit_ids:
                 if unit_id not in states or states[unit_id][1] != "AWAITING_SHIPMENT":
@@ -315,10 +605,13 @@ class TikTokSandbox(SandboxApp):
             self.state.shipments.append({"order_id": order_id, **body, "package_id": package["id"]})
         return envelope({"package_id": package["id"], "order_id": order_id, "order_line_item_ids": unit_ids})
 
+    # --- cancellations -------------------------------------------------------------------------
+
     def cancel(self, request: Request) -> Response:
+        """Cancel Order: the seller cancels (counted against the seller)."""
         body = request.json()
-        order_id = str(body.get("order_id") or "")
-        reason = body.get("cancel_reason")
+        order_id = body["order_id"]
+        reason = body["cancel_reason"]
         if reason not in CANCEL_REASONS:
             return envelope(code=25001001, message=f"Invalid cancel_reason {reason!r}")
         with self.state.lock:
@@ -326,41 +619,169 @@ class TikTokSandbox(SandboxApp):
             if order is None:
                 return envelope(code=21001001, message=f"Order {order_id} not found", status=404)
             states = {unit_id: (line, status) for line, unit_id, status in self.unit_states(order)}
-            unit_ids = body.get("order_line_item_ids") or [u for u, (_, s) in states.items() if s != SHIPPED_UNIT]
+            if body.get("skus"):
+                unit_ids = []
+                for wanted in body["skus"]:
+                    free = [
+                        u
+                        for u, (line, s) in states.items()
+                        if sku_id_for(line.sku) == wanted["sku_id"] and s not in (SHIPPED_UNIT, "CANCELLED")
+                    ]
+                    if len(free) < wanted["quantity"]:
+                        return envelope(code=25001002, message=f"SKU {wanted['sku_id']}: not enough open units")
+                    unit_ids += free[: wanted["quantity"]]
+            else:
+                unit_ids = body.get("order_line_item_ids") or [
+                    u for u, (_, s) in states.items() if s not in (SHIPPED_UNIT, "CANCELLED")
+                ]
             for unit_id in unit_ids:
                 if unit_id not in states or states[unit_id][1] in (SHIPPED_UNIT, "CANCELLED"):
                     return envelope(code=25001002, message=f"Line item {unit_id} cannot be cancelled")
-            marked = self.units.setdefault(order_id, {})
-            for unit_id in unit_ids:
-                marked[unit_id] = "CANCELLED"
-                states[unit_id][0].cancelled += 1
-            order.cancel_reason = reason
-            order.recompute()
-            self.state.touch(order, "cancel")
-            cancel_id = f"57{len(self.state.cancellations) + 1:016d}"
-            self.state.cancellations.append(
-                {"order_id": order_id, "units": unit_ids, "reason": reason, "cancel_id": cancel_id}
-            )
+            cancel_id = self._cancel_units(order, unit_ids, reason, "SELLER")
+            now = int(order.updated_at.timestamp())
+            self.cancel_records[cancel_id] = {
+                "cancel_id": cancel_id,
+                "order_id": order_id,
+                "cancel_type": "CANCEL",
+                "role": "SELLER",
+                "cancel_status": "CANCELLATION_REQUEST_COMPLETE",
+                "cancel_reason": reason,
+                "cancel_reason_text": reason,
+                "create_time": now,
+                "update_time": now,
+            }
         return envelope({"cancel_id": cancel_id, "cancel_status": "CANCELLATION_REQUEST_COMPLETE"})
 
-    def update_inventory(self, request: Request, product_id: str) -> Response:
-        body = request.json()
-        skus = body.get("skus")
-        if not isinstance(skus, list) or not skus:
-            return envelope(code=12019001, message="skus is required")
-        applied = []
-        for sku in skus:
-            for stock in sku.get("inventory") or []:
-                if stock.get("warehouse_id") != self.warehouse_id or not isinstance(stock.get("quantity"), int):
-                    return envelope(code=12019002, message="Invalid warehouse_id or quantity")
-            applied.append((sku.get("id"), sum(s["quantity"] for s in sku.get("inventory") or [])))
+    def _cancel_units(self, order: SandboxOrder, unit_ids: list[str], reason: str, initiator: str) -> str:
+        states = {unit_id: line for line, unit_id, _ in self.unit_states(order)}
+        marked = self.units.setdefault(order.order_id, {})
+        for unit_id in unit_ids:
+            marked[unit_id] = "CANCELLED"
+            states[unit_id].cancelled += 1
+        order.cancel_reason = reason
+        self.initiators[order.order_id] = initiator
+        order.recompute()
+        self._bump(order, "cancel")
+        cancel_id = f"57{len(self.state.cancellations) + 1:016d}"
+        self.state.cancellations.append(
+            {"order_id": order.order_id, "units": unit_ids, "reason": reason, "cancel_id": cancel_id, "by": initiator}
+        )
+        return cancel_id
+
+    def search_cancellations(self, request: Request) -> Response:
+        body = request.json() if request.body else {}
+        size = int(request.arg("page_size") or 0)
         with self.state.lock:
-            for sku_id, quantity in applied:
-                self.state.inventory[f"{product_id}:{sku_id}"] = quantity
-                self.state.inventory_log.append(
-                    {"sku": f"{product_id}:{sku_id}", "quantity": quantity, "at": time.time()}
-                )
+            rows = [
+                dict(c)
+                for c in self.cancel_records.values()
+                if (not body.get("order_ids") or c["order_id"] in body["order_ids"])
+                and (not body.get("cancel_ids") or c["cancel_id"] in body["cancel_ids"])
+                and (not body.get("cancel_status") or c["cancel_status"] in body["cancel_status"])
+                and (not body.get("cancel_types") or c["cancel_type"] in body["cancel_types"])
+            ]
+        return envelope({"cancellations": rows[:size], "total_count": len(rows), "next_page_token": ""})
+
+    def approve_cancellation(self, request: Request, cancel_id: str) -> Response:
+        """Approve Cancellation: the buyer's request is granted; TikTok records the buyer as the canceller."""
+        key = request.arg("idempotency_key")
+        with self.state.lock:
+            if key and self.approvals.get(key) == cancel_id:
+                return envelope({})
+            record = self.cancel_records.get(cancel_id)
+            if record is None:
+                return envelope(code=25002002, message=f"Cancellation {cancel_id} not found", status=404)
+            if record["cancel_status"] != "CANCELLATION_REQUEST_PENDING":
+                return envelope(code=25002001, message=f"Cancellation {cancel_id} is {record['cancel_status']}")
+            order = self.state.orders[record["order_id"]]
+            units = [u for _, u, s in self.unit_states(order) if s not in (SHIPPED_UNIT, "CANCELLED")]
+            record["cancel_status"] = "CANCELLATION_REQUEST_COMPLETE"
+            record["update_time"] = int(self.state.stamp().timestamp())
+            self._cancel_units(order, units, record["cancel_reason"], "BUYER")
+            self.state.cancellations[-1]["approved"] = cancel_id
+            if key:
+                self.approvals[key] = cancel_id
         return envelope({})
+
+    # --- products and inventory ----------------------------------------------------------------
+
+    def product(self, sku: str) -> dict:
+        stock = self.state.inventory.get(f"{product_id_for(sku)}:{sku_id_for(sku)}", 0)
+        return {
+            "id": product_id_for(sku),
+            "title": f"Product {sku}",
+            "status": "ACTIVATE",
+            "skus": [
+                {
+                    "id": sku_id_for(sku),
+                    "seller_sku": sku,
+                    "price": {"currency": "USD", "sale_price": "19.99", "tax_exclusive_price": "19.99"},
+                    "inventory": [{"warehouse_id": self.warehouse_id, "quantity": stock}],
+                }
+            ],
+            "sales_regions": ["US"],
+            "create_time": 1_735_689_600,
+            "update_time": 1_735_689_600,
+        }
+
+    def search_products(self, request: Request) -> Response:
+        body = request.json() if request.body else {}
+        size = int(request.arg("page_size") or 0)
+        token = request.arg("page_token") or ""
+        offset = int(token) if token.isdigit() else 0
+        with self.state.lock:
+            listed = sorted(self.catalog)
+            if body.get("seller_skus"):
+                listed = [sku for sku in listed if sku in body["seller_skus"]]
+            rows = [self.product(sku) for sku in listed]
+        page = rows[offset : offset + size]
+        next_token = str(offset + size) if offset + size < len(rows) else ""
+        return envelope({"products": page, "total_count": len(rows), "next_page_token": next_token})
+
+    def update_inventory(self, request: Request, product_id: str) -> Response:
+        """Update Inventory: a product that isn't the shop's is refused whole (12052260); a SKU of another
+        product or a warehouse the shop lacks is refused per SKU in ``data.errors``, the rest applied."""
+        body = request.json()
+        with self.state.lock:
+            skus_of_product = {sku_id_for(sku): sku for sku in self.catalog if product_id_for(sku) == product_id}
+            if not skus_of_product:
+                return envelope(code=12052260, message=f"The product ID {product_id} does not exist")
+            errors = []
+            for sku in body["skus"]:
+                if sku["id"] not in skus_of_product:
+                    errors.append(
+                        {
+                            "code": 12052036,
+                            "message": "The SKU ID does not belong to the product",
+                            "detail": {"sku_id": sku["id"]},
+                        }
+                    )
+                    continue
+                bad = [s for s in sku["inventory"] if s.get("warehouse_id", self.warehouse_id) != self.warehouse_id]
+                if bad:
+                    errors.append(
+                        {
+                            "code": 12052990,
+                            "message": "Check failed",
+                            "detail": {
+                                "sku_id": sku["id"],
+                                "extra_errors": [
+                                    {
+                                        "warehouse_id": s["warehouse_id"],
+                                        "code": 12052097,
+                                        "message": "No such warehouse",
+                                    }
+                                    for s in bad
+                                ],
+                            },
+                        }
+                    )
+                    continue
+                quantity = sum(s["quantity"] for s in sku["inventory"])
+                key = f"{product_id}:{sku['id']}"
+                self.state.inventory[key] = quantity
+                self.state.inventory_log.append({"sku": key, "quantity": quantity, "at": time.time()})
+        return envelope({"errors": errors} if errors else {})
 
     # --- webhooks ------------------------------------------------------------------------------
 

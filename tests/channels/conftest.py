@@ -155,3 +155,44 @@ def sent_requests():
         return connector
 
     return sent, record
+
+
+TIKTOK_CREDENTIALS = {
+    "app_key": "ak-test",
+    "app_secret": "as-test",
+    "access_token": "TTP_test",
+    "shop_cipher": "ROW_test",
+}
+TIKTOK_WAREHOUSE = "7068517275539719942"
+
+
+@pytest.fixture
+def tiktok_sandbox():
+    from channels.sandbox.tiktok import TikTokSandbox
+
+    app = TikTokSandbox(
+        app_key="ak-test",
+        app_secret="as-test",
+        access_token="TTP_test",
+        refresh_token="TTR_test",
+        shop_cipher="ROW_test",
+        warehouse_id=TIKTOK_WAREHOUSE,
+        rate=10_000.0,
+        burst=10_000,
+    )
+    server = app.serve("127.0.0.1", 0)
+    yield app
+    server.stop()
+
+
+@pytest.fixture
+def tiktok_account(db, tiktok_sandbox):
+    account = ChannelAccount.objects.create(
+        kind=ChannelKind.TIKTOK,
+        name="tiktok-test",
+        api_base_url=tiktok_sandbox.base_url,
+        seller_id="7495000000000000001",
+        inventory_location_id=TIKTOK_WAREHOUSE,
+    )
+    channel_account_set_credentials(account=account, credentials=TIKTOK_CREDENTIALS, actor="test")
+    return account

@@ -18,8 +18,6 @@ from channels.connectors.base import ChannelError
 from channels.connectors.tiktok import tiktok_sign
 from channels.inbound import inbound_orders_process
 from channels.models import (
-    ChannelAccount,
-    ChannelKind,
     InboundEvent,
     InboundKind,
     InboundStatus,
@@ -31,47 +29,16 @@ from channels.models import (
 )
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
 from channels.sandbox.base import SandboxLine
-from channels.sandbox.tiktok import TikTokSandbox, product_id_for, sku_id_for
+from channels.sandbox.tiktok import product_id_for, sku_id_for
 from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
 from inventory.models import ChannelAvailability
 from orders.models import Order, OrderLine, OrderStatus
 from tests.channels import battery
+from tests.channels.conftest import TIKTOK_CREDENTIALS as CREDENTIALS
 
 pytestmark = pytest.mark.django_db
-
-CREDENTIALS = {"app_key": "ak-test", "app_secret": "as-test", "access_token": "TTP_test", "shop_cipher": "ROW_test"}
-WAREHOUSE = "7068517275539719942"
-
-
-@pytest.fixture
-def tiktok_sandbox():
-    app = TikTokSandbox(
-        app_key="ak-test",
-        app_secret="as-test",
-        access_token="TTP_test",
-        shop_cipher="ROW_test",
-        warehouse_id=WAREHOUSE,
-        rate=10_000.0,
-        burst=10_000,
-    )
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def tiktok_account(db, tiktok_sandbox):
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.TIKTOK,
-        name="tiktok-test",
-        api_base_url=tiktok_sandbox.base_url,
-        seller_id="7495000000000000001",
-        inventory_location_id=WAREHOUSE,
-    )
-    channel_account_set_credentials(account=account, credentials=CREDENTIALS, actor="test")
-    return account
 
 
 def _awaiting(sandbox, count=1, **kwargs):
@@ -131,7 +98,16 @@ def test_a_clock_more_than_five_minutes_off_is_refused(tiktok_sandbox, tiktok_ac
     connector = connector_for(tiktok_account)
     monkeypatch.setattr("channels.connectors.tiktok.time", SimpleNamespace(time=lambda: time.time() - 600))
     # then
-    with pytest.raises(ChannelError, match="code 106002"):
+    with pytest.raises(ChannelError, match="code 36009004: Invalid timestamp: more than 5 minutes old"):
+        connector.get_order("1")
+
+
+def test_a_clock_more_than_thirty_seconds_ahead_is_refused(tiktok_sandbox, tiktok_account, monkeypatch):
+    # given: TikTok takes timestamps up to 30 s in the future only
+    connector = connector_for(tiktok_account)
+    monkeypatch.setattr("channels.connectors.tiktok.time", SimpleNamespace(time=lambda: time.time() + 60))
+    # then
+    with pytest.raises(ChannelError, match="code 36009004: Invalid timestamp: more than 30 seconds ahead"):
         connector.get_order("1")
 
 
