@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 
 from django.db import transaction
 from django.utils import timezone
@@ -259,8 +260,13 @@ def _address_row(address: IngestAddress) -> ShipToAddress:
     return ShipToAddress(**{name: _fit(name, getattr(address, name)) for name in ADDRESS_FIELDS})
 
 
+@cache
+def _max_length(name: str) -> int:
+    return ShipToAddress._meta.get_field(name).max_length
+
+
 def _fit(name: str, value: str) -> str:
-    return (value or "")[: ShipToAddress._meta.get_field(name).max_length]
+    return (value or "")[: _max_length(name)]
 
 
 def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRef], now: datetime):
