@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from channels.connectors.base import ChannelError, Connector, NormalizedOrder, PayloadError
 from channels.models import (
+    BuyerCancelPolicy,
     ChannelAccount,
     ChannelAccountEvent,
     ChannelLocation,
@@ -189,9 +190,12 @@ def _after_ingest(
 ) -> None:
     """Unknown SKUs and unmapped pickup stores hold the order and open an exception case (never for
     marketplace-fulfilled orders); units the channel cancelled or shipped leave the order's shipments
-    and reservations."""
+    and reservations; a buyer's new cancel request (the ingest held the order) is accepted per the
+    account's policy, or put to a person; a withdrawn one needs nothing more (the ingest released it)."""
     for event_id, result in results.items():
         normalized = parsed[event_id]
+        if result.cancel_requested and result.order_id is not None and not normalized.marketplace_fulfilled:
+            _buyer_cancel_request(account, normalized, result, actor)
         if (
             normalized.pickup_location_ref
             and normalized.pickup_location_ref not in (stores or {})
@@ -244,6 +248,39 @@ def _after_ingest(
             fix=f"Map the channel SKU(s) {skus} on {account.name} to a Waybill SKU",
             actor=actor,
         )
+
+
+def _buyer_cancel_request(account: ChannelAccount, order: NormalizedOrder, result: IngestResult, actor: str) -> None:
+    """Auto-accept: while nothing is picked, every open unit is cancelled for the buyer (stock released, the
+    channel told through the outbox) and the hold released. Otherwise, or if that is refused, an exception
+    case asks a person; the hold stays, so the node may not ship meanwhile."""
+    ref = order.external_reference or order.external_id
+    why = order.cancel_request_reason or "no reason given"
+    if account.buyer_cancel_policy == BuyerCancelPolicy.AUTO_ACCEPT:
+        try:
+            # A savepoint: a refusal leaves the page's transaction usable for the other orders.
+            with transaction.atomic():
+                fulfillment_services.order_buyer_cancel_accept(
+                    order_id=result.order_id,
+                    reason=f"buyer requested cancellation ({why})",
+                    # Not a "sync:" actor: the channel asked, Waybill cancels, and the channel must hear it.
+                    actor=f"auto-accept:{account.name}"[:150],
+                )
+            return
+        except DomainError as exc:
+            decision = f"It could not be accepted automatically: {exc}."
+    else:
+        decision = f"{account.name} asks a person to review buyer cancel requests."
+    order_services.exception_case_open(
+        kind=ExceptionKind.CANCEL_REQUEST,
+        title=f"Order {ref}: the buyer asked to cancel",
+        detail=f"Reason: {why}. {decision} The order is held and its node may not ship it. Cancel its units "
+        "(the channel is told) and release the hold, or refuse the request at the channel and release the hold.",
+        severity=Severity.HIGH,
+        order_id=result.order_id,
+        account_id=account.pk,
+        actor=actor,
+    )
 
 
 def _apply_upstream(

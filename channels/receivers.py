@@ -15,6 +15,7 @@ from channels.connectors import connector_class
 from channels.outbox import cancellation_enqueue, pickup_ready_enqueue, ship_confirmation_enqueue
 from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
 from orders.models import Order, OrderEvent, OrderLine
+from orders.signals import order_lines_cancelled
 
 # Ship-confirmation carrier for a store pickup: channels that take a pickup confirmation accept "Other".
 PICKUP_CARRIER = "Other"
@@ -81,6 +82,33 @@ def queue_line_cancellation(
         reason=_reason_code(reason),
         dedupe_key=f"line:{order_line_id}:event:{event_id}",
         keep={external_line_id: max(ordered - cancelled, 0)},
+    )
+
+
+@receiver(order_lines_cancelled, dispatch_uid="channels.order_lines_cancellation")
+def queue_order_lines_cancellation(
+    sender, *, order_id: int, lines: list[tuple[int, int]], reason: str, event_id: int, **kwargs
+) -> None:
+    """Units Waybill cancelled before routing them (e.g. a buyer's cancel request accepted): one cancellation
+    for the lines, as a shipment line cancel queues it."""
+    actor = OrderEvent.objects.values_list("actor", flat=True).get(pk=event_id)
+    if actor.startswith("sync:"):
+        return  # the channel's own cancellation, applied by the sync
+    order = _channel_order(order_id)
+    if order is None:
+        return
+    rows = {
+        pk: (external_id, ordered, cancelled)
+        for pk, external_id, ordered, cancelled in OrderLine.objects.filter(
+            pk__in=[line_id for line_id, _ in lines]
+        ).values_list("pk", "external_id", "quantity", "quantity_cancelled")
+    }
+    cancellation_enqueue(
+        order=order,
+        lines=[(rows[line_id][0], quantity) for line_id, quantity in lines],
+        reason=_reason_code(reason),
+        dedupe_key=f"order-lines:event:{event_id}",
+        keep={rows[line_id][0]: max(rows[line_id][1] - rows[line_id][2], 0) for line_id, _ in lines},
     )
 
 

@@ -20,6 +20,7 @@ from fulfillment.api import NodeOrStaffPermission, NodeTokenAuthentication, idem
 from fulfillment.filters import ShipmentFilter
 from fulfillment.models import Shipment, ShipmentLine
 from fulfillment.serializers import (
+    NODE_EVENT_KINDS,
     AcknowledgeSerializer,
     PickedUpSerializer,
     ShipmentSerializer,
@@ -31,6 +32,7 @@ from fulfillment.serializers import (
     TrackingResultSerializer,
 )
 from fulfillment.services import TrackingInput
+from orders.models import Hold, OrderEvent
 
 AUTH = [NodeTokenAuthentication, TokenAuthentication, SessionAuthentication]
 IDEMPOTENCY = OpenApiParameter(
@@ -66,7 +68,10 @@ def _tracking_inputs(events: list[dict]) -> list[TrackingInput]:
 @extend_schema(tags=["fulfillment: node API"])
 class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Shipments released to a node. A node token sees only its own node's shipments; staff see all
-    (filter with `node`). List `?status=released` for the pick queue."""
+    (filter with `node`). List `?status=released` for the pick queue, and `?changed_since=<time>` for the
+    shipments changed since the last poll (status, or an event such as a new ship-to: see `events`). A
+    shipment whose order a buyer's cancel request holds (`may_ship` false) must not ship: the ship call is
+    refused with 409."""
 
     authentication_classes = AUTH
     permission_classes = [NodeOrStaffPermission]
@@ -77,8 +82,18 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     change_perm = "fulfillment.change_shipment"
 
     def get_queryset(self):
-        qs = Shipment.objects.select_related("order", "location", "carrier").prefetch_related(
-            Prefetch("lines", queryset=ShipmentLine.objects.select_related("order_line__sku").order_by("pk"))
+        qs = Shipment.objects.select_related("order__ship_to", "location", "carrier").prefetch_related(
+            Prefetch("lines", queryset=ShipmentLine.objects.select_related("order_line__sku").order_by("pk")),
+            Prefetch(
+                "order__holds",
+                queryset=Hold.objects.filter(released_at__isnull=True).order_by("pk"),
+                to_attr="active_holds",
+            ),
+            Prefetch(
+                "order__events",
+                queryset=OrderEvent.objects.filter(kind__in=NODE_EVENT_KINDS).order_by("pk"),
+                to_attr="node_events",
+            ),
         )
         if is_node(self.request):
             qs = qs.filter(location_id=self.request.user.location_id)

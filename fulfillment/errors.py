@@ -38,3 +38,15 @@ class CapacityExhausted(FulfillmentError):
         self.location_id = location_id
         self.day = day
         super().__init__(f"location {location_id} has no capacity left on {day}")
+
+
+class ShipRefused(FulfillmentError):
+    """The node must not ship this shipment now (a buyer's cancel request holds the order)."""
+
+    code = "ship_refused"
+
+
+class CancelRefused(FulfillmentError):
+    """A buyer's cancel request cannot be accepted automatically (units picked, packed or shipped)."""
+
+    code = "cancel_refused"

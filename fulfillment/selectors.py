@@ -27,6 +27,7 @@ from fulfillment.routing import MAX_CLOSED_DAYS, RouteLine, RouteNode, RouteOrde
 from fulfillment.status import HOLDS_STOCK, PRE_SHIP
 from inventory.models import Location, Reservation, ReservationStatus, StockLevel
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, Order, OrderLine, OrderStatus
+from orders.services import ship_to_usable
 
 ROUTING_EXCEPTION_KINDS = (
     ExceptionKind.NO_NODE,
@@ -199,6 +200,8 @@ class OrderToRoute:
     shipping_method: str
     lines: dict[int, dict]  # line_id -> {need, sku_id, sku_code, allow_backorder, is_preorder, status}
     has_routing_case: bool = False
+    # A store pickup needs no address; anything shipped needs a usable ship-to (orders' ship_to_usable).
+    ship_to_usable: bool = True
 
 
 def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
@@ -256,6 +259,8 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
             "order__ship_to__longitude",
             "order__ship_to__country_code",
             "order__ship_to__postal_code",
+            "order__ship_to__line1",
+            "order__ship_to__city",
         )
         .order_by("order_id", "pk")
     )
@@ -305,6 +310,13 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
             shipping_method=head["order__shipping_method"],
             lines=info,
             has_routing_case=head["has_routing_case"],
+            ship_to_usable=head["order__service_level"] == "pickup"
+            or ship_to_usable(
+                line1=head["order__ship_to__line1"],
+                city=head["order__ship_to__city"],
+                country_code=head["order__ship_to__country_code"],
+                postal_code=head["order__ship_to__postal_code"],
+            ),
         )
     return out
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fulfillment.models import Shipment, ShipmentLine, TrackingEvent, TrackingStatus
+from orders.models import Hold, HoldKind, OrderEvent, ShipToAddress
+
+# Order events a node polls with its shipments (data["shipment_id"] names the shipment).
+NODE_EVENT_KINDS = ("address_changed",)
 
 
 class ShipmentLineSerializer(serializers.ModelSerializer):
@@ -30,12 +35,93 @@ class ShipmentLineSerializer(serializers.ModelSerializer):
         ]
 
 
+class ShipToSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ShipToAddress
+        fields = [
+            "name",
+            "company",
+            "line1",
+            "line2",
+            "line3",
+            "city",
+            "region",
+            "postal_code",
+            "country_code",
+            "phone",
+            "address_type",
+        ]
+        read_only_fields = fields
+
+
+class OrderHoldSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(
+        read_only=True, help_text=f"Why the order is held: {', '.join(HoldKind.values)} (cancel_request: do not ship)"
+    )
+
+    class Meta:
+        model = Hold
+        fields = ["kind", "reason", "placed_at"]
+        read_only_fields = fields
+
+
+class ShipmentEventSerializer(serializers.ModelSerializer):
+    """A change the node must act on, e.g. "address_changed": the changed ship-to fields before and after."""
+
+    before = serializers.SerializerMethodField()
+    after = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OrderEvent
+        fields = ["id", "kind", "created_at", "reason", "before", "after"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_before(self, event: OrderEvent) -> dict:
+        return event.data.get("before", {})
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_after(self, event: OrderEvent) -> dict:
+        return event.data.get("after", {})
+
+
 class ShipmentSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="location.code", read_only=True)
     order = serializers.CharField(source="order.external_id", read_only=True)
     order_id = serializers.IntegerField(read_only=True)
     carrier = serializers.CharField(source="carrier.code", read_only=True, default=None)
+    ship_to = ShipToSerializer(source="order.ship_to", read_only=True, allow_null=True, default=None)
+    holds = serializers.SerializerMethodField(help_text="The order's active holds")
+    may_ship = serializers.SerializerMethodField(
+        help_text="False while a buyer's cancel request holds the order: the node must not ship it"
+    )
+    events = serializers.SerializerMethodField(
+        help_text="Changes the node must act on, oldest first (kind address_changed: relabel for the new ship-to)"
+    )
     lines = ShipmentLineSerializer(many=True, read_only=True)
+
+    @staticmethod
+    def _holds(shipment: Shipment) -> list[Hold]:
+        held = getattr(shipment.order, "active_holds", None)
+        if held is None:
+            held = list(shipment.order.holds.filter(released_at__isnull=True).order_by("pk"))
+        return held
+
+    @extend_schema_field(OrderHoldSerializer(many=True))
+    def get_holds(self, shipment: Shipment) -> list[dict]:
+        return OrderHoldSerializer(self._holds(shipment), many=True).data
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_may_ship(self, shipment: Shipment) -> bool:
+        return not any(hold.kind == HoldKind.CANCEL_REQUEST for hold in self._holds(shipment))
+
+    @extend_schema_field(ShipmentEventSerializer(many=True))
+    def get_events(self, shipment: Shipment) -> list[dict]:
+        events = getattr(shipment.order, "node_events", None)
+        if events is None:
+            events = list(shipment.order.events.filter(kind__in=NODE_EVENT_KINDS).order_by("pk"))
+        mine = [event for event in events if event.data.get("shipment_id") == shipment.pk]
+        return ShipmentEventSerializer(mine, many=True).data
 
     class Meta:
         model = Shipment
@@ -58,6 +144,10 @@ class ShipmentSerializer(serializers.ModelSerializer):
             "delivered_at",
             "pickup_deadline",
             "external_reference",
+            "ship_to",
+            "holds",
+            "may_ship",
+            "events",
             "lines",
         ]
         read_only_fields = fields

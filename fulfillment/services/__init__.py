@@ -8,7 +8,9 @@ tokens     node API tokens, routing configuration versions
 
 from fulfillment.services.route import RouteResult, order_reroute, order_route, orders_route
 from fulfillment.services.shipments import (
+    BuyerCancelResult,
     ShortPickResult,
+    order_buyer_cancel_accept,
     order_lines_cancelled_upstream,
     order_lines_shipped_upstream,
     pickup_expire,
@@ -23,6 +25,7 @@ from fulfillment.services.shipments import (
     shipment_ship,
     shipment_short_pick,
     shipment_transition,
+    shipments_ship_to_changed,
 )
 from fulfillment.services.tokens import node_token_create, node_token_revoke, routing_config_bump
 from fulfillment.services.tracking import (
@@ -34,12 +37,14 @@ from fulfillment.services.tracking import (
 )
 
 __all__ = [
+    "BuyerCancelResult",
     "RouteResult",
     "ShortPickResult",
     "TrackingInput",
     "TrackingResult",
     "node_token_create",
     "node_token_revoke",
+    "order_buyer_cancel_accept",
     "order_lines_cancelled_upstream",
     "order_lines_shipped_upstream",
     "order_reroute",
@@ -59,6 +64,7 @@ __all__ = [
     "shipment_ship",
     "shipment_short_pick",
     "shipment_transition",
+    "shipments_ship_to_changed",
     "tracking_checks_run",
     "tracking_events_record",
 ]

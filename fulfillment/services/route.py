@@ -183,6 +183,8 @@ def order_reroute(
             raise RerouteRefused(f"order {fresh.external_id} is fulfilled by the marketplace: never routed")
         if fresh.status not in ROUTABLE_ORDER_STATUSES:
             raise RerouteRefused(f"order {fresh.external_id} is {fresh.status}: nothing to reroute")
+        if not fresh.ship_to_usable:
+            raise RerouteRefused(f"order {fresh.external_id} has no usable ship-to address: it cannot be routed")
         shipments = list(
             Shipment.objects.select_for_update()
             .filter(order_id=order_id, status__in=PRE_SHIP)
@@ -320,6 +322,7 @@ def _plan_whole(fresh: OrderToRoute | None, network: NetworkSnapshot, now: datet
         fresh is None
         or fresh.marketplace_fulfilled
         or fresh.on_hold
+        or not fresh.ship_to_usable
         or fresh.status != OrderStatus.OPEN
         or fresh.has_routing_case
         or not fresh.route.lines
@@ -554,6 +557,11 @@ def _route_locked(
         return result
     if fresh.status not in ROUTABLE_ORDER_STATUSES:
         result.skipped = f"order is {fresh.status}"
+        return result
+    if not fresh.ship_to_usable:
+        # However it got here: never released to a node without an address to label. It waits, held.
+        order_services.order_address_hold(order=order_id, actor=actor)
+        result.skipped = "no usable ship-to address: held until the channel sends one"
         return result
 
     released = _release_unreleased(order_id=order_id, fresh=fresh, network=network, actor=actor, now=now)

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from fulfillment.errors import FulfillmentError, InvalidInput
+from fulfillment.errors import CancelRefused, FulfillmentError, InvalidInput, ShipRefused
 from fulfillment.models import Carrier, Shipment, ShipmentKind, ShipmentLine, ShipmentStatus
 from fulfillment.selectors import network_snapshot, routing_config_active
 from fulfillment.services.common import (
@@ -30,13 +30,13 @@ from fulfillment.services.common import (
     order_follow_shipments,
 )
 from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
-from fulfillment.status import HOLDS_STOCK, PRE_SHIP, can_transition
+from fulfillment.status import HOLDS_STOCK, PRE_SHIP, SHIPPED_STATES, can_transition
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus
 from inventory.services import LineDemand, stock_adjust, stock_consume, stock_release, stock_reserve
 from orders import services as order_services
 from orders.errors import InvalidTransition
-from orders.models import ExceptionKind, LineStatus, Order, OrderLine, Severity
+from orders.models import CancelInitiator, ExceptionKind, Hold, HoldKind, LineStatus, Order, OrderLine, Severity
 
 S = ShipmentStatus
 STAMPS = {S.ACKNOWLEDGED: "acknowledged_at", S.DELIVERED: "delivered_at"}
@@ -128,6 +128,17 @@ def shipment_pack(*, shipment: Shipment | int, actor: Actor) -> Shipment:
 # --- units leave the node --------------------------------------------------------------------------
 
 
+def _refuse_if_cancel_requested(locked: Shipment, what: str) -> None:
+    """While a buyer's cancel request holds the order, its units must not leave the node."""
+    hold = Hold.objects.filter(order_id=locked.order_id, kind=HoldKind.CANCEL_REQUEST, released_at__isnull=True).first()
+    if hold is not None:
+        raise ShipRefused(
+            f"do not {what} shipment {locked.pk}: the buyer asked to cancel order {locked.order.external_id} "
+            f"(held since {hold.placed_at:%Y-%m-%d %H:%M %Z}). Keep the parcel at the node until the request is "
+            "settled: the order is cancelled, or the hold is released."
+        )
+
+
 def _validate_time(value: datetime | None, field_name: str, now: datetime) -> datetime:
     if value is None:
         return now
@@ -204,6 +215,7 @@ def shipment_ship(
         if locked.kind == ShipmentKind.PICKUP:
             raise InvalidInput("shipment", f"shipment {locked.pk} is a store pickup: report it picked up instead")
         _check(locked, S.SHIPPED)
+        _refuse_if_cancel_requested(locked, "ship")
         from_status = locked.status
         shipped = _units_leave(locked, actor=actor)
         config = routing_config_active()
@@ -376,13 +388,22 @@ def shipment_short_pick(
 
 
 def shipment_line_cancel(
-    *, shipment: Shipment | int, order_line_id: int, quantity: int, reason: str, actor: Actor
+    *,
+    shipment: Shipment | int,
+    order_line_id: int,
+    quantity: int,
+    reason: str,
+    actor: Actor,
+    initiator: str = CancelInitiator.SELLER,
 ) -> Shipment:
     """Cancel units of a line before they ship: release their reservation, count them cancelled on the
-    order line, and send ``shipment_line_cancelled``. A shipment with nothing left is cancelled."""
+    order line, record who the cancel is charged to (the seller unless said otherwise: no stock, no node,
+    a short pick) and send ``shipment_line_cancelled``. A shipment with nothing left is cancelled."""
     actor_resolve(actor)
     if not reason or not reason.strip():
         raise InvalidInput("reason", "cancelling a line needs a reason")
+    if initiator not in CancelInitiator.values:
+        raise InvalidInput("initiator", f"expected one of {', '.join(CancelInitiator)}")
     with transaction.atomic():
         locked = _lock(shipment)
         if locked.status not in HOLDS_STOCK:
@@ -408,7 +429,15 @@ def shipment_line_cancel(
             actor=actor,
             from_status=from_status,
             reason=reason.strip(),
-            data={"order_line": line_id, "quantity": qty, "before": line.quantity_cancelled - qty},
+            data={
+                "order_line": line_id,
+                "quantity": qty,
+                "before": line.quantity_cancelled - qty,
+                "initiator": initiator,
+            },
+        )
+        order_services.order_cancel_initiator_set(
+            order=locked.order_id, initiator=initiator, actor=actor, reason=reason.strip()
         )
         order_follow_shipments(order_id=locked.order_id, actor=actor, reason="line cancelled")
         shipment_line_cancelled.send(
@@ -693,6 +722,7 @@ def shipment_picked_up(
         if locked.kind != ShipmentKind.PICKUP:
             raise InvalidInput("shipment", f"shipment {locked.pk} is not a store pickup")
         _check(locked, S.PICKED_UP)
+        _refuse_if_cancel_requested(locked, "hand over")
         from_status = locked.status
         shipped = _units_leave(locked, actor=actor)
         locked.status = S.PICKED_UP
@@ -753,6 +783,10 @@ def pickup_expire(*, shipment: Shipment | int, actor: Actor, now: datetime | Non
             actor=actor,
             dedupe_key=f"pickup_expired:shipment={locked.pk}",
         )
+        if cancelled:
+            order_services.order_cancel_initiator_set(
+                order=locked.order_id, initiator=CancelInitiator.BUYER, actor=actor, reason="pickup expired"
+            )
         order_follow_shipments(order_id=locked.order_id, actor=actor, reason="pickup expired")
         for order_line_id, qty in cancelled:
             shipment_line_cancelled.send(
@@ -776,3 +810,127 @@ def pickups_expire_due(*, actor: Actor, now: datetime | None = None, limit: int 
         .values_list("pk", flat=True)[:limit]
     )
     return [pk for pk in due if pickup_expire(shipment=pk, actor=actor, now=now)]
+
+
+# --- the buyer's cancel request and a new ship-to reach the node ------------------------------------------
+
+# A shipment in one of these has units picked (or gone): a buyer's cancel request needs a person.
+PICKED_OR_GONE = frozenset({S.PICKING, S.PACKED, S.READY_FOR_PICKUP}) | SHIPPED_STATES
+# A parcel in one of these may carry a label printed for the old address.
+LABELLED = frozenset({S.PACKED})
+
+
+@dataclass
+class BuyerCancelResult:
+    cancelled: dict[int, int] = field(default_factory=dict)  # order line -> units cancelled
+    shipments: list[int] = field(default_factory=list)  # shipments that gave units up
+    hold_released: bool = False
+
+
+def order_buyer_cancel_accept(*, order_id: int, reason: str, actor: Actor) -> BuyerCancelResult:
+    """Accept a buyer's cancel request while nothing of the order is picked, packed or shipped: every open
+    unit is cancelled, charged to the buyer. Units on released shipments go through shipment_line_cancel
+    (their stock released, the channel told with the buyer's reason); units not routed yet through orders'
+    order_lines_cancel (the channel told too), with any stock reserved for them outside a shipment
+    released. Then the order's cancel-request hold is released.
+
+    Raises CancelRefused, having changed nothing, when a unit is picked, packed or shipped (or the order is
+    already closed): a person decides. The order's shipments are locked first, in pk order (the lock order
+    of every shipment service), so a node cannot start picking meanwhile."""
+    actor_resolve(actor)
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "accepting a cancel request needs a reason")
+    result = BuyerCancelResult()
+    with transaction.atomic():
+        shipments = list(
+            Shipment.objects.select_for_update(of=("self",))
+            .filter(order_id=order_id)
+            .select_related("order")
+            .order_by("pk")
+        )
+        order = shipments[0].order if shipments else Order.objects.get(pk=order_id)
+        busy = [f"shipment {s.pk} is {s.get_status_display().lower()}" for s in shipments if s.status in PICKED_OR_GONE]
+        lines = list(OrderLine.objects.filter(order_id=order_id).order_by("pk"))
+        if any(line.quantity_shipped for line in lines):
+            busy.append("units have shipped")
+        if order.is_terminal:
+            busy.append(f"the order is {order.status}")
+        if busy:
+            raise CancelRefused(f"order {order.external_id}: the cancel request needs a person: {'; '.join(busy)}")
+        for shipment in shipments:
+            if shipment.status not in HOLDS_STOCK:
+                continue
+            for line in shipment.lines.order_by("pk"):
+                if line.quantity_open <= 0:
+                    continue
+                shipment_line_cancel(
+                    shipment=shipment.pk,
+                    order_line_id=line.order_line_id,
+                    quantity=line.quantity_open,
+                    reason=reason,
+                    actor=actor,
+                    initiator=CancelInitiator.BUYER,
+                )
+                result.cancelled[line.order_line_id] = result.cancelled.get(line.order_line_id, 0) + line.quantity_open
+                if shipment.pk not in result.shipments:
+                    result.shipments.append(shipment.pk)
+        unrouted = {
+            line.pk: line.quantity_open
+            for line in OrderLine.objects.filter(order_id=order_id).order_by("pk")
+            if line.quantity_open > 0
+        }
+        if unrouted:
+            _release_unshipped_reservations(unrouted, actor=actor)
+            order_services.order_lines_cancel(
+                order=order_id, quantities=unrouted, reason=reason, initiator=CancelInitiator.BUYER, actor=actor
+            )
+            for line_id, qty in unrouted.items():
+                result.cancelled[line_id] = result.cancelled.get(line_id, 0) + qty
+        order_services.order_cancel_initiator_set(
+            order=order_id, initiator=CancelInitiator.BUYER, actor=actor, reason=reason
+        )
+        for hold_id in Hold.objects.filter(
+            order_id=order_id, kind=HoldKind.CANCEL_REQUEST, released_at__isnull=True
+        ).values_list("pk", flat=True):
+            order_services.hold_release(hold=hold_id, reason=f"cancel request accepted: {reason}", actor=actor)
+            result.hold_released = True
+    return result
+
+
+def shipments_ship_to_changed(
+    *, order_id: int, before: Mapping[str, Any], after: Mapping[str, Any], actor: Actor
+) -> list[int]:
+    """The order's ship-to changed after it reached a node: each of its unshipped (non-pickup) shipments
+    gets an "address_changed" event with the changed fields before and after, which the node API lists
+    with the shipment; a packed one also opens an address case: its label must be redone.
+
+    Runs in the ingest's transaction, which holds the order row: shipments are read, not locked (a node
+    locks its shipment, then the order), so the two never wait on each other. Returns the shipment ids."""
+    actor_resolve(actor)
+    shipments = list(
+        Shipment.objects.filter(order_id=order_id, status__in=PRE_SHIP)
+        .exclude(kind=ShipmentKind.PICKUP)
+        .select_related("location", "order")
+        .order_by("pk")
+    )
+    for shipment in shipments:
+        _event(
+            shipment,
+            kind="address_changed",
+            actor=actor,
+            from_status=shipment.status,
+            reason="The buyer's ship-to changed on the channel",
+            data={"before": dict(before), "after": dict(after)},
+        )
+        if shipment.status in LABELLED:
+            order_services.exception_case_open(
+                kind=ExceptionKind.ADDRESS,
+                title=f"Order {shipment.order.external_id}: ship-to changed after shipment {shipment.pk} was packed",
+                detail=f"Shipment {shipment.pk} at {shipment.location.code} is packed with a label for the old "
+                f"address. Redo the label for the new address ({', '.join(sorted(after))} changed) before it ships.",
+                severity=Severity.HIGH,
+                order_id=order_id,
+                actor=actor,
+                dedupe_key=f"address_changed:shipment={shipment.pk}",
+            )
+    return [s.pk for s in shipments]

@@ -19,12 +19,26 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 
 from django.db import transaction
 from django.utils import timezone
 
 from orders.errors import DomainError
-from orders.models import LineStatus, Order, OrderEvent, OrderLine, OrderStatus, ShipToAddress
+from orders.models import (
+    CancelInitiator,
+    CaseStatus,
+    ExceptionCase,
+    Hold,
+    HoldKind,
+    LineStatus,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    ShipToAddress,
+)
+from orders.signals import order_ship_to_changed
 from orders.status import RANK, can_transition, determine_order_status
 
 __all__ = [
@@ -34,14 +48,58 @@ __all__ = [
     "IngestOrder",
     "IngestResult",
     "SkuRef",
+    "address_case_key",
     "ingest_order_validate",
     "orders_ingest_batch",
+    "ship_to_usable",
 ]
 
 ACTIVE_LINE_STATUS = {OrderStatus.PENDING: LineStatus.PENDING}
 # Statuses in which nothing is routed yet: where the order goes (its pickup store) may still change.
 ROUTABLE_AGAIN = frozenset({OrderStatus.PENDING, OrderStatus.OPEN})
 SERVICE_LEVELS = tuple(value for value, _ in Order._meta.get_field("service_level").choices)
+# Statuses in which nothing has shipped yet: what the channel changes (ship-to, dates, prices, SKUs) applies.
+EDITABLE = frozenset(
+    {OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.BACKORDERED, OrderStatus.ALLOCATED, OrderStatus.RELEASED}
+)
+# Statuses in which an order may have shipments at a node that must hear of a new ship-to.
+AT_A_NODE = frozenset({OrderStatus.BACKORDERED, OrderStatus.ALLOCATED, OrderStatus.RELEASED})
+# Line statuses with no unit routed yet: the line may still take another SKU.
+UNROUTED_LINE_STATUSES = frozenset({LineStatus.PENDING, LineStatus.OPEN})
+CENT = Decimal("0.01")
+ADDRESS_FIELDS = ("name", "line1", "line2", "city", "region", "postal_code", "country_code", "phone", "email")
+# Fields a channel often leaves out of a later payload (restricted buyer data): blank means "not sent".
+CONTACT_FIELDS = frozenset({"name", "phone", "email"})
+# The reason of the hold placed on an open order that has no usable ship-to; a later payload with a
+# usable address releases it (a person's address hold is not touched).
+NO_SHIP_TO = "no ship-to address yet"
+# Countries whose addresses carry no postal code (ISO 3166-1 alpha-2).
+_NO_POSTAL_CODE = (
+    "AE AG AO AW BF BI BJ BO BS BW BZ CD CF CG CI CK CM DJ DM ER FJ GA GD GH GM GQ GY HK JM KI KM KN KP LC ML MO "
+    "MR MW NR NU QA RW SB SC SL SR ST SY TD TF TG TK TL TO TV UG VU YE ZW"
+)
+NO_POSTAL_CODE_COUNTRIES = frozenset(_NO_POSTAL_CODE.split())
+
+
+def ship_to_usable(*, line1: str | None, city: str | None, country_code: str | None, postal_code: str | None) -> bool:
+    """Whether a parcel can be labelled for this address: a street line, a city, a country code and a
+    postal code where the country uses one. The one rule for ingest (hold) and order routing (guard)."""
+    country = (country_code or "").strip().upper()
+    if not (line1 or "").strip() or not (city or "").strip() or len(country) != 2:
+        return False
+    return bool((postal_code or "").strip()) or country in NO_POSTAL_CODE_COUNTRIES
+
+
+def _usable(address) -> bool:
+    if address is None:
+        return False
+    return ship_to_usable(
+        line1=address.line1, city=address.city, country_code=address.country_code, postal_code=address.postal_code
+    )
+
+
+def _needs_ship_to(order: Order) -> bool:
+    return not order.marketplace_fulfilled and order.service_level != "pickup"
 
 
 class IngestError(DomainError):
@@ -127,6 +185,11 @@ class IngestResult:
     cancelled_lines: list[tuple[int, int]] = field(default_factory=list)
     # Units of known lines the channel newly reports shipped (shipped outside Waybill's shipments).
     shipped_lines: list[tuple[int, int]] = field(default_factory=list)
+    # The buyer's cancel request arrived with this payload (the order is held for it) / was withdrawn.
+    cancel_requested: bool = False
+    cancel_request_withdrawn: bool = False
+    # Fields the channel changed on an order not shipped yet ("ship_to", "ship_by", "lines.unit_price"…).
+    edited: list[str] = field(default_factory=list)
 
 
 def ingest_order_validate(order: IngestOrder) -> None:
@@ -148,6 +211,13 @@ def ingest_order_validate(order: IngestOrder) -> None:
         )
     if len(order.pickup_location_ref) > 255:
         raise IngestError(f"order {ref}: pickup_location_ref must be at most 255 characters")
+    if order.cancelled_by and order.cancelled_by not in CancelInitiator.values:
+        raise IngestError(
+            f"order {ref}: unknown cancelled_by {order.cancelled_by!r}; expected one of "
+            f"{', '.join(CancelInitiator.values)} or empty"
+        )
+    if len(order.marketplace_id) > 64:
+        raise IngestError(f"order {ref}: marketplace_id must be at most 64 characters")
     if not order.lines:
         raise IngestError(f"order {ref}: has no lines")
     seen: set[str] = set()
@@ -186,7 +256,20 @@ def _status_after(current: str, incoming: str, lines: list) -> str:
     return best
 
 
-def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRef]):
+def _address_row(address: IngestAddress) -> ShipToAddress:
+    return ShipToAddress(**{name: _fit(name, getattr(address, name)) for name in ADDRESS_FIELDS})
+
+
+@cache
+def _max_length(name: str) -> int:
+    return ShipToAddress._meta.get_field(name).max_length
+
+
+def _fit(name: str, value: str) -> str:
+    return (value or "")[: _max_length(name)]
+
+
+def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRef], now: datetime):
     lines = []
     unmapped = []
     for line in item.lines:
@@ -220,7 +303,8 @@ def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRe
     total = item.total_amount
     if total is None:
         total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
-    address = ShipToAddress(**item.ship_to.__dict__) if item.ship_to else None
+    address = _address_row(item.ship_to) if item.ship_to else None
+    any_cancelled = any(line.quantity_cancelled for line in lines)
     order = Order(
         account_id=account_id,
         external_id=item.external_id,
@@ -230,6 +314,7 @@ def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRe
         marketplace_fulfilled=item.marketplace_fulfilled,
         shipping_method=item.shipping_method[:64],
         service_level=item.service_level,
+        channel_marketplace_id=item.marketplace_id,
         pickup_location_id=item.pickup_location_id,
         pickup_location_ref=item.pickup_location_ref,
         placed_at=item.placed_at,
@@ -239,9 +324,40 @@ def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRe
         currency=item.currency,
         total_amount=total,
         customer_name=(item.ship_to.name if item.ship_to else "")[:255],
+        cancel_requested_at=now if item.cancel_requested and status != OrderStatus.CANCELLED else None,
+        cancel_request_reason=item.cancel_request_reason[:255] if item.cancel_requested else "",
+        cancel_initiator=item.cancelled_by if any_cancelled else "",
         source_updated_at=item.source_updated_at,
     )
     return order, address, lines, unmapped
+
+
+# Read with the order row for the update path: every field it compares or writes (a deferred field would
+# cost one query per order when bulk_update reads it).
+_EXISTING_FIELDS = (
+    "id",
+    "account_id",
+    "external_id",
+    "status",
+    "source_updated_at",
+    "channel_status",
+    "paid_at",
+    "service_level",
+    "pickup_location_ref",
+    "pickup_location_id",
+    "marketplace_fulfilled",
+    "ship_to_id",
+    "ship_by",
+    "deliver_by",
+    "shipping_method",
+    "total_amount",
+    "customer_name",
+    "channel_marketplace_id",
+    "cancel_requested_at",
+    "cancel_request_reason",
+    "cancel_initiator",
+    "on_hold",
+)
 
 
 def orders_ingest_batch(
@@ -251,6 +367,11 @@ def orders_ingest_batch(
 
     An order that fails validation is reported as ``failed`` and nothing of it is written; the
     rest of the page goes on. Several payloads of one order in a page: the newest wins.
+
+    After the rows are written (in bulk), the few orders that need it are held or released one by one:
+    a buyer's cancel request (held at once; a withdrawn request releases it), an open ship order with no
+    usable ship-to (held with an address case; released when a usable one arrives), an order whose
+    unmapped SKUs are all mapped now (its unmapped-SKU hold released).
     """
     if not actor or not actor.strip():
         raise IngestError("an actor is required")
@@ -275,20 +396,75 @@ def orders_ingest_batch(
             order.external_id: order
             for order in Order.objects.select_for_update()
             .filter(account_id=account_id, external_id__in=list(newest))
-            .only("id", "external_id", "status", "source_updated_at", "channel_status")
+            .only(*_EXISTING_FIELDS)
             .order_by("pk")
         }
         fresh = [(i, item) for i, item in newest.values() if item.external_id not in existing]
         known = [(i, item) for i, item in newest.values() if item.external_id in existing]
-        _create(account_id, fresh, sku_map, actor, results, now)
-        _update(existing, known, sku_map, actor, results, now)
+        follow = _FollowUp()
+        _create(account_id, fresh, sku_map, actor, results, now, follow)
+        _update(existing, known, sku_map, actor, results, now, follow)
+        follow.run(actor)
     return [results[i] for i in range(len(orders))]
 
 
-def _create(account_id, fresh, sku_map, actor, results, now) -> None:
+@dataclass
+class _FollowUp:
+    """Holds to place or release once the page's rows are written: rare, so one service call each."""
+
+    cancel_holds: list[tuple[int, str]] = field(default_factory=list)  # (order id, reason)
+    cancel_withdrawn: list[int] = field(default_factory=list)
+    address_holds: list[int] = field(default_factory=list)
+    address_ok: list[int] = field(default_factory=list)  # held orders with a usable ship-to now
+    sku_mapped: list[int] = field(default_factory=list)  # held orders whose lines are all mapped now
+    ship_to_changed: list[tuple[int, OrderEvent, dict, dict]] = field(default_factory=list)
+
+    def run(self, actor: str) -> None:
+        from orders import services as order_services  # the package imports this module
+
+        for order_id, reason in self.cancel_holds:
+            order_services.hold_place(
+                order=order_id,
+                kind=HoldKind.CANCEL_REQUEST,
+                reason=f"The buyer asked the channel to cancel{': ' + reason if reason else ''}",
+                actor=actor,
+            )
+        for order_id in self.address_holds:
+            order_services.order_address_hold(order=order_id, actor=actor)
+        releases = [
+            (self.cancel_withdrawn, HoldKind.CANCEL_REQUEST, None, "the buyer withdrew the cancel request"),
+            (self.address_ok, HoldKind.ADDRESS, NO_SHIP_TO, "the channel sent a usable ship-to address"),
+            (self.sku_mapped, HoldKind.UNMAPPED_SKU, None, "every line's SKU is mapped now"),
+        ]
+        for order_ids, kind, reason, note in releases:
+            if not order_ids:
+                continue
+            holds = Hold.objects.filter(order_id__in=order_ids, kind=kind, released_at__isnull=True)
+            if reason is not None:
+                holds = holds.filter(reason=reason)
+            for hold_id, order_id in holds.order_by("order_id").values_list("pk", "order_id"):
+                order_services.hold_release(hold=hold_id, reason=note, actor=actor)
+                cases = ExceptionCase.objects.filter(
+                    order_id=order_id, kind=kind, status__in=[CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED]
+                )
+                if kind == HoldKind.ADDRESS:
+                    cases = cases.filter(dedupe_key=address_case_key(order_id))
+                for case_id in cases.order_by("pk").values_list("pk", flat=True):
+                    order_services.exception_case_resolve(case=case_id, note=note, actor=actor)
+        for order_id, event, before, after in self.ship_to_changed:
+            order_ship_to_changed.send(
+                sender=Order, order_id=order_id, event_id=event.pk, before=before, after=after, actor=actor
+            )
+
+
+def address_case_key(order_id: int) -> str:
+    return f"address:no_ship_to:order={order_id}"
+
+
+def _create(account_id, fresh, sku_map, actor, results, now, follow: _FollowUp) -> None:
     if not fresh:
         return
-    built = [(i, item, *_new_order_rows(account_id, item, sku_map)) for i, item in fresh]
+    built = [(i, item, *_new_order_rows(account_id, item, sku_map, now)) for i, item in fresh]
     addresses = [address for *_, address, _, _ in built if address is not None]
     ShipToAddress.objects.bulk_create(addresses)
     for *_, order, address, _, _ in built:
@@ -296,7 +472,7 @@ def _create(account_id, fresh, sku_map, actor, results, now) -> None:
     Order.objects.bulk_create([order for _, _, order, *_ in built])
     all_lines = []
     events = []
-    for i, item, order, _, lines, unmapped in built:
+    for i, item, order, address, lines, unmapped in built:
         for line in lines:
             line.order_id = order.pk
         all_lines.extend(lines)
@@ -309,18 +485,167 @@ def _create(account_id, fresh, sku_map, actor, results, now) -> None:
                 data={"lines": len(lines), "channel_status": item.channel_status, "source": "channel"},
             )
         )
-        results[i] = IngestResult(
+        result = IngestResult(
             external_id=item.external_id,
             outcome="created",
             order_id=order.pk,
             to_status=order.status,
             unmapped_skus=sorted(set(unmapped)),
         )
+        if order.cancel_requested_at is not None:
+            events.append(_cancel_requested_event(order, item, actor))
+            result.cancel_requested = True
+            if not order.marketplace_fulfilled:
+                follow.cancel_holds.append((order.pk, order.cancel_request_reason))
+        if order.status == OrderStatus.OPEN and _needs_ship_to(order) and not _usable(address):
+            follow.address_holds.append(order.pk)
+        results[i] = result
     OrderLine.objects.bulk_create(all_lines)
     OrderEvent.objects.bulk_create(events)
 
 
-def _update(existing, known, sku_map, actor, results, now) -> None:
+def _cancel_requested_event(order: Order, item: IngestOrder, actor: str) -> OrderEvent:
+    return OrderEvent(
+        order_id=order.pk,
+        kind="cancel_requested",
+        actor=actor,
+        reason=item.cancel_request_reason or "The buyer asked the channel to cancel",
+        data={
+            "before": {"cancel_requested_at": None},
+            "after": {"cancel_requested_at": order.cancel_requested_at.isoformat()},
+            "reason": item.cancel_request_reason,
+            "channel_status": item.channel_status,
+        },
+    )
+
+
+def _money(value: Decimal) -> Decimal:
+    # As the column stores it: a price sent with more places is not a change on every payload.
+    return Decimal(value).quantize(CENT)
+
+
+def _json(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+class _Edits:
+    """Before and after of the fields the channel changed on one order (JSON-ready)."""
+
+    def __init__(self) -> None:
+        self.before: dict = {}
+        self.after: dict = {}
+        self.not_applied: list[str] = []
+
+    def order(self, name: str, before, after) -> None:
+        self.before[name] = _json(before)
+        self.after[name] = _json(after)
+
+    def group(self, group: str, key: str | None, name: str, before, after) -> None:
+        for side, value in ((self.before, before), (self.after, after)):
+            bucket = side.setdefault(group, {})
+            if key is not None:
+                bucket = bucket.setdefault(key, {})
+            bucket[name] = _json(value)
+
+    @property
+    def fields(self) -> list[str]:
+        names = []
+        for name, value in self.after.items():
+            if name == "lines":
+                names += sorted({f"lines.{field}" for changed in value.values() for field in changed})
+            else:
+                names.append(name)
+        return names
+
+    def __bool__(self) -> bool:
+        return bool(self.after)
+
+
+def _edit_address(order: Order, incoming: IngestAddress | None, row: ShipToAddress | None, edits: _Edits):
+    """Apply the channel's ship-to to the order's address row (a new row when it had none).
+    Returns (row to update, row to create)."""
+    if incoming is None or not any(
+        getattr(incoming, name) for name in ("line1", "city", "postal_code", "country_code")
+    ):
+        return None, None  # no address in this payload: keep what the order has
+    if row is not None and row.purged_at is not None:
+        return None, None
+    created = row is None
+    if created:
+        row = ShipToAddress()
+    for name in ADDRESS_FIELDS:
+        value = _fit(name, getattr(incoming, name))
+        if not value and name in CONTACT_FIELDS:
+            continue
+        if getattr(row, name) != value:
+            edits.group("ship_to", None, name, getattr(row, name), value)
+            setattr(row, name, value)
+    if "ship_to" not in edits.after:
+        return None, None
+    if "name" in edits.after["ship_to"] and order.customer_name != row.name[:255]:
+        edits.order("customer_name", order.customer_name, row.name[:255])
+        order.customer_name = row.name[:255]
+    return (None, row) if created else (row, None)
+
+
+def _edit_order(order: Order, item: IngestOrder, lines: list[OrderLine], edits: _Edits) -> None:
+    ship_bys = [line.ship_by for line in item.lines if line.ship_by]
+    wanted = {
+        "ship_by": item.ship_by or (min(ship_bys) if ship_bys else None),
+        "deliver_by": item.deliver_by,
+        "shipping_method": item.shipping_method[:64] or None,
+    }
+    for name, value in wanted.items():
+        if value is not None and getattr(order, name) != value:
+            edits.order(name, getattr(order, name), value)
+            setattr(order, name, value)
+    total = item.total_amount
+    if total is None:
+        total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
+    total = _money(total)
+    if order.total_amount != total:
+        edits.order("total_amount", order.total_amount, total)
+        order.total_amount = total
+
+
+def _edit_line(line: OrderLine, incoming: IngestLine, item: IngestOrder, sku_map, edits: _Edits, unmapped) -> None:
+    key = line.external_id
+    for name, value in (
+        ("unit_price", _money(incoming.unit_price)),
+        ("ship_by", incoming.ship_by or item.ship_by),
+        ("deliver_by", incoming.deliver_by or item.deliver_by),
+    ):
+        if value is not None and getattr(line, name) != value:
+            edits.group("lines", key, name, getattr(line, name), value)
+            setattr(line, name, value)
+    if incoming.channel_sku != line.channel_sku:
+        if line.status not in UNROUTED_LINE_STATUSES or line.quantity_shipped or line.quantity_cancelled:
+            # Units of the old SKU may be reserved or gone: a person decides.
+            edits.not_applied.append(f"line {key}: channel SKU {line.channel_sku} → {incoming.channel_sku}")
+            return
+        ref = sku_map.get(incoming.channel_sku)
+        edits.group("lines", key, "channel_sku", line.channel_sku, incoming.channel_sku)
+        line.channel_sku = incoming.channel_sku
+        if ref is None:
+            unmapped.append(incoming.channel_sku)
+        _map_line(line, ref, edits)
+    elif line.sku_id is None and line.channel_sku in sku_map and line.status in UNROUTED_LINE_STATUSES:
+        _map_line(line, sku_map[line.channel_sku], edits)  # the mapping arrived after the order
+
+
+def _map_line(line: OrderLine, ref: SkuRef | None, edits: _Edits) -> None:
+    sku_id = ref.sku_id if ref else None
+    if line.sku_id != sku_id:
+        edits.group("lines", line.external_id, "sku_id", line.sku_id, sku_id)
+        line.sku_id = sku_id
+    line.is_backorder_allowed = ref.allow_backorder if ref else False
+
+
+def _update(existing, known, sku_map, actor, results, now, follow: _FollowUp) -> None:
     if not known:
         return
     changing = []
@@ -335,14 +660,38 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
     lines_by_order: dict[int, dict[str, OrderLine]] = defaultdict(dict)
     for line in OrderLine.objects.filter(order_id__in=[order.pk for *_, order in changing]).order_by("pk"):
         lines_by_order[line.order_id][line.external_id] = line
+    # The addresses of orders not shipped yet: edited, or checked before the order may be routed.
+    address_ids = [order.ship_to_id for *_, order in changing if order.ship_to_id and order.status in EDITABLE]
+    addresses = ShipToAddress.objects.in_bulk(address_ids) if address_ids else {}
+    # Orders held for a cancel request that the channel may have withdrawn.
+    withdrawable = [
+        order.pk
+        for _, item, order in changing
+        if order.on_hold and order.cancel_requested_at and not item.cancel_requested
+    ]
+    cancel_held = (
+        set(
+            Hold.objects.filter(
+                order_id__in=withdrawable, kind=HoldKind.CANCEL_REQUEST, released_at__isnull=True
+            ).values_list("order_id", flat=True)
+        )
+        if withdrawable
+        else set()
+    )
     touched_lines: list[OrderLine] = []
     new_lines: list[OrderLine] = []
     touched_orders: list[Order] = []
+    touched_addresses: list[ShipToAddress] = []
+    new_addresses: list[tuple[Order, ShipToAddress]] = []
     events: list[OrderEvent] = []
+    edited: list[tuple[Order, OrderEvent, _Edits]] = []
     for i, item, order in changing:
         current = lines_by_order[order.pk]
         unmapped = []
         cancelled_lines, shipped_lines = [], []
+        from_status = order.status
+        editable = from_status in EDITABLE
+        edits = _Edits()
         for incoming in item.lines:
             line = current.get(incoming.external_id)
             if line is None:
@@ -368,6 +717,8 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
                 current[incoming.external_id] = line
             else:
                 touched_lines.append(line)
+                if editable:
+                    _edit_line(line, incoming, item, sku_map, edits, unmapped)
             line.quantity = max(line.quantity, incoming.quantity)
             before_shipped = line.quantity_shipped
             line.quantity_shipped = max(line.quantity_shipped, min(incoming.quantity_shipped, line.quantity))
@@ -382,7 +733,6 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             line.channel_status = incoming.channel_status[:64]
             if incoming.external_unit_ids:
                 line.external_unit_ids = incoming.external_unit_ids
-        from_status = order.status
         to_status = _status_after(from_status, item.status, list(current.values()))
         active = ACTIVE_LINE_STATUS.get(to_status, LineStatus.OPEN)
         for line in current.values():
@@ -395,9 +745,28 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
         order.paid_at = item.paid_at
         if from_status in ROUTABLE_AGAIN:
             # The buyer may change the pickup store (or its mapping arrives) until the order is routed.
+            if order.service_level != item.service_level:
+                edits.order("service_level", order.service_level, item.service_level)
             order.service_level = item.service_level
             order.pickup_location_ref = item.pickup_location_ref
             order.pickup_location_id = item.pickup_location_id
+        address = addresses.get(order.ship_to_id) if order.ship_to_id else None
+        if editable:
+            _edit_order(order, item, list(current.values()), edits)
+            to_update, to_create = _edit_address(order, item.ship_to, address, edits)
+            if to_update is not None:
+                touched_addresses.append(to_update)
+            if to_create is not None:
+                new_addresses.append((order, to_create))
+                address = to_create
+        if item.marketplace_id and order.channel_marketplace_id != item.marketplace_id:
+            edits.order("channel_marketplace_id", order.channel_marketplace_id, item.marketplace_id)
+            order.channel_marketplace_id = item.marketplace_id
+        if (cancelled_lines or any(line.quantity_cancelled for line in new_lines if line.order_id == order.pk)) and (
+            item.cancelled_by and order.cancel_initiator != item.cancelled_by
+        ):
+            edits.order("cancel_initiator", order.cancel_initiator, item.cancelled_by)
+            order.cancel_initiator = item.cancelled_by
         order.updated_at = now
         touched_orders.append(order)
         if to_status != from_status:
@@ -425,7 +794,22 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
                     data={"before": before_channel, "after": item.channel_status},
                 )
             )
-        results[i] = IngestResult(
+        if edits or edits.not_applied:
+            event = OrderEvent(
+                order_id=order.pk,
+                kind="channel_edited",
+                actor=actor,
+                reason="Changed on the channel: " + (", ".join(edits.fields) or "nothing applied"),
+                data={
+                    "before": edits.before,
+                    "after": edits.after,
+                    "not_applied": edits.not_applied,
+                    "source_updated_at": item.source_updated_at.isoformat(),
+                },
+            )
+            events.append(event)
+            edited.append((order, event, edits))
+        result = IngestResult(
             external_id=item.external_id,
             outcome="updated",
             order_id=order.pk,
@@ -434,7 +818,17 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             unmapped_skus=sorted(set(unmapped)),
             cancelled_lines=cancelled_lines,
             shipped_lines=shipped_lines,
+            edited=edits.fields,
         )
+        _cancel_request_follow(order, item, to_status, actor, now, events, result, follow, order.pk in cancel_held)
+        _holds_follow(order, to_status, address, current.values(), follow)
+        results[i] = result
+    if new_addresses:
+        ShipToAddress.objects.bulk_create([row for _, row in new_addresses])
+        for order, row in new_addresses:
+            order.ship_to = row
+    if touched_addresses:
+        ShipToAddress.objects.bulk_update(touched_addresses, list(ADDRESS_FIELDS))
     Order.objects.bulk_update(
         touched_orders,
         [
@@ -446,12 +840,84 @@ def _update(existing, known, sku_map, actor, results, now) -> None:
             "service_level",
             "pickup_location_ref",
             "pickup_location_id",
+            "ship_to",
+            "ship_by",
+            "deliver_by",
+            "shipping_method",
+            "total_amount",
+            "customer_name",
+            "channel_marketplace_id",
+            "cancel_requested_at",
+            "cancel_request_reason",
+            "cancel_initiator",
         ],
     )
     if touched_lines:
         OrderLine.objects.bulk_update(
             touched_lines,
-            ["quantity", "quantity_shipped", "quantity_cancelled", "channel_status", "status", "external_unit_ids"],
+            [
+                "quantity",
+                "quantity_shipped",
+                "quantity_cancelled",
+                "channel_status",
+                "status",
+                "external_unit_ids",
+                "unit_price",
+                "ship_by",
+                "deliver_by",
+                "channel_sku",
+                "sku",
+                "is_backorder_allowed",
+            ],
         )
     OrderLine.objects.bulk_create(new_lines)
     OrderEvent.objects.bulk_create(events)
+    for order, event, edits in edited:
+        if "ship_to" in edits.after and order.status in AT_A_NODE:
+            follow.ship_to_changed.append((order.pk, event, edits.before["ship_to"], edits.after["ship_to"]))
+
+
+def _cancel_request_follow(order, item, to_status, actor, now, events, result, follow: _FollowUp, held: bool) -> None:
+    """A cancel request newly sent holds the order at once; one withdrawn while held releases it."""
+    if item.cancel_requested and order.cancel_requested_at is None:
+        if to_status == OrderStatus.CANCELLED:
+            return  # already cancelled: nothing left to ask for
+        order.cancel_requested_at = now
+        order.cancel_request_reason = item.cancel_request_reason[:255]
+        events.append(_cancel_requested_event(order, item, actor))
+        result.cancel_requested = True
+        if not order.marketplace_fulfilled:
+            follow.cancel_holds.append((order.pk, order.cancel_request_reason))
+    elif not item.cancel_requested and order.cancel_requested_at is not None and held:
+        if to_status == OrderStatus.CANCELLED:
+            return
+        events.append(
+            OrderEvent(
+                order_id=order.pk,
+                kind="cancel_request_withdrawn",
+                actor=actor,
+                reason="The buyer's cancel request is no longer on the channel",
+                data={
+                    "before": {
+                        "cancel_requested_at": order.cancel_requested_at.isoformat(),
+                        "cancel_request_reason": order.cancel_request_reason,
+                    },
+                    "after": {"cancel_requested_at": None, "cancel_request_reason": ""},
+                },
+            )
+        )
+        order.cancel_requested_at = None
+        order.cancel_request_reason = ""
+        result.cancel_request_withdrawn = True
+        follow.cancel_withdrawn.append(order.pk)
+
+
+def _holds_follow(order, to_status, address, lines, follow: _FollowUp) -> None:
+    """An open ship order without a usable ship-to waits, held; a held one whose address became usable, or
+    whose lines are all mapped now, has that hold released (the release checks the hold is there)."""
+    if to_status == OrderStatus.OPEN and _needs_ship_to(order) and not _usable(address):
+        follow.address_holds.append(order.pk)
+    elif order.on_hold and _usable(address) and to_status in EDITABLE:
+        follow.address_ok.append(order.pk)
+    if order.on_hold and to_status in EDITABLE and all(line.sku_id for line in lines):
+        follow.sku_mapped.append(order.pk)
