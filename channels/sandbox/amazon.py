@@ -11,7 +11,7 @@ Admin hooks beyond the shared ones (no auth, loopback only):
   POST /_sandbox/amazon/orders                        {"count", "status", "marketplace_id", "lines"}
   POST /_sandbox/amazon/orders/{order_id}/release      a PENDING order becomes UNSHIPPED with an address
   POST /_sandbox/amazon/orders/{order_id}/cancel_request {"reason", "line_ids"}: the buyer asks to cancel
-  POST /_sandbox/amazon/listings                      {"skus": [...], "listed": true|false}
+  POST /_sandbox/amazon/listings                      {"skus": [...], "listed": true|false, "error": "…"}
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ class AmazonState(SandboxState):
             # {order id: {order item id: the buyer's reason}}
             self.cancel_requests: dict[str, dict[str, str]] = {}
             self.listed: set[str] = set(SKU_CODES)
+            # {SKU: message}: Amazon takes the submission (ACCEPTED) but reports an ERROR issue with it and
+            # does not apply it (e.g. a listing suppressed for a missing attribute).
+            self.listing_errors: dict[str, str] = {}
 
     def order_id_for(self, number: int) -> str:
         return f"114-{number:07d}-{(number * 7919) % 10_000_000:07d}"
@@ -640,9 +643,12 @@ class AmazonSandbox(SandboxApp):
         accepted = 0
         messages = data.get("messages", [])
         for message in messages:
-            code, problem, categories = self._apply_patches(
-                message.get("sku"), message.get("productType"), message.get("patches"), marketplaces
-            )
+            if message.get("sku") in self.state.listing_errors:
+                code, problem, categories = "8541", self.state.listing_errors[message["sku"]], ["MISSING_ATTRIBUTE"]
+            else:
+                code, problem, categories = self._apply_patches(
+                    message.get("sku"), message.get("productType"), message.get("patches"), marketplaces
+                )
             if code:
                 issues.append(
                     {
@@ -723,6 +729,9 @@ class AmazonSandbox(SandboxApp):
                 if sku not in self.state.listed:
                     code, message = "NOT_FOUND", f"No listings item with SKU '{sku}' exists."
             status = "INVALID" if code else "VALID"
+        elif sku in self.state.listing_errors:
+            code, message, categories = "8541", self.state.listing_errors[sku], ["MISSING_ATTRIBUTE"]
+            status = "ACCEPTED"
         else:
             code, message, categories = self._apply_patches(sku, body["productType"], body["patches"], marketplaces)
             status = "INVALID" if code else "ACCEPTED"
@@ -796,6 +805,11 @@ class AmazonSandbox(SandboxApp):
                 self.state.listed.update(skus)
             else:
                 self.state.listed.difference_update(skus)
+            for sku in skus:
+                if data.get("error"):
+                    self.state.listing_errors[sku] = str(data["error"])
+                else:
+                    self.state.listing_errors.pop(sku, None)
         return Response(200, {"listed": len(self.state.listed)})
 
 
