@@ -9,7 +9,8 @@ body; the token bucket's rate is an option.
 
 Admin hooks beyond the shared ones (no auth, loopback only):
   POST /_sandbox/amazon/orders                        {"count", "status", "marketplace_id", "lines"}
-  POST /_sandbox/amazon/orders/{order_id}/release      a PENDING order becomes UNSHIPPED with an address
+  POST /_sandbox/amazon/orders/{order_id}/release      {"address": {...}, "withhold_recipient": false}: a
+                                                      PENDING order becomes UNSHIPPED with an address
   POST /_sandbox/amazon/orders/{order_id}/cancel_request {"reason", "line_ids"}: the buyer asks to cancel
   POST /_sandbox/amazon/listings                      {"skus": [...], "listed": true|false, "error": "…"}
 """
@@ -99,6 +100,8 @@ class AmazonState(SandboxState):
             # {order id: {order item id: the buyer's reason}}
             self.cancel_requests: dict[str, dict[str, str]] = {}
             self.listed: set[str] = set(SKU_CODES)
+            # Orders whose recipient Amazon withholds (the application lacks the role for the address).
+            self.recipient_withheld: set[str] = set()
             # {SKU: message}: Amazon takes the submission (ACCEPTED) but reports an ERROR issue with it and
             # does not apply it (e.g. a listing suppressed for a missing attribute).
             self.listing_errors: dict[str, str] = {}
@@ -118,6 +121,16 @@ class AmazonState(SandboxState):
                 if order.status == "cancelled":
                     self.cancelled_by[order.order_id] = "BUYER"
         return made
+
+    def touch(self, order: SandboxOrder, topic: str = "update") -> None:
+        """Every change moves lastUpdatedTime forward, even twice within a second: a poller keyed on
+        (orderId, lastUpdatedTime) must see each change."""
+        with self.lock:
+            previous = order.updated_at
+            super().touch(order, topic)
+            if order.updated_at <= previous:
+                order.updated_at = previous + timedelta(seconds=1)
+                self.last_stamp = max(self.last_stamp, order.updated_at)
 
     def marketplace(self, order: SandboxOrder) -> str:
         return self.marketplace_of.get(order.order_id, MARKETPLACE_ID)
@@ -146,19 +159,29 @@ class AmazonState(SandboxState):
                     requested[line.line_id] = reason
             self.touch(order)
 
-    def release(self, order: SandboxOrder, address: dict[str, str] | None = None) -> None:
-        """Payment cleared: a PENDING order becomes UNSHIPPED, its address and buyer now shown, and its ship
-        and delivery windows set from now."""
+    def release(
+        self, order: SandboxOrder, address: dict[str, str] | None = None, *, withhold_recipient: bool = False
+    ) -> None:
+        """Payment cleared: a PENDING order becomes UNSHIPPED, its address and buyer now shown (unless
+        ``withhold_recipient``), and its ship and delivery windows set from now."""
         with self.lock:
             if order.status != "pending":
                 raise ValueError(f"order {order.order_id} is {order.status}, not pending")
+            unknown = set(address or {}) - set(order.address)
+            if unknown:
+                raise ValueError(f"unknown address field(s): {', '.join(sorted(unknown))}")
             order.status = "unshipped"
             order.paid = True
             if address:
                 order.address.update(address)
+            if withhold_recipient:
+                self.recipient_withheld.add(order.order_id)
+            else:
+                self.recipient_withheld.discard(order.order_id)
+            # Amazon sets the promise again from the payment: a window the pending order did not have.
             stamp = self.stamp()
-            order.ship_by = stamp + timedelta(days=2)
-            order.deliver_by = stamp + timedelta(days=5)
+            order.ship_by = stamp + timedelta(days=3)
+            order.deliver_by = stamp + timedelta(days=8)
             self.touch(order)
 
 
@@ -288,7 +311,11 @@ class AmazonSandbox(SandboxApp):
                     "latestDateTime": iso_z(order.deliver_by),
                 },
             }
-        if "RECIPIENT" in included and order.status != "pending":
+        if (
+            "RECIPIENT" in included
+            and order.status != "pending"
+            and order.order_id not in self.state.recipient_withheld
+        ):
             a = order.address
             body["recipient"] = {
                 "deliveryAddress": {
@@ -783,8 +810,9 @@ class AmazonSandbox(SandboxApp):
         order = self.state.orders.get(order_id)
         if order is None:
             return Response(404, {"error": f"no order {order_id}"})
+        data = request.json()
         try:
-            self.state.release(order, request.json().get("address"))
+            self.state.release(order, data.get("address"), withhold_recipient=bool(data.get("withhold_recipient")))
         except ValueError as exc:
             return Response(409, {"error": str(exc)})
         return Response(200, {"order_id": order_id, "status": STATUS[order.status]})
