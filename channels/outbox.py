@@ -128,6 +128,7 @@ def ship_confirmation_enqueue(
             "shipping_method": shipping_method,
             "shipped_at": shipped_at.isoformat(),
             "lines": [{"external_line_id": line_id, "quantity": quantity} for line_id, quantity in lines],
+            "marketplace_id": order.channel_marketplace_id,
         },
     )
     return message
@@ -159,6 +160,7 @@ def cancellation_enqueue(
                 | ({"keep": keep[line_id]} if keep and line_id in keep else {})
                 for line_id, quantity in lines
             ],
+            "marketplace_id": order.channel_marketplace_id,
         },
     )
     return message
@@ -284,6 +286,7 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
             shipping_method=payload.get("shipping_method", ""),
             shipped_at=datetime.fromisoformat(payload["shipped_at"]),
             lines=[ShipmentLine(line["external_line_id"], line["quantity"]) for line in payload["lines"]],
+            marketplace_id=payload.get("marketplace_id") or "",
         )
         return connector.confirm_shipment(shipment, state=state)
     if kind == OutboxKind.CANCELLATION:
@@ -292,6 +295,7 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
             reason=payload.get("reason", ""),
             lines=[ShipmentLine(line["external_line_id"], line["quantity"]) for line in payload.get("lines") or []],
             keep={line["external_line_id"]: line["keep"] for line in payload.get("lines") or [] if "keep" in line},
+            marketplace_id=payload.get("marketplace_id") or "",
         )
         return connector.cancel_lines(cancel, state=state)
     if kind == OutboxKind.ACKNOWLEDGE:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote
 from xml.etree import ElementTree
 
 import httpx
@@ -38,7 +40,7 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
-from orders.models import OrderStatus
+from orders.models import CancelInitiator, OrderStatus
 
 STATUS_MAP = {
     "PENDING_AVAILABILITY": OrderStatus.PENDING,
@@ -57,7 +59,7 @@ MARKETPLACE_CURRENCY = {
     "A1F83G8C2ARO7P": "GBP",
     "A1PA6795UKMFR9": "EUR",
 }
-INCLUDED_DATA = "FULFILLMENT,RECIPIENT,PROCEEDS,CANCELLATION,PACKAGES"
+INCLUDED_DATA = "BUYER,FULFILLMENT,RECIPIENT,PROCEEDS,CANCELLATION,PACKAGES"
 CANCEL_REASONS = {
     "NoInventory",
     "ShippingAddressUndeliverable",
@@ -81,12 +83,75 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _errors(response: httpx.Response) -> str:
+# Waybill's package reference for a shipment ("shipment-28", or the shipment's number alone) to
+# Amazon's packageReferenceId, which takes positive numbers only (amazon-orders-v0.json).
+_PACKAGE_REFERENCE = re.compile(r"^(?:shipment-)?0*([1-9][0-9]{0,17})$")
+# ItemCancellationExecution.cancelledBy → who the cancellation is charged to.
+CANCELLED_BY = {
+    "BUYER": CancelInitiator.BUYER,
+    "AMAZON": CancelInitiator.MARKETPLACE,
+    "MERCHANT": CancelInitiator.SELLER,
+}
+
+
+def package_reference_id(reference: str) -> str:
+    """Amazon's packageReferenceId for a Waybill package reference: the shipment's number, so it is the
+    same on every attempt. Refused (not retried) when the reference carries no positive number."""
+    match = _PACKAGE_REFERENCE.match(str(reference or "").strip())
+    if match is None:
+        raise ChannelError(
+            f"package reference {reference!r} has no positive number: Amazon takes only positive numeric "
+            "packageReferenceId values",
+            retryable=False,
+        )
+    return match.group(1)
+
+
+def _error_body(response: httpx.Response) -> Any:
+    """The channel's error answer as sent: the parsed JSON, or the text when it is not JSON."""
     try:
-        errors = response.json().get("errors") or []
-        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors) or response.text[:200]
-    except (ValueError, AttributeError):
-        return response.text[:200]
+        return response.json()
+    except ValueError:
+        return response.text[:4000]
+
+
+def _describe(body: Any) -> str:
+    """Every error of an SP-API envelope as 'code: message (details)'."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = []
+        for error in errors:
+            if not isinstance(error, dict):
+                parts.append(str(error)[:300])
+                continue
+            text = f"{error.get('code')}: {error.get('message')}"
+            if error.get("details"):
+                text += f" (details: {error['details']})"
+            parts.append(text)
+        return "; ".join(parts)
+    text = body if isinstance(body, str) else json.dumps(body)
+    return text[:300] or "(empty body)"
+
+
+def _failure(what: str, response: httpx.Response, *, retryable: bool | None = None) -> ChannelError:
+    """A ChannelError for an SP-API answer, carrying the whole error body as ``detail``."""
+    body = _error_body(response)
+    status = response.status_code
+    return ChannelError(
+        f"{what}: HTTP {status}: {_describe(body)}",
+        retryable=status >= 500 or status == 429 if retryable is None else retryable,
+        status=status,
+        detail=body,
+    )
+
+
+def _error_issues(issues: Any) -> list[str]:
+    """The listings issues of severity ERROR (what made Amazon refuse the submission), as text."""
+    return [
+        f"{issue.get('code')}: {issue.get('message')}"
+        for issue in issues or []
+        if isinstance(issue, dict) and issue.get("severity") == "ERROR"
+    ]
 
 
 class AmazonConnector(Connector):
@@ -137,8 +202,9 @@ class AmazonConnector(Connector):
         return token
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        extra_headers = kwargs.pop("headers", {})
         for attempt in range(2):
-            headers = {"x-amz-access-token": self.access_token(refresh=attempt > 0), **kwargs.pop("headers", {})}
+            headers = {"x-amz-access-token": self.access_token(refresh=attempt > 0), **extra_headers}
             response = self.http.request(method, path, headers=headers, **kwargs)
             if response.status_code != 403:
                 return response
@@ -149,6 +215,17 @@ class AmazonConnector(Connector):
         if not ids:
             raise ChannelError("Amazon account has no marketplace_ids", retryable=False)
         return ids[0]
+
+    def _order_marketplace(self, order_external_id: str, marketplace_id: str) -> str:
+        """The marketplace a write about this order goes to: the order's own (``salesChannel.marketplaceId``).
+        A message queued without it is answered by reading the order; the account's first marketplace is
+        used only when Amazon names none for the order."""
+        if marketplace_id:
+            return marketplace_id
+        order = self.get_order(order_external_id)
+        sales_channel = order.get("salesChannel")
+        marketplace = sales_channel.get("marketplaceId") if isinstance(sales_channel, dict) else None
+        return str(marketplace) if marketplace else self._marketplace()
 
     # --- reading orders ------------------------------------------------------------------------
 
@@ -165,11 +242,7 @@ class AmazonConnector(Connector):
             query = dict(params, paginationToken=token) if token else params
             response = self.call("GET", "/orders/2026-01-01/orders", params=query)
             if response.status_code != 200:
-                raise ChannelError(
-                    f"searchOrders page {page + 1}: HTTP {response.status_code}: {_errors(response)}",
-                    retryable=response.status_code >= 500,
-                    status=response.status_code,
-                )
+                raise _failure(f"searchOrders page {page + 1}", response)
             data = json_body(response, "searchOrders")
             if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
                 raise ChannelError("searchOrders: response has no orders list", retryable=False)
@@ -188,13 +261,12 @@ class AmazonConnector(Connector):
                 return
 
     def get_order(self, external_id: str) -> dict:
-        response = self.call("GET", f"/orders/2026-01-01/orders/{external_id}", params={"includedData": INCLUDED_DATA})
+        """One order by id (getOrder), with the same datasets as a searchOrders page: the same shape."""
+        response = self.call(
+            "GET", f"/orders/2026-01-01/orders/{quote(external_id, safe='')}", params={"includedData": INCLUDED_DATA}
+        )
         if response.status_code != 200:
-            raise ChannelError(
-                f"getOrder {external_id}: HTTP {response.status_code}: {_errors(response)}",
-                retryable=response.status_code >= 500 or response.status_code == 429,
-                status=response.status_code,
-            )
+            raise _failure(f"getOrder {external_id}", response)
         data = json_body(response, "getOrder")
         return require_obj(data.get("order") if isinstance(data, dict) else None, "order")
 
@@ -209,7 +281,7 @@ class AmazonConnector(Connector):
         placed = parse_datetime(raw.get("createdTime"), "createdTime")
         updated = parse_datetime(raw.get("lastUpdatedTime"), "lastUpdatedTime")
         channel = require_obj(raw.get("salesChannel"), "salesChannel")
-        marketplace = require_str(channel, "marketplaceId", "salesChannel", required=False)
+        marketplace = require_str(channel, "marketplaceId", "salesChannel", required=False, max_length=64)
         fulfillment = require_obj(raw.get("fulfillment"), "fulfillment")
         status_code = require_str(fulfillment, "fulfillmentStatus", "fulfillment")
         if status_code not in STATUS_MAP:
@@ -230,7 +302,11 @@ class AmazonConnector(Connector):
             raise PayloadError("orderItems", "is empty")
         currency = ""
         lines = []
-        cancelled_order = STATUS_MAP[status_code] == OrderStatus.CANCELLED
+        status = STATUS_MAP[status_code]
+        cancelled_order = status == OrderStatus.CANCELLED
+        open_order = status not in (OrderStatus.CANCELLED, OrderStatus.SHIPPED)
+        request_reasons: list[str] = []
+        cancelled_by: list[str] = []
         for index, item in enumerate(items):
             path = f"orderItems[{index}]"
             item = require_obj(item, path)
@@ -254,9 +330,29 @@ class AmazonConnector(Connector):
                 if unfulfilled_raw is not None
                 else None
             )
+            cancellation = require_obj(item.get("cancellation"), f"{path}.cancellation", required=False)
+            request = require_obj(
+                cancellation.get("cancellationRequest"), f"{path}.cancellation.cancellationRequest", required=False
+            )
+            execution = require_obj(
+                cancellation.get("cancellationExecution"), f"{path}.cancellation.cancellationExecution", required=False
+            )
+            buyer_asked = request.get("requester") == "BUYER"
+            if execution:
+                executor = str(execution.get("cancelledBy") or "")
+                initiator = CANCELLED_BY.get(executor, "")
+                # The seller accepting the buyer's request cancels on the buyer's behalf: not a seller fault.
+                if initiator == CancelInitiator.SELLER and (
+                    buyer_asked or execution.get("cancelReason") == "BuyerCanceled"
+                ):
+                    initiator = CancelInitiator.BUYER
+                if initiator:
+                    cancelled_by.append(initiator)
+            elif buyer_asked and open_order:
+                request_reasons.append(str(request.get("cancelReason") or "").strip())
             if cancelled_order:
                 cancelled = quantity - shipped
-            elif unfulfilled is not None and item.get("cancellation"):
+            elif unfulfilled is not None and execution:
                 cancelled = max(quantity - shipped - unfulfilled, 0)
             else:
                 cancelled = 0
@@ -286,26 +382,35 @@ class AmazonConnector(Connector):
             raise PayloadError(
                 "orderItems[].product.price.unitPrice.currencyCode", f"not a currency code: {currency!r}"
             )
+        buyer = require_obj(raw.get("buyer"), "buyer", required=False)
         recipient = require_obj(raw.get("recipient"), "recipient", required=False)
         address = require_obj(recipient.get("deliveryAddress"), "recipient.deliveryAddress", required=False)
         ship_to = None
         if address:
+            line2 = ", ".join(str(part) for part in (address.get("addressLine2"), address.get("addressLine3")) if part)
             ship_to = normalized_address(
-                name=address.get("name"),
+                name=address.get("name") or buyer.get("buyerName"),
                 line1=address.get("addressLine1"),
-                line2=address.get("addressLine2"),
+                line2=line2,
                 city=address.get("city"),
                 region=address.get("stateOrRegion"),
                 postal_code=address.get("postalCode"),
                 country_code=address.get("countryCode"),
                 phone=address.get("phone"),
+                email=buyer.get("buyerEmail"),
             )
+        if CancelInitiator.SELLER in cancelled_by:
+            initiator = CancelInitiator.SELLER
+        elif cancelled_by:
+            initiator = cancelled_by[0]
+        else:
+            initiator = ""
         return NormalizedOrder(
             external_id=order_id,
             placed_at=placed,
             updated_at=updated,
             currency=currency,
-            status=STATUS_MAP[status_code],
+            status=status,
             channel_status=status_code,
             lines=lines,
             total_amount=total,
@@ -314,13 +419,18 @@ class AmazonConnector(Connector):
             deliver_by=deliver_by,
             shipping_method=str(fulfillment.get("fulfillmentServiceLevel") or "")[:64],
             marketplace_fulfilled=fulfilled_by == "AMAZON",
+            cancel_requested=bool(request_reasons),
+            cancel_request_reason="; ".join(dict.fromkeys(r for r in request_reasons if r))[:255],
+            cancelled_by=str(initiator),
+            marketplace_id=marketplace,
         )
 
     # --- writes --------------------------------------------------------------------------------
 
-    def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+    def confirm_shipment_body(self, shipment: ShipmentConfirmation) -> dict[str, Any]:
+        """The confirmShipment request body (v0): the order's own marketplace, the shipment's number."""
         detail: dict[str, Any] = {
-            "packageReferenceId": shipment.package_reference,
+            "packageReferenceId": package_reference_id(shipment.package_reference),
             "carrierCode": shipment.carrier_code,
             "trackingNumber": shipment.tracking_number,
             "shipDate": _iso(shipment.shipped_at),
@@ -332,72 +442,91 @@ class AmazonConnector(Connector):
             detail["carrierName"] = shipment.carrier_name or shipment.carrier_code
         if shipment.shipping_method:
             detail["shippingMethod"] = shipment.shipping_method
+        marketplace = self._order_marketplace(shipment.order_external_id, shipment.marketplace_id)
+        return {"marketplaceId": marketplace, "packageDetail": detail}
+
+    def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
+        body = self.confirm_shipment_body(shipment)
         response = self.call(
             "POST",
-            f"/orders/v0/orders/{shipment.order_external_id}/shipmentConfirmation",
-            json={"marketplaceId": self._marketplace(), "packageDetail": detail},
+            f"/orders/v0/orders/{quote(shipment.order_external_id, safe='')}/shipmentConfirmation",
+            json=body,
         )
         if response.status_code == 204:
-            return SendResult(response={"status": 204})
-        raise ChannelError(
-            f"confirmShipment {shipment.order_external_id}: HTTP {response.status_code}: {_errors(response)}",
-            retryable=response.status_code >= 500,
-            status=response.status_code,
-        )
+            return SendResult(
+                response={
+                    "status": 204,
+                    "marketplaceId": body["marketplaceId"],
+                    "packageReferenceId": body["packageDetail"]["packageReferenceId"],
+                }
+            )
+        raise _failure(f"confirmShipment {shipment.order_external_id}", response)
 
     def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
         if kind == "ship_confirmation":
+            reference = package_reference_id(payload["package_reference"])
             order = self.get_order(payload["order_external_id"])
-            return any(p.get("packageReferenceId") == payload["package_reference"] for p in order.get("packages") or [])
+            return any(str(p.get("packageReferenceId")) == reference for p in order.get("packages") or [])
         if kind == "cancellation":
             order = self.get_order(payload["order_external_id"])
             if (order.get("fulfillment") or {}).get("fulfillmentStatus") == "CANCELLED":
                 return True
             wanted = {line["external_line_id"] for line in payload.get("lines") or []}
             return bool(wanted) and all(
-                item.get("cancellation") for item in order.get("orderItems") or [] if item.get("orderItemId") in wanted
+                (item.get("cancellation") or {}).get("cancellationExecution")
+                for item in order.get("orderItems") or []
+                if item.get("orderItemId") in wanted
             )
         return False
 
-    def _feed(self, feed_type: str, content: bytes, content_type: str, state: dict) -> bytes:
+    def feed_document_body(self, content_type: str) -> dict[str, Any]:
+        return {"contentType": content_type}
+
+    def feed_body(self, feed_type: str, document_id: str, marketplace_id: str = "") -> dict[str, Any]:
+        return {
+            "feedType": feed_type,
+            "marketplaceIds": [marketplace_id or self._marketplace()],
+            "inputFeedDocumentId": document_id,
+        }
+
+    def _feed(self, feed_type: str, content: bytes, content_type: str, state: dict, marketplace_id: str = "") -> bytes:
         """Create document, upload, create feed, poll; returns the processing report. Resumable via state."""
         if not state.get("feed_id"):
-            response = self.call("POST", "/feeds/2021-06-30/documents", json={"contentType": content_type})
+            response = self.call("POST", "/feeds/2021-06-30/documents", json=self.feed_document_body(content_type))
             if response.status_code not in (200, 201):
-                raise ChannelError(f"createFeedDocument: HTTP {response.status_code}: {_errors(response)}")
+                raise _failure("createFeedDocument", response)
             document = json_body(response, "createFeedDocument")
             upload = self.http.request("PUT", document["url"], content=content, headers={"Content-Type": content_type})
             if upload.status_code not in (200, 201, 204):
-                raise ChannelError(f"feed document upload: HTTP {upload.status_code}")
+                raise ChannelError(f"feed document upload: HTTP {upload.status_code}", status=upload.status_code)
             response = self.call(
                 "POST",
                 "/feeds/2021-06-30/feeds",
-                json={
-                    "feedType": feed_type,
-                    "marketplaceIds": [self._marketplace()],
-                    "inputFeedDocumentId": document["feedDocumentId"],
-                },
+                json=self.feed_body(feed_type, document["feedDocumentId"], marketplace_id),
             )
             if response.status_code not in (200, 202):
-                raise ChannelError(f"createFeed: HTTP {response.status_code}: {_errors(response)}")
+                raise _failure("createFeed", response)
             state["feed_id"] = json_body(response, "createFeed")["feedId"]
         for _ in range(self.feed_poll_attempts):
             response = self.call("GET", f"/feeds/2021-06-30/feeds/{state['feed_id']}")
             if response.status_code != 200:
-                raise ChannelError(f"getFeed {state['feed_id']}: HTTP {response.status_code}: {_errors(response)}")
+                raise _failure(f"getFeed {state['feed_id']}", response)
             feed = json_body(response, "getFeed")
             status = feed.get("processingStatus")
             if status == "DONE":
                 response = self.call("GET", f"/feeds/2021-06-30/documents/{feed['resultFeedDocumentId']}")
+                if response.status_code != 200:
+                    raise _failure(f"getFeedDocument {feed['resultFeedDocumentId']}", response)
                 report_url = json_body(response, "getFeedDocument")["url"]
                 return self.http.request("GET", report_url).content
             if status in ("CANCELLED", "FATAL"):
                 state.pop("feed_id", None)
-                raise ChannelError(f"feed {feed.get('feedId')} ended {status}", retryable=False)
+                raise ChannelError(f"feed {feed.get('feedId')} ended {status}", retryable=False, detail=feed)
             time.sleep(self.feed_poll_interval)
         raise ChannelError(f"feed {state['feed_id']} still processing; will poll again", retryable=True)
 
-    def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
+    def cancellation_feed(self, cancel: CancelRequest) -> bytes:
+        """The POST_ORDER_ACKNOWLEDGEMENT_DATA document that cancels ``cancel``'s lines (all when none)."""
         reason = cancel.reason if cancel.reason in CANCEL_REASONS else "GeneralAdjustment"
         envelope = ElementTree.Element("AmazonEnvelope")
         header = ElementTree.SubElement(envelope, "Header")
@@ -415,71 +544,120 @@ class AmazonConnector(Connector):
             ElementTree.SubElement(item, "CancelReason").text = reason
         if not cancel.lines:
             ElementTree.SubElement(ack, "CancelReason").text = reason
-        content = ElementTree.tostring(envelope, encoding="utf-8", xml_declaration=True)
-        report = self._feed("POST_ORDER_ACKNOWLEDGEMENT_DATA", content, "text/xml; charset=UTF-8", state)
+        return ElementTree.tostring(envelope, encoding="utf-8", xml_declaration=True)
+
+    def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
+        marketplace = state.get("marketplace_id") or self._order_marketplace(
+            cancel.order_external_id, cancel.marketplace_id
+        )
+        state["marketplace_id"] = marketplace
+        content = self.cancellation_feed(cancel)
+        report = self._feed("POST_ORDER_ACKNOWLEDGEMENT_DATA", content, "text/xml; charset=UTF-8", state, marketplace)
         try:
             root = ElementTree.fromstring(report)
         except ElementTree.ParseError:
             raise ChannelError("processing report is not XML", retryable=False) from None
         errors = int(root.findtext(".//MessagesWithError") or 0)
         if errors:
-            descriptions = [r.findtext("ResultDescription") or "" for r in root.iter("Result")]
-            raise ChannelError(f"cancellation rejected: {'; '.join(descriptions)}", retryable=False)
+            results = [
+                {
+                    "code": r.findtext("ResultMessageCode") or "",
+                    "message": r.findtext("ResultDescription") or "",
+                    "details": f"feed {state['feed_id']} message {r.findtext('MessageID') or ''}",
+                }
+                for r in root.iter("Result")
+            ]
+            raise ChannelError(
+                f"cancellation rejected: {_describe({'errors': results})}",
+                retryable=False,
+                detail={"errors": results},
+            )
         return SendResult(response={"feed_id": state["feed_id"], "messages_with_error": 0}, state=state)
 
-    def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
-        seller = self.account.seller_id
-        if not seller:
-            raise ChannelError("Amazon account has no seller_id", retryable=False)
+    @staticmethod
+    def listing_patches(quantity: int) -> list[dict]:
+        value = [{"fulfillment_channel_code": "DEFAULT", "quantity": quantity}]
+        return [{"op": "replace", "path": "/attributes/fulfillment_availability", "value": value}]
 
-        def patches(quantity: int) -> list[dict]:
-            value = [{"fulfillment_channel_code": "DEFAULT", "quantity": quantity}]
-            return [{"op": "replace", "path": "/attributes/fulfillment_availability", "value": value}]
-
-        if len(quantities) <= LISTINGS_FEED_THRESHOLD:
-            accepted = []
-            for item in quantities:
-                response = self.call(
-                    "PATCH",
-                    f"/listings/2021-08-01/items/{seller}/{item.channel_sku}",
-                    params={"marketplaceIds": self._marketplace()},
-                    json={"productType": "PRODUCT", "patches": patches(item.quantity)},
-                )
-                if response.status_code != 200:
-                    raise ChannelError(
-                        f"patchListingsItem {item.channel_sku}: HTTP {response.status_code}: {_errors(response)}",
-                        retryable=response.status_code >= 500,
-                    )
-                data = json_body(response, "patchListingsItem")
-                if data.get("status") == "INVALID":
-                    issues = "; ".join(i.get("message", "") for i in data.get("issues") or [])
-                    raise ChannelError(f"listing {item.channel_sku} rejected: {issues}", retryable=False)
-                accepted.append(item.channel_sku)
-            return SendResult(
-                response={"accepted": accepted}, acknowledged={q.channel_sku: q.quantity for q in quantities}
-            )
-        feed = {
-            "header": {"sellerId": seller, "version": "2.0", "issueLocale": "en_US"},
+    def listings_feed(self, quantities: list[InventoryQuantity]) -> dict[str, Any]:
+        """The JSON_LISTINGS_FEED document: one PATCH message per SKU, numbered from 1."""
+        return {
+            "header": {"sellerId": self.account.seller_id, "version": "2.0", "issueLocale": "en_US"},
             "messages": [
                 {
                     "messageId": index + 1,
                     "sku": item.channel_sku,
                     "operationType": "PATCH",
                     "productType": "PRODUCT",
-                    "patches": patches(item.quantity),
+                    "patches": self.listing_patches(item.quantity),
                 }
                 for index, item in enumerate(quantities)
             ],
         }
+
+    def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        """Set each SKU's quantity: acknowledged are the SKUs Amazon accepted without an ERROR issue; a SKU
+        Amazon refuses (not listed, invalid) is rejected with Amazon's reason."""
+        if not self.account.seller_id:
+            raise ChannelError("Amazon account has no seller_id", retryable=False)
+        if len(quantities) <= LISTINGS_FEED_THRESHOLD:
+            return self._push_by_patch(quantities)
+        return self._push_by_feed(quantities, state)
+
+    def _push_by_patch(self, quantities: list[InventoryQuantity]) -> SendResult:
+        acknowledged: dict[str, int] = {}
+        rejected: dict[str, str] = {}
+        submissions: dict[str, dict] = {}
+        seller = quote(self.account.seller_id, safe="")
+        for item in quantities:
+            response = self.call(
+                "PATCH",
+                f"/listings/2021-08-01/items/{seller}/{quote(item.channel_sku, safe='')}",
+                params={"marketplaceIds": self._marketplace()},
+                json={"productType": "PRODUCT", "patches": self.listing_patches(item.quantity)},
+            )
+            if response.status_code == 400:
+                # This SKU's request was refused as it stands: sending it again changes nothing.
+                rejected[item.channel_sku] = _describe(_error_body(response))[:500]
+                continue
+            if response.status_code != 200:
+                raise _failure(f"patchListingsItem {item.channel_sku}", response)
+            data = json_body(response, "patchListingsItem")
+            if not isinstance(data, dict):
+                raise ChannelError(f"patchListingsItem {item.channel_sku}: answer is not an object", retryable=False)
+            errors = _error_issues(data.get("issues"))
+            submissions[item.channel_sku] = {"status": data.get("status"), "submissionId": data.get("submissionId")}
+            if data.get("status") == "ACCEPTED" and not errors:
+                acknowledged[item.channel_sku] = item.quantity
+            else:
+                rejected[item.channel_sku] = ("; ".join(errors) or f"submission {data.get('status')}")[:500]
+        return SendResult(
+            response={"accepted": list(acknowledged), "submissions": submissions},
+            acknowledged=acknowledged,
+            rejected=rejected,
+        )
+
+    def _push_by_feed(self, quantities: list[InventoryQuantity], state: dict) -> SendResult:
+        feed = self.listings_feed(quantities)
         report = self._feed("JSON_LISTINGS_FEED", json.dumps(feed).encode(), "application/json; charset=UTF-8", state)
         try:
-            summary = json.loads(report)["summary"]
+            data = json.loads(report)
+            summary = data["summary"]
+            issues = data.get("issues") or []
         except (ValueError, KeyError, TypeError):
             raise ChannelError("listings feed report is not the expected JSON", retryable=False) from None
-        if summary.get("errors"):
-            raise ChannelError(f"listings feed: {summary['errors']} message(s) rejected", retryable=False)
+        sku_for = {message["messageId"]: message["sku"] for message in feed["messages"]}
+        reasons: dict[str, list[str]] = {}
+        for issue in issues:
+            if isinstance(issue, dict) and issue.get("severity") == "ERROR":
+                sku = sku_for.get(issue.get("messageId"))
+                if sku is not None:
+                    reasons.setdefault(sku, []).append(f"{issue.get('code')}: {issue.get('message')}")
+        acknowledged = {item.channel_sku: item.quantity for item in quantities if item.channel_sku not in reasons}
+        rejected = {sku: "; ".join(texts)[:500] for sku, texts in reasons.items()}
         return SendResult(
             response={"feed_id": state["feed_id"], "summary": summary},
             state=state,
-            acknowledged={q.channel_sku: q.quantity for q in quantities},
+            acknowledged=acknowledged,
+            rejected=rejected,
         )

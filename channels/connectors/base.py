@@ -187,6 +187,8 @@ class ShipmentConfirmation:
     carrier_name: str = ""
     shipping_method: str = ""
     tracking_url: str = ""
+    # The order's own marketplace at the channel (Order.channel_marketplace_id), "" when unknown.
+    marketplace_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,8 @@ class CancelRequest:
     reason: str
     # {external line id: units the line keeps after this cancellation}, where Waybill knows it.
     keep: dict[str, int] = field(default_factory=dict)
+    # The order's own marketplace at the channel (Order.channel_marketplace_id), "" when unknown.
+    marketplace_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,18 @@
 """Amazon SP-API sandbox: LWA tokens, Orders 2026-01-01 reads, v0 confirmShipment, Feeds, Listings.
 
 Wire format per ../shared/channel-specs (amazon-orders-2026-01-01.json, amazon-orders-v0.json,
-amazon-feeds-2021-06-30.json, amazon-listings-items-2021-08-01.json). Throttling answers 429 with
-``x-amzn-RateLimit-Limit`` and an SP-API error body; the token bucket's rate is an option.
+amazon-feeds-2021-06-30.json, amazon-listings-items-2021-08-01.json). Every call is checked against
+those models (body schema, declared query parameters) and against what they state in prose
+(``prose_violations``); a refusal is Amazon's ``{"errors":[{"code","message","details"}]}`` with
+HTTP 400 InvalidInput. Throttling answers 429 with ``x-amzn-RateLimit-Limit`` and an SP-API error
+body; the token bucket's rate is an option.
+
+Admin hooks beyond the shared ones (no auth, loopback only):
+  POST /_sandbox/amazon/orders                        {"count", "status", "marketplace_id", "lines"}
+  POST /_sandbox/amazon/orders/{order_id}/release      {"address": {...}, "withhold_recipient": false}: a
+                                                      PENDING order becomes UNSHIPPED with an address
+  POST /_sandbox/amazon/orders/{order_id}/cancel_request {"reason", "line_ids"}: the buyer asks to cancel
+  POST /_sandbox/amazon/listings                      {"skus": [...], "listed": true|false, "error": "…"}
 """
 
 from __future__ import annotations
@@ -10,14 +20,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 import uuid
-from datetime import timedelta
-from urllib.parse import parse_qs
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, unquote
 from xml.etree import ElementTree
 
 from channels.sandbox.base import (
+    SKU_CODES,
     Request,
     Response,
     SandboxApp,
@@ -27,8 +40,25 @@ from channels.sandbox.base import (
     iso_z,
     utcnow,
 )
+from channels.sandbox.contract import ContractViolation
 
 MARKETPLACE_ID = "ATVPDKIKX0DER"
+# marketplaceId → (marketplaceName, currency, country)
+MARKETPLACES = {
+    "ATVPDKIKX0DER": ("Amazon.com", "USD", "US"),
+    "A2EUQ1WTGCTBG2": ("Amazon.ca", "CAD", "CA"),
+    "A1AM78C64UM0Y8": ("Amazon.com.mx", "MXN", "MX"),
+}
+SPEC_ORDERS = "amazon-orders-2026-01-01.json"
+SPEC_ORDERS_V0 = "amazon-orders-v0.json"
+SPEC_FEEDS = "amazon-feeds-2021-06-30.json"
+SPEC_LISTINGS = "amazon-listings-items-2021-08-01.json"
+# confirmShipment's orderId: "An Amazon-defined order identifier, in 3-7-7 format."
+ORDER_ID_3_7_7 = re.compile(r"^\d{3}-\d{7}-\d{7}$")
+# PackageReferenceId: "Only positive numeric values are supported."
+POSITIVE_NUMBER = re.compile(r"^0*[1-9]\d*$")
+# patchListingsItem: "Only top-level listings item attributes can be patched."
+TOP_LEVEL_ATTRIBUTE = re.compile(r"^/attributes/[^/]+$")
 STATUS = {
     "pending": "PENDING",
     "unshipped": "UNSHIPPED",
@@ -59,12 +89,105 @@ def _error(status: int, code: str, message: str, details: str = "", headers: dic
 
 
 class AmazonState(SandboxState):
+    """What Amazon knows beyond the shared order rows: each order's marketplace, who cancelled it, the
+    buyer's cancellation requests, and which SKUs the seller has listed."""
+
+    def reset(self) -> None:
+        with self.lock:
+            super().reset()
+            self.marketplace_of: dict[str, str] = {}
+            self.cancelled_by: dict[str, str] = {}
+            # {order id: {order item id: the buyer's reason}}
+            self.cancel_requests: dict[str, dict[str, str]] = {}
+            self.listed: set[str] = set(SKU_CODES)
+            # Orders whose recipient Amazon withholds (the application lacks the role for the address).
+            self.recipient_withheld: set[str] = set()
+            # {SKU: message}: Amazon takes the submission (ACCEPTED) but reports an ERROR issue with it and
+            # does not apply it (e.g. a listing suppressed for a missing attribute).
+            self.listing_errors: dict[str, str] = {}
+
     def order_id_for(self, number: int) -> str:
         return f"114-{number:07d}-{(number * 7919) % 10_000_000:07d}"
+
+    def generate(self, count: int = 1, *, marketplace_id: str | None = None, **kwargs: Any) -> list[SandboxOrder]:
+        with self.lock:
+            made = super().generate(count, **kwargs)
+            marketplace = marketplace_id or MARKETPLACE_ID
+            _, currency, country = MARKETPLACES[marketplace]
+            for order in made:
+                self.marketplace_of[order.order_id] = marketplace
+                order.currency = currency
+                order.address["country_code"] = country
+                if order.status == "cancelled":
+                    self.cancelled_by[order.order_id] = "BUYER"
+        return made
+
+    def touch(self, order: SandboxOrder, topic: str = "update") -> None:
+        """Every change moves lastUpdatedTime forward, even twice within a second: a poller keyed on
+        (orderId, lastUpdatedTime) must see each change."""
+        with self.lock:
+            previous = order.updated_at
+            super().touch(order, topic)
+            if order.updated_at <= previous:
+                order.updated_at = previous + timedelta(seconds=1)
+                self.last_stamp = max(self.last_stamp, order.updated_at)
+
+    def marketplace(self, order: SandboxOrder) -> str:
+        return self.marketplace_of.get(order.order_id, MARKETPLACE_ID)
+
+    def cancel(
+        self,
+        order: SandboxOrder,
+        reason: str,
+        *,
+        lines: dict[str, int] | None = None,
+        topic="cancel",
+        by: str | None = None,
+    ) -> None:
+        """As the shared cancel; ``by`` is Amazon's cancelledBy (BUYER, MERCHANT, AMAZON). A buyer's cancel
+        at Amazon carries BuyerCanceled; any other reason without ``by`` is Amazon's own cancel."""
+        with self.lock:
+            self.cancelled_by[order.order_id] = by or ("BUYER" if reason == "BuyerCanceled" else "AMAZON")
+            super().cancel(order, reason, lines=lines, topic=topic)
+
+    def request_cancel(self, order: SandboxOrder, reason: str, line_ids: list[str] | None = None) -> None:
+        """The buyer asks to cancel (all open items, or ``line_ids``): Amazon shows a cancellationRequest."""
+        with self.lock:
+            requested = self.cancel_requests.setdefault(order.order_id, {})
+            for line in order.lines:
+                if (line_ids is None or line.line_id in line_ids) and line.remaining > 0:
+                    requested[line.line_id] = reason
+            self.touch(order)
+
+    def release(
+        self, order: SandboxOrder, address: dict[str, str] | None = None, *, withhold_recipient: bool = False
+    ) -> None:
+        """Payment cleared: a PENDING order becomes UNSHIPPED, its address and buyer now shown (unless
+        ``withhold_recipient``), and its ship and delivery windows set from now."""
+        with self.lock:
+            if order.status != "pending":
+                raise ValueError(f"order {order.order_id} is {order.status}, not pending")
+            unknown = set(address or {}) - set(order.address)
+            if unknown:
+                raise ValueError(f"unknown address field(s): {', '.join(sorted(unknown))}")
+            order.status = "unshipped"
+            order.paid = True
+            if address:
+                order.address.update(address)
+            if withhold_recipient:
+                self.recipient_withheld.add(order.order_id)
+            else:
+                self.recipient_withheld.discard(order.order_id)
+            # Amazon sets the promise again from the payment: a window the pending order did not have.
+            stamp = self.stamp()
+            order.ship_by = stamp + timedelta(days=3)
+            order.deliver_by = stamp + timedelta(days=8)
+            self.touch(order)
 
 
 class AmazonSandbox(SandboxApp):
     kind = "amazon"
+    contracts = [(SPEC_ORDERS, ""), (SPEC_ORDERS_V0, ""), (SPEC_FEEDS, ""), (SPEC_LISTINGS, "")]
 
     def __init__(self, state: SandboxState | None = None, *, rate: float = 20.0, burst: int = 20, **options):
         super().__init__(state or AmazonState(), **options)
@@ -95,9 +218,29 @@ class AmazonSandbox(SandboxApp):
             ("POST", "/feeds/2021-06-30/feeds", self.create_feed),
             ("GET", "/feeds/2021-06-30/feeds/{feed_id}", self.get_feed),
             ("PATCH", "/listings/2021-08-01/items/{seller_id}/{sku}", self.patch_listing),
+            ("GET", "/listings/2021-08-01/items/{seller_id}/{sku}", self.get_listing),
             ("PUT", "/_sandbox/documents/{document_id}", self.upload_document),
             ("GET", "/_sandbox/documents/{document_id}", self.download_document),
+            ("POST", "/_sandbox/amazon/orders", self.admin_orders),
+            ("POST", "/_sandbox/amazon/orders/{order_id}/release", self.admin_release),
+            ("POST", "/_sandbox/amazon/orders/{order_id}/cancel_request", self.admin_cancel_request),
+            ("POST", "/_sandbox/amazon/listings", self.admin_listings),
         ]
+
+    # --- the published models: what they state in prose, and Amazon's refusal -------------------
+
+    def contract_error(self, request: Request, violations: list[ContractViolation]) -> Response:
+        errors = [{"code": "InvalidInput", "message": str(v), "details": v.where} for v in violations]
+        return Response(400, {"errors": errors}, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    def prose_violations(self, request: Request, template: str, body: Any) -> list[ContractViolation]:
+        if template == "/orders/2026-01-01/orders" and request.method == "GET":
+            return _search_prose(request)
+        if template == "/orders/v0/orders/{orderId}/shipmentConfirmation" and request.method == "POST":
+            return _confirm_prose(request, body)
+        if template == "/listings/2021-08-01/items/{sellerId}/{sku}" and request.method == "PATCH":
+            return _patch_prose(request, body)
+        return []
 
     # --- auth and throttling -------------------------------------------------------------------
 
@@ -143,17 +286,22 @@ class AmazonSandbox(SandboxApp):
             "createdTime": iso_z(order.created_at),
             "lastUpdatedTime": iso_z(order.updated_at),
             "salesChannel": {
-                "channelName": "Amazon.com",
-                "marketplaceId": MARKETPLACE_ID,
-                "marketplaceName": "Amazon.com",
+                "channelName": "AMAZON",
+                "marketplaceId": self.state.marketplace(order),
+                "marketplaceName": MARKETPLACES[self.state.marketplace(order)][0],
             },
             "orderItems": [],
         }
+        if "BUYER" in included and order.status != "pending":
+            body["buyer"] = {
+                "buyerName": order.buyer_name,
+                "buyerEmail": f"{hashlib.sha1(order.order_id.encode()).hexdigest()[:16]}@marketplace.amazon.com",
+            }
         if "FULFILLMENT" in included:
             body["fulfillment"] = {
                 "fulfillmentStatus": STATUS[order.status],
                 "fulfilledBy": order.fulfilled_by,
-                "fulfillmentServiceLevel": "Standard",
+                "fulfillmentServiceLevel": "STANDARD",
                 "shipByWindow": {
                     "earliestDateTime": iso_z(order.created_at),
                     "latestDateTime": iso_z(order.ship_by),
@@ -163,7 +311,11 @@ class AmazonSandbox(SandboxApp):
                     "latestDateTime": iso_z(order.deliver_by),
                 },
             }
-        if "RECIPIENT" in included and order.status != "pending":
+        if (
+            "RECIPIENT" in included
+            and order.status != "pending"
+            and order.order_id not in self.state.recipient_withheld
+        ):
             a = order.address
             body["recipient"] = {
                 "deliveryAddress": {
@@ -194,10 +346,20 @@ class AmazonSandbox(SandboxApp):
             }
             if "FULFILLMENT" in included:
                 item["fulfillment"] = {"quantityFulfilled": line.shipped, "quantityUnfulfilled": line.remaining}
-            if "CANCELLATION" in included and line.cancelled:
-                item["cancellation"] = {
-                    "cancellationExecution": {"cancelledBy": "MERCHANT", "cancelReason": order.cancel_reason}
-                }
+            requested = self.state.cancel_requests.get(order.order_id, {})
+            if "CANCELLATION" in included and (line.cancelled or line.line_id in requested):
+                cancellation: dict = {}
+                if line.line_id in requested:
+                    cancellation["cancellationRequest"] = {
+                        "requester": "BUYER",
+                        "cancelReason": requested[line.line_id],
+                    }
+                if line.cancelled:
+                    cancellation["cancellationExecution"] = {
+                        "cancelledBy": self.state.cancelled_by.get(order.order_id, "AMAZON"),
+                        "cancelReason": order.cancel_reason,
+                    }
+                item["cancellation"] = cancellation
             body["orderItems"].append(item)
         if "PACKAGES" in included and order.packages:
             body["packages"] = order.packages
@@ -221,9 +383,18 @@ class AmazonSandbox(SandboxApp):
         included = self._included(request)
         if isinstance(included, Response):
             return included
+        # A page token carries every filter but maxResultsPerPage and includedData, which may change.
         filters = {
             key: request.arg(key) or ""
-            for key in ("createdAfter", "lastUpdatedAfter", "marketplaceIds", "fulfillmentStatuses", "includedData")
+            for key in (
+                "createdAfter",
+                "createdBefore",
+                "lastUpdatedAfter",
+                "lastUpdatedBefore",
+                "marketplaceIds",
+                "fulfillmentStatuses",
+                "fulfilledBy",
+            )
         }
         if bool(filters["createdAfter"]) == bool(filters["lastUpdatedAfter"]):
             return _error(400, "InvalidInput", "Exactly one of createdAfter and lastUpdatedAfter must be specified.")
@@ -250,16 +421,24 @@ class AmazonSandbox(SandboxApp):
             after = _parse_iso(filters[field])
             if after is None:
                 return _error(400, "InvalidInput", f"{field} is not a valid ISO 8601 date-time.")
+            bound = filters["createdBefore" if by_created else "lastUpdatedBefore"]
+            until = _parse_iso(bound) if bound else None
             statuses = {s for s in filters["fulfillmentStatuses"].split(",") if s}
+            marketplaces = {m for m in filters["marketplaceIds"].split(",") if m}
+            fulfilled_by = {f for f in filters["fulfilledBy"].split(",") if f}
             with self.state.lock:
                 # The window ends just after the newest stamp handed out, so every order so far is in it.
                 now = self.state.stamp() + timedelta(seconds=1)
+                if until is not None:
+                    now = min(now, until + timedelta(seconds=1))
                 rows = [
                     o
                     for o in self.state.orders.values()
                     if (o.created_at if by_created else o.updated_at) >= after
                     and (o.created_at if by_created else o.updated_at) < now
                     and (not statuses or STATUS[o.status] in statuses)
+                    and (not marketplaces or self.state.marketplace(o) in marketplaces)
+                    and (not fulfilled_by or o.fulfilled_by in fulfilled_by)
                 ]
                 rows.sort(key=lambda o: ((o.created_at if by_created else o.updated_at), o.order_id))
                 ids = [o.order_id for o in rows]
@@ -292,41 +471,51 @@ class AmazonSandbox(SandboxApp):
     # --- v0 ship confirmation -------------------------------------------------------------------
 
     def confirm_shipment(self, request: Request, order_id: str) -> Response:
+        # The body's shape, the numeric packageReferenceId and carrierName-with-Other were checked
+        # against the model before this handler; what is left depends on the order.
         body = request.json()
-        detail = body.get("packageDetail") or {}
-        missing = [
-            k
-            for k in ("packageReferenceId", "carrierCode", "trackingNumber", "shipDate", "orderItems")
-            if not detail.get(k)
-        ]
-        if not body.get("marketplaceId") or missing:
-            return _error(400, "InvalidInput", f"Missing required field(s): {', '.join(missing or ['marketplaceId'])}")
-        if detail["carrierCode"] == "Other" and not detail.get("carrierName"):
-            return _error(400, "InvalidInput", "carrierName is required when carrierCode is Other.")
-        if _parse_iso(detail["shipDate"]) is None:
-            return _error(400, "InvalidInput", "shipDate is not a valid ISO 8601 date-time.")
+        detail = body["packageDetail"]
         with self.state.lock:
             order = self.state.orders.get(order_id)
             if order is None:
                 return _error(404, "NotFound", f"Order {order_id} was not found.")
+            marketplace = self.state.marketplace(order)
+            if body["marketplaceId"] != marketplace:
+                return _error(
+                    400,
+                    "InvalidInput",
+                    f"Order {order_id} was not placed in marketplace {body['marketplaceId']}.",
+                    f"marketplaceId must be the order's marketplace {marketplace}.",
+                )
             if order.fulfilled_by != "MERCHANT" or order.status in ("cancelled", "pending"):
                 return _error(400, "InvalidInput", f"Order {order_id} cannot be confirmed in its current state.")
-            if any(p["packageReferenceId"] == str(detail["packageReferenceId"]) for p in order.packages):
+            reference = str(int(detail["packageReferenceId"]))
+            if any(p["packageReferenceId"] == reference for p in order.packages):
                 return _error(400, "InvalidInput", "A package with this packageReferenceId was already confirmed.")
+            if not detail["orderItems"]:
+                return _error(400, "InvalidInput", "packageDetail.orderItems is empty.")
             lines = {line.line_id: line for line in order.lines}
+            wanted: dict[str, int] = {}
             for item in detail["orderItems"]:
-                line = lines.get(str(item.get("orderItemId")))
-                if (
-                    line is None
-                    or not isinstance(item.get("quantity"), int)
-                    or not 0 < item["quantity"] <= line.remaining
-                ):
-                    return _error(400, "InvalidInput", f"Invalid orderItem {item.get('orderItemId')!r} or quantity.")
-            for item in detail["orderItems"]:
-                lines[str(item["orderItemId"])].shipped += item["quantity"]
+                line = lines.get(item["orderItemId"])
+                if line is None:
+                    return _error(
+                        400, "InvalidInput", f"orderItemId {item['orderItemId']!r} is not an item of order {order_id}."
+                    )
+                wanted[line.line_id] = wanted.get(line.line_id, 0) + item["quantity"]
+            for line_id, quantity in wanted.items():
+                if not 0 < quantity <= lines[line_id].remaining:
+                    return _error(
+                        400,
+                        "InvalidInput",
+                        f"Invalid quantity {quantity} for orderItemId {line_id!r}.",
+                        f"{lines[line_id].remaining} unit(s) of this item are unshipped.",
+                    )
+            for line_id, quantity in wanted.items():
+                lines[line_id].shipped += quantity
             order.packages.append(
                 {
-                    "packageReferenceId": str(detail["packageReferenceId"]),
+                    "packageReferenceId": reference,
                     "createdTime": iso_z(utcnow()),
                     "packageStatus": {"status": "SHIPPED"},
                     "carrier": detail.get("carrierName") or detail["carrierCode"],
@@ -339,15 +528,13 @@ class AmazonSandbox(SandboxApp):
             )
             order.recompute()
             self.state.touch(order)
-            self.state.shipments.append({"order_id": order_id, **detail})
+            self.state.shipments.append({"order_id": order_id, "marketplaceId": body["marketplaceId"], **detail})
         return Response(204)
 
     # --- feeds ---------------------------------------------------------------------------------
 
     def create_document(self, request: Request) -> Response:
-        content_type = request.json().get("contentType")
-        if not content_type:
-            return _error(400, "InvalidInput", "contentType is required.")
+        content_type = request.json()["contentType"]
         document_id = f"amzn1.tortuga.4.na.{uuid.uuid4()}"
         self.documents[document_id] = {"contentType": content_type, "content": None}
         return Response(
@@ -380,9 +567,9 @@ class AmazonSandbox(SandboxApp):
 
     def create_feed(self, request: Request) -> Response:
         body = request.json()
-        missing = [k for k in ("feedType", "marketplaceIds", "inputFeedDocumentId") if not body.get(k)]
-        if missing:
-            return _error(400, "InvalidInput", f"Missing required field(s): {', '.join(missing)}")
+        unknown = [m for m in body["marketplaceIds"] if m not in MARKETPLACES]
+        if unknown:
+            return _error(400, "InvalidInput", f"Invalid marketplaceIds: {', '.join(unknown)}")
         document = self.documents.get(body["inputFeedDocumentId"])
         if document is None or document["content"] is None:
             return _error(400, "InvalidInput", "inputFeedDocumentId has no uploaded content.")
@@ -417,12 +604,18 @@ class AmazonSandbox(SandboxApp):
     def _process_feed(self, feed: dict) -> tuple[bytes, str]:
         content = self.documents[feed["document"]]["content"]
         if feed["feedType"] == "POST_ORDER_ACKNOWLEDGEMENT_DATA":
-            return self._process_acknowledgements(feed["feedId"], content), "text/xml; charset=UTF-8"
+            return (
+                self._process_acknowledgements(feed["feedId"], content, feed["marketplaceIds"]),
+                "text/xml; charset=UTF-8",
+            )
         if feed["feedType"] == "JSON_LISTINGS_FEED":
-            return self._process_listings_feed(feed["feedId"], content), "application/json; charset=UTF-8"
+            return (
+                self._process_listings_feed(feed["feedId"], content, feed["marketplaceIds"]),
+                "application/json; charset=UTF-8",
+            )
         return json.dumps({"error": f"unsupported feedType {feed['feedType']}"}).encode(), "application/json"
 
-    def _process_acknowledgements(self, feed_id: str, content: bytes) -> bytes:
+    def _process_acknowledgements(self, feed_id: str, content: bytes, marketplaces: list[str]) -> bytes:
         processed = errors = 0
         results = []
         root = ElementTree.fromstring(content)
@@ -433,9 +626,9 @@ class AmazonSandbox(SandboxApp):
             order_id = ack.findtext("AmazonOrderID") if ack is not None else None
             with self.state.lock:
                 order = self.state.orders.get(order_id or "")
-                if ack is None or order is None:
+                if ack is None or order is None or self.state.marketplace(order) not in marketplaces:
                     errors += 1
-                    results.append((message_id, "25", f"Order {order_id} not found"))
+                    results.append((message_id, "25", f"Order {order_id} not found in {', '.join(marketplaces)}"))
                     continue
                 if ack.findtext("StatusCode") == "Failure":
                     items = {
@@ -449,7 +642,7 @@ class AmazonSandbox(SandboxApp):
                         errors += 1
                         results.append((message_id, "18", f"Order {order_id} has shipped and cannot be cancelled"))
                         continue
-                    self.state.cancel(order, reason, lines=wanted)
+                    self.state.cancel(order, reason, lines=wanted, by="MERCHANT")
                     self.state.cancellations.append({"order_id": order_id, "lines": wanted, "reason": reason})
         report = ElementTree.Element("AmazonEnvelope")
         ElementTree.SubElement(report, "MessageType").text = "ProcessingReport"
@@ -471,19 +664,31 @@ class AmazonSandbox(SandboxApp):
             ElementTree.SubElement(result, "ResultDescription").text = description
         return ElementTree.tostring(report, encoding="utf-8", xml_declaration=True)
 
-    def _process_listings_feed(self, feed_id: str, content: bytes) -> bytes:
+    def _process_listings_feed(self, feed_id: str, content: bytes, marketplaces: list[str]) -> bytes:
         data = json.loads(content)
         issues = []
         accepted = 0
-        for message in data.get("messages", []):
-            problem = self._apply_patches(message.get("sku"), message.get("productType"), message.get("patches"))
-            if problem:
+        messages = data.get("messages", [])
+        for message in messages:
+            if message.get("sku") in self.state.listing_errors:
+                code, problem, categories = "8541", self.state.listing_errors[message["sku"]], ["MISSING_ATTRIBUTE"]
+            else:
+                code, problem, categories = self._apply_patches(
+                    message.get("sku"), message.get("productType"), message.get("patches"), marketplaces
+                )
+            if code:
                 issues.append(
-                    {"messageId": message.get("messageId"), "code": "90220", "severity": "ERROR", "message": problem}
+                    {
+                        "messageId": message.get("messageId"),
+                        "code": code,
+                        "severity": "ERROR",
+                        "message": problem,
+                        "categories": categories,
+                    }
                 )
             else:
                 accepted += 1
-        total = len(data.get("messages", []))
+        total = len(messages)
         return json.dumps(
             {
                 "header": {"sellerId": data.get("header", {}).get("sellerId"), "version": "2.0", "feedId": feed_id},
@@ -500,46 +705,217 @@ class AmazonSandbox(SandboxApp):
 
     # --- listings ------------------------------------------------------------------------------
 
-    def _apply_patches(self, sku, product_type, patches) -> str:
+    def _apply_patches(self, sku, product_type, patches, marketplaces: list[str]) -> tuple[str, str, list[str]]:
+        """("", "", []) when applied, else (issue code, message, categories) of the ERROR issue."""
         if not sku or not product_type or not isinstance(patches, list) or not patches:
-            return "sku, productType and patches are required"
+            return "4000001", "sku, productType and patches are required", ["MISSING_ATTRIBUTE"]
+        with self.state.lock:
+            if sku not in self.state.listed:
+                where = ", ".join(marketplaces) or MARKETPLACE_ID
+                return "NOT_FOUND", f"No listings item with SKU '{sku}' exists in marketplace {where}.", []
+        quantities = []
         for patch in patches:
-            if patch.get("path") != "/attributes/fulfillment_availability" or patch.get("op") not in (
-                "replace",
-                "merge",
-            ):
-                return f"unsupported patch {patch.get('op')} {patch.get('path')}"
+            if not isinstance(patch, dict) or patch.get("path") != "/attributes/fulfillment_availability":
+                path = patch.get("path") if isinstance(patch, dict) else patch
+                message = f"The sandbox patches only fulfillment_availability, not {path!r}"
+                return "90220", message, ["INVALID_ATTRIBUTE"]
+            if patch.get("op") not in ("replace", "merge", "add"):
+                return "90220", f"fulfillment_availability cannot be {patch.get('op')!r}d", ["INVALID_ATTRIBUTE"]
             for value in patch.get("value") or []:
                 quantity = value.get("quantity")
-                if not isinstance(quantity, int) or quantity < 0:
-                    return "fulfillment_availability.quantity must be a non-negative integer"
-                with self.state.lock:
-                    self.state.inventory[sku] = quantity
-                    self.state.inventory_log.append({"sku": sku, "quantity": quantity, "at": time.time()})
-        return ""
+                if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0:
+                    return (
+                        "90220",
+                        "fulfillment_availability.quantity must be a non-negative integer",
+                        ["INVALID_ATTRIBUTE"],
+                    )
+                if not value.get("fulfillment_channel_code"):
+                    return (
+                        "90220",
+                        "fulfillment_availability.fulfillment_channel_code is required",
+                        ["MISSING_ATTRIBUTE"],
+                    )
+                quantities.append(quantity)
+        with self.state.lock:
+            for quantity in quantities:
+                self.state.inventory[sku] = quantity
+                self.state.inventory_log.append({"sku": sku, "quantity": quantity, "at": time.time()})
+        return "", "", []
 
     def patch_listing(self, request: Request, seller_id: str, sku: str) -> Response:
-        if not request.arg("marketplaceIds"):
-            return _error(400, "InvalidInput", "marketplaceIds is required.")
+        sku = unquote(sku)
         body = request.json()
-        problem = self._apply_patches(sku, body.get("productType"), body.get("patches"))
+        marketplaces = [m for m in (request.arg("marketplaceIds") or "").split(",") if m]
         submission = uuid.uuid4().hex
-        if problem:
-            return Response(
-                200,
+        unknown = [m for m in marketplaces if m not in MARKETPLACES]
+        if unknown:
+            return _error(400, "InvalidInput", f"Invalid marketplaceIds: {', '.join(unknown)}")
+        if request.arg("mode") == "VALIDATION_PREVIEW":
+            code, message, categories = "", "", []
+            with self.state.lock:
+                if sku not in self.state.listed:
+                    code, message = "NOT_FOUND", f"No listings item with SKU '{sku}' exists."
+            status = "INVALID" if code else "VALID"
+        elif sku in self.state.listing_errors:
+            code, message, categories = "8541", self.state.listing_errors[sku], ["MISSING_ATTRIBUTE"]
+            status = "ACCEPTED"
+        else:
+            code, message, categories = self._apply_patches(sku, body["productType"], body["patches"], marketplaces)
+            status = "INVALID" if code else "ACCEPTED"
+        issues = []
+        if code:
+            issues.append(
                 {
-                    "sku": sku,
-                    "status": "INVALID",
-                    "submissionId": submission,
-                    "issues": [{"code": "90220", "message": problem, "severity": "ERROR"}],
-                },
+                    "code": code,
+                    "message": message,
+                    "severity": "ERROR",
+                    "attributeNames": ["fulfillment_availability"] if code != "NOT_FOUND" else [],
+                    "categories": categories,
+                }
             )
-        return Response(200, {"sku": sku, "status": "ACCEPTED", "submissionId": submission, "issues": []})
+        return Response(200, {"sku": sku, "status": status, "submissionId": submission, "issues": issues})
+
+    def get_listing(self, request: Request, seller_id: str, sku: str) -> Response:
+        sku = unquote(sku)
+        with self.state.lock:
+            if sku not in self.state.listed:
+                return _error(404, "NOT_FOUND", f"SKU '{sku}' not found in marketplace {request.arg('marketplaceIds')}")
+            quantity = self.state.inventory.get(sku)
+        item: dict = {"sku": sku}
+        included = (request.arg("includedData") or "summaries").split(",")
+        if "fulfillmentAvailability" in included:
+            item["fulfillmentAvailability"] = [
+                {"fulfillmentChannelCode": "DEFAULT", **({"quantity": quantity} if quantity is not None else {})}
+            ]
+        return Response(200, item)
+
+    # --- admin hooks ---------------------------------------------------------------------------
+
+    def admin_orders(self, request: Request) -> Response:
+        data = request.json()
+        marketplace = data.get("marketplace_id") or MARKETPLACE_ID
+        if marketplace not in MARKETPLACES:
+            return Response(400, {"error": f"unknown marketplace {marketplace!r}"})
+        made = self.state.generate(
+            int(data.get("count", 1)),
+            status=data.get("status"),
+            lines=data.get("lines"),
+            fulfilled_by=data.get("fulfilled_by", "MERCHANT"),
+            unknown_sku=data.get("unknown_sku", False),
+            marketplace_id=marketplace,
+        )
+        return Response(200, {"created": [o.order_id for o in made]})
+
+    def admin_release(self, request: Request, order_id: str) -> Response:
+        order = self.state.orders.get(order_id)
+        if order is None:
+            return Response(404, {"error": f"no order {order_id}"})
+        data = request.json()
+        try:
+            self.state.release(order, data.get("address"), withhold_recipient=bool(data.get("withhold_recipient")))
+        except ValueError as exc:
+            return Response(409, {"error": str(exc)})
+        return Response(200, {"order_id": order_id, "status": STATUS[order.status]})
+
+    def admin_cancel_request(self, request: Request, order_id: str) -> Response:
+        order = self.state.orders.get(order_id)
+        if order is None:
+            return Response(404, {"error": f"no order {order_id}"})
+        data = request.json()
+        self.state.request_cancel(order, str(data.get("reason") or "BuyerCanceled"), data.get("line_ids"))
+        return Response(200, {"order_id": order_id, "requested": self.state.cancel_requests.get(order_id, {})})
+
+    def admin_listings(self, request: Request) -> Response:
+        data = request.json()
+        skus = [str(sku) for sku in data.get("skus") or []]
+        with self.state.lock:
+            if data.get("listed", True):
+                self.state.listed.update(skus)
+            else:
+                self.state.listed.difference_update(skus)
+            for sku in skus:
+                if data.get("error"):
+                    self.state.listing_errors[sku] = str(data["error"])
+                else:
+                    self.state.listing_errors.pop(sku, None)
+        return Response(200, {"listed": len(self.state.listed)})
 
 
-def _parse_iso(value: str):
-    from datetime import datetime
+def _violation(where: str, message: str) -> ContractViolation:
+    return ContractViolation(where, message)
 
+
+def _search_prose(request: Request) -> list[ContractViolation]:
+    """searchOrders: the date filters' pairing and order, and maxResultsPerPage's range."""
+    arg = request.arg
+    found = []
+    created, updated = arg("createdAfter"), arg("lastUpdatedAfter")
+    if bool(created) == bool(updated):
+        found.append(_violation("query", "exactly one of createdAfter and lastUpdatedAfter must be provided"))
+    if created and arg("lastUpdatedBefore"):
+        found.append(_violation("query.lastUpdatedBefore", "may not be provided with createdAfter"))
+    if updated and arg("createdBefore"):
+        found.append(_violation("query.createdBefore", "may not be provided with lastUpdatedAfter"))
+    latest = utcnow() - timedelta(minutes=2)
+    for after_name, before_name in (("createdAfter", "createdBefore"), ("lastUpdatedAfter", "lastUpdatedBefore")):
+        after, before = _parse_iso(arg(after_name) or ""), _parse_iso(arg(before_name) or "")
+        if before is not None:
+            if after is not None and before < after:
+                found.append(_violation(f"query.{before_name}", f"must be equal to or after {after_name}"))
+            if before > latest:
+                found.append(
+                    _violation(f"query.{before_name}", "must be at least two minutes before the time of the request")
+                )
+    size = arg("maxResultsPerPage")
+    if size is not None and size.lstrip("-").isdigit() and not 1 <= int(size) <= 100:
+        found.append(_violation("query.maxResultsPerPage", f"{size} is not between 1 and 100"))
+    return found
+
+
+def _confirm_prose(request: Request, body: Any) -> list[ContractViolation]:
+    """confirmShipment: a 3-7-7 order id, a positive numeric packageReferenceId, carrierName with Other."""
+    found = []
+    order_id = unquote(request.path.split("/")[-2])
+    if not ORDER_ID_3_7_7.match(order_id):
+        found.append(_violation("path.orderId", f"{order_id!r} is not an Amazon order id in 3-7-7 format"))
+    detail = body.get("packageDetail") if isinstance(body, dict) else None
+    if not isinstance(detail, dict):
+        return found
+    reference = detail.get("packageReferenceId")
+    if isinstance(reference, str) and not POSITIVE_NUMBER.match(reference):
+        found.append(
+            _violation(
+                "body.packageDetail.packageReferenceId",
+                f"{reference!r}: only positive numeric values are supported",
+            )
+        )
+    if detail.get("carrierCode") == "Other" and not detail.get("carrierName"):
+        found.append(_violation("body.packageDetail.carrierName", 'is required when carrierCode is "Other"'))
+    return found
+
+
+def _patch_prose(request: Request, body: Any) -> list[ContractViolation]:
+    """patchListingsItem: top-level attributes only; JSON Patch values for add/replace/merge; identifiers
+    only in VALIDATION_PREVIEW mode."""
+    found = []
+    included = [part for part in (request.arg("includedData") or "").split(",") if part]
+    if "identifiers" in included and request.arg("mode") != "VALIDATION_PREVIEW":
+        message = "identifiers can only be requested when mode is VALIDATION_PREVIEW"
+        found.append(_violation("query.includedData", message))
+    patches = body.get("patches") if isinstance(body, dict) else None
+    for index, patch in enumerate(patches if isinstance(patches, list) else []):
+        if not isinstance(patch, dict):
+            continue
+        path = patch.get("path")
+        if isinstance(path, str) and not TOP_LEVEL_ATTRIBUTE.match(path):
+            message = f"{path!r}: only top-level listings item attributes can be patched"
+            found.append(_violation(f"body.patches.{index}.path", message))
+        if patch.get("op") in ("add", "replace", "merge") and "value" not in patch:
+            found.append(_violation(f"body.patches.{index}.value", f"is required for op {patch.get('op')!r}"))
+    return found
+
+
+def _parse_iso(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (ValueError, AttributeError):

@@ -196,3 +196,45 @@ def tiktok_account(db, tiktok_sandbox):
     )
     channel_account_set_credentials(account=account, credentials=TIKTOK_CREDENTIALS, actor="test")
     return account
+
+
+AMAZON_US = "ATVPDKIKX0DER"
+AMAZON_MX = "A1AM78C64UM0Y8"
+
+
+@pytest.fixture
+def amazon_us_mx_account(db, amazon_sandbox):
+    """An Amazon account selling on Amazon.com and Amazon.com.mx (US first)."""
+    account = ChannelAccount.objects.create(
+        kind=ChannelKind.AMAZON,
+        name="amazon-us-mx",
+        api_base_url=amazon_sandbox.base_url,
+        marketplace_ids=[AMAZON_US, AMAZON_MX],
+        seller_id="A2TESTSELLER",
+    )
+    channel_account_set_credentials(account=account, credentials=AMAZON_CREDENTIALS, actor="test")
+    return account
+
+
+@pytest.fixture
+def amazon_wire():
+    """Record what a connector puts on the wire: ``amazon_wire(connector)`` returns a list that fills with
+    (method, path, query, JSON body or None) for every SP-API call the connector makes."""
+
+    def attach(connector) -> list[tuple[str, str, dict, object]]:
+        import json
+        from urllib.parse import parse_qsl
+
+        sent: list[tuple[str, str, dict, object]] = []
+
+        def record(request) -> None:
+            content = request.read()
+            body = json.loads(content) if content and "json" in request.headers.get("content-type", "") else None
+            query = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
+            # The path as sent (percent-escapes kept), as the channel routes it.
+            sent.append((request.method, request.url.raw_path.decode().split("?")[0], query, body))
+
+        connector.http.client.event_hooks["request"].append(record)
+        return sent
+
+    return attach

@@ -122,7 +122,9 @@ def test_bad_confirm_shipment_body_raises_the_library_exception_with_the_sandbox
     assert raised.value.code == 400
     assert raised.value.amzn_code == "InvalidInput"
     assert "trackingNumber" in raised.value.message
-    assert raised.value.error == [{"code": "InvalidInput", "message": raised.value.message}]
+    assert raised.value.error == [
+        {"code": "InvalidInput", "message": raised.value.message, "details": "body.packageDetail"}
+    ]
     assert amazon_sandbox.state.shipments == []
     assert amazon_sandbox.state.orders[order.order_id].status == "unshipped"
 

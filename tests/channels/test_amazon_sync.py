@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import httpx
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
@@ -321,3 +323,52 @@ def test_a_stale_running_run_is_closed_by_the_next_sync(amazon_sandbox, amazon_a
     # then
     stale.refresh_from_db()
     assert stale.status == SyncStatus.FAILED and "stopped" in stale.error
+
+
+def test_get_order_returns_an_order_exactly_as_a_page_has_it(amazon_sandbox, amazon_us_mx_account):
+    # given: orders of every shape: pending, several lines, part-shipped with a package, cancelled,
+    # cancel-requested, fulfilled by Amazon, placed on Amazon.com.mx
+    state = amazon_sandbox.state
+    state.generate(1, status="pending", fulfilled_by="MERCHANT")
+    (part,) = state.generate(1, lines=3, status="unshipped", fulfilled_by="MERCHANT")
+    (asked,) = state.generate(1, lines=2, status="unshipped", fulfilled_by="MERCHANT")
+    state.generate(1, status="cancelled", fulfilled_by="MERCHANT")
+    state.generate(1, status="unshipped", fulfilled_by="AMAZON")
+    state.generate(1, lines=2, status="unshipped", fulfilled_by="MERCHANT", marketplace_id="A1AM78C64UM0Y8")
+    connector = connector_for(amazon_us_mx_account)
+    token = connector.access_token()
+    confirmed = httpx.post(
+        f"{amazon_sandbox.base_url}/orders/v0/orders/{part.order_id}/shipmentConfirmation",
+        headers={"x-amz-access-token": token},
+        json={
+            "marketplaceId": "ATVPDKIKX0DER",
+            "packageDetail": {
+                "packageReferenceId": "1",
+                "carrierCode": "UPS",
+                "trackingNumber": "1Z999AA10123456784",
+                "shipDate": "2026-03-02T15:00:00Z",
+                "orderItems": [{"orderItemId": part.lines[0].line_id, "quantity": 1}],
+            },
+        },
+    )
+    assert confirmed.status_code == 204
+    with state.lock:
+        state.request_cancel(asked, "No longer needed")
+    # when
+    listed = [
+        raw for page in connector.fetch_orders(since=timezone.now() - timedelta(days=2)) for raw in page.raw_orders
+    ]
+    # then: getOrder (over HTTP) answers each one identically, and the pipeline parses it the same way
+    assert len(listed) == 6
+    for raw in listed:
+        one = connector.get_order(raw["orderId"])
+        assert one == raw
+        assert connector.parse_order(one) == connector.parse_order(raw)
+    shapes = {raw["orderId"]: raw for raw in listed}
+    assert shapes[part.order_id]["packages"][0]["packageReferenceId"] == "1"
+    assert "buyer" in shapes[part.order_id] and "recipient" in shapes[part.order_id]
+    # and an order Amazon doesn't have is a 404 that keeps Amazon's answer
+    with pytest.raises(ChannelError) as missing:
+        connector.get_order("114-0000000-0000000")
+    assert missing.value.status == 404 and missing.value.detail["errors"][0]["code"] == "NotFound"
+    connector.close()

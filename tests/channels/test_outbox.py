@@ -36,7 +36,7 @@ def _synced_order(sandbox, account, **kwargs) -> tuple:
     return made, Order.objects.get(account=account, external_id=external)
 
 
-def _ship(order, package="PKG-1", tracking="1Z999AA10123456784"):
+def _ship(order, package="shipment-1", tracking="1Z999AA10123456784"):
     return ship_confirmation_enqueue(
         order=order,
         package_reference=package,
@@ -68,7 +68,7 @@ def test_amazon_ship_confirmation_is_sent_and_the_order_follows(amazon_sandbox, 
     message.refresh_from_db()
     assert counts == {"sent": 1} and message.status == OutboxStatus.SENT and message.sent_at
     (shipment,) = amazon_sandbox.state.shipments
-    assert shipment["packageReferenceId"] == "PKG-1" and shipment["carrierCode"] == "UPS"
+    assert shipment["packageReferenceId"] == "1" and shipment["carrierCode"] == "UPS"
     assert {i["orderItemId"]: i["quantity"] for i in shipment["orderItems"]} == {
         line.line_id: line.quantity for line in made.lines
     }
@@ -244,7 +244,7 @@ def test_throttling_defers_the_accounts_other_messages_without_spending_attempts
     # given: two messages and a channel that keeps answering 429
     _, first = _synced_order(amazon_sandbox, amazon_account)
     _, second = _synced_order(amazon_sandbox, amazon_account)
-    one, two = _ship(first), _ship(second, package="PKG-2")
+    one, two = _ship(first), _ship(second, package="shipment-2")
     amazon_sandbox.state.faults.throttle_next = 1000
     # when
     counts = outbox_relay(account_id=amazon_account.pk)
