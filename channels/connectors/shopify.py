@@ -453,7 +453,10 @@ class ShopifyConnector(Connector):
         return datetime.combine(day, cutoff or clock(23, 59), zone).astimezone(UTC)
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
+        """A GraphQL order (ORDER_FRAGMENT), or an orders/* webhook body (REST-shaped) read the same way."""
         raw = require_obj(raw, "order")
+        if "admin_graphql_api_id" in raw and "line_items" in raw:
+            raw = graphql_order_from_rest(raw)
         order_id = require_str(raw, "id", "", max_length=128)
         if not order_id.startswith("gid://shopify/Order/"):
             raise PayloadError("id", f"not an Order GID: {order_id[:60]!r}")
@@ -949,6 +952,87 @@ def assemble_bulk_orders(jsonl: str) -> list[dict]:
                 f"bulk result row {row_id[:80]} is of a kind the backfill did not ask for", retryable=False
             )
     return list(orders.values())
+
+
+REST_FULFILLMENT_STATUS = {None: "UNFULFILLED", "partial": "PARTIALLY_FULFILLED", "fulfilled": "FULFILLED"}
+
+
+def graphql_order_from_rest(payload: dict) -> dict:
+    """An orders/* webhook body (the REST resource, snake_case) in the raw GraphQL order shape, so it
+    parses into the same normalised order as a list page's order. What REST does not carry stays
+    out: fulfillment orders (a local pickup is only known from GraphQL) and inventory item ids."""
+    payload = require_obj(payload, "order")
+    gid = require_str(payload, "admin_graphql_api_id", "", max_length=128)
+    lines = []
+    for index, item in enumerate(require_list(payload.get("line_items"), "line_items")):
+        path = f"line_items[{index}]"
+        item = require_obj(item, path)
+        quantity = item.get("quantity")
+        current = item.get("current_quantity", quantity)
+        lines.append(
+            {
+                "id": require_str(item, "admin_graphql_api_id", path, max_length=128),
+                "sku": item.get("sku") or None,
+                "name": item.get("name") or item.get("title"),
+                "quantity": quantity,
+                "currentQuantity": current,
+                # REST has no unfulfilled count; fulfillable_quantity is its nearest (units still to ship).
+                "unfulfilledQuantity": item.get("fulfillable_quantity", current),
+                "originalUnitPriceSet": {
+                    "shopMoney": {"amount": item.get("price"), "currencyCode": payload.get("currency")}
+                },
+                "variant": None,
+            }
+        )
+    address = require_obj(payload.get("shipping_address"), "shipping_address", required=False)
+    shipping_lines = [s for s in payload.get("shipping_lines") or [] if isinstance(s, dict)]
+    cancel_reason = payload.get("cancel_reason")
+    fulfillment = payload.get("fulfillment_status")
+    if fulfillment not in REST_FULFILLMENT_STATUS:
+        raise PayloadError("fulfillment_status", f"unexpected value {str(fulfillment)[:40]!r}")
+    return {
+        "id": gid,
+        "legacyResourceId": str(payload.get("id") or ""),
+        "name": payload.get("name"),
+        "createdAt": payload.get("created_at"),
+        "updatedAt": payload.get("updated_at"),
+        "processedAt": payload.get("processed_at") or payload.get("created_at"),
+        "cancelledAt": payload.get("cancelled_at"),
+        "cancelReason": str(cancel_reason).upper() if cancel_reason else None,
+        "closed": bool(payload.get("closed_at")),
+        "displayFinancialStatus": str(payload.get("financial_status") or "").upper() or None,
+        "displayFulfillmentStatus": REST_FULFILLMENT_STATUS[fulfillment],
+        "currencyCode": payload.get("currency"),
+        "email": payload.get("email"),
+        "phone": payload.get("phone"),
+        "totalPriceSet": {"shopMoney": {"amount": payload.get("total_price"), "currencyCode": payload.get("currency")}}
+        if payload.get("total_price") is not None
+        else None,
+        "shippingAddress": {
+            "name": address.get("name"),
+            "firstName": address.get("first_name"),
+            "lastName": address.get("last_name"),
+            "company": address.get("company"),
+            "address1": address.get("address1"),
+            "address2": address.get("address2"),
+            "city": address.get("city"),
+            "provinceCode": address.get("province_code"),
+            "zip": address.get("zip"),
+            "countryCodeV2": address.get("country_code"),
+            "phone": address.get("phone"),
+        }
+        if address
+        else None,
+        "shippingLine": {
+            "title": shipping_lines[0].get("title"),
+            "code": shipping_lines[0].get("code"),
+            "source": shipping_lines[0].get("source"),
+        }
+        if shipping_lines
+        else None,
+        "lineItems": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": lines},
+        "fulfillmentOrders": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []},
+    }
 
 
 def _pickup_location(raw: dict) -> tuple[str, str]:

@@ -892,6 +892,9 @@ class ShopifySandbox(SandboxApp):
             "bulkOperation": lambda info, id: self._bulk_status(id),
             "job": lambda info, id: self.jobs.get(id),
             "productVariants": self._product_variants,
+            "fulfillmentOrder": lambda info, id: (lambda o: self._fulfillment_order(o) if o else None)(
+                self._find(id, "FulfillmentOrder")
+            ),
             "location": lambda info, id: {"id": id, "name": LOCATIONS[id]} if id in LOCATIONS else None,
             "shop": {
                 "name": "Waybill Sandbox",
