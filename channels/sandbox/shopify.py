@@ -622,6 +622,8 @@ class ShopifySandbox(SandboxApp):
                     self.state.catalog.setdefault(line.sku, catalog_entry(line.sku))
                 if "unit_price" in change:
                     line.unit_price = Decimal(str(change["unit_price"]))
+            # An edit always moves updatedAt on (to the second, as Shopify sends it).
+            self.state.last_stamp = max(self.state.last_stamp, order.updated_at + timedelta(seconds=1))
             self.state.touch(order)
             return Response(200, {"order_id": order_id, "updatedAt": iso_z(order.updated_at)})
 
