@@ -193,7 +193,7 @@ def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) 
     if not orders:
         return 0
     now = timezone.now()
-    values = ", ".join(["(%s, %s, %s, %s::jsonb, %s, 0, %s, '', '{}'::jsonb, %s, %s, %s)"] * len(orders))
+    values = ", ".join(["(%s, %s, %s, %s::jsonb, %s, 0, %s, '', '{}'::jsonb, '{}'::jsonb, %s, %s, %s)"] * len(orders))
     params: list[Any] = []
     for order_id, external_id in orders:
         payload = json.dumps({"order_external_id": external_id})
@@ -202,7 +202,7 @@ def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) 
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO channels_outboxmessage (account_id, kind, dedupe_key, payload, status, attempts,"
-            " next_attempt_at, last_error, response, order_id, created_at, updated_at)"
+            " next_attempt_at, last_error, last_error_detail, response, order_id, created_at, updated_at)"
             f" VALUES {values} ON CONFLICT (account_id, kind, dedupe_key) DO NOTHING RETURNING id",
             params,
         )
