@@ -4,6 +4,13 @@ Throttling is cost-based and arrives as HTTP 200 with ``errors[].extensions.code
 and no Retry-After: the client waits (requested cost - currently available) / restore rate and
 sends the same request again. Real 429/5xx are retried by ChannelHttp. Shopify sends no ship-by:
 it is computed from the account's handling time and cutoff (business days, the account's zone).
+
+Every document fits Shopify's limits as documented: connections carry first/last of at most 250, each
+query's requested cost (2 + first x one node per connection, 1 per object) stays under 1,000, and the
+bulk backfill nests connections at most two levels. An order has one raw shape (ORDER_FRAGMENT, nested
+connections completed) whether it came from a list page, order(id:) or the bulk JSONL. Inventory is
+pushed by inventory item: ``resolve_listings`` finds the variant and inventory item of a SKU with
+productVariants(query: "sku:…"), and ``push_inventory`` answers per item.
 """
 
 from __future__ import annotations
@@ -276,6 +283,7 @@ class ShopifyConnector(Connector):
                     f"Shopify GraphQL: HTTP {response.status_code}: {response.text[:200]}",
                     retryable=response.status_code >= 500,
                     status=response.status_code,
+                    detail={"status": response.status_code, "body": response.text[:4000]},
                 )
             body = json_body(response, "Shopify GraphQL")
             if not isinstance(body, dict):

@@ -216,3 +216,17 @@ def test_the_sandbox_refuses_an_edit_to_a_shipped_order(shopify_sandbox):
         f"{shopify_sandbox.base_url}/_sandbox/orders/{made.order_id}/edit", json={"address": {"city": "Lyon"}}
     )
     assert response.status_code == 422
+
+
+def test_a_page_shopify_prices_above_the_limit_is_fetched_in_smaller_pages(shopify_sandbox, shopify, monkeypatch):
+    # given nested pages so large that a page of 14 orders costs more than 1,000 points
+    monkeypatch.setattr(ShopifyConnector, "list_line_count", 100)
+    made = shopify_sandbox.state.generate(9, unknown_sku=False)
+    # when
+    pages = list(shopify.fetch_orders(since=SINCE))
+    # then: Shopify refused the big page (MAX_COST_EXCEEDED) and every order came in smaller ones
+    assert any(
+        "exceeds the single query max cost" in v["violations"][0] for v in shopify_sandbox.state.contract_violations
+    )
+    assert sorted(o["id"] for page in pages for o in page.raw_orders) == sorted(_gid(m) for m in made)
+    assert max(len(page.raw_orders) for page in pages) < ShopifyConnector.page_size
