@@ -16,6 +16,12 @@ response that ran carries ``extensions.cost``; an empty bucket answers THROTTLED
 The shop has a catalog of product variants by SKU (ordered or not) that ``productVariants(query:
 "sku:…")`` searches, and inventorySetQuantities records the quantity per inventory item.
 
+Admin endpoints of this sandbox (besides those every sandbox has):
+  POST /_sandbox/catalog                  {"add": [sku, …], "remove": [sku, …]}
+  POST /_sandbox/orders/{order_id}/edit   {"address": {…}, "buyer_name", "email", "shipping_method":
+                                           [title, code], "lines": {line_id: {"sku", "unit_price"}}}
+                                           (a merchant's edit after the order was placed; moves updatedAt)
+
 Webhooks (REST-shaped JSON, ``X-Shopify-Hmac-Sha256`` over the raw body) go to ``webhook_url``
 when one is set, from a background thread, unless the ``drop_webhooks`` fault is on.
 """
