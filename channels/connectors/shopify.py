@@ -4,6 +4,13 @@ Throttling is cost-based and arrives as HTTP 200 with ``errors[].extensions.code
 and no Retry-After: the client waits (requested cost - currently available) / restore rate and
 sends the same request again. Real 429/5xx are retried by ChannelHttp. Shopify sends no ship-by:
 it is computed from the account's handling time and cutoff (business days, the account's zone).
+
+Every document fits Shopify's limits as documented: connections carry first/last of at most 250, each
+query's requested cost (2 + first x one node per connection, 1 per object) stays under 1,000, and the
+bulk backfill nests connections at most two levels. An order has one raw shape (ORDER_FRAGMENT, nested
+connections completed) whether it came from a list page, order(id:) or the bulk JSONL. Inventory is
+pushed by inventory item: ``resolve_listings`` finds the variant and inventory item of a SKU with
+productVariants(query: "sku:…"), and ``push_inventory`` answers per item.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +33,7 @@ from channels.connectors.base import (
     ChannelThrottled,
     Connector,
     InventoryQuantity,
+    ListingIds,
     NormalizedLine,
     NormalizedOrder,
     OrderPage,
@@ -43,40 +52,72 @@ from channels.connectors.base import (
 )
 from orders.models import OrderStatus
 
-ORDER_FIELDS = """id legacyResourceId name createdAt updatedAt cancelledAt cancelReason closed
-      displayFinancialStatus displayFulfillmentStatus currencyCode
+log = logging.getLogger("waybill.channels.shopify")
+
+# The order as every read returns it (list pages, order(id:), the bulk backfill): one set of fields, so
+# a raw order looks the same whichever way it came in. Fulfillment order line items are not part of it
+# (nothing parsed from an order needs them, and a bulk query may nest connections only two levels):
+# shipping reads them on their own (FULFILLMENT_PLAN_QUERY).
+ORDER_FIELDS = """id legacyResourceId name createdAt updatedAt processedAt cancelledAt cancelReason closed
+      displayFinancialStatus displayFulfillmentStatus currencyCode email phone
       totalPriceSet { shopMoney { amount currencyCode } }
-      shippingAddress { name address1 address2 city provinceCode zip countryCodeV2 phone }"""
+      shippingAddress { name firstName lastName company address1 address2 city provinceCode zip countryCodeV2 phone }
+      shippingLine { title code source }"""
 LINE_FIELDS = """id sku name quantity currentQuantity unfulfilledQuantity
         originalUnitPriceSet { shopMoney { amount currencyCode } }
         variant { id inventoryItem { id } }"""
 FO_FIELDS = "id status updatedAt deliveryMethod { methodType } assignedLocation { name location { id } }"
 FO_LINE_FIELDS = "id totalQuantity remainingQuantity lineItem { id }"
 PAGE_INFO = "pageInfo { hasNextPage endCursor }"
-NESTED = f"""lineItems(first: 50) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }}
-      fulfillmentOrders(first: 5) {{ {PAGE_INFO} nodes {{ {FO_FIELDS}
-        lineItems(first: 50) {{ {PAGE_INFO} nodes {{ {FO_LINE_FIELDS} }} }} }} }}"""
+ORDER_FRAGMENT = f"""fragment WaybillOrder on Order {{ {ORDER_FIELDS}
+  lineItems(first: $lineCount) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }}
+  fulfillmentOrders(first: $fulfillmentOrderCount) {{ {PAGE_INFO} nodes {{ {FO_FIELDS} }} }}
+}}"""
 
-ORDERS_QUERY = f"""query OrdersSince($q: String!, $after: String, $first: Int!) {{
+# Page sizes, chosen so that every query's requested cost, computed as Shopify documents it (2 + first x
+# the cost of one node for a connection, 1 per object), stays within the 1,000-point single-query limit.
+ORDER_PAGE_SIZE = 14
+LIST_LINE_COUNT = 10
+LIST_FULFILLMENT_ORDER_COUNT = 2
+GET_LINE_COUNT = 100
+GET_FULFILLMENT_ORDER_COUNT = 10
+MORE_LINES_PAGE = 150
+MORE_FULFILLMENT_ORDERS_PAGE = 100
+PLAN_FULFILLMENT_ORDERS_PAGE = 5
+PLAN_LINES_PAGE = 50
+VARIANT_PAGE = 250
+SKUS_PER_LOOKUP = 50
+
+ORDERS_QUERY = f"""query OrdersSince($q: String!, $after: String, $first: Int!, $lineCount: Int!,
+    $fulfillmentOrderCount: Int!) {{
   orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $q) {{
     {PAGE_INFO}
-    nodes {{ {ORDER_FIELDS}
-      {NESTED} }}
+    nodes {{ ...WaybillOrder }}
   }}
-}}"""
-ORDER_QUERY = f"""query OrderById($id: ID!) {{
-  order(id: $id) {{ {ORDER_FIELDS}
-    {NESTED} }}
-}}"""
+}}
+{ORDER_FRAGMENT}"""
+ORDER_QUERY = f"""query OrderById($id: ID!, $lineCount: Int!, $fulfillmentOrderCount: Int!) {{
+  order(id: $id) {{ ...WaybillOrder }}
+}}
+{ORDER_FRAGMENT}"""
 ORDER_LINES_QUERY = f"""query OrderLineItems($id: ID!, $after: String) {{
-  order(id: $id) {{ lineItems(first: 250, after: $after) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }} }}
+  order(id: $id) {{ lineItems(first: {MORE_LINES_PAGE}, after: $after) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }} }}
 }}"""
 ORDER_FULFILLMENT_ORDERS_QUERY = f"""query OrderFulfillmentOrders($id: ID!, $after: String) {{
-  order(id: $id) {{ fulfillmentOrders(first: 20, after: $after) {{ {PAGE_INFO} nodes {{ {FO_FIELDS}
-    lineItems(first: 250) {{ {PAGE_INFO} nodes {{ {FO_LINE_FIELDS} }} }} }} }} }}
+  order(id: $id) {{ fulfillmentOrders(first: {MORE_FULFILLMENT_ORDERS_PAGE}, after: $after) {{ {PAGE_INFO}
+    nodes {{ {FO_FIELDS} }} }} }}
+}}"""
+# What shipping needs: the order's fulfillment orders and their line items with remaining quantities.
+FULFILLMENT_PLAN_QUERY = f"""query OrderFulfillmentPlan($id: ID!, $after: String) {{
+  order(id: $id) {{ fulfillmentOrders(first: {PLAN_FULFILLMENT_ORDERS_PAGE}, after: $after) {{ {PAGE_INFO}
+    nodes {{ {FO_FIELDS} lineItems(first: {PLAN_LINES_PAGE}) {{ {PAGE_INFO} nodes {{ {FO_LINE_FIELDS} }} }} }} }} }}
 }}"""
 FULFILLMENT_ORDER_LINES_QUERY = f"""query FulfillmentOrderLineItems($id: ID!, $after: String) {{
   fulfillmentOrder(id: $id) {{ lineItems(first: 250, after: $after) {{ {PAGE_INFO} nodes {{ {FO_LINE_FIELDS} }} }} }}
+}}"""
+# Listings by SKU: the variant (external_listing_id) and its inventory item (external_variant_id).
+VARIANTS_BY_SKU_QUERY = f"""query VariantsBySku($q: String!, $first: Int!, $after: String) {{
+  productVariants(first: $first, after: $after, query: $q) {{ {PAGE_INFO} nodes {{ id sku inventoryItem {{ id }} }} }}
 }}"""
 ORDER_FULFILLMENTS_QUERY = """query OrderFulfillments($id: ID!) {
   order(id: $id) { id cancelledAt fulfillments(first: 50) { id status trackingInfo(first: 10) { number company } } }
@@ -133,10 +174,11 @@ BULK_POLL = """query BulkStatus($id: ID!) {
 
 
 def bulk_orders_query(since: datetime) -> str:
-    """The bulk export of orders: no ``first`` on connections, nesting at most two levels."""
+    """The bulk export of orders, the same fields as ORDER_FRAGMENT: no ``first`` on connections, three
+    connections, nested two levels (orders, then their line items and fulfillment orders)."""
     return f"""{{ orders(query: "updated_at:>='{_iso(since)}'", sortKey: UPDATED_AT) {{ edges {{ node {{ {ORDER_FIELDS}
   lineItems {{ edges {{ node {{ {LINE_FIELDS} }} }} }}
-  fulfillmentOrders {{ edges {{ node {{ {FO_FIELDS} lineItems {{ edges {{ node {{ {FO_LINE_FIELDS} }} }} }} }} }} }}
+  fulfillmentOrders {{ edges {{ node {{ {FO_FIELDS} }} }} }}
 }} }} }} }}"""
 
 
@@ -146,7 +188,9 @@ DOCUMENTS = {
     "order": ORDER_QUERY,
     "order_lines": ORDER_LINES_QUERY,
     "order_fulfillment_orders": ORDER_FULFILLMENT_ORDERS_QUERY,
+    "fulfillment_plan": FULFILLMENT_PLAN_QUERY,
     "fulfillment_order_lines": FULFILLMENT_ORDER_LINES_QUERY,
+    "variants_by_sku": VARIANTS_BY_SKU_QUERY,
     "order_fulfillments": ORDER_FULFILLMENTS_QUERY,
     "fulfillment_create": FULFILLMENT_CREATE,
     "order_cancel": ORDER_CANCEL,
@@ -160,6 +204,16 @@ DOCUMENTS = {
     "bulk_poll": BULK_POLL,
 }
 RELEASABLE_FINANCIAL = {"PAID", "AUTHORIZED", "PARTIALLY_PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
+# Who cancelled, from Shopify's OrderCancelReason: the buyer asked (CUSTOMER), the merchant could not or
+# would not fill it (INVENTORY, STAFF, OTHER), or the payment side refused it (FRAUD, DECLINED).
+CANCELLED_BY = {
+    "CUSTOMER": "buyer",
+    "INVENTORY": "seller",
+    "STAFF": "seller",
+    "OTHER": "seller",
+    "FRAUD": "marketplace",
+    "DECLINED": "marketplace",
+}
 CANCEL_REASON = {
     "BuyerCanceled": "CUSTOMER",
     "CustomerExchange": "CUSTOMER",
@@ -167,6 +221,14 @@ CANCEL_REASON = {
     "Fraud": "FRAUD",
     "PaymentDeclined": "DECLINED",
 }
+
+
+class ShopifyError(ChannelError):
+    """Top-level GraphQL errors; ``code`` is the first errors[].extensions.code (MAX_COST_EXCEEDED…)."""
+
+    def __init__(self, message: str, *, code: str = "", **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.code = code
 
 
 def _iso(value: datetime) -> str:
@@ -183,7 +245,10 @@ class ShopifyConnector(Connector):
     overlap = timedelta(minutes=2)
     idempotent_kinds = frozenset({"inventory"})
     supports_pickup_ready = True
-    page_size: ClassVar[int] = 50
+    push_needs_listing_ids = True
+    page_size: ClassVar[int] = ORDER_PAGE_SIZE
+    list_line_count: ClassVar[int] = LIST_LINE_COUNT
+    list_fulfillment_order_count: ClassVar[int] = LIST_FULFILLMENT_ORDER_COUNT
     max_throttle_waits: ClassVar[int] = 40
     bulk_poll_interval: ClassVar[float] = 0.5
     bulk_poll_attempts: ClassVar[int] = 1200
@@ -218,6 +283,7 @@ class ShopifyConnector(Connector):
                     f"Shopify GraphQL: HTTP {response.status_code}: {response.text[:200]}",
                     retryable=response.status_code >= 500,
                     status=response.status_code,
+                    detail={"status": response.status_code, "body": response.text[:4000]},
                 )
             body = json_body(response, "Shopify GraphQL")
             if not isinstance(body, dict):
@@ -236,12 +302,14 @@ class ShopifyConnector(Connector):
                     self.http.sleep(wait)
                     continue
                 messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
-                raise ChannelError(
+                raise ShopifyError(
                     f"Shopify GraphQL errors: {messages[:1000]}",
                     retryable=bool(codes & {"INTERNAL_SERVER_ERROR", "IDEMPOTENCY_CONCURRENT_REQUEST"}),
+                    detail={"errors": errors},
+                    code=next((c for c in codes if c), ""),
                 )
             if errors:
-                raise ChannelError(f"Shopify GraphQL errors: {str(errors)[:500]}", retryable=False)
+                raise ChannelError(f"Shopify GraphQL errors: {str(errors)[:500]}", retryable=False, detail=errors)
             data = body.get("data")
             if not isinstance(data, dict):
                 raise ChannelError("Shopify GraphQL: response has no data", retryable=False)
@@ -250,53 +318,39 @@ class ShopifyConnector(Connector):
 
     # --- reading orders ------------------------------------------------------------------------
 
+    def _rest_of(self, connection: dict, fetch) -> None:
+        """Append the pages of a nested connection cut at ``first`` (``fetch(after)`` → the next page),
+        then mark it whole, so a completed order has one shape however many reads it took."""
+        info = connection.get("pageInfo") or {}
+        after = info.get("endCursor") if info.get("hasNextPage") else None
+        while after:
+            page = fetch(after) or {}
+            connection["nodes"].extend(page.get("nodes") or [])
+            info = page.get("pageInfo") or {}
+            after = info.get("endCursor") if info.get("hasNextPage") else None
+        connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
     def _complete(self, order: dict) -> dict:
-        """Fetch the rest of nested connections that were cut at ``first``, in place."""
+        """Fetch the rest of the order's nested connections, in place."""
         if not isinstance(order, dict) or not isinstance(order.get("id"), str):
             return order
+        order_id = order["id"]
         lines = order.get("lineItems")
-        if isinstance(lines, dict) and (lines.get("pageInfo") or {}).get("hasNextPage"):
-            after = lines["pageInfo"].get("endCursor")
-            while after:
-                page = (self.graphql(ORDER_LINES_QUERY, {"id": order["id"], "after": after}).get("order") or {}).get(
-                    "lineItems"
-                ) or {}
-                lines["nodes"].extend(page.get("nodes") or [])
-                after = (
-                    (page.get("pageInfo") or {}).get("endCursor")
-                    if (page.get("pageInfo") or {}).get("hasNextPage")
-                    else None
-                )
-            lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+        if isinstance(lines, dict) and isinstance(lines.get("nodes"), list):
+            self._rest_of(
+                lines,
+                lambda after: (
+                    self.graphql(ORDER_LINES_QUERY, {"id": order_id, "after": after}).get("order") or {}
+                ).get("lineItems"),
+            )
         fos = order.get("fulfillmentOrders")
-        if isinstance(fos, dict) and (fos.get("pageInfo") or {}).get("hasNextPage"):
-            after = fos["pageInfo"].get("endCursor")
-            while after:
-                page = (
-                    self.graphql(ORDER_FULFILLMENT_ORDERS_QUERY, {"id": order["id"], "after": after}).get("order") or {}
-                ).get("fulfillmentOrders") or {}
-                fos["nodes"].extend(page.get("nodes") or [])
-                after = (
-                    (page.get("pageInfo") or {}).get("endCursor")
-                    if (page.get("pageInfo") or {}).get("hasNextPage")
-                    else None
-                )
-            fos["pageInfo"] = {"hasNextPage": False, "endCursor": None}
-        for fo in (fos or {}).get("nodes") or []:
-            fo_lines = fo.get("lineItems") if isinstance(fo, dict) else None
-            if isinstance(fo_lines, dict) and (fo_lines.get("pageInfo") or {}).get("hasNextPage"):
-                after = fo_lines["pageInfo"].get("endCursor")
-                while after:
-                    page = (
-                        self.graphql(FULFILLMENT_ORDER_LINES_QUERY, {"id": fo["id"], "after": after}).get(
-                            "fulfillmentOrder"
-                        )
-                        or {}
-                    ).get("lineItems") or {}
-                    fo_lines["nodes"].extend(page.get("nodes") or [])
-                    info = page.get("pageInfo") or {}
-                    after = info.get("endCursor") if info.get("hasNextPage") else None
-                fo_lines["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+        if isinstance(fos, dict) and isinstance(fos.get("nodes"), list):
+            self._rest_of(
+                fos,
+                lambda after: (
+                    self.graphql(ORDER_FULFILLMENT_ORDERS_QUERY, {"id": order_id, "after": after}).get("order") or {}
+                ).get("fulfillmentOrders"),
+            )
         return order
 
     def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
@@ -306,8 +360,23 @@ class ShopifyConnector(Connector):
         query = f"updated_at:>='{_iso(since)}'"
         after = None
         page = 0
+        size = self.page_size
         while True:
-            data = self.graphql(ORDERS_QUERY, {"q": query, "after": after, "first": self.page_size})
+            variables = {
+                "q": query,
+                "after": after,
+                "first": size,
+                "lineCount": self.list_line_count,
+                "fulfillmentOrderCount": self.list_fulfillment_order_count,
+            }
+            try:
+                data = self.graphql(ORDERS_QUERY, variables)
+            except ShopifyError as exc:
+                # Shopify may price fields above what it documents: a smaller page always fits.
+                if exc.code != "MAX_COST_EXCEEDED" or size == 1:
+                    raise
+                size = max(size // 2, 1)
+                continue
             connection = require_obj(data.get("orders"), "orders")
             nodes = [self._complete(node) for node in require_list(connection.get("nodes"), "orders.nodes")]
             info = connection.get("pageInfo") or {}
@@ -320,17 +389,27 @@ class ShopifyConnector(Connector):
     def _bulk_orders(self, since: datetime) -> Iterator[OrderPage]:
         data = self.graphql(BULK_RUN, {"query": bulk_orders_query(since)})
         run = data.get("bulkOperationRunQuery") or {}
-        if run.get("userErrors"):
-            raise ChannelError(f"bulkOperationRunQuery: {run['userErrors']}", retryable=True)
+        errors = run.get("userErrors") or []
+        if errors:
+            # A refused query (INVALID) fails the same way every time; only a busy shop is worth retrying.
+            busy = all(e.get("code") in ("OPERATION_IN_PROGRESS", "LIMIT_REACHED") for e in errors)
+            raise ChannelError(
+                "bulkOperationRunQuery refused the backfill: "
+                + "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors),
+                retryable=busy,
+                detail={"userErrors": errors},
+            )
         bulk_id = (run.get("bulkOperation") or {}).get("id")
         if not bulk_id:
-            raise ChannelError("bulkOperationRunQuery returned no operation", retryable=True)
+            raise ChannelError("bulkOperationRunQuery returned no operation", retryable=True, detail=run)
         for _ in range(self.bulk_poll_attempts):
             status = self.graphql(BULK_POLL, {"id": bulk_id}).get("bulkOperation") or {}
             if status.get("status") == "COMPLETED":
                 break
             if status.get("status") in ("FAILED", "CANCELED", "CANCELING", "EXPIRED"):
-                raise ChannelError(f"bulk operation {bulk_id} {status.get('status')}: {status.get('errorCode')}")
+                raise ChannelError(
+                    f"bulk operation {bulk_id} {status.get('status')}: {status.get('errorCode')}", detail=status
+                )
             time.sleep(self.bulk_poll_interval)
         else:
             raise ChannelError(f"bulk operation {bulk_id} did not finish in time")
@@ -347,7 +426,12 @@ class ShopifyConnector(Connector):
             )
 
     def get_order(self, external_id: str) -> dict:
-        order = self.graphql(ORDER_QUERY, {"id": external_id}).get("order")
+        variables = {
+            "id": external_id,
+            "lineCount": GET_LINE_COUNT,
+            "fulfillmentOrderCount": GET_FULFILLMENT_ORDER_COUNT,
+        }
+        order = self.graphql(ORDER_QUERY, variables).get("order")
         if order is None:
             raise ChannelError(f"order {external_id} not found", retryable=False, status=404)
         return self._complete(order)
@@ -377,7 +461,10 @@ class ShopifyConnector(Connector):
         return datetime.combine(day, cutoff or clock(23, 59), zone).astimezone(UTC)
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
+        """A GraphQL order (ORDER_FRAGMENT), or an orders/* webhook body (REST-shaped) read the same way."""
         raw = require_obj(raw, "order")
+        if "admin_graphql_api_id" in raw and "line_items" in raw:
+            raw = graphql_order_from_rest(raw)
         order_id = require_str(raw, "id", "", max_length=128)
         if not order_id.startswith("gid://shopify/Order/"):
             raise PayloadError("id", f"not an Order GID: {order_id[:60]!r}")
@@ -446,16 +533,25 @@ class ShopifyConnector(Connector):
         address = require_obj(raw.get("shippingAddress"), "shippingAddress", required=False)
         ship_to = None
         if address:
+            name = address.get("name") or " ".join(
+                part for part in (address.get("firstName"), address.get("lastName")) if part
+            )
             ship_to = normalized_address(
-                name=address.get("name"),
+                name=name,
                 line1=address.get("address1"),
                 line2=address.get("address2"),
                 city=address.get("city"),
                 region=address.get("provinceCode"),
                 postal_code=address.get("zip"),
                 country_code=address.get("countryCodeV2"),
-                phone=address.get("phone"),
+                phone=address.get("phone") or raw.get("phone"),
+                email=raw.get("email"),
             )
+        shipping_line = require_obj(raw.get("shippingLine"), "shippingLine", required=False)
+        shipping_method = str(shipping_line.get("title") or shipping_line.get("code") or "")[:64]
+        cancel_reason = raw.get("cancelReason")
+        if cancel_reason is not None and cancel_reason not in CANCELLED_BY:
+            raise PayloadError("cancelReason", f"not an OrderCancelReason: {str(cancel_reason)[:40]!r}")
         pickup_ref, pickup_name = _pickup_location(raw)
         return NormalizedOrder(
             service_level="pickup" if pickup_ref else "ship",
@@ -472,17 +568,37 @@ class ShopifyConnector(Connector):
             total_amount=total,
             ship_to=ship_to,
             ship_by=ship_by,
+            shipping_method=shipping_method,
+            cancelled_by=CANCELLED_BY.get(cancel_reason or "", "") if cancelled_at else "",
+            # Shopify has no marketplaces within a shop.
+            marketplace_id="",
         )
 
     # --- writes --------------------------------------------------------------------------------
 
     def _fulfillment_orders(self, order_id: str) -> list[dict]:
-        order = self.graphql(ORDER_FULFILLMENT_ORDERS_QUERY, {"id": order_id, "after": None}).get("order")
-        if order is None:
-            raise ChannelError(f"order {order_id} not found", retryable=False)
-        return self._complete({"id": order_id, "fulfillmentOrders": order["fulfillmentOrders"]})["fulfillmentOrders"][
-            "nodes"
-        ]
+        """Every fulfillment order of the order with all its line items (remaining quantities)."""
+        connection = {"pageInfo": {"hasNextPage": True, "endCursor": None}, "nodes": []}
+        after = None
+        while True:
+            order = self.graphql(FULFILLMENT_PLAN_QUERY, {"id": order_id, "after": after}).get("order")
+            if order is None:
+                raise ChannelError(f"order {order_id} not found", retryable=False, status=404)
+            page = require_obj(order.get("fulfillmentOrders"), "order.fulfillmentOrders")
+            connection["nodes"].extend(_nodes(page, "order.fulfillmentOrders"))
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                break
+            after = info["endCursor"]
+        for fo in connection["nodes"]:
+            self._rest_of(
+                fo["lineItems"],
+                lambda after, fo_id=fo["id"]: (
+                    self.graphql(FULFILLMENT_ORDER_LINES_QUERY, {"id": fo_id, "after": after}).get("fulfillmentOrder")
+                    or {}
+                ).get("lineItems"),
+            )
+        return connection["nodes"]
 
     def confirm_shipment(self, shipment: ShipmentConfirmation, *, state: dict) -> SendResult:
         wanted = {line.external_line_id: line.quantity for line in shipment.lines}
@@ -665,45 +781,102 @@ class ShopifyConnector(Connector):
         _raise_user_errors("orderEditCommit", commit)
         return SendResult(response={"quantities": targets, "edited": sorted(pending)}, state=state)
 
+    def resolve_listings(self, channel_skus: list[str]) -> dict[str, ListingIds]:
+        """productVariants(query: "sku:… OR sku:…"), batched. Shopify's search matches loosely (case,
+        tokens), so only a variant whose ``sku`` is exactly the channel SKU counts; a SKU carried by
+        two variants is left unresolved (a push to one of them would leave the other advertising stale
+        stock) and the caller's "not found" case brings it to a person."""
+        wanted = [sku for sku in dict.fromkeys(channel_skus) if sku and sku.strip()]
+        found: dict[str, list[dict]] = {}
+        for start in range(0, len(wanted), SKUS_PER_LOOKUP):
+            batch = wanted[start : start + SKUS_PER_LOOKUP]
+            query = " OR ".join(f"sku:{_search_value(sku)}" for sku in batch)
+            after = None
+            while True:
+                data = self.graphql(VARIANTS_BY_SKU_QUERY, {"q": query, "first": VARIANT_PAGE, "after": after})
+                connection = require_obj(data.get("productVariants"), "productVariants")
+                for node in _nodes(connection, "productVariants"):
+                    if isinstance(node, dict) and node.get("sku") in batch:
+                        found.setdefault(node["sku"], []).append(node)
+                info = connection.get("pageInfo") or {}
+                if not info.get("hasNextPage") or not info.get("endCursor"):
+                    break
+                after = info["endCursor"]
+        resolved = {}
+        for sku, variants in found.items():
+            distinct = {v.get("id") for v in variants}
+            if len(distinct) != 1:
+                log.warning("Shopify SKU %r is on %d variants; not resolved", sku, len(distinct))
+                continue
+            variant = variants[0]
+            item = (variant.get("inventoryItem") or {}).get("id") or ""
+            resolved[sku] = ListingIds(external_listing_id=str(variant.get("id") or ""), external_variant_id=str(item))
+        return resolved
+
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
+        """inventorySetQuantities for every item with an inventory item id; the answer per item.
+
+        Shopify applies a set as a whole: when it refuses some quantities (userErrors naming their
+        index) nothing is applied, so those are recorded as rejected and the rest are sent again under
+        a key derived from the original and the refused items (a resend of the message derives the
+        same keys, so Shopify still applies each set once)."""
         location = self.account.inventory_location_id
         if not location:
             raise ChannelError("Shopify account has no inventory_location_id (a Location GID)", retryable=False)
-        pushable = [q for q in quantities if q.external_variant_id]
-        skipped = [q.channel_sku for q in quantities if not q.external_variant_id]
-        if not pushable:
-            raise ChannelError(f"no Shopify inventoryItem id known for {', '.join(skipped)}", retryable=False)
-        variables = {
-            "key": idempotency_key,
-            "input": {
-                "name": "available",
-                "reason": "correction",
-                "referenceDocumentUri": f"gid://waybill/InventoryPush/{idempotency_key[:24]}",
-                # null opts out of compare-and-set: Waybill is the source of truth for availability.
-                "quantities": [
-                    {
-                        "inventoryItemId": q.external_variant_id,
-                        "locationId": location,
-                        "quantity": q.quantity,
-                        "changeFromQuantity": None,
-                    }
-                    for q in pushable
-                ],
-            },
+        rejected: dict[str, str] = {
+            q.channel_sku: "no Shopify inventory item id known for this SKU (listing not resolved)"
+            for q in quantities
+            if not q.external_variant_id
         }
-        data = self.graphql(INVENTORY_SET, variables)
-        result = data.get("inventorySetQuantities") or {}
-        errors = result.get("userErrors") or []
-        if errors:
-            retry = any(e.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST" for e in errors)
-            raise ChannelError(
-                f"inventorySetQuantities: {'; '.join(str(e.get('message')) for e in errors)}", retryable=retry
-            )
-        group = result.get("inventoryAdjustmentGroup") or {}
+        pending = [q for q in quantities if q.external_variant_id]
+        groups: list[str] = []
+        key = idempotency_key
+        while pending:
+            variables = {
+                "key": key,
+                "input": {
+                    "name": "available",
+                    "reason": "correction",
+                    "referenceDocumentUri": f"gid://waybill/InventoryPush/{idempotency_key[:24]}",
+                    # null opts out of compare-and-set: Waybill is the source of truth for availability.
+                    "quantities": [
+                        {
+                            "inventoryItemId": q.external_variant_id,
+                            "locationId": location,
+                            "quantity": q.quantity,
+                            "changeFromQuantity": None,
+                        }
+                        for q in pending
+                    ],
+                },
+            }
+            result = self.graphql(INVENTORY_SET, variables).get("inventorySetQuantities") or {}
+            errors = result.get("userErrors") or []
+            if not errors:
+                groups.append(str((result.get("inventoryAdjustmentGroup") or {}).get("id") or ""))
+                break
+            refused: dict[int, str] = {}
+            for error in errors:
+                index = _quantity_index(error.get("field"))
+                if index is None or index >= len(pending):
+                    retry = error.get("code") == "IDEMPOTENCY_CONCURRENT_REQUEST"
+                    raise ChannelError(
+                        f"inventorySetQuantities: {'; '.join(str(e.get('message')) for e in errors)}",
+                        retryable=retry,
+                        detail={"userErrors": errors},
+                    )
+                message = f"{error.get('code') or 'INVALID'}: {error.get('message')}"
+                refused[index] = f"{refused[index]}; {message}" if index in refused else message
+            for index, reason in refused.items():
+                rejected[pending[index].channel_sku] = reason[:500]
+            pending = [q for index, q in enumerate(pending) if index not in refused]
+            refused_skus = ",".join(sorted(rejected))
+            key = hashlib.sha256(f"{idempotency_key}:without:{refused_skus}".encode()).hexdigest()
+        acknowledged = {q.channel_sku: q.quantity for q in pending}
         return SendResult(
-            response={"adjustment_group": group.get("id"), "skipped": skipped},
-            acknowledged={q.channel_sku: q.quantity for q in pushable},
-            rejected={sku: "no Shopify inventoryItem id known" for sku in skipped},
+            response={"adjustment_groups": [g for g in groups if g], "rejected": rejected},
+            acknowledged=acknowledged,
+            rejected=rejected,
         )
 
     # --- webhooks ------------------------------------------------------------------------------
@@ -746,10 +919,17 @@ class ShopifyConnector(Connector):
         )
 
 
+def _whole() -> dict:
+    return {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []}
+
+
 def assemble_bulk_orders(jsonl: str) -> list[dict]:
-    """Bulk JSONL rows back into the paged query's shape; children may come in any order."""
+    """Bulk JSONL rows back into the shape one order of a list page has (ORDER_FRAGMENT, completed).
+
+    Rows may come in any order (``groupObjects`` is false from 2026-01): children are joined on
+    ``__parentId`` once every row is read. A child whose parent is not in the file means the file is
+    incomplete: refused rather than ingested with lines missing."""
     orders: dict[str, dict] = {}
-    fulfillment_orders: dict[str, dict] = {}
     children: list[dict] = []
     for number, text in enumerate(jsonl.splitlines(), start=1):
         if not text.strip():
@@ -758,27 +938,109 @@ def assemble_bulk_orders(jsonl: str) -> list[dict]:
             row = json.loads(text)
         except ValueError:
             raise ChannelError(f"bulk result line {number} is not JSON", retryable=False) from None
-        row_id = str(row.get("id", ""))
-        if "__parentId" not in row:
-            row["lineItems"] = {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []}
-            row["fulfillmentOrders"] = {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []}
-            orders[row_id] = row
-        elif row_id.startswith("gid://shopify/FulfillmentOrder/"):
-            row["lineItems"] = {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []}
-            fulfillment_orders[row_id] = row
+        if not isinstance(row, dict):
+            raise ChannelError(f"bulk result line {number} is not an object", retryable=False)
+        if "__parentId" in row:
             children.append(row)
         else:
-            children.append(row)
+            row["lineItems"] = _whole()
+            row["fulfillmentOrders"] = _whole()
+            orders[str(row.get("id", ""))] = row
     for row in children:
-        parent = row.pop("__parentId")
+        parent = orders.get(str(row.pop("__parentId")))
         row_id = str(row.get("id", ""))
-        if row_id.startswith("gid://shopify/LineItem/") and parent in orders:
-            orders[parent]["lineItems"]["nodes"].append(row)
-        elif row_id.startswith("gid://shopify/FulfillmentOrder/") and parent in orders:
-            orders[parent]["fulfillmentOrders"]["nodes"].append(row)
-        elif row_id.startswith("gid://shopify/FulfillmentOrderLineItem/") and parent in fulfillment_orders:
-            fulfillment_orders[parent]["lineItems"]["nodes"].append(row)
+        if parent is None:
+            raise ChannelError(f"bulk result row {row_id[:80]} names a parent that is not in the file", retryable=True)
+        if row_id.startswith("gid://shopify/LineItem/"):
+            parent["lineItems"]["nodes"].append(row)
+        elif row_id.startswith("gid://shopify/FulfillmentOrder/"):
+            parent["fulfillmentOrders"]["nodes"].append(row)
+        else:
+            raise ChannelError(
+                f"bulk result row {row_id[:80]} is of a kind the backfill did not ask for", retryable=False
+            )
     return list(orders.values())
+
+
+REST_FULFILLMENT_STATUS = {None: "UNFULFILLED", "partial": "PARTIALLY_FULFILLED", "fulfilled": "FULFILLED"}
+
+
+def graphql_order_from_rest(payload: dict) -> dict:
+    """An orders/* webhook body (the REST resource, snake_case) in the raw GraphQL order shape, so it
+    parses into the same normalised order as a list page's order. What REST does not carry stays
+    out: fulfillment orders (a local pickup is only known from GraphQL) and inventory item ids."""
+    payload = require_obj(payload, "order")
+    gid = require_str(payload, "admin_graphql_api_id", "", max_length=128)
+    lines = []
+    for index, item in enumerate(require_list(payload.get("line_items"), "line_items")):
+        path = f"line_items[{index}]"
+        item = require_obj(item, path)
+        quantity = item.get("quantity")
+        current = item.get("current_quantity", quantity)
+        lines.append(
+            {
+                "id": require_str(item, "admin_graphql_api_id", path, max_length=128),
+                "sku": item.get("sku") or None,
+                "name": item.get("name") or item.get("title"),
+                "quantity": quantity,
+                "currentQuantity": current,
+                # REST has no unfulfilled count; fulfillable_quantity is its nearest (units still to ship).
+                "unfulfilledQuantity": item.get("fulfillable_quantity", current),
+                "originalUnitPriceSet": {
+                    "shopMoney": {"amount": item.get("price"), "currencyCode": payload.get("currency")}
+                },
+                "variant": None,
+            }
+        )
+    address = require_obj(payload.get("shipping_address"), "shipping_address", required=False)
+    shipping_lines = [s for s in payload.get("shipping_lines") or [] if isinstance(s, dict)]
+    cancel_reason = payload.get("cancel_reason")
+    fulfillment = payload.get("fulfillment_status")
+    if fulfillment not in REST_FULFILLMENT_STATUS:
+        raise PayloadError("fulfillment_status", f"unexpected value {str(fulfillment)[:40]!r}")
+    return {
+        "id": gid,
+        "legacyResourceId": str(payload.get("id") or ""),
+        "name": payload.get("name"),
+        "createdAt": payload.get("created_at"),
+        "updatedAt": payload.get("updated_at"),
+        "processedAt": payload.get("processed_at") or payload.get("created_at"),
+        "cancelledAt": payload.get("cancelled_at"),
+        "cancelReason": str(cancel_reason).upper() if cancel_reason else None,
+        "closed": bool(payload.get("closed_at")),
+        "displayFinancialStatus": str(payload.get("financial_status") or "").upper() or None,
+        "displayFulfillmentStatus": REST_FULFILLMENT_STATUS[fulfillment],
+        "currencyCode": payload.get("currency"),
+        "email": payload.get("email"),
+        "phone": payload.get("phone"),
+        "totalPriceSet": {"shopMoney": {"amount": payload.get("total_price"), "currencyCode": payload.get("currency")}}
+        if payload.get("total_price") is not None
+        else None,
+        "shippingAddress": {
+            "name": address.get("name"),
+            "firstName": address.get("first_name"),
+            "lastName": address.get("last_name"),
+            "company": address.get("company"),
+            "address1": address.get("address1"),
+            "address2": address.get("address2"),
+            "city": address.get("city"),
+            "provinceCode": address.get("province_code"),
+            "zip": address.get("zip"),
+            "countryCodeV2": address.get("country_code"),
+            "phone": address.get("phone"),
+        }
+        if address
+        else None,
+        "shippingLine": {
+            "title": shipping_lines[0].get("title"),
+            "code": shipping_lines[0].get("code"),
+            "source": shipping_lines[0].get("source"),
+        }
+        if shipping_lines
+        else None,
+        "lineItems": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": lines},
+        "fulfillmentOrders": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []},
+    }
 
 
 def _pickup_location(raw: dict) -> tuple[str, str]:
@@ -798,6 +1060,21 @@ def _pickup_location(raw: dict) -> tuple[str, str]:
             raise PayloadError(f"{path}.assignedLocation.location.id", f"not a Location GID: {gid[:60]!r}")
         return gid, str(assigned.get("name") or "")[:255]
     return "", ""
+
+
+def _search_value(value: str) -> str:
+    """A value for Shopify's search syntax, quoted so hyphens, spaces and colons stay part of it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quantity_index(field: Any) -> int | None:
+    """The quantities[] index a userError names (["input", "quantities", "3", …]), if it names one."""
+    if isinstance(field, list) and len(field) >= 3 and field[:2] == ["input", "quantities"]:
+        try:
+            return int(field[2])
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def _raise_user_errors(mutation: str, result: dict) -> None:

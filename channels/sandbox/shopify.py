@@ -2,10 +2,25 @@
 
 ``POST /admin/api/{version}/graphql.json`` with ``X-Shopify-Access-Token``. Documents are validated
 against ../shared/channel-specs/shopify-admin-graphql-2026-07.graphql and executed with resolvers
-over the sandbox's orders. Cost-based throttling: every response carries ``extensions.cost``; an
-empty bucket answers HTTP 200 with ``errors[].extensions.code == "THROTTLED"``. Sandbox cost
-model: a leaf field 0, an object 1 plus its children, a connection 2 + ceil(first / 10) x its
-children, a mutation 10 (Shopify publishes no exact formula; the shape is what matters).
+over the sandbox's orders. Before running a document the sandbox checks what Shopify checks, in
+Shopify's order and envelope (HTTP 200, ``errors[].extensions.code``): schema validation, variables
+coerced against their input types (INVALID_VARIABLE), input arrays of at most 250, ``first``/``last``
+given on every connection and at most 250 (BAD_REQUEST), and the single-query cost limit of 1,000
+(MAX_COST_EXCEEDED) with the cost computed as Shopify documents it: a scalar or enum 0, an object 1,
+a connection 2 + first/last x one node, a mutation 10. That is an upper bound (Shopify's measured
+requested costs are lower), so a document the sandbox accepts fits Shopify too. Bulk queries are held
+to the bulk limits (one query, at least one and at most five connections, nested at most two levels,
+no top-level node/nodes) and refused with bulkOperationRunQuery userErrors (code INVALID). Every
+response that ran carries ``extensions.cost``; an empty bucket answers THROTTLED.
+
+The shop has a catalog of product variants by SKU (ordered or not) that ``productVariants(query:
+"sku:…")`` searches, and inventorySetQuantities records the quantity per inventory item.
+
+Admin endpoints of this sandbox (besides those every sandbox has):
+  POST /_sandbox/catalog                  {"add": [sku, …], "remove": [sku, …]}
+  POST /_sandbox/orders/{order_id}/edit   {"address": {…}, "buyer_name", "email", "shipping_method":
+                                           [title, code], "lines": {line_id: {"sku", "unit_price"}}}
+                                           (a merchant's edit after the order was placed; moves updatedAt)
 
 Webhooks (REST-shaped JSON, ``X-Shopify-Hmac-Sha256`` over the raw body) go to ``webhook_url``
 when one is set, from a background thread, unless the ``drop_webhooks`` fault is on.
@@ -17,28 +32,43 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import random
 import re
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
+    Undefined,
     build_schema,
     execute,
+    get_named_type,
+    get_nullable_type,
+    is_input_type,
+    is_leaf_type,
+    is_list_type,
     parse,
+    type_from_ast,
     validate,
+    value_from_ast,
 )
-from graphql.execution.values import get_directive_values
+from graphql.execution.values import get_directive_values, get_variable_values
+from graphql.utilities.validate_input_value import validate_input_value
 
 from channels.sandbox.base import Request, Response, SandboxApp, SandboxOrder, SandboxState, iso_z, utcnow
 
@@ -51,7 +81,16 @@ STORE_LOCATION_ID = "gid://shopify/Location/2"
 STORE_LOCATION_NAME = "Sandbox San Francisco store"
 LOCATIONS = {LOCATION_ID: LOCATION_NAME, STORE_LOCATION_ID: STORE_LOCATION_NAME}
 UPDATED_AT_FILTER = re.compile(r"updated_at:(>=|>|<=|<)'([^']+)'")
-CANCEL_REASONS = {"BuyerCanceled": "CUSTOMER", "NoInventory": "INVENTORY", "GeneralAdjustment": "OTHER"}
+# The sandbox's cancel reasons (shared with the other sandboxes) as Shopify's OrderCancelReason.
+CANCEL_REASONS = {
+    "BuyerCanceled": "CUSTOMER",
+    "NoInventory": "INVENTORY",
+    "GeneralAdjustment": "OTHER",
+    "Fraud": "FRAUD",
+    "PaymentDeclined": "DECLINED",
+    "StaffCancel": "STAFF",
+}
+CANCEL_REASON_VALUES = frozenset(CANCEL_REASONS.values())
 
 _schema: GraphQLSchema | None = None
 _schema_lock = threading.Lock()
@@ -126,45 +165,344 @@ def _connection(items: list, first: int | None, after: str | None, bulk: bool, k
     }
 
 
-def query_cost(operation: OperationDefinitionNode, variables: dict) -> int:
-    def arg(node: FieldNode, name: str) -> int | None:
-        for argument in node.arguments or ():
-            if argument.name.value == name:
-                value = argument.value
-                if value.kind == "variable":
-                    return variables.get(value.name.value)
-                return int(getattr(value, "value", 0))
-        return None
+# --- what Shopify checks before it runs a document ------------------------------------------------
+#
+# Order of the checks, as Shopify answers them: parse, schema validation, variable coercion
+# (INVALID_VARIABLE, no cost block), connection page sizes (first/last given and at most 250), the
+# single-query cost limit (MAX_COST_EXCEEDED, no cost block), then the leaky bucket (THROTTLED).
 
-    def cost(selection_set) -> int:
-        total = 0
-        for selection in selection_set.selections if selection_set else []:
-            if isinstance(selection, FieldNode):
-                if selection.selection_set is None:
+MAX_QUERY_COST = 1000
+MAX_PAGE_SIZE = 250
+BULK_MAX_CONNECTIONS = 5
+BULK_MAX_DEPTH = 2
+MUTATION_COST = 10
+
+# graphql-core's validation messages → the codes Shopify puts in extensions.code.
+_VALIDATION_CODES = (
+    ("Cannot query field", "undefinedField"),
+    ("Unknown argument", "argumentNotAccepted"),
+    ("is required, but it was not provided", "missingRequiredArguments"),
+    ("Unknown type", "undefinedType"),
+    ("is never used", "variableNotUsed"),
+    ("is not defined", "variableNotDefined"),
+    ("must have a selection of subfields", "selectionMismatch"),
+    ("must not have a selection since type", "selectionMismatch"),
+    ("Unknown fragment", "undefinedFragment"),
+    ("Unknown directive", "undefinedDirective"),
+)
+
+
+def validation_code(message: str) -> str:
+    for fragment, code in _VALIDATION_CODES:
+        if fragment in message:
+            return code
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def _fields(selection_set, parent: GraphQLNamedType, fragments: dict, schema: GraphQLSchema):
+    """(field node, its definition) selected on ``parent``, fragments expanded in place."""
+    for selection in selection_set.selections if selection_set else ():
+        if isinstance(selection, FieldNode):
+            fields = getattr(parent, "fields", None) or {}
+            definition = fields.get(selection.name.value)
+            if definition is not None:
+                yield selection, definition
+        else:
+            if isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is None:
                     continue
-                children = cost(selection.selection_set)
-                size = arg(selection, "first") or arg(selection, "last")
-                total += 2 + math.ceil(size / 10) * children if size else 1 + children
+                condition, inner = fragment.type_condition, fragment.selection_set
             else:
-                total += cost(selection.selection_set)
+                condition, inner = selection.type_condition, selection.selection_set
+            target = schema.get_type(condition.name.value) if condition else parent
+            yield from _fields(inner, target or parent, fragments, schema)
+
+
+def _argument(node: FieldNode, definition, name: str, variables: dict) -> Any:
+    """The value an argument will have when the field runs (literal, variable or default)."""
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            arg_def = definition.args.get(name)
+            if arg_def is None:
+                return None
+            value = value_from_ast(argument.value, arg_def.type, variables)
+            return None if value is Undefined else value
+    arg_def = definition.args.get(name)
+    return arg_def.default_value if arg_def is not None and arg_def.default_value is not Undefined else None
+
+
+def is_connection(type_: GraphQLNamedType) -> bool:
+    return isinstance(type_, GraphQLObjectType) and type_.name.endswith("Connection") and "pageInfo" in type_.fields
+
+
+def _node_selections(node: FieldNode, connection: GraphQLObjectType, fragments, schema):
+    """The selection sets that pick the connection's nodes: ``nodes { … }`` and ``edges { node { … } }``."""
+    node_type = get_named_type(connection.fields["nodes"].type) if "nodes" in connection.fields else None
+    for field, definition in _fields(node.selection_set, connection, fragments, schema):
+        if field.name.value == "nodes":
+            yield field.selection_set, get_named_type(definition.type)
+        elif field.name.value == "edges":
+            edge = get_named_type(definition.type)
+            for inner, inner_def in _fields(field.selection_set, edge, fragments, schema):
+                if inner.name.value == "node":
+                    yield inner.selection_set, get_named_type(inner_def.type) or node_type
+
+
+def requested_cost(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables: dict):
+    """The requested cost as Shopify documents it: a scalar or enum 0, an object 1 plus its children,
+    a connection 2 plus first/last times the cost of one node, a list of objects its size (``first``
+    where it takes one) times one element, a mutation field 10 plus its payload."""
+    fragments = _fragments(document)
+
+    def selection_cost(selection_set, parent) -> int:
+        total = 0
+        for node, definition in _fields(selection_set, parent, fragments, schema):
+            total += field_cost(node, definition)
         return total
 
-    if operation.operation == OperationType.MUTATION:
-        return 10 + cost(operation.selection_set)
-    return max(cost(operation.selection_set), 1)
+    def field_cost(node: FieldNode, definition) -> int:
+        named = get_named_type(definition.type)
+        if is_leaf_type(named):
+            return 0
+        if is_connection(named):
+            size = _argument(node, definition, "first", variables) or _argument(node, definition, "last", variables)
+            per_node = max(
+                (
+                    1 + selection_cost(inner, node_type)
+                    for inner, node_type in _node_selections(node, named, fragments, schema)
+                ),
+                default=0,
+            )
+            return 2 + int(size or 1) * per_node
+        children = selection_cost(node.selection_set, named)
+        if is_list_type(get_nullable_type(definition.type)):
+            size = _argument(node, definition, "first", variables) if "first" in definition.args else None
+            return int(size or 1) * (1 + children)
+        return 1 + children
+
+    root = schema.mutation_type if operation.operation == OperationType.MUTATION else schema.query_type
+    total = 0
+    for node, definition in _fields(operation.selection_set, root, fragments, schema):
+        cost = field_cost(node, definition)
+        if operation.operation == OperationType.MUTATION:
+            cost = MUTATION_COST + cost - 1  # the payload object itself is the mutation's 10
+        total += cost
+    return max(total, 1)
+
+
+def page_size_problems(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables):
+    """Every connection must be given first or last, at most 250 (outside bulk operations)."""
+    fragments = _fragments(document)
+    problems: list[dict] = []
+
+    def walk(selection_set, parent, path: list[str]) -> None:
+        for node, definition in _fields(selection_set, parent, fragments, schema):
+            named = get_named_type(definition.type)
+            here = [*path, (node.alias or node.name).value]
+            if is_connection(named):
+                first = _argument(node, definition, "first", variables)
+                last = _argument(node, definition, "last", variables)
+                location = (
+                    {"line": node.loc.start_token.line, "column": node.loc.start_token.column} if node.loc else {}
+                )
+                if first is None and last is None:
+                    problems.append(_page_error("you must provide one of first or last", here, location))
+                for name, value in (("first", first), ("last", last)):
+                    if value is not None and value > MAX_PAGE_SIZE:
+                        problems.append(
+                            _page_error(
+                                f"{name} cannot exceed {MAX_PAGE_SIZE}. To query larger amounts of data with fewer "
+                                "limits, bulk operations should be used instead.",
+                                here,
+                                location,
+                            )
+                        )
+                    elif value is not None and value < 0:
+                        problems.append(_page_error(f"{name} cannot be negative", here, location))
+            if not is_leaf_type(named) and node.selection_set:
+                walk(node.selection_set, named, here)
+
+    root = schema.mutation_type if operation.operation == OperationType.MUTATION else schema.query_type
+    walk(operation.selection_set, root, [])
+    return problems
+
+
+def _page_error(message: str, path: list[str], location: dict) -> dict:
+    error: dict[str, Any] = {"message": message, "path": path, "extensions": {"code": "BAD_REQUEST"}}
+    if location:
+        error["locations"] = [location]
+    return error
+
+
+def bulk_query_problems(schema: GraphQLSchema, document: DocumentNode) -> list[str]:
+    """The bulk operation limits (bulkOperationRunQuery's description and the bulk operations guide): a
+    query, at least one connection, at most five connections, connections nested at most two levels
+    deep, and no top-level node/nodes."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation != OperationType.QUERY:
+        return ["Bulk operations must contain exactly one query operation."]
+    operation = operations[0]
+    fragments = _fragments(document)
+    problems = []
+    connections = 0
+    deepest = 0
+
+    def walk(selection_set, parent, depth: int) -> None:
+        nonlocal connections, deepest
+        for node, definition in _fields(selection_set, parent, fragments, schema):
+            named = get_named_type(definition.type)
+            level = depth
+            if is_connection(named):
+                connections += 1
+                level = depth + 1
+                deepest = max(deepest, level)
+            if not is_leaf_type(named) and node.selection_set:
+                walk(node.selection_set, named, level)
+
+    for node, _definition in _fields(operation.selection_set, schema.query_type, fragments, schema):
+        if node.name.value in ("node", "nodes"):
+            problems.append(f"Bulk queries cannot contain a top-level `{node.name.value}` field.")
+    walk(operation.selection_set, schema.query_type, 0)
+    if connections == 0:
+        problems.append("Bulk queries must contain at least one connection.")
+    if connections > BULK_MAX_CONNECTIONS:
+        problems.append(
+            f"Bulk queries cannot contain more than {BULK_MAX_CONNECTIONS} connections (this one has {connections})."
+        )
+    if deepest > BULK_MAX_DEPTH:
+        problems.append(
+            f"Bulk queries cannot contain connections with a nesting depth greater than {BULK_MAX_DEPTH} "
+            f"(this one nests {deepest} levels)."
+        )
+    return problems
+
+
+def _type_text(type_node) -> str:
+    if type_node.kind == "non_null_type":
+        return f"{_type_text(type_node.type)}!"
+    if type_node.kind == "list_type":
+        return f"[{_type_text(type_node.type)}]"
+    return type_node.name.value
+
+
+MAX_INPUT_ARRAY = 250
+
+
+def _oversized(value: Any, path: list[str]) -> list[str] | None:
+    """The path of the first input array longer than 250 ("Input arguments that accept an array have a
+    maximum size of 250"), or None."""
+    if isinstance(value, list):
+        if len(value) > MAX_INPUT_ARRAY:
+            return path
+        items = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        found = _oversized(item, [*path, str(key)])
+        if found is not None:
+            return found
+    return None
+
+
+def variable_problems(schema: GraphQLSchema, operation: OperationDefinitionNode, variables: dict) -> list[dict]:
+    """Variables coerced against their declared input types; Shopify's INVALID_VARIABLE errors."""
+    errors = []
+    for name, value in variables.items():
+        where = _oversized(value, [name])
+        if where is not None:
+            errors.append(
+                {
+                    "message": f"The input array size at ${'.'.join(where)} is greater than the maximum allowed of "
+                    f"{MAX_INPUT_ARRAY}.",
+                    "extensions": {"code": "MAX_INPUT_SIZE_EXCEEDED"},
+                }
+            )
+    if errors:
+        return errors
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        type_ = type_from_ast(schema, definition.type)
+        declared = _type_text(definition.type)
+        if type_ is None or not is_input_type(type_):
+            continue  # reported by validation
+        problems: list[dict] = []
+
+        def on_error(error, path, problems=problems):
+            explanation = error.message
+            match = re.match(r"Expected value of type '(\w+)' not to include unknown field '(\w+)'", explanation)
+            if match:
+                explanation = f"Field is not defined on {match.group(1)}"
+                path = [*path, match.group(2)]
+            match = re.match(r"Expected value of type '(\w+)' to include required field '(\w+)'", explanation)
+            if match:
+                explanation = "Expected value to not be null"
+                path = [*path, match.group(2)]
+            problems.append({"path": [str(p) for p in path], "explanation": explanation})
+
+        if name not in variables:
+            if isinstance(type_, GraphQLNonNull) and definition.default_value is None:
+                problems.append({"path": [], "explanation": "Expected value to not be null"})
+        else:
+            validate_input_value(variables[name], type_, on_error)
+        if problems:
+            where = " for " + ".".join(problems[0]["path"]) if problems[0]["path"] else ""
+            errors.append(
+                {
+                    "message": f"Variable ${name} of type {declared} was provided invalid value{where} "
+                    f"({problems[0]['explanation']})",
+                    "locations": [
+                        {"line": definition.loc.start_token.line, "column": definition.loc.start_token.column}
+                    ]
+                    if definition.loc
+                    else [],
+                    "extensions": {"code": "INVALID_VARIABLE", "value": variables.get(name), "problems": problems},
+                }
+            )
+    return errors
+
+
+SHIPPING_METHODS = [("Standard", "STANDARD"), ("Express", "EXPRESS"), ("Economy", "ECONOMY")]
+
+
+def catalog_entry(sku: str) -> dict:
+    """One product variant of the shop's catalog: its ids are derived from the SKU (stable across runs)."""
+    variant, item = variant_ids(sku)
+    number = int(_numeric(variant)) - 40_000_000
+    return {
+        "sku": sku,
+        "variant": variant,
+        "item": item,
+        "product": f"gid://shopify/Product/{30_000_000 + number}",
+        "title": f"Default Title ({sku})",
+    }
 
 
 class ShopifyState(SandboxState):
     """``pickup_rate``: the share of new orders the buyer chose to collect at the store (local pickup);
-    drawn from a generator of its own so the other orders stay the same for a given seed."""
+    drawn from a generator of its own so the other orders stay the same for a given seed.
+
+    ``catalog``: the shop's product variants by SKU, whether or not anyone ordered them (every known
+    sandbox SKU; ordered SKUs join it; admin calls add and remove). ``inventory_items``: the available
+    quantity last set per inventory item GID at the shop's location."""
 
     def __init__(self, *, pickup_rate: float = 0.0, **options):
         self.pickup_rate = pickup_rate
         super().__init__(**options)
 
     def reset(self) -> None:
+        from channels.sandbox.base import SKU_CODES, UNKNOWN_SKUS
+
         super().reset()
         self.pickup_rng = random.Random(self.seed + 1)
+        self.catalog: dict[str, dict] = {sku: catalog_entry(sku) for sku in [*SKU_CODES, *UNKNOWN_SKUS]}
+        self.inventory_items: dict[str, int] = {}
 
     def order_id_for(self, number: int) -> str:
         return str(5_000_000_000_000 + number)
@@ -177,7 +515,21 @@ class ShopifyState(SandboxState):
                 if chosen is None and self.pickup_rate and self.pickup_rng.random() < self.pickup_rate:
                     chosen = STORE_LOCATION_ID
                 order.pickup_location = chosen or ""
+                for line in order.lines:
+                    self.catalog.setdefault(line.sku, catalog_entry(line.sku))
         return made
+
+    def summary(self) -> dict:
+        with self.lock:
+            return {**super().summary(), "catalog": len(self.catalog), "inventory_items": dict(self.inventory_items)}
+
+
+def order_email(order: SandboxOrder) -> str:
+    return getattr(order, "email", None) or f"buyer{order.number}@example.com"
+
+
+def order_shipping(order: SandboxOrder) -> tuple[str, str]:
+    return getattr(order, "shipping_method", None) or SHIPPING_METHODS[order.number % len(SHIPPING_METHODS)]
 
 
 class ShopifySandbox(SandboxApp):
@@ -222,6 +574,8 @@ class ShopifySandbox(SandboxApp):
             ("POST", "/admin/api/{version}/graphql.json", self.graphql),
             ("GET", "/_sandbox/bulk/{name}", self.bulk_download),
             ("POST", "/_sandbox/webhooks", self.admin_webhooks),
+            ("POST", "/_sandbox/catalog", self.admin_catalog),
+            ("POST", "/_sandbox/orders/{order_id}/edit", self.admin_edit_order),
         ]
 
     def server_error(self) -> Response:
@@ -232,6 +586,52 @@ class ShopifySandbox(SandboxApp):
         self.webhook_url = data.get("url", self.webhook_url)
         self.webhook_secret = data.get("secret", self.webhook_secret)
         return Response(200, {"url": self.webhook_url})
+
+    def admin_catalog(self, request: Request) -> Response:
+        """{"add": [sku, …], "remove": [sku, …]}: products the merchant creates or deletes."""
+        data = request.json()
+        with self.state.lock:
+            for sku in data.get("add") or []:
+                self.state.catalog.setdefault(str(sku), catalog_entry(str(sku)))
+            for sku in data.get("remove") or []:
+                self.state.catalog.pop(str(sku), None)
+            return Response(200, {"catalog": len(self.state.catalog)})
+
+    def admin_edit_order(self, request: Request, order_id: str) -> Response:
+        """What a merchant changes on an order in the Shopify admin after it was placed (bumps updatedAt):
+        {"address": {line1, line2, city, region, postal_code, country_code, phone}, "buyer_name", "email",
+        "shipping_method": [title, code], "lines": {line_id: {"sku", "unit_price"}}}."""
+        data = request.json()
+        with self.state.lock:
+            order = self.state.orders.get(order_id)
+            if order is None:
+                return Response(404, {"errors": "Not Found"})
+            if order.status in ("shipped", "cancelled"):
+                return Response(422, {"errors": f"order is {order.status}"})
+            unknown = set(data.get("address") or {}) - set(order.address)
+            if unknown:
+                return Response(400, {"errors": f"unknown address fields {sorted(unknown)}"})
+            order.address.update({k: str(v) for k, v in (data.get("address") or {}).items()})
+            if data.get("buyer_name"):
+                order.buyer_name = str(data["buyer_name"])
+            if data.get("email"):
+                order.email = str(data["email"])
+            if data.get("shipping_method"):
+                order.shipping_method = tuple(data["shipping_method"])
+            lines = {line.line_id: line for line in order.lines}
+            for line_id, change in (data.get("lines") or {}).items():
+                line = lines.get(str(line_id))
+                if line is None:
+                    return Response(400, {"errors": f"no line {line_id}"})
+                if "sku" in change:
+                    line.sku = str(change["sku"])
+                    self.state.catalog.setdefault(line.sku, catalog_entry(line.sku))
+                if "unit_price" in change:
+                    line.unit_price = Decimal(str(change["unit_price"]))
+            # An edit always moves updatedAt on (to the second, as Shopify sends it).
+            self.state.last_stamp = max(self.state.last_stamp, order.updated_at + timedelta(seconds=1))
+            self.state.touch(order)
+            return Response(200, {"order_id": order_id, "updatedAt": iso_z(order.updated_at)})
 
     # --- the endpoint --------------------------------------------------------------------------
 
@@ -277,17 +677,58 @@ class ShopifySandbox(SandboxApp):
             return Response(200, {"errors": [_error(exc, "PARSE_ERROR")]}, headers=headers)
         problems = validate(schema, document)
         if problems:
-            return Response(
-                200, {"errors": [_error(p, "GRAPHQL_VALIDATION_FAILED") for p in problems]}, headers=headers
-            )
+            with self.state.lock:
+                self.state.contract_violations.append(
+                    {"method": "POST", "path": request.path, "violations": [p.message for p in problems]}
+                )
+            return Response(200, {"errors": [_error(p, validation_code(p.message)) for p in problems]}, headers=headers)
+        if not isinstance(variables, dict):
+            error = {"message": "Variables must be an object", "extensions": {"code": "INVALID_VARIABLE"}}
+            return Response(200, {"errors": [error]}, headers=headers)
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        operation = next((o for o in operations if o.name and o.name.value == body.get("operationName")), operations[0])
-        cost = query_cost(operation, variables)
-        if cost > 1000:
+        wanted = body.get("operationName")
+        operation = next((o for o in operations if o.name and o.name.value == wanted), None)
+        if operation is None and (wanted or len(operations) > 1):
             error = {
-                "message": f"Query cost is {cost}, which exceeds the single query max cost limit (1000).",
-                "extensions": {"code": "MAX_COST_EXCEEDED", "cost": cost, "maxCost": 1000},
+                "message": f"No operation named {wanted!r}" if wanted else "An operation name is required",
+                "extensions": {"code": "BAD_REQUEST"},
             }
+            return Response(200, {"errors": [error]}, headers=headers)
+        operation = operation or operations[0]
+        invalid = variable_problems(schema, operation, variables)
+        if invalid:
+            with self.state.lock:
+                self.state.contract_violations.append(
+                    {"method": "POST", "path": request.path, "violations": [e["message"] for e in invalid]}
+                )
+            return Response(200, {"errors": invalid}, headers=headers)
+        coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
+        coerced = coerced.coerced if hasattr(coerced, "coerced") else {}
+        sizes = page_size_problems(schema, document, operation, coerced)
+        if sizes:
+            with self.state.lock:
+                self.state.contract_violations.append(
+                    {"method": "POST", "path": request.path, "violations": [e["message"] for e in sizes]}
+                )
+            return Response(200, {"errors": sizes}, headers=headers)
+        cost = requested_cost(schema, document, operation, coerced)
+        if cost > MAX_QUERY_COST:
+            error = {
+                "message": f"Query cost is {cost}, which exceeds the single query max cost limit ({MAX_QUERY_COST})."
+                "\n\nSee https://shopify.dev/docs/api/usage/rate-limits for more information on how the cost of a "
+                "query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk operations should "
+                "be used instead.",
+                "extensions": {
+                    "code": "MAX_COST_EXCEEDED",
+                    "cost": cost,
+                    "maxCost": MAX_QUERY_COST,
+                    "documentation": "https://shopify.dev/api/usage/rate-limits",
+                },
+            }
+            with self.state.lock:
+                self.state.contract_violations.append(
+                    {"method": "POST", "path": request.path, "violations": [error["message"]]}
+                )
             return Response(200, {"errors": [error]}, headers=headers)
         if not self._take(cost):
             throttled = {
@@ -400,6 +841,7 @@ class ShopifySandbox(SandboxApp):
         owed = sum(line.quantity - line.cancelled for line in order.lines)
         first, _, last = order.buyer_name.partition(" ")
         fulfillment_order = self._fulfillment_order(order)
+        shipping = order_shipping(order)
         return {
             "id": f"gid://shopify/Order/{order.order_id}",
             "legacyResourceId": order.order_id,
@@ -408,19 +850,22 @@ class ShopifySandbox(SandboxApp):
             "updatedAt": iso_z(order.updated_at),
             "processedAt": iso_z(order.created_at),
             "cancelledAt": iso_z(order.updated_at) if order.status == "cancelled" else None,
-            "cancelReason": CANCEL_REASONS.get(order.cancel_reason, "OTHER") if order.status == "cancelled" else None,
+            "cancelReason": _cancel_reason(order) if order.status == "cancelled" else None,
             "closed": order.status in ("cancelled", "shipped"),
             "displayFinancialStatus": "PAID" if order.paid else "PENDING",
             "displayFulfillmentStatus": "FULFILLED"
             if owed and shipped >= owed
             else ("PARTIALLY_FULFILLED" if shipped else "UNFULFILLED"),
             "currencyCode": currency,
-            "email": "buyer@example.com",
+            "email": order_email(order),
+            "phone": None,
             "totalPriceSet": _money(total, currency),
+            "shippingLine": {"title": shipping[0], "code": shipping[1], "source": "shopify"},
             "shippingAddress": {
                 "name": order.buyer_name,
                 "firstName": first,
                 "lastName": last,
+                "company": None,
                 "address1": order.address["line1"],
                 "address2": order.address["line2"] or None,
                 "city": order.address["city"],
@@ -454,6 +899,10 @@ class ShopifySandbox(SandboxApp):
             "order": lambda info, id: (lambda o: self.render(o) if o else None)(self._find(id, "Order")),
             "bulkOperation": lambda info, id: self._bulk_status(id),
             "job": lambda info, id: self.jobs.get(id),
+            "productVariants": self._product_variants,
+            "fulfillmentOrder": lambda info, id: (lambda o: self._fulfillment_order(o) if o else None)(
+                self._find(id, "FulfillmentOrder")
+            ),
             "location": lambda info, id: {"id": id, "name": LOCATIONS[id]} if id in LOCATIONS else None,
             "shop": {
                 "name": "Waybill Sandbox",
@@ -461,6 +910,24 @@ class ShopifySandbox(SandboxApp):
                 "myshopifyDomain": "waybill-sandbox.myshopify.com",
             },
         }
+
+    def _product_variants(self, info, first=None, after=None, query=None, **_):
+        terms = search_terms(query or "")
+        with self.state.lock:
+            entries = sorted(self.state.catalog.values(), key=lambda e: int(_numeric(e["variant"])))
+            chosen = [e for e in entries if any(all(_term_matches(e, t) for t in group) for group in terms)]
+            nodes = [
+                {
+                    "id": e["variant"],
+                    "sku": e["sku"],
+                    "title": e["title"],
+                    "displayName": e["title"],
+                    "inventoryItem": {"id": e["item"], "sku": e["sku"], "tracked": True},
+                    "product": {"id": e["product"], "title": e["title"]},
+                }
+                for e in chosen
+            ]
+        return _connection(nodes, first, after, info.context["bulk"])
 
     def _orders(
         self,
@@ -794,12 +1261,24 @@ class ShopifySandbox(SandboxApp):
                     "inventoryAdjustmentGroup": None,
                     "userErrors": [{"field": ["input", "name"], "message": "Invalid name", "code": "INVALID_NAME"}],
                 }
-            by_item = {variant_ids(sku)[1]: sku for sku in self._known_skus()}
+            by_item = {entry["item"]: sku for sku, entry in self.state.catalog.items()}
             changes = []
             errors = []
+            seen: set[tuple[str, str]] = set()
             for index, quantity in enumerate(input["quantities"]):
                 sku = by_item.get(quantity["inventoryItemId"])
                 field = ["input", "quantities", str(index)]
+                pair = (quantity["inventoryItemId"], quantity["locationId"])
+                if pair in seen:
+                    errors.append(
+                        {
+                            "field": [*field, "inventoryItemId"],
+                            "message": "The combination of inventoryItemId and locationId must be unique.",
+                            "code": "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
+                        }
+                    )
+                    continue
+                seen.add(pair)
                 if sku is None:
                     errors.append(
                         {
@@ -842,6 +1321,7 @@ class ShopifySandbox(SandboxApp):
             for sku, quantity in changes:
                 before = self.state.inventory.get(sku, 0)
                 self.state.inventory[sku] = quantity["quantity"]
+                self.state.inventory_items[quantity["inventoryItemId"]] = quantity["quantity"]
                 self.state.inventory_log.append(
                     {"sku": sku, "quantity": quantity["quantity"], "at": time.time(), "key": key}
                 )
@@ -867,11 +1347,6 @@ class ShopifySandbox(SandboxApp):
             self.idempotency[key] = (fingerprint, result)
             return result
 
-    def _known_skus(self) -> set[str]:
-        from channels.sandbox.base import SKU_CODES, UNKNOWN_SKUS
-
-        return set(SKU_CODES) | set(UNKNOWN_SKUS) | {line.sku for o in self.state.orders.values() for line in o.lines}
-
     # --- bulk operations -----------------------------------------------------------------------
 
     def _bulk_run(self, info, query, groupObjects=False):
@@ -884,11 +1359,16 @@ class ShopifySandbox(SandboxApp):
                     {"field": ["query"], "message": f"Invalid bulk query: {exc.message}", "code": "INVALID"}
                 ],
             }
-        problems = validate(shopify_schema(), document)
+        problems = [p.message for p in validate(shopify_schema(), document)]
+        problems = problems or bulk_query_problems(shopify_schema(), document)
         if problems:
+            with self.state.lock:
+                self.state.contract_violations.append(
+                    {"method": "POST", "path": "bulkOperationRunQuery(query:)", "violations": problems}
+                )
             return {
                 "bulkOperation": None,
-                "userErrors": [{"field": ["query"], "message": problems[0].message, "code": "INVALID"}],
+                "userErrors": [{"field": ["query"], "message": message, "code": "INVALID"} for message in problems],
             }
         running = [b for b in self.bulk_operations.values() if b["status"] in ("CREATED", "RUNNING")]
         if len(running) >= 5:
@@ -964,7 +1444,22 @@ class ShopifySandbox(SandboxApp):
             "created_at": local(order.created_at),
             "updated_at": local(order.updated_at),
             "cancelled_at": local(order.updated_at) if order.status == "cancelled" else None,
-            "cancel_reason": "customer" if order.status == "cancelled" else None,
+            "cancel_reason": _cancel_reason(order).lower() if order.status == "cancelled" else None,
+            "email": order_email(order),
+            "phone": None,
+            "shipping_address": {
+                "name": order.buyer_name,
+                "address1": order.address["line1"],
+                "address2": order.address["line2"] or None,
+                "city": order.address["city"],
+                "province_code": order.address["region"],
+                "zip": order.address["postal_code"],
+                "country_code": order.address["country_code"],
+                "phone": order.address["phone"],
+            },
+            "shipping_lines": [
+                {"title": order_shipping(order)[0], "code": order_shipping(order)[1], "source": "shopify"}
+            ],
             "financial_status": "paid" if order.paid else "pending",
             "fulfillment_status": "fulfilled" if owed and shipped >= owed else ("partial" if shipped else None),
             "currency": order.currency,
@@ -1040,6 +1535,47 @@ def _flatten(value: Any, parent: str | None, rows: list[dict]) -> None:
         rows.append(row)
         for child in children:
             _flatten(child, node.get("id"), rows)
+
+
+_SEARCH_TOKEN = re.compile(r'\s*(?:(OR|AND)\b|(?:(\w+):)?("(?:[^"\\]|\\.)*"|[^\s()]+))')
+
+
+def search_terms(query: str) -> list[list[tuple[str, str]]]:
+    """Shopify search syntax as disjunctive groups of (field, value) terms: ``sku:"A-1" OR sku:B``;
+    terms side by side are ANDed; a double-quoted value keeps spaces, hyphens and colons, with
+    backslash escapes. An empty query matches everything."""
+    groups: list[list[tuple[str, str]]] = [[]]
+    position = 0
+    text = query.strip()
+    while position < len(text):
+        match = _SEARCH_TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            break
+        position = match.end()
+        connective, field, value = match.groups()
+        if connective == "OR":
+            groups.append([])
+            continue
+        if connective == "AND" or value is None:
+            continue
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        groups[-1].append(((field or "default").lower(), value))
+    return [group for group in groups if group] or [[]]
+
+
+def _term_matches(entry: dict, term: tuple[str, str]) -> bool:
+    field, value = term
+    if field == "sku":
+        return entry["sku"].lower() == value.lower()
+    if field == "default":
+        return value.lower() in entry["sku"].lower() or value.lower() in entry["title"].lower()
+    return False
+
+
+def _cancel_reason(order: SandboxOrder) -> str:
+    reason = order.cancel_reason
+    return reason if reason in CANCEL_REASON_VALUES else CANCEL_REASONS.get(reason, "OTHER")
 
 
 def _error(error: GraphQLError, code: str) -> dict:

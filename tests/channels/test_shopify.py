@@ -116,21 +116,27 @@ def test_unpaid_order_is_pending_then_open_when_paid(shopify_sandbox, shopify_ac
 def test_bulk_jsonl_children_in_any_order_are_joined_on_parent_id():
     # given: children before their parents
     rows = [
-        {
-            "id": "gid://shopify/FulfillmentOrderLineItem/9",
-            "remainingQuantity": 1,
-            "__parentId": "gid://shopify/FulfillmentOrder/5",
-        },
-        {"id": "gid://shopify/LineItem/7", "sku": "A", "__parentId": "gid://shopify/Order/1"},
         {"id": "gid://shopify/FulfillmentOrder/5", "status": "OPEN", "__parentId": "gid://shopify/Order/1"},
+        {"id": "gid://shopify/LineItem/7", "sku": "A", "__parentId": "gid://shopify/Order/1"},
         {"id": "gid://shopify/Order/1", "name": "#1"},
+        {"id": "gid://shopify/LineItem/8", "sku": "B", "__parentId": "gid://shopify/Order/1"},
     ]
     # when
     (order,) = assemble_bulk_orders("\n".join(json.dumps(r) for r in rows))
+    # then: the shape of a completed list page's order
+    assert [n["id"] for n in order["lineItems"]["nodes"]] == ["gid://shopify/LineItem/7", "gid://shopify/LineItem/8"]
+    assert order["lineItems"]["pageInfo"] == {"hasNextPage": False, "endCursor": None}
+    assert [n["id"] for n in order["fulfillmentOrders"]["nodes"]] == ["gid://shopify/FulfillmentOrder/5"]
+
+
+def test_bulk_jsonl_with_an_orphan_row_is_refused_not_ingested_short():
+    # given: a line item whose order is not in the file (a cut download)
+    rows = [{"id": "gid://shopify/LineItem/7", "sku": "A", "__parentId": "gid://shopify/Order/404"}]
     # then
-    assert [n["id"] for n in order["lineItems"]["nodes"]] == ["gid://shopify/LineItem/7"]
-    fo = order["fulfillmentOrders"]["nodes"][0]
-    assert [n["id"] for n in fo["lineItems"]["nodes"]] == ["gid://shopify/FulfillmentOrderLineItem/9"]
+    from channels.connectors.base import ChannelError
+
+    with pytest.raises(ChannelError, match="parent"):
+        assemble_bulk_orders(json.dumps(rows[0]))
 
 
 # --- webhooks -----------------------------------------------------------------------------------
