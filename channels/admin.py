@@ -92,6 +92,7 @@ class ChannelAccountAdminForm(forms.ModelForm):
             "buffer_value",
             "sync_interval_seconds",
             "sync_cursor",
+            "buyer_cancel_policy",
         )
 
     def clean_new_credentials(self) -> dict | None:
@@ -144,6 +145,7 @@ class ChannelAccountAdmin(ChannelAdminOnlyMixin, admin.ModelAdmin):
             {"fields": ("handling_time_days", "cutoff_time", "timezone")},
         ),
         ("Inventory", {"fields": ("eligible_locations", "buffer_policy", "buffer_value")}),
+        ("Orders", {"fields": ("buyer_cancel_policy",)}),
         (
             "Sync",
             {"fields": ("sync_interval_seconds", "sync_cursor", "last_synced_at", "sync_lag_seconds")},

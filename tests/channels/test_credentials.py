@@ -183,6 +183,7 @@ def test_admin_saves_new_credentials_through_the_service(client, settings):
         "sync_interval_seconds": "60",
         "sync_cursor_0": "",
         "sync_cursor_1": "",
+        "buyer_cancel_policy": "review",
     }
     # when
     response = client.post(url, form)
@@ -190,6 +191,7 @@ def test_admin_saves_new_credentials_through_the_service(client, settings):
     assert response.status_code == 302, response.content.decode()[:2000]
     account.refresh_from_db()
     assert channel_account_get_credentials(account=account) == {"access_token": SECRET}
+    assert account.buyer_cancel_policy == "review"
     assert ChannelAccountEvent.objects.get(account=account).actor == "root"
 
 
