@@ -14,7 +14,7 @@ from django.dispatch import receiver
 from channels.connectors import connector_class
 from channels.outbox import cancellation_enqueue, pickup_ready_enqueue, ship_confirmation_enqueue
 from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
-from orders.models import Order, OrderEvent, OrderLine
+from orders.models import CancelInitiator, Order, OrderEvent, OrderLine
 from orders.signals import order_lines_cancelled
 
 # Ship-confirmation carrier for a store pickup: channels that take a pickup confirmation accept "Other".
@@ -25,6 +25,16 @@ def _channel_order(order_id: int) -> Order | None:
     order = Order.objects.select_related("account").get(pk=order_id)
     # Marketplace-fulfilled orders are the marketplace's to confirm.
     return None if order.marketplace_fulfilled else order
+
+
+def _whole_order_buyer_cancel(order: Order, initiator: str, reason: str) -> bool:
+    """A buyer's accepted cancel request on a channel that cancels whole orders only (eBay): every line
+    cancelled in the accepting transaction goes into one cancellation of all open lines (queued once),
+    which the channel applies by approving the buyer's request, instead of one refused message per line."""
+    if initiator != CancelInitiator.BUYER or not connector_class(order.account.kind).cancels_whole_orders_only:
+        return False
+    cancellation_enqueue(order=order, lines=[], reason=_reason_code(reason), dedupe_key="buyer-request")
+    return True
 
 
 @receiver(shipment_shipped, dispatch_uid="channels.ship_confirmation")
@@ -65,12 +75,12 @@ def queue_ship_confirmation(sender, *, shipment_id: int, order_id: int, event_id
 def queue_line_cancellation(
     sender, *, shipment_id: int, order_id: int, order_line_id: int, quantity: int, reason: str, event_id: int, **kwargs
 ) -> None:
-    actor = OrderEvent.objects.values_list("actor", flat=True).get(pk=event_id)
+    actor, data = OrderEvent.objects.values_list("actor", "data").get(pk=event_id)
     if actor.startswith("sync:"):
         # The channel cancelled it and the sync applied it: telling the channel again would double it.
         return
     order = _channel_order(order_id)
-    if order is None:
+    if order is None or _whole_order_buyer_cancel(order, (data or {}).get("initiator", ""), reason):
         return
     # Read in the cancelling transaction: the line already counts these units cancelled.
     external_line_id, ordered, cancelled = OrderLine.objects.values_list(
@@ -87,7 +97,7 @@ def queue_line_cancellation(
 
 @receiver(order_lines_cancelled, dispatch_uid="channels.order_lines_cancellation")
 def queue_order_lines_cancellation(
-    sender, *, order_id: int, lines: list[tuple[int, int]], reason: str, event_id: int, **kwargs
+    sender, *, order_id: int, lines: list[tuple[int, int]], reason: str, event_id: int, initiator: str = "", **kwargs
 ) -> None:
     """Units Waybill cancelled before routing them (e.g. a buyer's cancel request accepted): one cancellation
     for the lines, as a shipment line cancel queues it."""
@@ -95,7 +105,7 @@ def queue_order_lines_cancellation(
     if actor.startswith("sync:"):
         return  # the channel's own cancellation, applied by the sync
     order = _channel_order(order_id)
-    if order is None:
+    if order is None or _whole_order_buyer_cancel(order, initiator, reason):
         return
     rows = {
         pk: (external_id, ordered, cancelled)

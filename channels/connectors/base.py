@@ -495,6 +495,10 @@ class Connector:
     # product and SKU id), which must be resolved from the SKU before a first push.
     push_needs_listing_ids: ClassVar[bool] = False
 
+    # True where the channel cancels whole orders only (eBay's Post-Order API): a buyer's accepted cancel
+    # request reaches it as one cancellation of every open line, not one per line.
+    cancels_whole_orders_only: ClassVar[bool] = False
+
     def resolve_listings(self, channel_skus: list[str]) -> dict[str, ListingIds]:
         """Look the SKUs up at the channel: {channel SKU: its ids} for those found; absent ones are
         not listed there (the caller opens a "listing not found at channel" case)."""

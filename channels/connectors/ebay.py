@@ -128,6 +128,8 @@ class EbayConnector(Connector):
     # An absolute quantity can be sent twice without harm.
     idempotent_kinds = frozenset({"inventory"})
     page_size: ClassVar[int] = 200
+    # The Post-Order API cancels whole orders: a buyer's accepted request is one cancellation.
+    cancels_whole_orders_only: ClassVar[bool] = True
 
     # --- auth ----------------------------------------------------------------------------------
 

@@ -1,7 +1,6 @@
 """Changes after the first ingest, TikTok side: an order first seen UNPAID has no ship-by until payment,
 then AWAITING_SHIPMENT with rts_sla_time and a later update_time; an address the buyer edits comes with
-its phone. The connector-level tests pass on their own; the order-level ones need the ingest to apply
-changes to an order already stored (issue 13 item 3, orders/services/ingest.py) and are marked so."""
+its phone. The order-level tests follow the change from the sync to the stored order."""
 
 from __future__ import annotations
 
@@ -15,10 +14,6 @@ from channels.sync import sync_account_run
 from orders.models import Order, OrderStatus
 
 pytestmark = pytest.mark.django_db
-
-NEEDS_INGEST_UPDATES = pytest.mark.xfail(
-    reason="needs the ingest update path of issue 13 item 3 (orders/services/ingest.py)", strict=False
-)
 
 
 def _unpaid(sandbox):
@@ -79,7 +74,6 @@ def test_an_edited_address_is_parsed_with_its_phone_and_the_rest_of_the_order(ti
     ]
 
 
-@NEEDS_INGEST_UPDATES
 def test_an_order_first_ingested_unpaid_gets_its_ship_by_once_paid(tiktok_sandbox, tiktok_account, skus):
     # given
     made = _unpaid(tiktok_sandbox)
@@ -95,7 +89,6 @@ def test_an_order_first_ingested_unpaid_gets_its_ship_by_once_paid(tiktok_sandbo
     assert order.ship_by == made.ship_by.replace(microsecond=0)
 
 
-@NEEDS_INGEST_UPDATES
 def test_an_address_edited_after_ingest_reaches_the_order(tiktok_sandbox, tiktok_account, skus):
     # given
     (made,) = tiktok_sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
