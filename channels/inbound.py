@@ -517,24 +517,22 @@ def _reread(event: InboundEvent, connector: Connector, actor: str) -> tuple[Inbo
             account=event.account, connector=connector, external_id=event.external_id, actor=actor
         )
     except ChannelError as exc:
-        note = f"Re-read from the channel failed ({actor}): {exc}"
-        InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.FAILED).update(
-            error=f"{note}{EARLIER}{_first_error(event.error)}"[:4000],
-            attempts=F("attempts") + 1,
-            processed_at=timezone.now(),
-        )
-        event.refresh_from_db()
+        _reread_failed(event, f"Re-read from the channel failed ({actor}): {exc}")
         return event, exc
     event.refresh_from_db()
     if event.status == InboundStatus.FAILED and fresh.pk != event.pk:
-        note = f"Re-read from the channel as event #{fresh.pk}, which failed too: {fresh.error}"
-        InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.FAILED).update(
-            error=f"{note[:2000]}{EARLIER}{_first_error(event.error)}"[:4000],
-            attempts=F("attempts") + 1,
-            processed_at=timezone.now(),
-        )
-        event.refresh_from_db()
+        _reread_failed(event, f"Re-read from the channel as event #{fresh.pk}, which failed too: {fresh.error}"[:2000])
     return event, None
+
+
+def _reread_failed(event: InboundEvent, note: str) -> None:
+    """Note on a still-failed event why the re-read did not help (its first error kept), one more attempt."""
+    InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.FAILED).update(
+        error=f"{note}{EARLIER}{_first_error(event.error)}"[:4000],
+        attempts=F("attempts") + 1,
+        processed_at=timezone.now(),
+    )
+    event.refresh_from_db()
 
 
 def inbound_event_reprocess(*, event: InboundEvent, connector: Connector, actor: str) -> InboundEvent:

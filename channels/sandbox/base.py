@@ -391,6 +391,9 @@ class SandboxApp:
         self.state = state or SandboxState(prefix=self.order_prefix())
         self.options = options
         self.base_url = ""
+        # The SKUs the channel lists for the seller, ordered or not (every known sandbox SKU to begin with);
+        # a sandbox that routes admin_catalog lets the seller list and delist them.
+        self.catalog: set[str] = set(SKU_CODES)
         self._routes: list[tuple[str, list[str], Callable[..., Response]]] = []
         for method, pattern, handler in [*self.admin_routes(), *self.routes()]:
             self._routes.append((method, pattern.strip("/").split("/"), handler))
@@ -477,6 +480,26 @@ class SandboxApp:
     def admin_reset(self, request: Request) -> Response:
         self.state.reset()
         return Response(200, {"reset": True})
+
+    def admin_catalog(self, request: Request) -> Response:
+        """{"add": [sku, …], "remove": [sku, …]}: the seller lists or delists SKUs at the channel."""
+        data = request.json()
+        with self.state.lock:
+            self.catalog |= {str(s) for s in data.get("add") or []}
+            self.catalog -= {str(s) for s in data.get("remove") or []}
+            return Response(200, {"catalog": len(self.catalog)})
+
+    def admin_edit(self, request: Request) -> Response:
+        """An order edited at the channel after creation (``sandbox_order_edit``), answered as the channel
+        renders the order (``render_edited``)."""
+        edited = sandbox_order_edit(self.state, request.json())
+        if isinstance(edited, str):
+            return Response(400, {"error": edited})
+        with self.state.lock:
+            return Response(200, self.render_edited(edited))
+
+    def render_edited(self, order: SandboxOrder) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not route admin_edit")
 
     def before(self, request: Request) -> Response | None:
         """Faults that apply to every channel call (not to the admin endpoints)."""

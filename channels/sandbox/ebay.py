@@ -36,14 +36,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
 from channels.sandbox.base import (
-    SKU_CODES,
     Request,
     Response,
     SandboxApp,
     SandboxOrder,
     SandboxState,
     TokenBucket,
-    sandbox_order_edit,
 )
 from channels.sandbox.contract import ContractViolation
 
@@ -167,8 +165,6 @@ class EbaySandbox(SandboxApp):
         # orderId -> cancel requests (CancelRequest of the fulfillment model), buyer's and seller's
         self.cancel_requests: dict[str, list[dict]] = {}
         self.approvals: list[str] = []
-        # The SKUs the seller has inventory items for at eBay, ordered or not.
-        self.catalog: set[str] = set(SKU_CODES)
 
     def routes(self):
         return [
@@ -213,19 +209,8 @@ class EbaySandbox(SandboxApp):
             self.state.touch(order)
             return Response(200, requested)
 
-    def admin_catalog(self, request: Request) -> Response:
-        data = request.json()
-        with self.state.lock:
-            self.catalog |= {str(s) for s in data.get("add") or []}
-            self.catalog -= {str(s) for s in data.get("remove") or []}
-            return Response(200, {"catalog": len(self.catalog)})
-
-    def admin_edit(self, request: Request) -> Response:
-        edited = sandbox_order_edit(self.state, request.json())
-        if isinstance(edited, str):
-            return Response(400, {"error": edited})
-        with self.state.lock:
-            return Response(200, self.render(edited, detail=True))
+    def render_edited(self, order: SandboxOrder) -> Any:
+        return self.render(order, detail=True)
 
     # --- the published models and their prose -----------------------------------------------------
 

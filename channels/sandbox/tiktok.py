@@ -46,7 +46,6 @@ from typing import Any
 
 from channels.sandbox import tiktok_contract
 from channels.sandbox.base import (
-    SKU_CODES,
     Request,
     Response,
     SandboxApp,
@@ -154,8 +153,6 @@ class TikTokSandbox(SandboxApp):
         # cancel id -> the buyer's or seller's cancellation record
         self.cancel_records: dict[str, dict] = {}
         self.approvals: dict[str, str] = {}  # idempotency key -> cancel id
-        # Seller SKUs listed in the shop (one product each): every known SKU, ordered or not.
-        self.catalog: set[str] = set(SKU_CODES)
         self.updated_addresses: set[str] = set()
         self.bad_signs = 0
         self.state.on_change = self._on_change
@@ -384,13 +381,6 @@ class TikTokSandbox(SandboxApp):
             self.updated_addresses.add(order.order_id)
             self._bump(order, "address")
         return Response(200, {"order_id": order.order_id})
-
-    def admin_catalog(self, request: Request) -> Response:
-        data = request.json()
-        with self.state.lock:
-            self.catalog -= set(data.get("remove") or [])
-            self.catalog |= set(data.get("add") or [])
-            return Response(200, {"listed": len(self.catalog)})
 
     # --- rendering -----------------------------------------------------------------------------
 

@@ -29,6 +29,13 @@ ID = {"type": "string", "pattern": "^[0-9]{1,32}$"}
 UNIX_SECONDS = {"type": "integer", "minimum": 0, "maximum": 99_999_999_999}
 PAGE_SIZE = {"type": "integer", "minimum": 1, "maximum": 100}
 PAGE_TOKEN = {"type": "string", "maxLength": 1024}
+# The query of a paged, sorted search (orders, cancellations).
+SEARCH_QUERY = {
+    "page_size": (PAGE_SIZE, True),
+    "page_token": (PAGE_TOKEN, False),
+    "sort_field": ({"enum": ["create_time", "update_time"]}, False),
+    "sort_order": ({"enum": ["ASC", "DESC"]}, False),
+}
 
 ORDER_STATUSES = [
     "UNPAID",
@@ -128,12 +135,7 @@ OPERATIONS: dict[tuple[str, str], TikTokOperation] = {
         TikTokOperation(
             "POST",
             "/order/202309/orders/search",
-            query={
-                "page_size": (PAGE_SIZE, True),
-                "page_token": (PAGE_TOKEN, False),
-                "sort_field": ({"enum": ["create_time", "update_time"]}, False),
-                "sort_order": ({"enum": ["ASC", "DESC"]}, False),
-            },
+            query=SEARCH_QUERY,
             body=_object(
                 {
                     "order_status": {"enum": ORDER_STATUSES},
@@ -195,12 +197,7 @@ OPERATIONS: dict[tuple[str, str], TikTokOperation] = {
         TikTokOperation(
             "POST",
             "/return_refund/202309/cancellations/search",
-            query={
-                "page_size": (PAGE_SIZE, True),
-                "page_token": (PAGE_TOKEN, False),
-                "sort_field": ({"enum": ["create_time", "update_time"]}, False),
-                "sort_order": ({"enum": ["ASC", "DESC"]}, False),
-            },
+            query=SEARCH_QUERY,
             body=_object(
                 {
                     "cancel_ids": _ids(max_items=50),

@@ -37,14 +37,12 @@ from urllib.parse import parse_qs, urlencode
 from jsonschema import Draft4Validator
 
 from channels.sandbox.base import (
-    SKU_CODES,
     Request,
     Response,
     SandboxApp,
     SandboxOrder,
     SandboxState,
     TokenBucket,
-    sandbox_order_edit,
     utcnow,
 )
 from channels.sandbox.contract import ContractViolation, spec
@@ -154,8 +152,6 @@ class WalmartSandbox(SandboxApp):
         self.cancel_intents: dict[str, set[str]] = {}
         # Purchase orders whose customer cancel request the seller accepted: nothing of them ships.
         self.cancel_accepted: set[str] = set()
-        # The SKUs Walmart lists for the seller, ordered or not.
-        self.catalog: set[str] = set(SKU_CODES)
 
     def routes(self):
         return [
@@ -192,19 +188,8 @@ class WalmartSandbox(SandboxApp):
             self.state.touch(order)
             return Response(200, {"purchaseOrderId": order.order_id, "intentToCancel": sorted(wanted)})
 
-    def admin_catalog(self, request: Request) -> Response:
-        data = request.json()
-        with self.state.lock:
-            self.catalog |= {str(s) for s in data.get("add") or []}
-            self.catalog -= {str(s) for s in data.get("remove") or []}
-            return Response(200, {"catalog": len(self.catalog)})
-
-    def admin_edit(self, request: Request) -> Response:
-        edited = sandbox_order_edit(self.state, request.json())
-        if isinstance(edited, str):
-            return Response(400, {"error": edited})
-        with self.state.lock:
-            return Response(200, {"order": self.render(edited)})
+    def render_edited(self, order: SandboxOrder) -> Any:
+        return {"order": self.render(order)}
 
     def server_error(self) -> Response:
         return _error(500, "INTERNAL_SERVER_ERROR.GMP_ORDER_API", "Internal Server Error")

@@ -419,12 +419,16 @@ def orders_pickup_store_set(*, account_id: int, pickup_location_ref: str, locati
 # --- cancellations -------------------------------------------------------------------------------
 
 
+def _cancel_initiator_check(initiator: str) -> None:
+    if initiator not in CancelInitiator.values:
+        raise DomainError(f"unknown cancel initiator {initiator!r}; expected one of {', '.join(CancelInitiator)}")
+
+
 def order_cancel_initiator_set(*, order: Order | int, initiator: str, actor: Actor, reason: str = "") -> Order:
     """Record who the order's cancelled units are charged to (CancelInitiator): the scorecards count the
     seller's cancels apart from the buyer's and the marketplace's. The same initiator again changes nothing."""
     actor_resolve(actor)
-    if initiator not in CancelInitiator.values:
-        raise DomainError(f"unknown cancel initiator {initiator!r}; expected one of {', '.join(CancelInitiator)}")
+    _cancel_initiator_check(initiator)
     order_id = order if isinstance(order, int) else order.pk
     with transaction.atomic():
         locked = _lock_order(order_id)
@@ -457,8 +461,7 @@ def order_lines_cancel(
     actor_resolve(actor)
     if not reason or not reason.strip():
         raise DomainError("cancelling lines needs a reason")
-    if initiator not in CancelInitiator.values:
-        raise DomainError(f"unknown cancel initiator {initiator!r}; expected one of {', '.join(CancelInitiator)}")
+    _cancel_initiator_check(initiator)
     if not quantities:
         raise DomainError("name at least one line and the units to cancel")
     wanted: dict[int, int] = {}

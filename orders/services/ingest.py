@@ -332,21 +332,16 @@ def _new_order_rows(account_id: int, item: IngestOrder, sku_map: dict[str, SkuRe
     return order, address, lines, unmapped
 
 
-# Read with the order row for the update path: every field it compares or writes (a deferred field would
-# cost one query per order when bulk_update reads it).
-_EXISTING_FIELDS = (
-    "id",
-    "account_id",
-    "external_id",
+# The order fields the update path writes (with updated_at).
+_WRITTEN_FIELDS = (
     "status",
-    "source_updated_at",
     "channel_status",
+    "source_updated_at",
     "paid_at",
     "service_level",
     "pickup_location_ref",
     "pickup_location_id",
-    "marketplace_fulfilled",
-    "ship_to_id",
+    "ship_to",
     "ship_by",
     "deliver_by",
     "shipping_method",
@@ -356,8 +351,10 @@ _EXISTING_FIELDS = (
     "cancel_requested_at",
     "cancel_request_reason",
     "cancel_initiator",
-    "on_hold",
 )
+# Read with the order row for the update path: every field it compares or writes (a deferred field would
+# cost one query per order when bulk_update reads it).
+_EXISTING_FIELDS = ("id", "account_id", "external_id", "marketplace_fulfilled", "on_hold", *_WRITTEN_FIELDS)
 
 
 def orders_ingest_batch(
@@ -829,29 +826,7 @@ def _update(existing, known, sku_map, actor, results, now, follow: _FollowUp) ->
             order.ship_to = row
     if touched_addresses:
         ShipToAddress.objects.bulk_update(touched_addresses, list(ADDRESS_FIELDS))
-    Order.objects.bulk_update(
-        touched_orders,
-        [
-            "status",
-            "channel_status",
-            "source_updated_at",
-            "paid_at",
-            "updated_at",
-            "service_level",
-            "pickup_location_ref",
-            "pickup_location_id",
-            "ship_to",
-            "ship_by",
-            "deliver_by",
-            "shipping_method",
-            "total_amount",
-            "customer_name",
-            "channel_marketplace_id",
-            "cancel_requested_at",
-            "cancel_request_reason",
-            "cancel_initiator",
-        ],
-    )
+    Order.objects.bulk_update(touched_orders, [*_WRITTEN_FIELDS, "updated_at"])
     if touched_lines:
         OrderLine.objects.bulk_update(
             touched_lines,

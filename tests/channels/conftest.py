@@ -1,11 +1,13 @@
-"""Sandbox marketplaces on free loopback ports, and accounts pointed at them."""
+"""Sandbox marketplaces on free loopback ports, accounts pointed at them, and what connectors put on the wire."""
 
 from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
 
 import pytest
 
 from channels.models import ChannelAccount, ChannelKind
-from channels.sandbox.amazon import AmazonSandbox
 from channels.services import channel_account_set_credentials
 
 AMAZON_CREDENTIALS = {
@@ -13,6 +15,18 @@ AMAZON_CREDENTIALS = {
     "lwa_client_secret": "demo-secret",
     "refresh_token": "Atzr|demo",
 }
+SHOPIFY_CREDENTIALS = {"access_token": "shpat_test", "webhook_secret": "whsec-current"}
+WALMART_CREDENTIALS = {"client_id": "wm-client", "client_secret": "wm-secret"}
+EBAY_CREDENTIALS = {"client_id": "eb-client", "client_secret": "eb-secret", "refresh_token": "v^1.1#test"}
+TIKTOK_CREDENTIALS = {
+    "app_key": "ak-test",
+    "app_secret": "as-test",
+    "access_token": "TTP_test",
+    "shop_cipher": "ROW_test",
+}
+TIKTOK_WAREHOUSE = "7068517275539719942"
+AMAZON_US = "ATVPDKIKX0DER"
+AMAZON_MX = "A1AM78C64UM0Y8"
 
 
 @pytest.fixture(autouse=True)
@@ -22,27 +36,57 @@ def fast_backoff(settings):
 
 
 @pytest.fixture
-def amazon_sandbox():
-    app = AmazonSandbox(rate=1000.0, burst=1000)
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
+def serve_sandbox():
+    """``serve_sandbox(app)`` serves a sandbox app on a free loopback port and returns it; every server started
+    this way is stopped when the test ends."""
+    servers = []
+
+    def serve(app):
+        servers.append(app.serve("127.0.0.1", 0))
+        return app
+
+    yield serve
+    for server in reversed(servers):
+        server.stop()
+
+
+def sandbox_account(sandbox, *, kind: str, name: str, credentials: dict, **fields) -> ChannelAccount:
+    """A channel account whose API is ``sandbox``, holding ``credentials``."""
+    account = ChannelAccount.objects.create(kind=kind, name=name, api_base_url=sandbox.base_url, **fields)
+    channel_account_set_credentials(account=account, credentials=credentials, actor="test")
+    return account
+
+
+@pytest.fixture
+def amazon_sandbox(serve_sandbox):
+    from channels.sandbox.amazon import AmazonSandbox
+
+    return serve_sandbox(AmazonSandbox(rate=1000.0, burst=1000))
 
 
 @pytest.fixture
 def amazon_account(db, amazon_sandbox):
-    account = ChannelAccount.objects.create(
+    return sandbox_account(
+        amazon_sandbox,
         kind=ChannelKind.AMAZON,
         name="amazon-test",
-        api_base_url=amazon_sandbox.base_url,
-        marketplace_ids=["ATVPDKIKX0DER"],
+        credentials=AMAZON_CREDENTIALS,
+        marketplace_ids=[AMAZON_US],
         seller_id="A2TESTSELLER",
     )
-    channel_account_set_credentials(account=account, credentials=AMAZON_CREDENTIALS, actor="test")
-    return account
 
 
-SHOPIFY_CREDENTIALS = {"access_token": "shpat_test", "webhook_secret": "whsec-current"}
+@pytest.fixture
+def amazon_us_mx_account(db, amazon_sandbox):
+    """An Amazon account selling on Amazon.com and Amazon.com.mx (US first)."""
+    return sandbox_account(
+        amazon_sandbox,
+        kind=ChannelKind.AMAZON,
+        name="amazon-us-mx",
+        credentials=AMAZON_CREDENTIALS,
+        marketplace_ids=[AMAZON_US, AMAZON_MX],
+        seller_id="A2TESTSELLER",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -53,32 +97,99 @@ def shopify_schema_built():
 
 
 @pytest.fixture
-def shopify_sandbox(shopify_schema_built):
+def shopify_sandbox(serve_sandbox, shopify_schema_built):
     from channels.sandbox.shopify import ShopifySandbox
 
     # A big, fast-refilling bucket keeps tests quick; throttling tests inject THROTTLED faults.
-    app = ShopifySandbox(
-        access_token="shpat_test", webhook_secret="whsec-current", restore_rate=100_000.0, maximum_available=20_000.0
+    return serve_sandbox(
+        ShopifySandbox(
+            access_token="shpat_test",
+            webhook_secret="whsec-current",
+            restore_rate=100_000.0,
+            maximum_available=20_000.0,
+        )
     )
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
 
 
 @pytest.fixture
 def shopify_account(db, shopify_sandbox):
     from channels.sandbox.shopify import LOCATION_ID
 
-    account = ChannelAccount.objects.create(
+    return sandbox_account(
+        shopify_sandbox,
         kind=ChannelKind.SHOPIFY,
         name="shopify-test",
-        api_base_url=shopify_sandbox.base_url,
+        credentials=SHOPIFY_CREDENTIALS,
         api_version="2026-10",
         inventory_location_id=LOCATION_ID,
         timezone="America/New_York",
     )
-    channel_account_set_credentials(account=account, credentials=SHOPIFY_CREDENTIALS, actor="test")
-    return account
+
+
+@pytest.fixture
+def walmart_sandbox(serve_sandbox):
+    from channels.sandbox.walmart import WalmartSandbox
+
+    return serve_sandbox(WalmartSandbox(client_id="wm-client", client_secret="wm-secret", rate=10_000.0, burst=10_000))
+
+
+@pytest.fixture
+def walmart_account(db, walmart_sandbox):
+    return sandbox_account(
+        walmart_sandbox, kind=ChannelKind.WALMART, name="walmart-test", credentials=WALMART_CREDENTIALS
+    )
+
+
+@pytest.fixture
+def ebay_sandbox(serve_sandbox):
+    from channels.sandbox.ebay import EbaySandbox
+
+    return serve_sandbox(
+        EbaySandbox(
+            client_id="eb-client", client_secret="eb-secret", refresh_token="v^1.1#test", rate=10_000.0, burst=10_000
+        )
+    )
+
+
+@pytest.fixture
+def ebay_account(db, ebay_sandbox):
+    return sandbox_account(
+        ebay_sandbox,
+        kind=ChannelKind.EBAY,
+        name="ebay-test",
+        credentials=EBAY_CREDENTIALS,
+        marketplace_ids=["EBAY_US"],
+    )
+
+
+@pytest.fixture
+def tiktok_sandbox(serve_sandbox):
+    from channels.sandbox.tiktok import TikTokSandbox
+
+    return serve_sandbox(
+        TikTokSandbox(
+            app_key="ak-test",
+            app_secret="as-test",
+            access_token="TTP_test",
+            refresh_token="TTR_test",
+            shop_cipher="ROW_test",
+            warehouse_id=TIKTOK_WAREHOUSE,
+            rate=10_000.0,
+            burst=10_000,
+        )
+    )
+
+
+@pytest.fixture
+def tiktok_account(db, tiktok_sandbox):
+    return sandbox_account(
+        tiktok_sandbox,
+        kind=ChannelKind.TIKTOK,
+        name="tiktok-test",
+        credentials=TIKTOK_CREDENTIALS,
+        seller_id="7495000000000000001",
+        inventory_location_id=TIKTOK_WAREHOUSE,
+    )
 
 
 @pytest.fixture
@@ -88,153 +199,22 @@ def skus(db):
     return Sku.objects.bulk_create([Sku(code=f"WB-{1000 + i}", name=f"Product {i}") for i in range(200)])
 
 
-WALMART_CREDENTIALS = {"client_id": "wm-client", "client_secret": "wm-secret"}
-EBAY_CREDENTIALS = {"client_id": "eb-client", "client_secret": "eb-secret", "refresh_token": "v^1.1#test"}
+def record_requests(connector) -> list[tuple[str, str, dict, object]]:
+    """Record what ``connector`` puts on the wire: the returned list fills with (method, path as sent with its
+    percent-escapes, query, JSON body or None) for every request the connector makes."""
+    sent: list[tuple[str, str, dict, object]] = []
 
+    def record(request) -> None:
+        content = request.read()
+        body = json.loads(content) if content and "json" in request.headers.get("content-type", "") else None
+        query = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
+        sent.append((request.method, request.url.raw_path.decode().split("?")[0], query, body))
 
-@pytest.fixture
-def walmart_sandbox():
-    from channels.sandbox.walmart import WalmartSandbox
-
-    app = WalmartSandbox(client_id="wm-client", client_secret="wm-secret", rate=10_000.0, burst=10_000)
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def walmart_account(db, walmart_sandbox):
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.WALMART, name="walmart-test", api_base_url=walmart_sandbox.base_url
-    )
-    channel_account_set_credentials(account=account, credentials=WALMART_CREDENTIALS, actor="test")
-    return account
-
-
-@pytest.fixture
-def ebay_sandbox():
-    from channels.sandbox.ebay import EbaySandbox
-
-    app = EbaySandbox(
-        client_id="eb-client", client_secret="eb-secret", refresh_token="v^1.1#test", rate=10_000.0, burst=10_000
-    )
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def ebay_account(db, ebay_sandbox):
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.EBAY, name="ebay-test", api_base_url=ebay_sandbox.base_url, marketplace_ids=["EBAY_US"]
-    )
-    channel_account_set_credentials(account=account, credentials=EBAY_CREDENTIALS, actor="test")
-    return account
+    connector.http.client.event_hooks["request"].append(record)
+    return sent
 
 
 @pytest.fixture
 def sent_requests():
-    """Every request a connector sends, as sent: ``record(connector)`` starts recording one connector's
-    requests into the returned list of (method, path, query, JSON body or None)."""
-    import json
-    from urllib.parse import parse_qsl
-
-    sent: list[tuple[str, str, dict, object]] = []
-
-    def record(connector):
-        def hook(request):
-            content = request.content
-            body = (
-                json.loads(content)
-                if content and request.headers.get("content-type", "").startswith("application/json")
-                else None
-            )
-            sent.append((request.method, request.url.path, dict(parse_qsl(request.url.query.decode())), body))
-
-        connector.http.client.event_hooks["request"].append(hook)
-        return connector
-
-    return sent, record
-
-
-TIKTOK_CREDENTIALS = {
-    "app_key": "ak-test",
-    "app_secret": "as-test",
-    "access_token": "TTP_test",
-    "shop_cipher": "ROW_test",
-}
-TIKTOK_WAREHOUSE = "7068517275539719942"
-
-
-@pytest.fixture
-def tiktok_sandbox():
-    from channels.sandbox.tiktok import TikTokSandbox
-
-    app = TikTokSandbox(
-        app_key="ak-test",
-        app_secret="as-test",
-        access_token="TTP_test",
-        refresh_token="TTR_test",
-        shop_cipher="ROW_test",
-        warehouse_id=TIKTOK_WAREHOUSE,
-        rate=10_000.0,
-        burst=10_000,
-    )
-    server = app.serve("127.0.0.1", 0)
-    yield app
-    server.stop()
-
-
-@pytest.fixture
-def tiktok_account(db, tiktok_sandbox):
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.TIKTOK,
-        name="tiktok-test",
-        api_base_url=tiktok_sandbox.base_url,
-        seller_id="7495000000000000001",
-        inventory_location_id=TIKTOK_WAREHOUSE,
-    )
-    channel_account_set_credentials(account=account, credentials=TIKTOK_CREDENTIALS, actor="test")
-    return account
-
-
-AMAZON_US = "ATVPDKIKX0DER"
-AMAZON_MX = "A1AM78C64UM0Y8"
-
-
-@pytest.fixture
-def amazon_us_mx_account(db, amazon_sandbox):
-    """An Amazon account selling on Amazon.com and Amazon.com.mx (US first)."""
-    account = ChannelAccount.objects.create(
-        kind=ChannelKind.AMAZON,
-        name="amazon-us-mx",
-        api_base_url=amazon_sandbox.base_url,
-        marketplace_ids=[AMAZON_US, AMAZON_MX],
-        seller_id="A2TESTSELLER",
-    )
-    channel_account_set_credentials(account=account, credentials=AMAZON_CREDENTIALS, actor="test")
-    return account
-
-
-@pytest.fixture
-def amazon_wire():
-    """Record what a connector puts on the wire: ``amazon_wire(connector)`` returns a list that fills with
-    (method, path, query, JSON body or None) for every SP-API call the connector makes."""
-
-    def attach(connector) -> list[tuple[str, str, dict, object]]:
-        import json
-        from urllib.parse import parse_qsl
-
-        sent: list[tuple[str, str, dict, object]] = []
-
-        def record(request) -> None:
-            content = request.read()
-            body = json.loads(content) if content and "json" in request.headers.get("content-type", "") else None
-            query = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
-            # The path as sent (percent-escapes kept), as the channel routes it.
-            sent.append((request.method, request.url.raw_path.decode().split("?")[0], query, body))
-
-        connector.http.client.event_hooks["request"].append(record)
-        return sent
-
-    return attach
+    """``sent_requests(connector)``: see record_requests."""
+    return record_requests

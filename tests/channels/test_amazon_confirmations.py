@@ -51,6 +51,19 @@ def _ship(shipment) -> None:
     )
 
 
+def _one_unit(made, *, package_reference: str, marketplace_id: str) -> ShipmentConfirmation:
+    """A confirmation of one unit of the sandbox order's first line, by UPS, three minutes ago."""
+    return ShipmentConfirmation(
+        order_external_id=made.order_id,
+        package_reference=package_reference,
+        carrier_code="UPS",
+        tracking_number="1Z999AA10123456784",
+        shipped_at=timezone.now() - timedelta(minutes=3),
+        lines=[ShipmentLine(made.lines[0].line_id, 1)],
+        marketplace_id=marketplace_id,
+    )
+
+
 def test_a_shipment_is_confirmed_on_its_first_try_with_its_number(amazon_sandbox, amazon_account, skus, ups):  # noqa: F811
     # given: an order released to a node
     made, _, shipment = _released(amazon_sandbox, amazon_account)
@@ -156,15 +169,7 @@ def test_amazons_refusal_is_kept_whole(amazon_sandbox, amazon_us_mx_account):
     # given: a US order confirmed as if it were an MX order
     (made,) = amazon_sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT")
     connector = connector_for(amazon_us_mx_account)
-    shipment = ShipmentConfirmation(
-        order_external_id=made.order_id,
-        package_reference="shipment-5",
-        carrier_code="UPS",
-        tracking_number="1Z999AA10123456784",
-        shipped_at=timezone.now() - timedelta(minutes=3),
-        lines=[ShipmentLine(made.lines[0].line_id, 1)],
-        marketplace_id=AMAZON_MX,
-    )
+    shipment = _one_unit(made, package_reference="shipment-5", marketplace_id=AMAZON_MX)
     # when
     with pytest.raises(ChannelError) as raised:
         connector.confirm_shipment(shipment, state={})
@@ -212,15 +217,7 @@ def test_a_reference_without_a_number_is_refused_before_anything_is_sent(amazon_
     # given
     (made,) = amazon_sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT")
     connector = connector_for(amazon_account)
-    shipment = ShipmentConfirmation(
-        order_external_id=made.order_id,
-        package_reference="PKG-A",
-        carrier_code="UPS",
-        tracking_number="1Z999AA10123456784",
-        shipped_at=timezone.now() - timedelta(minutes=3),
-        lines=[ShipmentLine(made.lines[0].line_id, 1)],
-        marketplace_id=AMAZON_US,
-    )
+    shipment = _one_unit(made, package_reference="PKG-A", marketplace_id=AMAZON_US)
     requests = amazon_sandbox.state.requests
     # when
     with pytest.raises(ChannelError) as raised:

@@ -76,14 +76,14 @@ def _confirmations(sent) -> list[tuple[str, dict]]:
     ]
 
 
-def test_confirm_shipment_bodies_for_varied_orders_match_the_model(amazon_sandbox, amazon_us_mx_account, amazon_wire):
+def test_confirm_shipment_bodies_for_varied_orders_match_the_model(amazon_sandbox, amazon_us_mx_account, sent_requests):
     # given: a US+MX account; a three-line US order, a two-line MX order shipped in two packages, and a
     # US order whose marketplace the outbox already knows
     us = _order(amazon_sandbox, [1, 2, 3])
     mx = _order(amazon_sandbox, [3, 1], marketplace_id=AMAZON_MX)
     known = _order(amazon_sandbox, [2])
     connector = connector_for(amazon_us_mx_account)
-    sent = amazon_wire(connector)
+    sent = sent_requests(connector)
     shipments = [
         _shipment(us, [(0, 1), (1, 2), (2, 3)], 101, shipping_method="Ground"),
         _shipment(
@@ -126,11 +126,11 @@ def test_confirm_shipment_bodies_for_varied_orders_match_the_model(amazon_sandbo
     connector.close()
 
 
-def test_wrong_confirm_shipment_bodies_fail_the_model(amazon_sandbox, amazon_account, amazon_wire):
+def test_wrong_confirm_shipment_bodies_fail_the_model(amazon_sandbox, amazon_account, sent_requests):
     # given: a body the connector really sent
     made = _order(amazon_sandbox, [2])
     connector = connector_for(amazon_account)
-    sent = amazon_wire(connector)
+    sent = sent_requests(connector)
     connector.confirm_shipment(_shipment(made, [(0, 1)], 28), state={})
     ((path, body),) = _confirmations(sent)
     assert _problems(ORDERS_V0, "POST", path, body) == []
@@ -157,10 +157,10 @@ def test_wrong_confirm_shipment_bodies_fail_the_model(amazon_sandbox, amazon_acc
     connector.close()
 
 
-def test_listings_patch_bodies_match_the_model(amazon_sandbox, amazon_account, amazon_wire):
+def test_listings_patch_bodies_match_the_model(amazon_sandbox, amazon_account, sent_requests):
     # given
     connector = connector_for(amazon_account)
-    sent = amazon_wire(connector)
+    sent = sent_requests(connector)
     # when: a few SKUs, one of them with characters a path must escape
     amazon_sandbox.state.listed.add("TEE/ÄÖ #7")
     connector.push_inventory(
@@ -193,12 +193,12 @@ def test_listings_patch_bodies_match_the_model(amazon_sandbox, amazon_account, a
     connector.close()
 
 
-def test_feed_bodies_match_the_model(amazon_sandbox, amazon_us_mx_account, amazon_wire):
+def test_feed_bodies_match_the_model(amazon_sandbox, amazon_us_mx_account, sent_requests):
     # given: an MX order to cancel, and more SKUs than go by PATCH
     mx = _order(amazon_sandbox, [2, 1], marketplace_id=AMAZON_MX)
     connector = connector_for(amazon_us_mx_account)
     connector.feed_poll_interval = 0
-    sent = amazon_wire(connector)
+    sent = sent_requests(connector)
     # when
     connector.cancel_lines(CancelRequest(mx.order_id, [ShipmentLine(mx.lines[1].line_id, 1)], "NoInventory"), state={})
     connector.push_inventory([InventoryQuantity(f"WB-{1000 + i}", i) for i in range(12)], idempotency_key="k", state={})
@@ -232,11 +232,11 @@ def test_feed_bodies_match_the_model(amazon_sandbox, amazon_us_mx_account, amazo
     connector.close()
 
 
-def test_search_and_get_order_queries_match_the_model(amazon_sandbox, amazon_us_mx_account, amazon_wire):
+def test_search_and_get_order_queries_match_the_model(amazon_sandbox, amazon_us_mx_account, sent_requests):
     # given
     made = _order(amazon_sandbox, [1])
     connector = connector_for(amazon_us_mx_account)
-    sent = amazon_wire(connector)
+    sent = sent_requests(connector)
     # when
     list(connector.fetch_orders(since=datetime.now(UTC) - timedelta(days=2)))
     connector.get_order(made.order_id)

@@ -40,6 +40,7 @@ from orders.models import (
 from orders.services import orders_ingest_batch
 from tests.factories import LocationFactory
 from tests.inventory.helpers import assert_stock_invariants
+from tests.nodes import node_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -146,23 +147,13 @@ def test_a_released_unpicked_order_gives_its_stock_back(amazon_sandbox, amazon_a
     assert_stock_invariants()
 
 
-@pytest.fixture
-def node_client(api_client):
-    def make(node):
-        key = fulfillment.node_token_create(location=node, name="wms", actor="admin")[1]
-        api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
-        return api_client
-
-    return make
-
-
 def test_a_picked_order_waits_for_a_person_and_the_node_may_not_ship_it(
-    amazon_sandbox, amazon_account, skus, node_client
+    amazon_sandbox, amazon_account, skus, api_client
 ):
     # given an order whose units the node is picking
     _, order, node = _synced(amazon_sandbox, amazon_account, route=True)
     shipment = Shipment.objects.get(order=order)
-    client = node_client(node)
+    client = node_client_for(api_client, node)
     assert client.post(f"/api/v1/fulfillment/shipments/{shipment.pk}/picking/").status_code == 200
     # when the buyer asks to cancel
     _channel_says(amazon_account, _request(amazon_account, order))

@@ -3,11 +3,8 @@ the Post-Order API (never a seller cancellation), and who cancelled."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import httpx
 import pytest
-from django.utils import timezone
 
 from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest
@@ -15,6 +12,7 @@ from channels.models import OutboxStatus
 from channels.outbox import cancellation_enqueue, outbox_relay
 from channels.sync import sync_account_run
 from orders.models import Order
+from tests.channels.helpers import listed_order
 
 pytestmark = pytest.mark.django_db
 
@@ -28,21 +26,13 @@ def _ask_to_cancel(sandbox, order_id: str) -> dict:
     return response.json()
 
 
-def _listed(account, order_id: str) -> dict:
-    for page in connector_for(account).fetch_orders(since=timezone.now() - timedelta(days=1)):
-        for raw in page.raw_orders:
-            if raw["orderId"] == order_id:
-                return raw
-    raise AssertionError(f"{order_id} not listed")
-
-
 def test_a_buyer_request_is_read_through_get_order(ebay_sandbox, ebay_account):
     # given
     (made,) = ebay_sandbox.state.generate(1, status="unshipped", unknown_sku=False)
     request = _ask_to_cancel(ebay_sandbox, made.order_id)
     connector = connector_for(ebay_account)
     # when
-    raw = _listed(ebay_account, made.order_id)
+    raw = listed_order(ebay_account, made.order_id, id_field="orderId")
     order = connector.parse_order(raw)
     # then: getOrders alone has no requests (the model says so); the connector read them with getOrder
     plain = connector.call("GET", f"/sell/fulfillment/v1/order?orderIds={made.order_id}").json()["orders"][0]
@@ -68,7 +58,7 @@ def test_cancelling_an_order_the_buyer_asked_to_cancel_approves_the_request(ebay
     assert ebay_sandbox.approvals == [request["cancelRequestId"]]
     assert ebay_sandbox.eligibility_checks == []
     assert [c.get("approved") for c in ebay_sandbox.state.cancellations] == [True]
-    parsed = connector_for(ebay_account).parse_order(_listed(ebay_account, made.order_id))
+    parsed = connector_for(ebay_account).parse_order(listed_order(ebay_account, made.order_id, id_field="orderId"))
     assert parsed.status == "cancelled" and parsed.cancelled_by == "buyer" and not parsed.cancel_requested
 
 
@@ -96,6 +86,6 @@ def test_a_seller_cancellation_is_charged_to_the_seller(ebay_sandbox, ebay_accou
     # when
     connector_for(ebay_account).cancel_lines(CancelRequest(made.order_id, [], reason="NoInventory"), state={})
     # then
-    parsed = connector_for(ebay_account).parse_order(_listed(ebay_account, made.order_id))
+    parsed = connector_for(ebay_account).parse_order(listed_order(ebay_account, made.order_id, id_field="orderId"))
     assert parsed.status == "cancelled" and parsed.cancelled_by == "seller"
     assert ebay_sandbox.approvals == []

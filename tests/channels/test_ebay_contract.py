@@ -33,14 +33,14 @@ def _violations(method: str, path: str, query: dict, body) -> list | None:
 
 def test_every_body_the_connector_sends_is_valid_for_the_models(ebay_sandbox, ebay_account, sent_requests):
     # given: a three-line order with Unicode names shipped in two packages, a cancelled one, and SKUs to push
-    sent, record = sent_requests
     state = ebay_sandbox.state
     multi, other = state.generate(2, status="unshipped", unknown_sku=False, lines=3)
     with state.lock:
         multi.buyer_name = "Łukasz Zieliński — 李雷"
         multi.lines[0].quantity = 4
     ebay_sandbox.catalog |= {"ÉTÉ-Ω-1", "WB 1000/B"}
-    connector = record(connector_for(ebay_account))
+    connector = connector_for(ebay_account)
+    sent = sent_requests(connector)
     now = timezone.now() - timedelta(minutes=3)
     first, second, third = (line.line_id for line in multi.lines)
     # when
@@ -82,9 +82,9 @@ def test_every_body_the_connector_sends_is_valid_for_the_models(ebay_sandbox, eb
 
 
 def _fulfillment_body(ebay_sandbox, ebay_account, sent_requests) -> tuple[str, dict]:
-    sent, record = sent_requests
     (order,) = ebay_sandbox.state.generate(1, status="unshipped", unknown_sku=False, lines=2)
-    connector = record(connector_for(ebay_account))
+    connector = connector_for(ebay_account)
+    sent = sent_requests(connector)
     line = order.lines[0]
     connector.confirm_shipment(
         ShipmentConfirmation(order.order_id, "1", "FedEx", "7712", timezone.now(), [ShipmentLine(line.line_id, 1)]),

@@ -8,20 +8,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.utils import timezone
 
 from channels.connectors import connector_for
 from channels.connectors.base import InventoryQuantity
+from tests.channels.helpers import listed_order
 
 pytestmark = pytest.mark.django_db
-
-
-def _listed(account, order_id: str) -> dict:
-    for page in connector_for(account).fetch_orders(since=timezone.now() - timedelta(days=1)):
-        for raw in page.raw_orders:
-            if raw["orderId"] == order_id:
-                return raw
-    raise AssertionError(f"{order_id} not listed")
 
 
 def test_get_order_has_the_shape_of_a_list_element(ebay_sandbox, ebay_account):
@@ -31,7 +23,7 @@ def test_get_order_has_the_shape_of_a_list_element(ebay_sandbox, ebay_account):
     # when
     by_id = connector.get_order(made.order_id)
     # then
-    assert by_id == _listed(ebay_account, made.order_id)
+    assert by_id == listed_order(ebay_account, made.order_id, id_field="orderId")
     assert [line.external_id for line in connector.parse_order(by_id).lines] == [line.line_id for line in made.lines]
 
 
@@ -51,7 +43,7 @@ def test_an_order_edited_at_ebay_carries_what_an_edit_changes(ebay_sandbox, ebay
     )
     assert response.status_code == 200
     # when
-    after = connector_for(ebay_account).parse_order(_listed(ebay_account, made.order_id))
+    after = connector_for(ebay_account).parse_order(listed_order(ebay_account, made.order_id, id_field="orderId"))
     # then
     assert after.updated_at > before.updated_at
     assert (after.ship_to.name, after.ship_to.line1, after.ship_to.line2, after.ship_to.region) == (

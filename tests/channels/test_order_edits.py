@@ -14,6 +14,7 @@ from inventory import services as inventory
 from inventory.models import Reservation, Sku
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, HoldKind, Order, OrderEvent, OrderStatus
 from tests.factories import LocationFactory
+from tests.nodes import node_client_for
 
 pytestmark = pytest.mark.django_db
 SHIPMENTS = "/api/v1/fulfillment/shipments/"
@@ -29,12 +30,6 @@ def dal(amazon_account):
 def _stock(node, made):
     for line in made.lines:
         inventory.stock_receive(sku=Sku.objects.get(code=line.sku), location=node, quantity=50, actor="setup")
-
-
-def _node_client(api_client, node):
-    key = fulfillment.node_token_create(location=node, name="wms", actor="admin")[1]
-    api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
-    return api_client
 
 
 def _change(sandbox, made, **fields):
@@ -103,7 +98,7 @@ def test_an_address_edited_after_release_reaches_the_node(amazon_sandbox, amazon
     order = Order.objects.get(external_id=made.order_id)
     assert fulfillment.order_route(order_id=order.pk, actor="router").routed
     shipment = Shipment.objects.get(order=order)
-    client = _node_client(api_client, dal)
+    client = node_client_for(api_client, dal)
     before = client.get(f"{SHIPMENTS}{shipment.pk}/").json()["ship_to"]
     assert before["line1"] == made.address["line1"]
     assert client.post(f"{SHIPMENTS}{shipment.pk}/packed/").status_code == 200

@@ -48,7 +48,7 @@ def _demo_sandbox(kind: str):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", ["amazon", "walmart", "shopify", "ebay", "tiktok"])
-def test_every_demo_order_exists_in_its_sandbox(kind, request):
+def test_every_demo_order_exists_in_its_sandbox(kind, request, serve_sandbox):
     from channels.connectors import connector_for
     from channels.management.commands.seed_demo import plant_demo_orders
 
@@ -59,31 +59,28 @@ def test_every_demo_order_exists_in_its_sandbox(kind, request):
     account = ChannelAccount.objects.get(kind=kind)
     app = _demo_sandbox(kind)
     app.state.generate(5)
-    server = app.serve("127.0.0.1", 0)
-    try:
-        ChannelAccount.objects.filter(pk=account.pk).update(api_base_url=app.base_url)
-        account.refresh_from_db()
-        # when
-        planted = plant_demo_orders(app)
-        # then: every demo order of the account is at the channel, with the same ids, lines and quantities
-        orders = list(Order.objects.filter(account=account).prefetch_related("lines"))
-        assert planted == len(orders) > 0
-        connector = connector_for(account)
-        for order in orders:
-            parsed = connector.parse_order(connector.get_order(order.external_id))
-            assert parsed.external_id == order.external_id
-            assert sorted((line.external_id, line.quantity) for line in parsed.lines) == sorted(
-                (line.external_id, line.quantity) for line in order.lines.all()
-            )
-            shipped = {line.external_id: line.quantity_shipped for line in parsed.lines}
-            assert shipped == {line.external_id: line.quantity_shipped for line in order.lines.all()}
-    finally:
-        server.stop()
+    serve_sandbox(app)
+    ChannelAccount.objects.filter(pk=account.pk).update(api_base_url=app.base_url)
+    account.refresh_from_db()
+    # when
+    planted = plant_demo_orders(app)
+    # then: every demo order of the account is at the channel, with the same ids, lines and quantities
+    orders = list(Order.objects.filter(account=account).prefetch_related("lines"))
+    assert planted == len(orders) > 0
+    connector = connector_for(account)
+    for order in orders:
+        parsed = connector.parse_order(connector.get_order(order.external_id))
+        assert parsed.external_id == order.external_id
+        assert sorted((line.external_id, line.quantity) for line in parsed.lines) == sorted(
+            (line.external_id, line.quantity) for line in order.lines.all()
+        )
+        shipped = {line.external_id: line.quantity_shipped for line in parsed.lines}
+        assert shipped == {line.external_id: line.quantity_shipped for line in order.lines.all()}
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", ["amazon", "walmart", "shopify", "ebay", "tiktok"])
-def test_demo_orders_ship_and_cancel_without_a_parked_message(kind):
+def test_demo_orders_ship_and_cancel_without_a_parked_message(kind, serve_sandbox):
     from django.utils import timezone
 
     from channels.management.commands.seed_demo import plant_demo_orders
@@ -94,34 +91,31 @@ def test_demo_orders_ship_and_cancel_without_a_parked_message(kind):
     call_command("seed_demo")
     account = ChannelAccount.objects.get(kind=kind)
     app = _demo_sandbox(kind)
-    server = app.serve("127.0.0.1", 0)
-    try:
-        ChannelAccount.objects.filter(pk=account.pk).update(api_base_url=app.base_url)
-        plant_demo_orders(app)
-        open_orders = list(
-            Order.objects.filter(account=account, status__in=[OrderStatus.OPEN, OrderStatus.RELEASED]).order_by("pk")
-        )
-        to_ship, to_cancel = open_orders[:3], open_orders[3:6]
-        messages = []
-        # when: some are shipped and others cancelled
-        for index, order in enumerate(to_ship):
-            messages.append(
-                ship_confirmation_enqueue(
-                    order=order,
-                    package_reference=str(index + 1),
-                    carrier_code="UPS",
-                    tracking_number=f"1Z999AA1{index:08d}",
-                    shipped_at=timezone.now(),
-                    lines=[(line.external_id, line.quantity) for line in order.lines.all()],
-                )
+    serve_sandbox(app)
+    ChannelAccount.objects.filter(pk=account.pk).update(api_base_url=app.base_url)
+    plant_demo_orders(app)
+    open_orders = list(
+        Order.objects.filter(account=account, status__in=[OrderStatus.OPEN, OrderStatus.RELEASED]).order_by("pk")
+    )
+    to_ship, to_cancel = open_orders[:3], open_orders[3:6]
+    messages = []
+    # when: some are shipped and others cancelled
+    for index, order in enumerate(to_ship):
+        messages.append(
+            ship_confirmation_enqueue(
+                order=order,
+                package_reference=str(index + 1),
+                carrier_code="UPS",
+                tracking_number=f"1Z999AA1{index:08d}",
+                shipped_at=timezone.now(),
+                lines=[(line.external_id, line.quantity) for line in order.lines.all()],
             )
-        for order in to_cancel:
-            messages.append(cancellation_enqueue(order=order, lines=[], reason="NoInventory", dedupe_key="all"))
-        outbox_relay(account_id=account.pk)
-        # then: the channel took every one
-        for message in messages:
-            message.refresh_from_db()
-            assert message.status == OutboxStatus.SENT, message.last_error
-        assert len(app.state.shipments) == len(to_ship) and len(app.state.cancellations) == len(to_cancel)
-    finally:
-        server.stop()
+        )
+    for order in to_cancel:
+        messages.append(cancellation_enqueue(order=order, lines=[], reason="NoInventory", dedupe_key="all"))
+    outbox_relay(account_id=account.pk)
+    # then: the channel took every one
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == OutboxStatus.SENT, message.last_error
+    assert len(app.state.shipments) == len(to_ship) and len(app.state.cancellations) == len(to_cancel)

@@ -5,7 +5,6 @@ fail them."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def recorded(tiktok_sandbox, tiktok_account):
+def recorded(tiktok_sandbox, tiktok_account, sent_requests):
     """A connector whose every request (method, path, query, body as sent) is kept."""
     channel_account_set_credentials(
         account=tiktok_account,
@@ -37,14 +36,7 @@ def recorded(tiktok_sandbox, tiktok_account):
         actor="test",
     )
     connector = connector_for(tiktok_account)
-    sent: list[tuple[str, str, dict[str, str], object]] = []
-
-    def keep(request: httpx.Request) -> None:
-        body = json.loads(request.content) if request.content else None
-        sent.append((request.method, request.url.path, dict(request.url.params), body))
-
-    connector.http.client.event_hooks["request"].append(keep)
-    connector.sent = sent
+    connector.sent = sent_requests(connector)
     return connector
 
 

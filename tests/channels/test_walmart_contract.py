@@ -38,10 +38,10 @@ def _orders(sandbox):
 
 def test_every_body_the_connector_sends_is_valid_for_the_models(walmart_sandbox, walmart_account, sent_requests):
     # given: a multi-line order with Unicode names, one shipped in part, one cancelled in part, and SKUs to push
-    sent, record = sent_requests
     multi, partial, single = _orders(walmart_sandbox)
     walmart_sandbox.catalog |= {"ÜBER-Ökö 1", "WB 1000/B"}
-    connector = record(connector_for(walmart_account))
+    connector = connector_for(walmart_account)
+    sent = sent_requests(connector)
     now = timezone.now() - timedelta(minutes=3)
     # when: every write the connector makes
     connector.acknowledge(multi.order_id)
@@ -92,9 +92,9 @@ def test_every_body_the_connector_sends_is_valid_for_the_models(walmart_sandbox,
 
 
 def _shipping_body(walmart_sandbox, walmart_account, sent_requests) -> tuple[str, dict]:
-    sent, record = sent_requests
     (order,) = walmart_sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
-    connector = record(connector_for(walmart_account))
+    connector = connector_for(walmart_account)
+    sent = sent_requests(connector)
     connector.confirm_shipment(
         ShipmentConfirmation(order.order_id, "1", "FedEx", "7712", timezone.now(), [ShipmentLine("1", 1)]), state={}
     )

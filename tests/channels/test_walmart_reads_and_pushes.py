@@ -7,20 +7,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.utils import timezone
 
 from channels.connectors import connector_for
 from channels.connectors.base import InventoryQuantity
+from tests.channels.helpers import listed_order
 
 pytestmark = pytest.mark.django_db
-
-
-def _page_element(account, order_id: str) -> dict:
-    for page in connector_for(account).fetch_orders(since=timezone.now() - timedelta(days=1)):
-        for raw in page.raw_orders:
-            if raw["purchaseOrderId"] == order_id:
-                return raw
-    raise AssertionError(f"{order_id} not listed")
 
 
 def test_get_order_has_the_shape_of_a_list_element(walmart_sandbox, walmart_account):
@@ -30,7 +22,7 @@ def test_get_order_has_the_shape_of_a_list_element(walmart_sandbox, walmart_acco
     # when
     by_id = connector.get_order(made.order_id)
     # then
-    assert by_id == _page_element(walmart_account, made.order_id)
+    assert by_id == listed_order(walmart_account, made.order_id, id_field="purchaseOrderId")
     assert connector.parse_order(by_id).external_id == made.order_id
 
 
@@ -55,7 +47,9 @@ def test_an_order_edited_at_walmart_carries_what_an_edit_changes(walmart_sandbox
     )
     assert response.status_code == 200
     # when
-    after = connector_for(walmart_account).parse_order(_page_element(walmart_account, made.order_id))
+    after = connector_for(walmart_account).parse_order(
+        listed_order(walmart_account, made.order_id, id_field="purchaseOrderId")
+    )
     # then
     assert after.updated_at > before.updated_at
     assert (after.ship_to.name, after.ship_to.line1, after.ship_to.postal_code) == (

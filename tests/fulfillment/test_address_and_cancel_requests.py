@@ -31,14 +31,10 @@ from orders.models import (
 from orders.services import IngestAddress, IngestLine, IngestOrder, SkuRef, orders_ingest_batch
 from orders.services.ingest import NO_SHIP_TO
 from tests.inventory.helpers import assert_stock_invariants
+from tests.nodes import node_client
 
 pytestmark = pytest.mark.django_db
 SHIPMENTS = "/api/v1/fulfillment/shipments/"
-
-
-def node_client(api_client, key):
-    api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
-    return api_client
 
 
 def _payload(order: Order, *, at, ship_to: IngestAddress | None, **fields) -> IngestOrder:

@@ -13,6 +13,7 @@ from fulfillment import services
 from fulfillment.models import IdempotencyRecord, NodeApiToken, Shipment, ShipmentStatus, TrackingEvent
 from fulfillment.webhooks import signature_for
 from orders.models import OrderEvent
+from tests.nodes import node_client
 
 pytestmark = pytest.mark.django_db
 SECRET = "test-tracking-secret"
@@ -31,11 +32,6 @@ def two_nodes(node, stock, order_for, skus):
         "east": (east, Shipment.objects.get(order=east_order), east_key),
         "west": (west, Shipment.objects.get(order=west_order), west_key),
     }
-
-
-def node_client(api_client, key):
-    api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
-    return api_client
 
 
 def test_a_nodes_token_sees_only_its_own_shipments(api_client, two_nodes):
