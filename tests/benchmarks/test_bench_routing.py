@@ -87,7 +87,14 @@ def _load(rng: random.Random) -> tuple[list[int], dict[tuple[int, int], int], li
     zips = list(US_ZIP2)
     now = timezone.now()
     addresses = ShipToAddress.objects.bulk_create(
-        ShipToAddress(name=f"Buyer {i}", postal_code=f"{rng.choice(zips)}001", country_code="US") for i in range(ORDERS)
+        ShipToAddress(
+            name=f"Buyer {i}",
+            line1=f"{i} Main St",
+            city="Springfield",
+            postal_code=f"{rng.choice(zips)}001",
+            country_code="US",
+        )
+        for i in range(ORDERS)
     )
     orders = Order.objects.bulk_create(
         Order(
