@@ -84,8 +84,9 @@ def _insert_events(account_id: int, kind: str, rows: list[tuple[str, str, str]])
     for key, external_id, text in rows:
         params += [account_id, kind, key, external_id[:128], text, now, InboundStatus.RECEIVED]
     with connection.cursor() as cursor:
+        # Only placeholders are formatted into the statement; every value travels as a parameter.
         cursor.execute(
-            "INSERT INTO channels_inboundevent "
+            "INSERT INTO channels_inboundevent "  # noqa: S608
             "(account_id, kind, dedupe_key, external_id, payload, received_at, status, error, attempts) "
             f"VALUES {values} ON CONFLICT (account_id, dedupe_key) DO NOTHING RETURNING dedupe_key, id",
             params,
@@ -404,8 +405,9 @@ def _record_outcomes(events: list[InboundEvent], now) -> None:
     for event in events:
         params += [event.pk, event.status, event.order_id, event.error, event.source_updated_at]
     with connection.cursor() as cursor:
+        # Only placeholders are formatted into the statement; every value travels as a parameter.
         cursor.execute(
-            "UPDATE channels_inboundevent AS e SET status = v.status, order_id = v.order_id, error = v.error,"
+            "UPDATE channels_inboundevent AS e SET status = v.status, order_id = v.order_id, error = v.error,"  # noqa: S608
             " source_updated_at = COALESCE(v.updated, e.source_updated_at), processed_at = %s,"
             " attempts = e.attempts + 1"
             f" FROM (VALUES {values}) AS v(id, status, order_id, error, updated) WHERE e.id = v.id",

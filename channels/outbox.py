@@ -203,8 +203,9 @@ def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) 
         params += [account_id, OutboxKind.ACKNOWLEDGE, f"ack:{external_id}", payload, OutboxStatus.PENDING]
         params += [now, order_id, now, now]
     with connection.cursor() as cursor:
+        # Only placeholders are formatted into the statement; every value travels as a parameter.
         cursor.execute(
-            "INSERT INTO channels_outboxmessage (account_id, kind, dedupe_key, payload, status, attempts,"
+            "INSERT INTO channels_outboxmessage (account_id, kind, dedupe_key, payload, status, attempts,"  # noqa: S608
             " next_attempt_at, last_error, last_error_detail, response, order_id, created_at, updated_at)"
             f" VALUES {values} ON CONFLICT (account_id, kind, dedupe_key) DO NOTHING RETURNING id",
             params,

@@ -59,8 +59,9 @@ class Cluster:
         own = self.root / "run"
         if len(str(own)) + len("/.s.PGSQL.5432") < 100:
             return own
-        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"waybill-pg-{digest}"
+        digest = hashlib.sha1(str(self.root).encode(), usedforsecurity=False).hexdigest()[:12]
+        # A fixed, per-checkout name (not a temp file): the server creates it with its own permissions.
+        return Path("/tmp") / f"waybill-pg-{digest}"  # noqa: S108
 
     def connection_params(self) -> dict:
         return {"HOST": str(self.socket_dir), "PORT": "5432", "USER": SUPERUSER, "NAME": DATABASE_NAME}

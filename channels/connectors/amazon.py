@@ -19,6 +19,7 @@ from urllib.parse import quote
 from xml.etree import ElementTree
 
 import httpx
+from defusedxml import ElementTree as SafeElementTree
 
 from channels.connectors.base import (
     CancelRequest,
@@ -554,8 +555,9 @@ class AmazonConnector(Connector):
         content = self.cancellation_feed(cancel)
         report = self._feed("POST_ORDER_ACKNOWLEDGEMENT_DATA", content, "text/xml; charset=UTF-8", state, marketplace)
         try:
-            root = ElementTree.fromstring(report)
-        except ElementTree.ParseError:
+            # The report comes from the channel: parsed without entity expansion or external references.
+            root = SafeElementTree.fromstring(report)
+        except (ElementTree.ParseError, ValueError):
             raise ChannelError("processing report is not XML", retryable=False) from None
         errors = int(root.findtext(".//MessagesWithError") or 0)
         if errors:

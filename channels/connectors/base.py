@@ -378,7 +378,7 @@ class ChannelHttp:
         if retry_after is not None:
             return min(retry_after, self.backoff_cap)
         delay = min(self.backoff_base * (2**attempt), self.backoff_cap)
-        return delay * (0.5 + random.random() / 2)
+        return delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         attempt = 0

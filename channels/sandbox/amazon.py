@@ -29,6 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 from xml.etree import ElementTree
 
+from defusedxml import ElementTree as SafeElementTree
+
 from channels.sandbox.base import (
     SKU_CODES,
     Request,
@@ -86,6 +88,11 @@ def _error(status: int, code: str, message: str, details: str = "", headers: dic
     if details:
         error["details"] = details
     return Response(status, {"errors": [error]}, headers=headers or {})
+
+
+def _digest(text: str, size: int) -> str:
+    """A stable made-up id derived from ``text`` (the sandbox's buyer e-mails and ASINs)."""
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:size]
 
 
 class AmazonState(SandboxState):
@@ -295,7 +302,7 @@ class AmazonSandbox(SandboxApp):
         if "BUYER" in included and order.status != "pending":
             body["buyer"] = {
                 "buyerName": order.buyer_name,
-                "buyerEmail": f"{hashlib.sha1(order.order_id.encode()).hexdigest()[:16]}@marketplace.amazon.com",
+                "buyerEmail": f"{_digest(order.order_id, 16)}@marketplace.amazon.com",
             }
         if "FULFILLMENT" in included:
             body["fulfillment"] = {
@@ -338,7 +345,7 @@ class AmazonSandbox(SandboxApp):
                 "orderItemId": line.line_id,
                 "quantityOrdered": line.quantity,
                 "product": {
-                    "asin": "B0" + hashlib.sha1(line.sku.encode()).hexdigest()[:8].upper(),
+                    "asin": "B0" + _digest(line.sku, 8).upper(),
                     "title": line.title,
                     "sellerSku": line.sku,
                     "price": {"unitPrice": {"amount": f"{line.unit_price:.2f}", "currencyCode": order.currency}},
@@ -618,7 +625,7 @@ class AmazonSandbox(SandboxApp):
     def _process_acknowledgements(self, feed_id: str, content: bytes, marketplaces: list[str]) -> bytes:
         processed = errors = 0
         results = []
-        root = ElementTree.fromstring(content)
+        root = SafeElementTree.fromstring(content)
         for message in root.iter("Message"):
             processed += 1
             message_id = message.findtext("MessageID") or ""

@@ -117,7 +117,7 @@ def test_an_order_unknown_to_shopify_is_not_found(shopify_sandbox, shopify):
 
 
 @pytest.mark.parametrize(
-    "reason, initiator",
+    ("reason", "initiator"),
     [
         ("CUSTOMER", "buyer"),
         ("INVENTORY", "seller"),

@@ -36,7 +36,7 @@ def test_a_misspelt_field_is_a_validation_error_with_shopifys_code(shopify_sandb
 
 
 @pytest.mark.parametrize(
-    "query, message",
+    ("query", "message"),
     [
         ('{ orders(query: "x") { nodes { id } } }', "you must provide one of first or last"),
         ("{ orders(first: 251) { nodes { id } } }", "first cannot exceed 250"),
@@ -145,7 +145,7 @@ def test_an_input_array_above_250_is_refused(shopify_sandbox):
 
 
 @pytest.mark.parametrize(
-    "bulk_query, message",
+    ("bulk_query", "message"),
     [
         (
             "{ orders { edges { node { id fulfillmentOrders { edges { node { id "

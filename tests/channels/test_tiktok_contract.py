@@ -110,7 +110,7 @@ def test_every_request_of_ship_cancel_approve_push_resolve_and_refresh_fits_the_
 
 
 @pytest.mark.parametrize(
-    "method, path, query, body, where",
+    ("method", "path", "query", "body", "where"),
     [
         (
             "POST",

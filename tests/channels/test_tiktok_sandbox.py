@@ -27,7 +27,7 @@ SEARCH = "/order/202309/orders/search"
 
 
 @pytest.mark.parametrize(
-    "case, kwargs, status, code",
+    ("case", "kwargs", "status", "code"),
     [
         ("no sign", {"sign": False}, 401, 36009004),
         ("old timestamp", {"stamp": int(time.time()) - 600}, 401, 36009004),
@@ -86,7 +86,7 @@ def test_an_expired_token_is_105002(tiktok_sandbox):
 
 
 @pytest.mark.parametrize(
-    "path, body, query",
+    ("path", "body", "query"),
     [
         ("/fulfillment/202309/orders/576000000001001003/packages", {"tracking_number": "1Z"}, {}),
         ("/return_refund/202309/cancellations", {"order_id": "5760", "cancel_reason": 7}, {}),
