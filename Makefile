@@ -7,14 +7,16 @@ STAMP := $(VENV)/.installed
 PYTHON312 := $(shell (command -v pyenv >/dev/null && pyenv which python3.12 2>/dev/null) || command -v python3.12 || echo python3.12)
 WITH_DB := $(PY) -m config.embedded_pg run --
 
-.PHONY: demo test bench lint format install db-start db-stop db-status clean
+.PHONY: demo test bench lint format install lock db-start db-stop db-status clean
 
 $(PY):
 	$(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+# The exact versions come from requirements.lock (`make lock` rewrites it from pyproject.toml's ranges).
+$(STAMP): pyproject.toml requirements.lock | $(PY)
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +33,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		-o requirements.lock pyproject.toml
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
