@@ -34,7 +34,7 @@ from inventory.models import (
     StockLevel,
     StockMovement,
 )
-from inventory.services.common import Actor, actor_resolve, availability_changed, ensure_known, positive_quantity
+from inventory.services.common import Actor, actor_resolve, ensure_known, positive_quantity, stock_changed_announce
 from inventory.services.ledger import StockChange, _apply_locked
 from inventory.services.reservations import LineDemand, _check_lines, _flatten, _reserve_locked
 from orders import services as order_services
@@ -139,7 +139,7 @@ def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]]
             data={"reserved": outcome.reserved, "backordered": outcome.backordered, "exceptions": outcome.exceptions},
         )
         _order_status_follow(order.pk, actor=actor)
-    availability_changed(r.sku_id for r in outcome.reservations)
+    stock_changed_announce(r.sku_id for r in outcome.reservations)
     return outcome
 
 
@@ -300,7 +300,7 @@ def inbound_receive(
         shipment.save(update_fields=["status", "updated_at"])
         sku_ids = sorted({lines[line_id].sku_id for line_id in quantities})
         allocated = backorders_allocate(sku_ids=sku_ids, location_id=shipment.location_id, actor=actor)
-    availability_changed(sku_ids)
+    stock_changed_announce(sku_ids)
     return ReceiveOutcome(shipment=shipment, movements=movements, allocated_lines=allocated)
 
 
@@ -346,5 +346,5 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
                 data={"lines": by_order[order.pk], "location_id": location_id},
             )
             _order_status_follow(order.pk, actor=actor)
-    availability_changed(sku_ids)
+    stock_changed_announce(sku_ids)
     return allocated

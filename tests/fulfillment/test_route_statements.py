@@ -27,9 +27,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
     # The after-commit availability dispatch goes to the broker, outside the project (and outside the count).
-    from inventory import tasks as inventory_tasks
+    from channels import tasks as channel_tasks
 
-    monkeypatch.setattr(inventory_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(channel_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: None)
 
 
 def _route_counted(order):
