@@ -53,7 +53,14 @@ from fulfillment.services.common import (
 )
 from fulfillment.status import PRE_SHIP
 from inventory.errors import InsufficientStock
-from inventory.services import LineDemand, preorder_promisable, stock_release, stock_reserve, stock_reserve_order
+from inventory.services import (
+    LineDemand,
+    preorder_promisable,
+    preorder_promise_lock,
+    stock_release,
+    stock_reserve,
+    stock_reserve_order,
+)
 from orders import services as order_services
 from orders.models import (
     CaseStatus,
@@ -676,6 +683,8 @@ def _unrouted_outcome(fresh: OrderToRoute, plan: routing.RoutingPlan, *, actor: 
     """Backorder what may wait for stock; open one exception case per reason for the rest."""
     backordered: list[int] = []
     by_kind: dict[str, list[routing.UnroutedLine]] = defaultdict(list)
+    # Held until commit: two routers never promise the same last incoming units of a preorder SKU.
+    preorder_promise_lock(sku_ids=[u.sku_id for u in plan.unrouted if fresh.lines[u.line_id]["is_preorder"]])
     for unrouted in plan.unrouted:
         line = fresh.lines[unrouted.line_id]
         if unrouted.reason in (routing.INSUFFICIENT_STOCK, routing.ORDER_INCOMPLETE) and _may_backorder(

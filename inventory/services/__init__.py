@@ -17,6 +17,7 @@ from inventory.services.inbound import (
     inbound_receive,
     order_stock_allocate,
     preorder_promisable,
+    preorder_promise_lock,
 )
 from inventory.services.ledger import (
     StockChange,
@@ -52,6 +53,7 @@ __all__ = [
     "movements_apply",
     "order_stock_allocate",
     "preorder_promisable",
+    "preorder_promise_lock",
     "stock_adjust",
     "stock_consume",
     "stock_damage",

@@ -11,7 +11,7 @@ Lock order everywhere here: stock rows (pk order), then order rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,6 +52,19 @@ class AllocationOutcome:
 def _line_need(line) -> int:
     active = sum(r.quantity for r in line.reservations.all() if r.status == ReservationStatus.ACTIVE)
     return max(line.quantity - line.quantity_cancelled - line.quantity_shipped - active, 0)
+
+
+PREORDER_LOCK_NAMESPACE = 7301
+
+
+def preorder_promise_lock(*, sku_ids: Iterable[int]) -> None:
+    """Take the per-SKU preorder promise locks (transaction-scoped, in SKU order) before reading
+    preorder_promisable and backordering against it: the next promiser of a SKU waits for this
+    transaction's commit and then counts the lines it backordered, so two orders can't both be promised
+    the last incoming units. Must run inside the transaction that backorders."""
+    with connection.cursor() as cursor:
+        for sku_id in sorted(set(sku_ids)):
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PREORDER_LOCK_NAMESPACE, sku_id])
 
 
 def preorder_promisable(*, sku_id: int, account_id: int | None = None) -> int:
@@ -147,9 +160,7 @@ def _may_backorder(line, *, account_id: int) -> bool:
     if line.is_backorder_allowed or line.sku.allow_backorder:
         return True
     if line.sku.is_preorder:
-        # One promiser per SKU at a time, so two orders can't both take the last incoming units.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, line.sku_id])
+        preorder_promise_lock(sku_ids=[line.sku_id])
         return preorder_promisable(sku_id=line.sku_id, account_id=account_id) >= _line_need(line)
     return False
 
