@@ -143,8 +143,8 @@ def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]]
                     actor=actor,
                 )
                 outcome.exceptions.append(case.pk)
-        _lines_set(outcome.reserved, LineStatus.ALLOCATED)
-        _lines_set(outcome.backordered, LineStatus.BACKORDERED)
+        order_services.order_lines_status_set(line_ids=outcome.reserved, status=LineStatus.ALLOCATED, actor=actor)
+        order_services.order_lines_status_set(line_ids=outcome.backordered, status=LineStatus.BACKORDERED, actor=actor)
         order_services.order_event_record(
             order=order,
             kind="stock_allocated",
@@ -175,11 +175,6 @@ def _short_detail(line, quantities: Mapping[int, int]) -> str:
         for loc, q in quantities.items()
     ]
     return "; ".join(parts) or f"{line.sku.code}: wanted {_line_need(line)}, no location can supply it"
-
-
-def _lines_set(line_ids: Sequence[int], status: str) -> None:
-    if line_ids:
-        apps.get_model("orders", "OrderLine").objects.filter(pk__in=list(line_ids)).update(status=status)
 
 
 def _order_status_follow(order_id: int, *, actor: Actor) -> None:
@@ -343,7 +338,7 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
     with transaction.atomic():
         reservations, _ = _reserve_locked(flat, all_or_nothing=False)
         allocated = sorted({r.order_line_id for r in reservations})
-        _lines_set(allocated, LineStatus.ALLOCATED)
+        order_services.order_lines_status_set(line_ids=allocated, status=LineStatus.ALLOCATED, actor=actor)
         order_of = {line.pk: line.order_id for line in candidates}
         by_order: dict[int, list[int]] = defaultdict(list)
         for line_id in allocated:
