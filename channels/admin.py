@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from channels.models import (
     ChannelAccount,
     ChannelAccountEvent,
+    ChannelAvailability,
     ChannelLocation,
     InboundEvent,
     Listing,
@@ -322,3 +323,27 @@ class SyncRunAdmin(BigTableAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "kind", "account")
     list_select_related = ("account",)
     ordering = ("-pk",)
+
+
+@admin.register(ChannelAvailability)
+class ChannelAvailabilityAdmin(BigTableAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "sku",
+        "account",
+        "quantity",
+        "last_pushed_quantity",
+        "last_pushed_at",
+        "computed_at",
+        "needs_push",
+    )
+    list_filter = ("needs_push",)
+    list_select_related = ("sku", "account")
+    search_fields = ("=sku__code",)
+    raw_id_fields = ("account", "sku")
+    ordering = ("-id",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

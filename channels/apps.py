@@ -7,4 +7,4 @@ class ChannelsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from channels import receivers  # noqa: F401  (connects the fulfilment signal receivers)
+        from channels import receivers  # noqa: F401  (connects the fulfilment, orders and inventory signal receivers)

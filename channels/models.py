@@ -322,3 +322,34 @@ class SyncRun(models.Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class ChannelAvailability(models.Model):
+    """The quantity a channel account should advertise for a SKU, and what was last pushed.
+
+    Written only by channels/availability.py. The table keeps the name it had when inventory held the model.
+    """
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="availabilities")
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="channel_availabilities")
+    quantity = models.IntegerField(default=0)
+    last_pushed_quantity = models.IntegerField(null=True, blank=True)
+    last_pushed_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+    needs_push = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "inventory_channelavailability"
+        verbose_name_plural = "channel availabilities"
+        constraints = [
+            models.UniqueConstraint(fields=["account", "sku"], name="channelavailability_unique_account_sku"),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="channelavailability_quantity_non_negative"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "sku"], condition=Q(needs_push=True), name="channelavailability_needs_push"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku_id} on {self.account_id}: {self.quantity}"

@@ -8,7 +8,7 @@ before marking leaves the lease to expire; the resend then never double-applies:
 idempotency key where it has one (Shopify ``@idempotent``), or a read-before-retry where it has
 none (``Connector.is_applied``: the order's packages, fulfilment orders or cancellation state).
 
-Inventory pushes are planned from inventory.ChannelAvailability rows flagged ``needs_push``
+Inventory pushes are planned from ChannelAvailability rows flagged ``needs_push``
 (debounced: one plan per tick coalesces every change since the last one; diffed: only quantities
 different from ``last_pushed_quantity`` go out). The quantity sent is the one current at send
 time, so a late or retried message never pushes a stale number.
@@ -30,6 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from channels.availability import channel_availabilities_mark_pushed, channel_availability_claim_due
 from channels.connectors import CONNECTORS, connector_for
 from channels.connectors.base import (
     CancelRequest,
@@ -41,9 +42,8 @@ from channels.connectors.base import (
     ShipmentConfirmation,
     ShipmentLine,
 )
-from channels.models import ChannelAccount, Listing, OutboxKind, OutboxMessage, OutboxStatus
+from channels.models import ChannelAccount, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.services import listing_ids_record
-from inventory.models import ChannelAvailability
 from orders import services as order_services
 from orders.errors import DomainError
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
@@ -221,15 +221,9 @@ def inventory_push_plan(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     created = 0
     with transaction.atomic():
-        rows = list(
-            ChannelAvailability.objects.select_for_update(skip_locked=True)
-            .filter(needs_push=True, account__is_enabled=True, account__kind__in=list(CONNECTORS))
-            .order_by("pk")
-            .values_list("pk", "account_id", "sku_id", "quantity", "last_pushed_quantity")[:20000]
-        )
+        rows = channel_availability_claim_due(kinds=CONNECTORS)
         if not rows:
             return 0
-        ChannelAvailability.objects.filter(pk__in=[r[0] for r in rows]).update(needs_push=False)
         changed: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for _, account_id, sku_id, quantity, pushed in rows:
             if quantity != pushed:
@@ -351,7 +345,6 @@ def _send_inventory(connector: Connector, message: OutboxMessage, state: dict) -
     if quantities:
         key = hashlib.sha256(f"{message.pk}:{json.dumps(wire)}".encode()).hexdigest()
         result = connector.push_inventory(quantities, idempotency_key=key, state=state)
-    now = timezone.now()
     acknowledged = {sku: quantity for sku, quantity in result.acknowledged.items() if sku in sent}
     rejected = {sku: str(reason) for sku, reason in result.rejected.items() if sku in sent and sku not in acknowledged}
     unanswered = sorted(set(sent) - set(acknowledged) - set(rejected))
@@ -362,10 +355,9 @@ def _send_inventory(connector: Connector, message: OutboxMessage, state: dict) -
             ", ".join(unanswered),
             message.pk,
         )
-    for channel_sku, quantity in acknowledged.items():
-        ChannelAvailability.objects.filter(pk=sent[channel_sku][0].pk).update(
-            last_pushed_quantity=quantity, last_pushed_at=now
-        )
+    channel_availabilities_mark_pushed(
+        pushed={sent[channel_sku][0].pk: quantity for channel_sku, quantity in acknowledged.items()}
+    )
     account = message.account
     by_sku = {listing.channel_sku: listing for _, listing in due}
     for channel_sku, reason in not_found.items():

@@ -1,8 +1,9 @@
-"""Fulfilment events that the channel must hear about, queued in the outbox in the same transaction.
+"""What channels hears from the apps it builds on, which never import channels.
 
-fulfillment sends its signals inside the transaction that ships or cancels (it never imports
-channels); these receivers only write OutboxMessage rows, so a confirmation is queued if and only if
-the shipment commits, and the relay pushes it after commit.
+fulfillment and orders send their signals inside the transaction that ships or cancels; these receivers
+only write OutboxMessage rows, so a confirmation is queued if and only if the shipment commits, and the
+relay pushes it after commit. inventory announces stock changes after commit (stock_changed): the
+advertised quantities of those SKUs are recomputed (debounced), and the push planner sends what moved.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from datetime import datetime
 
 from django.dispatch import receiver
 
+from channels.availability import channel_availability_schedule
 from channels.connectors import connector_class
 from channels.outbox import cancellation_enqueue, pickup_ready_enqueue, ship_confirmation_enqueue
 from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
+from inventory.signals import stock_changed
 from orders.models import CancelInitiator, Order, OrderEvent, OrderLine
 from orders.signals import order_lines_cancelled
 
@@ -127,6 +130,11 @@ def queue_pickup_ready(sender, *, shipment_id: int, order_id: int, **kwargs) -> 
     order = _channel_order(order_id)
     if order is not None and connector_class(order.account.kind).supports_pickup_ready:
         pickup_ready_enqueue(order=order, shipment_id=shipment_id)
+
+
+@receiver(stock_changed, dispatch_uid="channels.availability_recompute")
+def recompute_availability(sender, *, sku_ids: list[int], **kwargs) -> None:
+    channel_availability_schedule(sku_ids=sku_ids)
 
 
 def _reason_code(reason: str) -> str:

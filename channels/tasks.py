@@ -1,4 +1,4 @@
-"""Channel tasks: thin wrappers over channels.sync / channels.outbox / channels.webhooks.
+"""Channel tasks: thin wrappers over channels.sync / channels.outbox / channels.webhooks / channels.availability.
 
 Each carries an account or a batch, never one order (../shared/LIMITS.md: Celery overhead).
 All are idempotent: the sync holds a per-account lock, events and outbox rows are deduplicated.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from channels import outbox, sync, webhooks
+from channels import availability, outbox, sync, webhooks
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -45,3 +45,14 @@ def channels_plan_inventory_pushes_task() -> int:
     """Beat (every second): coalesce stock changes into inventory messages, then send them."""
     created = outbox.inventory_push_plan()
     return created
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def channel_availability_recompute_task(*, sku_ids: list[int]) -> None:
+    availability.channel_availability_recompute(sku_ids=sku_ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def channel_availability_reconcile_task() -> int:
+    """Beat: every advertised quantity re-derived from stock, behind the per-change recompute."""
+    return availability.channel_availability_reconcile()

@@ -33,8 +33,8 @@ app.conf.update(
         "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
         # Safety net behind the per-change recompute: every advertised quantity re-derived from stock.
-        "inventory-reconcile-availability": {
-            "task": "inventory.tasks.channel_availability_reconcile_task",
+        "channels-reconcile-availability": {
+            "task": "channels.tasks.channel_availability_reconcile_task",
             "schedule": 900.0,
         },
         "channels-plan-inventory-pushes": {

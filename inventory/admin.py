@@ -8,7 +8,6 @@ from django.contrib import admin
 from orders.pagination import BigTableAdminMixin
 
 from .models import (
-    ChannelAvailability,
     InboundLine,
     InboundShipment,
     Location,
@@ -173,27 +172,3 @@ class InboundShipmentAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
     ordering = ("expected_at",)
     inlines = (InboundLineInline,)
-
-
-@admin.register(ChannelAvailability)
-class ChannelAvailabilityAdmin(BigTableAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "sku",
-        "account",
-        "quantity",
-        "last_pushed_quantity",
-        "last_pushed_at",
-        "computed_at",
-        "needs_push",
-    )
-    list_filter = ("needs_push",)
-    list_select_related = ("sku", "account")
-    search_fields = ("=sku__code",)
-    raw_id_fields = ("account", "sku")
-    ordering = ("-id",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -1,5 +1,4 @@
-"""Inventory: SKUs, fulfilment nodes, stock levels, the stock ledger, reservations, inbound supply
-and what each channel account should advertise.
+"""Inventory: SKUs, fulfilment nodes, stock levels, the stock ledger, reservations and inbound supply.
 
 Models hold data and small properties; every write goes through inventory/services.
 """
@@ -13,7 +12,6 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
-from django.utils import timezone
 
 
 class Sku(models.Model):
@@ -279,33 +277,6 @@ class InboundLine(models.Model):
     @property
     def quantity_outstanding(self) -> int:
         return max(self.quantity_expected - self.quantity_received, 0)
-
-
-class ChannelAvailability(models.Model):
-    """The quantity a channel account should advertise for a SKU, and what was last pushed."""
-
-    account = models.ForeignKey("channels.ChannelAccount", on_delete=models.CASCADE, related_name="availabilities")
-    sku = models.ForeignKey(Sku, on_delete=models.CASCADE, related_name="channel_availabilities")
-    quantity = models.IntegerField(default=0)
-    last_pushed_quantity = models.IntegerField(null=True, blank=True)
-    last_pushed_at = models.DateTimeField(null=True, blank=True)
-    computed_at = models.DateTimeField(default=timezone.now)
-    needs_push = models.BooleanField(default=False)
-
-    class Meta:
-        verbose_name_plural = "channel availabilities"
-        constraints = [
-            models.UniqueConstraint(fields=["account", "sku"], name="channelavailability_unique_account_sku"),
-            models.CheckConstraint(condition=Q(quantity__gte=0), name="channelavailability_quantity_non_negative"),
-        ]
-        indexes = [
-            models.Index(
-                fields=["account", "sku"], condition=Q(needs_push=True), name="channelavailability_needs_push"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.sku_id} on {self.account_id}: {self.quantity}"
 
 
 class StockSnapshot(models.Model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 
@@ -32,6 +34,19 @@ def _inbound_outstanding() -> Subquery:
         .values("total")
     )
     return Subquery(per_row, output_field=IntegerField())
+
+
+def atp_by_sku_location(*, sku_ids: Iterable[int], location_ids: Iterable[int]) -> dict[tuple[int, int], int]:
+    """{(sku_id, location_id): available to promise} at the ACTIVE locations among ``location_ids``, in one
+    query. Available to promise is on hand - reserved - safety stock, never below zero; pairs with no
+    stock row are absent (nothing to promise)."""
+    sku_ids, location_ids = sorted(set(sku_ids)), sorted(set(location_ids))
+    if not sku_ids or not location_ids:
+        return {}
+    rows = StockLevel.objects.filter(
+        sku_id__in=sku_ids, location_id__in=location_ids, location__is_active=True
+    ).values_list("sku_id", "location_id", "on_hand", "reserved", "safety_stock")
+    return {(sku, loc): max(on_hand - reserved - safety, 0) for sku, loc, on_hand, reserved, safety in rows}
 
 
 def stock_level_grid() -> QuerySet[StockLevel]:

@@ -106,25 +106,6 @@ def capacity_give_back(*, location_id: int, day: date | None) -> None:
         )
 
 
-def lines_set_status(line_ids: Iterable[int], status: str) -> None:
-    ids = sorted(set(line_ids))
-    if ids:
-        OrderLine.objects.filter(pk__in=ids).exclude(status=LineStatus.CANCELLED).update(status=status)
-
-
-def lines_reopen_if_unreserved(line_ids: Iterable[int]) -> None:
-    """Lines left with open units and no active reservation go back to OPEN so order routing finds them."""
-    ids = sorted(set(line_ids))
-    if not ids:
-        return
-    (
-        OrderLine.objects.filter(pk__in=ids, status=LineStatus.ALLOCATED)
-        .exclude(reservations__status="active")
-        .filter(quantity__gt=F("quantity_shipped") + F("quantity_cancelled"))
-        .update(status=LineStatus.OPEN)
-    )
-
-
 def order_follow_shipments(*, order_id: int, actor: Actor, reason: str = "") -> Order:
     """After a shipment changed: apply what the line quantities imply, then delivered when every shipped
     shipment is delivered, or back to OPEN/BACKORDERED when nothing is released any more."""

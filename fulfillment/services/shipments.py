@@ -26,7 +26,6 @@ from fulfillment.services.common import (
     Actor,
     actor_resolve,
     capacity_give_back,
-    lines_reopen_if_unreserved,
     order_follow_shipments,
 )
 from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
@@ -674,7 +673,7 @@ def shipment_cancel(*, shipment: Shipment | int, reason: str, actor: Actor) -> S
         locked.status = S.CANCELLED
         locked.save(update_fields=["status", "updated_at"])
         capacity_give_back(location_id=locked.location_id, day=locked.capacity_day)
-        lines_reopen_if_unreserved(line.order_line_id for line in lines)
+        order_services.order_lines_reopen_unreserved(line_ids=[line.order_line_id for line in lines], actor=actor)
         _event(locked, kind="shipment_cancelled", actor=actor, from_status=from_status, reason=reason.strip())
         order_follow_shipments(order_id=locked.order_id, actor=actor, reason="shipment cancelled")
     return locked

@@ -40,11 +40,6 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='inbound_lines', to='inventory.sku'),
         ),
         migrations.AddField(
-            model_name='channelavailability',
-            name='sku',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='channel_availabilities', to='inventory.sku'),
-        ),
-        migrations.AddField(
             model_name='stocklevel',
             name='location',
             field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='stock_levels', to='inventory.location'),
@@ -92,18 +87,6 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='inboundline',
             constraint=models.CheckConstraint(condition=models.Q(('quantity_received__gte', 0)), name='inboundline_received_non_negative'),
-        ),
-        migrations.AddIndex(
-            model_name='channelavailability',
-            index=models.Index(condition=models.Q(('needs_push', True)), fields=['account', 'sku'], name='channelavailability_needs_push'),
-        ),
-        migrations.AddConstraint(
-            model_name='channelavailability',
-            constraint=models.UniqueConstraint(fields=('account', 'sku'), name='channelavailability_unique_account_sku'),
-        ),
-        migrations.AddConstraint(
-            model_name='channelavailability',
-            constraint=models.CheckConstraint(condition=models.Q(('quantity__gte', 0)), name='channelavailability_quantity_non_negative'),
         ),
         migrations.AddIndex(
             model_name='stocklevel',

@@ -4,15 +4,10 @@ ledger        receive, adjust, transfer, restock, damage, quarantine, put-away: 
 reservations  stock_reserve / stock_reserve_order / stock_release / stock_consume (the locking is described there)
 snapshot      stock_snapshot_apply: absolute WMS counts become adjustment movements, replay-safe
 inbound       backorders, preorders, inbound shipments and receiving
-availability  what each channel account should advertise, and what needs pushing
+
+Every service that changes what may be promised announces it after commit (inventory.signals.stock_changed).
 """
 
-from inventory.services.availability import (
-    advertised_quantity,
-    channel_availability_mark_pushed,
-    channel_availability_recompute,
-    channel_availability_reconcile,
-)
 from inventory.services.inbound import (
     AllocationOutcome,
     InboundLineInput,
@@ -22,6 +17,7 @@ from inventory.services.inbound import (
     inbound_receive,
     order_stock_allocate,
     preorder_promisable,
+    preorder_promise_lock,
 )
 from inventory.services.ledger import (
     StockChange,
@@ -51,16 +47,13 @@ __all__ = [
     "ReceiveOutcome",
     "SnapshotResult",
     "StockChange",
-    "advertised_quantity",
     "backorders_allocate",
-    "channel_availability_mark_pushed",
-    "channel_availability_recompute",
-    "channel_availability_reconcile",
     "inbound_create",
     "inbound_receive",
     "movements_apply",
     "order_stock_allocate",
     "preorder_promisable",
+    "preorder_promise_lock",
     "stock_adjust",
     "stock_consume",
     "stock_damage",

@@ -1,4 +1,4 @@
-"""Helpers shared by the inventory services: actors, quantity checks, stock-row locks, availability hooks."""
+"""Helpers shared by the inventory services: actors, quantity checks, stock-row locks, announcing stock changes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from django.db.models import Q
 
 from inventory.errors import InvalidQuantity, UnknownStockItem
 from inventory.models import Location, Sku, StockLevel
+from inventory.signals import stock_changed
 from orders.services import Actor, actor_resolve
 
-__all__ = ["Actor", "actor_resolve", "availability_changed", "lock_levels", "positive_quantity"]
+__all__ = ["Actor", "actor_resolve", "lock_levels", "positive_quantity", "stock_changed_announce"]
 
 
 def positive_quantity(value: object, what: str = "quantity") -> int:
@@ -87,11 +88,13 @@ def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple
     return {(row.sku_id, row.location_id): row for row in rows}
 
 
-def availability_changed(sku_ids: Iterable[int]) -> None:
-    """After commit, recompute what each channel account should advertise for these SKUs."""
-    from inventory.services.availability import channel_availability_schedule
+def _stock_changed_send(sku_ids: list[int]) -> None:
+    stock_changed.send_robust(sender=Sku, sku_ids=sku_ids)
 
+
+def stock_changed_announce(sku_ids: Iterable[int]) -> None:
+    """After commit, announce that what may be promised of these SKUs changed (inventory.signals.stock_changed)."""
     ids = sorted(set(sku_ids))
     if ids:
-        # robust: the stock change is committed; a failed dispatch is caught up by the reconciliation task.
-        transaction.on_commit(partial(channel_availability_schedule, sku_ids=ids), robust=True)
+        # robust: the stock change is committed; whatever a listener misses its own reconciliation catches up.
+        transaction.on_commit(partial(_stock_changed_send, ids), robust=True)

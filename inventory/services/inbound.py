@@ -11,7 +11,7 @@ Lock order everywhere here: stock rows (pk order), then order rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -34,7 +34,7 @@ from inventory.models import (
     StockLevel,
     StockMovement,
 )
-from inventory.services.common import Actor, actor_resolve, availability_changed, ensure_known, positive_quantity
+from inventory.services.common import Actor, actor_resolve, ensure_known, positive_quantity, stock_changed_announce
 from inventory.services.ledger import StockChange, _apply_locked
 from inventory.services.reservations import LineDemand, _check_lines, _flatten, _reserve_locked
 from orders import services as order_services
@@ -52,6 +52,19 @@ class AllocationOutcome:
 def _line_need(line) -> int:
     active = sum(r.quantity for r in line.reservations.all() if r.status == ReservationStatus.ACTIVE)
     return max(line.quantity - line.quantity_cancelled - line.quantity_shipped - active, 0)
+
+
+PREORDER_LOCK_NAMESPACE = 7301
+
+
+def preorder_promise_lock(*, sku_ids: Iterable[int]) -> None:
+    """Take the per-SKU preorder promise locks (transaction-scoped, in SKU order) before reading
+    preorder_promisable and backordering against it: the next promiser of a SKU waits for this
+    transaction's commit and then counts the lines it backordered, so two orders can't both be promised
+    the last incoming units. Must run inside the transaction that backorders."""
+    with connection.cursor() as cursor:
+        for sku_id in sorted(set(sku_ids)):
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PREORDER_LOCK_NAMESPACE, sku_id])
 
 
 def preorder_promisable(*, sku_id: int, account_id: int | None = None) -> int:
@@ -130,8 +143,8 @@ def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]]
                     actor=actor,
                 )
                 outcome.exceptions.append(case.pk)
-        _lines_set(outcome.reserved, LineStatus.ALLOCATED)
-        _lines_set(outcome.backordered, LineStatus.BACKORDERED)
+        order_services.order_lines_status_set(line_ids=outcome.reserved, status=LineStatus.ALLOCATED, actor=actor)
+        order_services.order_lines_status_set(line_ids=outcome.backordered, status=LineStatus.BACKORDERED, actor=actor)
         order_services.order_event_record(
             order=order,
             kind="stock_allocated",
@@ -139,7 +152,7 @@ def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]]
             data={"reserved": outcome.reserved, "backordered": outcome.backordered, "exceptions": outcome.exceptions},
         )
         _order_status_follow(order.pk, actor=actor)
-    availability_changed(r.sku_id for r in outcome.reservations)
+    stock_changed_announce(r.sku_id for r in outcome.reservations)
     return outcome
 
 
@@ -147,9 +160,7 @@ def _may_backorder(line, *, account_id: int) -> bool:
     if line.is_backorder_allowed or line.sku.allow_backorder:
         return True
     if line.sku.is_preorder:
-        # One promiser per SKU at a time, so two orders can't both take the last incoming units.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [7301, line.sku_id])
+        preorder_promise_lock(sku_ids=[line.sku_id])
         return preorder_promisable(sku_id=line.sku_id, account_id=account_id) >= _line_need(line)
     return False
 
@@ -164,11 +175,6 @@ def _short_detail(line, quantities: Mapping[int, int]) -> str:
         for loc, q in quantities.items()
     ]
     return "; ".join(parts) or f"{line.sku.code}: wanted {_line_need(line)}, no location can supply it"
-
-
-def _lines_set(line_ids: Sequence[int], status: str) -> None:
-    if line_ids:
-        apps.get_model("orders", "OrderLine").objects.filter(pk__in=list(line_ids)).update(status=status)
 
 
 def _order_status_follow(order_id: int, *, actor: Actor) -> None:
@@ -300,7 +306,7 @@ def inbound_receive(
         shipment.save(update_fields=["status", "updated_at"])
         sku_ids = sorted({lines[line_id].sku_id for line_id in quantities})
         allocated = backorders_allocate(sku_ids=sku_ids, location_id=shipment.location_id, actor=actor)
-    availability_changed(sku_ids)
+    stock_changed_announce(sku_ids)
     return ReceiveOutcome(shipment=shipment, movements=movements, allocated_lines=allocated)
 
 
@@ -332,7 +338,7 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
     with transaction.atomic():
         reservations, _ = _reserve_locked(flat, all_or_nothing=False)
         allocated = sorted({r.order_line_id for r in reservations})
-        _lines_set(allocated, LineStatus.ALLOCATED)
+        order_services.order_lines_status_set(line_ids=allocated, status=LineStatus.ALLOCATED, actor=actor)
         order_of = {line.pk: line.order_id for line in candidates}
         by_order: dict[int, list[int]] = defaultdict(list)
         for line_id in allocated:
@@ -346,5 +352,5 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
                 data={"lines": by_order[order.pk], "location_id": location_id},
             )
             _order_status_follow(order.pk, actor=actor)
-    availability_changed(sku_ids)
+    stock_changed_announce(sku_ids)
     return allocated

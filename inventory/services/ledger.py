@@ -16,7 +16,7 @@ from django.db.models import F
 
 from inventory.errors import IdempotencyConflict, InvalidQuantity, StockConflict
 from inventory.models import MovementReason, StockBucket, StockLevel, StockMovement
-from inventory.services.common import Actor, actor_resolve, availability_changed, lock_levels, positive_quantity
+from inventory.services.common import Actor, actor_resolve, lock_levels, positive_quantity, stock_changed_announce
 
 BUCKET_FIELD = {
     StockBucket.SELLABLE: "on_hand",
@@ -89,7 +89,7 @@ def movements_apply(*, changes: Sequence[StockChange], actor: Actor) -> list[Sto
             if replay is not None:
                 return replay
         raise
-    availability_changed(c.sku_id for c in changes if c.bucket == StockBucket.SELLABLE)
+    stock_changed_announce(c.sku_id for c in changes if c.bucket == StockBucket.SELLABLE)
     return movements
 
 

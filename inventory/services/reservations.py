@@ -55,10 +55,10 @@ from inventory.services.common import (
     Actor,
     _pairs_q,
     actor_resolve,
-    availability_changed,
     ensure_known,
     lock_levels,
     positive_quantity,
+    stock_changed_announce,
 )
 
 
@@ -115,7 +115,7 @@ def stock_reserve(*, lines: Sequence[LineDemand], actor: Actor) -> list[Reservat
     flat = _flatten(lines)
     rows = {(sku_id, location_id) for _, sku_id, location_id, _ in flat}
     reservations = _reserve_one_row(flat) if len(rows) == 1 else _reserve_rows(flat)
-    availability_changed(sku_id for sku_id, _ in rows)
+    stock_changed_announce(sku_id for sku_id, _ in rows)
     return reservations
 
 
@@ -130,7 +130,7 @@ def stock_reserve_order(*, demands: Sequence[LineDemand], actor: Actor) -> list[
     actor_resolve(actor)
     flat = _flatten(demands)
     reservations = _reserve_rows(flat)
-    availability_changed({sku_id for _, sku_id, _, _ in flat})
+    stock_changed_announce({sku_id for _, sku_id, _, _ in flat})
     return reservations
 
 
@@ -473,7 +473,7 @@ def stock_release(
         Reservation.objects.filter(pk__in=[r.pk for r in reservations]).update(status=ReservationStatus.RELEASED)
         for r in reservations:
             r.status = ReservationStatus.RELEASED
-    availability_changed(sku_id for sku_id, _ in totals)
+    stock_changed_announce(sku_id for sku_id, _ in totals)
     return reservations
 
 
@@ -546,5 +546,5 @@ def stock_consume(
                 )
         Reservation.objects.bulk_create(splits)
         created = StockMovement.objects.bulk_create(movements)
-    availability_changed(sku_id for sku_id, _ in totals)
+    stock_changed_announce(sku_id for sku_id, _ in totals)
     return created

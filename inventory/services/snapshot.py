@@ -15,7 +15,7 @@ from django.db.models import F
 
 from inventory.errors import InvalidQuantity, SnapshotInvalid
 from inventory.models import Location, MovementReason, Sku, StockBucket, StockLevel, StockMovement, StockSnapshot
-from inventory.services.common import Actor, actor_resolve, availability_changed, lock_levels
+from inventory.services.common import Actor, actor_resolve, lock_levels, stock_changed_announce
 
 MAX_ROWS = 10_000
 
@@ -160,5 +160,5 @@ def stock_snapshot_apply(
             raise
         done = StockSnapshot.objects.get(idempotency_key=key)  # a concurrent replay won
         return SnapshotResult(done.pk, key, True, done.result.get("rows", []))
-    availability_changed(m.sku_id for m in movements)
+    stock_changed_announce(m.sku_id for m in movements)
     return SnapshotResult(snapshot.pk, key, False, result)

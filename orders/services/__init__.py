@@ -740,3 +740,4 @@ def exception_case_resolve(*, case: ExceptionCase | int, note: str, actor: Actor
 
 
 from orders.services.ingest import *  # noqa: E402, F403 - re-export: IngestOrder, orders_ingest_batch, …
+from orders.services.line_status import order_lines_reopen_unreserved, order_lines_status_set  # noqa: E402, F401

@@ -28,7 +28,8 @@ from django.db import connection
 
 from channels import outbox as outbox_module
 from channels import sync as sync_module
-from channels.models import ChannelAccount, ChannelKind, Listing, OutboxKind, OutboxMessage
+from channels import tasks as channel_tasks
+from channels.models import ChannelAccount, ChannelAvailability, ChannelKind, Listing, OutboxKind, OutboxMessage
 from channels.outbox import inventory_push_plan, outbox_relay
 from channels.sandbox.amazon import AmazonSandbox
 from channels.sandbox.ebay import EbaySandbox
@@ -40,8 +41,7 @@ from channels.sync import sync_account_run
 from fulfillment import services as fulfillment_services
 from fulfillment.selectors import releasable_order_ids
 from inventory import services as inventory_services
-from inventory import tasks as inventory_tasks
-from inventory.models import ChannelAvailability, Location, Sku
+from inventory.models import Location, Sku
 from orders.models import Order, OrderLine
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
@@ -160,7 +160,7 @@ def _route_ingested(account: ChannelAccount, skus: list[Sku]) -> tuple[float, in
     routed = 0
     # The availability recompute after each commit is a worker's job (tests run tasks eagerly): the
     # broker is outside the project, so the dispatches are counted, as in the routing benchmark.
-    task = inventory_tasks.channel_availability_recompute_task
+    task = channel_tasks.channel_availability_recompute_task
     dispatched: list[int] = []
     task.apply_async = lambda *args, **kwargs: dispatched.append(1)
     try:

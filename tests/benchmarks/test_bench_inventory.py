@@ -19,10 +19,11 @@ import pytest
 from django.core.cache import cache
 from django.db import connection, connections
 
+from channels import availability
 from inventory import services
 from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus, StockLevel
-from inventory.services import LineDemand, availability
+from inventory.services import LineDemand
 from orders.models import OrderLine
 from tests.factories import LocationFactory, OrderFactory, SkuFactory
 
@@ -66,7 +67,7 @@ def _raw_worker(barrier, out, stock_id, count, conninfo):
 
 def _service_worker(barrier, out, enqueued, jobs):
     # The broker is outside the project: count what would be sent to it, like Redis would receive it.
-    from inventory import tasks
+    from channels import tasks
 
     def send(*args, **kwargs):
         with enqueued.get_lock():

@@ -157,12 +157,12 @@ def _select1_rate(n: int = 2_000) -> float:
 
 
 def test_route_and_reserve_10k_orders(monkeypatch):
-    from inventory import tasks as inventory_tasks
+    from channels import tasks as channel_tasks
 
     # The broker is outside the project: count the after-commit availability dispatches instead.
     dispatched = []
     monkeypatch.setattr(
-        inventory_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: dispatched.append(1)
+        channel_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: dispatched.append(1)
     )
     rng = random.Random(SEED)
     # given

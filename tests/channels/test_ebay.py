@@ -12,6 +12,7 @@ from channels.connectors import connector_for
 from channels.connectors.ebay import orders_filter
 from channels.inbound import inbound_orders_process
 from channels.models import (
+    ChannelAvailability,
     InboundEvent,
     Listing,
     OutboxKind,
@@ -22,7 +23,6 @@ from channels.models import (
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
 from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
-from inventory.models import ChannelAvailability
 from orders.models import Order, OrderLine, OrderStatus
 from tests.channels import battery
 

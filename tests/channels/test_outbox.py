@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from channels.connectors import connector_for
-from channels.models import Listing, OutboxKind, OutboxMessage, OutboxStatus
+from channels.models import ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import (
     _send,
     cancellation_enqueue,
@@ -20,7 +20,6 @@ from channels.outbox import (
 )
 from channels.sandbox.shopify import variant_ids
 from channels.sync import sync_account_run
-from inventory.models import ChannelAvailability
 from orders.models import ExceptionCase, ExceptionKind, Order, OrderStatus
 
 pytestmark = pytest.mark.django_db

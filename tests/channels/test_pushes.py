@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from channels.connectors.shopify import ShopifyConnector
 from channels.connectors.walmart import WalmartConnector
-from channels.models import ChannelAccountEvent, Listing, OutboxKind, OutboxMessage, OutboxStatus
+from channels.models import ChannelAccountEvent, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import (
     acknowledgement_enqueue,
     inventory_push_plan,
@@ -22,7 +22,7 @@ from channels.outbox import (
     outbox_send,
 )
 from channels.sandbox.shopify import variant_ids
-from inventory.models import ChannelAvailability, Sku
+from inventory.models import Sku
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind
 from tests.channels.conftest import SHOPIFY_CREDENTIALS, WALMART_CREDENTIALS
 from tests.factories import OrderFactory

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from channels.models import Listing, OutboxKind, OutboxMessage, OutboxStatus
+from channels.models import ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import inventory_push_plan
-from inventory.models import ChannelAvailability, Sku
+from inventory.models import Sku
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind
 from tests.channels.e2e_helpers import admin, relay
 

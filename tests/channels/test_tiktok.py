@@ -18,6 +18,7 @@ from channels.connectors.base import ChannelError
 from channels.connectors.tiktok import tiktok_sign
 from channels.inbound import inbound_orders_process
 from channels.models import (
+    ChannelAvailability,
     InboundEvent,
     InboundKind,
     InboundStatus,
@@ -33,7 +34,6 @@ from channels.sandbox.tiktok import product_id_for, sku_id_for
 from channels.services import channel_account_set_credentials
 from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
-from inventory.models import ChannelAvailability
 from orders.models import Order, OrderLine, OrderStatus
 from tests.channels import battery
 from tests.channels.conftest import TIKTOK_CREDENTIALS as CREDENTIALS

@@ -27,9 +27,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
     # The after-commit availability dispatch goes to the broker, outside the project (and outside the count).
-    from inventory import tasks as inventory_tasks
+    from channels import tasks as channel_tasks
 
-    monkeypatch.setattr(inventory_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(channel_tasks.channel_availability_recompute_task, "apply_async", lambda *a, **k: None)
 
 
 def _route_counted(order):
@@ -262,4 +262,39 @@ def test_a_race_inside_a_batch_rolls_it_back_and_routes_each_order_alone(node, s
     assert not results[one.pk].routed
     assert RoutingDecision.objects.filter(order=two).count() == 1
     assert NodeCapacityDay.objects.get(location=here).capacity_used == 1
+    assert_stock_invariants()
+
+
+def test_the_batch_statement_leaves_line_statuses_consistent_with_their_quantities(node, stock, order_for):
+    # The batch statement is the one writer of OrderLine.status outside orders' services: after a batch,
+    # every line is as order_lines_status_set would leave it.
+    # given orders with a whole line, a partly cancelled line and a wholly cancelled line
+    here = node("HERE")
+    skus = [SkuFactory() for _ in range(3)]
+    for sku in skus:
+        stock(sku, here, 20)
+    orders = [order_for([(skus[0], 2)]) for _ in range(3)]
+    partly = OrderLineFactory(order=orders[1], sku=skus[1], quantity=3, quantity_cancelled=1)
+    wholly = OrderLineFactory(
+        order=orders[2], sku=skus[2], quantity=2, quantity_cancelled=2, status=LineStatus.CANCELLED
+    )
+    network = _snapshot_for(orders)
+    # when they are routed as one batch, in five statements
+    with count_statements() as sent:
+        results = services.orders_route(order_ids=[o.pk for o in orders], network=network, actor="router:test")
+    assert len(sent) <= 5 and all(r.routed for r in results)
+    # then a cancelled line stays cancelled, and every other line is allocated with exactly its open units reserved
+    wholly.refresh_from_db()
+    assert wholly.status == LineStatus.CANCELLED
+    assert not Reservation.objects.filter(order_line=wholly).exists()
+    for order in orders:
+        for line in order.lines.exclude(pk=wholly.pk):
+            reserved = sum(
+                Reservation.objects.filter(order_line=line, status=ReservationStatus.ACTIVE).values_list(
+                    "quantity", flat=True
+                )
+            )
+            assert line.status == LineStatus.ALLOCATED
+            assert reserved == line.quantity - line.quantity_cancelled - line.quantity_shipped
+    assert Reservation.objects.get(order_line=partly).quantity == 2
     assert_stock_invariants()

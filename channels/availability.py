@@ -7,25 +7,30 @@ quantity = Σ ATP over the account's eligible locations - the account's buffer, 
            rounded up; buffer_value, when set, is a floor in units
 Rows are kept for the accounts that list the SKU (an active Listing). ``needs_push`` is the record
 of what the channel connector should push: quantity differs from last_pushed_quantity.
+
+Inventory announces every stock change after commit (inventory.signals.stock_changed); channels/receivers
+schedules a recompute here, and the outbox's planner turns flagged rows into inventory pushes. This
+module is the only writer of ChannelAvailability.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
-from datetime import timedelta
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Sum, Value
-from django.db.models.functions import Greatest
+from django.db.models import Case, Sum, Value, When
 from django.utils import timezone
 
-from inventory.models import ChannelAvailability, StockLevel
+from channels.models import ChannelAccount, ChannelAvailability, Listing
+from inventory.selectors import atp_by_sku_location
+from orders.models import OrderLine
 
 VELOCITY_WINDOW = timedelta(hours=24)
 
@@ -48,7 +53,7 @@ def advertised_quantity(
 
 def _debounce_key(sku_id: int) -> str:
     # The database name keeps test runs against different databases apart in a shared cache.
-    return f"inventory:availability:{connection.settings_dict['NAME']}:{sku_id}"
+    return f"channels:availability:{connection.settings_dict['NAME']}:{sku_id}"
 
 
 def debounce_seconds() -> float:
@@ -73,7 +78,7 @@ def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
     queue nothing; each process also remembers the end locally, so a hot SKU costs a dict lookup per
     change, not a task or a cache round trip.
     """
-    from inventory.tasks import channel_availability_recompute_task
+    from channels.tasks import channel_availability_recompute_task
 
     ids = sorted(set(sku_ids))
     window = debounce_seconds()
@@ -105,8 +110,6 @@ def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAva
     sku_ids = sorted(set(sku_ids))
     if not sku_ids:
         return []
-    Listing = apps.get_model("channels", "Listing")
-    ChannelAccount = apps.get_model("channels", "ChannelAccount")
     listed = set(
         Listing.objects.filter(sku_id__in=sku_ids, is_active=True, account__is_enabled=True).values_list(
             "account_id", "sku_id"
@@ -162,19 +165,21 @@ def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAva
 
 
 def _atp_by_account(account_ids: list[int], sku_ids: list[int]) -> dict[tuple[int, int], int]:
-    rows = (
-        StockLevel.objects.filter(
-            sku_id__in=sku_ids, location__channel_accounts__in=account_ids, location__is_active=True
-        )
-        .values("location__channel_accounts", "sku_id")
-        .annotate(atp=Sum(Greatest(F("on_hand") - F("reserved") - F("safety_stock"), Value(0))))
-    )
-    return {(r["location__channel_accounts"], r["sku_id"]): r["atp"] or 0 for r in rows}
+    """{(account_id, sku_id): Σ ATP over the account's eligible (active) locations}."""
+    accounts_of: dict[int, list[int]] = defaultdict(list)
+    for account_id, location_id in ChannelAccount.eligible_locations.through.objects.filter(
+        channelaccount_id__in=account_ids
+    ).values_list("channelaccount_id", "location_id"):
+        accounts_of[location_id].append(account_id)
+    totals: dict[tuple[int, int], int] = defaultdict(int)
+    for (sku_id, location_id), atp in atp_by_sku_location(sku_ids=sku_ids, location_ids=accounts_of).items():
+        for account_id in accounts_of[location_id]:
+            totals[(account_id, sku_id)] += atp
+    return dict(totals)
 
 
-def _velocity(account_ids: list[int], sku_ids: list[int], now) -> dict[tuple[int, int], float]:
+def _velocity(account_ids: list[int], sku_ids: list[int], now: datetime) -> dict[tuple[int, int], float]:
     """Units per second ordered on each account over the last VELOCITY_WINDOW."""
-    OrderLine = apps.get_model("orders", "OrderLine")
     since = now - VELOCITY_WINDOW
     rows = (
         OrderLine.objects.filter(sku_id__in=sku_ids, order__account_id__in=account_ids, order__placed_at__gte=since)
@@ -197,9 +202,43 @@ def channel_availability_mark_pushed(*, availability_id: int, quantity: int) -> 
     return row
 
 
+def channel_availabilities_mark_pushed(*, pushed: Mapping[int, int]) -> None:
+    """The connector pushed these quantities ({availability id: quantity}): record them; needs_push stays
+    set where the quantity moved since it was read for the push."""
+    if not pushed:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        for availability_id, quantity in sorted(pushed.items()):
+            ChannelAvailability.objects.filter(pk=availability_id).update(
+                last_pushed_quantity=quantity,
+                last_pushed_at=now,
+                needs_push=Case(When(quantity=quantity, then=Value(False)), default=Value(True)),
+            )
+
+
+def channel_availability_claim_due(
+    *, kinds: Iterable[str], limit: int = 20000
+) -> list[tuple[int, int, int, int, int | None]]:
+    """Take the rows flagged ``needs_push`` on enabled accounts of these kinds (skipping rows another planner
+    holds) and clear their flag: [(id, account_id, sku_id, quantity, last_pushed_quantity)] in pk order.
+
+    Runs in the caller's transaction (the planner queues its messages in it): the rows stay locked, and
+    the flags come back if it rolls back."""
+    with transaction.atomic():
+        rows = list(
+            ChannelAvailability.objects.select_for_update(skip_locked=True)
+            .filter(needs_push=True, account__is_enabled=True, account__kind__in=list(kinds))
+            .order_by("pk")
+            .values_list("pk", "account_id", "sku_id", "quantity", "last_pushed_quantity")[:limit]
+        )
+        if rows:
+            ChannelAvailability.objects.filter(pk__in=[r[0] for r in rows]).update(needs_push=False)
+    return rows
+
+
 def channel_availability_reconcile(*, batch: int = 500) -> int:
     """Recompute every listed SKU: the periodic full reconciliation behind the event-driven updates."""
-    Listing = apps.get_model("channels", "Listing")
     sku_ids = sorted(set(Listing.objects.filter(sku__isnull=False).values_list("sku_id", flat=True)))
     for start in range(0, len(sku_ids), batch):
         channel_availability_recompute(sku_ids=sku_ids[start : start + batch])

@@ -4,10 +4,11 @@ from decimal import Decimal
 
 import pytest
 
-from channels.models import BufferPolicy
+from channels import availability
+from channels.availability import advertised_quantity
+from channels.models import BufferPolicy, ChannelAvailability
 from inventory import services
-from inventory.models import ChannelAvailability
-from inventory.services import LineDemand, advertised_quantity
+from inventory.services import LineDemand
 from tests.factories import ChannelAccountFactory, ListingFactory, LocationFactory, OrderLineFactory, SkuFactory
 
 
@@ -48,23 +49,23 @@ def test_every_stock_change_recomputes_what_each_listing_account_should_advertis
     assert (rows[a.pk].quantity, rows[b.pk].quantity) == (7, 4)
     assert rows[a.pk].needs_push and rows[a.pk].last_pushed_quantity is None
     # when the connector pushes A's figure, then a reservation at west moves both
-    services.channel_availability_mark_pushed(availability_id=rows[a.pk].pk, quantity=7)
+    availability.channel_availability_mark_pushed(availability_id=rows[a.pk].pk, quantity=7)
     line = OrderLineFactory(sku=sku, quantity=3)
     services.stock_reserve(lines=[LineDemand(line.pk, sku.pk, {west.pk: 3})], actor="router")
     rows = {r.account_id: r for r in ChannelAvailability.objects.filter(sku=sku)}
     assert (rows[a.pk].quantity, rows[b.pk].quantity) == (4, 1)
     assert rows[a.pk].needs_push and rows[a.pk].last_pushed_quantity == 7
     # when A's new figure is pushed and nothing moves, there is nothing to push
-    services.channel_availability_mark_pushed(availability_id=rows[a.pk].pk, quantity=4)
-    services.channel_availability_recompute(sku_ids=[sku.pk])
+    availability.channel_availability_mark_pushed(availability_id=rows[a.pk].pk, quantity=4)
+    availability.channel_availability_recompute(sku_ids=[sku.pk])
     assert not ChannelAvailability.objects.get(account=a, sku=sku).needs_push
 
 
 @pytest.mark.django_db
-def test_dynamic_buffer_uses_sales_velocity_and_sync_lag(stock):
+def test_dynamic_buffer_uses_sales_velocity_and_sync_lag():
     node = LocationFactory()
     sku = SkuFactory()
-    stock(sku, node, 20)
+    services.stock_receive(sku=sku, location=node, quantity=20, actor="test:setup")
     account = ChannelAccountFactory(buffer_policy=BufferPolicy.DYNAMIC, sync_lag_seconds=3600.0)
     account.eligible_locations.add(node)
     ListingFactory(account=account, sku=sku)
@@ -72,5 +73,5 @@ def test_dynamic_buffer_uses_sales_velocity_and_sync_lag(stock):
     from tests.factories import OrderFactory
 
     OrderLineFactory(order=OrderFactory(account=account), sku=sku, quantity=48)
-    [row] = services.channel_availability_recompute(sku_ids=[sku.pk])
+    [row] = availability.channel_availability_recompute(sku_ids=[sku.pk])
     assert row.quantity == 18

@@ -1,0 +1,14 @@
+"""Signals inventory sends so the outer apps can react without inventory importing them (DESIGN.md).
+
+stock_changed   kwargs: sku_ids (sorted list of ids). Sent AFTER the commit of a change to what may be
+                promised of these SKUs: sellable stock moved, stock was reserved, released or consumed,
+                a snapshot applied, an inbound shipment received. Receivers read the committed stock
+                (inventory.selectors.atp_by_sku_location) and queue their own work; a receiver that
+                fails is logged and does not affect the others (the change is committed either way).
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+stock_changed = Signal()
