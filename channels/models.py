@@ -12,13 +12,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from channels import registry
 
-class ChannelKind(models.TextChoices):
-    AMAZON = "amazon", "Amazon"
-    WALMART = "walmart", "Walmart"
-    SHOPIFY = "shopify", "Shopify"
-    EBAY = "ebay", "eBay"
-    TIKTOK = "tiktok", "TikTok Shop"
+# One member per line of channels.registry: ChannelKind.AMAZON == "amazon", labelled "Amazon".
+ChannelKind = models.TextChoices(
+    "ChannelKind", [(kind.upper(), (kind, label)) for kind, label in registry.kind_choices()], module=__name__
+)
 
 
 class BufferPolicy(models.TextChoices):

@@ -11,19 +11,16 @@ from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Order
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"})
 YES_NO_ANY = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
 
-CHANNEL_KINDS = [
-    ("amazon", "Amazon"),
-    ("walmart", "Walmart"),
-    ("shopify", "Shopify"),
-    ("ebay", "eBay"),
-    ("tiktok", "TikTok Shop"),
-]
+
+def channel_kinds() -> list[tuple[str, str]]:
+    """The channel account's kinds, read through the model so orders never imports channels."""
+    return list(Order._meta.get_field("account").related_model._meta.get_field("kind").choices)
 
 
 class OrderFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="filter_search", label="Search")
     status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices)
-    channel = django_filters.ChoiceFilter(field_name="account__kind", choices=CHANNEL_KINDS, label="Channel")
+    channel = django_filters.ChoiceFilter(field_name="account__kind", choices=channel_kinds, label="Channel")
     account = django_filters.NumberFilter(field_name="account_id")
     ship_by_after = django_filters.IsoDateTimeFilter(
         field_name="ship_by", lookup_expr="gte", label="Ship by from", widget=DATETIME_INPUT

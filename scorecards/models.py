@@ -10,14 +10,8 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
-
-class ChannelKind(models.TextChoices):
-    # Mirrors the channel kinds in channels/; scorecards only read and never import channels.
-    AMAZON = "amazon", "Amazon"
-    WALMART = "walmart", "Walmart"
-    SHOPIFY = "shopify", "Shopify"
-    EBAY = "ebay", "eBay"
-    TIKTOK = "tiktok", "TikTok Shop"
+# The marketplace registry (data only): scorecards read channels, they never write there.
+from channels import registry
 
 
 class Comparison(models.TextChoices):
@@ -33,7 +27,7 @@ class MetricState(models.TextChoices):
 
 
 class MetricDefinition(models.Model):
-    channel_kind = models.CharField(max_length=16, choices=ChannelKind.choices)
+    channel_kind = models.CharField(max_length=16, choices=registry.kind_choices())
     code = models.CharField(max_length=64, help_text='e.g. "late_shipment_rate"')
     name = models.CharField(max_length=255)
     version = models.PositiveIntegerField(default=1)

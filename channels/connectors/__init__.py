@@ -8,14 +8,9 @@ from typing import Any
 from django.conf import settings
 
 from channels.connectors.base import ChannelError, Connector
+from channels.registry import MARKETPLACES
 
-CONNECTORS = {
-    "amazon": "channels.connectors.amazon.AmazonConnector",
-    "shopify": "channels.connectors.shopify.ShopifyConnector",
-    "walmart": "channels.connectors.walmart.WalmartConnector",
-    "ebay": "channels.connectors.ebay.EbayConnector",
-    "tiktok": "channels.connectors.tiktok.TikTokConnector",
-}
+CONNECTORS = {marketplace.kind: marketplace.connector for marketplace in MARKETPLACES}
 
 
 def connector_class(kind: str) -> type[Connector]:

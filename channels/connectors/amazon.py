@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 from xml.etree import ElementTree
 
-import httpx
 from defusedxml import ElementTree as SafeElementTree
 
 from channels.connectors.base import (
@@ -41,6 +39,7 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
+from channels.connectors.tokens import TokenGrant
 from orders.models import CancelInitiator, OrderStatus
 
 STATUS_MAP = {
@@ -76,9 +75,6 @@ CANCEL_REASONS = {
 # Above this many SKUs one JSON_LISTINGS_FEED replaces per-SKU PATCH calls (5 rps each).
 LISTINGS_FEED_THRESHOLD = 10
 
-_token_cache: dict[tuple, tuple[str, float]] = {}
-_token_lock = threading.Lock()
-
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -108,42 +104,21 @@ def package_reference_id(reference: str) -> str:
     return match.group(1)
 
 
-def _error_body(response: httpx.Response) -> Any:
-    """The channel's error answer as sent: the parsed JSON, or the text when it is not JSON."""
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:4000]
-
-
 def _describe(body: Any) -> str:
-    """Every error of an SP-API envelope as 'code: message (details)'."""
+    """Every error of an SP-API envelope as 'code: message (details)'; "" when it names none."""
     errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors:
-        parts = []
-        for error in errors:
-            if not isinstance(error, dict):
-                parts.append(str(error)[:300])
-                continue
-            text = f"{error.get('code')}: {error.get('message')}"
-            if error.get("details"):
-                text += f" (details: {error['details']})"
-            parts.append(text)
-        return "; ".join(parts)
-    text = body if isinstance(body, str) else json.dumps(body)
-    return text[:300] or "(empty body)"
-
-
-def _failure(what: str, response: httpx.Response, *, retryable: bool | None = None) -> ChannelError:
-    """A ChannelError for an SP-API answer, carrying the whole error body as ``detail``."""
-    body = _error_body(response)
-    status = response.status_code
-    return ChannelError(
-        f"{what}: HTTP {status}: {_describe(body)}",
-        retryable=status >= 500 or status == 429 if retryable is None else retryable,
-        status=status,
-        detail=body,
-    )
+    if not isinstance(errors, list):
+        return ""
+    parts = []
+    for error in errors:
+        if not isinstance(error, dict):
+            parts.append(str(error)[:300])
+            continue
+        text = f"{error.get('code')}: {error.get('message')}"
+        if error.get("details"):
+            text += f" (details: {error['details']})"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def _error_issues(issues: Any) -> list[str]:
@@ -163,53 +138,34 @@ class AmazonConnector(Connector):
 
     # --- auth ----------------------------------------------------------------------------------
 
+    token_refused_statuses = frozenset({403})
+
     def _token_url(self) -> str:
         if "amazon.com" in self.account.api_base_url:
             return "https://api.amazon.com/auth/o2/token"
         return self.account.api_base_url.rstrip("/") + "/auth/o2/token"
 
-    def _cache_key(self) -> tuple:
-        digest = hashlib.sha256(self.credentials.get("refresh_token", "").encode()).hexdigest()
-        return (self.account.pk, digest)
+    def token_key(self) -> str:
+        return hashlib.sha256(self.credentials.get("refresh_token", "").encode()).hexdigest()
 
-    def access_token(self, *, refresh: bool = False) -> str:
-        key = self._cache_key()
-        with _token_lock:
-            cached = _token_cache.get(key)
-            if cached and not refresh and cached[1] > time.monotonic():
-                return cached[0]
+    def exchange_token(self, grant: TokenGrant) -> TokenGrant:
+        """LWA: the refresh token exchanged for an access token (1 h)."""
         missing = [k for k in ("lwa_client_id", "lwa_client_secret", "refresh_token") if not self.credentials.get(k)]
         if missing:
             raise ChannelError(f"Amazon credentials lack {', '.join(missing)}", retryable=False)
-        response = self.http.request(
-            "POST",
-            self._token_url(),
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": self.credentials["refresh_token"],
-                "client_id": self.credentials["lwa_client_id"],
-                "client_secret": self.credentials["lwa_client_secret"],
-            },
-        )
-        if response.status_code != 200:
-            # Never echo the body: an auth server may repeat what it was sent.
-            raise ChannelError(f"LWA token refresh failed: HTTP {response.status_code}", retryable=False)
-        data = json_body(response, "LWA token")
-        token, lifetime = data.get("access_token"), data.get("expires_in", 3600)
-        if not token:
-            raise ChannelError("LWA token response has no access_token", retryable=False)
-        with _token_lock:
-            _token_cache[key] = (token, time.monotonic() + max(float(lifetime) - 60, 1))
-        return token
+        data = {
+            "grant_type": "refresh_token",
+            "refresh_token": self.credentials["refresh_token"],
+            "client_id": self.credentials["lwa_client_id"],
+            "client_secret": self.credentials["lwa_client_secret"],
+        }
+        return self.mint_token("LWA", self._token_url(), data=data, default_lifetime=3600)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        extra_headers = kwargs.pop("headers", {})
-        for attempt in range(2):
-            headers = {"x-amz-access-token": self.access_token(refresh=attempt > 0), **extra_headers}
-            response = self.http.request(method, path, headers=headers, **kwargs)
-            if response.status_code != 403:
-                return response
-        return response
+    def auth_headers(self, token: str, path: str) -> dict[str, str]:
+        return {"x-amz-access-token": token}
+
+    def describe_errors(self, body: Any) -> str:
+        return _describe(body)
 
     def _marketplace(self) -> str:
         ids = self.account.marketplace_ids or []
@@ -243,7 +199,7 @@ class AmazonConnector(Connector):
             query = dict(params, paginationToken=token) if token else params
             response = self.call("GET", "/orders/2026-01-01/orders", params=query)
             if response.status_code != 200:
-                raise _failure(f"searchOrders page {page + 1}", response)
+                raise self.failure(f"searchOrders page {page + 1}", response)
             data = json_body(response, "searchOrders")
             if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
                 raise ChannelError("searchOrders: response has no orders list", retryable=False)
@@ -267,7 +223,7 @@ class AmazonConnector(Connector):
             "GET", f"/orders/2026-01-01/orders/{quote(external_id, safe='')}", params={"includedData": INCLUDED_DATA}
         )
         if response.status_code != 200:
-            raise _failure(f"getOrder {external_id}", response)
+            raise self.failure(f"getOrder {external_id}", response)
         data = json_body(response, "getOrder")
         return require_obj(data.get("order") if isinstance(data, dict) else None, "order")
 
@@ -461,7 +417,7 @@ class AmazonConnector(Connector):
                     "packageReferenceId": body["packageDetail"]["packageReferenceId"],
                 }
             )
-        raise _failure(f"confirmShipment {shipment.order_external_id}", response)
+        raise self.failure(f"confirmShipment {shipment.order_external_id}", response)
 
     def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
         if kind == "ship_confirmation":
@@ -495,7 +451,7 @@ class AmazonConnector(Connector):
         if not state.get("feed_id"):
             response = self.call("POST", "/feeds/2021-06-30/documents", json=self.feed_document_body(content_type))
             if response.status_code not in (200, 201):
-                raise _failure("createFeedDocument", response)
+                raise self.failure("createFeedDocument", response)
             document = json_body(response, "createFeedDocument")
             upload = self.http.request("PUT", document["url"], content=content, headers={"Content-Type": content_type})
             if upload.status_code not in (200, 201, 204):
@@ -506,18 +462,18 @@ class AmazonConnector(Connector):
                 json=self.feed_body(feed_type, document["feedDocumentId"], marketplace_id),
             )
             if response.status_code not in (200, 202):
-                raise _failure("createFeed", response)
+                raise self.failure("createFeed", response)
             state["feed_id"] = json_body(response, "createFeed")["feedId"]
         for _ in range(self.feed_poll_attempts):
             response = self.call("GET", f"/feeds/2021-06-30/feeds/{state['feed_id']}")
             if response.status_code != 200:
-                raise _failure(f"getFeed {state['feed_id']}", response)
+                raise self.failure(f"getFeed {state['feed_id']}", response)
             feed = json_body(response, "getFeed")
             status = feed.get("processingStatus")
             if status == "DONE":
                 response = self.call("GET", f"/feeds/2021-06-30/documents/{feed['resultFeedDocumentId']}")
                 if response.status_code != 200:
-                    raise _failure(f"getFeedDocument {feed['resultFeedDocumentId']}", response)
+                    raise self.failure(f"getFeedDocument {feed['resultFeedDocumentId']}", response)
                 report_url = json_body(response, "getFeedDocument")["url"]
                 return self.http.request("GET", report_url).content
             if status in ("CANCELLED", "FATAL"):
@@ -620,10 +576,10 @@ class AmazonConnector(Connector):
             )
             if response.status_code == 400:
                 # This SKU's request was refused as it stands: sending it again changes nothing.
-                rejected[item.channel_sku] = _describe(_error_body(response))[:500]
+                rejected[item.channel_sku] = self.describe(response)[:500]
                 continue
             if response.status_code != 200:
-                raise _failure(f"patchListingsItem {item.channel_sku}", response)
+                raise self.failure(f"patchListingsItem {item.channel_sku}", response)
             data = json_body(response, "patchListingsItem")
             if not isinstance(data, dict):
                 raise ChannelError(f"patchListingsItem {item.channel_sku}: answer is not an object", retryable=False)

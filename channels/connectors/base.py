@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
+from channels.connectors.tokens import RefreshingToken, TokenGrant
 from orders.models import ShipToAddress
 from orders.services.ingest import IngestAddress, IngestLine, IngestOrder
 
@@ -428,6 +430,16 @@ def json_body(response: httpx.Response, what: str) -> Any:
         ) from None
 
 
+def error_detail(response: httpx.Response) -> Any:
+    """The channel's error answer as it sent it: the parsed JSON, or the status and text when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return {"status": response.status_code, "body": response.text[:2000]}
+
+
+Sent = TypeVar("Sent")
+
 # --- the interface ------------------------------------------------------------------------------
 
 
@@ -463,7 +475,9 @@ class Connector:
         self.http.close()
 
     # Reading orders.
-    def fetch_orders(self, *, since: datetime, resume: dict | None = None) -> Iterator[OrderPage]:
+    def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
+        """Pages of orders updated since ``since``; ``backfill`` is the account's first sync (no cursor
+        yet, a long window), where a channel may read in bulk."""
         raise NotImplementedError
 
     def get_order(self, external_id: str) -> dict:
@@ -511,6 +525,111 @@ class Connector:
     def is_applied(self, kind: str, payload: dict, state: dict) -> bool:
         """Read-before-retry for channels without an idempotency key: did an earlier send land?"""
         return False
+
+    # Auth: tokens renewed once per process and key, and once more when the channel refuses one.
+    # Statuses meaning "this access token is refused" (Amazon answers 403, Walmart and eBay 401).
+    token_refused_statuses: ClassVar[frozenset[int]] = frozenset({401})
+    # How long before its expiry a token is renewed (a channel's option ``token_margin_seconds`` wins).
+    token_margin: ClassVar[float] = 0.0
+
+    @cached_property
+    def tokens(self) -> RefreshingToken:
+        pk = getattr(self.account, "pk", None)
+        return RefreshingToken(
+            key=(self.kind, pk, self.token_key()),
+            current=self.stored_grant,
+            exchange=self.exchange_token,
+            store=self.store_grant if pk and self.stores_tokens else None,
+            margin=float(self.options.get("token_margin_seconds", self.token_margin)),
+        )
+
+    # True where the channel's tokens live in the account's credentials (renewed under its row lock);
+    # False where they are minted from client credentials or a refresh token and only cached.
+    stores_tokens: ClassVar[bool] = False
+
+    def token_key(self) -> Hashable:
+        """What the token is minted from, so new credentials never reuse an old token."""
+        raise NotImplementedError
+
+    def stored_grant(self) -> TokenGrant:
+        """The grant kept in the credentials; minted tokens are not kept there."""
+        return TokenGrant(access_token="")
+
+    def exchange_token(self, grant: TokenGrant) -> TokenGrant:
+        """The channel's token call: a new grant from ``grant`` (or from the client credentials)."""
+        raise NotImplementedError
+
+    def store_grant(self, decide: Callable[[TokenGrant], TokenGrant | None]) -> TokenGrant:
+        raise NotImplementedError
+
+    def mint_token(
+        self,
+        name: str,
+        url: str,
+        *,
+        data: dict[str, str],
+        headers: dict[str, str] | None = None,
+        default_lifetime: float,
+        verb: str = "refresh",
+    ) -> TokenGrant:
+        """POST an OAuth token request; the grant is used until a minute before the channel's expiry."""
+        response = self.http.request("POST", url, data=data, headers=headers or {})
+        if response.status_code != 200:
+            # Never echo the body: an auth server may repeat what it was sent.
+            raise ChannelError(f"{name} token {verb} failed: HTTP {response.status_code}", retryable=False)
+        answer = json_body(response, f"{name} token")
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not token:
+            raise ChannelError(f"{name} token response has no access_token", retryable=False)
+        lifetime = float(answer.get("expires_in") or default_lifetime)
+        return TokenGrant(access_token=str(token), expires_at=time.time() + max(lifetime - 60, 1))
+
+    def access_token(self) -> str:
+        return self.tokens.access_token()
+
+    def with_token(self, send: Callable[[str], Sent], refused: Callable[[Sent], bool]) -> Sent:
+        """``send(token)``; when the channel refuses the token, once more with a renewed one."""
+        token = self.tokens.access_token()
+        sent = send(token)
+        if refused(sent):
+            sent = send(self.tokens.refresh(token))
+        return sent
+
+    def auth_headers(self, token: str, path: str) -> dict[str, str]:
+        """The headers that carry ``token`` (and any others every call sends)."""
+        raise NotImplementedError
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authorised request; a refused token is renewed and the request sent once more."""
+        extra = kwargs.pop("headers", {})
+
+        def send(token: str) -> httpx.Response:
+            return self.http.request(method, path, headers={**self.auth_headers(token, path), **extra}, **kwargs)
+
+        return self.with_token(send, lambda response: response.status_code in self.token_refused_statuses)
+
+    # Errors: each channel reads its own error envelope; the message and detail are built here.
+    def describe_errors(self, body: Any) -> str:
+        """The errors of the channel's error envelope as one line, "" when it names none."""
+        return ""
+
+    def describe(self, response: httpx.Response) -> str:
+        """The channel's errors in an answer, or its text when it names none."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return (self.describe_errors(body) if body is not None else "") or response.text[:300] or "(empty body)"
+
+    def failure(self, what: str, response: httpx.Response, *, retryable: bool | None = None) -> ChannelError:
+        """A ChannelError for a refused call, naming the channel's errors and carrying its whole answer."""
+        status = response.status_code
+        return ChannelError(
+            f"{what}: HTTP {status}: {self.describe(response)}",
+            retryable=status >= 500 or status == 429 if retryable is None else retryable,
+            status=status,
+            detail=error_detail(response),
+        )
 
     # Webhooks.
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,6 +53,7 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
+from channels.connectors.tokens import TokenGrant
 from orders.models import OrderStatus
 
 SCOPES = "https://api.ebay.com/oauth/api_scope/sell.fulfillment https://api.ebay.com/oauth/api_scope/sell.inventory"
@@ -72,9 +71,6 @@ INVENTORY_BATCH = 25
 # cancelInitiator (the model: "typically either the 'Buyer' or 'Seller'") to orders.models.CancelInitiator.
 INITIATORS = {"BUYER": "buyer", "SELLER": "seller"}
 
-_token_cache: dict[tuple, tuple[str, float]] = {}
-_token_lock = threading.Lock()
-
 
 def iso_ms(value: datetime) -> str:
     value = value.astimezone(UTC)
@@ -84,24 +80,6 @@ def iso_ms(value: datetime) -> str:
 def orders_filter(since: datetime) -> str:
     """``lastmodifieddate:%5B2024-05-15T08:25:43.511Z..%5D``: brackets encoded, the rest as eBay shows it."""
     return quote(f"lastmodifieddate:[{iso_ms(since)}..]", safe=":.-")
-
-
-def _errors(response: httpx.Response) -> str:
-    try:
-        errors = response.json().get("errors") or []
-        return (
-            "; ".join(f"{e.get('errorId')}: {e.get('longMessage') or e.get('message')}" for e in errors)
-            or response.text[:200]
-        )
-    except (ValueError, AttributeError):
-        return response.text[:200]
-
-
-def _detail(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return {"status": response.status_code, "body": response.text[:2000]}
 
 
 def tracking_number(value: str) -> str:
@@ -133,52 +111,36 @@ class EbayConnector(Connector):
 
     # --- auth ----------------------------------------------------------------------------------
 
-    def access_token(self, *, refresh: bool = False) -> str:
+    def token_key(self) -> str:
+        return hashlib.sha256(self.credentials.get("refresh_token", "").encode()).hexdigest()
+
+    def exchange_token(self, grant: TokenGrant) -> TokenGrant:
+        """A user token minted from the account's refresh token (7200 s)."""
         missing = [k for k in ("client_id", "client_secret", "refresh_token") if not self.credentials.get(k)]
         if missing:
             raise ChannelError(f"eBay credentials lack {', '.join(missing)}", retryable=False)
-        client, secret = self.credentials["client_id"], self.credentials["client_secret"]
-        key = (self.account.pk, hashlib.sha256(self.credentials["refresh_token"].encode()).hexdigest())
-        with _token_lock:
-            cached = _token_cache.get(key)
-            if cached and not refresh and cached[1] > time.monotonic():
-                return cached[0]
-        basic = base64.b64encode(f"{client}:{secret}".encode()).decode()
-        response = self.http.request(
-            "POST",
+        basic = base64.b64encode(f"{self.credentials['client_id']}:{self.credentials['client_secret']}".encode())
+        return self.mint_token(
+            "eBay",
             "/identity/v1/oauth2/token",
             data={"grant_type": "refresh_token", "refresh_token": self.credentials["refresh_token"], "scope": SCOPES},
-            headers={"Authorization": f"Basic {basic}"},
+            headers={"Authorization": f"Basic {basic.decode()}"},
+            default_lifetime=7200,
         )
-        if response.status_code != 200:
-            raise ChannelError(f"eBay token refresh failed: HTTP {response.status_code}", retryable=False)
-        data = json_body(response, "eBay token")
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not token:
-            raise ChannelError("eBay token response has no access_token", retryable=False)
-        with _token_lock:
-            _token_cache[key] = (token, time.monotonic() + max(float(data.get("expires_in") or 7200) - 60, 1))
-        return token
+
+    def auth_headers(self, token: str, path: str) -> dict[str, str]:
+        scheme = "IAF" if path.startswith("/post-order/") else "Bearer"
+        return {"Authorization": f"{scheme} {token}"}
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        scheme = "IAF" if path.startswith("/post-order/") else "Bearer"
-        extra = kwargs.pop("headers", {})
-        for attempt in range(2):
-            headers = {"Authorization": f"{scheme} {self.access_token(refresh=attempt > 0)}", **extra}
-            if "json" in kwargs:
-                headers.setdefault("Content-Type", "application/json")
-            response = self.http.request(method, path, headers=headers, **kwargs)
-            if response.status_code != 401:
-                return response
-        return response
+        if "json" in kwargs:
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+        return super().call(method, path, **kwargs)
 
-    def _fail(self, what: str, response: httpx.Response) -> ChannelError:
-        return ChannelError(
-            f"{what}: HTTP {response.status_code}: {_errors(response)}",
-            retryable=response.status_code >= 500,
-            status=response.status_code,
-            detail=_detail(response),
-        )
+    def describe_errors(self, body: Any) -> str:
+        errors = body.get("errors") if isinstance(body, dict) else None
+        errors = [e for e in errors or [] if isinstance(e, dict)]
+        return "; ".join(f"{e.get('errorId')}: {e.get('longMessage') or e.get('message')}" for e in errors)
 
     def _marketplace(self, order: dict | None = None) -> str:
         """The order's own marketplace (its line items' listingMarketplaceId), else the account's first."""
@@ -195,7 +157,7 @@ class EbayConnector(Connector):
         while url:
             response = self.call("GET", url)
             if response.status_code != 200:
-                raise self._fail(f"getOrders page {page + 1}", response)
+                raise self.failure(f"getOrders page {page + 1}", response)
             data = json_body(response, "getOrders")
             if not isinstance(data, dict) or not isinstance(data.get("orders", []), list):
                 raise ChannelError("getOrders: response has no orders list", retryable=False)
@@ -224,7 +186,7 @@ class EbayConnector(Connector):
         """getOrder: the order as one element of a getOrders page (the model's Order), cancel requests included."""
         response = self.call("GET", f"/sell/fulfillment/v1/order/{quote(external_id, safe='')}")
         if response.status_code != 200:
-            raise self._fail(f"getOrder {external_id}", response)
+            raise self.failure(f"getOrder {external_id}", response)
         return require_obj(json_body(response, "getOrder"), "order")
 
     def order_identity(self, raw: Any) -> tuple[str, str]:
@@ -372,7 +334,7 @@ class EbayConnector(Connector):
             json=body,
         )
         if response.status_code != 201:
-            raise self._fail(f"createShippingFulfillment {shipment.order_external_id}", response)
+            raise self.failure(f"createShippingFulfillment {shipment.order_external_id}", response)
         location = response.headers.get("Location", "")
         return SendResult(response={"fulfillment_id": location.rsplit("/", 1)[-1], "location": location})
 
@@ -381,7 +343,7 @@ class EbayConnector(Connector):
             order_id = payload["order_external_id"]
             response = self.call("GET", f"/sell/fulfillment/v1/order/{order_id}/shipping_fulfillment")
             if response.status_code != 200:
-                raise self._fail(f"getShippingFulfillments {order_id}", response)
+                raise self.failure(f"getShippingFulfillments {order_id}", response)
             found = json_body(response, "getShippingFulfillments").get("fulfillments") or []
             wanted = tracking_number(payload["tracking_number"])
             return any(f.get("shipmentTrackingNumber") == wanted for f in found)
@@ -418,7 +380,7 @@ class EbayConnector(Connector):
                 "POST", f"/post-order/v2/cancellation/{quote(cancel_id, safe='')}/approve", headers=headers
             )
             if response.status_code != 200:
-                raise self._fail(f"approve cancellation {cancel_id} of {order_id}", response)
+                raise self.failure(f"approve cancellation {cancel_id} of {order_id}", response)
             return SendResult(response={"cancel_id": cancel_id, "approved_buyer_request": True}, state=state)
         reason = cancel.reason if cancel.reason in EBAY_REASONS else CANCEL_REASONS.get(cancel.reason)
         reason = reason or "OUT_OF_STOCK_OR_CANNOT_FULFILL"
@@ -430,7 +392,7 @@ class EbayConnector(Connector):
                 headers=headers,
             )
             if response.status_code != 200:
-                raise self._fail(f"check_eligibility {order_id}", response)
+                raise self.failure(f"check_eligibility {order_id}", response)
             eligibility = json_body(response, "check_eligibility")
             if not eligibility.get("eligible"):
                 reasons = eligibility.get("failureReason") or []
@@ -448,7 +410,7 @@ class EbayConnector(Connector):
                 headers=headers,
             )
             if response.status_code not in (200, 201):
-                raise self._fail(f"create cancellation {order_id}", response)
+                raise self.failure(f"create cancellation {order_id}", response)
             state["cancel_id"] = json_body(response, "create cancellation").get("cancelId")
         return SendResult(response={"cancel_id": state["cancel_id"], "reason": reason}, state=state)
 
@@ -466,7 +428,7 @@ class EbayConnector(Connector):
             }
             response = self.call("POST", "/sell/inventory/v1/bulk_update_price_quantity", json=body)
             if response.status_code not in (200, 207):
-                raise self._fail("bulkUpdatePriceQuantity", response)
+                raise self.failure("bulkUpdatePriceQuantity", response)
             answers = {
                 r.get("sku"): r
                 for r in json_body(response, "bulkUpdatePriceQuantity").get("responses") or []
@@ -502,7 +464,7 @@ class EbayConnector(Connector):
                 "POST", "/sell/inventory/v1/bulk_get_inventory_item", json={"requests": [{"sku": s} for s in chunk]}
             )
             if response.status_code not in (200, 207):
-                raise self._fail("bulkGetInventoryItem", response)
+                raise self.failure("bulkGetInventoryItem", response)
             for answer in json_body(response, "bulkGetInventoryItem").get("responses") or []:
                 if isinstance(answer, dict) and answer.get("statusCode") == 200 and answer.get("sku") in chunk:
                     found[answer["sku"]] = ListingIds()

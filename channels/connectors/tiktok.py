@@ -39,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import httpx
+
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
@@ -60,7 +62,7 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
-from channels.connectors.tokens import RefreshingToken, TokenGrant
+from channels.connectors.tokens import TokenGrant
 from orders.models import CancelInitiator, OrderStatus
 
 STATUS_MAP = {
@@ -128,15 +130,15 @@ class TikTokConnector(Connector):
 
     # --- transport -----------------------------------------------------------------------------
 
-    def __init__(self, account: Any, credentials: dict[str, str], **options: Any):
-        super().__init__(account, credentials, **options)
-        self.tokens = RefreshingToken(
-            key=("tiktok", getattr(account, "pk", None), credentials.get("app_key", "")),
-            current=lambda: self._grant_from(self.credentials),
-            exchange=self._exchange_refresh_token,
-            store=self._store_grant if getattr(account, "pk", None) else None,
-            margin=float(options.get("token_margin_seconds", 600)),
-        )
+    # Tokens live in the credentials and are renewed ten minutes before they expire.
+    stores_tokens = True
+    token_margin = 600.0
+
+    def token_key(self) -> str:
+        return self.credentials.get("app_key", "")
+
+    def stored_grant(self) -> TokenGrant:
+        return self._grant_from(self.credentials)
 
     def _credential(self, key: str) -> str:
         value = self.credentials.get(key)
@@ -165,7 +167,7 @@ class TikTokConnector(Connector):
             return PRODUCTION_AUTH_BASE
         return self.account.api_base_url.rstrip("/")
 
-    def _exchange_refresh_token(self, grant: TokenGrant) -> TokenGrant:
+    def exchange_token(self, grant: TokenGrant) -> TokenGrant:
         """Get Refresh Token: unsigned, app_key + app_secret + refresh_token in the query."""
         if not grant.refresh_token:
             raise ChannelError(
@@ -206,7 +208,7 @@ class TikTokConnector(Connector):
             refresh_expires_at=float(refresh_expires) if isinstance(refresh_expires, int) else None,
         )
 
-    def _store_grant(self, decide: Any) -> TokenGrant:
+    def store_grant(self, decide: Any) -> TokenGrant:
         """Renew under the account's row lock and store the new tokens with the other credentials."""
         from channels.services import channel_account_refresh_credentials
 
@@ -244,8 +246,8 @@ class TikTokConnector(Connector):
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> dict:
         raw = json.dumps(body, separators=(",", ":")).encode() if body is not None and method != "GET" else b""
-        token = self.tokens.access_token()
-        for attempt in range(2):
+
+        def send(token: str) -> tuple[httpx.Response, dict]:
             response = self.http.request(
                 method,
                 path,
@@ -258,21 +260,22 @@ class TikTokConnector(Connector):
                 raise ChannelError(
                     f"TikTok {path}: HTTP {response.status_code}, reply is not an object", retryable=False
                 )
-            code = reply.get("code")
-            message = str(reply.get("message"))
-            if attempt == 0 and self._token_refused(code, message.lower()):
-                token = self.tokens.refresh(token)
-                continue
-            if response.status_code != 200 or code != 0:
-                raise ChannelError(
-                    f"TikTok {path}: HTTP {response.status_code}, code {code}: {message[:300]}",
-                    retryable=response.status_code >= 500,
-                    status=response.status_code,
-                    detail={k: reply.get(k) for k in ("code", "message", "request_id", "data")},
-                )
-            data = reply.get("data")
-            return data if isinstance(data, dict) else {}
-        raise AssertionError("unreachable")
+            return response, reply
+
+        def refused(sent: tuple[httpx.Response, dict]) -> bool:
+            return self._token_refused(sent[1].get("code"), str(sent[1].get("message")).lower())
+
+        response, reply = self.with_token(send, refused)
+        code = reply.get("code")
+        if response.status_code != 200 or code != 0:
+            raise ChannelError(
+                f"TikTok {path}: HTTP {response.status_code}, code {code}: {str(reply.get('message'))[:300]}",
+                retryable=response.status_code >= 500,
+                status=response.status_code,
+                detail={k: reply.get(k) for k in ("code", "message", "request_id", "data")},
+            )
+        data = reply.get("data")
+        return data if isinstance(data, dict) else {}
 
     # --- reading orders ------------------------------------------------------------------------
 

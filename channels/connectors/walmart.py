@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,6 +52,7 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
+from channels.connectors.tokens import TokenGrant
 from orders.models import OrderStatus
 
 STATUS_ORDER = ("Created", "Acknowledged", "Shipped", "Delivered", "Cancelled", "Refund")
@@ -91,9 +91,6 @@ CANCELLED_BY = {BUYER_REASON: "buyer", **{reason: "seller" for reason in WALMART
 INTENT_VALUES = {"Y", "YES", "TRUE", "1"}
 COUNTRIES = {"USA": "US", "US": "US", "CAN": "CA", "MEX": "MX"}
 
-_token_cache: dict[tuple, tuple[str, float]] = {}
-_token_lock = threading.Lock()
-
 
 def from_millis(value: Any, path: str, *, required: bool = True) -> datetime | None:
     """Epoch milliseconds (an integer, or digits in a string) to an aware datetime."""
@@ -118,35 +115,15 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _error_list(response: httpx.Response) -> list[dict]:
+def _error_list(body: Any) -> list[dict]:
     """Walmart's errors, as the model declares them (``{"errors": [...]}``) or as XML-shaped JSON
     (``{"errors": {"error": [...]}}``)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return []
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, dict):
         errors = errors.get("error")
     if isinstance(errors, dict):
         errors = [errors]
     return [e for e in errors or [] if isinstance(e, dict)]
-
-
-def _errors(response: httpx.Response) -> str:
-    errors = _error_list(response)
-    if not errors:
-        return response.text[:200]
-    return "; ".join(
-        f"{e.get('code')}: {e.get('description')}" + (f" ({e['field']})" if e.get("field") else "") for e in errors
-    )
-
-
-def _detail(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return {"status": response.status_code, "body": response.text[:2000]}
 
 
 def _intent(line: Any) -> bool:
@@ -182,48 +159,32 @@ class WalmartConnector(Connector):
             "Accept": "application/json",
         }
 
-    def access_token(self, *, refresh: bool = False) -> str:
+    def token_key(self) -> str:
+        client_id, secret = self.credentials.get("client_id"), self.credentials.get("client_secret")
+        return hashlib.sha256(f"{client_id}:{secret}".encode()).hexdigest()
+
+    def exchange_token(self, grant: TokenGrant) -> TokenGrant:
+        """Client credentials: Basic base64(clientId:clientSecret) for a 900 s token."""
         client_id, secret = self.credentials.get("client_id"), self.credentials.get("client_secret")
         if not client_id or not secret:
             raise ChannelError("Walmart credentials lack client_id or client_secret", retryable=False)
-        key = (self.account.pk, hashlib.sha256(f"{client_id}:{secret}".encode()).hexdigest())
-        with _token_lock:
-            cached = _token_cache.get(key)
-            if cached and not refresh and cached[1] > time.monotonic():
-                return cached[0]
         basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        response = self.http.request(
-            "POST",
+        return self.mint_token(
+            "Walmart",
             "/v3/token",
             data={"grant_type": "client_credentials"},
             headers={**self._headers(), "Authorization": f"Basic {basic}"},
+            default_lifetime=900,
+            verb="request",
         )
-        if response.status_code != 200:
-            raise ChannelError(f"Walmart token request failed: HTTP {response.status_code}", retryable=False)
-        data = json_body(response, "Walmart token")
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not token:
-            raise ChannelError("Walmart token response has no access_token", retryable=False)
-        lifetime = float(data.get("expires_in") or 900)
-        with _token_lock:
-            _token_cache[key] = (token, time.monotonic() + max(lifetime - 60, 1))
-        return token
 
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        extra = kwargs.pop("headers", {})
-        for attempt in range(2):
-            headers = {**self._headers(), "WM_SEC.ACCESS_TOKEN": self.access_token(refresh=attempt > 0), **extra}
-            response = self.http.request(method, path, headers=headers, **kwargs)
-            if response.status_code != 401:
-                return response
-        return response
+    def auth_headers(self, token: str, path: str) -> dict[str, str]:
+        return {**self._headers(), "WM_SEC.ACCESS_TOKEN": token}
 
-    def _fail(self, what: str, response: httpx.Response) -> ChannelError:
-        return ChannelError(
-            f"{what}: HTTP {response.status_code}: {_errors(response)}",
-            retryable=response.status_code >= 500,
-            status=response.status_code,
-            detail=_detail(response),
+    def describe_errors(self, body: Any) -> str:
+        return "; ".join(
+            f"{e.get('code')}: {e.get('description')}" + (f" ({e['field']})" if e.get("field") else "")
+            for e in _error_list(body)
         )
 
     # --- reading orders ------------------------------------------------------------------------
@@ -242,7 +203,7 @@ class WalmartConnector(Connector):
                 if response.status_code == 404 and "CONTENT_NOT_FOUND" in response.text:
                     break
                 if response.status_code != 200:
-                    raise self._fail(f"getAllOrders ({node_type}) page {page + 1}", response)
+                    raise self.failure(f"getAllOrders ({node_type}) page {page + 1}", response)
                 data = json_body(response, "getAllOrders")
                 listing = data.get("list") if isinstance(data, dict) else None
                 if not isinstance(listing, dict):
@@ -265,7 +226,7 @@ class WalmartConnector(Connector):
         """getAnOrder: the order as one element of a getAllOrders page (GetOrderResponseRecord)."""
         response = self.call("GET", f"/v3/orders/{quote(external_id, safe='')}")
         if response.status_code != 200:
-            raise self._fail(f"getAnOrder {external_id}", response)
+            raise self.failure(f"getAnOrder {external_id}", response)
         data = json_body(response, "getAnOrder")
         return require_obj(data.get("order") if isinstance(data, dict) else None, "order")
 
@@ -429,7 +390,7 @@ class WalmartConnector(Connector):
                 response={"acknowledged": external_id, "skipped": "no line is waiting in Created"},
                 already_applied=True,
             )
-        raise self._fail(f"acknowledgeOrders {external_id}", response)
+        raise self.failure(f"acknowledgeOrders {external_id}", response)
 
     def _awaits_acknowledgement(self, external_id: str) -> bool:
         order = self.get_order(external_id)
@@ -482,7 +443,7 @@ class WalmartConnector(Connector):
         }
         response = self.call("POST", f"/v3/orders/{quote(shipment.order_external_id, safe='')}/shipping", json=body)
         if response.status_code != 200:
-            raise self._fail(f"shippingUpdates {shipment.order_external_id}", response)
+            raise self.failure(f"shippingUpdates {shipment.order_external_id}", response)
         return SendResult(response={"shipped_lines": [line.external_line_id for line in shipment.lines]})
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
@@ -540,7 +501,7 @@ class WalmartConnector(Connector):
         }
         response = self.call("POST", f"/v3/orders/{quote(cancel.order_external_id, safe='')}/cancel", json=body)
         if response.status_code != 200:
-            raise self._fail(f"cancelOrderLines {cancel.order_external_id}", response)
+            raise self.failure(f"cancelOrderLines {cancel.order_external_id}", response)
         reason = BUYER_REASON if set(reasons.values()) == {BUYER_REASON} else requested
         return SendResult(response={"cancelled": dict(wanted), "reason": reason, "reasons": reasons})
 
@@ -584,9 +545,9 @@ class WalmartConnector(Connector):
                     )
                 acknowledged[item.channel_sku] = int(amount)
             elif 400 <= response.status_code < 500 and response.status_code not in (401, 403):
-                rejected[item.channel_sku] = f"HTTP {response.status_code}: {_errors(response)}"[:500]
+                rejected[item.channel_sku] = f"HTTP {response.status_code}: {self.describe(response)}"[:500]
             else:
-                raise self._fail(f"updateInventoryForAnItem {item.channel_sku}", response)
+                raise self.failure(f"updateInventoryForAnItem {item.channel_sku}", response)
         return SendResult(
             response={"accepted": sorted(acknowledged), "rejected": rejected},
             acknowledged=acknowledged,
@@ -602,7 +563,7 @@ class WalmartConnector(Connector):
             if response.status_code == 200:
                 found[sku] = ListingIds()
             elif response.status_code != 404:
-                raise self._fail(f"getInventory {sku}", response)
+                raise self.failure(f"getInventory {sku}", response)
         return found
 
 

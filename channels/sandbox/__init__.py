@@ -1,19 +1,16 @@
 """Sandbox marketplaces: local HTTP servers speaking each channel's wire format.
 
-One module per channel kind; register it here with its demo port (the ports the demo accounts use).
+One module per channel kind, registered with its demo port (the port the demo accounts use) in
+channels.registry.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 
-SANDBOXES: dict[str, tuple[str, int]] = {
-    "amazon": ("channels.sandbox.amazon.AmazonSandbox", 8101),
-    "shopify": ("channels.sandbox.shopify.ShopifySandbox", 8103),
-    "walmart": ("channels.sandbox.walmart.WalmartSandbox", 8102),
-    "ebay": ("channels.sandbox.ebay.EbaySandbox", 8104),
-    "tiktok": ("channels.sandbox.tiktok.TikTokSandbox", 8105),
-}
+from channels.registry import MARKETPLACES
+
+SANDBOXES: dict[str, tuple[str, int]] = {m.kind: (m.sandbox, m.demo_port) for m in MARKETPLACES}
 
 
 def sandbox_class(kind: str):

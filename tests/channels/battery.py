@@ -1,7 +1,8 @@
 """The fault battery every channel's sync faces, shared by the channel test modules.
 
-``generate(sandbox, count)`` makes ``count`` open, seller-fulfilled orders with known SKUs in that
-channel's sandbox; the sandbox's fault switches are the same for every channel.
+``generate(sandbox, count)`` makes ``count`` orders in that channel's sandbox; the sandbox's fault
+switches are the same for every channel. Each check returns the sync run it judged, for a channel's
+own further assertions.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def replayed_pages_create_nothing_new(sandbox, account, generate: Generate, coun
     assert run.progress["replayed"] == count
     assert run.orders_created == 0 and run.orders_updated == 0
     assert [model.objects.count() for model in models] == counts
+    return run
 
 
 def duplicates_across_pages_are_ingested_once(sandbox, account, generate: Generate, count: int):
@@ -39,6 +41,7 @@ def duplicates_across_pages_are_ingested_once(sandbox, account, generate: Genera
     # then
     assert run.orders_seen == count + 2
     assert Order.objects.count() == count and InboundEvent.objects.count() == count
+    return run
 
 
 def throttling_storm_is_honoured(sandbox, account, generate: Generate, count: int):
@@ -50,9 +53,12 @@ def throttling_storm_is_honoured(sandbox, account, generate: Generate, count: in
     # then the sync waited them out and lost nothing
     assert run.status == SyncStatus.SUCCEEDED
     assert run.progress["throttled"] >= 5 and Order.objects.count() == count
+    return run
 
 
-def throttling_beyond_patience_keeps_the_cursor(sandbox, account, generate: Generate, first: int, then: int):
+def throttling_beyond_patience_keeps_the_cursor(
+    sandbox, account, generate: Generate, first: int, then: int, *, throttled_as: str = "429"
+):
     # given an ingested window, new orders, and a channel that keeps throttling
     generate(sandbox, first)
     sync_account_run(account_id=account.pk)
@@ -63,7 +69,7 @@ def throttling_beyond_patience_keeps_the_cursor(sandbox, account, generate: Gene
     # when
     run = sync_account_run(account_id=account.pk)
     # then the run fails without moving the cursor past what it did not read
-    assert run.status == SyncStatus.FAILED and "429" in run.error
+    assert run.status == SyncStatus.FAILED and throttled_as in run.error
     account.refresh_from_db()
     assert account.sync_cursor == cursor
     # when the channel calms down, the next poll catches up
@@ -80,6 +86,7 @@ def server_errors_are_retried(sandbox, account, generate: Generate, count: int):
     run = sync_account_run(account_id=account.pk)
     # then
     assert run.status == SyncStatus.SUCCEEDED and Order.objects.count() == count
+    return run
 
 
 def malformed_orders_fail_naming_the_field(sandbox, account, generate: Generate, count: int, field_for: dict):
@@ -98,3 +105,4 @@ def malformed_orders_fail_naming_the_field(sandbox, account, generate: Generate,
         assert field_for[defect] in failed[order_id]
     # and ops get one case for the account, not one per order
     assert ExceptionCase.objects.filter(kind=ExceptionKind.INBOUND_FAILED, account=account).count() == 1
+    return run

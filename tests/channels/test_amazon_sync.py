@@ -17,6 +17,7 @@ from channels.inbound import inbound_event_reprocess, inbound_orders_process
 from channels.models import InboundEvent, InboundStatus, Listing, SyncRun, SyncStatus
 from channels.sync import LOCK_NAMESPACE, sync_account_run, syncs_due
 from orders.models import ExceptionCase, ExceptionKind, Hold, HoldKind, Order, OrderLine, OrderStatus
+from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
 
@@ -57,74 +58,32 @@ def test_status_ship_by_and_address_come_from_the_wire(amazon_sandbox, amazon_ac
     assert order.currency == "USD"
 
 
+def _generate(sandbox, count: int):
+    return sandbox.state.generate(count)
+
+
 def test_replayed_pages_create_nothing_new(amazon_sandbox, amazon_account, skus):
-    # given: a completed sync
-    amazon_sandbox.state.generate(150)
-    sync_account_run(account_id=amazon_account.pk)
-    events, orders, lines = InboundEvent.objects.count(), Order.objects.count(), OrderLine.objects.count()
-    # when: the same window is polled again (the overlap replays every page)
-    run = sync_account_run(account_id=amazon_account.pk)
-    # then
+    # the overlap replays every page of a completed sync
+    run = battery.replayed_pages_create_nothing_new(amazon_sandbox, amazon_account, _generate, 150)
     assert run.status == SyncStatus.SUCCEEDED
-    assert run.progress["replayed"] == 150 and run.orders_created == 0 and run.orders_updated == 0
-    assert (InboundEvent.objects.count(), Order.objects.count(), OrderLine.objects.count()) == (events, orders, lines)
 
 
 def test_duplicates_across_pages_are_ingested_once(amazon_sandbox, amazon_account, skus):
-    # given: the next page repeats the last two orders of the page before
-    amazon_sandbox.state.generate(180)
-    amazon_sandbox.state.faults.duplicate_next = 1
-    # when
-    run = sync_account_run(account_id=amazon_account.pk)
-    # then
-    assert run.orders_seen == 182
-    assert Order.objects.count() == 180
-    assert InboundEvent.objects.count() == 180
+    battery.duplicates_across_pages_are_ingested_once(amazon_sandbox, amazon_account, _generate, 180)
 
 
 def test_throttling_storm_is_honoured(amazon_sandbox, amazon_account, skus):
-    # given: the next five calls answer 429 QuotaExceeded
-    amazon_sandbox.state.generate(120)
-    amazon_sandbox.state.faults.throttle_next = 5
-    # when
-    run = sync_account_run(account_id=amazon_account.pk)
-    # then: waited and retried, nothing lost
-    assert run.status == SyncStatus.SUCCEEDED
+    # the next five calls answer 429 QuotaExceeded
+    run = battery.throttling_storm_is_honoured(amazon_sandbox, amazon_account, _generate, 120)
     assert run.progress["http_retries"] >= 5
-    assert Order.objects.count() == 120
 
 
 def test_throttling_beyond_patience_keeps_the_cursor(amazon_sandbox, amazon_account, skus):
-    # given: a first sync, then more 429s than the client retries
-    amazon_sandbox.state.generate(10)
-    sync_account_run(account_id=amazon_account.pk)
-    amazon_account.refresh_from_db()
-    cursor = amazon_account.sync_cursor
-    amazon_sandbox.state.generate(5)
-    amazon_sandbox.state.faults.throttle_next = 50
-    # when
-    run = sync_account_run(account_id=amazon_account.pk)
-    # then
-    assert run.status == SyncStatus.FAILED
-    assert "429" in run.error
-    amazon_account.refresh_from_db()
-    assert amazon_account.sync_cursor == cursor
-    # when: the channel calms down
-    amazon_sandbox.state.faults.throttle_next = 0
-    sync_account_run(account_id=amazon_account.pk)
-    # then
-    assert Order.objects.count() == 15
+    battery.throttling_beyond_patience_keeps_the_cursor(amazon_sandbox, amazon_account, _generate, 10, 5)
 
 
 def test_server_errors_are_retried(amazon_sandbox, amazon_account, skus):
-    # given
-    amazon_sandbox.state.generate(30)
-    amazon_sandbox.state.faults.error_500_next = 3
-    # when
-    run = sync_account_run(account_id=amazon_account.pk)
-    # then
-    assert run.status == SyncStatus.SUCCEEDED
-    assert Order.objects.count() == 30
+    battery.server_errors_are_retried(amazon_sandbox, amazon_account, _generate, 30)
 
 
 class DiesAfterTwoPages:
@@ -220,22 +179,11 @@ def test_channel_cancellation_and_payment_move_orders_forward(amazon_sandbox, am
 
 
 def test_malformed_order_is_quarantined_while_the_rest_ingest(amazon_sandbox, amazon_account, skus):
-    # given: 3 malformed orders among 60
-    amazon_sandbox.state.faults.malformed_next = 3
-    amazon_sandbox.state.generate(60)
-    bad = {o.order_id: o.malformed for o in amazon_sandbox.state.orders.values() if o.malformed}
-    # when
-    run = sync_account_run(account_id=amazon_account.pk)
-    # then
-    assert run.status == SyncStatus.PARTIAL and run.orders_failed == 3
-    assert Order.objects.count() == 57
-    assert not Order.objects.filter(external_id__in=list(bad)).exists()
-    failed = {e.external_id: e.error for e in InboundEvent.objects.filter(status=InboundStatus.FAILED)}
-    assert set(failed) == set(bad)
+    # 3 malformed orders among 60
     field_for = {"bad_quantity": "quantityOrdered", "bad_date": "createdTime", "missing_items": "orderItems"}
-    for order_id, defect in bad.items():
-        assert field_for[defect] in failed[order_id]
-    assert ExceptionCase.objects.filter(kind=ExceptionKind.INBOUND_FAILED, account=amazon_account).count() == 1
+    run = battery.malformed_orders_fail_naming_the_field(amazon_sandbox, amazon_account, _generate, 60, field_for)
+    bad = [o.order_id for o in amazon_sandbox.state.orders.values() if o.malformed]
+    assert not Order.objects.filter(external_id__in=bad).exists()
     amazon_account.refresh_from_db()
     assert amazon_account.sync_cursor == run.cursor_to  # a bad record never blocks the cursor
 

@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+from django.utils import timezone
 from graphql import parse, validate
 
 from channels.connectors import connector_for
@@ -17,6 +18,7 @@ from channels.models import InboundEvent, InboundKind, InboundStatus, SyncKind, 
 from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
 from orders.models import Order, OrderLine, OrderStatus
+from tests.channels import battery
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +59,6 @@ def test_first_sync_backfills_through_a_bulk_operation(shopify_sandbox, shopify_
 
 def test_incremental_sync_pages_with_nested_connections(shopify_sandbox, shopify_account, skus, monkeypatch):
     # given: a cursor (no backfill), small pages, and an order with more lines than one nested page
-    from django.utils import timezone
 
     shopify_account.sync_cursor = timezone.now()
     shopify_account.save()
@@ -78,7 +79,6 @@ def test_incremental_sync_pages_with_nested_connections(shopify_sandbox, shopify
 
 def test_throttled_storm_is_honoured(shopify_sandbox, shopify_account, skus):
     # given: the next six requests come back THROTTLED (HTTP 200, no Retry-After)
-    from django.utils import timezone
 
     shopify_account.sync_cursor = timezone.now()
     shopify_account.save()
@@ -94,7 +94,6 @@ def test_throttled_storm_is_honoured(shopify_sandbox, shopify_account, skus):
 
 def test_unpaid_order_is_pending_then_open_when_paid(shopify_sandbox, shopify_account, skus):
     # given
-    from django.utils import timezone
 
     shopify_account.sync_cursor = timezone.now()
     shopify_account.save()
@@ -244,7 +243,6 @@ def test_webhook_delivered_by_the_sandbox_over_http(live_server, shopify_sandbox
 
 def test_dropped_webhook_is_caught_by_the_next_poll(client, shopify_sandbox, shopify_account, skus):
     # given: webhooks are being dropped and an order is cancelled
-    from django.utils import timezone
 
     shopify_account.sync_cursor = timezone.now()
     shopify_account.save()
@@ -350,3 +348,31 @@ def test_a_local_pickup_order_waits_for_its_store_mapping_then_goes_only_to_that
     order.refresh_from_db()
     assert order.pickup_location == chosen
     assert Hold.objects.filter(order=order, released_at__isnull=True).count() == 0
+
+
+# --- the fault battery every channel faces --------------------------------------------------------
+# Not the duplicate-across-pages check: Shopify pages by cursor, so its sandbox's duplicate_next ends a
+# page early (the next page starts after the last order sent) instead of repeating orders.
+
+
+def _generate(sandbox, count: int):
+    return sandbox.state.generate(count)
+
+
+def test_battery_replayed_pages_create_nothing_new(shopify_sandbox, shopify_account, skus):
+    battery.replayed_pages_create_nothing_new(shopify_sandbox, shopify_account, _generate, 40)
+
+
+def test_battery_throttling_storm_is_honoured(shopify_sandbox, shopify_account, skus):
+    battery.throttling_storm_is_honoured(shopify_sandbox, shopify_account, _generate, 40)
+
+
+def test_battery_throttling_beyond_patience_keeps_the_cursor(shopify_sandbox, shopify_account, skus):
+    # Shopify throttles with HTTP 200 and THROTTLED, not 429
+    battery.throttling_beyond_patience_keeps_the_cursor(
+        shopify_sandbox, shopify_account, _generate, 10, 5, throttled_as="THROTTLED"
+    )
+
+
+def test_battery_server_errors_are_retried(shopify_sandbox, shopify_account, skus):
+    battery.server_errors_are_retried(shopify_sandbox, shopify_account, _generate, 30)

@@ -9,6 +9,7 @@ single-query cost, bulk query shape). Deliberately wrong documents and variables
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -17,15 +18,9 @@ from graphql.execution.values import get_variable_values
 
 from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, InventoryQuantity, ShipmentConfirmation, ShipmentLine
-from channels.connectors.shopify import (
-    DOCUMENTS,
-    INVENTORY_SET,
-    LINE_FIELDS,
-    ORDER_FIELDS,
-    ORDERS_QUERY,
-    ShopifyConnector,
-    bulk_orders_query,
-)
+from channels.connectors.shopify import ShopifyConnector, bulk_orders_query
+from channels.connectors.shopify.documents import DOCUMENTS as connector_documents
+from channels.connectors.shopify.documents import GRAPHQL_DIR, ORDER_FRAGMENT, load
 from channels.sandbox.base import SandboxLine
 from channels.sandbox.shopify import (
     MAX_QUERY_COST,
@@ -38,6 +33,13 @@ from channels.sandbox.shopify import (
 )
 
 pytestmark = pytest.mark.django_db
+
+# The documents as the connector loads them from its .graphql files.
+DOCUMENTS = {path.stem: load(path.stem) for path in sorted(GRAPHQL_DIR.glob("*.graphql"))}
+DOCUMENTS.pop("order_fragment")
+DOCUMENTS.pop("bulk_orders")
+ORDERS_QUERY = DOCUMENTS["orders"]
+INVENTORY_SET = DOCUMENTS["inventory_set"]
 
 UNICODE_SKU = 'ÉTÉ-Ünï "quoted" 7'
 
@@ -171,10 +173,20 @@ def test_the_bulk_backfill_fits_the_bulk_limits_and_asks_for_the_list_pages_fiel
     # then
     assert validate(shopify_schema_built, document) == []
     assert bulk_query_problems(shopify_schema_built, document) == []
-    for fields in (ORDER_FIELDS, LINE_FIELDS):
-        for name in fields.split():
-            if name.isidentifier():
-                assert name in bulk_orders_query(datetime(2026, 11, 1, tzinfo=UTC))
+    plumbing = {"fragment", "WaybillOrder", "on", "Order", "first", "pageInfo", "hasNextPage", "endCursor", "nodes"}
+    for name in set(re.findall(r"(?<![$\w])[A-Za-z_]\w*", ORDER_FRAGMENT)) - plumbing:
+        assert name in bulk_orders_query(datetime(2026, 11, 1, tzinfo=UTC))
+
+
+def test_every_graphql_file_is_a_valid_document_of_the_schema(shopify_schema_built):
+    # given every .graphql file as the connector loads it (the bulk query with its date filled in)
+    files = sorted(GRAPHQL_DIR.glob("*.graphql"))
+    documents = {path.stem: load(path.stem) for path in files if path.stem != "order_fragment"}
+    documents["bulk_orders"] = bulk_orders_query(datetime(2026, 11, 1, tzinfo=UTC))
+    # then each parses and validates against the saved Admin schema, and the connector sends them all
+    assert set(documents) == {*connector_documents, "bulk_orders"}
+    for name, text in documents.items():
+        assert validate(shopify_schema_built, parse(text)) == [], name
 
 
 # --- the checks catch what is wrong -----------------------------------------------------------

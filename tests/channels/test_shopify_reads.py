@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from channels.connectors import connector_for
-from channels.connectors import shopify as shopify_module
 from channels.connectors.base import ChannelError
 from channels.connectors.shopify import ShopifyConnector
+from channels.connectors.shopify import connector as shopify_module
 from channels.models import SyncKind, SyncStatus
 from channels.sandbox.base import SandboxLine
 from channels.sync import sync_account_run

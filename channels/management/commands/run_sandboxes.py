@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from channels.management.commands.seed_demo import plant_demo_orders
 from channels.models import ChannelAccount, ChannelKind
+from channels.registry import BY_KIND, MARKETPLACES
 from channels.sandbox import SANDBOXES, sandbox_class
 from channels.sandbox.base import utcnow
 from channels.sandbox.shopify import LOCATION_ID, schema_path
@@ -17,8 +18,9 @@ from channels.sandbox.shopify import LOCATION_ID, schema_path
 
 class Command(BaseCommand):
     help = (
-        "Start the sandbox marketplaces (Amazon :8101, Walmart :8102, Shopify :8103, eBay :8104, TikTok Shop :8105)"
-        " with generated orders over time."
+        "Start the sandbox marketplaces ("
+        + ", ".join(f"{m.label} :{m.demo_port}" for m in sorted(MARKETPLACES, key=lambda m: m.demo_port))
+        + ") with generated orders over time."
     )
 
     def add_arguments(self, parser):
@@ -73,7 +75,8 @@ class Command(BaseCommand):
 
     def _wire_shopify(self, app, webhook_base: str) -> None:
         """Point the sandbox's webhooks at the demo Shopify account, and give it the sandbox location."""
-        account = ChannelAccount.objects.filter(kind=ChannelKind.SHOPIFY, api_base_url__contains=":8103").first()
+        port = BY_KIND[ChannelKind.SHOPIFY].demo_port
+        account = ChannelAccount.objects.filter(kind=ChannelKind.SHOPIFY, api_base_url__contains=f":{port}").first()
         if account is None:
             return
         app.webhook_url = f"{webhook_base.rstrip('/')}/webhooks/shopify/{account.pk}/"
@@ -82,7 +85,8 @@ class Command(BaseCommand):
 
     def _wire_tiktok(self, app, webhook_base: str) -> None:
         """Point the sandbox's webhooks at the demo TikTok account, and give it the sandbox warehouse."""
-        account = ChannelAccount.objects.filter(kind=ChannelKind.TIKTOK, api_base_url__contains=":8105").first()
+        port = BY_KIND[ChannelKind.TIKTOK].demo_port
+        account = ChannelAccount.objects.filter(kind=ChannelKind.TIKTOK, api_base_url__contains=f":{port}").first()
         if account is None:
             return
         app.webhook_url = f"{webhook_base.rstrip('/')}/webhooks/tiktok/{account.pk}/"

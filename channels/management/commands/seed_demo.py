@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from channels.models import ChannelAccount, ChannelKind, ChannelLocation, Listing
+from channels.registry import MARKETPLACES
 from channels.sandbox.amazon import AmazonState
 from channels.sandbox.base import SandboxApp, SandboxLine, SandboxOrder, SandboxState
 from channels.sandbox.ebay import EbayState, line_item_id
@@ -115,11 +116,10 @@ LOCATIONS = [
     ),
 ]
 
-ACCOUNTS = [
-    dict(
-        kind=ChannelKind.AMAZON,
+# Each marketplace's demo account at its sandbox (the port comes from channels.registry).
+DEMO_ACCOUNTS = {
+    ChannelKind.AMAZON: dict(
         name="amazon-us",
-        port=8101,
         marketplace_ids=["ATVPDKIKX0DER"],
         seller_id="A2DEMOSELLER01",
         creds={
@@ -128,31 +128,23 @@ ACCOUNTS = [
             "refresh_token": "Atzr|demo",
         },
     ),
-    dict(
-        kind=ChannelKind.WALMART,
+    ChannelKind.WALMART: dict(
         name="walmart-us",
-        port=8102,
         marketplace_ids=["WALMART_US"],
         creds={"client_id": "demo-walmart-client", "client_secret": "demo-walmart-secret"},
     ),
-    dict(
-        kind=ChannelKind.SHOPIFY,
+    ChannelKind.SHOPIFY: dict(
         name="shopify-main",
-        port=8103,
         api_version="2026-10",
         creds={"access_token": "shpat_demo", "webhook_secret": "demo-webhook-secret"},
     ),
-    dict(
-        kind=ChannelKind.EBAY,
+    ChannelKind.EBAY: dict(
         name="ebay-us",
-        port=8104,
         marketplace_ids=["EBAY_US"],
         creds={"client_id": "demo-ebay", "client_secret": "demo-ebay-secret", "refresh_token": "v^1.1#demo"},
     ),
-    dict(
-        kind=ChannelKind.TIKTOK,
+    ChannelKind.TIKTOK: dict(
         name="tiktok-us",
-        port=8105,
         seller_id="7495000000000000001",
         creds={
             "app_key": "demoappkey",
@@ -161,6 +153,10 @@ ACCOUNTS = [
             "shop_cipher": "ROW_demo",
         },
     ),
+}
+ACCOUNTS = [
+    dict(kind=marketplace.kind, port=marketplace.demo_port, **DEMO_ACCOUNTS[marketplace.kind])
+    for marketplace in MARKETPLACES
 ]
 
 DEMO_ACCOUNT_NAMES = {spec["kind"]: spec["name"] for spec in ACCOUNTS}

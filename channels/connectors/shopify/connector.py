@@ -7,8 +7,9 @@ it is computed from the account's handling time and cutoff (business days, the a
 
 Every document fits Shopify's limits as documented: connections carry first/last of at most 250, each
 query's requested cost (2 + first x one node per connection, 1 per object) stays under 1,000, and the
-bulk backfill nests connections at most two levels. An order has one raw shape (ORDER_FRAGMENT, nested
-connections completed) whether it came from a list page, order(id:) or the bulk JSONL. Inventory is
+bulk backfill nests connections at most two levels. An order has one raw shape (the WaybillOrder fragment, nested
+connections completed) whether it came from a list page, order(id:) or the bulk JSONL. The documents are
+``.graphql`` files beside this module (graphql/), loaded by channels.connectors.shopify.documents. Inventory is
 pushed by inventory item: ``resolve_listings`` finds the variant and inventory item of a SKU with
 productVariants(query: "sku:…"), and ``push_inventory`` answers per item.
 """
@@ -50,159 +51,51 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
+from channels.connectors.shopify.documents import BULK_ORDERS, DOCUMENTS
 from orders.models import OrderStatus
 
 log = logging.getLogger("waybill.channels.shopify")
 
-# The order as every read returns it (list pages, order(id:), the bulk backfill): one set of fields, so
-# a raw order looks the same whichever way it came in. Fulfillment order line items are not part of it
-# (nothing parsed from an order needs them, and a bulk query may nest connections only two levels):
-# shipping reads them on their own (FULFILLMENT_PLAN_QUERY).
-ORDER_FIELDS = """id legacyResourceId name createdAt updatedAt processedAt cancelledAt cancelReason closed
-      displayFinancialStatus displayFulfillmentStatus currencyCode email phone
-      totalPriceSet { shopMoney { amount currencyCode } }
-      shippingAddress { name firstName lastName company address1 address2 city provinceCode zip countryCodeV2 phone }
-      shippingLine { title code source }"""
-LINE_FIELDS = """id sku name quantity currentQuantity unfulfilledQuantity
-        originalUnitPriceSet { shopMoney { amount currencyCode } }
-        variant { id inventoryItem { id } }"""
-FO_FIELDS = "id status updatedAt deliveryMethod { methodType } assignedLocation { name location { id } }"
-FO_LINE_FIELDS = "id totalQuantity remainingQuantity lineItem { id }"
-PAGE_INFO = "pageInfo { hasNextPage endCursor }"
-ORDER_FRAGMENT = f"""fragment WaybillOrder on Order {{ {ORDER_FIELDS}
-  lineItems(first: $lineCount) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }}
-  fulfillmentOrders(first: $fulfillmentOrderCount) {{ {PAGE_INFO} nodes {{ {FO_FIELDS} }} }}
-}}"""
-
-# Page sizes, chosen so that every query's requested cost, computed as Shopify documents it (2 + first x
-# the cost of one node for a connection, 1 per object), stays within the 1,000-point single-query limit.
+# Page sizes sent as variables. Those written into the documents (graphql/*.graphql) and these are chosen
+# so that every query's requested cost, computed as Shopify documents it (2 + first x the cost of one node
+# for a connection, 1 per object), stays within the 1,000-point single-query limit.
 ORDER_PAGE_SIZE = 14
 LIST_LINE_COUNT = 10
 LIST_FULFILLMENT_ORDER_COUNT = 2
 GET_LINE_COUNT = 100
 GET_FULFILLMENT_ORDER_COUNT = 10
-MORE_LINES_PAGE = 150
-MORE_FULFILLMENT_ORDERS_PAGE = 100
-PLAN_FULFILLMENT_ORDERS_PAGE = 5
-PLAN_LINES_PAGE = 50
 VARIANT_PAGE = 250
 SKUS_PER_LOOKUP = 50
 
-ORDERS_QUERY = f"""query OrdersSince($q: String!, $after: String, $first: Int!, $lineCount: Int!,
-    $fulfillmentOrderCount: Int!) {{
-  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $q) {{
-    {PAGE_INFO}
-    nodes {{ ...WaybillOrder }}
-  }}
-}}
-{ORDER_FRAGMENT}"""
-ORDER_QUERY = f"""query OrderById($id: ID!, $lineCount: Int!, $fulfillmentOrderCount: Int!) {{
-  order(id: $id) {{ ...WaybillOrder }}
-}}
-{ORDER_FRAGMENT}"""
-ORDER_LINES_QUERY = f"""query OrderLineItems($id: ID!, $after: String) {{
-  order(id: $id) {{ lineItems(first: {MORE_LINES_PAGE}, after: $after) {{ {PAGE_INFO} nodes {{ {LINE_FIELDS} }} }} }}
-}}"""
-ORDER_FULFILLMENT_ORDERS_QUERY = f"""query OrderFulfillmentOrders($id: ID!, $after: String) {{
-  order(id: $id) {{ fulfillmentOrders(first: {MORE_FULFILLMENT_ORDERS_PAGE}, after: $after) {{ {PAGE_INFO}
-    nodes {{ {FO_FIELDS} }} }} }}
-}}"""
+ORDERS_QUERY = DOCUMENTS["orders"]
+ORDER_QUERY = DOCUMENTS["order"]
+ORDER_LINES_QUERY = DOCUMENTS["order_lines"]
+ORDER_FULFILLMENT_ORDERS_QUERY = DOCUMENTS["order_fulfillment_orders"]
 # What shipping needs: the order's fulfillment orders and their line items with remaining quantities.
-FULFILLMENT_PLAN_QUERY = f"""query OrderFulfillmentPlan($id: ID!, $after: String) {{
-  order(id: $id) {{ fulfillmentOrders(first: {PLAN_FULFILLMENT_ORDERS_PAGE}, after: $after) {{ {PAGE_INFO}
-    nodes {{ {FO_FIELDS} lineItems(first: {PLAN_LINES_PAGE}) {{ {PAGE_INFO} nodes {{ {FO_LINE_FIELDS} }} }} }} }} }}
-}}"""
-FULFILLMENT_ORDER_LINES_QUERY = f"""query FulfillmentOrderLineItems($id: ID!, $after: String) {{
-  fulfillmentOrder(id: $id) {{ lineItems(first: 250, after: $after) {{ {PAGE_INFO} nodes {{ {FO_LINE_FIELDS} }} }} }}
-}}"""
+FULFILLMENT_PLAN_QUERY = DOCUMENTS["fulfillment_plan"]
+FULFILLMENT_ORDER_LINES_QUERY = DOCUMENTS["fulfillment_order_lines"]
 # Listings by SKU: the variant (external_listing_id) and its inventory item (external_variant_id).
-VARIANTS_BY_SKU_QUERY = f"""query VariantsBySku($q: String!, $first: Int!, $after: String) {{
-  productVariants(first: $first, after: $after, query: $q) {{ {PAGE_INFO} nodes {{ id sku inventoryItem {{ id }} }} }}
-}}"""
-ORDER_FULFILLMENTS_QUERY = """query OrderFulfillments($id: ID!) {
-  order(id: $id) { id cancelledAt fulfillments(first: 50) { id status trackingInfo(first: 10) { number company } } }
-}"""
-FULFILLMENT_CREATE = """mutation FulfillmentCreate($fulfillment: FulfillmentInput!, $message: String) {
-  fulfillmentCreate(fulfillment: $fulfillment, message: $message) {
-    fulfillment { id status trackingInfo(first: 10) { company number url } }
-    userErrors { field message }
-  }
-}"""
-ORDER_CANCEL = """mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason!, $restock: Boolean!,
-    $notifyCustomer: Boolean, $staffNote: String) {
-  orderCancel(orderId: $orderId, reason: $reason, restock: $restock, notifyCustomer: $notifyCustomer,
-      staffNote: $staffNote) {
-    job { id done }
-    orderCancelUserErrors { field message code }
-  }
-}"""
-PREPARED_FOR_PICKUP = """mutation PreparedForPickup($input: FulfillmentOrderLineItemsPreparedForPickupInput!) {
-  fulfillmentOrderLineItemsPreparedForPickup(input: $input) { userErrors { field message code } }
-}"""
+VARIANTS_BY_SKU_QUERY = DOCUMENTS["variants_by_sku"]
+ORDER_FULFILLMENTS_QUERY = DOCUMENTS["order_fulfillments"]
+FULFILLMENT_CREATE = DOCUMENTS["fulfillment_create"]
+ORDER_CANCEL = DOCUMENTS["order_cancel"]
+PREPARED_FOR_PICKUP = DOCUMENTS["prepared_for_pickup"]
 # Cancelling part of an order is an order edit: begin, set the lines' new quantities, commit.
-ORDER_EDIT_BEGIN = """mutation OrderEditBegin($id: ID!) {
-  orderEditBegin(id: $id) {
-    calculatedOrder { id lineItems(first: 250) { nodes { id sku quantity editableQuantity } } }
-    userErrors { field message }
-  }
-}"""
-ORDER_EDIT_SET_QUANTITY = """mutation OrderEditSetQuantity($id: ID!, $lineItemId: ID!, $quantity: Int!) {
-  orderEditSetQuantity(id: $id, lineItemId: $lineItemId, quantity: $quantity, restock: false) {
-    calculatedLineItem { id quantity }
-    userErrors { field message }
-  }
-}"""
-ORDER_EDIT_COMMIT = """mutation OrderEditCommit($id: ID!, $notifyCustomer: Boolean, $staffNote: String) {
-  orderEditCommit(id: $id, notifyCustomer: $notifyCustomer, staffNote: $staffNote) {
-    order { id }
-    userErrors { field message }
-  }
-}"""
-ORDER_CANCELLED_QUERY = """query OrderCancelled($id: ID!) { order(id: $id) { id cancelledAt cancelReason closed } }"""
-INVENTORY_SET = """mutation InventorySet($input: InventorySetQuantitiesInput!, $key: String!) {
-  inventorySetQuantities(input: $input) @idempotent(key: $key) {
-    inventoryAdjustmentGroup { id reason referenceDocumentUri changes { name delta item { id } location { id } } }
-    userErrors { field message code }
-  }
-}"""
-BULK_RUN = """mutation BulkOrders($query: String!) {
-  bulkOperationRunQuery(query: $query) { bulkOperation { id status } userErrors { field message code } }
-}"""
-BULK_POLL = """query BulkStatus($id: ID!) {
-  bulkOperation(id: $id) { id status errorCode objectCount rootObjectCount fileSize url partialDataUrl completedAt }
-}"""
+ORDER_EDIT_BEGIN = DOCUMENTS["order_edit_begin"]
+ORDER_EDIT_SET_QUANTITY = DOCUMENTS["order_edit_set_quantity"]
+ORDER_EDIT_COMMIT = DOCUMENTS["order_edit_commit"]
+ORDER_CANCELLED_QUERY = DOCUMENTS["order_cancelled"]
+INVENTORY_SET = DOCUMENTS["inventory_set"]
+BULK_RUN = DOCUMENTS["bulk_run"]
+BULK_POLL = DOCUMENTS["bulk_poll"]
 
 
 def bulk_orders_query(since: datetime) -> str:
-    """The bulk export of orders, the same fields as ORDER_FRAGMENT: no ``first`` on connections, three
-    connections, nested two levels (orders, then their line items and fulfillment orders)."""
-    return f"""{{ orders(query: "updated_at:>='{_iso(since)}'", sortKey: UPDATED_AT) {{ edges {{ node {{ {ORDER_FIELDS}
-  lineItems {{ edges {{ node {{ {LINE_FIELDS} }} }} }}
-  fulfillmentOrders {{ edges {{ node {{ {FO_FIELDS} }} }} }}
-}} }} }} }}"""
+    """The bulk export of orders, the same fields as the order fragment: no ``first`` on connections,
+    three connections, nested two levels (orders, then their line items and fulfillment orders)."""
+    return BULK_ORDERS.replace("{since}", _iso(since))
 
 
-# Every document the connector sends; tests validate each against the saved schema.
-DOCUMENTS = {
-    "orders": ORDERS_QUERY,
-    "order": ORDER_QUERY,
-    "order_lines": ORDER_LINES_QUERY,
-    "order_fulfillment_orders": ORDER_FULFILLMENT_ORDERS_QUERY,
-    "fulfillment_plan": FULFILLMENT_PLAN_QUERY,
-    "fulfillment_order_lines": FULFILLMENT_ORDER_LINES_QUERY,
-    "variants_by_sku": VARIANTS_BY_SKU_QUERY,
-    "order_fulfillments": ORDER_FULFILLMENTS_QUERY,
-    "fulfillment_create": FULFILLMENT_CREATE,
-    "order_cancel": ORDER_CANCEL,
-    "order_cancelled": ORDER_CANCELLED_QUERY,
-    "prepared_for_pickup": PREPARED_FOR_PICKUP,
-    "order_edit_begin": ORDER_EDIT_BEGIN,
-    "order_edit_set_quantity": ORDER_EDIT_SET_QUANTITY,
-    "order_edit_commit": ORDER_EDIT_COMMIT,
-    "inventory_set": INVENTORY_SET,
-    "bulk_run": BULK_RUN,
-    "bulk_poll": BULK_POLL,
-}
 RELEASABLE_FINANCIAL = {"PAID", "AUTHORIZED", "PARTIALLY_PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
 # Who cancelled, from Shopify's OrderCancelReason: the buyer asked (CUSTOMER), the merchant could not or
 # would not fill it (INVENTORY, STAFF, OTHER), or the payment side refused it (FRAUD, DECLINED).
@@ -335,22 +228,18 @@ class ShopifyConnector(Connector):
         if not isinstance(order, dict) or not isinstance(order.get("id"), str):
             return order
         order_id = order["id"]
-        lines = order.get("lineItems")
-        if isinstance(lines, dict) and isinstance(lines.get("nodes"), list):
-            self._rest_of(
-                lines,
-                lambda after: (
-                    self.graphql(ORDER_LINES_QUERY, {"id": order_id, "after": after}).get("order") or {}
-                ).get("lineItems"),
-            )
-        fos = order.get("fulfillmentOrders")
-        if isinstance(fos, dict) and isinstance(fos.get("nodes"), list):
-            self._rest_of(
-                fos,
-                lambda after: (
-                    self.graphql(ORDER_FULFILLMENT_ORDERS_QUERY, {"id": order_id, "after": after}).get("order") or {}
-                ).get("fulfillmentOrders"),
-            )
+        for field, document in (
+            ("lineItems", ORDER_LINES_QUERY),
+            ("fulfillmentOrders", ORDER_FULFILLMENT_ORDERS_QUERY),
+        ):
+            connection = order.get(field)
+            if isinstance(connection, dict) and isinstance(connection.get("nodes"), list):
+                self._rest_of(
+                    connection,
+                    lambda after, field=field, document=document: (
+                        self.graphql(document, {"id": order_id, "after": after}).get("order") or {}
+                    ).get(field),
+                )
         return order
 
     def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
@@ -461,7 +350,7 @@ class ShopifyConnector(Connector):
         return datetime.combine(day, cutoff or clock(23, 59), zone).astimezone(UTC)
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
-        """A GraphQL order (ORDER_FRAGMENT), or an orders/* webhook body (REST-shaped) read the same way."""
+        """A GraphQL order (the WaybillOrder fragment), or an orders/* webhook body (REST-shaped) read the same way."""
         raw = require_obj(raw, "order")
         if "admin_graphql_api_id" in raw and "line_items" in raw:
             raw = graphql_order_from_rest(raw)
@@ -924,7 +813,7 @@ def _whole() -> dict:
 
 
 def assemble_bulk_orders(jsonl: str) -> list[dict]:
-    """Bulk JSONL rows back into the shape one order of a list page has (ORDER_FRAGMENT, completed).
+    """Bulk JSONL rows back into the shape one order of a list page has (the WaybillOrder fragment, completed).
 
     Rows may come in any order (``groupObjects`` is false from 2026-01): children are joined on
     ``__parentId`` once every row is read. A child whose parent is not in the file means the file is
