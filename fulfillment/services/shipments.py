@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.kernel.errors import InvalidTransition
 from fulfillment.errors import CancelRefused, FulfillmentError, InvalidInput, ShipRefused
 from fulfillment.models import Carrier, Shipment, ShipmentKind, ShipmentLine, ShipmentStatus
 from fulfillment.selectors import network_snapshot, routing_config_active
@@ -35,7 +36,6 @@ from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus
 from inventory.services import LineDemand, stock_adjust, stock_consume, stock_release, stock_reserve
 from orders import services as order_services
-from orders.errors import InvalidTransition
 from orders.models import CancelInitiator, ExceptionKind, Hold, HoldKind, LineStatus, Order, OrderLine, Severity
 
 S = ShipmentStatus

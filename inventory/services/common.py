@@ -8,9 +8,9 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Q
 
+from config.kernel.actors import Actor, actor_resolve
 from inventory.errors import InvalidQuantity, UnknownStockItem
 from inventory.models import Location, Sku, StockLevel
-from orders.services import Actor, actor_resolve
 
 __all__ = ["Actor", "actor_resolve", "availability_changed", "lock_levels", "positive_quantity"]
 
