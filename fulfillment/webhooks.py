@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from config.kernel.errors import DomainError
 from fulfillment import services
-from fulfillment.api_views import _tracking_inputs
+from fulfillment.api_views import tracking_inputs
 from fulfillment.serializers import TrackingFeedSerializer
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def tracking_webhook(request):
                 )
                 result = services.tracking_events_record(
                     shipment=shipment.pk,
-                    events=_tracking_inputs(data["events"]),
+                    events=tracking_inputs(data["events"]),
                     source=data["source"] if data["source"] != "tms" else "webhook",
                     carrier_code=data["carrier"],
                     actor="tracking-webhook",
