@@ -23,7 +23,7 @@ from channels.services import (
     channel_location_map,
     credentials_validate,
 )
-from orders.pagination import BigTableAdminMixin
+from config.kernel.admin import BigTableAdminMixin
 
 ADMIN_GROUP = "Admin"
 

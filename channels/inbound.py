@@ -34,12 +34,12 @@ from channels.models import (
     Listing,
 )
 from channels.outbox import acknowledgements_enqueue
+from config.kernel.actors import Actor, actor_resolve
+from config.kernel.errors import DomainError
 from fulfillment import services as fulfillment_services
 from inventory.models import Sku
 from orders import services as order_services
-from orders.errors import DomainError
 from orders.models import ExceptionKind, HoldKind, Severity
-from orders.services import Actor, actor_resolve
 from orders.services.ingest import IngestError, IngestResult, SkuRef, orders_ingest_batch
 
 log = logging.getLogger(__name__)

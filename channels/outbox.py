@@ -44,8 +44,8 @@ from channels.connectors.base import (
 )
 from channels.models import ChannelAccount, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.services import listing_ids_record
+from config.kernel.errors import DomainError
 from orders import services as order_services
-from orders.errors import DomainError
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
 
 log = logging.getLogger(__name__)

@@ -35,8 +35,8 @@ from channels.connectors import CONNECTORS, connector_for
 from channels.connectors.base import ChannelError
 from channels.inbound import PageOutcome, inbound_orders_process, inbound_orders_retry
 from channels.models import ChannelAccount, SyncKind, SyncRun, SyncStatus
+from config.kernel.errors import DomainError
 from orders import services as order_services
-from orders.errors import DomainError
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
 
 log = logging.getLogger(__name__)

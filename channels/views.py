@@ -19,8 +19,8 @@ from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxM
 from channels.outbox import outbox_retry_now
 from channels.sync import account_lock
 from channels.tasks import channels_sync_account_task
-from orders.errors import DomainError
-from orders.views import ConsoleView
+from config.kernel.console import ConsoleView
+from config.kernel.errors import DomainError
 
 PAGE = 100
 MAX_REASON = 2000

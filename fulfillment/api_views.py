@@ -51,7 +51,7 @@ class ShipmentCursorPagination(CursorPagination):
     ordering = ("id",)
 
 
-def _tracking_inputs(events: list[dict]) -> list[TrackingInput]:
+def tracking_inputs(events: list[dict]) -> list[TrackingInput]:
     return [
         TrackingInput(
             status=e["status"],
@@ -210,7 +210,7 @@ class ShipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         shipment = self._shipment()
         result = services.tracking_events_record(
             shipment=shipment.pk,
-            events=_tracking_inputs(data["events"]),
+            events=tracking_inputs(data["events"]),
             source=data["source"],
             actor=request_actor(request),
         )
@@ -245,7 +245,7 @@ class TrackingFeedView(APIView):
             raise NotFound("no such shipment for this node")
         result = services.tracking_events_record(
             shipment=shipment.pk,
-            events=_tracking_inputs(data["events"]),
+            events=tracking_inputs(data["events"]),
             source=data["source"],
             carrier_code=data["carrier"],
             actor=request_actor(request),

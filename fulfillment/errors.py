@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orders.errors import DomainError
+from config.kernel.errors import DomainError
 
 
 class FulfillmentError(DomainError):

@@ -217,7 +217,7 @@ def _not_the_chosen_store(order: RouteOrder, node: RouteNode) -> str:
     return ""
 
 
-def _shipment_kind(node: RouteNode, service_level: str) -> str:
+def shipment_kind(node: RouteNode, service_level: str) -> str:
     if service_level == PICKUP:
         return PICKUP
     return SHIP_FROM_STORE if node.kind == "store" else SHIP
@@ -450,7 +450,7 @@ def plan_order(
         PlannedShipment(
             location_id=ev.node.location_id,
             code=ev.node.code,
-            kind=_shipment_kind(ev.node, order.service_level),
+            kind=shipment_kind(ev.node, order.service_level),
             ship_day=ev.ship_day,
             ships_at=ev.ships_at,
             on_time=ev.on_time,

@@ -8,12 +8,12 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from config.kernel.console import ConsoleView
+from config.kernel.errors import DomainError
 from fulfillment import selectors, services
 from fulfillment.forms import RerouteForm, SimulatorForm
 from fulfillment.simulator import simulate
 from inventory.models import Location
-from orders.errors import DomainError
-from orders.views import ConsoleView
 
 
 class BoardView(ConsoleView):

@@ -21,10 +21,10 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from config.kernel.errors import DomainError
 from fulfillment import services
-from fulfillment.api_views import _tracking_inputs
+from fulfillment.api_views import tracking_inputs
 from fulfillment.serializers import TrackingFeedSerializer
-from orders.errors import DomainError
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Waybill-Signature"
@@ -81,7 +81,7 @@ def tracking_webhook(request):
                 )
                 result = services.tracking_events_record(
                     shipment=shipment.pk,
-                    events=_tracking_inputs(data["events"]),
+                    events=tracking_inputs(data["events"]),
                     source=data["source"] if data["source"] != "tms" else "webhook",
                     carrier_code=data["carrier"],
                     actor="tracking-webhook",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from orders.pagination import BigTableAdminMixin
+from config.kernel.admin import BigTableAdminMixin
 
 from .models import (
     InboundLine,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orders.errors import DomainError
+from config.kernel.errors import DomainError
 
 
 @dataclass(frozen=True)

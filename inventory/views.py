@@ -8,14 +8,13 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from config.kernel.console import ConsoleView, console_page
+from config.kernel.errors import DomainError
 from inventory import selectors, services
 from inventory.filters import InboundShipmentFilter, StockLevelFilter
 from inventory.forms import AdjustmentForm, ReceiveForm
 from inventory.models import InboundLine, InboundShipment, InboundStatus, Sku
 from inventory.pagination import InboundCursorPagination, StockLevelCursorPagination
-from orders.errors import DomainError
-from orders.pagination import console_page
-from orders.views import ConsoleView
 
 
 class StockGridView(ConsoleView):

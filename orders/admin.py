@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from config.kernel.admin import BigTableAdminMixin
 from orders.models import ExceptionCase, Hold, Order, OrderEvent, OrderLine, ShipToAddress
-from orders.pagination import BigTableAdminMixin
 
 
 class OrderLineInline(admin.TabularInline):

@@ -7,7 +7,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orders.errors import DomainError
+from config.kernel.errors import DomainError
 
 
 def exception_handler(exc, context):

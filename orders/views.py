@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views import View
 
+from config.kernel.console import ConsoleView, console_page
+from config.kernel.errors import DomainError
 from orders import selectors, services
-from orders.errors import DomainError
 from orders.filters import ExceptionCaseFilter, OrderFilter
 from orders.forms import HoldPlaceForm, ReasonForm, ResolveCaseForm
 from orders.models import ExceptionCase, Hold
-from orders.pagination import ExceptionCaseCursorPagination, console_page
-
-
-class ConsoleView(PermissionRequiredMixin, View):
-    """Every console view names its permission (PermissionRequiredMixin refuses a view that doesn't).
-
-    Anonymous users never get here (LoginRequiredMiddleware sends them to the login page);
-    a signed-in user without the permission gets 403.
-    """
-
-    raise_exception = True
+from orders.pagination import ExceptionCaseCursorPagination, OrderCursorPagination
 
 
 class OrderListView(ConsoleView):
@@ -34,7 +23,7 @@ class OrderListView(ConsoleView):
         filterset = OrderFilter(request.GET, queryset=selectors.order_list(), request=request)
         rows, next_url, previous_url = [], None, None
         if filterset.is_valid():
-            rows, next_url, previous_url = console_page(request, filterset.qs)
+            rows, next_url, previous_url = console_page(request, filterset.qs, OrderCursorPagination)
         context = {
             "filter": filterset,
             "orders": rows,

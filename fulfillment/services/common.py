@@ -8,14 +8,12 @@ from datetime import date
 from django.db import connection
 from django.db.models import F
 
+from config.kernel.actors import Actor
 from fulfillment.errors import CapacityExhausted
 from fulfillment.models import NodeCapacityDay, Shipment
 from fulfillment.status import HOLDS_STOCK, SHIPPED_STATES
 from orders import services as order_services
 from orders.models import LineStatus, Order, OrderLine, OrderStatus
-from orders.services import Actor, actor_resolve
-
-__all__ = ["Actor", "actor_resolve"]
 
 _TAKE_SQL = """
 INSERT INTO {table} AS t (location_id, day, capacity_used) VALUES (%(location_id)s, %(day)s, 1)

@@ -6,9 +6,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.kernel.actors import Actor, actor_resolve
 from fulfillment.errors import InvalidInput
 from fulfillment.models import NodeApiToken, RoutingConfig, api_key_hash
-from fulfillment.services.common import Actor, actor_resolve
 from inventory.models import Location
 
 

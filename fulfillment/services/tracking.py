@@ -16,11 +16,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.kernel.actors import Actor, actor_resolve
 from fulfillment.errors import InvalidInput
 from fulfillment.models import Carrier, Shipment, ShipmentStatus, TrackingEvent, TrackingStatus
 from fulfillment.selectors import routing_config_active
-from fulfillment.services.common import Actor, actor_resolve, order_follow_shipments
-from fulfillment.services.shipments import _event, _lock
+from fulfillment.services.common import order_follow_shipments
+from fulfillment.services.shipments.common import shipment_event, shipment_lock
 from fulfillment.status import IN_FLIGHT, can_transition
 from orders import services as order_services
 from orders.models import ExceptionKind, Severity
@@ -90,7 +91,7 @@ def tracking_events_record(
     if not source or not source.strip():
         raise InvalidInput("source", 'a source such as "tms" or "carrier:ups" is required')
     with transaction.atomic():
-        locked = _lock(shipment)
+        locked = shipment_lock(shipment)
         carrier = locked.carrier
         if carrier_code:
             carrier = Carrier.objects.filter(code=carrier_code).first() or carrier
@@ -146,7 +147,7 @@ def _follow_newest_scan(locked: Shipment, *, actor: Actor) -> None:
         locked.delivered_at = newest.occurred_at
         fields.append("delivered_at")
     locked.save(update_fields=fields)
-    _event(
+    shipment_event(
         locked,
         kind=f"shipment_{target}",
         actor=actor,

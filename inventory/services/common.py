@@ -8,10 +8,10 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Q
 
+from config.kernel.actors import Actor, actor_resolve
 from inventory.errors import InvalidQuantity, UnknownStockItem
 from inventory.models import Location, Sku, StockLevel
 from inventory.signals import stock_changed
-from orders.services import Actor, actor_resolve
 
 __all__ = ["Actor", "actor_resolve", "lock_levels", "positive_quantity", "stock_changed_announce"]
 

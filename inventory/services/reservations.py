@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import psycopg
-from django.apps import apps
 from django.db import connection, transaction
 from django.db.models import F
 
@@ -60,6 +59,7 @@ from inventory.services.common import (
     positive_quantity,
     stock_changed_announce,
 )
+from orders.models import Order, OrderLine
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,6 @@ def _flatten(lines: Sequence[LineDemand]) -> list[tuple[int, int, int, int]]:
 
 def _check_lines(flat: Sequence[tuple[int, int, int, int]]) -> None:
     """Every line exists, is for the SKU it reserves, and is not marketplace-fulfilled (never reserved)."""
-    OrderLine = apps.get_model("orders", "OrderLine")
     wanted = {(line_id, sku_id) for line_id, sku_id, _, _ in flat}
     line_ids = sorted({line_id for line_id, _ in wanted})
     found = {
@@ -267,8 +266,6 @@ RETURNING id, order_line_id, quantity, created_at
 
 @cache
 def _sql(template: str) -> str:
-    OrderLine = apps.get_model("orders", "OrderLine")
-    Order = apps.get_model("orders", "Order")
     return template.format(
         stock=StockLevel._meta.db_table,
         line=OrderLine._meta.db_table,

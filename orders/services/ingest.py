@@ -24,7 +24,7 @@ from functools import cache
 from django.db import transaction
 from django.utils import timezone
 
-from orders.errors import DomainError
+from config.kernel.errors import DomainError
 from orders.models import (
     CancelInitiator,
     CaseStatus,
@@ -38,6 +38,8 @@ from orders.models import (
     OrderStatus,
     ShipToAddress,
 )
+from orders.services.exception_queue import exception_case_resolve
+from orders.services.holds import NO_SHIP_TO, address_case_key, hold_place, hold_release, order_address_hold
 from orders.signals import order_ship_to_changed
 from orders.status import RANK, can_transition, determine_order_status
 
@@ -48,7 +50,6 @@ __all__ = [
     "IngestOrder",
     "IngestResult",
     "SkuRef",
-    "address_case_key",
     "ingest_order_validate",
     "orders_ingest_batch",
     "ship_to_usable",
@@ -70,9 +71,6 @@ CENT = Decimal("0.01")
 ADDRESS_FIELDS = ("name", "line1", "line2", "city", "region", "postal_code", "country_code", "phone", "email")
 # Fields a channel often leaves out of a later payload (restricted buyer data): blank means "not sent".
 CONTACT_FIELDS = frozenset({"name", "phone", "email"})
-# The reason of the hold placed on an open order that has no usable ship-to; a later payload with a
-# usable address releases it (a person's address hold is not touched).
-NO_SHIP_TO = "no ship-to address yet"
 # Countries whose addresses carry no postal code (ISO 3166-1 alpha-2).
 _NO_POSTAL_CODE = (
     "AE AG AO AW BF BI BJ BO BS BW BZ CD CF CG CI CK CM DJ DM ER FJ GA GD GH GM GQ GY HK JM KI KM KN KP LC ML MO "
@@ -417,17 +415,15 @@ class _FollowUp:
     ship_to_changed: list[tuple[int, OrderEvent, dict, dict]] = field(default_factory=list)
 
     def run(self, actor: str) -> None:
-        from orders import services as order_services  # the package imports this module
-
         for order_id, reason in self.cancel_holds:
-            order_services.hold_place(
+            hold_place(
                 order=order_id,
                 kind=HoldKind.CANCEL_REQUEST,
                 reason=f"The buyer asked the channel to cancel{': ' + reason if reason else ''}",
                 actor=actor,
             )
         for order_id in self.address_holds:
-            order_services.order_address_hold(order=order_id, actor=actor)
+            order_address_hold(order=order_id, actor=actor)
         releases = [
             (self.cancel_withdrawn, HoldKind.CANCEL_REQUEST, None, "the buyer withdrew the cancel request"),
             (self.address_ok, HoldKind.ADDRESS, NO_SHIP_TO, "the channel sent a usable ship-to address"),
@@ -440,22 +436,18 @@ class _FollowUp:
             if reason is not None:
                 holds = holds.filter(reason=reason)
             for hold_id, order_id in holds.order_by("order_id").values_list("pk", "order_id"):
-                order_services.hold_release(hold=hold_id, reason=note, actor=actor)
+                hold_release(hold=hold_id, reason=note, actor=actor)
                 cases = ExceptionCase.objects.filter(
                     order_id=order_id, kind=kind, status__in=[CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED]
                 )
                 if kind == HoldKind.ADDRESS:
                     cases = cases.filter(dedupe_key=address_case_key(order_id))
                 for case_id in cases.order_by("pk").values_list("pk", flat=True):
-                    order_services.exception_case_resolve(case=case_id, note=note, actor=actor)
+                    exception_case_resolve(case=case_id, note=note, actor=actor)
         for order_id, event, before, after in self.ship_to_changed:
             order_ship_to_changed.send(
                 sender=Order, order_id=order_id, event_id=event.pk, before=before, after=after, actor=actor
             )
-
-
-def address_case_key(order_id: int) -> str:
-    return f"address:no_ship_to:order={order_id}"
 
 
 def _create(account_id, fresh, sku_map, actor, results, now, follow: _FollowUp) -> None:

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from django.db.models import F
 
+from config.kernel.actors import Actor, actor_resolve
 from orders.models import LineStatus, OrderLine
-from orders.services import Actor, UnknownStatus, actor_resolve
+from orders.services.common import UnknownStatus
 
 # What planning and reserving stock may set; shipped, delivered and returned follow from line quantities.
 SETTABLE = (LineStatus.OPEN, LineStatus.BACKORDERED, LineStatus.ALLOCATED)

@@ -14,7 +14,7 @@ from channels.connectors import connector_for
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
 from channels.models import ChannelAccountEvent, InboundEvent, InboundStatus, SyncStatus
 from channels.sync import sync_account_run
-from orders.errors import DomainError
+from config.kernel.errors import DomainError
 from orders.models import Order
 
 pytestmark = pytest.mark.django_db

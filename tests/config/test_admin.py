@@ -22,7 +22,7 @@ def test_every_admin_changelist_and_add_page_renders_for_a_superuser(client, dja
 
 @pytest.mark.django_db
 def test_big_table_admins_never_count_the_whole_table(client, django_user_model, django_assert_max_num_queries):
-    from orders.pagination import BigTableAdminMixin
+    from config.kernel.admin import BigTableAdminMixin
 
     root = django_user_model.objects.create_superuser(username="root", password="x-not-used-1")
     client.force_login(root)

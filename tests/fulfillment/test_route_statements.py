@@ -12,7 +12,7 @@ from fulfillment import services
 from fulfillment.models import NodeCapacityDay, RoutingDecision, Shipment, ShipmentLine, ShipmentStatus
 from fulfillment.routing import RouteLine
 from fulfillment.selectors import network_snapshot, orders_to_route
-from fulfillment.services import route
+from fulfillment.services.route import batch
 from inventory import services as inventory
 from inventory.models import Reservation, ReservationStatus, StockLevel
 from orders.models import LineStatus, OrderEvent, OrderStatus
@@ -84,7 +84,7 @@ def test_a_whole_route_is_five_statements_whatever_the_lines_and_nodes(node, sto
 
 def test_the_write_statement_names_every_column_of_the_tables_it_inserts():
     # a new NOT NULL column would otherwise fail only at run time
-    sql = route._fast_write_sql()
+    sql = batch._fast_write_sql()
     for model in (RoutingDecision, Shipment, ShipmentLine, OrderEvent):
         table = model._meta.db_table
         head = sql.split(f"INSERT INTO {table} (", 1)[1].split(")", 1)[0]
@@ -146,7 +146,7 @@ def test_an_order_another_router_released_is_not_routed_twice(node, stock, order
     order = order_for([(a, 2)])
     stale = network_snapshot(sku_ids=[a.pk])
     services.order_route(order_id=order.pk, actor="router:one")
-    real_read = route.orders_to_route
+    real_read = batch.orders_to_route
     open_again = {**real_read([order.pk])}
     open_again[order.pk].status = OrderStatus.OPEN  # what the second router read before the first committed
     open_again[order.pk].lines = {k: {**v, "status": LineStatus.OPEN} for k, v in open_again[order.pk].lines.items()}
@@ -157,12 +157,12 @@ def test_an_order_another_router_released_is_not_routed_twice(node, stock, order
         calls.append(ids)
         return open_again if len(calls) == 1 else real_read(ids)
 
-    route.orders_to_route = stale_then_real
+    batch.orders_to_route = stale_then_real
     try:
         # when the second router writes
         [result] = services.orders_route(order_ids=[order.pk], network=stale, actor="router:two")
     finally:
-        route.orders_to_route = real_read
+        batch.orders_to_route = real_read
     # then its guarded transition found the order released: everything it wrote rolled back
     assert not result.shipment_ids
     assert Shipment.objects.filter(order=order).count() == 1

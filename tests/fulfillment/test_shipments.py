@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from config.kernel.errors import InvalidTransition
 from fulfillment import services
 from fulfillment.errors import InvalidInput, RerouteRefused
 from fulfillment.models import NodeCapacityDay, Shipment, ShipmentStatus
 from fulfillment.signals import shipment_line_cancelled, shipment_shipped
 from inventory.models import MovementReason, Reservation, ReservationStatus, StockLevel, StockMovement
-from orders.errors import InvalidTransition
 from orders.models import ExceptionCase, ExceptionKind, LineStatus, OrderEvent, OrderStatus
 from tests.inventory.helpers import assert_stock_invariants
 

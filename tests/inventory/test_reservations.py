@@ -180,7 +180,7 @@ def test_consume_ships_part_of_a_reservation(sku, location, stock, line_for):
 def test_actor_is_required(sku, location, stock, line_for):
     stock(sku, location, 1)
     line = line_for(sku)
-    from orders.errors import ActorRequired
+    from config.kernel.errors import ActorRequired
 
     with pytest.raises(ActorRequired):
         services.stock_reserve(lines=[LineDemand(line.pk, sku.pk, {location.pk: 1})], actor="  ")

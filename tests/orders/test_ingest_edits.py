@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from config.kernel.errors import DomainError
 from orders import services
 from orders.models import (
     CancelInitiator,
@@ -406,11 +407,11 @@ def test_order_lines_cancel_counts_units_moves_the_status_and_announces_them(acc
     order_lines_cancelled.connect(listen)
     try:
         # refused: more units than are open, an unknown initiator; nothing changes
-        with pytest.raises(services.DomainError):
+        with pytest.raises(DomainError):
             services.order_lines_cancel(
                 order=row, quantities={lines["L1"].pk: 3}, reason="buyer", initiator="buyer", actor="agent"
             )
-        with pytest.raises(services.DomainError):
+        with pytest.raises(DomainError):
             services.order_lines_cancel(
                 order=row, quantities={lines["L1"].pk: 1}, reason="buyer", initiator="nobody", actor="agent"
             )

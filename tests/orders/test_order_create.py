@@ -7,8 +7,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.kernel.errors import DomainError
 from orders import services
-from orders.errors import DomainError
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus, ShipToAddress
 from orders.services import AddressInput, DuplicateOrder, LineInput
 from tests.factories import ChannelAccountFactory, OrderFactory, SkuFactory

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from config.kernel.errors import ActorRequired, InvalidTransition
 from orders import services
-from orders.errors import ActorRequired, InvalidTransition
 from orders.models import OrderEvent, OrderStatus
 from orders.services import UnknownStatus
 from orders.status import TRANSITIONS, determine_order_status

@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from config.kernel.errors import ActorRequired, DomainError, InvalidTransition
 from orders import services
-from orders.errors import ActorRequired, InvalidTransition
 from orders.models import OrderEvent, OrderStatus
 from tests.factories import OrderFactory
 
@@ -76,9 +76,9 @@ def test_a_blank_actor_or_a_one_status_path_is_refused():
     order = OrderFactory(status=OrderStatus.OPEN)
     with pytest.raises(ActorRequired):
         services.order_transition_path(order=order, path=[OrderStatus.OPEN, OrderStatus.ALLOCATED], actor=" ")
-    with pytest.raises(services.DomainError):
+    with pytest.raises(DomainError):
         services.order_transition_path(order=order, path=[OrderStatus.OPEN], actor="router")
-    with pytest.raises(services.DomainError):
+    with pytest.raises(DomainError):
         services.order_transition_path(
             order=order, path=[OrderStatus.OPEN, OrderStatus.ALLOCATED], actor="router", reason=["a", "b"]
         )

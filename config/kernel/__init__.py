@@ -1,0 +1,10 @@
+"""The project's kernel: helpers every app uses, importing no app.
+
+errors   DomainError (the base every app's domain errors extend), InvalidTransition, ActorRequired
+actors   Actor (a user or a named system actor) and actor_resolve
+console  ConsoleView (the console's base view) and console_page (keyset paging for a console list)
+admin    BigTableAdminMixin (Django admin settings for tables of millions of rows)
+
+Nothing is re-exported here: ``actors``, ``console`` and ``admin`` import django.contrib.auth, which an
+app's models module must not pull in while the app registry loads.
+"""

@@ -1,0 +1,24 @@
+"""Who changes something: every service takes an ``actor``, a user or the name of a system actor such as
+"sync:amazon-us", and records it on its audit row."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from config.kernel.errors import ActorRequired
+
+Actor = AbstractBaseUser | str
+
+
+def actor_resolve(actor: Actor | None) -> tuple[str, AbstractBaseUser | None]:
+    """(name, user) for an actor; a missing or blank actor is refused."""
+    if actor is None:
+        raise ActorRequired("an actor is required: a user or a named system actor such as 'sync:amazon-us'")
+    if isinstance(actor, str):
+        name = actor.strip()
+        if not name:
+            raise ActorRequired("an actor is required: the system actor name is blank")
+        return name[:150], None
+    if not getattr(actor, "is_authenticated", False):
+        raise ActorRequired("an actor is required: an anonymous user cannot change orders")
+    return actor.get_username(), actor

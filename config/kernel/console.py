@@ -1,0 +1,26 @@
+"""The ops console's base view and its keyset paging (no COUNT(*), constant cost per page)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.views import View
+
+
+class ConsoleView(PermissionRequiredMixin, View):
+    """Every console view names its permission (PermissionRequiredMixin refuses a view that doesn't).
+
+    Anonymous users never get here (LoginRequiredMiddleware sends them to the login page);
+    a signed-in user without the permission gets 403.
+    """
+
+    raise_exception = True
+
+
+def console_page(request, queryset, paginator_class) -> tuple[list, str | None, str | None]:
+    """Keyset-page a queryset for an HTMX console list with a DRF CursorPagination class:
+    (rows, next_url, previous_url)."""
+    from rest_framework.request import Request
+
+    paginator = paginator_class()
+    rows = paginator.paginate_queryset(queryset, Request(request), view=None)
+    return list(rows or []), paginator.get_next_link(), paginator.get_previous_link()

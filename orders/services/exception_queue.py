@@ -1,0 +1,131 @@
+"""The exception queue: cases a person must settle, deduped on a key while unresolved."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.kernel.actors import Actor, actor_resolve
+from config.kernel.errors import DomainError
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
+from orders.services.common import order_event_record
+
+
+class ExceptionCaseError(DomainError):
+    code = "exception_case_error"
+    http_status = 409
+
+
+def exception_case_dedupe_key(
+    *, kind: str, order_id: int | None = None, account_id: int | None = None, sku_id: int | None = None
+) -> str:
+    return f"{kind}:order={order_id or '-'}:account={account_id or '-'}:sku={sku_id or '-'}"
+
+
+def exception_case_open(
+    *,
+    kind: str,
+    title: str,
+    actor: Actor,
+    detail: str = "",
+    severity: str = Severity.MEDIUM,
+    order_id: int | None = None,
+    account_id: int | None = None,
+    sku_id: int | None = None,
+    due_at: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> tuple[ExceptionCase, bool]:
+    """Open a case, or return the unresolved one with the same key. Returns (case, created)."""
+    name, _ = actor_resolve(actor)
+    if kind not in ExceptionKind.values:
+        raise ExceptionCaseError(f"unknown exception kind {kind!r}")
+    if severity not in Severity.values:
+        raise ExceptionCaseError(f"unknown severity {severity!r}")
+    key = dedupe_key or exception_case_dedupe_key(kind=kind, order_id=order_id, account_id=account_id, sku_id=sku_id)
+    existing = ExceptionCase.objects.filter(dedupe_key=key).exclude(status=CaseStatus.RESOLVED).first()
+    if existing:
+        return existing, False
+    try:
+        # A savepoint: a concurrent opener that wins the unique index leaves our transaction usable.
+        with transaction.atomic():
+            case = ExceptionCase.objects.create(
+                kind=kind,
+                title=title[:255],
+                detail=detail,
+                severity=severity,
+                dedupe_key=key,
+                order_id=order_id,
+                account_id=account_id,
+                sku_id=sku_id,
+                due_at=due_at,
+                opened_by=name,
+            )
+            if order_id:
+                order_event_record(
+                    order=case.order,
+                    kind="exception_opened",
+                    actor=actor,
+                    reason=title,
+                    data={"case_id": case.pk, "exception_kind": kind, "severity": severity},
+                )
+    except IntegrityError:
+        return ExceptionCase.objects.exclude(status=CaseStatus.RESOLVED).get(dedupe_key=key), False
+    return case, True
+
+
+def _lock_case(case: ExceptionCase | int) -> ExceptionCase:
+    case_id = case if isinstance(case, int) else case.pk
+    return ExceptionCase.objects.select_for_update().get(pk=case_id)
+
+
+def exception_case_assign(*, case: ExceptionCase | int, owner: AbstractBaseUser | None, actor: Actor) -> ExceptionCase:
+    actor_resolve(actor)
+    with transaction.atomic():
+        locked = _lock_case(case)
+        if locked.status == CaseStatus.RESOLVED:
+            raise ExceptionCaseError(f"case #{locked.pk} is resolved; reopen it by opening a new case")
+        locked.owner = owner
+        locked.save(update_fields=["owner", "updated_at"])
+    return locked
+
+
+def exception_case_acknowledge(*, case: ExceptionCase | int, actor: Actor) -> ExceptionCase:
+    _, user = actor_resolve(actor)
+    with transaction.atomic():
+        locked = _lock_case(case)
+        if locked.status == CaseStatus.RESOLVED:
+            raise ExceptionCaseError(f"case #{locked.pk} is already resolved")
+        locked.status = CaseStatus.ACKNOWLEDGED
+        if locked.owner_id is None and user is not None:
+            locked.owner = user
+        locked.save(update_fields=["status", "owner", "updated_at"])
+    return locked
+
+
+def exception_case_resolve(*, case: ExceptionCase | int, note: str, actor: Actor) -> ExceptionCase:
+    name, _ = actor_resolve(actor)
+    if not note or not note.strip():
+        raise ExceptionCaseError("resolving a case needs a resolution note")
+    with transaction.atomic():
+        locked = _lock_case(case)
+        if locked.status == CaseStatus.RESOLVED:
+            raise ExceptionCaseError(
+                f"case #{locked.pk} was already resolved by {locked.resolved_by} at {locked.resolved_at:%Y-%m-%d %H:%M}"
+            )
+        locked.status = CaseStatus.RESOLVED
+        locked.resolved_by = name
+        locked.resolved_at = timezone.now()
+        locked.resolution_note = note.strip()
+        locked.save(update_fields=["status", "resolved_by", "resolved_at", "resolution_note", "updated_at"])
+        if locked.order_id:
+            order_event_record(
+                order=locked.order,
+                kind="exception_resolved",
+                actor=actor,
+                reason=note.strip(),
+                data={"case_id": locked.pk, "exception_kind": locked.kind},
+            )
+    return locked
