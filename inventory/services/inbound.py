@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
@@ -38,7 +37,7 @@ from inventory.services.common import Actor, actor_resolve, ensure_known, positi
 from inventory.services.ledger import StockChange, _apply_locked
 from inventory.services.reservations import LineDemand, _check_lines, _flatten, _reserve_locked
 from orders import services as order_services
-from orders.models import ExceptionKind, LineStatus, OrderStatus, Severity
+from orders.models import ExceptionKind, LineStatus, Order, OrderLine, OrderStatus, Severity
 
 
 @dataclass
@@ -79,7 +78,6 @@ def preorder_promisable(*, sku_id: int, account_id: int | None = None) -> int:
         .aggregate(total=Sum("outstanding"))["total"]
         or 0
     )
-    OrderLine = apps.get_model("orders", "OrderLine")
     promised = (
         OrderLine.objects.filter(sku_id=sku_id, status="backordered").aggregate(
             total=Sum(F("quantity") - F("quantity_cancelled") - F("quantity_shipped"))
@@ -98,7 +96,6 @@ def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]]
     exception is open. Marketplace-fulfilled orders are never reserved.
     """
     actor_resolve(actor)
-    Order = apps.get_model("orders", "Order")
     order = Order.objects.select_related("account").get(pk=order_id)
     if order.marketplace_fulfilled:
         raise ReservationError(f"order {order} is marketplace-fulfilled: it is recorded, never reserved")
@@ -179,7 +176,6 @@ def _short_detail(line, quantities: Mapping[int, int]) -> str:
 
 def _order_status_follow(order_id: int, *, actor: Actor) -> None:
     """Move the order to ALLOCATED / BACKORDERED when its open lines say so."""
-    Order = apps.get_model("orders", "Order")
     order = Order.objects.get(pk=order_id)
     statuses = set(
         order.lines.exclude(status=LineStatus.CANCELLED).exclude(sku__isnull=True).values_list("status", flat=True)
@@ -316,7 +312,6 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
     Only lines whose account may ship from that location; each line whole or not at all. Returns the
     allocated line ids. Runs inside the caller's transaction when there is one.
     """
-    OrderLine = apps.get_model("orders", "OrderLine")
     candidates = list(
         OrderLine.objects.filter(
             sku_id__in=list(sku_ids),
@@ -343,7 +338,6 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
         by_order: dict[int, list[int]] = defaultdict(list)
         for line_id in allocated:
             by_order[order_of[line_id]].append(line_id)
-        Order = apps.get_model("orders", "Order")
         for order in Order.objects.filter(pk__in=sorted(by_order)).order_by("pk"):
             order_services.order_event_record(
                 order=order,
