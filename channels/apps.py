@@ -7,4 +7,6 @@ class ChannelsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from channels import receivers  # noqa: F401  (connects the fulfilment, orders and inventory signal receivers)
+        # receivers connects the fulfilment, orders and inventory signal receivers; tasks connects the
+        # receivers that enqueue what channels' own services announce (channels.signals).
+        from channels import receivers, tasks  # noqa: F401

@@ -9,8 +9,8 @@ Rows are kept for the accounts that list the SKU (an active Listing). ``needs_pu
 of what the channel connector should push: quantity differs from last_pushed_quantity.
 
 Inventory announces every stock change after commit (inventory.signals.stock_changed); channels/receivers
-schedules a recompute here, and the outbox's planner turns flagged rows into inventory pushes. This
-module is the only writer of ChannelAvailability.
+has channels.tasks schedule a recompute (debounced here), and the outbox's planner turns flagged rows into
+inventory pushes. This module is the only writer of ChannelAvailability.
 """
 
 from __future__ import annotations
@@ -69,22 +69,20 @@ def debounce_seconds() -> float:
 _covered_until: dict[int, float] = {}
 
 
-def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
-    """Queue a recompute of these SKUs, at most one per SKU per window. Runs after commit.
+def channel_availability_recompute_due(*, sku_ids: Iterable[int]) -> tuple[list[int], float]:
+    """Which of these changed SKUs need a recompute queued, and its countdown: at most one per SKU per
+    window. channels.tasks.channel_availability_schedule queues it (countdown 0: at once, every SKU).
 
-    The first change in a window sets a shared cache key holding the window's end and queues the task
-    with the window as countdown; the task runs no earlier than that end and reads the stock then, so
-    it covers every change made before it. Other changes in the window (any process) find the key and
-    queue nothing; each process also remembers the end locally, so a hot SKU costs a dict lookup per
-    change, not a task or a cache round trip.
+    The first change in a window sets a shared cache key holding the window's end and is due with the
+    window as countdown; the task runs no earlier than that end and reads the stock then, so it covers
+    every change made before it. Other changes in the window (any process) find the key and are not due;
+    each process also remembers the end locally, so a hot SKU costs a dict lookup per change, not a task
+    or a cache round trip.
     """
-    from channels.tasks import channel_availability_recompute_task
-
     ids = sorted(set(sku_ids))
     window = debounce_seconds()
     if window <= 0:
-        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": ids})
-        return
+        return ids, 0.0
     now = time.time()
     fresh = []
     for sku_id in ids:
@@ -97,8 +95,7 @@ def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
         else:
             # Someone else's task runs no earlier than their window's end: covered until then.
             _covered_until[sku_id] = min(float(cache.get(key) or 0.0), until)
-    if fresh:
-        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": fresh}, countdown=window)
+    return fresh, window
 
 
 def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAvailability]:

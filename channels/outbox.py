@@ -44,6 +44,7 @@ from channels.connectors.base import (
 )
 from channels.models import ChannelAccount, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.services import listing_ids_record
+from channels.signals import outbox_messages_queued
 from config.kernel.errors import DomainError
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
@@ -69,9 +70,8 @@ def _backoff(attempts: int, retry_after: float | None) -> timedelta:
 
 
 def _kick_relay(account_id: int) -> None:
-    from channels.tasks import outbox_relay_task
-
-    outbox_relay_task.delay(account_id)
+    # channels.tasks listens and enqueues the relay for the account.
+    outbox_messages_queued.send(sender=OutboxMessage, account_id=account_id)
 
 
 # --- writing messages (inside the caller's transaction) -----------------------------------------

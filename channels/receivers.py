@@ -12,9 +12,9 @@ from datetime import datetime
 
 from django.dispatch import receiver
 
-from channels.availability import channel_availability_schedule
 from channels.connectors import connector_class
 from channels.outbox import cancellation_enqueue, pickup_ready_enqueue, ship_confirmation_enqueue
+from channels.tasks import channel_availability_schedule
 from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
 from inventory.signals import stock_changed
 from orders.models import CancelInitiator, Order, OrderEvent, OrderLine

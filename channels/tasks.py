@@ -6,9 +6,13 @@ All are idempotent: the sync holds a per-account lock, events and outbox rows ar
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from celery import shared_task
+from django.dispatch import receiver
 
 from channels import availability, outbox, sync, webhooks
+from channels.signals import outbox_messages_queued, webhook_events_stored
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -56,3 +60,26 @@ def channel_availability_recompute_task(*, sku_ids: list[int]) -> None:
 def channel_availability_reconcile_task() -> int:
     """Beat: every advertised quantity re-derived from stock, behind the per-change recompute."""
     return availability.channel_availability_reconcile()
+
+
+# --- scheduling: the services announce (channels.signals) or are asked (receivers); these enqueue ---------
+
+
+def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
+    """Queue a recompute of these changed SKUs, at most one per SKU per debounce window (the window is
+    availability.channel_availability_recompute_due's). Runs after commit."""
+    due, countdown = availability.channel_availability_recompute_due(sku_ids=sku_ids)
+    if countdown <= 0:
+        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": due})
+    elif due:
+        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": due}, countdown=countdown)
+
+
+@receiver(outbox_messages_queued, dispatch_uid="channels.tasks.outbox_relay")
+def outbox_relay_enqueue(sender, *, account_id: int, **kwargs) -> None:
+    outbox_relay_task.delay(account_id)
+
+
+@receiver(webhook_events_stored, dispatch_uid="channels.tasks.webhooks_process")
+def webhooks_process_enqueue(sender, *, account_id: int, **kwargs) -> None:
+    channels_webhooks_process_task.delay(account_id)

@@ -23,6 +23,7 @@ from channels.connectors import connector_for
 from channels.connectors.base import ChannelError, ChannelUnsupported, PayloadError, WebhookRejected
 from channels.inbound import inbound_orders_process
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus
+from channels.signals import webhook_events_stored
 from channels.sync import account_lock
 from orders.models import Order
 
@@ -32,9 +33,8 @@ BATCH = 200
 
 
 def _kick(account_id: int) -> None:
-    from channels.tasks import channels_webhooks_process_task
-
-    channels_webhooks_process_task.delay(account_id)
+    # channels.tasks listens and enqueues the processing for the account.
+    webhook_events_stored.send(sender=InboundEvent, account_id=account_id)
 
 
 def _store(

@@ -1,0 +1,14 @@
+"""What channels' own services announce, for channels.tasks to act on.
+
+A service that wants work done in the background says what happened; the tasks module listens and
+enqueues. The services then never import the tasks module, which imports them: no import circle.
+Both are sent after commit (transaction.on_commit), with the account's id.
+"""
+
+from django.dispatch import Signal
+
+# OutboxMessage rows were queued (or released for a retry) for an account: the relay should run.
+outbox_messages_queued = Signal()  # account_id
+
+# New webhook events were stored for an account: they should be processed.
+webhook_events_stored = Signal()  # account_id
