@@ -36,14 +36,8 @@ GET_MODEL_ALLOWANCES: dict[tuple[str, str], str] = {}
 # run announces what happened (channels.signals) and the tasks module listens, or the tasks module hosts the
 # scheduling (channels.tasks.channel_availability_schedule); the service never imports its tasks module.
 IMPORT_CIRCLE_ALLOWANCES: dict[tuple[str, str], str] = {}
-# Private names imported across inventory's service modules: each to become public, or move with its callers.
-PRIVATE_NAME_ALLOWANCES = {
-    ("inventory.services.inbound", "inventory.services.ledger._apply_locked"): "inbound receipts",
-    ("inventory.services.inbound", "inventory.services.reservations._check_lines"): "backorder fill",
-    ("inventory.services.inbound", "inventory.services.reservations._flatten"): "backorder fill",
-    ("inventory.services.inbound", "inventory.services.reservations._reserve_locked"): "backorder fill",
-    ("inventory.services.reservations", "inventory.services.common._pairs_q"): "stock row filter",
-}
+# Private names imported across modules, allowed by name. None are left.
+PRIVATE_NAME_ALLOWANCES: dict[tuple[str, str], str] = {}
 
 
 @dataclass

@@ -13,7 +13,7 @@ from inventory.errors import InvalidQuantity, UnknownStockItem
 from inventory.models import Location, Sku, StockLevel
 from inventory.signals import stock_changed
 
-__all__ = ["Actor", "actor_resolve", "lock_levels", "positive_quantity", "stock_changed_announce"]
+__all__ = ["Actor", "actor_resolve", "lock_levels", "positive_quantity", "stock_changed_announce", "stock_pairs_q"]
 
 
 def positive_quantity(value: object, what: str = "quantity") -> int:
@@ -25,7 +25,8 @@ def positive_quantity(value: object, what: str = "quantity") -> int:
     return value
 
 
-def _pairs_q(pairs: Iterable[tuple[int, int]]) -> Q:
+def stock_pairs_q(pairs: Iterable[tuple[int, int]]) -> Q:
+    """A filter for the StockLevel rows of these (sku_id, location_id) pairs; no pairs match nothing."""
     q = Q(pk__in=[])
     for sku_id, location_id in pairs:
         q |= Q(sku_id=sku_id, location_id=location_id)
@@ -57,7 +58,7 @@ def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple
     if not pairs:
         return {}
     if create:
-        present = set(StockLevel.objects.filter(_pairs_q(pairs)).values_list("sku_id", "location_id"))
+        present = set(StockLevel.objects.filter(stock_pairs_q(pairs)).values_list("sku_id", "location_id"))
         missing = [p for p in pairs if p not in present]
         if missing:
             ensure_known(sku_ids=[s for s, _ in missing], location_ids=[loc for _, loc in missing])
@@ -82,7 +83,7 @@ def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple
             "sku__code",
             "location__code",
         )
-        .filter(_pairs_q(pairs))
+        .filter(stock_pairs_q(pairs))
         .order_by("pk")
     )
     return {(row.sku_id, row.location_id): row for row in rows}

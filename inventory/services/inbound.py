@@ -34,8 +34,8 @@ from inventory.models import (
     StockMovement,
 )
 from inventory.services.common import Actor, actor_resolve, ensure_known, positive_quantity, stock_changed_announce
-from inventory.services.ledger import StockChange, _apply_locked
-from inventory.services.reservations import LineDemand, _check_lines, _flatten, _reserve_locked
+from inventory.services.ledger import StockChange, stock_changes_apply_locked
+from inventory.services.reservations import LineDemand, demand_lines_check, demands_flatten, stock_reserve_locked
 from orders import services as order_services
 from orders.models import ExceptionKind, LineStatus, Order, OrderLine, OrderStatus, Severity
 
@@ -121,9 +121,9 @@ def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]]
     with transaction.atomic():
         short_ids: list[int] = []
         if demands:
-            flat = _flatten(demands)
-            _check_lines(flat)
-            outcome.reservations, short_ids = _reserve_locked(flat, all_or_nothing=False)
+            flat = demands_flatten(demands)
+            demand_lines_check(flat)
+            outcome.reservations, short_ids = stock_reserve_locked(flat, all_or_nothing=False)
         outcome.reserved = sorted({r.order_line_id for r in outcome.reservations})
         short = [by_id[i] for i in short_ids] + unplanned
         for line in short:
@@ -294,7 +294,7 @@ def inbound_receive(
             )
             for line_id, quantity in sorted(quantities.items())
         ]
-        movements = _apply_locked(changes, name=name, user=user)
+        movements = stock_changes_apply_locked(changes, name=name, user=user)
         for line_id, quantity in quantities.items():
             InboundLine.objects.filter(pk=line_id).update(quantity_received=F("quantity_received") + quantity)
         outstanding = shipment.lines.filter(quantity_received__lt=F("quantity_expected")).exists()
@@ -331,7 +331,7 @@ def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Acto
     if not flat:
         return []
     with transaction.atomic():
-        reservations, _ = _reserve_locked(flat, all_or_nothing=False)
+        reservations, _ = stock_reserve_locked(flat, all_or_nothing=False)
         allocated = sorted({r.order_line_id for r in reservations})
         order_services.order_lines_status_set(line_ids=allocated, status=LineStatus.ALLOCATED, actor=actor)
         order_of = {line.pk: line.order_id for line in candidates}

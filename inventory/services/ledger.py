@@ -81,7 +81,7 @@ def movements_apply(*, changes: Sequence[StockChange], actor: Actor) -> list[Sto
         return replay
     try:
         with transaction.atomic():
-            movements = _apply_locked(changes, name=name, user=user)
+            movements = stock_changes_apply_locked(changes, name=name, user=user)
     except IntegrityError as exc:
         # A concurrent call with the same key won the unique index: answer with its movements.
         if keys and "stockmovement_unique_idempotency_key" in str(exc):
@@ -93,7 +93,11 @@ def movements_apply(*, changes: Sequence[StockChange], actor: Actor) -> list[Sto
     return movements
 
 
-def _apply_locked(changes: Sequence[StockChange], *, name: str, user) -> list[StockMovement]:
+def stock_changes_apply_locked(changes: Sequence[StockChange], *, name: str, user) -> list[StockMovement]:
+    """Apply checked changes (as movements_apply checks them) to their stock rows, locked here in pk order, and
+    write one movement each; refuses a change that would take a balance below zero. The actor is given as
+    (name, user), as actor_resolve returns it. Must run inside a transaction; the caller handles idempotency
+    keys and announces the stock change after commit."""
     levels = lock_levels([(c.sku_id, c.location_id) for c in changes], create=True)
     balances: dict[tuple[int, str], int] = {}
     net: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))

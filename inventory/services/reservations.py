@@ -20,7 +20,7 @@ How stock is locked (DESIGN.md "Locks", LIMITS.md for the measured ratios):
   seller-fulfilled, and only then updates the rows and inserts the reservations. A short row
   changes nothing, so no savepoint is needed; a second, lock-free read says why. Every caller
   locks in pk order, so two multi-SKU orders can't deadlock on stock rows, and two lines of one
-  SKU can't both pass on the same units. ``_reserve_locked`` (select_for_update in pk order,
+  SKU can't both pass on the same units. ``stock_reserve_locked`` (select_for_update in pk order,
   check, ``F()``) remains for the partial shape backorder allocation needs and as the fallback
   when a race keeps the statement short while the explaining read finds enough.
 
@@ -52,12 +52,12 @@ from inventory.models import (
 )
 from inventory.services.common import (
     Actor,
-    _pairs_q,
     actor_resolve,
     ensure_known,
     lock_levels,
     positive_quantity,
     stock_changed_announce,
+    stock_pairs_q,
 )
 from orders.models import Order, OrderLine
 
@@ -71,8 +71,9 @@ class LineDemand:
     quantities: Mapping[int, int] = field(default_factory=dict)
 
 
-def _flatten(lines: Sequence[LineDemand]) -> list[tuple[int, int, int, int]]:
-    """[(order_line_id, sku_id, location_id, quantity)], validated."""
+def demands_flatten(lines: Sequence[LineDemand]) -> list[tuple[int, int, int, int]]:
+    """The demands as [(order_line_id, sku_id, location_id, quantity)], each quantity checked positive; refuses
+    no demands, or a line with no location quantities. The form demand_lines_check and stock_reserve_locked take."""
     if not lines:
         raise ReservationError("nothing to reserve")
     flat = []
@@ -85,8 +86,9 @@ def _flatten(lines: Sequence[LineDemand]) -> list[tuple[int, int, int, int]]:
     return flat
 
 
-def _check_lines(flat: Sequence[tuple[int, int, int, int]]) -> None:
-    """Every line exists, is for the SKU it reserves, and is not marketplace-fulfilled (never reserved)."""
+def demand_lines_check(flat: Sequence[tuple[int, int, int, int]]) -> None:
+    """Every line of flattened demands (demands_flatten) exists, is for the SKU it reserves, and is not
+    marketplace-fulfilled (never reserved); refuses otherwise. Run it before stock_reserve_locked."""
     wanted = {(line_id, sku_id) for line_id, sku_id, _, _ in flat}
     line_ids = sorted({line_id for line_id, _ in wanted})
     found = {
@@ -111,7 +113,7 @@ def stock_reserve(*, lines: Sequence[LineDemand], actor: Actor) -> list[Reservat
     while taking later ones, which is exactly the lock-order hazard one call avoids.
     """
     actor_resolve(actor)
-    flat = _flatten(lines)
+    flat = demands_flatten(lines)
     rows = {(sku_id, location_id) for _, sku_id, location_id, _ in flat}
     reservations = _reserve_one_row(flat) if len(rows) == 1 else _reserve_rows(flat)
     stock_changed_announce(sku_id for sku_id, _ in rows)
@@ -127,7 +129,7 @@ def stock_reserve_order(*, demands: Sequence[LineDemand], actor: Actor) -> list[
     statement is atomic on its own.
     """
     actor_resolve(actor)
-    flat = _flatten(demands)
+    flat = demands_flatten(demands)
     reservations = _reserve_rows(flat)
     stock_changed_announce({sku_id for _, sku_id, _, _ in flat})
     return reservations
@@ -197,19 +199,19 @@ def _reserve_rows(flat: list[tuple[int, int, int, int]]) -> list[Reservation]:
         _raise_if_any_short(flat)
     # Still contended after three tries: take the row locks and decide under them.
     with transaction.atomic():
-        reservations, _ = _reserve_locked(flat, all_or_nothing=True)
+        reservations, _ = stock_reserve_locked(flat, all_or_nothing=True)
     return reservations
 
 
 def _raise_if_any_short(flat: Sequence[tuple[int, int, int, int]]) -> None:
     """Why did the all-or-nothing statement reserve nothing? Raise the domain error; return to try again."""
-    _check_lines(flat)
+    demand_lines_check(flat)
     demand: dict[tuple[int, int], int] = defaultdict(int)
     for _, sku_id, location_id, quantity in flat:
         demand[(sku_id, location_id)] += quantity
     levels = {
         (row["sku_id"], row["location_id"]): row
-        for row in StockLevel.objects.filter(_pairs_q(demand)).values(
+        for row in StockLevel.objects.filter(stock_pairs_q(demand)).values(
             "sku_id", "location_id", "on_hand", "reserved", "safety_stock", "sku__code", "location__code"
         )
     }
@@ -311,7 +313,7 @@ def _reserve_one_row(flat: list[tuple[int, int, int, int]]) -> list[Reservation]
         _raise_if_short(flat, sku_id=sku_id, location_id=location_id, total=total)
     # Still contended after three tries: take the row lock and decide under it.
     with transaction.atomic():
-        reservations, _ = _reserve_locked(flat, all_or_nothing=True)
+        reservations, _ = stock_reserve_locked(flat, all_or_nothing=True)
     return reservations
 
 
@@ -338,7 +340,7 @@ def _execute_hot(sql: str, params: dict) -> list[tuple]:
 
 def _raise_if_short(flat, *, sku_id: int, location_id: int, total: int) -> None:
     """Why did the guarded statement update nothing? Raise the domain error; return to try again."""
-    _check_lines(flat)
+    demand_lines_check(flat)
     level = (
         StockLevel.objects.filter(sku_id=sku_id, location_id=location_id)
         .values("on_hand", "reserved", "safety_stock", "sku__code", "location__code")
@@ -357,12 +359,13 @@ def _raise_if_short(flat, *, sku_id: int, location_id: int, total: int) -> None:
 # --- several stock rows: lock in pk order, check, update --------------------------------------------
 
 
-def _reserve_locked(
+def stock_reserve_locked(
     flat: Sequence[tuple[int, int, int, int]], *, all_or_nothing: bool
 ) -> tuple[list[Reservation], list[int]]:
-    """Lock the rows, then reserve. all_or_nothing: raise on any shortage; otherwise reserve the lines
-    that fit in the order given (each line all or nothing) and return the short line ids.
-    Must run inside a transaction."""
+    """Reserve flattened demands (demands_flatten, checked by demand_lines_check): lock the stock rows in pk
+    order, then reserve. all_or_nothing: raise on any shortage; otherwise reserve the lines that fit in the
+    order given (each line all or nothing) and return the short line ids. Returns (reservations, short line
+    ids). Must run inside a transaction; the caller announces the stock change and records its own event."""
     pairs = {(sku_id, location_id) for _, sku_id, location_id, _ in flat}
     levels = lock_levels(pairs, create=False)
     unknown = pairs - levels.keys()
