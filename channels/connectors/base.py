@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from channels.connectors.tokens import RefreshingToken, TokenGrant
-from orders.models import ShipToAddress
+from orders.models import OrderStatus, ShipToAddress
 from orders.services.ingest import IngestAddress, IngestLine, IngestOrder
 
 # --- errors ------------------------------------------------------------------------------------
@@ -265,6 +265,18 @@ def parse_datetime(value: Any, path: str, *, required: bool = True) -> datetime 
     if parsed.tzinfo is None:
         raise PayloadError(path, f"date-time has no time zone: {value[:40]!r}")
     return parsed
+
+
+def order_status_from(*, cancelled: bool, fulfilled: bool, partly_fulfilled: bool, releasable: bool) -> str:
+    """The order status an order-level channel state maps to (Shopify and eBay report one per order):
+    cancelled, then shipped, partly shipped, releasable (paid), else pending."""
+    if cancelled:
+        return OrderStatus.CANCELLED
+    if fulfilled:
+        return OrderStatus.SHIPPED
+    if partly_fulfilled:
+        return OrderStatus.PARTIALLY_SHIPPED
+    return OrderStatus.OPEN if releasable else OrderStatus.PENDING
 
 
 def parse_decimal(value: Any, path: str, *, default: Decimal | None = None) -> Decimal:

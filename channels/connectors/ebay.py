@@ -46,6 +46,7 @@ from channels.connectors.base import (
     ShipmentConfirmation,
     json_body,
     normalized_address,
+    order_status_from,
     parse_datetime,
     parse_decimal,
     parse_int,
@@ -54,7 +55,6 @@ from channels.connectors.base import (
     require_str,
 )
 from channels.connectors.tokens import TokenGrant
-from orders.models import OrderStatus
 
 SCOPES = "https://api.ebay.com/oauth/api_scope/sell.fulfillment https://api.ebay.com/oauth/api_scope/sell.inventory"
 LINE_STATES = {"NOT_STARTED", "IN_PROGRESS", "FULFILLED"}
@@ -258,16 +258,12 @@ class EbayConnector(Connector):
         currency = str(total_money.get("currency") or currency)
         if len(currency) != 3:
             raise PayloadError("pricingSummary.total.currency", f"not a currency code: {currency!r}")
-        if cancelled:
-            status = OrderStatus.CANCELLED
-        elif fulfillment == "FULFILLED":
-            status = OrderStatus.SHIPPED
-        elif fulfillment == "IN_PROGRESS":
-            status = OrderStatus.PARTIALLY_SHIPPED
-        elif payment in RELEASABLE_PAYMENT:
-            status = OrderStatus.OPEN
-        else:
-            status = OrderStatus.PENDING
+        status = order_status_from(
+            cancelled=bool(cancelled),
+            fulfilled=fulfillment == "FULFILLED",
+            partly_fulfilled=fulfillment == "IN_PROGRESS",
+            releasable=payment in RELEASABLE_PAYMENT,
+        )
         ship_bys = [line.ship_by for line in lines if line.ship_by]
         deliver_bys = [line.deliver_by for line in lines if line.deliver_by]
         cancel_status = require_obj(raw.get("cancelStatus"), "cancelStatus", required=False)

@@ -44,6 +44,7 @@ from channels.connectors.base import (
     WebhookEvent,
     json_body,
     normalized_address,
+    order_status_from,
     parse_datetime,
     parse_decimal,
     parse_int,
@@ -52,7 +53,6 @@ from channels.connectors.base import (
     require_str,
 )
 from channels.connectors.shopify.documents import BULK_ORDERS, DOCUMENTS
-from orders.models import OrderStatus
 
 log = logging.getLogger("waybill.channels.shopify")
 
@@ -404,16 +404,12 @@ class ShopifyConnector(Connector):
                     external_variant_id=str(item.get("id") or ""),
                 )
             )
-        if cancelled_at:
-            status = OrderStatus.CANCELLED
-        elif fulfillment == "FULFILLED":
-            status = OrderStatus.SHIPPED
-        elif fulfillment == "PARTIALLY_FULFILLED":
-            status = OrderStatus.PARTIALLY_SHIPPED
-        elif financial in RELEASABLE_FINANCIAL:
-            status = OrderStatus.OPEN
-        else:
-            status = OrderStatus.PENDING
+        status = order_status_from(
+            cancelled=bool(cancelled_at),
+            fulfilled=fulfillment == "FULFILLED",
+            partly_fulfilled=fulfillment == "PARTIALLY_FULFILLED",
+            releasable=financial in RELEASABLE_FINANCIAL,
+        )
         total_set = require_obj(raw.get("totalPriceSet"), "totalPriceSet", required=False)
         total_money = require_obj(total_set.get("shopMoney"), "totalPriceSet.shopMoney", required=False)
         total = (
