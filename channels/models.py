@@ -219,6 +219,7 @@ class OutboxKind(models.TextChoices):
     CANCELLATION = "cancellation", "Cancellation"
     INVENTORY = "inventory", "Inventory"
     PICKUP_READY = "pickup_ready", "Ready for pickup"
+    REFUND = "refund", "Refund"
     OTHER = "other", "Other"
 
 
