@@ -42,6 +42,7 @@ from channels.connectors.base import (
     NormalizedOrder,
     OrderPage,
     PayloadError,
+    RefundRequest,
     SendResult,
     ShipmentConfirmation,
     json_body,
@@ -86,6 +87,14 @@ CANCEL_REASONS = {
 }
 WALMART_REASONS = set(CANCEL_REASONS.values())
 BUYER_REASON = "CUSTOMER_REQUESTED_SELLER_TO_CANCEL"
+# Waybill's return reasons as Walmart's refundReason enum (walmart-orders.json RefundChargeType).
+WALMART_REFUND_REASONS = {
+    "damaged": "DamagedItem",
+    "defective": "DefectiveItem",
+    "wrong_item": "IncorrectItemReceived",
+    "not_as_described": "ItemNotAsAdvertised",
+    "no_longer_needed": "CustomerChangedMind",
+}
 # Who a cancellationReason charges the cancelled units to (orders.models.CancelInitiator values).
 CANCELLED_BY = {BUYER_REASON: "buyer", **{reason: "seller" for reason in WALMART_REASONS if reason != BUYER_REASON}}
 INTENT_VALUES = {"Y", "YES", "TRUE", "1"}
@@ -520,7 +529,67 @@ class WalmartConnector(Connector):
             if not wanted:
                 return order.status == OrderStatus.CANCELLED
             return all(cancelled.get(line["external_line_id"], 0) >= line["quantity"] for line in wanted)
+        if kind == "refund":  # issue #18: our reference travels in refundComments
+            found = self._refund_id(self.get_order(payload["order_external_id"]), payload["reference"])
+            if found:
+                state["refund_id"] = found
+            return bool(found)
         return False
+
+    # --- refunds (issue #18): POST /v3/orders/{purchaseOrderId}/refund, per line, negative charges ----------
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        return ""
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """refundOrderLines: one refund per line (PRODUCT charge); shipping rides on the first line as a
+        SHIPPING charge. ``refundComments`` carries Waybill's reference, which the read before a retry finds."""
+        reason = WALMART_REFUND_REASONS.get(refund.reason.strip().lower(), "Customer returned item")
+        lines = [line for line in refund.lines if line.amount > 0]
+        if not lines:
+            raise ChannelError("Walmart refunds per order line: name at least one line", retryable=False)
+
+        def charge(kind: str, name: str, amount: Decimal) -> dict:
+            return {
+                "refundReason": reason,
+                "charge": {
+                    "chargeType": kind,
+                    "chargeName": name,
+                    "chargeAmount": {"currency": refund.currency, "amount": -float(amount)},
+                },
+            }
+
+        entries = []
+        for index, line in enumerate(lines):
+            charges = [charge("PRODUCT", "Item Price", line.amount)]
+            if index == 0 and refund.shipping > 0:
+                charges.append(charge("SHIPPING", "Shipping Price", refund.shipping))
+            entries.append(
+                {
+                    "lineNumber": line.external_line_id,
+                    "isFullRefund": False,
+                    "refunds": {
+                        "refund": [{"refundComments": refund.reference, "refundCharges": {"refundCharge": charges}}]
+                    },
+                }
+            )
+        body = {"orderRefund": {"purchaseOrderId": refund.order_external_id, "orderLines": {"orderLine": entries}}}
+        response = self.call("POST", f"/v3/orders/{quote(refund.order_external_id, safe='')}/refund", json=body)
+        if response.status_code != 200:
+            raise self.failure(f"refundOrderLines {refund.order_external_id}", response)
+        order = require_obj((json_body(response, "refundOrderLines") or {}).get("order"), "order")
+        return SendResult(
+            response={"refund_id": self._refund_id(order, refund.reference) or refund.reference, "lines": len(entries)}
+        )
+
+    @staticmethod
+    def _refund_id(order: dict, reference: str) -> str:
+        for line in (order.get("orderLines") or {}).get("orderLine") or []:
+            found = line.get("refund") or {}
+            if found.get("refundComments") == reference:
+                return str(found.get("refundId") or reference)
+        return ""
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
         """updateInventoryForAnItem per SKU. Walmart's 200 answer is the acknowledgement; a 4xx refuses that

@@ -72,9 +72,11 @@ def _resolve_lines(rma: ReturnAuthorization, items: list[ReceiveItem]) -> list[t
             matches = [
                 line
                 for line in lines
-                if (line.order_line.sku is not None
-                and scanned.casefold()
-                in (line.order_line.sku.code.casefold(), (line.order_line.sku.barcode or "").casefold()))
+                if (
+                    line.order_line.sku is not None
+                    and scanned.casefold()
+                    in (line.order_line.sku.code.casefold(), (line.order_line.sku.barcode or "").casefold())
+                )
                 or line.order_line.channel_sku.casefold() == scanned.casefold()
             ]
             if not matches:

@@ -259,9 +259,10 @@ def refund_answer_record(*, outbox_message_id: int) -> Refund | None:
         message = OutboxMessage.objects.get(pk=outbox_message_id)
         if message.status == OutboxStatus.SENT:
             response = dict(message.response or {})
-            response.pop("state", None)
+            state = response.pop("state", None) or {}
             refund.status = RefundStatus.CONFIRMED
-            refund.external_id = str(response.get("refund_id") or "")[:128]
+            # A read before a retry finds the refund the lost answer named: its id is in the message's state.
+            refund.external_id = str(response.get("refund_id") or state.get("refund_id") or "")[:128]
             refund.channel_response = response
         elif message.status == OutboxStatus.PARKED:
             refund.status = RefundStatus.FAILED

@@ -1,0 +1,91 @@
+"""Refunds over HTTP against the sandboxes: each body as the published model has it, exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from channels.connectors import connector_for
+from channels.models import OutboxMessage, OutboxStatus
+from channels.outbox import outbox_claim, outbox_relay, outbox_send
+from channels.sync import sync_account_run
+from orders.models import Order
+from returns import services
+from returns.models import RefundStatus
+from returns.services import RefundLineInput
+
+pytestmark = pytest.mark.django_db
+
+ACTOR = "test:returns"
+
+
+def _shipped_at_channel(sandbox, account):
+    (made,) = sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    sandbox.state.ship(made)
+    sync_account_run(account_id=account.pk)
+    order = Order.objects.get(account=account, external_id=made.order_id)
+    return made, order, order.lines.get()
+
+
+def _lose_the_answer(account_id):
+    """Send the claimed message but lose its answer: the worker died before marking it, its lease expires."""
+    from channels.outbox import _send
+
+    (claimed,) = outbox_claim(account_id=account_id)
+    message = OutboxMessage.objects.get(pk=claimed)
+    connector = connector_for(message.account)
+    try:
+        _send(connector, message, {})
+    finally:
+        connector.close()
+    OutboxMessage.objects.filter(pk=claimed).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_walmart_refund_sent_its_answer_lost_and_sent_again_is_applied_once(walmart_sandbox, walmart_account, skus):
+    # given a shipped Walmart order
+    made, order, line = _shipped_at_channel(walmart_sandbox, walmart_account)
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        shipping_amount="0",
+        reason="defective",
+        actor=ACTOR,
+    )
+    # when the refund reaches Walmart, its answer is lost, and the relay sends it again
+    _lose_the_answer(walmart_account.pk)
+    outbox_relay(account_id=walmart_account.pk)
+    # then Walmart refunded once, the body met the model, and the refund records Walmart's answer
+    log = walmart_sandbox.state.extra["refund_log"]
+    assert len(log) == 1 and log[0]["comments"] == f"WB-REFUND-{refund.pk}"
+    assert log[0]["charges"][0]["charge"]["chargeAmount"]["amount"] == -float(line.unit_price)
+    assert walmart_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == log[0]["refundId"]
+    assert refund.outbox_message.response["already_applied"] is True
+    # and the refunded unit comes back on the order in status Refund
+    status = {
+        s["status"]
+        for s in walmart_sandbox.render(walmart_sandbox.state.orders[made.order_id])["orderLines"]["orderLine"][0][
+            "orderLineStatuses"
+        ]["orderLineStatus"]
+    }
+    assert "Refund" in status
+
+
+def test_walmart_refuses_a_refund_the_model_refuses_and_the_refund_fails_with_its_words(
+    walmart_sandbox, walmart_account, skus
+):
+    _made, order, line = _shipped_at_channel(walmart_sandbox, walmart_account)
+    # given the order total lets more through than the line is worth at Walmart (Waybill's cap is the order)
+    Order.objects.filter(pk=order.pk).update(total_amount=Decimal("99999"))
+    line.__class__.objects.filter(pk=line.pk).update(unit_price=Decimal("5000"))
+    refund = services.refund_create(
+        order_id=order.pk, lines=[RefundLineInput(line.pk, "4999.00")], reason="goodwill", actor=ACTOR
+    )
+    (claimed,) = outbox_claim(account_id=walmart_account.pk)
+    assert outbox_send(message_id=claimed) == OutboxStatus.PARKED
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED and "above what is left to refund" in refund.channel_response["error"]
