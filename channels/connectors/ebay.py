@@ -42,6 +42,7 @@ from channels.connectors.base import (
     NormalizedOrder,
     OrderPage,
     PayloadError,
+    RefundRequest,
     SendResult,
     ShipmentConfirmation,
     json_body,
@@ -70,6 +71,17 @@ EBAY_REASONS = set(CANCEL_REASONS.values())
 INVENTORY_BATCH = 25
 # cancelInitiator (the model: "typically either the 'Buyer' or 'Seller'") to orders.models.CancelInitiator.
 INITIATORS = {"BUYER": "buyer", "SELLER": "seller"}
+
+
+# Waybill's return reasons as eBay's ReasonForRefundEnum.
+EBAY_REFUND_REASONS = {
+    "wrong_item": "SELLER_WRONG_ITEM",
+    "no_longer_needed": "BUYER_RETURN",
+    "damaged": "BUYER_RETURN",
+    "defective": "BUYER_RETURN",
+    "not_as_described": "BUYER_RETURN",
+    "not received": "ITEM_NOT_RECEIVED",
+}
 
 
 def iso_ms(value: datetime) -> str:
@@ -346,7 +358,61 @@ class EbayConnector(Connector):
         if kind == "cancellation":
             order = self.get_order(payload["order_external_id"])
             return (order.get("cancelStatus") or {}).get("cancelState") == "CANCELED"
+        if kind == "refund":  # issue #18: a refund of this amount that was not on the order before the first send
+            before = set(state.get("refunds_before") or [])
+            wanted = Decimal(payload["amount"])
+            for refund_id, amount in self._refunds_seen(payload["order_external_id"]).items():
+                if refund_id not in before and amount == wanted:
+                    state["refund_id"] = refund_id
+                    return True
+            return False
         return False
+
+    # --- refunds (issue #18): POST /order/{order_id}/issue_refund (no idempotency key) ------------------------
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        return ""
+
+    def _refunds_seen(self, order_external_id: str) -> dict[str, Decimal]:
+        """{refund id: amount} of every line refund the order shows."""
+        seen: dict[str, Decimal] = {}
+        for line in self.get_order(order_external_id).get("lineItems") or []:
+            for refund in line.get("refunds") or []:
+                amount = Decimal(str((refund.get("amount") or {}).get("value") or "0"))
+                seen[str(refund.get("refundId"))] = seen.get(str(refund.get("refundId")), Decimal(0)) + amount
+        return seen
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """issueRefund per line item (shipping folds into the first line: eBay refunds what the line cost the
+        buyer). The refunds already on the order are noted first: a retry looks for a new one of this amount."""
+        lines = [line for line in refund.lines if line.amount > 0]
+        if not lines:
+            raise ChannelError("eBay refunds per line item here: name at least one line", retryable=False)
+        state.setdefault("refunds_before", sorted(self._refunds_seen(refund.order_external_id)))
+        items = []
+        for index, line in enumerate(lines):
+            amount = line.amount + (refund.shipping if index == 0 else Decimal(0))
+            items.append(
+                {
+                    "lineItemId": line.external_line_id,
+                    "refundAmount": {"value": f"{amount:.2f}", "currency": refund.currency},
+                }
+            )
+        body = {
+            "reasonForRefund": EBAY_REFUND_REASONS.get(refund.reason.strip().lower(), "BUYER_RETURN"),
+            "comment": refund.reference,
+            "refundItems": items,
+        }
+        response = self.call(
+            "POST", f"/sell/fulfillment/v1/order/{quote(refund.order_external_id, safe='')}/issue_refund", json=body
+        )
+        if response.status_code != 200:
+            raise self.failure(f"issueRefund {refund.order_external_id}", response)
+        answer = json_body(response, "issueRefund")
+        return SendResult(
+            response={"refund_id": str(answer.get("refundId") or ""), "refund_status": answer.get("refundStatus")}
+        )
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
         order_id = cancel.order_external_id

@@ -26,7 +26,7 @@ def _shipped_at_channel(sandbox, account):
     (made,) = sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
     sandbox.state.ship(made)
     sync_account_run(account_id=account.pk)
-    order = Order.objects.get(account=account, external_id=made.order_id)
+    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
     return made, order, order.lines.get()
 
 
@@ -89,3 +89,44 @@ def test_walmart_refuses_a_refund_the_model_refuses_and_the_refund_fails_with_it
     assert outbox_send(message_id=claimed) == OutboxStatus.PARKED
     refund.refresh_from_db()
     assert refund.status == RefundStatus.FAILED and "above what is left to refund" in refund.channel_response["error"]
+
+
+def test_ebay_issue_refund_sent_its_answer_lost_and_sent_again_is_applied_once(ebay_sandbox, ebay_account, skus):
+    made, order, line = _shipped_at_channel(ebay_sandbox, ebay_account)
+    refund = services.refund_create(
+        order_id=order.pk, lines=[RefundLineInput(line.pk, "3.00", 1)], reason="wrong_item", actor=ACTOR
+    )
+    _lose_the_answer(ebay_account.pk)
+    outbox_relay(account_id=ebay_account.pk)
+    (sent,) = ebay_sandbox.state.extra["refund_log"]
+    assert (
+        sent["body"]["reasonForRefund"] == "SELLER_WRONG_ITEM" and sent["body"]["comment"] == f"WB-REFUND-{refund.pk}"
+    )
+    assert sent["body"]["refundItems"] == [
+        {"lineItemId": line.external_id, "refundAmount": {"value": "3.00", "currency": "USD"}}
+    ]
+    assert ebay_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == sent["refundId"]
+
+
+def test_shopify_refund_create_carries_an_idempotency_key_and_a_resend_is_applied_once(
+    shopify_sandbox, shopify_account, skus
+):
+    made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        reason="defective",
+        actor=ACTOR,
+    )
+    _lose_the_answer(shopify_account.pk)
+    outbox_relay(account_id=shopify_account.pk)
+    log = shopify_sandbox.state.extra["refund_log"]
+    assert len(log) == 1 and log[0]["key"] == f"waybill-WB-REFUND-{refund.pk}"
+    assert log[0]["input"]["refundLineItems"] == [
+        {"lineItemId": line.external_id, "quantity": 1, "restockType": "NO_RESTOCK"}
+    ]
+    assert shopify_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == log[0]["refund_id"]
