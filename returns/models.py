@@ -281,3 +281,17 @@ class ReturnEvent(models.Model):
     @property
     def label(self) -> str:
         return self.kind.replace("_", " ").capitalize()
+
+
+class ReturnSyncState(models.Model):
+    """Where the last read of a channel account's returns got to (one read per account at a time)."""
+
+    account = models.OneToOneField("channels.ChannelAccount", on_delete=models.CASCADE, related_name="returns_sync")
+    cursor = models.DateTimeField(null=True, blank=True, help_text="Returns changed before this were read")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    seen = models.PositiveIntegerField(default=0, help_text="Returns read in the last run")
+    created = models.PositiveIntegerField(default=0, help_text="RMAs opened by the last run")
+
+    def __str__(self) -> str:
+        return f"returns sync of {self.account_id}"

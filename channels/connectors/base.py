@@ -728,3 +728,6 @@ class NormalizedReturn:
     updated_at: datetime | None = None
     refunds: list[ChannelRefund] = field(default_factory=list)
     note: str = ""
+    # A return inferred from a refund the channel shows (Walmart lines in status Refund, eBay line refunds):
+    # opened only when that refund is not one Waybill sent.
+    inferred_from_refund: bool = False

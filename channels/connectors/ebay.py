@@ -34,15 +34,18 @@ import httpx
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
+    ChannelRefund,
     Connector,
     InventoryQuantity,
     ListingIds,
     NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
+    NormalizedReturn,
     OrderPage,
     PayloadError,
     RefundRequest,
+    ReturnedLine,
     SendResult,
     ShipmentConfirmation,
     json_body,
@@ -414,6 +417,16 @@ class EbayConnector(Connector):
             response={"refund_id": str(answer.get("refundId") or ""), "refund_status": answer.get("refundStatus")}
         )
 
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        """eBay keeps returns in its Post-Order API (no model here); what the Fulfillment API shows is the
+        refunds on each line item. Each refund on an order modified since ``since`` becomes a return of that
+        line (units estimated from the amount), unless Waybill sent it."""
+        for page in self.fetch_orders(since=since):
+            found: list[NormalizedReturn] = []
+            for raw in page.raw_orders:
+                found.extend(_ebay_refund_returns(raw))
+            yield found
+
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
         order_id = cancel.order_external_id
         raw = self.get_order(order_id)
@@ -531,6 +544,40 @@ class EbayConnector(Connector):
                 if isinstance(answer, dict) and answer.get("statusCode") == 200 and answer.get("sku") in chunk:
                     found[answer["sku"]] = ListingIds()
         return found
+
+
+def _ebay_refund_returns(raw: dict) -> list[NormalizedReturn]:
+    order_id = str(raw.get("orderId") or "")
+    out = []
+    for line in raw.get("lineItems") or []:
+        quantity = int(line.get("quantity") or 0) if str(line.get("quantity") or "").isdigit() else 0
+        cost = Decimal(str((line.get("lineItemCost") or {}).get("value") or "0"))
+        unit = cost / quantity if quantity else Decimal(0)
+        for refund in line.get("refunds") or []:
+            refund_id = str(refund.get("refundId") or "")
+            amount = Decimal(str((refund.get("amount") or {}).get("value") or "0"))
+            if not order_id or not refund_id or amount <= 0:
+                continue
+            units = max(min(int(amount / unit) if unit else 1, quantity), 1)
+            out.append(
+                NormalizedReturn(
+                    external_id=f"refund:{refund_id}:{line.get('lineItemId')}",
+                    order_external_id=order_id,
+                    status="authorized",
+                    channel_status="REFUNDED",
+                    lines=[ReturnedLine(external_line_id=str(line.get("lineItemId") or ""), quantity=units)],
+                    updated_at=parse_datetime(refund.get("refundDate"), "refundDate", required=False),
+                    refunds=[
+                        ChannelRefund(
+                            external_id=refund_id,
+                            amount=amount.quantize(Decimal("0.01")),
+                            currency=str((refund.get("amount") or {}).get("currency") or ""),
+                        )
+                    ],
+                    inferred_from_refund=True,
+                )
+            )
+    return out
 
 
 def _shipping_step(raw: dict) -> dict:

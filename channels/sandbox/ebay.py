@@ -481,11 +481,27 @@ class EbaySandbox(SandboxApp):
     )
 
     def _line_refunds(self, order_id: str, line_id: str) -> list[dict]:
-        return [
+        """Refunds issued through issue_refund, and those of buyers' returns eBay settled (its managed returns
+        refund the buyer once the return is approved)."""
+        out = [
             {"amount": r["amount"], "refundDate": r["refundDate"], "refundId": r["refundId"]}
             for r in self.state.extra.get("refunds", {}).get(order_id, [])
             if r["lineItemId"] == line_id
         ]
+        order = self.state.orders.get(order_id)
+        for made in self.state.returns.values():
+            if made.order_id != order_id or line_id not in made.lines or made.status in ("requested", "declined"):
+                continue
+            line = next(line for line in order.lines if line.line_id == line_id)
+            value = line.unit_price * made.lines[line_id]
+            out.append(
+                {
+                    "amount": {"value": f"{value:.2f}", "currency": order.currency},
+                    "refundDate": iso_ms(made.updated_at),
+                    "refundId": f"9{''.join(c for c in made.return_id if c.isdigit())}",
+                }
+            )
+        return out
 
     def _refund_violations(self, order_id: str, body: dict) -> list[ContractViolation]:
         out: list[ContractViolation] = []

@@ -679,8 +679,42 @@ class WalmartSandbox(SandboxApp):
             done[record["lineNumber"]] = done.get(record["lineNumber"], 0) + record["amount"]
         return done
 
+    def _return_refunds(self, po: str, number: str) -> list[dict]:
+        """Buyers' returns Walmart settled itself (approved or later): refunds of the returned units."""
+        order = self.state.orders.get(po)
+        out = []
+        for made in self.state.returns.values():
+            if made.order_id != po or made.status in ("requested", "declined"):
+                continue
+            for index, line in enumerate(order.lines, start=1):
+                if str(index) != number or line.line_id not in made.lines:
+                    continue
+                units = made.lines[line.line_id]
+                amount = float(line.unit_price * units)
+                out.append(
+                    {
+                        "lineNumber": number,
+                        "refundId": f"RR{''.join(c for c in made.return_id if c.isdigit())}",
+                        "comments": "Customer returned item",
+                        "charges": [
+                            {
+                                "refundReason": "Customer returned item",
+                                "charge": {
+                                    "chargeType": "PRODUCT",
+                                    "chargeName": "Item Price",
+                                    "chargeAmount": {"currency": order.currency, "amount": -amount},
+                                },
+                            }
+                        ],
+                        "amount": amount,
+                        "quantity": units,
+                    }
+                )
+        return out
+
     def _line_refund(self, po: str, number: str, statuses: list[dict]) -> dict:
         records = [r for r in self.state.extra.get("refunds", {}).get(po, []) if r["lineNumber"] == number]
+        records += self._return_refunds(po, number)
         if not records:
             return {}
         units = sum(r["quantity"] for r in records)

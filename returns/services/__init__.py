@@ -9,6 +9,7 @@ exchanges   exchange_create: a linked replacement order, routed now or once the 
 channel     channel returns in: each channel's return becomes (or updates) one RMA
 """
 
+from returns.services.channel import IngestOutcome, channel_return_ingest, returns_sync_account
 from returns.services.common import ReturnConflict, ReturnError
 from returns.services.exchanges import ExchangeLineInput, exchange_create, exchange_policy_for
 from returns.services.lifecycle import (
@@ -31,6 +32,7 @@ from returns.services.refunds import (
 
 __all__ = [
     "ExchangeLineInput",
+    "IngestOutcome",
     "InspectItem",
     "ReceiveItem",
     "ReceiveResult",
@@ -38,6 +40,7 @@ __all__ = [
     "ReturnConflict",
     "ReturnError",
     "ReturnLineInput",
+    "channel_return_ingest",
     "exchange_create",
     "exchange_policy_for",
     "line_units_held",
@@ -45,6 +48,7 @@ __all__ = [
     "refund_create",
     "refund_record_from_channel",
     "refunds_answers_sweep",
+    "returns_sync_account",
     "rma_authorize",
     "rma_close",
     "rma_create",

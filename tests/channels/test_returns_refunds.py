@@ -14,7 +14,7 @@ from channels.outbox import outbox_claim, outbox_relay, outbox_send
 from channels.sync import sync_account_run
 from orders.models import Order
 from returns import services
-from returns.models import RefundStatus
+from returns.models import RefundStatus, ReturnAuthorization
 from returns.services import RefundLineInput
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +92,7 @@ def test_walmart_refuses_a_refund_the_model_refuses_and_the_refund_fails_with_it
 
 
 def test_ebay_issue_refund_sent_its_answer_lost_and_sent_again_is_applied_once(ebay_sandbox, ebay_account, skus):
-    made, order, line = _shipped_at_channel(ebay_sandbox, ebay_account)
+    _made, order, line = _shipped_at_channel(ebay_sandbox, ebay_account)
     refund = services.refund_create(
         order_id=order.pk, lines=[RefundLineInput(line.pk, "3.00", 1)], reason="wrong_item", actor=ACTOR
     )
@@ -113,7 +113,7 @@ def test_ebay_issue_refund_sent_its_answer_lost_and_sent_again_is_applied_once(e
 def test_shopify_refund_create_carries_an_idempotency_key_and_a_resend_is_applied_once(
     shopify_sandbox, shopify_account, skus
 ):
-    made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    _made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
     refund = services.refund_create(
         order_id=order.pk,
         lines=[RefundLineInput(line.pk, line.unit_price, 1)],
@@ -130,3 +130,63 @@ def test_shopify_refund_create_carries_an_idempotency_key_and_a_resend_is_applie
     assert shopify_sandbox.state.contract_violations == []
     refund.refresh_from_db()
     assert refund.status == RefundStatus.CONFIRMED and refund.external_id == log[0]["refund_id"]
+
+
+# --- channel returns in -------------------------------------------------------------------------------
+
+
+def _return_at_channel(sandbox, made, status="requested", reason="DEFECTIVE"):
+    opened = sandbox.state.open_return(made, lines={made.lines[0].line_id: 1}, reason=reason, status=status)
+    assert not isinstance(opened, str), opened
+    return opened
+
+
+@pytest.mark.parametrize("channel", ["shopify", "walmart", "ebay", "tiktok"])
+def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_is_read(channel, request, skus):
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a shipped order the buyer returns one unit of at the marketplace
+    made, order, line = _shipped_at_channel(sandbox, account)
+    # (Walmart and eBay settle returns themselves: the refund on the line is what Waybill sees)
+    _return_at_channel(sandbox, made, status="requested" if channel in ("shopify", "tiktok") else "approved")
+    # when the account's returns are read twice
+    first = services.returns_sync_account(account_id=account.pk)
+    second = services.returns_sync_account(account_id=account.pk)
+    # then one RMA of one unit of that line is open, from the channel
+    (rma,) = ReturnAuthorization.objects.filter(order=order)
+    assert first["created"] == 1 and second["created"] == 0, (first, second)
+    assert rma.source == "channel" and rma.external_id
+    (rma_line,) = rma.lines.all()
+    assert (rma_line.order_line_id, rma_line.quantity) == (line.pk, 1)
+    assert sandbox.state.contract_violations == []
+
+
+def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok_account, skus):
+    # given a TikTok return read into an RMA, received and inspected
+    made, order, line = _shipped_at_channel(tiktok_sandbox, tiktok_account)
+    opened = _return_at_channel(tiktok_sandbox, made, status="shipped")
+    services.returns_sync_account(account_id=tiktok_account.pk)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert rma.status == "in_transit" and rma.channel_status == "BUYER_SHIPPED_ITEM"
+    # when Waybill refunds it, the answer is lost and the refund is sent again
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        reason="defective",
+        actor=ACTOR,
+        rma_id=rma.pk,
+    )
+    _lose_the_answer(tiktok_account.pk)
+    outbox_relay(account_id=tiktok_account.pk)
+    # then TikTok approved the received package once, and the refund records its refund id
+    (approval,) = tiktok_sandbox.state.extra["refund_log"]
+    assert approval["decision"] == "APPROVE_RECEIVED_PACKAGE" and approval["return_id"] in opened.return_id.replace(
+        "R", ""
+    )
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == f"return:{rma.external_id}"
+    assert refund.channel_response["tiktok_refund_id"] == approval["refund_id"]
+    assert tiktok_sandbox.state.contract_violations == []
+    # and reading the returns again records no second refund (TikTok's refund is the one Waybill asked for)
+    services.returns_sync_account(account_id=tiktok_account.pk)
+    assert order.refunds.count() == 1
