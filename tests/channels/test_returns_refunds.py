@@ -141,8 +141,13 @@ def _return_at_channel(sandbox, made, status="requested", reason="DEFECTIVE"):
     return opened
 
 
-@pytest.mark.parametrize("channel", ["shopify", "walmart", "ebay", "tiktok"])
-def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_is_read(channel, request, skus):
+@pytest.mark.parametrize("channel", ["amazon", "shopify", "walmart", "ebay", "tiktok"])
+def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_is_read(
+    channel, request, skus, monkeypatch
+):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
     sandbox = request.getfixturevalue(f"{channel}_sandbox")
     account = request.getfixturevalue(f"{channel}_account")
     # given a shipped order the buyer returns one unit of at the marketplace
@@ -190,3 +195,27 @@ def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok
     # and reading the returns again records no second refund (TikTok's refund is the one Waybill asked for)
     services.returns_sync_account(account_id=tiktok_account.pk)
     assert order.refunds.count() == 1
+
+
+def test_amazon_payment_adjustment_feed_sent_its_answer_lost_and_sent_again_is_applied_once(
+    amazon_sandbox, amazon_account, skus, monkeypatch
+):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "feed_poll_interval", 0.01)
+    _made, order, line = _shipped_at_channel(amazon_sandbox, amazon_account)
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        shipping_amount="0",
+        reason="wrong_item",
+        actor=ACTOR,
+    )
+    _lose_the_answer(amazon_account.pk)
+    outbox_relay(account_id=amazon_account.pk)
+    (adjusted,) = amazon_sandbox.state.extra["refund_log"]
+    assert adjusted["id"] == f"WB-REFUND-{refund.pk}-1" and adjusted["item"] == line.external_id
+    assert amazon_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id.startswith("feed:")
+    assert refund.channel_response["duplicate"] is True
