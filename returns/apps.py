@@ -6,4 +6,4 @@ class ReturnsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from returns import receivers  # noqa: F401
+        from returns import receivers, tasks  # noqa: F401

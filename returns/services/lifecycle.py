@@ -15,7 +15,7 @@ from config.kernel.errors import InvalidTransition
 from inventory.models import Location
 from orders import services as order_services
 from orders.models import LineStatus, Order, OrderLine
-from returns.models import ReturnAuthorization, ReturnLine, ReturnReason, ReturnSource, ReturnStatus
+from returns.models import ReturnAuthorization, ReturnLine, ReturnReason, ReturnSource, ReturnStatus, ReturnUnit
 from returns.services.common import (
     ReturnConflict,
     ReturnError,
@@ -284,12 +284,13 @@ def rma_close(*, rma_id: int, to_status: str, actor: Actor, reason: str) -> Retu
         rma = rma_lock(rma_id)
         if to_status in (S.REJECTED, S.CANCELLED) and rma.lines.filter(quantity_received__gt=0).exists():
             raise ReturnConflict(
-                f"RMA {rma.rma_number} has received units: complete it instead of {to_status[:-2]}ing it"
+                f"RMA {rma.rma_number} has received units: complete it instead "
+                f"({to_status} is for returns never received)"
             )
-        if (
-            to_status == S.COMPLETED
-            and rma.units.filter(disposition="pending").exclude(quantity_inspected=F("quantity")).exists()
-        ):
+        pending = ReturnUnit.objects.filter(line__rma=rma, disposition="pending").exclude(
+            quantity_inspected=F("quantity")
+        )
+        if to_status == S.COMPLETED and pending.exists():
             raise ReturnConflict(f"RMA {rma.rma_number} has units awaiting inspection: inspect them first")
         return rma_transition_locked(rma, to_status, actor=actor, reason=reason)
 
