@@ -220,6 +220,7 @@ class OutboxKind(models.TextChoices):
     INVENTORY = "inventory", "Inventory"
     PICKUP_READY = "pickup_ready", "Ready for pickup"
     REFUND = "refund", "Refund"
+    RETURN_DECISION = "return_decision", "Return decision"
     OTHER = "other", "Other"
 
 

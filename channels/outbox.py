@@ -304,6 +304,13 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
         return _send_inventory(connector, message, state)
     if kind == OutboxKind.REFUND:
         return connector.refund(refund_request(payload), state=state)
+    if kind == OutboxKind.RETURN_DECISION:
+        return connector.return_decision(
+            channel_return_id=payload["channel_return_id"],
+            approve=payload["decision"] == "approve",
+            reason=payload.get("reason", ""),
+            state=state,
+        )
     raise ChannelError(f"outbox kind {kind!r} has no sender", retryable=False)
 
 

@@ -183,7 +183,7 @@ def from_seconds(value: Any, path: str, *, required: bool = True) -> datetime | 
 class TikTokConnector(Connector):
     kind = "tiktok"
     overlap = timedelta(minutes=5)
-    idempotent_kinds = frozenset({"inventory", "refund"})
+    idempotent_kinds = frozenset({"inventory", "refund", "return_decision"})
     page_size: ClassVar[int] = 100
     # Webhooks older or newer than this (by their own timestamp) are refused as replays.
     replay_window: ClassVar[timedelta] = timedelta(minutes=5)
@@ -648,6 +648,26 @@ class TikTokConnector(Connector):
                 "tiktok_refund_id": str(data.get("refund_id") or ""),
                 "decision": decision,
             }
+        )
+
+    decides_returns = True
+
+    def return_decision(self, *, channel_return_id: str, approve: bool, reason: str, state: dict) -> SendResult:
+        """Approve Return with APPROVE_RETURN (the buyer ships it back), under an idempotency key. Declining
+        (Reject Return) is left to the seller centre: it needs TikTok's own reject reason keys."""
+        if not approve:
+            raise ChannelError(
+                "decline the request in TikTok Shop's seller centre: Waybill does not send Reject Return",
+                retryable=False,
+            )
+        data = self.request(
+            "POST",
+            f"/return_refund/202309/returns/{channel_return_id}/approve",
+            params={"idempotency_key": f"waybill-approve-return-{channel_return_id}"},
+            body={"decision": "APPROVE_RETURN"},
+        )
+        return SendResult(
+            response={"return_id": str(data.get("return_id") or channel_return_id), "decision": "APPROVE_RETURN"}
         )
 
     def _returns(self, body: dict, page_token: str = "") -> list[dict]:

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='outboxmessage',
             name='kind',
-            field=models.CharField(choices=[('acknowledge', 'Acknowledge'), ('ship_confirmation', 'Ship confirmation'), ('cancellation', 'Cancellation'), ('inventory', 'Inventory'), ('pickup_ready', 'Ready for pickup'), ('refund', 'Refund'), ('other', 'Other')], max_length=32),
+            field=models.CharField(choices=[('acknowledge', 'Acknowledge'), ('ship_confirmation', 'Ship confirmation'), ('cancellation', 'Cancellation'), ('inventory', 'Inventory'), ('pickup_ready', 'Ready for pickup'), ('refund', 'Refund'), ('return_decision', 'Return decision'), ('other', 'Other')], max_length=32),
         ),
     ]

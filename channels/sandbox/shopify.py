@@ -936,6 +936,43 @@ class ShopifySandbox(SandboxApp):
             )
         return out
 
+    def _sandbox_return(self, gid: str):
+        if not isinstance(gid, str) or not gid.startswith("gid://shopify/Return/"):
+            return None
+        return next(
+            (r for r in self.state.returns.values() if _numeric_return(r.return_id) == gid.rsplit("/", 1)[-1]), None
+        )
+
+    def _return_by_gid(self, gid: str) -> dict | None:
+        with self.state.lock:
+            made = self._sandbox_return(gid)
+            if made is None:
+                return None
+            order = self.state.orders[made.order_id]
+            return next(r for r in self._returns_of(order) if r["id"] == gid)
+
+    def _return_decide(self, input: dict, status: str) -> dict:
+        with self.state.lock:
+            made = self._sandbox_return(input.get("id"))
+            if made is None:
+                return {
+                    "return": None,
+                    "userErrors": [{"field": ["id"], "message": "Return does not exist.", "code": "NOT_FOUND"}],
+                }
+            if made.status != "requested":
+                error = {
+                    "field": ["id"],
+                    "message": "Return is not approvable. "
+                    "Only returns with status REQUESTED can be approved or declined.",
+                    "code": "INVALID_STATE",
+                }
+                return {"return": None, "userErrors": [error]}
+            self.state.return_advance(made, status)
+            self.state.extra.setdefault("return_decisions", []).append(
+                {"return_id": made.return_id, "status": status, "input": input}
+            )
+            return {"return": self._return_by_gid(input["id"]), "userErrors": []}
+
     def _refunds_of(self, order: SandboxOrder) -> list[dict]:
         return [dict(r) for r in self.state.extra.get("refunds", {}).get(order.order_id, [])]
 
@@ -1028,6 +1065,7 @@ class ShopifySandbox(SandboxApp):
             "bulkOperation": lambda info, id: self._bulk_status(id),
             "job": lambda info, id: self.jobs.get(id),
             "productVariants": self._product_variants,
+            "return": lambda info, id: self._return_by_gid(id),
             "fulfillmentOrder": lambda info, id: (lambda o: self._fulfillment_order(o) if o else None)(
                 self._find(id, "FulfillmentOrder")
             ),
@@ -1125,6 +1163,8 @@ class ShopifySandbox(SandboxApp):
             "orderEditCommit": self._order_edit_commit,
             "inventorySetQuantities": self._inventory_set,
             "refundCreate": self._refund_create,
+            "returnApproveRequest": lambda info, input: self._return_decide(input, "approved"),
+            "returnDeclineRequest": lambda info, input: self._return_decide(input, "declined"),
             "bulkOperationRunQuery": self._bulk_run,
         }
 

@@ -10,6 +10,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from channels.connectors import connector_class
+from channels.models import OutboxKind
+from channels.outbox import outbox_enqueue
 from config.kernel.actors import Actor, actor_resolve
 from config.kernel.errors import InvalidTransition
 from inventory.models import Location
@@ -247,6 +250,8 @@ def rma_transition_locked(
 def rma_authorize(
     *, rma_id: int, actor: Actor, return_location_id: int | None = None, reason: str = ""
 ) -> ReturnAuthorization:
+    """Authorize a return. A buyer's request that waits for the seller at the channel (Shopify, TikTok) is
+    approved there too, through the outbox."""
     with transaction.atomic():
         rma = rma_lock(rma_id)
         if return_location_id is not None:
@@ -254,7 +259,32 @@ def rma_authorize(
                 raise ReturnError(f"location #{return_location_id} does not exist")
             rma.return_location_id = return_location_id
             rma.save(update_fields=["return_location", "updated_at"])
-        return rma_transition_locked(rma, S.AUTHORIZED, actor=actor, reason=reason)
+        was = rma.status
+        rma_transition_locked(rma, S.AUTHORIZED, actor=actor, reason=reason)
+        if was == S.REQUESTED:
+            _channel_decision(rma, approve=True, reason=reason)
+        return rma
+
+
+def _channel_decision(rma: ReturnAuthorization, *, approve: bool, reason: str) -> None:
+    """Queue the answer to the buyer's request at the channel, where the channel waits for one."""
+    if not rma.external_id or rma.source != ReturnSource.CHANNEL:
+        return
+    account = rma.order.account
+    if not connector_class(account.kind).decides_returns:
+        return
+    outbox_enqueue(
+        account_id=account.pk,
+        kind=OutboxKind.RETURN_DECISION,
+        dedupe_key=f"return:{rma.external_id}"[:255],
+        order_id=rma.order_id,
+        payload={
+            "channel_return_id": rma.external_id,
+            "decision": "approve" if approve else "decline",
+            "reason": reason[:255],
+            "rma": rma.rma_number,
+        },
+    )
 
 
 def rma_in_transit(
@@ -292,7 +322,11 @@ def rma_close(*, rma_id: int, to_status: str, actor: Actor, reason: str) -> Retu
         )
         if to_status == S.COMPLETED and pending.exists():
             raise ReturnConflict(f"RMA {rma.rma_number} has units awaiting inspection: inspect them first")
-        return rma_transition_locked(rma, to_status, actor=actor, reason=reason)
+        was = rma.status
+        rma_transition_locked(rma, to_status, actor=actor, reason=reason)
+        if was == S.REQUESTED and to_status == S.REJECTED:
+            _channel_decision(rma, approve=False, reason=reason)
+        return rma
 
 
 def rma_status_after_units(rma: ReturnAuthorization, *, actor: Actor) -> ReturnAuthorization:

@@ -219,3 +219,22 @@ def test_amazon_payment_adjustment_feed_sent_its_answer_lost_and_sent_again_is_a
     refund.refresh_from_db()
     assert refund.status == RefundStatus.CONFIRMED and refund.external_id.startswith("feed:")
     assert refund.channel_response["duplicate"] is True
+
+
+def test_authorizing_a_shopify_request_approves_it_at_shopify_once(shopify_sandbox, shopify_account, skus):
+    # given a buyer's return request read from Shopify
+    made, order, _line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    opened = _return_at_channel(shopify_sandbox, made)
+    services.returns_sync_account(account_id=shopify_account.pk)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert (rma.status, rma.channel_status) == ("requested", "REQUESTED")
+    # when ops authorize it in Waybill, and the answer of the approval is lost
+    services.rma_authorize(rma_id=rma.pk, actor=ACTOR)
+    _lose_the_answer(shopify_account.pk)
+    outbox_relay(account_id=shopify_account.pk)
+    # then Shopify approved it once (the resend read the return's status first)
+    (decision,) = shopify_sandbox.state.extra["return_decisions"]
+    assert decision["status"] == "approved" and opened.status == "approved"
+    message = OutboxMessage.objects.get(kind="return_decision")
+    assert message.status == OutboxStatus.SENT and message.response["already_applied"] is True
+    assert shopify_sandbox.state.contract_violations == []

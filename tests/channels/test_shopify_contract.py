@@ -167,6 +167,19 @@ def test_every_request_the_connector_sends_fits_the_schema_and_shopifys_limits(
     shopify_sandbox.state.open_return(multi, lines={multi.lines[0].line_id: 1}, reason="DEFECTIVE")
     returns = [r for page in connector.fetch_returns(since=since) for r in page]
     assert any(r.order_external_id == gid(multi.order_id) and r.lines[0].quantity == 1 for r in returns)
+    shopify_return = next(r for r in returns if r.order_external_id == gid(multi.order_id)).external_id
+    assert not connector.is_applied("return_decision", {"channel_return_id": shopify_return}, {})
+    connector.return_decision(channel_return_id=shopify_return, approve=True, reason="", state={})
+    assert connector.is_applied("return_decision", {"channel_return_id": shopify_return}, {})
+    with shopify_sandbox.state.lock:
+        single.lines[0].shipped = single.lines[0].quantity
+    declined = shopify_sandbox.state.open_return(single, reason="UNWANTED")
+    connector.return_decision(
+        channel_return_id=f"gid://shopify/Return/{''.join(c for c in declined.return_id if c.isdigit())}",
+        approve=False,
+        reason="outside the return window — hors délai",
+        state={},
+    )
     connector.refund(
         RefundRequest(
             order_external_id=gid(multi.order_id),

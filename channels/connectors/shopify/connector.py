@@ -92,6 +92,9 @@ ORDER_CANCELLED_QUERY = DOCUMENTS["order_cancelled"]
 INVENTORY_SET = DOCUMENTS["inventory_set"]
 REFUND_CREATE = DOCUMENTS["refund_create"]
 ORDER_RETURNS_QUERY = DOCUMENTS["order_returns"]
+RETURN_APPROVE = DOCUMENTS["return_approve"]
+RETURN_DECLINE = DOCUMENTS["return_decline"]
+RETURN_STATUS_QUERY = DOCUMENTS["return_status"]
 # Orders per page of the returns read: 8 orders x 2 returns x 10 lines stays under the 1,000-point query cost.
 RETURNS_PAGE_SIZE = 8
 BULK_RUN = DOCUMENTS["bulk_run"]
@@ -546,6 +549,9 @@ class ShopifyConnector(Connector):
         if kind == "cancellation":
             order = self.graphql(ORDER_CANCELLED_QUERY, {"id": payload["order_external_id"]}).get("order") or {}
             return bool(order.get("cancelledAt"))
+        if kind == "return_decision":  # issue #18: decided once the return has left REQUESTED
+            found = self.graphql(RETURN_STATUS_QUERY, {"id": payload["channel_return_id"]}).get("return") or {}
+            return found.get("status") not in (None, "REQUESTED")
         return False
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
@@ -811,6 +817,32 @@ class ShopifyConnector(Connector):
             )
         made = result.get("refund") or {}
         return SendResult(response={"refund_id": str(made.get("id") or ""), "note": made.get("note")})
+
+    decides_returns = True
+
+    def return_decision(self, *, channel_return_id: str, approve: bool, reason: str, state: dict) -> SendResult:
+        """returnApproveRequest / returnDeclineRequest (no idempotency key: the read before a retry looks at
+        the return's status)."""
+        if approve:
+            data = self.graphql(RETURN_APPROVE, {"input": {"id": channel_return_id, "notifyCustomer": True}})
+            result = data.get("returnApproveRequest") or {}
+        else:
+            decline = {
+                "id": channel_return_id,
+                "declineReason": "OTHER",
+                "declineNote": reason[:255],
+                "notifyCustomer": True,
+            }
+            result = self.graphql(RETURN_DECLINE, {"input": decline}).get("returnDeclineRequest") or {}
+        errors = result.get("userErrors") or []
+        if errors:
+            raise ChannelError(
+                f"return decision {channel_return_id}: {'; '.join(str(e.get('message')) for e in errors)}",
+                retryable=False,
+                detail={"userErrors": errors},
+            )
+        made = result.get("return") or {}
+        return SendResult(response={"return_id": made.get("id"), "status": made.get("status")})
 
     def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
         """Orders updated since ``since`` with their returns and refunds (a return or a refund updates the order)."""
