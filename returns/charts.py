@@ -21,7 +21,7 @@ def weekly_chart_svg(weekly: list[dict]) -> str:
     channels = sorted({row["channel"] for row in weekly})
     peak = max(sum(by_week[w].values()) for w in weeks) or 1
     slot = (WIDTH - 2 * PAD) / len(weeks)
-    bar = max(slot * 0.7, 2)
+    bar = min(max(slot * 0.7, 2), 48)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT + 40}" role="img" '
         f'aria-label="Returned units per week and channel" style="max-width:100%;height:auto">',

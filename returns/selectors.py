@@ -142,6 +142,7 @@ def return_reasons_report(*, days: int = 90, now: datetime | None = None) -> Rea
         .annotate(n=Sum("quantity"), rmas=Count("rma", distinct=True))
         .order_by("-n")[:100]
     ]
+    by_sku.sort(key=lambda row: (row["rate"] is None, -(row["rate"] or 0), -row["returned"]))
     by_reason = [
         {"reason": row["reason"] or "other", "returned": row["n"], "share": rate(row["n"], shipped_total)}
         for row in lines.values("reason").annotate(n=Sum("quantity")).order_by("-n")

@@ -644,6 +644,7 @@ class AmazonConnector(Connector):
     # The report's columns follow Amazon's report documentation (no machine-readable model): tab-separated,
     # one row per returned item, matched to the order's line by the merchant SKU.
 
+    returns_read_interval: ClassVar[timedelta] = timedelta(minutes=15)
     returns_report_poll_attempts: ClassVar[int] = 20
     returns_report_poll_interval: ClassVar[float] = 0.5
 

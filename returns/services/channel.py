@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from channels.connectors import connector_for
+from channels.connectors import connector_class, connector_for
 from channels.connectors.base import ChannelError, ChannelUnsupported, NormalizedReturn
 from channels.models import ChannelAccount
 from config.kernel.actors import Actor
@@ -173,11 +173,15 @@ def _update(rma: ReturnAuthorization, returned: NormalizedReturn, actor: Actor, 
         outcome.unchanged += 1
 
 
-def returns_sync_account(*, account_id: int, now: datetime | None = None) -> dict:
+def returns_sync_account(*, account_id: int, now: datetime | None = None, force: bool = False) -> dict:
     """Read an account's returns changed since its cursor (minus an overlap) and ingest each. One reader per
-    account at a time: a second caller returns at once."""
+    account at a time: a second caller returns at once. Not more often than the channel's
+    ``returns_read_interval`` unless ``force``."""
     now = now or timezone.now()
     account = ChannelAccount.objects.get(pk=account_id)
+    last = ReturnSyncState.objects.filter(account=account).values_list("last_run_at", flat=True).first()
+    if not force and last and now - last < connector_class(account.kind).returns_read_interval:
+        return {"skipped": "read recently"}
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SYNC_LOCK_NAMESPACE, account_id])
         if not cursor.fetchone()[0]:

@@ -155,8 +155,8 @@ def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_i
     # (Walmart and eBay settle returns themselves: the refund on the line is what Waybill sees)
     _return_at_channel(sandbox, made, status="requested" if channel in ("shopify", "tiktok") else "approved")
     # when the account's returns are read twice
-    first = services.returns_sync_account(account_id=account.pk)
-    second = services.returns_sync_account(account_id=account.pk)
+    first = services.returns_sync_account(account_id=account.pk, force=True)
+    second = services.returns_sync_account(account_id=account.pk, force=True)
     # then one RMA of one unit of that line is open, from the channel
     (rma,) = ReturnAuthorization.objects.filter(order=order)
     assert first["created"] == 1 and second["created"] == 0, (first, second)
@@ -170,7 +170,7 @@ def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok
     # given a TikTok return read into an RMA, received and inspected
     made, order, line = _shipped_at_channel(tiktok_sandbox, tiktok_account)
     opened = _return_at_channel(tiktok_sandbox, made, status="shipped")
-    services.returns_sync_account(account_id=tiktok_account.pk)
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
     rma = ReturnAuthorization.objects.get(order=order)
     assert rma.status == "in_transit" and rma.channel_status == "BUYER_SHIPPED_ITEM"
     # when Waybill refunds it, the answer is lost and the refund is sent again
@@ -193,7 +193,7 @@ def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok
     assert refund.channel_response["tiktok_refund_id"] == approval["refund_id"]
     assert tiktok_sandbox.state.contract_violations == []
     # and reading the returns again records no second refund (TikTok's refund is the one Waybill asked for)
-    services.returns_sync_account(account_id=tiktok_account.pk)
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
     assert order.refunds.count() == 1
 
 
@@ -225,7 +225,7 @@ def test_authorizing_a_shopify_request_approves_it_at_shopify_once(shopify_sandb
     # given a buyer's return request read from Shopify
     made, order, _line = _shipped_at_channel(shopify_sandbox, shopify_account)
     opened = _return_at_channel(shopify_sandbox, made)
-    services.returns_sync_account(account_id=shopify_account.pk)
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
     rma = ReturnAuthorization.objects.get(order=order)
     assert (rma.status, rma.channel_status) == ("requested", "REQUESTED")
     # when ops authorize it in Waybill, and the answer of the approval is lost
@@ -238,3 +238,13 @@ def test_authorizing_a_shopify_request_approves_it_at_shopify_once(shopify_sandb
     message = OutboxMessage.objects.get(kind="return_decision")
     assert message.status == OutboxStatus.SENT and message.response["already_applied"] is True
     assert shopify_sandbox.state.contract_violations == []
+
+
+def test_returns_are_not_read_more_often_than_the_channel_allows(amazon_sandbox, amazon_account, skus, monkeypatch):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
+    services.returns_sync_account(account_id=amazon_account.pk)
+    again = services.returns_sync_account(account_id=amazon_account.pk)
+    assert again == {"skipped": "read recently"}
+    assert len(amazon_sandbox.state.extra["reports"]) == 1
