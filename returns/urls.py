@@ -13,5 +13,6 @@ urlpatterns = [
     path("<int:pk>/receive/", views.ReceiveView.as_view(), name="receive"),
     path("<int:pk>/refund/", views.RefundView.as_view(), name="refund"),
     path("<int:pk>/exchange/", views.ExchangeView.as_view(), name="exchange"),
+    path("<int:pk>/refunds/<int:refund_id>/record/", views.RefundRecordView.as_view(), name="refund-record"),
     path("<int:pk>/<str:action>/", views.ActionView.as_view(), name="action"),
 ]

@@ -252,6 +252,25 @@ class RefundView(ConsoleView):
         return HttpResponseRedirect(reverse("returns:detail", args=[pk]))
 
 
+class RefundRecordView(ConsoleView):
+    """A refund left to a person was made at the channel: record its reference (resolves the case)."""
+
+    permission_required = "returns.change_refund"
+
+    def post(self, request, pk: int, refund_id: int):
+        try:
+            services.refund_manual_record(
+                refund_id=refund_id,
+                external_id=request.POST.get("reference", ""),
+                note=request.POST.get("note", "")[:500],
+                actor=request.user,
+            )
+            messages.success(request, "Refund recorded as made at the channel.")
+        except DomainError as exc:
+            messages.error(request, str(exc))
+        return HttpResponseRedirect(reverse("returns:detail", args=[pk]))
+
+
 class ExchangeView(ConsoleView):
     permission_required = "returns.change_returnauthorization"
 

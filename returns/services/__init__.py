@@ -26,6 +26,7 @@ from returns.services.refunds import (
     RefundLineInput,
     refund_answer_record,
     refund_create,
+    refund_manual_record,
     refund_record_from_channel,
     refunds_answers_sweep,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "line_units_held",
     "refund_answer_record",
     "refund_create",
+    "refund_manual_record",
     "refund_record_from_channel",
     "refunds_answers_sweep",
     "returns_sync_account",

@@ -193,7 +193,12 @@ def returns_sync_account(*, account_id: int, now: datetime | None = None, force:
         totals = {"seen": 0, "created": 0, "updated": 0, "refunds": 0, "skipped": 0}
         newest = state.cursor
         error = ""
-        connector = connector_for(account)
+        try:
+            connector = connector_for(account)
+        except ChannelError as exc:  # no credentials yet, or no connector for this kind
+            state.last_run_at, state.last_error = now, str(exc)[:2000]
+            state.save(update_fields=["last_run_at", "last_error"])
+            return {"skipped": str(exc)[:200]}
         try:
             for page in connector.fetch_returns(since=since):
                 for returned in page:

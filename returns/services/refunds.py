@@ -8,6 +8,7 @@ Refunds seen at the channel (made in the seller centre) are recorded once each (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -350,3 +351,43 @@ def refund_record_from_channel(
     except IntegrityError:
         return Refund.objects.filter(order=order, external_id=external_id[:128]).first(), False
     return refund, True
+
+
+def refund_manual_record(*, refund_id: int, external_id: str, actor: Actor, note: str = "") -> Refund:
+    """A refund left to a person (the channel had no usable call) was made in the channel's seller centre:
+    record the channel's reference, confirm the refund and resolve its case."""
+    name, _ = actor_resolve(actor)
+    reference = (external_id or "").strip()
+    if not reference or len(reference) > 128:
+        raise ReturnError("give the channel's refund reference (1 to 128 characters)")
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().filter(pk=refund_id).first()
+        if refund is None:
+            raise ReturnError(f"refund #{refund_id} does not exist")
+        if refund.status != RefundStatus.MANUAL:
+            raise ReturnConflict(
+                f"refund #{refund.pk} is {refund.status}: only a refund left to a person is recorded so"
+            )
+        if Refund.objects.filter(order_id=refund.order_id, external_id=reference).exclude(pk=refund.pk).exists():
+            raise ReturnConflict(f"reference {reference!r} is already recorded on another refund of this order")
+        refund.status = RefundStatus.CONFIRMED
+        refund.external_id = reference
+        refund.answered_at = timezone.now()
+        refund.channel_response = {"recorded_by": name, "note": note[:500]}
+        refund.save(update_fields=["status", "external_id", "answered_at", "channel_response"])
+        if refund.exception_case_id:
+            # A case a person resolved meanwhile stays as they left it.
+            with contextlib.suppress(order_services.ExceptionCaseError):
+                order_services.exception_case_resolve(
+                    case=refund.exception_case_id,
+                    note=f"Refunded at the channel by hand, reference {reference}" + (f": {note}" if note else ""),
+                    actor=actor,
+                )
+        if refund.rma_id:
+            rma_event_record(
+                rma=refund.rma,
+                kind="refund_recorded",
+                actor=actor,
+                data={"refund_id": refund.pk, "external_id": reference},
+            )
+    return refund

@@ -78,6 +78,13 @@ def test_a_channel_without_a_usable_refund_call_gets_an_exception_case_with_the_
     assert refund.status == RefundStatus.MANUAL and refund.exception_case == case
     assert "12.50 USD" in case.title and case.order == order
     assert not OutboxMessage.objects.filter(kind=OutboxKind.REFUND).exists()
+    # when the person refunds at TikTok and records TikTok's reference, the refund is confirmed, the case resolved
+    services.refund_manual_record(refund_id=refund.pk, external_id="TT-REF-1", actor=ACTOR)
+    refund.refresh_from_db()
+    case.refresh_from_db()
+    assert (refund.status, refund.external_id, case.status) == (RefundStatus.CONFIRMED, "TT-REF-1", "resolved")
+    with pytest.raises(ReturnConflict):
+        services.refund_manual_record(refund_id=refund.pk, external_id="TT-REF-2", actor=ACTOR)
 
 
 @pytest.mark.django_db(transaction=True)
