@@ -8,7 +8,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0008_outbox_refund'),
+        # OutboxMessage and ChannelAccount exist since channels 0001; the refund outbox kind is a choice only.
+        ('channels', '0001_initial'),
         ('fulfillment', '0004_routing_config_tokens_idempotency'),
         ('inventory', '0007_refurbish_bucket_return_movements'),
         ('orders', '0005_returns_statuses'),

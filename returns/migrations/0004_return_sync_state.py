@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0008_outbox_refund'),
+        ('channels', '0001_initial'),
         ('returns', '0003_return_quantity_guard'),
     ]
 
