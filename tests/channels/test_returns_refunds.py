@@ -248,3 +248,15 @@ def test_returns_are_not_read_more_often_than_the_channel_allows(amazon_sandbox,
     again = services.returns_sync_account(account_id=amazon_account.pk)
     assert again == {"skipped": "read recently"}
     assert len(amazon_sandbox.state.extra["reports"]) == 1
+
+
+def test_the_demo_sandboxes_stream_returns_of_shipped_orders(walmart_sandbox, walmart_account, skus):
+    made, order, _line = _shipped_at_channel(walmart_sandbox, walmart_account)
+    walmart_sandbox.state.rng.seed(1)
+    for _ in range(6):
+        walmart_sandbox.returns_tick()
+    (opened,) = [r for r in walmart_sandbox.state.returns.values() if r.order_id == made.order_id]
+    assert opened.status in ("requested", "approved", "shipped")
+    walmart_sandbox.state.return_advance(opened, "approved")
+    services.returns_sync_account(account_id=walmart_account.pk, force=True)
+    assert ReturnAuthorization.objects.filter(order=order, source="channel").count() == 1
