@@ -209,8 +209,11 @@ class TikTokConnector(Connector):
         )
 
     def store_grant(self, decide: Any) -> TokenGrant:
-        """Renew under the account's row lock and store the new tokens with the other credentials."""
-        from channels.services import channel_account_refresh_credentials
+        """Renew under the account's row lock and store the new tokens with the other credentials (through the
+        ``credentials_refresh`` option channels.services.connector_for gives every connector)."""
+        store = self.options.get("credentials_refresh")
+        if store is None:
+            raise ChannelError("TikTok token renewal needs a credential store (use connector_for)", retryable=False)
 
         def refresh(stored: dict) -> dict | None:
             renewed = decide(self._grant_from(stored))
@@ -225,9 +228,7 @@ class TikTokConnector(Connector):
                     values[key] = str(int(value))
             return values
 
-        stored = channel_account_refresh_credentials(
-            account=self.account, refresh=refresh, actor="system:tiktok", reason="access token renewed"
-        )
+        stored = store(refresh=refresh, actor="system:tiktok", reason="access token renewed")
         return self._grant_from(stored)
 
     def signed_params(self, path: str, params: Mapping[str, Any], body: bytes) -> dict[str, Any]:
