@@ -122,6 +122,7 @@ def from_seconds(value: Any, path: str, *, required: bool = True) -> datetime | 
 
 class TikTokConnector(Connector):
     kind = "tiktok"
+    identity_fields = ("id", "update_time")
     overlap = timedelta(minutes=5)
     idempotent_kinds = frozenset({"inventory"})
     page_size: ClassVar[int] = 100
@@ -310,11 +311,6 @@ class TikTokConnector(Connector):
         if not found:
             raise ChannelError(f"TikTok order {external_id} not found", retryable=False)
         return found[0]
-
-    def order_identity(self, raw: Any) -> tuple[str, str]:
-        if not isinstance(raw, dict):
-            return "", ""
-        return str(raw.get("id") or "")[:128], str(raw.get("update_time") or "")[:64]
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
         raw = require_obj(raw, "order")
