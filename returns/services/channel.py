@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from channels.connectors import connector_class, connector_for
+from channels.connectors import connector_class
 from channels.connectors.base import ChannelError, ChannelUnsupported, NormalizedReturn
 from channels.models import ChannelAccount
+from channels.services import connector_for
 from config.kernel.actors import Actor
 from orders.models import Order
 from returns.models import Refund, ReturnAuthorization, ReturnReason, ReturnSource, ReturnStatus, ReturnSyncState

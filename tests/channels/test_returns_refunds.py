@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.models import OutboxMessage, OutboxStatus
 from channels.outbox import outbox_claim, outbox_relay, outbox_send
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import Order
 from returns import services

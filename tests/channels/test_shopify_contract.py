@@ -17,7 +17,6 @@ import pytest
 from graphql import OperationDefinitionNode, parse, validate
 from graphql.execution.values import get_variable_values
 
-from channels.connectors import connector_for
 from channels.connectors.base import (
     CancelRequest,
     InventoryQuantity,
@@ -39,6 +38,7 @@ from channels.sandbox.shopify import (
     requested_cost,
     variable_problems,
 )
+from channels.services import connector_for
 
 pytestmark = pytest.mark.django_db
 
