@@ -93,6 +93,14 @@ def _resolve_lines(rma: ReturnAuthorization, items: list[ReceiveItem]) -> list[t
     return out
 
 
+def _asked(items, location_id: int | None) -> list:
+    """What a receipt asked for, to tell a replay from a different receipt under the same key."""
+    return [
+        [location_id, item.return_line_id, (item.sku or "").strip().casefold(), item.quantity, item.disposition]
+        for item in items
+    ]
+
+
 def rma_receive(
     *,
     rma_id: int,
@@ -113,9 +121,10 @@ def rma_receive(
     with transaction.atomic():
         rma = rma_lock(rma_id)
         existing = ReturnReceipt.objects.filter(idempotency_key=key).first()
+        asked = _asked(items, location_id)
         if existing is not None:
-            if existing.rma_id != rma.pk:
-                raise ReturnConflict(f"idempotency key {key!r} was already used for RMA #{existing.rma_id}")
+            if existing.rma_id != rma.pk or existing.result.get("asked", asked) != asked:
+                raise ReturnConflict(f"idempotency key {key!r} was already used for a different receipt")
             return ReceiveResult(rma=rma, receipt=existing, replayed=True, units=existing.result.get("units", []))
         if rma.status not in RECEIVABLE:
             raise ReturnConflict(f"RMA {rma.rma_number} is {rma.status}: it cannot receive units")
@@ -187,7 +196,7 @@ def rma_receive(
             reference=rma.rma_number,
             reason=f"{rma.rma_number}: units received",
         )
-        receipt.result = {"units": summary, "location_id": location_id}
+        receipt.result = {"units": summary, "location_id": location_id, "asked": asked}
         receipt.save(update_fields=["result"])
         rma_event_record(
             rma=rma,
@@ -230,9 +239,10 @@ def rma_inspect(*, rma_id: int, items: list[InspectItem], actor: Actor, idempote
     with transaction.atomic():
         rma = rma_lock(rma_id)
         existing = ReturnReceipt.objects.filter(idempotency_key=key).first()
+        asked = _asked(items, None)
         if existing is not None:
-            if existing.rma_id != rma.pk:
-                raise ReturnConflict(f"idempotency key {key!r} was already used for RMA #{existing.rma_id}")
+            if existing.rma_id != rma.pk or existing.result.get("asked", asked) != asked:
+                raise ReturnConflict(f"idempotency key {key!r} was already used for a different inspection")
             return ReceiveResult(rma=rma, receipt=existing, replayed=True, units=existing.result.get("units", []))
         resolved = _resolve_lines(
             rma, [ReceiveItem(i.quantity, i.disposition, i.return_line_id, i.sku, i.note) for i in items]
@@ -306,7 +316,7 @@ def rma_inspect(*, rma_id: int, items: list[InspectItem], actor: Actor, idempote
             ReturnLine.objects.filter(pk=line_id).update(
                 quantity_inspected=F("quantity_inspected") + units, disposition=last[line_id]
             )
-        receipt.result = {"kind": "inspection", "units": summary}
+        receipt.result = {"kind": "inspection", "units": summary, "asked": asked}
         receipt.save(update_fields=["result"])
         rma_event_record(rma=rma, kind="inspected", actor=actor, data={"receipt": receipt.pk, "units": summary})
         rma_status_after_units(rma, actor=actor)

@@ -99,10 +99,6 @@ def refund_create(
         raise ReturnError("a refund reason has at most 255 characters")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise ReturnError("an idempotency key has 1 to 255 characters")
-    if idempotency_key and (found := Refund.objects.filter(idempotency_key=idempotency_key).first()):
-        if found.order_id != order_id:
-            raise ReturnConflict(f"idempotency key {idempotency_key!r} was already used for another order's refund")
-        return found
     shipping = money(shipping_amount, "shipping")
     amounts: dict[int, tuple[Decimal, int]] = {}
     for item in lines:
@@ -116,6 +112,10 @@ def refund_create(
     total = sum((a for a, _ in amounts.values()), Decimal("0")) + shipping
     if total <= 0:
         raise ReturnError("a refund needs an amount above zero")
+    if idempotency_key and (found := Refund.objects.filter(idempotency_key=idempotency_key).first()):
+        if found.order_id != order_id or found.amount != total or found.shipping_amount != shipping:
+            raise ReturnConflict(f"idempotency key {idempotency_key!r} was already used for a different refund")
+        return found
     try:
         order = Order.objects.select_related("account").get(pk=order_id)
     except Order.DoesNotExist:

@@ -198,3 +198,25 @@ def test_the_guard_trigger_is_installed():
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'returns_returnline_guard'")
         assert cursor.fetchone()
+
+
+def test_the_same_receipt_key_with_different_units_is_refused():
+    order, (line,) = shipped_order(units=2)
+    rma = _rma(order, line)
+    store = node()
+    services.rma_receive(
+        rma_id=rma.pk,
+        location_id=store.pk,
+        items=[ReceiveItem(1, "restock", sku=line.sku.code)],
+        actor=ACTOR,
+        idempotency_key="same",
+    )
+    with pytest.raises(ReturnConflict, match="different receipt"):
+        services.rma_receive(
+            rma_id=rma.pk,
+            location_id=store.pk,
+            items=[ReceiveItem(1, "damaged", sku=line.sku.code)],
+            actor=ACTOR,
+            idempotency_key="same",
+        )
+    assert StockLevel.objects.get(sku=line.sku, location=store).damaged == 0
