@@ -260,3 +260,28 @@ def test_the_demo_sandboxes_stream_returns_of_shipped_orders(walmart_sandbox, wa
     walmart_sandbox.state.return_advance(opened, "approved")
     services.returns_sync_account(account_id=walmart_account.pk, force=True)
     assert ReturnAuthorization.objects.filter(order=order, source="channel").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("refunds/create", {"id": 890088186047892319, "order_id": 5000000001001, "note": "WB-REFUND-1"}),
+        (
+            "returns/request",
+            {
+                "admin_graphql_api_id": "gid://shopify/Return/1",
+                "order": {"admin_graphql_api_id": "gid://shopify/Order/5000000001001"},
+            },
+        ),
+    ],
+)
+def test_shopify_return_and_refund_webhooks_point_at_their_order(shopify_account, topic, payload):
+    import json
+
+    connector = connector_for(shopify_account)
+    event = connector.parse_webhook(
+        {"X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": "w-1", "X-Shopify-Shop-Domain": "s"},
+        json.dumps(payload).encode(),
+    )
+    connector.close()
+    assert event.external_id == "gid://shopify/Order/5000000001001"

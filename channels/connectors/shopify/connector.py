@@ -882,6 +882,10 @@ class ShopifyConnector(Connector):
         gid = payload.get("admin_graphql_api_id") or (
             f"gid://shopify/Order/{payload['id']}" if payload.get("id") else ""
         )
+        if topic.startswith(("returns/", "refunds/")):
+            # Issue #18: RETURNS_* and REFUNDS_CREATE carry a return or a refund; the order they change is
+            # what Waybill reads again (and the returns read the webhook nudges picks up the return itself).
+            gid = _webhook_order_gid(payload)
         try:
             updated = parse_datetime(payload.get("updated_at"), "updated_at", required=False)
         except PayloadError:
@@ -893,6 +897,16 @@ class ShopifyConnector(Connector):
             payload=payload,
             updated_at=updated,
         )
+
+
+def _webhook_order_gid(payload: dict) -> str:
+    order = payload.get("order") if isinstance(payload.get("order"), dict) else {}
+    if order.get("admin_graphql_api_id"):
+        return str(order["admin_graphql_api_id"])
+    order_id = order.get("id") or payload.get("order_id")
+    if isinstance(order_id, str) and order_id.startswith("gid://"):
+        return order_id
+    return f"gid://shopify/Order/{order_id}" if order_id else ""
 
 
 SHOPIFY_RETURN_STATUS = {
