@@ -277,6 +277,10 @@ class ExceptionKind(models.TextChoices):
     CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
     LISTING_NOT_FOUND = "listing_not_found", "Listing not found at channel"
     METRIC_WARNING = "metric_warning", "Scorecard early warning"
+    # Reconciliation: a drift with a channel that was not healed automatically; a node's count off by more
+    # than the node's tolerance.
+    RECONCILE_DRIFT = "reconcile_drift", "Drift with a channel"
+    STOCK_COUNT = "stock_count", "Node count differs"
     OTHER = "other", "Other"
 
 
