@@ -275,6 +275,8 @@ def test_stock_drift_is_read_back_and_healed_by_pushing_over_advertised_first(ch
     again = reconcile_stock_run(account_id=account.pk)
     assert (again.compared, again.found, again.healed) == (3, 0, 0)
     assert Drift.objects.count() == 2
+    # and every read was as the published model has it (the sandbox refuses and records anything else)
+    assert sandbox.state.contract_violations == []
 
 
 def test_a_stock_run_before_the_relay_finds_its_pushes_in_flight(walmart_sandbox, walmart_account, skus):
