@@ -533,6 +533,34 @@ class SandboxApp:
                 done["unseen"] = [o.order_id for o in made]
         return Response(200, {**done, **{k: v for k, v in data.items() if k != "unseen"}})
 
+    # Share of demo ticks that inject one drift (run_sandboxes --drift-rate); 0 in tests.
+    drift_rate: float = 0.0
+
+    def drift_tick(self) -> dict:
+        """One drift of a random kind, as the demo's background life: a quiet marketplace cancel or an
+        outside shipment of an open order, a lost confirmation, a quantity edited at the channel, or an
+        order placed hours ago that no poll returns. Returns what it did."""
+        rng = self.state.rng
+        with self.state.lock:
+            open_ids = [o.order_id for o in self.state.orders.values() if o.status == "unshipped"]
+            confirmed = sorted({s["order_id"] for s in self.state.shipments if s.get("order_id") in self.state.orders})
+            stocked = sorted(self._advertised_skus())
+        choices: list[dict] = [{"unseen": {"count": 1, "hours_ago": 3}}]
+        if open_ids:
+            choices += [{"cancel": [rng.choice(open_ids)]}, {"ship": [rng.choice(open_ids)]}]
+        if confirmed:
+            choices.append({"forget_shipments": [rng.choice(confirmed)]})
+        if stocked:
+            choices.append({"stock": {rng.choice(stocked): rng.randint(0, 40)}})
+        drift = rng.choice(choices)
+        self.admin_drift(Request("POST", "/_sandbox/drift", {}, {}, json.dumps(drift).encode()))
+        log.info("%s sandbox: drift %s", type(self).__name__, drift)
+        return drift
+
+    def _advertised_skus(self) -> list[str]:
+        """SKUs the channel advertises a quantity for (pushed at least once)."""
+        return [sku for sku in self.state.inventory if ":" not in sku]
+
     def drift_stock(self, sku: str, quantity: int) -> None:
         """Set the quantity the channel advertises for a SKU (each sandbox keeps it its own way)."""
         self.state.inventory[sku] = quantity
@@ -649,6 +677,8 @@ class SandboxApp:
             self.state.generate(1)
             if self.state.rng.random() < 0.3:
                 self.state.mutate(1)
+            if self.state.rng.random() < self.drift_rate:
+                self.drift_tick()  # reconciliation's demo: drift behind the sync's back
 
     # --- serving -------------------------------------------------------------------------------
 

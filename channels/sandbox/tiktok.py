@@ -698,6 +698,9 @@ class TikTokSandbox(SandboxApp):
     def drift_stock(self, sku: str, quantity: int) -> None:
         self.state.inventory[f"{product_id_for(sku)}:{sku_id_for(sku)}"] = quantity
 
+    def _advertised_skus(self) -> list[str]:
+        return [sku for sku in self.catalog if f"{product_id_for(sku)}:{sku_id_for(sku)}" in self.state.inventory]
+
     def drift_forget_shipments(self, order: SandboxOrder) -> None:
         marked = self.units.get(order.order_id, {})
         for unit_id in [u for u, state in marked.items() if state == SHIPPED_UNIT]:
