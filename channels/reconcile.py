@@ -97,6 +97,13 @@ RESEND_KINDS = {
     DriftKind.CANCELLED_HERE_NOT_THERE: OutboxKind.CANCELLATION,
 }
 RESEND_PREFIX = "reconcile:"
+# A write the channel acknowledged this recently may not show in its reads yet (Amazon's updates lag minutes):
+# such an order or SKU counts as in flight, not as drift.
+SETTLE_SECONDS = 900.0
+
+
+def _settle_window() -> timedelta:
+    return timedelta(seconds=float(_setting("WAYBILL_RECONCILE_SETTLE_SECONDS", SETTLE_SECONDS)))
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -489,7 +496,11 @@ def _orders_compare(
 
 
 def _in_flight(order: Order | None, kind: str) -> bool:
-    return order is not None and OutboxMessage.objects.filter(order=order, kind=kind, status__in=IN_FLIGHT).exists()
+    """A message of that kind is on its way, or was acknowledged too recently to show in the channel's reads."""
+    if order is None:
+        return False
+    recent = Q(status=OutboxStatus.SENT, sent_at__gt=timezone.now() - _settle_window())
+    return OutboxMessage.objects.filter(Q(status__in=IN_FLIGHT) | recent, order=order, kind=kind).exists()
 
 
 def _count_found(run: ReconcileRun, drift: Drift, before: bool) -> None:
@@ -756,16 +767,19 @@ def _stock_batch(
         run.progress["last_bad_answer"] = str(exc)[:500]
         return []
     busy = _inventory_in_flight(account)
+    settled_before = timezone.now() - _settle_window()
     found: list[tuple[Drift, ChannelAvailability, int]] = []
     consistent: list[str] = []
     for listing in batch:
         row = rows.get(listing.sku_id)
         theirs = advertised.quantities.get(listing.channel_sku)
         if row is None or theirs is None:
+            if row is not None:
+                run.progress["not_listed"] = run.progress.get("not_listed", 0) + 1
             continue  # not advertised here, or not listed there (the push's listing-not-found case)
         run.compared += 1
-        if row.needs_push or row.sku_id in busy:
-            continue  # a push is on its way
+        if row.needs_push or row.sku_id in busy or (row.last_pushed_at and row.last_pushed_at > settled_before):
+            continue  # a push is on its way, or too recent to show in the channel's reads
         if theirs == row.quantity:
             consistent.append(listing.channel_sku)
             continue

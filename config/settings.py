@@ -268,6 +268,8 @@ WAYBILL_RECONCILE_WINDOW_DAYS = env.int("WAYBILL_RECONCILE_WINDOW_DAYS", default
 WAYBILL_RECONCILE_PACE_SECONDS = env.json("WAYBILL_RECONCILE_PACE_SECONDS", default={})
 # Orders open here that the channel's pages did not include, read again by id per run.
 WAYBILL_RECONCILE_BY_ID_LIMIT = env.int("WAYBILL_RECONCILE_BY_ID_LIMIT", default=200)
+# A write the channel acknowledged this recently may not show in its reads yet: not drift until then.
+WAYBILL_RECONCILE_SETTLE_SECONDS = env.int("WAYBILL_RECONCILE_SETTLE_SECONDS", default=900)
 # --- end of reconciliation ---------------------------------------------------------------------------
 
 # --- Security (manage.py check --deploy passes with DEBUG off and production variables set) ------

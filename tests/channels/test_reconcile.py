@@ -46,6 +46,12 @@ pytestmark = pytest.mark.django_db
 KINDS = ["amazon", "walmart", "shopify", "ebay", "tiktok"]
 
 
+@pytest.fixture(autouse=True)
+def settled_at_once(settings):
+    # The channels' reads lag their writes by minutes in production; the sandboxes' do not.
+    settings.WAYBILL_RECONCILE_SETTLE_SECONDS = 0
+
+
 @pytest.fixture(params=KINDS)
 def channel(request):
     """(sandbox, account) of each channel."""
@@ -277,6 +283,22 @@ def test_stock_drift_is_read_back_and_healed_by_pushing_over_advertised_first(ch
     assert Drift.objects.count() == 2
     # and every read was as the published model has it (the sandbox refuses and records anything else)
     assert sandbox.state.contract_violations == []
+
+
+def test_a_write_the_channel_acknowledged_moments_ago_is_not_drift_yet(
+    settings, amazon_sandbox, amazon_account, skus, api_client
+):
+    # given: a confirmation the channel acknowledged a minute ago, not showing in its reads yet (its lag)
+    settings.WAYBILL_RECONCILE_SETTLE_SECONDS = 900
+    _orders_with_drift(amazon_sandbox, amazon_account, api_client)
+    # when: reconciled
+    run = reconcile_orders_run(account_id=amazon_account.pk)
+    # then: the lost confirmation is not resent yet; the channel's own changes are healed
+    assert DriftKind.SHIPPED_HERE_NOT_THERE not in {d.kind for d in Drift.objects.all()}
+    assert run.healed == 3
+    # and once the window has passed it is
+    settings.WAYBILL_RECONCILE_SETTLE_SECONDS = 0
+    assert reconcile_orders_run(account_id=amazon_account.pk).healed == 1
 
 
 def test_a_stock_run_before_the_relay_finds_its_pushes_in_flight(walmart_sandbox, walmart_account, skus):
