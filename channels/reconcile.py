@@ -18,6 +18,9 @@ waiting by a reconciliation. A heal that ingests takes the sync's lock for the p
 while a sync runs; and while a sync runs, the reader pauses before each page, leaving the channel's rate
 budget to it (``WAYBILL_RECONCILE_PACE_SECONDS`` spaces the reader's pages further, per channel kind).
 
+**Horizon.** Only what the sync has had its chance to see is compared: orders the channel changed up to the
+sync's cursor less its overlap. A newer change is the next poll's, not drift.
+
 **Replays.** Detection and heal of a page commit together with the drift rows. One unsettled drift per
 (account, kind, subject) is a database constraint, and an order with a confirmation in flight is not a
 drift, so an overlapping, replayed or restarted run heals nothing twice. A drift that was healed once and
@@ -402,6 +405,9 @@ def reconcile_orders_run(
         run = _run_start(account, ReconcileScope.ORDERS, trigger, window_from=window_from)
         own = connector is None
         connector = connector or connector_for(account)
+        # Only changes the sync has had its chance to see are compared: up to its cursor less its overlap.
+        horizon = min(run.started_at, (account.sync_cursor or run.started_at) - connector.overlap)
+        run.progress = {**run.progress, "horizon": horizon.isoformat()}
         calls = _count_calls(connector)
         pacer = _Pacer(account)
         seen: set[str] = set()
@@ -443,8 +449,8 @@ def _orders_page(
             malformed.append(raw)
             continue
         seen.add(order.external_id)
-        # An order changed since the run started is the sync's to take: comparing it would race the sync.
-        if order.updated_at <= run.started_at:
+        # A change the sync has not polled yet (after its cursor) is the sync's to take, not drift.
+        if order.updated_at <= _horizon(run):
             parsed[order.external_id] = (order, raw)
     if malformed:
         # Quarantined as the sync does it: stored as failed events with a case; nothing is healed from them.
@@ -457,6 +463,10 @@ def _orders_page(
             else:
                 run.progress["deferred"] = run.progress.get("deferred", 0) + len(malformed)
     _orders_compare(account, connector, run, parsed)
+
+
+def _horizon(run: ReconcileRun) -> datetime:
+    return datetime.fromisoformat(run.progress["horizon"])
 
 
 def _ours(account: ChannelAccount, external_ids: list[str]) -> dict[str, Order]:

@@ -65,6 +65,15 @@ def _drifts(account) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def _an_hour_passes(sandbox, account) -> None:
+    """The orders' last changes (acknowledgements, shipments) fall an hour behind the sync's cursor, on both
+    sides: the channel's update times and what Waybill ingested of them."""
+    with sandbox.state.lock:
+        for order in sandbox.state.orders.values():
+            order.updated_at -= timedelta(hours=1)
+    Order.objects.filter(account=account).update(source_updated_at=F("source_updated_at") - timedelta(hours=1))
+
+
 def _orders_with_drift(sandbox, account, api_client):
     """Four orders synced and routed, then drift injected at the channel: A shipped here and confirmed, then
     lost by the channel; B cancelled by the marketplace; C shipped in the channel's tools; D placed hours ago,
@@ -85,12 +94,7 @@ def _orders_with_drift(sandbox, account, api_client):
     confirmation = OutboxMessage.objects.get(order=orders[0], kind=OutboxKind.SHIP_CONFIRMATION)
     assert confirmation.status == OutboxStatus.SENT, confirmation.last_error
     sync(account)
-    # An hour passes: the orders' last changes (the acknowledgements, the shipment) fall behind the cursor,
-    # on both sides (the channel's update times and what Waybill ingested of them).
-    with sandbox.state.lock:
-        for order in sandbox.state.orders.values():
-            order.updated_at -= timedelta(hours=1)
-    Order.objects.filter(account=account).update(source_updated_at=F("source_updated_at") - timedelta(hours=1))
+    _an_hour_passes(sandbox, account)
     # ...then drift at the channel, quietly.
     a, b, c = made
     done = admin(
@@ -189,6 +193,8 @@ def test_a_lost_confirmation_that_the_channel_loses_again_goes_to_a_person(
     orders, (a, *_rest) = _orders_with_drift(sandbox, account, api_client)
     reconcile_orders_run(account_id=account.pk)
     relay(account)
+    sync(account)
+    _an_hour_passes(sandbox, account)
     # given: the channel loses the resent confirmation too
     admin(sandbox, "/_sandbox/drift", {"forget_shipments": [a.order_id]})
     # when: the next run finds the same drift
@@ -328,7 +334,10 @@ def test_runs_refuse_to_overlap_and_never_wait_for_or_block_the_sync(
 ):
     settings.WAYBILL_RECONCILE_SYNC_YIELD_SECONDS = 0.5
     account = walmart_account
-    walmart_sandbox.state.generate(2, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    walmart_sandbox.state.generate(
+        2, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False, created_at=an_hour_ago
+    )
     with other_session.cursor() as cursor:
         # given: another worker reconciles the account's orders
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [reconcile.LOCK_KEYS["orders"], account.pk])

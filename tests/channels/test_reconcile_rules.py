@@ -94,3 +94,16 @@ def test_the_demo_sandboxes_inject_drift_of_every_kind(kind, request):
     for _ in range(60):
         seen.update(sandbox.drift_tick())
     assert seen == {"unseen", "cancel", "ship", "forget_shipments", "stock"}
+
+
+@pytest.mark.django_db
+def test_a_change_after_the_syncs_cursor_is_the_syncs_to_take_not_drift(walmart_sandbox, walmart_account, skus):
+    # given: a sync has run; then an order arrives that no poll has read yet
+    from channels.sync import sync_account_run
+
+    sync_account_run(account_id=walmart_account.pk)
+    walmart_sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    # when: reconciled before the next poll
+    run = reconcile_orders_run(account_id=walmart_account.pk)
+    # then: it is not drift; the next poll takes it
+    assert run.found == 0 and not Drift.objects.exists()
