@@ -421,7 +421,13 @@ def reconcile_orders_run(
                 if page is None:
                     break
                 page_number += 1
-                _orders_page(account, connector, run, page.raw_orders, seen)
+                newest_first = _orders_page(account, connector, run, page.raw_orders, seen)
+                if connector.pages_in_update_order and newest_first:
+                    # Every order on the page changed after the horizon: later pages are newer still (a live
+                    # list sorted by update time grows at its end while it is read).
+                    run.progress["stopped_at_horizon"] = page_number
+                    _run_save(run, calls, stage="reading", pages=page_number)
+                    break
                 _run_save(
                     run, calls, stage="reading", pages=page_number, yielded_seconds=round(pacer.yielded_seconds, 1)
                 )
@@ -437,10 +443,12 @@ def reconcile_orders_run(
 
 def _orders_page(
     account: ChannelAccount, connector: Connector, run: ReconcileRun, raws: list[Any], seen: set[str]
-) -> None:
-    """Compare and heal one page of the channel's orders."""
+) -> bool:
+    """Compare and heal one page of the channel's orders. True when every order on it (at least one) changed
+    after the horizon."""
     parsed: dict[str, tuple[NormalizedOrder, Any]] = {}
     malformed: list[Any] = []
+    newer = 0
     for raw in raws:
         try:
             order = connector.parse_order(raw)
@@ -452,6 +460,8 @@ def _orders_page(
         # A change the sync has not polled yet (after its cursor) is the sync's to take, not drift.
         if order.updated_at <= _horizon(run):
             parsed[order.external_id] = (order, raw)
+        else:
+            newer += 1
     if malformed:
         # Quarantined as the sync does it: stored as failed events with a case; nothing is healed from them.
         with _sync_lock_for_heal(account.pk) as locked:
@@ -463,6 +473,7 @@ def _orders_page(
             else:
                 run.progress["deferred"] = run.progress.get("deferred", 0) + len(malformed)
     _orders_compare(account, connector, run, parsed)
+    return bool(raws) and newer == len(raws)
 
 
 def _horizon(run: ReconcileRun) -> datetime:

@@ -548,6 +548,10 @@ class Connector:
     # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
     # How many SKUs one read_stock call reads at most (the reconciler batches by it).
     stock_read_batch: ClassVar[int] = 50
+    # True where fetch_orders pages come in ascending update time over a live list (Shopify's sortKey
+    # UPDATED_AT, TikTok's sort_field update_time ASC): a page of orders all changed after a moment means every
+    # later page is newer still, so a reader that wants nothing newer may stop there.
+    pages_in_update_order: ClassVar[bool] = False
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """The quantity the channel advertises now for each SKU (its available-to-sell at the account's

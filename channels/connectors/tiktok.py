@@ -641,6 +641,7 @@ class TikTokConnector(Connector):
     # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
 
     stock_read_batch = SKUS_PER_SEARCH
+    pages_in_update_order = True
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """Search Products filtered on seller SKUs (10 per call): each SKU's inventory at the account's

@@ -107,3 +107,13 @@ def test_a_change_after_the_syncs_cursor_is_the_syncs_to_take_not_drift(walmart_
     run = reconcile_orders_run(account_id=walmart_account.pk)
     # then: it is not drift; the next poll takes it
     assert run.found == 0 and not Drift.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_live_list_sorted_by_update_time_is_read_up_to_the_horizon_only(shopify_sandbox, shopify_account, skus):
+    # given: a shop whose orders all changed after the horizon (no sync has polled them yet)
+    shopify_sandbox.state.generate(3, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    # when: reconciled
+    run = reconcile_orders_run(account_id=shopify_account.pk)
+    # then: the reader stops at the first page of newer orders instead of chasing the list's growing end
+    assert run.progress["stopped_at_horizon"] == 1 and run.compared == 0 and run.found == 0

@@ -769,6 +769,7 @@ class ShopifyConnector(Connector):
     # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
 
     stock_read_batch = SKUS_PER_LOOKUP
+    pages_in_update_order = True
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """inventoryItems(query: "sku:… OR sku:…") with each item's ``available`` quantity at the account's
