@@ -12,6 +12,7 @@ from celery import shared_task
 from django.dispatch import receiver
 
 from channels import availability, outbox, reconcile, sync, webhooks
+from channels.models import ReconcileScope
 from channels.signals import outbox_messages_queued, webhook_events_stored
 
 
@@ -101,8 +102,6 @@ def channels_dispatch_reconciliations_task() -> int:
 def channels_reconcile_account_task(account_id: int, trigger: str = "schedule", scope: str = "all") -> dict:
     """Reconcile one account's orders and/or advertised stock. A scheduled one that another already did
     (a duplicate delivery) does nothing."""
-    from channels.models import ReconcileScope
-
     if trigger == "schedule" and account_id not in reconcile.reconciliations_due():
         return {}
     runs: dict = {}
