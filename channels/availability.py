@@ -240,3 +240,22 @@ def channel_availability_reconcile(*, batch: int = 500) -> int:
     for start in range(0, len(sku_ids), batch):
         channel_availability_recompute(sku_ids=sku_ids[start : start + batch])
     return len(sku_ids)
+
+
+# --- reconciliation (channels/reconcile.py) ---------------------------------------------------------
+
+
+def channel_availabilities_observed(*, observed: Mapping[int, int]) -> None:
+    """Reconciliation read what the channel advertises now ({availability id: quantity}): that is what the
+    channel holds, so it becomes the last pushed quantity and the next push diffs against it. The caller
+    queues the push; the flag is cleared here so the planner does not queue a second one."""
+    if not observed:
+        return
+    with transaction.atomic():
+        for availability_id, quantity in sorted(observed.items()):
+            ChannelAvailability.objects.filter(pk=availability_id).update(
+                last_pushed_quantity=quantity, needs_push=False
+            )
+
+
+# --- end of reconciliation ---------------------------------------------------------------------------

@@ -354,3 +354,127 @@ class ChannelAvailability(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku_id} on {self.account_id}: {self.quantity}"
+
+
+# --- reconciliation (channels/reconcile.py): drift between Waybill and each channel --------------------
+
+
+class ReconcileScope(models.TextChoices):
+    ORDERS = "orders", "Orders"
+    STOCK = "stock", "Advertised stock"
+
+
+class ReconcileRun(models.Model):
+    """One comparison of an account's orders or advertised stock with the channel's, as a whole."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="reconcile_runs")
+    scope = models.CharField(max_length=16, choices=ReconcileScope.choices)
+    # schedule | manual
+    trigger = models.CharField(max_length=16, default="schedule")
+    status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    window_from = models.DateTimeField(null=True, blank=True, help_text="Orders updated since (orders scope)")
+    compared = models.PositiveIntegerField(default=0, help_text="Orders or SKUs compared")
+    found = models.PositiveIntegerField(default=0)
+    healed = models.PositiveIntegerField(default=0)
+    unhealed = models.PositiveIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0, help_text="Calls made to the channel")
+    error = models.TextField(blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "scope", "started_at"], name="reconcilerun_acct_scope_start")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="running") | Q(finished_at__isnull=False), name="reconcilerun_finished_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} reconciliation {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class DriftKind(models.TextChoices):
+    # Orders.
+    SHIPPED_HERE_NOT_THERE = "shipped_here_not_there", "Shipped here, not at the channel"
+    CANCELLED_HERE_NOT_THERE = "cancelled_here_not_there", "Cancelled here, not at the channel"
+    CANCELLED_THERE = "cancelled_there", "Cancelled at the channel, live here"
+    SHIPPED_THERE = "shipped_there", "Shipped at the channel, not here"
+    MISSING_HERE = "missing_here", "At the channel, never ingested"
+    MISSING_THERE = "missing_there", "Here, unknown to the channel"
+    LINES_DISAGREE = "lines_disagree", "Line quantities disagree"
+    # Advertised stock.
+    OVER_ADVERTISED = "over_advertised", "Over-advertised (oversell risk)"
+    UNDER_ADVERTISED = "under_advertised", "Under-advertised (lost sales)"
+
+
+ORDER_DRIFT_KINDS = frozenset(
+    {
+        DriftKind.SHIPPED_HERE_NOT_THERE,
+        DriftKind.CANCELLED_HERE_NOT_THERE,
+        DriftKind.CANCELLED_THERE,
+        DriftKind.SHIPPED_THERE,
+        DriftKind.MISSING_HERE,
+        DriftKind.MISSING_THERE,
+        DriftKind.LINES_DISAGREE,
+    }
+)
+
+
+class DriftStatus(models.TextChoices):
+    # Found; the heal is under way (a run stopped before it finished).
+    OPEN = "open", "Open"
+    HEALED = "healed", "Healed"
+    # Not healed automatically: an exception case asks a person.
+    UNHEALED = "unhealed", "Needs a person"
+    # Found consistent again without reconciliation healing it (the sync caught up, or a person fixed it).
+    CLEARED = "cleared", "Cleared"
+
+
+class Drift(models.Model):
+    """One disagreement between Waybill and a channel: what it is about, their value, ours, what was done."""
+
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="drifts")
+    run = models.ForeignKey(ReconcileRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="drifts")
+    kind = models.CharField(max_length=32, choices=DriftKind.choices)
+    # The channel's order id or the channel SKU.
+    subject = models.CharField(max_length=255)
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    sku = models.ForeignKey("inventory.Sku", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    theirs = models.JSONField(default=dict, blank=True, help_text="What the channel says")
+    ours = models.JSONField(default=dict, blank=True, help_text="What Waybill says")
+    status = models.CharField(max_length=16, choices=DriftStatus.choices, default=DriftStatus.OPEN)
+    action = models.TextField(blank=True, help_text="What reconciliation did about it")
+    outbox_message = models.ForeignKey(
+        OutboxMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    case = models.ForeignKey("orders.ExceptionCase", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    found_at = models.DateTimeField(default=timezone.now)
+    healed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One unsettled drift per subject: a replayed or overlapping run finds the same row.
+            models.UniqueConstraint(
+                fields=["account", "kind", "subject"],
+                condition=Q(status__in=["open", "unhealed"]),
+                name="drift_one_unsettled_per_subject",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="healed") | Q(healed_at__isnull=False), name="drift_healed_has_time"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "found_at"], name="drift_account_found"),
+            models.Index(fields=["account", "status"], name="drift_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.subject}"

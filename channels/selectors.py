@@ -6,15 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from channels.models import (
     ChannelAccount,
+    Drift,
+    DriftKind,
+    DriftStatus,
     InboundEvent,
     InboundKind,
     InboundStatus,
     OutboxMessage,
     OutboxStatus,
+    ReconcileRun,
+    ReconcileScope,
     SyncRun,
     SyncStatus,
 )
@@ -220,3 +226,109 @@ def inbound_orders_to_retry(
     due = [event for event in newest if (inbound_retry_due_at(event, account.sync_interval_seconds) or now) <= now]
     due.sort(key=lambda event: (event.processed_at or event.received_at, event.pk))
     return due[:limit]
+
+
+# --- reconciliation (channels/reconcile.py) ---------------------------------------------------------
+
+
+@dataclass
+class ReconcileSummary:
+    account: ChannelAccount
+    orders_run: ReconcileRun | None
+    stock_run: ReconcileRun | None
+    unsettled: int
+
+
+def reconcile_overview() -> list[ReconcileSummary]:
+    """Every account with its last run of each scope and its drifts waiting for a person; a fixed number of
+    queries whatever the number of accounts."""
+    accounts = list(ChannelAccount.objects.order_by("kind", "name"))
+    last = {
+        (run.account_id, run.scope): run
+        for run in ReconcileRun.objects.order_by("account_id", "scope", "-started_at", "-pk").distinct(
+            "account_id", "scope"
+        )
+    }
+    unsettled = dict(
+        Drift.objects.filter(status__in=[DriftStatus.OPEN, DriftStatus.UNHEALED])
+        .values("account_id")
+        .annotate(n=Count("id"))
+        .values_list("account_id", "n")
+    )
+    return [
+        ReconcileSummary(
+            account=account,
+            orders_run=last.get((account.pk, ReconcileScope.ORDERS)),
+            stock_run=last.get((account.pk, ReconcileScope.STOCK)),
+            unsettled=unsettled.get(account.pk, 0),
+        )
+        for account in accounts
+    ]
+
+
+@dataclass
+class ReconcilePage:
+    runs: list[ReconcileRun]
+    live: bool
+    by_kind: list[dict]
+    trend: list[dict]
+    unsettled: list[Drift]
+    recent: list[Drift]
+
+
+def reconcile_page(*, account: ChannelAccount, days: int = 14, now: datetime | None = None) -> ReconcilePage:
+    """One account's reconciliation: recent runs, drift found and healed by kind (within ``days``), found and
+    healed per day (the trend), the drifts waiting for a person and the latest ones."""
+    now = now or timezone.now()
+    since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    runs = list(ReconcileRun.objects.filter(account=account).order_by("-started_at", "-pk")[:20])
+    window = Drift.objects.filter(account=account, found_at__gte=since)
+    by_kind = list(
+        window.values("kind")
+        .annotate(
+            found=Count("id"),
+            healed=Count("id", filter=Q(status=DriftStatus.HEALED)),
+            unhealed=Count("id", filter=Q(status=DriftStatus.UNHEALED)),
+            cleared=Count("id", filter=Q(status=DriftStatus.CLEARED)),
+        )
+        .order_by("kind")
+    )
+    labels = dict(DriftKind.choices)
+    for row in by_kind:
+        row["label"] = labels.get(row["kind"], row["kind"])
+    per_day = {
+        row["day"].date(): row
+        for row in window.annotate(day=TruncDay("found_at"))
+        .values("day")
+        .annotate(found=Count("id"), healed=Count("id", filter=Q(status=DriftStatus.HEALED)))
+        .order_by("day")
+    }
+    trend = []
+    for offset in range(days):
+        day = (since + timedelta(days=offset)).date()
+        row = per_day.get(day, {})
+        trend.append({"day": day, "found": row.get("found", 0), "healed": row.get("healed", 0)})
+    peak = max([t["found"] for t in trend] + [1])
+    for index, point in enumerate(trend):
+        # Bar geometry for the inline SVG chart (no chart library; nothing from a CDN).
+        point["x"] = index * 24 + 4
+        point["found_h"] = round(80 * point["found"] / peak)
+        point["healed_h"] = round(80 * point["healed"] / peak)
+        point["found_y"] = 90 - point["found_h"]
+        point["healed_y"] = 90 - point["healed_h"]
+    related = Drift.objects.select_related("order", "sku", "case", "outbox_message", "run")
+    return ReconcilePage(
+        runs=runs,
+        live=any(run.status == SyncStatus.RUNNING for run in runs),
+        by_kind=by_kind,
+        trend=trend,
+        unsettled=list(
+            related.filter(account=account, status__in=[DriftStatus.OPEN, DriftStatus.UNHEALED]).order_by("-found_at")[
+                :200
+            ]
+        ),
+        recent=list(related.filter(account=account).order_by("-found_at", "-pk")[:50]),
+    )
+
+
+# --- end of reconciliation ---------------------------------------------------------------------------

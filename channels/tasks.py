@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from celery import shared_task
 from django.dispatch import receiver
 
-from channels import availability, outbox, sync, webhooks
+from channels import availability, outbox, reconcile, sync, webhooks
+from channels.models import ReconcileScope
 from channels.signals import outbox_messages_queued, webhook_events_stored
 
 
@@ -83,3 +84,34 @@ def outbox_relay_enqueue(sender, *, account_id: int, **kwargs) -> None:
 @receiver(webhook_events_stored, dispatch_uid="channels.tasks.webhooks_process")
 def webhooks_process_enqueue(sender, *, account_id: int, **kwargs) -> None:
     channels_webhooks_process_task.delay(account_id)
+
+
+# --- reconciliation (channels/reconcile.py) ---------------------------------------------------------
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def channels_dispatch_reconciliations_task() -> int:
+    """Beat: start a reconciliation of every account whose last scheduled one is an interval old."""
+    due = reconcile.reconciliations_due()
+    for account_id in due:
+        channels_reconcile_account_task.delay(account_id)
+    return len(due)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=3300, time_limit=3500)
+def channels_reconcile_account_task(account_id: int, trigger: str = "schedule", scope: str = "all") -> dict:
+    """Reconcile one account's orders and/or advertised stock. A scheduled one that another already did
+    (a duplicate delivery) does nothing."""
+    if trigger == "schedule" and account_id not in reconcile.reconciliations_due():
+        return {}
+    runs: dict = {}
+    if scope in ("all", ReconcileScope.ORDERS):
+        run = reconcile.reconcile_orders_run(account_id=account_id, trigger=trigger)
+        runs["orders"] = run.pk if run else None
+    if scope in ("all", ReconcileScope.STOCK):
+        run = reconcile.reconcile_stock_run(account_id=account_id, trigger=trigger)
+        runs["stock"] = run.pk if run else None
+    return runs
+
+
+# --- end of reconciliation -----------------------------------------------------------------------------

@@ -15,4 +15,8 @@ urlpatterns = [
     path("outbox/", views.OutboxListView.as_view(), name="outbox"),
     path("outbox/<int:pk>/", views.OutboxDetailView.as_view(), name="outbox-detail"),
     path("outbox/<int:pk>/retry/", views.OutboxRetryView.as_view(), name="outbox-retry"),
+    # Reconciliation.
+    path("reconciliation/", views.ReconcileOverviewView.as_view(), name="reconciliation"),
+    path("<int:pk>/reconciliation/", views.AccountReconcileView.as_view(), name="account-reconciliation"),
+    path("<int:pk>/reconcile/", views.ReconcileNowView.as_view(), name="reconcile-now"),
 ]

@@ -14,13 +14,22 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from channels import selectors
 from channels.connectors.base import ChannelError
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
-from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxMessage, OutboxStatus, SyncStatus
+from channels.models import (
+    ChannelAccount,
+    InboundEvent,
+    InboundStatus,
+    OutboxMessage,
+    OutboxStatus,
+    ReconcileScope,
+    SyncStatus,
+)
 from channels.outbox import outbox_retry_now
 from channels.services import connector_for
 from channels.sync import account_lock
-from channels.tasks import channels_sync_account_task
+from channels.tasks import channels_reconcile_account_task, channels_sync_account_task
 from config.kernel.console import ConsoleView
 from config.kernel.errors import DomainError
+from inventory import selectors as inventory_selectors
 
 PAGE = 100
 MAX_REASON = 2000
@@ -230,3 +239,61 @@ class OutboxRetryView(ConsoleView):
         except DomainError as exc:
             messages.error(request, str(exc))
         return HttpResponseRedirect(_next(request, reverse("channels:outbox")))
+
+
+# --- reconciliation (channels/reconcile.py) ---------------------------------------------------------
+
+
+class ReconcileOverviewView(ConsoleView):
+    """Every account's last reconciliation of orders and stock, and every node's counts."""
+
+    permission_required = "channels.view_channelaccount"
+
+    def get(self, request):
+        context = {
+            "section": "channels",
+            "rows": selectors.reconcile_overview(),
+            "nodes": inventory_selectors.node_count_overview(),
+            "can_sync": request.user.has_perm("channels.add_syncrun"),
+        }
+        return render(request, "channels/reconciliation.html", context)
+
+
+class AccountReconcileView(ConsoleView):
+    """One account's reconciliation: runs (live while one works), drift by kind, the trend, the drifts that
+    wait for a person (each linked to its case and order) and the latest ones."""
+
+    permission_required = "channels.view_channelaccount"
+
+    def get(self, request, pk: int):
+        return self.render_page(request, pk)
+
+    def render_page(self, request, pk: int, *, status: int = 200):
+        account = get_object_or_404(ChannelAccount, pk=pk)
+        page = selectors.reconcile_page(account=account)
+        context = {
+            "section": "channels",
+            "account": account,
+            "page": page,
+            "can_sync": request.user.has_perm("channels.add_syncrun"),
+        }
+        if request.htmx and request.GET.get("part") == "runs":
+            return render(request, "channels/_reconcile_runs.html", context)
+        return render(request, "channels/account_reconciliation.html", context, status=status)
+
+
+class ReconcileNowView(ConsoleView):
+    permission_required = "channels.add_syncrun"
+
+    def post(self, request, pk: int):
+        account = get_object_or_404(ChannelAccount, pk=pk)
+        scope = request.POST.get("scope") or "all"
+        if scope not in ("all", *ReconcileScope.values):
+            messages.error(request, f"Unknown reconciliation scope {scope[:40]!r}: choose orders, stock or both.")
+            return AccountReconcileView().render_page(request, account.pk, status=400)
+        channels_reconcile_account_task.delay(account.pk, trigger="manual", scope=scope)
+        messages.success(request, f"Reconciliation of {account.name} started; its progress shows below.")
+        return HttpResponseRedirect(reverse("channels:account-reconciliation", args=[account.pk]))
+
+
+# --- end of reconciliation ---------------------------------------------------------------------------

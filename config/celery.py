@@ -37,6 +37,12 @@ app.conf.update(
             "task": "channels.tasks.channel_availability_reconcile_task",
             "schedule": 900.0,
         },
+        # Reconciliation (channels/reconcile.py): the dispatcher starts each account's run once an interval
+        # (WAYBILL_RECONCILE_INTERVAL_SECONDS, an hour) has passed since its last scheduled one.
+        "channels-dispatch-reconciliations": {
+            "task": "channels.tasks.channels_dispatch_reconciliations_task",
+            "schedule": 60.0,
+        },
         "channels-plan-inventory-pushes": {
             "task": "channels.tasks.channels_plan_inventory_pushes_task",
             "schedule": 1.0,

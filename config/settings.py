@@ -262,6 +262,20 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Reconciliation (channels/reconcile.py) ------------------------------------------------------
+# Each account's orders and advertised stock are compared with the channel's this often (a beat dispatcher
+# checks every minute), over the orders the channel updated within the window.
+WAYBILL_RECONCILE_INTERVAL_SECONDS = env.int("WAYBILL_RECONCILE_INTERVAL_SECONDS", default=3600)
+WAYBILL_RECONCILE_WINDOW_DAYS = env.int("WAYBILL_RECONCILE_WINDOW_DAYS", default=30)
+# Seconds between the reader's pages, per channel kind, to keep to a share of the plan's rate budget on top
+# of yielding to a running sync (e.g. {"amazon": 360} keeps Amazon's 0.0056 rps searchOrders at half).
+WAYBILL_RECONCILE_PACE_SECONDS = env.json("WAYBILL_RECONCILE_PACE_SECONDS", default={})
+# Orders open here that the channel's pages did not include, read again by id per run.
+WAYBILL_RECONCILE_BY_ID_LIMIT = env.int("WAYBILL_RECONCILE_BY_ID_LIMIT", default=200)
+# A write the channel acknowledged this recently may not show in its reads yet: not drift until then.
+WAYBILL_RECONCILE_SETTLE_SECONDS = env.int("WAYBILL_RECONCILE_SETTLE_SECONDS", default=900)
+# --- end of reconciliation ---------------------------------------------------------------------------
+
 # --- Security (manage.py check --deploy passes with DEBUG off and production variables set) ------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG and not TESTING and bool(DATABASE_URL))

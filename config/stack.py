@@ -49,6 +49,8 @@ def _processes() -> dict[str, list[str]]:
 
 def main() -> int:
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")  # a local demo over plain HTTP
+    # The demo reconciles every five minutes, so the drift its sandboxes inject shows soon.
+    os.environ.setdefault("WAYBILL_RECONCILE_INTERVAL_SECONDS", "300")
     os.chdir(BASE_DIR)
     _manage("migrate", "--noinput")
     _manage("collectstatic", "--noinput", "--verbosity", "0")

@@ -47,7 +47,8 @@ class StockLevelViewSet(viewsets.ReadOnlyModelViewSet):
             "movement. Every row is validated first: any malformed, duplicate or unknown row answers 400 "
             "naming each offending row, and nothing is applied. A count below the units already reserved "
             "answers 409 the same way. A replay with the same idempotency key returns the original result "
-            "and changes nothing."
+            "and changes nothing. At a node with a count tolerance, a difference beyond it is not applied: it "
+            "becomes a count proposal (``proposed``) and an exception case for a person."
         ),
         request=SnapshotRequestSerializer,
         responses={
@@ -74,6 +75,7 @@ class StockLevelViewSet(viewsets.ReadOnlyModelViewSet):
             "idempotency_key": result.idempotency_key,
             "replayed": result.replayed,
             "changed": result.changed,
+            "proposed": result.proposed,
             "rows": result.rows,
         }
         return Response(SnapshotResultSerializer(body).data, status=status.HTTP_200_OK)

@@ -88,6 +88,11 @@ class Location(models.Model):
     can_pickup = models.BooleanField(default=False, help_text="Buy online, pick up in store")
     ships_from_store = models.BooleanField(default=False)
     priority = models.IntegerField(default=0, help_text="Tie-breaker in order routing; lower wins")
+    # Reconciliation of WMS snapshots: a count within this many units of on-hand is applied at once; a
+    # bigger difference becomes an adjustment proposal and a case. Empty: every count is applied.
+    count_tolerance_units = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Snapshot differences up to this many units apply automatically"
+    )
 
     class Meta:
         constraints = [
@@ -305,3 +310,42 @@ class StockSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot {self.idempotency_key}"
+
+
+class CountProposalStatus(models.TextChoices):
+    AUTO_APPLIED = "auto_applied", "Applied automatically"
+    PROPOSED = "proposed", "Proposed: a person checks"
+    APPLIED = "applied", "Applied by a person"
+    REJECTED = "rejected", "Rejected"
+
+
+class StockCountProposal(models.Model):
+    """A node's count (a WMS or 3PL snapshot row) that differed from Waybill's on-hand: applied at once
+    within the node's tolerance, otherwise proposed until a person applies or rejects it."""
+
+    snapshot = models.ForeignKey(StockSnapshot, on_delete=models.CASCADE, related_name="proposals")
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="+")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="count_proposals")
+    counted = models.IntegerField(help_text="The node's count (theirs)")
+    on_hand = models.IntegerField(help_text="Waybill's on-hand when the count arrived (ours)")
+    delta = models.IntegerField()
+    status = models.CharField(max_length=16, choices=CountProposalStatus.choices)
+    movement = models.ForeignKey(StockMovement, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    case = models.ForeignKey("orders.ExceptionCase", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_by = models.CharField(max_length=150, blank=True)
+    decision_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(delta=0), name="stockcountproposal_delta_non_zero"),
+            # One proposal waiting per SKU and node: a later count supersedes it.
+            models.UniqueConstraint(
+                fields=["sku", "location"], condition=Q(status="proposed"), name="stockcountproposal_one_waiting"
+            ),
+        ]
+        indexes = [models.Index(fields=["location", "created_at"], name="stockcountproposal_loc_time")]
+
+    def __str__(self) -> str:
+        return f"count {self.counted} vs {self.on_hand} of {self.sku_id}@{self.location_id}"

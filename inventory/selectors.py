@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import Case, Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
 from inventory.models import (
+    CountProposalStatus,
     InboundLine,
     InboundShipment,
     InboundStatus,
+    Location,
     Reservation,
     ReservationStatus,
     Sku,
+    StockCountProposal,
     StockLevel,
     StockMovement,
 )
@@ -91,3 +94,40 @@ def inbound_detail() -> QuerySet[InboundShipment]:
 
 def movement_list() -> QuerySet[StockMovement]:
     return StockMovement.objects.select_related("sku", "location")
+
+
+# --- reconciliation of nodes: count proposals -------------------------------------------------------
+
+
+def node_count_overview() -> list[dict]:
+    """Every node with its last snapshot time, counts that differed, and proposals waiting for a person."""
+    stats = {
+        row["location_id"]: row
+        for row in StockCountProposal.objects.values("location_id").annotate(
+            last=Max("created_at"),
+            differed=Count("id"),
+            waiting=Count("id", filter=Q(status=CountProposalStatus.PROPOSED)),
+            auto=Count("id", filter=Q(status=CountProposalStatus.AUTO_APPLIED)),
+        )
+    }
+    return [
+        {"location": location, **stats.get(location.pk, {"last": None, "differed": 0, "waiting": 0, "auto": 0})}
+        for location in Location.objects.order_by("code")
+    ]
+
+
+def node_count_proposals(*, location_id: int) -> QuerySet:
+    """A node's count proposals, waiting ones first, newest first, with their SKU, snapshot, movement and case."""
+    return (
+        StockCountProposal.objects.filter(location_id=location_id)
+        .select_related("sku", "snapshot", "movement", "case")
+        .annotate(
+            waiting_first=Case(
+                When(status=CountProposalStatus.PROPOSED, then=0), default=1, output_field=IntegerField()
+            )
+        )
+        .order_by("waiting_first", "-created_at", "-pk")
+    )
+
+
+# --- end of reconciliation ---------------------------------------------------------------------------

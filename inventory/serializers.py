@@ -87,6 +87,9 @@ class SnapshotAppliedRowSerializer(serializers.Serializer):
     before = serializers.IntegerField()
     after = serializers.IntegerField()
     delta = serializers.IntegerField()
+    proposed = serializers.BooleanField(
+        default=False, help_text="Beyond the node's count tolerance: proposed to a person, not applied"
+    )
 
 
 class SnapshotResultSerializer(serializers.Serializer):
@@ -94,6 +97,7 @@ class SnapshotResultSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField()
     replayed = serializers.BooleanField()
     changed = serializers.IntegerField()
+    proposed = serializers.IntegerField(help_text="Counts beyond the node's tolerance, waiting for a person")
     rows = SnapshotAppliedRowSerializer(many=True)
 
 

@@ -11,4 +11,11 @@ urlpatterns = [
     path("inbound/", views.InboundListView.as_view(), name="inbound"),
     path("inbound/<int:pk>/", views.InboundDetailView.as_view(), name="inbound-detail"),
     path("inbound/<int:pk>/receive/", views.InboundReceiveView.as_view(), name="inbound-receive"),
+    # Reconciliation of nodes: count proposals.
+    path("nodes/<str:code>/counts/", views.NodeCountsView.as_view(), name="node-counts"),
+    path(
+        "nodes/<str:code>/counts/<int:pk>/<str:decision>/",
+        views.NodeCountDecideView.as_view(),
+        name="node-count-decide",
+    ),
 ]

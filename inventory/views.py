@@ -13,7 +13,7 @@ from config.kernel.errors import DomainError
 from inventory import selectors, services
 from inventory.filters import InboundShipmentFilter, StockLevelFilter
 from inventory.forms import AdjustmentForm, ReceiveForm
-from inventory.models import InboundLine, InboundShipment, InboundStatus, Sku
+from inventory.models import InboundLine, InboundShipment, InboundStatus, Location, Sku
 from inventory.pagination import InboundCursorPagination, StockLevelCursorPagination
 
 
@@ -151,3 +151,49 @@ class InboundReceiveView(ConsoleView):
         note = f" {len(outcome.allocated_lines)} backordered line(s) allocated." if outcome.allocated_lines else ""
         messages.success(request, f"Received {received} unit(s) on {shipment.reference}.{note}")
         return HttpResponseRedirect(reverse("inventory:inbound-detail", args=[shipment.pk]))
+
+
+# --- reconciliation of nodes: count proposals -------------------------------------------------------
+
+
+class NodeCountsView(ConsoleView):
+    """A node's reconciliation: its counts that differed from on-hand, the waiting proposals first (apply or
+    reject), with each one's case and the movement it made."""
+
+    permission_required = "inventory.view_stocklevel"
+
+    def get(self, request, code: str):
+        return self.render_page(request, code)
+
+    def render_page(self, request, code: str, *, status: int = 200):
+        location = get_object_or_404(Location, code=code)
+        proposals = list(selectors.node_count_proposals(location_id=location.pk)[:200])
+        context = {
+            "section": "inventory",
+            "location": location,
+            "proposals": proposals,
+            "waiting": sum(1 for p in proposals if p.status == "proposed"),
+            "can_decide": request.user.has_perm("inventory.add_stockmovement"),
+        }
+        return render(request, "inventory/node_counts.html", context, status=status)
+
+
+class NodeCountDecideView(ConsoleView):
+    permission_required = "inventory.add_stockmovement"
+
+    def post(self, request, code: str, pk: int, decision: str):
+        note = (request.POST.get("note") or "").strip()[:2000]
+        try:
+            if decision == "apply":
+                services.stock_count_proposal_apply(proposal=pk, actor=request.user, note=note)
+                messages.success(request, f"Count proposal #{pk} applied: one adjustment movement.")
+            else:
+                services.stock_count_proposal_reject(proposal=pk, actor=request.user, note=note)
+                messages.success(request, f"Count proposal #{pk} rejected; nothing moved.")
+        except DomainError as exc:
+            messages.error(request, str(exc))
+            return NodeCountsView().render_page(request, code, status=409)
+        return HttpResponseRedirect(reverse("inventory:node-counts", args=[code]))
+
+
+# --- end of reconciliation ---------------------------------------------------------------------------

@@ -286,6 +286,10 @@ class ExceptionKind(models.TextChoices):
     LISTING_NOT_FOUND = "listing_not_found", "Listing not found at channel"
     METRIC_WARNING = "metric_warning", "Scorecard early warning"
     REFUND_MANUAL = "refund_manual", "Refund at the channel by hand"
+    # Reconciliation: a drift with a channel that was not healed automatically; a node's count off by more
+    # than the node's tolerance.
+    RECONCILE_DRIFT = "reconcile_drift", "Drift with a channel"
+    STOCK_COUNT = "stock_count", "Node count differs"
     OTHER = "other", "Other"
 
 

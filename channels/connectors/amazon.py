@@ -13,7 +13,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -22,10 +22,12 @@ from xml.etree import ElementTree
 from defusedxml import ElementTree as SafeElementTree
 
 from channels.connectors.base import (
+    AdvertisedStock,
     CancelRequest,
     ChannelError,
     Connector,
     InventoryQuantity,
+    ListingIds,
     NormalizedLine,
     NormalizedOrder,
     NormalizedReturn,
@@ -796,3 +798,35 @@ class AmazonConnector(Connector):
             acknowledged=acknowledged,
             rejected=rejected,
         )
+
+    # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
+
+    stock_read_batch = 20
+
+    def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
+        """getListingsItem per SKU with ``includedData=fulfillmentAvailability`` (5 rps): the quantity of the
+        DEFAULT (merchant-fulfilled) channel; a listing with none set advertises nothing (0). 404: not listed."""
+        if not self.account.seller_id:
+            raise ChannelError("Amazon account has no seller_id", retryable=False)
+        seller = quote(self.account.seller_id, safe="")
+        stock = AdvertisedStock()
+        for sku in channel_skus:
+            response = self.call(
+                "GET",
+                f"/listings/2021-08-01/items/{seller}/{quote(sku, safe='')}",
+                params={"marketplaceIds": self._marketplace(), "includedData": "fulfillmentAvailability"},
+            )
+            if response.status_code == 404:
+                stock.not_listed.add(sku)
+                continue
+            if response.status_code != 200:
+                raise self.failure(f"getListingsItem {sku}", response)
+            data = require_obj(json_body(response, "getListingsItem"), "getListingsItem")
+            quantity = 0
+            for entry in require_list(data.get("fulfillmentAvailability") or [], "fulfillmentAvailability"):
+                if isinstance(entry, dict) and entry.get("fulfillmentChannelCode") == "DEFAULT":
+                    quantity = parse_int(entry.get("quantity"), "fulfillmentAvailability[].quantity", default=0)
+            stock.quantities[sku] = quantity
+        return stock
+
+    # --- end of reconciliation reads -----------------------------------------------------------

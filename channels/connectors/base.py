@@ -235,6 +235,21 @@ class SendResult:
     rejected: dict[str, str] = field(default_factory=dict)
 
 
+# --- reconciliation reads (channels/reconcile.py) ----------------------------------------------
+
+
+@dataclass
+class AdvertisedStock:
+    """What a channel advertises now, read back from it: {channel SKU: quantity}, and the SKUs it has no
+    listing for (nothing advertised; the push's "listing not found" case covers them)."""
+
+    quantities: dict[str, int] = field(default_factory=dict)
+    not_listed: set[str] = field(default_factory=set)
+
+
+# --- end of reconciliation reads --------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     dedupe_key: str
@@ -537,6 +552,22 @@ class Connector:
         """Look the SKUs up at the channel: {channel SKU: its ids} for those found; absent ones are
         not listed there (the caller opens a "listing not found at channel" case)."""
         return {}
+
+    # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
+    # How many SKUs one read_stock call reads at most (the reconciler batches by it).
+    stock_read_batch: ClassVar[int] = 50
+    # True where fetch_orders pages come in ascending update time over a live list (Shopify's sortKey
+    # UPDATED_AT, TikTok's sort_field update_time ASC): a page of orders all changed after a moment means every
+    # later page is newer still, so a reader that wants nothing newer may stop there.
+    pages_in_update_order: ClassVar[bool] = False
+
+    def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
+        """The quantity the channel advertises now for each SKU (its available-to-sell at the account's
+        location or warehouse). ``listings``: the channel ids Waybill knows per SKU, for channels that
+        address listings by their own id. Raises ChannelError when the channel cannot answer."""
+        raise ChannelUnsupported(f"{self.kind} has no stock read")
+
+    # --- end of reconciliation reads -----------------------------------------------------------
 
     def pickup_ready(self, order_external_id: str, *, state: dict) -> SendResult:
         """Tell the channel the order's store pickup is ready (only where supports_pickup_ready)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from channels.connectors.base import (
+    AdvertisedStock,
     CancelRequest,
     ChannelError,
     ChannelRefund,
@@ -540,6 +541,52 @@ class EbayConnector(Connector):
                 if isinstance(answer, dict) and answer.get("statusCode") == 200 and answer.get("sku") in chunk:
                     found[answer["sku"]] = ListingIds()
         return found
+
+    # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
+
+    stock_read_batch = INVENTORY_BATCH
+
+    def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
+        """bulkGetInventoryItem, 25 SKUs a call: ``availability.shipToLocationAvailability.quantity`` of each
+        inventory item eBay has; a SKU answered with an error status has none (not listed)."""
+        stock = AdvertisedStock()
+        for start in range(0, len(channel_skus), INVENTORY_BATCH):
+            chunk = channel_skus[start : start + INVENTORY_BATCH]
+            response = self.call(
+                "POST", "/sell/inventory/v1/bulk_get_inventory_item", json={"requests": [{"sku": s} for s in chunk]}
+            )
+            if response.status_code not in (200, 207):
+                raise self.failure("bulkGetInventoryItem", response)
+            body = require_obj(json_body(response, "bulkGetInventoryItem"), "bulkGetInventoryItem")
+            answered: set[str] = set()
+            for index, answer in enumerate(require_list(body.get("responses") or [], "responses")):
+                path = f"responses[{index}]"
+                answer = require_obj(answer, path)
+                sku = answer.get("sku")
+                if sku not in chunk:
+                    continue
+                answered.add(sku)
+                if answer.get("statusCode") != 200:
+                    stock.not_listed.add(sku)
+                    continue
+                item = require_obj(answer.get("inventoryItem"), f"{path}.inventoryItem")
+                availability = require_obj(
+                    item.get("availability"), f"{path}.inventoryItem.availability", required=False
+                )
+                ship_to = require_obj(
+                    availability.get("shipToLocationAvailability"),
+                    f"{path}.inventoryItem.availability.shipToLocationAvailability",
+                    required=False,
+                )
+                stock.quantities[sku] = parse_int(
+                    ship_to.get("quantity"), f"{path}.availability.shipToLocationAvailability.quantity", default=0
+                )
+            missing = sorted(set(chunk) - answered)
+            if missing:
+                raise ChannelError(f"bulkGetInventoryItem did not answer for {', '.join(missing[:5])}", retryable=True)
+        return stock
+
+    # --- end of reconciliation reads -----------------------------------------------------------
 
 
 def _ebay_refund_returns(raw: dict) -> list[NormalizedReturn]:

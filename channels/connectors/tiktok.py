@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 import httpx
 
 from channels.connectors.base import (
+    AdvertisedStock,
     CancelRequest,
     ChannelError,
     ChannelRefund,
@@ -62,6 +63,7 @@ from channels.connectors.base import (
     json_body,
     normalized_address,
     parse_decimal,
+    parse_int,
     require_list,
     require_obj,
     require_str,
@@ -771,6 +773,59 @@ class TikTokConnector(Connector):
                         acknowledged[q.channel_sku] = q.quantity
                 responses.append({"product_id": product, "errors": data.get("errors") or []})
         return SendResult(response={"products": responses}, acknowledged=acknowledged, rejected=rejected)
+
+    # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
+
+    stock_read_batch = SKUS_PER_SEARCH
+    pages_in_update_order = True
+
+    def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
+        """Search Products filtered on seller SKUs (10 per call): each SKU's inventory at the account's
+        warehouse. A SKU on no live product is not listed; on several, the active product's wins (as the
+        push resolves it)."""
+        warehouse = self.account.inventory_location_id
+        if not warehouse:
+            raise ChannelError("TikTok account has no inventory_location_id (a warehouse id)", retryable=False)
+        wanted = list(dict.fromkeys(sku for sku in channel_skus if sku))
+        found: dict[str, tuple[bool, int]] = {}
+        for start in range(0, len(wanted), SKUS_PER_SEARCH):
+            chunk = wanted[start : start + SKUS_PER_SEARCH]
+            token = ""
+            while True:
+                data = self.request(
+                    "POST",
+                    "/product/202502/products/search",
+                    params={"page_size": 100, "page_token": token or None},
+                    body={"seller_skus": chunk},
+                )
+                for p_index, product in enumerate(require_list(data.get("products") or [], "data.products")):
+                    product = require_obj(product, f"data.products[{p_index}]")
+                    if product.get("status") == "DELETED":
+                        continue
+                    active = product.get("status") == "ACTIVATE"
+                    for s_index, sku in enumerate(
+                        require_list(product.get("skus") or [], f"data.products[{p_index}].skus")
+                    ):
+                        path = f"data.products[{p_index}].skus[{s_index}]"
+                        sku = require_obj(sku, path)
+                        seller_sku = str(sku.get("seller_sku") or "")
+                        if seller_sku not in chunk or (seller_sku in found and (found[seller_sku][0] or not active)):
+                            continue
+                        quantity = 0
+                        for w_index, entry in enumerate(require_list(sku.get("inventory") or [], f"{path}.inventory")):
+                            entry = require_obj(entry, f"{path}.inventory[{w_index}]")
+                            if str(entry.get("warehouse_id") or "") == warehouse:
+                                quantity = parse_int(entry.get("quantity"), f"{path}.inventory[{w_index}].quantity")
+                        found[seller_sku] = (active, quantity)
+                token = data.get("next_page_token") or ""
+                if not token:
+                    break
+        return AdvertisedStock(
+            quantities={sku: quantity for sku, (_, quantity) in found.items()},
+            not_listed={sku for sku in wanted if sku not in found},
+        )
+
+    # --- end of reconciliation reads -----------------------------------------------------------
 
     @staticmethod
     def _inventory_errors(data: dict) -> dict[str, str]:

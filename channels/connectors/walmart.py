@@ -23,7 +23,7 @@ import base64
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 
 from channels.connectors.base import (
+    AdvertisedStock,
     CancelRequest,
     ChannelError,
     ChannelHttp,
@@ -656,6 +657,30 @@ class WalmartConnector(Connector):
             elif response.status_code != 404:
                 raise self.failure(f"getInventory {sku}", response)
         return found
+
+    # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
+
+    stock_read_batch = 20
+
+    def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
+        """getInventory per SKU (``GET /v3/inventory?sku=``): the quantity Walmart advertises at the ship node;
+        404 CONTENT_NOT_FOUND: Walmart does not list the item."""
+        stock = AdvertisedStock()
+        for sku in channel_skus:
+            response = self.call("GET", "/v3/inventory", params={"sku": sku})
+            if response.status_code == 404:
+                stock.not_listed.add(sku)
+                continue
+            if response.status_code != 200:
+                raise self.failure(f"getInventory {sku}", response)
+            answer = require_obj(json_body(response, "getInventory"), "getInventory")
+            if answer.get("sku") != sku:
+                raise PayloadError("sku", f"getInventory answered for {str(answer.get('sku'))[:60]!r}, not {sku!r}")
+            quantity = require_obj(answer.get("quantity"), "quantity")
+            stock.quantities[sku] = parse_int(quantity.get("amount"), "quantity.amount")
+        return stock
+
+    # --- end of reconciliation reads -----------------------------------------------------------
 
 
 def _walmart_refund_returns(raw: dict) -> list[NormalizedReturn]:

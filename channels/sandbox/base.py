@@ -11,6 +11,13 @@ Admin endpoints, the same on every sandbox (no auth: loopback only):
   POST /_sandbox/mutate   {"count": 5}           advance / cancel some existing orders
   GET  /_sandbox/state                            orders, shipments, cancellations, inventory, webhooks
   POST /_sandbox/reset
+  POST /_sandbox/drift    drift injected behind the sync's back (reconciliation tests and the demo):
+                          {"stock": {sku: quantity}}      the seller edits quantities in the channel's tools
+                          {"cancel": [order id, …]}       the marketplace cancels; no poll or webhook sees it
+                          {"ship": [order id, …]}         the seller ships in the channel's tools, unseen
+                          {"forget_shipments": [id, …]}   the channel loses confirmations it had applied
+                          {"unseen": {"count": 2, "hours_ago": 6}}  orders placed hours ago that no poll
+                                                          from the current cursor returns
 """
 
 from __future__ import annotations
@@ -537,6 +544,7 @@ class SandboxApp:
             ("GET", "/_sandbox/state", self.admin_state),
             ("POST", "/_sandbox/reset", self.admin_reset),
             ("POST", "/_sandbox/returns", self.admin_return),
+            ("POST", "/_sandbox/drift", self.admin_drift),  # reconciliation
         ]
 
     def admin_return(self, request: Request) -> Response:
@@ -588,6 +596,87 @@ class SandboxApp:
     def admin_reset(self, request: Request) -> Response:
         self.state.reset()
         return Response(200, {"reset": True})
+
+    # --- drift behind the sync's back (reconciliation) -------------------------------------------
+
+    def admin_drift(self, request: Request) -> Response:
+        """Change the channel's side quietly: order times stay as they were (no poll from the cursor and no
+        webhook sees the change), stock is set as if in the seller's own tools. Answers what changed."""
+        data = request.json()
+        if not isinstance(data, dict) or not set(data) <= {"stock", "cancel", "ship", "forget_shipments", "unseen"}:
+            return Response(400, {"error": "expected any of stock, cancel, ship, forget_shipments, unseen"})
+        done: dict[str, Any] = {}
+        with self.state.lock:
+            for name in ("cancel", "ship", "forget_shipments"):
+                ids = data.get(name) or []
+                missing = [i for i in ids if i not in self.state.orders]
+                if missing:
+                    return Response(404, {"error": f"unknown order(s) {missing[:5]}"})
+            for sku, quantity in (data.get("stock") or {}).items():
+                if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+                    return Response(400, {"error": f"stock {sku}: a whole number of at least 0 is required"})
+                self.drift_stock(str(sku), quantity)
+            for order_id in data.get("cancel") or []:
+                self.state.cancel(self.state.orders[order_id], "GeneralAdjustment", topic=None)
+            for order_id in data.get("ship") or []:
+                self.state.ship(self.state.orders[order_id], topic=None)
+            for order_id in data.get("forget_shipments") or []:
+                order = self.state.orders[order_id]
+                for line in order.lines:
+                    line.shipped = 0
+                order.packages = []
+                order.status = "unshipped"
+                order.recompute()
+                self.drift_forget_shipments(order)
+            unseen = data.get("unseen") or {}
+            if unseen:
+                when = utcnow().replace(microsecond=0) - timedelta(hours=float(unseen.get("hours_ago", 6)))
+                made = self.state.generate(
+                    int(unseen.get("count", 1)),
+                    status="unshipped",
+                    fulfilled_by="MERCHANT",
+                    unknown_sku=False,
+                    created_at=when,
+                )
+                done["unseen"] = [o.order_id for o in made]
+        return Response(200, {**done, **{k: v for k, v in data.items() if k != "unseen"}})
+
+    # Share of demo ticks that inject one drift (run_sandboxes --drift-rate); 0 in tests.
+    drift_rate: float = 0.0
+
+    def drift_tick(self) -> dict:
+        """One drift of a random kind, as the demo's background life: a quiet marketplace cancel or an
+        outside shipment of an open order, a lost confirmation, a quantity edited at the channel, or an
+        order placed hours ago that no poll returns. Returns what it did."""
+        rng = self.state.rng
+        with self.state.lock:
+            open_ids = [o.order_id for o in self.state.orders.values() if o.status == "unshipped"]
+            confirmed = sorted({s["order_id"] for s in self.state.shipments if s.get("order_id") in self.state.orders})
+            stocked = sorted(self._advertised_skus())
+        choices: list[dict] = [{"unseen": {"count": 1, "hours_ago": 3}}]
+        if open_ids:
+            choices += [{"cancel": [rng.choice(open_ids)]}, {"ship": [rng.choice(open_ids)]}]
+        if confirmed:
+            choices.append({"forget_shipments": [rng.choice(confirmed)]})
+        if stocked:
+            choices.append({"stock": {rng.choice(stocked): rng.randint(0, 40)}})
+        drift = rng.choice(choices)
+        self.admin_drift(Request("POST", "/_sandbox/drift", {}, {}, json.dumps(drift).encode()))
+        log.info("%s sandbox: drift %s", type(self).__name__, drift)
+        return drift
+
+    def _advertised_skus(self) -> list[str]:
+        """SKUs the channel advertises a quantity for (pushed at least once)."""
+        return [sku for sku in self.state.inventory if ":" not in sku]
+
+    def drift_stock(self, sku: str, quantity: int) -> None:
+        """Set the quantity the channel advertises for a SKU (each sandbox keeps it its own way)."""
+        self.state.inventory[sku] = quantity
+
+    def drift_forget_shipments(self, order: SandboxOrder) -> None:
+        """Drop the sandbox's own records of the order's shipments (packages, fulfillments)."""
+
+    # --- end of drift ------------------------------------------------------------------------------
 
     def admin_catalog(self, request: Request) -> Response:
         """{"add": [sku, …], "remove": [sku, …]}: the seller lists or delists SKUs at the channel."""
@@ -698,6 +787,8 @@ class SandboxApp:
                 self.state.mutate(1)
             if self.state.rng.random() < self.return_rate:
                 self.returns_tick()
+            if self.state.rng.random() < self.drift_rate:
+                self.drift_tick()  # reconciliation's demo: drift behind the sync's back
 
     # Share of demo ticks on which a buyer returns a shipped order (issue #18).
     return_rate = 0.15

@@ -759,6 +759,13 @@ class EbaySandbox(SandboxApp):
             )
         return Response(200, raw=b"")
 
+    # --- drift behind the sync's back (reconciliation) -------------------------------------------
+
+    def drift_forget_shipments(self, order: SandboxOrder) -> None:
+        self.fulfillments.pop(order.order_id, None)
+
+    # --- end of drift ------------------------------------------------------------------------------
+
     # --- inventory -----------------------------------------------------------------------------
 
     def bulk_update_price_quantity(self, request: Request) -> Response:

@@ -1066,6 +1066,7 @@ class ShopifySandbox(SandboxApp):
             "job": lambda info, id: self.jobs.get(id),
             "productVariants": self._product_variants,
             "return": lambda info, id: self._return_by_gid(id),
+            "inventoryItems": self._inventory_items,  # reconciliation reads
             "fulfillmentOrder": lambda info, id: (lambda o: self._fulfillment_order(o) if o else None)(
                 self._find(id, "FulfillmentOrder")
             ),
@@ -1076,6 +1077,51 @@ class ShopifySandbox(SandboxApp):
                 "myshopifyDomain": "waybill-sandbox.myshopify.com",
             },
         }
+
+    # --- drift behind the sync's back (reconciliation) -------------------------------------------
+
+    def drift_stock(self, sku: str, quantity: int) -> None:
+        self.state.inventory[sku] = quantity
+        self.state.inventory_items[variant_ids(sku)[1]] = quantity
+
+    def drift_forget_shipments(self, order: SandboxOrder) -> None:
+        self.fulfillments.pop(order.order_id, None)
+
+    # --- end of drift ------------------------------------------------------------------------------
+
+    # --- reconciliation reads: inventory items and their levels -------------------------------
+
+    def _inventory_items(self, info, first=None, after=None, query=None, **_):
+        """The catalog's inventory items matching the search, each with its level at a location: the
+        ``available`` quantity last set there (the shop's warehouse only; other locations stock nothing)."""
+        terms = search_terms(query or "")
+        with self.state.lock:
+            entries = sorted(self.state.catalog.values(), key=lambda e: int(_numeric(e["item"])))
+            chosen = [e for e in entries if any(all(_term_matches(e, t) for t in group) for group in terms)]
+            nodes = [self._inventory_item(e) for e in chosen]
+        return _connection(nodes, first, after, info.context["bulk"])
+
+    def _inventory_item(self, entry: dict) -> dict:
+        item = entry["item"]
+
+        def level(info, locationId, includeInactive=False):
+            if locationId != LOCATION_ID:
+                return None
+            with self.state.lock:
+                available = self.state.inventory_items.get(item, self.state.inventory.get(entry["sku"], 0))
+            return {
+                "id": f"gid://shopify/InventoryLevel/{_numeric(item)}?inventory_item_id={_numeric(item)}",
+                "isActive": True,
+                "quantities": lambda info, names: [
+                    {"id": f"gid://shopify/InventoryQuantity/{_numeric(item)}-{n}", "name": n, "quantity": available}
+                    for n in names
+                    if n == "available"
+                ],
+            }
+
+        return {"id": item, "sku": entry["sku"], "tracked": True, "inventoryLevel": level}
+
+    # --- end of reconciliation reads ---------------------------------------------------------
 
     def _product_variants(self, info, first=None, after=None, query=None, **_):
         terms = search_terms(query or "")

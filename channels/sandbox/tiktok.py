@@ -808,6 +808,23 @@ class TikTokSandbox(SandboxApp):
                 self.return_approvals[key] = data
         return envelope(data)
 
+    # --- drift behind the sync's back (reconciliation) -------------------------------------------
+
+    def drift_stock(self, sku: str, quantity: int) -> None:
+        self.state.inventory[f"{product_id_for(sku)}:{sku_id_for(sku)}"] = quantity
+
+    def _advertised_skus(self) -> list[str]:
+        return [sku for sku in self.catalog if f"{product_id_for(sku)}:{sku_id_for(sku)}" in self.state.inventory]
+
+    def drift_forget_shipments(self, order: SandboxOrder) -> None:
+        marked = self.units.get(order.order_id, {})
+        for unit_id in [u for u, state in marked.items() if state == SHIPPED_UNIT]:
+            del marked[unit_id]
+        self.tracking.pop(order.order_id, None)
+        self.packages = [p for p in self.packages if p["order_id"] != order.order_id]
+
+    # --- end of drift ------------------------------------------------------------------------------
+
     # --- products and inventory ----------------------------------------------------------------
 
     def product(self, sku: str) -> dict:

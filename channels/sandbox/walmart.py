@@ -577,6 +577,13 @@ class WalmartSandbox(SandboxApp):
             return _error(400, BAD_CONTENT, f"{root}.orderLines.orderLine is empty")
         return lines
 
+    # --- drift behind the sync's back (reconciliation) -------------------------------------------
+
+    def drift_forget_shipments(self, order: SandboxOrder) -> None:
+        self.line_shipments.pop(order.order_id, None)
+
+    # --- end of drift ------------------------------------------------------------------------------
+
     def ship(self, request: Request, po: str) -> Response:
         # The body was checked against the model and its prose (lines, quantities, tracking) before this.
         lines = request.json()["orderShipment"]["orderLines"]["orderLine"]

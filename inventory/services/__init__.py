@@ -2,7 +2,8 @@
 
 ledger        receive, adjust, transfer, restock, damage, quarantine, put-away, returned units: StockMovement rows
 reservations  stock_reserve / stock_reserve_order / stock_release / stock_consume (the locking is described there)
-snapshot      stock_snapshot_apply: absolute WMS counts become adjustment movements, replay-safe
+snapshot      stock_snapshot_apply: absolute WMS counts become adjustment movements, replay-safe; counts beyond
+              a node's tolerance become proposals a person applies or rejects
 inbound       backorders, preorders, inbound shipments and receiving
 
 Every service that changes what may be promised announces it after commit (inventory.signals.stock_changed).
@@ -39,7 +40,12 @@ from inventory.services.reservations import (
     stock_reserve,
     stock_reserve_order,
 )
-from inventory.services.snapshot import SnapshotResult, stock_snapshot_apply
+from inventory.services.snapshot import (
+    SnapshotResult,
+    stock_count_proposal_apply,
+    stock_count_proposal_reject,
+    stock_snapshot_apply,
+)
 
 __all__ = [
     "RETURN_TARGETS",
@@ -57,6 +63,8 @@ __all__ = [
     "preorder_promise_lock",
     "stock_adjust",
     "stock_consume",
+    "stock_count_proposal_apply",
+    "stock_count_proposal_reject",
     "stock_damage",
     "stock_putaway",
     "stock_quarantine",

@@ -192,6 +192,9 @@ def test_every_request_the_connector_sends_fits_the_schema_and_shopifys_limits(
         ),
         state={},
     )
+    # reconciliation reads what the shop advertises
+    advertised = connector.read_stock(skus, listings={})
+    assert advertised.not_listed == {"NEVER-LISTED-Ω"} and set(advertised.quantities) == set(resolved)
 
     # then every document was sent, and every request fits
     names = {_operation(parse(query)).name.value for query, _ in sent}

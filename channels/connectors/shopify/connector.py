@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from channels.connectors.base import (
+    AdvertisedStock,
     CancelRequest,
     ChannelError,
     ChannelRefund,
@@ -97,6 +98,7 @@ RETURN_DECLINE = DOCUMENTS["return_decline"]
 RETURN_STATUS_QUERY = DOCUMENTS["return_status"]
 # Orders per page of the returns read: 8 orders x 2 returns x 10 lines stays under the 1,000-point query cost.
 RETURNS_PAGE_SIZE = 8
+INVENTORY_LEVELS = DOCUMENTS["inventory_levels"]  # reconciliation reads
 BULK_RUN = DOCUMENTS["bulk_run"]
 BULK_POLL = DOCUMENTS["bulk_poll"]
 
@@ -854,6 +856,61 @@ class ShopifyConnector(Connector):
             if not info.get("hasNextPage") or not info.get("endCursor"):
                 return
             after = info["endCursor"]
+
+    # --- reconciliation reads (channels/reconcile.py) ------------------------------------------
+
+    stock_read_batch = SKUS_PER_LOOKUP
+    pages_in_update_order = True
+
+    def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
+        """inventoryItems(query: "sku:… OR sku:…") with each item's ``available`` quantity at the account's
+        location, batched. Only an item whose ``sku`` is exactly the channel SKU counts (the search matches
+        loosely); where Waybill knows the SKU's inventory item, that item's level is the one read. An item not
+        stocked at the location advertises nothing there (0); a SKU with no item is not listed."""
+        location = self.account.inventory_location_id
+        if not location:
+            raise ChannelError("Shopify account has no inventory_location_id (a Location GID)", retryable=False)
+        wanted = [sku for sku in dict.fromkeys(channel_skus) if sku and sku.strip()]
+        stock = AdvertisedStock()
+        for start in range(0, len(wanted), SKUS_PER_LOOKUP):
+            batch = wanted[start : start + SKUS_PER_LOOKUP]
+            query = " OR ".join(f"sku:{_search_value(sku)}" for sku in batch)
+            after = None
+            while True:
+                data = self.graphql(
+                    INVENTORY_LEVELS, {"q": query, "first": VARIANT_PAGE, "after": after, "location": location}
+                )
+                connection = require_obj(data.get("inventoryItems"), "inventoryItems")
+                for index, node in enumerate(_nodes(connection, "inventoryItems")):
+                    node = require_obj(node, f"inventoryItems.nodes[{index}]")
+                    sku = node.get("sku")
+                    if sku not in batch:
+                        continue
+                    known = (listings.get(sku) or ListingIds()).external_variant_id
+                    if sku in stock.quantities and known and node.get("id") != known:
+                        continue
+                    level = require_obj(
+                        node.get("inventoryLevel"), f"inventoryItems.nodes[{index}].inventoryLevel", required=False
+                    )
+                    quantity = 0
+                    for entry in require_list(
+                        level.get("quantities") or [], f"inventoryItems.nodes[{index}].quantities"
+                    ):
+                        if isinstance(entry, dict) and entry.get("name") == "available":
+                            quantity = parse_int(
+                                entry.get("quantity"),
+                                f"inventoryItems.nodes[{index}].quantities[].quantity",
+                                minimum=-1_000_000,  # Shopify lets available go negative (oversold)
+                            )
+                    stock.quantities[sku] = quantity
+                info = connection.get("pageInfo") or {}
+                if not info.get("hasNextPage") or not info.get("endCursor"):
+                    break
+                after = info["endCursor"]
+        stock.not_listed = {sku for sku in wanted if sku not in stock.quantities}
+        return stock
+
+    # --- end of reconciliation reads -----------------------------------------------------------
 
     # --- webhooks ------------------------------------------------------------------------------
 

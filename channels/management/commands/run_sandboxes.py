@@ -29,12 +29,18 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=6.0, help="New orders per minute per sandbox")
         parser.add_argument("--backlog", type=int, default=60, help="Orders already there at start")
         parser.add_argument(
+            "--drift-rate",
+            type=float,
+            default=0.05,
+            help="Share of ticks that inject drift behind the sync's back, for reconciliation to find",
+        )
+        parser.add_argument(
             "--webhook-base",
             default="http://127.0.0.1:8000",
             help="Where Waybill listens: Shopify and TikTok webhooks go to <base>/webhooks/<kind>/<account id>/",
         )
 
-    def handle(self, *args, host, only, rate, backlog, webhook_base, **options):
+    def handle(self, *args, host, only, rate, backlog, webhook_base, drift_rate=0.05, **options):
         servers = []
         for kind in only or sorted(SANDBOXES):
             _, port = SANDBOXES[kind]
@@ -48,6 +54,7 @@ class Command(BaseCommand):
                 )
                 continue
             app = sandbox_class(kind)()
+            app.drift_rate = drift_rate
             if kind == ChannelKind.SHOPIFY:
                 app.state.pickup_rate = 0.1  # the web store offers local pickup at its San Francisco store
             start = utcnow() - timedelta(hours=2)

@@ -30,6 +30,7 @@ from channels.sandbox.tiktok import product_id_for as tiktok_product_id_for
 from channels.sandbox.tiktok import sku_id_for as tiktok_sku_id_for
 from channels.sandbox.walmart import WalmartState
 from channels.services import channel_account_set_credentials
+from inventory import services as inventory_services
 from inventory.models import (
     Location,
     LocationKind,
@@ -379,12 +380,40 @@ class Command(BaseCommand):
             self._stock(rng, skus, locations)
             self._listings(accounts, skus)
             created = self._orders(rng, accounts, skus, locations)
+            self._counts(rng, skus, locations)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data loaded: {len(accounts)} accounts, {len(locations)} nodes, "
                 f"{len(skus)} SKUs, {created} orders."
             )
         )
+
+    # --- reconciliation of nodes: a count tolerance and one 3PL count with a miscount -----------------
+
+    def _counts(self, rng, skus, locations):
+        """The DCs and the 3PL apply counts within 3 units; the 3PL sends a count with two differences, one
+        within it (applied) and one beyond it (proposed, with a case listing the ledger lines to check)."""
+        for loc in locations:
+            if loc.kind != "store":
+                Location.objects.filter(pk=loc.pk).update(count_tolerance_units=3)
+        threepl = next(loc for loc in locations if loc.kind == "threepl")
+        levels = list(
+            StockLevel.objects.filter(location=threepl, on_hand__gte=20, reserved=0).select_related("sku")[:2]
+        )
+        if len(levels) < 2:
+            return
+        (close, far) = levels
+        inventory_services.stock_snapshot_apply(
+            rows=[
+                {"sku": close.sku.code, "location": threepl.code, "on_hand": close.on_hand - 1},
+                {"sku": far.sku.code, "location": threepl.code, "on_hand": far.on_hand - 12},
+            ],
+            idempotency_key=f"demo-count-{threepl.code}-{rng.randint(1000, 9999)}",
+            source=f"wms:{threepl.code.lower()}",
+            actor=ACTOR,
+        )
+
+    # --- end of reconciliation of nodes ----------------------------------------------------------------
 
     def _accounts(self, locations):
         accounts = []
