@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from channels.models import (
@@ -220,3 +220,13 @@ def inbound_orders_to_retry(
     due = [event for event in newest if (inbound_retry_due_at(event, account.sync_interval_seconds) or now) <= now]
     due.sort(key=lambda event: (event.processed_at or event.received_at, event.pk))
     return due[:limit]
+
+
+def outbox_oldest_due_by_account() -> dict[int, datetime]:
+    """For the push lag: each account's oldest message not sent yet (pending, sending or failed)."""
+    return dict(
+        OutboxMessage.objects.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED])
+        .values("account_id")
+        .annotate(oldest=Min("created_at"))
+        .values_list("account_id", "oldest")
+    )

@@ -15,4 +15,8 @@ urlpatterns = [
     path("outbox/", views.OutboxListView.as_view(), name="outbox"),
     path("outbox/<int:pk>/", views.OutboxDetailView.as_view(), name="outbox-detail"),
     path("outbox/<int:pk>/retry/", views.OutboxRetryView.as_view(), name="outbox-retry"),
+    # Ops console (exceptions at scale)
+    path("cases/<int:pk>/map-sku/", views.MapSkuView.as_view(), name="map-sku"),
+    path("skus/search/", views.SkuSearchView.as_view(), name="sku-search"),
+    path("dashboard/lag/", views.DashboardLagView.as_view(), name="dashboard-lag"),
 ]
