@@ -255,6 +255,9 @@ SPECTACULAR_SETTINGS = {
         # An order's service level and a shipment's kind are one choice set (ship, pickup, ship from store).
         "ServiceLevelEnum": "fulfillment.models.ShipmentKind",
         "InboundKindEnum": "inventory.models.InboundKind",
+        # The orders API's overrides and exception queue (fulfillment/api_overrides.py).
+        "HoldKindEnum": "orders.models.HoldKind",
+        "ExceptionKindEnum": "orders.models.ExceptionKind",
     },
 }
 

@@ -25,6 +25,7 @@ urlpatterns = [
     path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),
+    path("api/v1/", include("fulfillment.api_override_urls")),
     path("api/v1/fulfillment/", include("fulfillment.api_urls")),
     path("api/v1/", include("inventory.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
