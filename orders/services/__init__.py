@@ -48,6 +48,7 @@ from orders.services.ingest import (
 from orders.services.line_status import order_lines_reopen_unreserved, order_lines_status_set
 from orders.services.overrides import (
     exception_cases_settle,
+    order_lines_backorder_allow,
     order_ship_to_edit,
     order_shipping_method_set,
     orders_channel_sku_mapped,
