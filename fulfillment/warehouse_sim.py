@@ -229,25 +229,16 @@ class WarehouseSimulator:
             stats.delivered += 1
             self.parcels.pop(shipment["id"], None)
 
-    def run(self, *, tick_seconds: float, should_stop) -> None:
+    def run(self, *, tick_seconds: float, should_stop, report=log.info) -> None:
         while not should_stop():
             started = time.monotonic()
             stats = self.tick()
             if stats.total() or stats.errors:
-                log.info(
-                    "warehouse: ack %d pick %d pack %d ship %d short %d scans %d (delivered %d, late %d, "
-                    "exception %d) errors %d",
-                    stats.acknowledged,
-                    stats.picking,
-                    stats.packed,
-                    stats.shipped,
-                    stats.short_picked,
-                    stats.scans,
-                    stats.delivered,
-                    stats.late_scans,
-                    stats.exceptions,
-                    len(stats.errors),
+                report(
+                    f"ack {stats.acknowledged} pick {stats.picking} pack {stats.packed} ship {stats.shipped} "
+                    f"short {stats.short_picked} scans {stats.scans} (delivered {stats.delivered}, late "
+                    f"{stats.late_scans}, exception {stats.exceptions}) errors {len(stats.errors)}"
                 )
                 for error in stats.errors[:5]:
-                    log.warning("warehouse: %s", error)
+                    report(f"error: {error}")
             time.sleep(max(0.0, tick_seconds - (time.monotonic() - started)))

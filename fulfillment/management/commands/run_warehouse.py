@@ -6,7 +6,6 @@ acts on Waybill over HTTP only: the node API for the WMS, the signed tracking we
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
 
@@ -36,7 +35,6 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args, **options):
-        logging.basicConfig(level=logging.INFO, format="[warehouse] %(message)s")
         for token in NodeApiToken.objects.filter(name=SIMULATOR_NAME, revoked_at__isnull=True):
             node_token_revoke(token=token, actor=ACTOR)
         tokens = {}
@@ -70,5 +68,7 @@ class Command(BaseCommand):
                 except httpx.HTTPError:
                     time.sleep(1)
             WarehouseSimulator(config, tokens, client=client).run(
-                tick_seconds=options["tick"], should_stop=lambda: bool(stopping)
+                tick_seconds=options["tick"],
+                should_stop=lambda: bool(stopping),
+                report=lambda line: self.stdout.write(f"[warehouse] {line}"),
             )
