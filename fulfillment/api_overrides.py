@@ -101,6 +101,17 @@ class ServiceLevelSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
 
+class SplitSerializer(serializers.Serializer):
+    shipment = serializers.IntegerField(min_value=1)
+    order_lines = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False)
+    reason = serializers.CharField(max_length=2000)
+
+
+class MergeSerializer(serializers.Serializer):
+    shipments = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=2)
+    reason = serializers.CharField(max_length=2000)
+
+
 class ResendSerializer(serializers.Serializer):
     shipment = serializers.IntegerField(min_value=1)
     reason = serializers.CharField(max_length=2000)
@@ -129,6 +140,8 @@ class OrderOverrideViewSet(viewsets.GenericViewSet):
         "ship_to": "orders.override_order",
         "service_level": "orders.override_order",
         "resend_confirmation": "orders.override_order",
+        "split_shipment": "orders.override_order",
+        "merge_shipments": "orders.override_order",
     }
 
     def _order_id(self) -> int:
@@ -232,6 +245,36 @@ class OrderOverrideViewSet(viewsets.GenericViewSet):
         if not Order.objects.filter(pk=order_id, shipments__pk=data["shipment"]).exists():
             raise serializers.ValidationError({"shipment": f"shipment {data['shipment']} is not this order's"})
         overrides.shipment_confirmation_resend(shipment_id=data["shipment"], reason=data["reason"], actor=request.user)
+        return self._answer(order_id)
+
+    def _own_shipments(self, order_id: int, ids: list[int]) -> None:
+        found = set(Order.objects.filter(pk=order_id, shipments__pk__in=ids).values_list("shipments__pk", flat=True))
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise serializers.ValidationError({"shipment": f"shipment(s) {missing} are not this order's"})
+
+    @extend_schema(request=SplitSerializer, responses=OrderDetailSerializer, parameters=[IDEMPOTENCY])
+    @action(detail=True, methods=["post"], url_path="split-shipment")
+    @idempotent
+    def split_shipment(self, request, pk=None):
+        """Move whole lines of a shipment the node has not started to a new shipment at the same node."""
+        data = _body(request, SplitSerializer)
+        order_id = self._order_id()
+        self._own_shipments(order_id, [data["shipment"]])
+        overrides.shipment_split(
+            shipment_id=data["shipment"], order_line_ids=data["order_lines"], reason=data["reason"], actor=request.user
+        )
+        return self._answer(order_id)
+
+    @extend_schema(request=MergeSerializer, responses=OrderDetailSerializer, parameters=[IDEMPOTENCY])
+    @action(detail=True, methods=["post"], url_path="merge-shipments")
+    @idempotent
+    def merge_shipments(self, request, pk=None):
+        """Merge shipments of this order at one node, none started, into one parcel."""
+        data = _body(request, MergeSerializer)
+        order_id = self._order_id()
+        self._own_shipments(order_id, data["shipments"])
+        overrides.shipments_merge(shipment_ids=data["shipments"], reason=data["reason"], actor=request.user)
         return self._answer(order_id)
 
 

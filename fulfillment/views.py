@@ -332,3 +332,47 @@ class CarrierDashboardView(ConsoleView):
 
     def get(self, request):
         return render(request, "fulfillment/_carrier_tile.html", {"rows": selectors.carrier_performance()})
+
+
+class ShipmentSplitView(ConsoleView):
+    """Move the ticked lines of a shipment the node has not started to a new shipment at the same node."""
+
+    permission_required = "orders.override_order"
+
+    def post(self, request, pk: int):
+        shipment = get_object_or_404(Shipment.objects.only("pk", "order_id"), pk=pk)
+        back = reverse("orders:detail", args=[shipment.order_id])
+        form = ReasonForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Splitting a shipment needs a reason.")
+            return HttpResponseRedirect(back)
+        lines = [int(v) for v in request.POST.getlist("order_lines") if v.isdigit()]
+        try:
+            new = overrides.shipment_split(
+                shipment_id=pk, order_line_ids=lines, reason=form.cleaned_data["reason"], actor=request.user
+            )
+            messages.success(request, f"Shipment {pk} split: the lines moved to shipment {new.pk}.")
+        except DomainError as exc:
+            messages.error(request, f"Not split: {exc}")
+        return HttpResponseRedirect(back)
+
+
+class ShipmentsMergeView(ConsoleView):
+    permission_required = "orders.override_order"
+
+    def post(self, request, pk: int):
+        back = reverse("orders:detail", args=[pk])
+        form = ReasonForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Merging shipments needs a reason.")
+            return HttpResponseRedirect(back)
+        ids = [int(v) for v in request.POST.getlist("shipments") if v.isdigit()]
+        if ids and Shipment.objects.filter(pk__in=ids).exclude(order_id=pk).exists():
+            messages.error(request, "Not merged: every shipment must be this order's.")
+            return HttpResponseRedirect(back)
+        try:
+            kept = overrides.shipments_merge(shipment_ids=ids, reason=form.cleaned_data["reason"], actor=request.user)
+            messages.success(request, f"Merged into shipment {kept.pk}.")
+        except DomainError as exc:
+            messages.error(request, f"Not merged: {exc}")
+        return HttpResponseRedirect(back)

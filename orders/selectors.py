@@ -85,6 +85,7 @@ def order_detail() -> QuerySet[Order]:
         # Fulfilment's reverse relations, by name only: orders never imports fulfillment.
         "routing_decisions",
         "shipments__location",
+        "shipments__lines__order_line",
     )
 
 

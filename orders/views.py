@@ -210,7 +210,9 @@ class OrderDetailView(ConsoleView):
             "can_override": request.user.has_perm("orders.override_order"),
             "open_lines": [line for line in order.lines.all() if line.quantity_open > 0],
             "nodes": Location.objects.filter(is_active=True, can_ship=True).order_by("code").only("pk", "code", "name"),
-            "shipped_shipments": [s for s in order.shipments.all() if s.shipped_at],
+            "unstarted_shipments": [
+                s for s in order.shipments.all() if s.status in ("released", "acknowledged") and s.kind == "ship"
+            ],
         }
         return render(request, "orders/order_detail.html", context, status=status)
 

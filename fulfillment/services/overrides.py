@@ -1,7 +1,7 @@
 """Manual overrides a person applies to an order from the console or the API, where stock or shipments
 move: cancel units (the channel is told through the outbox), backorder the open lines, reroute many
-orders, resend a ship confirmation. Each is one service call and one audit event, and closes the
-exception cases it settles."""
+orders, split or merge shipments the node has not started, resend a ship confirmation. Each is one
+service call and one audit event, and closes the exception cases it settles."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from config.kernel.actors import Actor, actor_resolve
 from fulfillment.errors import CancelRefused, InvalidInput
-from fulfillment.models import Shipment, ShipmentLine
+from fulfillment.models import Shipment, ShipmentKind, ShipmentLine
+from fulfillment.services.common import capacity_give_back, capacity_take
 from fulfillment.services.route.reroute import order_reroute
-from fulfillment.services.shipments.common import unshipped_reservations_release
+from fulfillment.services.shipments.common import S, shipment_event, shipment_lock, unshipped_reservations_release
 from fulfillment.services.shipments.shorts_and_cancels import shipment_line_cancel
 from fulfillment.signals import ship_confirmation_resend
 from fulfillment.status import HOLDS_STOCK, SHIPPED_STATES
@@ -221,3 +223,103 @@ def shipment_confirmation_resend(*, shipment_id: int, reason: str, actor: Actor)
             sender=Shipment, shipment_id=shipment.pk, order_id=shipment.order_id, event_id=event.pk
         )
     return event
+
+
+def shipment_split(*, shipment_id: int, order_line_ids: Sequence[int], reason: str, actor: Actor) -> Shipment:
+    """Move whole lines of a shipment the node has not started (released or acknowledged) to a new shipment
+    at the same node: two parcels instead of one. Their reservations move with them; the node's day takes
+    one shipment more of capacity. Refuses, changing nothing, to leave the first shipment empty or to move
+    a line with units already shipped, short or cancelled. Returns the new shipment."""
+    actor_resolve(actor)
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "splitting a shipment needs a reason")
+    wanted = sorted({int(pk) for pk in order_line_ids})
+    if not wanted:
+        raise InvalidInput("order_lines", "name at least one order line to move to the new shipment")
+    with transaction.atomic():
+        locked = shipment_lock(shipment_id)
+        _not_started(locked, "split")
+        lines = {line.order_line_id: line for line in locked.lines.select_for_update().order_by("pk")}
+        unknown = [pk for pk in wanted if pk not in lines]
+        if unknown:
+            raise InvalidInput("order_lines", f"order line(s) {unknown} are not on shipment {locked.pk}")
+        if len(wanted) >= len(lines):
+            raise InvalidInput("order_lines", "leave at least one line on the first shipment")
+        touched = [pk for pk in wanted if lines[pk].quantity_open != lines[pk].quantity]
+        if touched:
+            raise InvalidInput("order_lines", f"order line(s) {touched} have units shipped, short or cancelled")
+        if locked.capacity_day is not None:
+            capacity_take(
+                location_id=locked.location_id,
+                day=locked.capacity_day,
+                daily_capacity=locked.location.daily_capacity,
+            )
+        new = Shipment.objects.create(
+            order_id=locked.order_id,
+            location_id=locked.location_id,
+            status=S.RELEASED,
+            kind=locked.kind,
+            service_level=locked.service_level,
+            ship_by=locked.ship_by,
+            capacity_day=locked.capacity_day,
+            decision_id=locked.decision_id,
+            released_at=timezone.now(),
+            promised_delivery_at=locked.promised_delivery_at,
+        )
+        ShipmentLine.objects.filter(pk__in=[lines[pk].pk for pk in wanted]).update(shipment=new)
+        locked.save(update_fields=["updated_at"])  # the node's changed_since poll sees it
+        shipment_event(
+            locked,
+            kind="shipment_split",
+            actor=actor,
+            reason=reason.strip(),
+            data={
+                "before": {"shipment_id": locked.pk, "order_lines": sorted(lines)},
+                "after": {"new_shipment_id": new.pk, "moved_order_lines": wanted},
+            },
+        )
+    return new
+
+
+def shipments_merge(*, shipment_ids: Sequence[int], reason: str, actor: Actor) -> Shipment:
+    """Merge shipments of one order at one node that the node has not started into the first (lowest id):
+    one parcel instead of several. The others' lines (and reservations) move to it, they are cancelled
+    and their capacity given back. Returns the shipment kept."""
+    actor_resolve(actor)
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", "merging shipments needs a reason")
+    ids = sorted({int(pk) for pk in shipment_ids})
+    if len(ids) < 2:
+        raise InvalidInput("shipments", "name at least two shipments to merge")
+    with transaction.atomic():
+        locked = [shipment_lock(pk) for pk in ids]  # pk order: the lock order of every shipment service
+        keep, others = locked[0], locked[1:]
+        for shipment in locked:
+            _not_started(shipment, "merge")
+            if (shipment.order_id, shipment.location_id) != (keep.order_id, keep.location_id):
+                raise InvalidInput("shipments", "only shipments of one order at one node can be merged")
+        moved = list(ShipmentLine.objects.filter(shipment__in=others).order_by("pk").values_list("pk", flat=True))
+        ShipmentLine.objects.filter(pk__in=moved).update(shipment=keep)
+        for other in others:
+            other.status = S.CANCELLED
+            other.save(update_fields=["status", "updated_at"])
+            capacity_give_back(location_id=other.location_id, day=other.capacity_day)
+        keep.save(update_fields=["updated_at"])
+        shipment_event(
+            keep,
+            kind="shipments_merged",
+            actor=actor,
+            reason=reason.strip(),
+            data={"before": {"shipment_ids": ids}, "after": {"shipment_id": keep.pk, "moved_lines": moved}},
+        )
+    return keep
+
+
+def _not_started(shipment: Shipment, what: str) -> None:
+    if shipment.kind != ShipmentKind.SHIP:
+        raise InvalidInput("shipment", f"shipment {shipment.pk} is a {shipment.get_kind_display().lower()}")
+    if shipment.status not in NOT_STARTED:
+        raise CancelRefused(
+            f"shipment {shipment.pk} is {shipment.get_status_display().lower()}: the node has started it, "
+            f"it can no longer be {what}d here"
+        )

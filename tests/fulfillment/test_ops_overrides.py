@@ -234,3 +234,64 @@ def test_the_simulated_warehouse_takes_an_order_to_delivered_over_http(live_serv
     assert shipment.status == ShipmentStatus.DELIVERED and shipment.tracking_number
     assert shipment.tracking_events.filter(source__startswith="carrier:").count() == 3
     assert OutboxMessage.objects.filter(order=order, kind=OutboxKind.SHIP_CONFIRMATION).count() == 1
+
+
+def test_split_then_merge_a_shipment_moves_lines_and_their_reservations(routed, manager):
+    order, shipment, dc, _ = routed
+    first, second = list(order.lines.order_by("pk"))
+    new = overrides.shipment_split(
+        shipment_id=shipment.pk, order_line_ids=[second.pk], reason="oversize item ships alone", actor=manager
+    )
+    assert (new.location_id, new.status) == (dc.pk, ShipmentStatus.RELEASED)
+    assert list(new.lines.values_list("order_line_id", flat=True)) == [second.pk]
+    assert list(shipment.lines.values_list("order_line_id", flat=True)) == [first.pk]
+    assert new.lines.get().reservation_id is not None
+    with pytest.raises(InvalidInput, match="at least one line"):
+        overrides.shipment_split(shipment_id=shipment.pk, order_line_ids=[first.pk], reason="x", actor=manager)
+    kept = overrides.shipments_merge(shipment_ids=[new.pk, shipment.pk], reason="one box after all", actor=manager)
+    new.refresh_from_db()
+    assert kept.pk == shipment.pk and new.status == ShipmentStatus.CANCELLED
+    assert sorted(kept.lines.values_list("order_line_id", flat=True)) == [first.pk, second.pk]
+    assert OrderEvent.objects.filter(order=order, kind__in=["shipment_split", "shipments_merged"]).count() == 2
+    assert_stock_invariants()
+
+
+def test_a_started_shipment_is_not_split(routed, manager):
+    order, shipment, _, _ = routed
+    services.shipment_acknowledge(shipment=shipment.pk, actor="wms:dc", external_reference="W1")
+    services.shipment_pick_start(shipment=shipment.pk, actor="wms:dc")
+    with pytest.raises(CancelRefused, match="the node has started it"):
+        overrides.shipment_split(
+            shipment_id=shipment.pk, order_line_ids=[order.lines.order_by("pk").last().pk], reason="x", actor=manager
+        )
+    assert Shipment.objects.filter(order=order).count() == 1
+
+
+def test_the_override_api_cancels_and_splits_with_roles(api_client, routed, manager, agent):
+    order, shipment, _, _ = routed
+    line = order.lines.order_by("pk").last()
+    api_client.force_authenticate(agent)
+    denied = api_client.post(f"/api/v1/orders/{order.pk}/split-shipment/", {}, format="json")
+    assert denied.status_code == 403
+    api_client.force_authenticate(manager)
+    split = api_client.post(
+        f"/api/v1/orders/{order.pk}/split-shipment/",
+        {"shipment": shipment.pk, "order_lines": [line.pk], "reason": "ships alone"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="split-1",
+    )
+    assert split.status_code == 200, split.json()
+    assert Shipment.objects.filter(order=order, status="released").count() == 2
+    refused = api_client.post(
+        f"/api/v1/orders/{order.pk}/cancel/",
+        {"reason": "x", "lines": [{"order_line": line.pk, "quantity": 5}]},
+        format="json",
+    )
+    assert refused.status_code == 400 and "only 1 open" in refused.json()["detail"]
+    done = api_client.post(
+        f"/api/v1/orders/{order.pk}/cancel/",
+        {"reason": "buyer asked", "initiator": "buyer", "lines": [{"order_line": line.pk, "quantity": 1}]},
+        format="json",
+    )
+    assert done.status_code == 200 and done.json()["cancelled"] == {str(line.pk): 1}
+    assert OutboxMessage.objects.filter(order=order, kind=OutboxKind.CANCELLATION).exists()
