@@ -267,3 +267,43 @@ def test_exception_case_api_bulk_names_the_refused(api_client, agent):
     assert len(response.json()["done"]) == 4 and list(response.json()["failed"]) == [str(cases[0].pk)]
     listing = api_client.get("/api/v1/exception-cases/", {"status": "resolved"})
     assert listing.status_code == 200 and len(listing.json()["results"]) == 5
+
+
+def test_every_search_predicate_has_an_index_so_no_full_table_scan():
+    # given the search's queries; when PostgreSQL may not scan whole tables; then each plan uses an index
+    from django.db import connection
+
+    OrderFactory(external_reference="#1065")
+    terms = ["1065", "ab"] if trigram_installed() else ["ab"]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for term in terms:
+            for sql, params in _search_sql(term):
+                cursor.execute("EXPLAIN " + sql, params)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                scans = [line for line in plan.splitlines() if "Seq Scan on orders_" in line]
+                assert not scans, f"{term!r}: {sql}\n{plan}"
+
+
+def _search_sql(term: str):
+    from orders.models import Order, OrderLine
+
+    lookup = "icontains" if len(term) >= 3 and trigram_installed() else "istartswith"
+    querysets = [
+        Order.objects.filter(**{f"external_id__{lookup}": term}).values("pk"),
+        Order.objects.filter(**{f"external_reference__{lookup}": term}).values("pk"),
+        Order.objects.filter(**{f"customer_name__{lookup}": term}).values("pk"),
+        OrderLine.objects.filter(**{f"channel_sku__{lookup}": term}).values("order_id"),
+    ]
+    return [qs.query.sql_with_params() for qs in querysets]
+
+
+def test_queue_pages_take_a_fixed_number_of_queries(client, agent, django_assert_max_num_queries):
+    sku = SkuFactory()
+    for n in (5, 40):
+        _cases(n, kind=ExceptionKind.NO_NODE, sku_id=sku.pk, prefix=f"q{n}")
+        client.force_login(agent)
+        with django_assert_max_num_queries(20):
+            assert client.get(reverse("orders:exceptions")).status_code == 200
+        with django_assert_max_num_queries(20):
+            assert client.get("/").status_code == 200
