@@ -52,6 +52,13 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _pg_version() -> str:
+    from django.db import connection
+
+    major, minor = divmod(connection.pg_version, 10000)
+    return f"{major}.{minor}"
+
+
 def _row(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ms | {_pct(values, 0.95):.1f} ms | {max(values):.1f} ms"
 
@@ -119,7 +126,7 @@ def test_bench_late_scan_to_open_case(live_server, settings):
 
     body = f"""## Exceptions: detection delay (issue #19)
 
-Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` (`-k exceptions`), PostgreSQL via the test settings.
+Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make bench` (`-k exceptions`), PostgreSQL {_pg_version()}.
 {SCANS} "delayed" carrier scans, each POSTed alone to the signed tracking webhook of the live server (one
 thread, Django's test server), each opening one "Delivery late" case in the webhook's transaction.
 

@@ -183,3 +183,25 @@ def test_export_the_filtered_list_as_csv(page, live_server, tmp_path):
     rows = list(csv.reader(path.open()))
     assert rows[0][:3] == ["id", "channel", "account"]
     assert sorted(int(r[0]) for r in rows[1:]) == sorted(o.pk for o in held)
+
+
+def test_keyboard_shortcuts_assign_and_resolve_on_the_queue(page, live_server, ops_manager):
+    first, _ = services.exception_case_open(
+        kind=ExceptionKind.OTHER, title="kbd one", dedupe_key="k:1", actor="t", due_at=None
+    )
+    page.goto(f"{live_server.url}/orders/exceptions/")
+    page.keyboard.press("j")
+    expect(page.locator("tr.kbd-current")).to_have_count(1)
+    page.keyboard.press("a")
+    expect(page.locator(".messages")).to_contain_text("assign to me done")
+    first.refresh_from_db()
+    assert first.owner_id == ops_manager.pk
+    page.keyboard.press("j")
+    page.keyboard.press("r")
+    note = page.locator("tr.kbd-current details.resolve input[name=note]")
+    expect(note).to_be_focused()
+    note.fill("handled from the keyboard")
+    note.press("Enter")
+    expect(page.locator(".messages")).to_contain_text("resolve done")
+    first.refresh_from_db()
+    assert first.status == CaseStatus.RESOLVED
