@@ -19,4 +19,5 @@ urlpatterns = [
     path("cases/<int:pk>/map-sku/", views.MapSkuView.as_view(), name="map-sku"),
     path("skus/search/", views.SkuSearchView.as_view(), name="sku-search"),
     path("dashboard/lag/", views.DashboardLagView.as_view(), name="dashboard-lag"),
+    path("cases/retry/", views.CaseRetryBulkView.as_view(), name="cases-retry"),
 ]

@@ -16,16 +16,19 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from channels import selectors
 from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
+from channels.fixes import exception_case_retry
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
 from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxMessage, OutboxStatus, SyncStatus
 from channels.outbox import outbox_retry_now
 from channels.services import listing_map
 from channels.sync import account_lock
 from channels.tasks import channels_sync_account_task
-from config.kernel.console import ConsoleView
+from config.kernel.console import ConsoleView, bulk_selection
 from config.kernel.errors import DomainError
 from inventory.models import Sku
 from orders.models import ExceptionCase, ExceptionKind, OrderLine
+from orders.services import bulk_apply
+from orders.views import case_matching
 
 PAGE = 100
 MAX_REASON = 2000
@@ -329,3 +332,34 @@ class DashboardLagView(ConsoleView):
             since = oldest.get(row.account.pk)
             row.push_lag_seconds = (now - since).total_seconds() if since else None
         return render(request, "channels/_dashboard_lag.html", {"rows": rows})
+
+
+class CaseRetryBulkView(ConsoleView):
+    """Retry the ticked (or all matching) channel cases of the exception queue: parked outbox messages are
+    queued again, failed syncs started again; the other cases are named as having nothing to retry."""
+
+    permission_required = "channels.change_outboxmessage"
+
+    def post(self, request):
+        back = _next(request, reverse("orders:exceptions"))
+        actor = request.user
+        try:
+            ids, _ = bulk_selection(request, case_matching(request))
+            result = bulk_apply(
+                ids=ids,
+                action="retry",
+                apply=lambda pk: exception_case_retry(
+                    case_id=pk, actor=actor, start_sync=channels_sync_account_task.delay
+                ),
+            )
+        except DomainError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(back)
+        summary = result.summary("case")
+        if result.failed and not result.done:
+            messages.error(request, summary)
+        elif result.failed:
+            messages.warning(request, summary)
+        else:
+            messages.success(request, summary)
+        return HttpResponseRedirect(back)

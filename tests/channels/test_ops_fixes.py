@@ -1,0 +1,47 @@
+"""The exception queue's retry fix for channel cases: parked outbox messages are queued again, failed
+syncs started again, other cases named as having nothing to retry."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from channels import views
+from channels.models import OutboxKind, OutboxMessage, OutboxStatus
+from orders import services
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind
+from tests.factories import ChannelAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_bulk_retry_requeues_parked_messages_restarts_syncs_and_names_the_rest(
+    client, manager, monkeypatch, django_capture_on_commit_callbacks
+):
+    started = []
+    monkeypatch.setattr(views.channels_sync_account_task, "delay", started.append)
+    account = ChannelAccountFactory(kind="walmart", name="walmart-us")
+    message = OutboxMessage.objects.create(
+        account=account, kind=OutboxKind.INVENTORY, dedupe_key="inv:1", payload={}, status=OutboxStatus.PARKED
+    )
+    parked, _ = services.exception_case_open(
+        kind=ExceptionKind.OUTBOX_PARKED, title="parked", account_id=account.pk, actor="relay",
+        dedupe_key=f"outbox_parked:{message.pk}",
+    )  # fmt: skip
+    sync, _ = services.exception_case_open(
+        kind=ExceptionKind.SYNC_FAILURE, title="sync failing", account_id=account.pk, actor="sync"
+    )
+    other, _ = services.exception_case_open(kind=ExceptionKind.OTHER, title="other", actor="t")
+    client.force_login(manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("channels:cases-retry"), {"ids": [parked.pk, sync.pk, other.pk]}, follow=True)
+    page = response.content.decode()
+    assert "retry: 2 of 3 case(s) done" in page and f"#{other.pk}: case #{other.pk} is a other case" in page
+    message.refresh_from_db()
+    # queued again (the eager relay in tests then tries it at once against a channel that is not there)
+    assert message.status != OutboxStatus.PARKED and "[retry requested by manager]" in message.last_error
+    assert started == [account.pk]
+    assert set(ExceptionCase.objects.filter(pk__in=[parked.pk, sync.pk]).values_list("status", flat=True)) == {
+        CaseStatus.RESOLVED
+    }
+    assert ExceptionCase.objects.get(pk=other.pk).status == CaseStatus.OPEN
