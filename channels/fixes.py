@@ -1,4 +1,5 @@
-"""The retry fix of the exception queue's channel cases (a parked outbox message, a failed sync).
+"""The retry fix of the exception queue's channel cases (a parked outbox message, a failed sync), and the
+detection of pushes failing repeatedly.
 
 Its own module: it uses the outbox, which the services module's importers already depend on."""
 
@@ -7,14 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import transaction
+from django.db.models import Count, Min
 
-from channels.models import OutboxMessage
+from channels.models import OutboxMessage, OutboxStatus
 from channels.outbox import outbox_retry_now
 from config.kernel.actors import Actor, actor_resolve
 from config.kernel.errors import DomainError
 from orders import services as order_services
-from orders.models import CaseStatus, ExceptionCase, ExceptionKind
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
 
 
 def exception_case_retry(*, case_id: int, actor: Actor, start_sync: Callable[[int], None]) -> str:
@@ -41,3 +44,42 @@ def exception_case_retry(*, case_id: int, actor: Actor, start_sync: Callable[[in
             raise DomainError(f"case #{case_id} is a {case.get_kind_display().lower()} case: nothing to retry")
         order_services.exception_case_resolve(case=case.pk, note=f"retried by {name}: {done}", actor=actor)
     return done
+
+
+PUSH_FAILING_AFTER = 3  # failed attempts of one message before the account's push counts as failing
+
+
+def push_failing_key(account_id: int) -> str:
+    return f"push_failing:account={account_id}"
+
+
+def push_failures_detect(*, actor: Actor = "detector", min_attempts: int = PUSH_FAILING_AFTER) -> dict[str, list[int]]:
+    """Detection in seconds for pushes: an account with messages that failed ``min_attempts`` times or more
+    (retrying, not parked yet) gets one "push failing" case naming how many and since when; the case is
+    resolved once none is failing any more. Returns {"opened": [...], "resolved": [...]} case ids."""
+    actor_resolve(actor)
+    failing = {
+        row["account_id"]: row
+        for row in OutboxMessage.objects.filter(status=OutboxStatus.FAILED, attempts__gte=min_attempts)
+        .values("account_id", "account__name")
+        .annotate(n=Count("id"), oldest=Min("created_at"), kinds=ArrayAgg("kind", distinct=True))
+    }
+    opened, resolved = [], []
+    for account_id, row in failing.items():
+        case, created = order_services.exception_case_open(
+            kind=ExceptionKind.PUSH_FAILING,
+            title=f"{row['account__name']}: {row['n']} push(es) failing repeatedly",
+            detail=f"{row['n']} outbox message(s) ({', '.join(sorted(row['kinds']))}) failed {min_attempts}+ times, "
+            f"the oldest queued {row['oldest']:%Y-%m-%d %H:%M %Z}. See the outbox for the channel's answers.",
+            severity=Severity.HIGH,
+            account_id=account_id,
+            dedupe_key=push_failing_key(account_id),
+            actor=actor,
+        )
+        if created:
+            opened.append(case.pk)
+    stale = ExceptionCase.objects.filter(kind=ExceptionKind.PUSH_FAILING).exclude(status=CaseStatus.RESOLVED)
+    for case in stale.exclude(account_id__in=list(failing)).order_by("pk"):
+        order_services.exception_case_resolve(case=case.pk, note="no push is failing any more", actor=actor)
+        resolved.append(case.pk)
+    return {"opened": opened, "resolved": resolved}

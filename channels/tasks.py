@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from celery import shared_task
 from django.dispatch import receiver
 
-from channels import availability, outbox, sync, webhooks
+from channels import availability, fixes, outbox, sync, webhooks
 from channels.signals import outbox_messages_queued, webhook_events_stored
 
 
@@ -83,3 +83,12 @@ def outbox_relay_enqueue(sender, *, account_id: int, **kwargs) -> None:
 @receiver(webhook_events_stored, dispatch_uid="channels.tasks.webhooks_process")
 def webhooks_process_enqueue(sender, *, account_id: int, **kwargs) -> None:
     channels_webhooks_process_task.delay(account_id)
+
+
+# ---- Ops console: pushes failing repeatedly, detected in seconds (exceptions at scale) ----------------
+
+
+@shared_task(acks_late=True)
+def push_failures_detect_task() -> dict:
+    found = fixes.push_failures_detect(actor="detector")
+    return {"opened": len(found["opened"]), "resolved": len(found["resolved"])}

@@ -35,6 +35,10 @@ app.conf.update(
             "task": "fulfillment.tasks.exceptions_detect_task",
             "schedule": float(os.environ.get("WAYBILL_DETECT_SECONDS", "15")),
         },
+        "channels-detect-push-failures": {
+            "task": "channels.tasks.push_failures_detect_task",
+            "schedule": float(os.environ.get("WAYBILL_DETECT_SECONDS", "15")),
+        },
         "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
         # Safety net behind the per-change recompute: every advertised quantity re-derived from stock.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from channels import views
 from channels.models import OutboxKind, OutboxMessage, OutboxStatus
@@ -45,3 +46,26 @@ def test_bulk_retry_requeues_parked_messages_restarts_syncs_and_names_the_rest(
         CaseStatus.RESOLVED
     }
     assert ExceptionCase.objects.get(pk=other.pk).status == CaseStatus.OPEN
+
+
+def test_pushes_failing_repeatedly_open_one_case_per_account_and_resolve_when_they_recover():
+    from channels.fixes import push_failures_detect
+
+    account = ChannelAccountFactory(kind="tiktok", name="tiktok-us")
+    messages = [
+        OutboxMessage.objects.create(
+            account=account, kind=OutboxKind.INVENTORY, dedupe_key=f"inv:{i}", payload={},
+            status=OutboxStatus.FAILED, attempts=attempts,
+        )
+        for i, attempts in enumerate((3, 5, 1))
+    ]  # fmt: skip
+    found = push_failures_detect()
+    [case_id] = found["opened"]
+    case = ExceptionCase.objects.get(pk=case_id)
+    assert (case.kind, case.account_id) == (ExceptionKind.PUSH_FAILING, account.pk)
+    assert case.title == "tiktok-us: 2 push(es) failing repeatedly" and case.due_at is not None
+    assert push_failures_detect()["opened"] == []  # one case per account, refreshed
+    OutboxMessage.objects.filter(pk__in=[m.pk for m in messages]).update(
+        status=OutboxStatus.SENT, sent_at=timezone.now()
+    )
+    assert push_failures_detect()["resolved"] == [case_id]
