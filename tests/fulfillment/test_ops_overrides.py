@@ -295,3 +295,19 @@ def test_the_override_api_cancels_and_splits_with_roles(api_client, routed, mana
     )
     assert done.status_code == 200 and done.json()["cancelled"] == {str(line.pk): 1}
     assert OutboxMessage.objects.filter(order=order, kind=OutboxKind.CANCELLATION).exists()
+
+
+def test_shipments_queue_bulk_reroute_over_all_matching_and_csv(client, routed, manager):
+    order, shipment, _, _ = routed
+    client.force_login(manager)
+    page = client.get("/fulfillment/shipments/", {"node": "DC"})
+    assert page.status_code == 200 and str(shipment.pk) in page.content.decode()
+    response = client.post(
+        "/fulfillment/shipments/bulk/",
+        {"action": "reroute", "reason": "DC closed", "select_all": "matching", "query": "node=DC"},
+        follow=True,
+    )
+    assert "reroute: 1 of 1 order(s) done" in response.content.decode()
+    assert OrderEvent.objects.filter(order=order, kind="rerouted").count() == 1
+    body = b"".join(client.get("/fulfillment/shipments/export.csv", {"node": "DC"}).streaming_content).decode()
+    assert body.splitlines()[0].startswith("id,order,node") and str(shipment.pk) in body

@@ -307,3 +307,17 @@ def test_queue_pages_take_a_fixed_number_of_queries(client, agent, django_assert
             assert client.get(reverse("orders:exceptions")).status_code == 200
         with django_assert_max_num_queries(20):
             assert client.get("/").status_code == 200
+
+
+def test_bulk_release_of_holds_names_orders_without_one(client, agent):
+    held = [OrderFactory() for _ in range(3)]
+    for order in held:
+        services.hold_place(order=order.pk, kind=HoldKind.FRAUD, reason="review", actor="t")
+    free = OrderFactory()
+    client.force_login(agent)
+    response = client.post(
+        reverse("orders:bulk"), {"ids": [o.pk for o in [*held, free]], "kind": "", "reason": "cleared"}, follow=True
+    )
+    page = response.content.decode()
+    assert "release holds: 3 of 4 order(s) done" in page and f"#{free.pk}: no active hold" in page
+    assert not Hold.objects.filter(order__in=held, released_at__isnull=True).exists()
