@@ -18,10 +18,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 VIEWPORT = {"width": 1366, "height": 768}
 PASSWORD = "browser-test-pw-1"
 
-# Playwright's sync API keeps an asyncio loop in this thread; the ORM calls the tests make between browser
-# steps are still synchronous (Django's guard would refuse them otherwise).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 @pytest.fixture(scope="module")
 def browser():
@@ -29,10 +25,20 @@ def browser():
 
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser tests never skip)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
+    # Playwright's sync API keeps an asyncio loop in this thread while the browser is open; the ORM calls the
+    # tests make between browser steps are still synchronous (Django's guard would refuse them otherwise).
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            yield launched
+            launched.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture
