@@ -7,9 +7,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
 
+    # Orders' own tables only: no dependency on channels or inventory migrations (DESIGN.md).
     dependencies = [
-        ('channels', '0007_channel_availability'),
-        ('inventory', '0006_ship_days_are_weekdays'),
         ('orders', '0004_buyer_cancel_requests'),
     ]
 
