@@ -12,7 +12,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.db import transaction
 from django.db.models import Count, Min
 
-from channels.models import OutboxMessage, OutboxStatus
+from channels.models import ChannelAccountEvent, OutboxMessage, OutboxStatus
 from channels.outbox import outbox_retry_now
 from config.kernel.actors import Actor, actor_resolve
 from config.kernel.errors import DomainError
@@ -83,3 +83,42 @@ def push_failures_detect(*, actor: Actor = "detector", min_attempts: int = PUSH_
         order_services.exception_case_resolve(case=case.pk, note="no push is failing any more", actor=actor)
         resolved.append(case.pk)
     return {"opened": opened, "resolved": resolved}
+
+
+def outbox_message_discard(*, message_id: int, reason: str, actor: Actor) -> OutboxMessage:
+    """Give up on a failed or parked message: it is never sent (the relay only claims pending and failed
+    ones). One account event records who and why; the message's parked case is resolved."""
+    name, _ = actor_resolve(actor)
+    if not reason or not reason.strip():
+        raise DomainError("discarding a message needs a reason")
+    with transaction.atomic():
+        locked = OutboxMessage.objects.select_for_update().filter(pk=message_id).first()
+        if locked is None:
+            raise DomainError(f"outbox message #{message_id} does not exist")
+        if locked.status not in (OutboxStatus.FAILED, OutboxStatus.PARKED):
+            raise DomainError(f"message #{locked.pk} is {locked.status}; only failed or parked messages are discarded")
+        before = locked.status
+        locked.status = OutboxStatus.DISCARDED
+        locked.last_error = f"{locked.last_error}\n[discarded by {name}: {reason.strip()}]".strip()[:4000]
+        locked.save(update_fields=["status", "last_error", "updated_at"])
+        ChannelAccountEvent.objects.create(
+            account_id=locked.account_id,
+            kind="outbox_discarded",
+            actor=name,
+            reason=reason.strip(),
+            data={
+                "message_id": locked.pk,
+                "kind": locked.kind,
+                "before": {"status": before},
+                "after": {"status": "discarded"},
+            },
+        )
+        for case_id in (
+            ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED, dedupe_key=f"outbox_parked:{locked.pk}")
+            .exclude(status=CaseStatus.RESOLVED)
+            .values_list("pk", flat=True)
+        ):
+            order_services.exception_case_resolve(
+                case=case_id, note=f"message discarded: {reason.strip()}", actor=actor
+            )
+    return locked

@@ -20,4 +20,5 @@ urlpatterns = [
     path("skus/search/", views.SkuSearchView.as_view(), name="sku-search"),
     path("dashboard/lag/", views.DashboardLagView.as_view(), name="dashboard-lag"),
     path("cases/retry/", views.CaseRetryBulkView.as_view(), name="cases-retry"),
+    path("outbox/<int:pk>/discard/", views.OutboxDiscardView.as_view(), name="outbox-discard"),
 ]

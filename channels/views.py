@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from channels import selectors
 from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
-from channels.fixes import exception_case_retry
+from channels.fixes import exception_case_retry, outbox_message_discard
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
 from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxMessage, OutboxStatus, SyncStatus
 from channels.outbox import outbox_retry_now
@@ -362,4 +362,19 @@ class CaseRetryBulkView(ConsoleView):
             messages.warning(request, summary)
         else:
             messages.success(request, summary)
+        return HttpResponseRedirect(back)
+
+
+class OutboxDiscardView(ConsoleView):
+    """Give up on a failed or parked message (with a reason): it is never sent; its case is resolved."""
+
+    permission_required = "channels.change_outboxmessage"
+
+    def post(self, request, pk: int):
+        back = _next(request, reverse("channels:outbox-detail", args=[pk]))
+        try:
+            outbox_message_discard(message_id=pk, reason=request.POST.get("reason", ""), actor=request.user)
+            messages.success(request, f"Message #{pk} discarded: it will not be sent.")
+        except DomainError as exc:
+            messages.error(request, f"Not discarded: {exc}")
         return HttpResponseRedirect(back)

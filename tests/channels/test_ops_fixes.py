@@ -69,3 +69,29 @@ def test_pushes_failing_repeatedly_open_one_case_per_account_and_resolve_when_th
         status=OutboxStatus.SENT, sent_at=timezone.now()
     )
     assert push_failures_detect()["resolved"] == [case_id]
+
+
+def test_discarding_a_parked_message_never_sends_it_and_resolves_its_case(client, manager):
+    from channels.outbox import outbox_claim
+
+    account = ChannelAccountFactory(kind="walmart", name="walmart-us")
+    message = OutboxMessage.objects.create(
+        account=account, kind=OutboxKind.INVENTORY, dedupe_key="inv:9", payload={}, status=OutboxStatus.PARKED
+    )
+    case, _ = services.exception_case_open(
+        kind=ExceptionKind.OUTBOX_PARKED, title="parked", account_id=account.pk, actor="relay",
+        dedupe_key=f"outbox_parked:{message.pk}",
+    )  # fmt: skip
+    client.force_login(manager)
+    refused = client.post(reverse("channels:outbox-discard", args=[message.pk]), {"reason": ""}, follow=True)
+    assert "needs a reason" in refused.content.decode()
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.PARKED
+    client.post(reverse("channels:outbox-discard", args=[message.pk]), {"reason": "listing deleted at Walmart"})
+    message.refresh_from_db()
+    case.refresh_from_db()
+    assert message.status == OutboxStatus.DISCARDED and "listing deleted" in message.last_error
+    assert case.status == CaseStatus.RESOLVED
+    assert message.pk not in outbox_claim(account_id=account.pk, now=timezone.now())
+    again = client.post(reverse("channels:outbox-discard", args=[message.pk]), {"reason": "x"}, follow=True)
+    assert "only failed or parked messages are discarded" in again.content.decode()
