@@ -457,6 +457,12 @@ def recent_decisions(order_id: int) -> QuerySet[RoutingDecision]:
     return RoutingDecision.objects.filter(order_id=order_id).order_by("-created_at", "-pk")
 
 
+def accounts_shipping_from(location_id: int) -> list[int]:
+    """The channel accounts that may ship from this node (their eligible locations include it)."""
+    through = Location.channel_accounts.through
+    return sorted(through.objects.filter(location_id=location_id).values_list("channelaccount_id", flat=True))
+
+
 def carrier_performance(*, days: int = 30, now: datetime | None = None) -> list[dict]:
     """On-time delivery by carrier and service level over the last ``days``: delivered parcels, those
     delivered by their promise, and the rate (for the dashboard's chart)."""

@@ -9,7 +9,7 @@ detection  exceptions detected as events arrive (scans) and every few seconds (s
 """
 
 from fulfillment.services.detection import DetectResult, exceptions_detect, tracking_scan_cases
-from fulfillment.services.route import RouteResult, order_reroute, order_route, orders_route
+from fulfillment.services.route import RouteResult, backorders_fill, order_reroute, order_route, orders_route
 from fulfillment.services.shipments import (
     BuyerCancelResult,
     ShortPickResult,
@@ -46,6 +46,7 @@ __all__ = [
     "ShortPickResult",
     "TrackingInput",
     "TrackingResult",
+    "backorders_fill",
     "exceptions_detect",
     "node_token_create",
     "node_token_revoke",
