@@ -258,6 +258,10 @@ SPECTACULAR_SETTINGS = {
         # The orders API's overrides and exception queue (fulfillment/api_overrides.py).
         "HoldKindEnum": "orders.models.HoldKind",
         "ExceptionKindEnum": "orders.models.ExceptionKind",
+        # Returns (issue #18): a unit's disposition (pending until inspected), an inspection's, the reason.
+        "ReturnDispositionEnum": "returns.models.Disposition",
+        "InspectedDispositionEnum": "returns.serializers.FINAL",
+        "ReturnReasonEnum": "returns.models.ReturnReason",
     },
 }
 

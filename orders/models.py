@@ -28,6 +28,7 @@ class OrderStatus(models.TextChoices):
     SHIPPED = "shipped", "Shipped"
     DELIVERED = "delivered", "Delivered"
     CANCELLED = "cancelled", "Cancelled"
+    PARTIALLY_RETURNED = "partially_returned", "Partially returned"
     RETURNED = "returned", "Returned"
 
 
@@ -39,6 +40,7 @@ class LineStatus(models.TextChoices):
     SHIPPED = "shipped", "Shipped"
     DELIVERED = "delivered", "Delivered"
     CANCELLED = "cancelled", "Cancelled"
+    PARTIALLY_RETURNED = "partially_returned", "Partially returned"
     RETURNED = "returned", "Returned"
 
 
@@ -122,6 +124,11 @@ class Order(models.Model):
     cancel_request_reason = models.CharField(max_length=255, blank=True)
     # Who the order's cancelled units are charged to (the latest cancellation's initiator).
     cancel_initiator = models.CharField(max_length=16, choices=CancelInitiator.choices, blank=True)
+    # An exchange's replacement order (returns): linked to the order whose return it replaces. Waybill made
+    # it, the channel never saw it: it is routed and shipped like any order but never confirmed to the channel.
+    replaces_order = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replacement_orders"
+    )
     # Watermark: an older channel payload never moves the order backwards.
     source_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -244,6 +251,7 @@ class HoldKind(models.TextChoices):
     UNMAPPED_SKU = "unmapped_sku", "Unmapped SKU"
     UNMAPPED_LOCATION = "unmapped_location", "Unmapped pickup store"
     CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
+    AWAITING_RETURN = "awaiting_return", "Exchange awaits its return"
 
 
 class Hold(models.Model):
@@ -299,6 +307,7 @@ class ExceptionKind(models.TextChoices):
     STALLED_TRACKING = "stalled_tracking", "Tracking stalled"
     OVERSELL = "oversell", "Oversell reported by a channel"
     PUSH_FAILING = "push_failing", "Push failing repeatedly"
+    REFUND_MANUAL = "refund_manual", "Refund at the channel by hand"
     OTHER = "other", "Other"
 
 

@@ -12,6 +12,7 @@ line_status      many lines' statuses at once, for order routing and stock alloc
 ingest           the batched channel ingest
 bulk             bulk actions of the console: each item in its own transaction, refusals named
 overrides        ship-to edit, service level, a channel SKU mapped on its held orders, cases a fix settles
+returned         units back from the buyer (the returns app records them): returned quantities and statuses
 """
 
 from orders.services.bulk import (
@@ -54,6 +55,7 @@ from orders.services.overrides import (
     orders_channel_sku_mapped,
 )
 from orders.services.pickup_store import orders_pickup_store_set
+from orders.services.returned import ReturnQuantityError, line_returned_status, order_lines_returned_record
 from orders.services.state import order_status_refresh, order_transition, order_transition_path, orders_transition_path
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "IngestOrder",
     "IngestResult",
     "LineInput",
+    "ReturnQuantityError",
     "SkuRef",
     "UnknownStatus",
     "address_case_key",
@@ -84,6 +87,7 @@ __all__ = [
     "hold_place",
     "hold_release",
     "ingest_order_validate",
+    "line_returned_status",
     "order_address_hold",
     "order_cancel_initiator_set",
     "order_create",
@@ -91,6 +95,7 @@ __all__ = [
     "order_lines_backorder_allow",
     "order_lines_cancel",
     "order_lines_reopen_unreserved",
+    "order_lines_returned_record",
     "order_lines_status_set",
     "order_ship_to_edit",
     "order_shipping_method_set",
