@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 # pyenv picks 3.12 from .python-version; otherwise any python3.12 on PATH.
 PYTHON312 := $(shell (command -v pyenv >/dev/null && pyenv which python3.12 2>/dev/null) || command -v python3.12 || echo python3.12)
 WITH_DB := $(PY) -m config.embedded_pg run --
+# The browser tests use Debian's chromium (apt-get install -y chromium); Playwright never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: demo test bench lint format install lock db-start db-stop db-status clean
 

@@ -231,6 +231,8 @@ class OutboxStatus(models.TextChoices):
     # Failed: will be retried at next_attempt_at. Parked: out of retries, needs a person.
     FAILED = "failed", "Failed"
     PARKED = "parked", "Parked"
+    # A person gave up on a failed or parked message (channels.fixes.outbox_message_discard): never sent.
+    DISCARDED = "discarded", "Discarded"
 
 
 OUTBOX_DUE_STATUSES = (OutboxStatus.PENDING, OutboxStatus.FAILED)

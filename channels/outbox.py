@@ -110,8 +110,10 @@ def ship_confirmation_enqueue(
     carrier_name: str = "",
     shipping_method: str = "",
     tracking_url: str = "",
+    resend: str = "",
 ) -> OutboxMessage:
-    """Queue a ship confirmation: ``lines`` are (order line external id, quantity), ``shipped_at`` the real time."""
+    """Queue a ship confirmation: ``lines`` are (order line external id, quantity), ``shipped_at`` the real time.
+    ``resend`` (a person asked to send it again) makes a new message rather than finding the first one."""
     if not lines or any(quantity <= 0 for _, quantity in lines):
         raise OutboxError("a ship confirmation needs lines with positive quantities")
     if order.marketplace_fulfilled:
@@ -119,7 +121,7 @@ def ship_confirmation_enqueue(
     message, _ = outbox_enqueue(
         account_id=order.account_id,
         kind=OutboxKind.SHIP_CONFIRMATION,
-        dedupe_key=f"ship:{order.external_id}:{package_reference}",
+        dedupe_key=f"ship:{order.external_id}:{package_reference}" + (f":resend-{resend}" if resend else ""),
         order_id=order.pk,
         payload={
             "order_external_id": order.external_id,

@@ -15,7 +15,7 @@ from django.dispatch import receiver
 from channels.connectors import connector_class
 from channels.outbox import cancellation_enqueue, pickup_ready_enqueue, ship_confirmation_enqueue
 from channels.tasks import channel_availability_schedule
-from fulfillment.signals import pickup_ready, shipment_line_cancelled, shipment_shipped
+from fulfillment.signals import pickup_ready, ship_confirmation_resend, shipment_line_cancelled, shipment_shipped
 from inventory.signals import stock_changed
 from orders.models import CancelInitiator, Order, OrderEvent, OrderLine
 from orders.signals import order_lines_cancelled
@@ -72,6 +72,33 @@ def queue_ship_confirmation(sender, *, shipment_id: int, order_id: int, event_id
         shipping_method=data.get("service_level", ""),
         shipped_at=datetime.fromisoformat(data["shipped_at"]),
         lines=lines,
+    )
+
+
+@receiver(ship_confirmation_resend, dispatch_uid="channels.ship_confirmation_resend")
+def queue_ship_confirmation_again(sender, *, shipment_id: int, order_id: int, event_id: int, **kwargs) -> None:
+    """A person asked for a shipment's confirmation to be sent again: a new message with the original
+    details (the event's data is the "shipped" event's)."""
+    order = _channel_order(order_id)
+    if order is None:
+        return
+    data = OrderEvent.objects.values_list("data", flat=True).get(pk=event_id)
+    lines = [(line["external_id"], line["quantity"]) for line in data.get("lines", []) if line["quantity"] > 0]
+    if not lines:
+        return
+    pickup = data.get("kind") == "pickup"
+    codes = data.get("channel_carrier_codes") or {}
+    ship_confirmation_enqueue(
+        order=order,
+        package_reference=f"shipment-{shipment_id}",
+        carrier_code=PICKUP_CARRIER if pickup else codes.get(order.account.kind, data["carrier"]),
+        carrier_name="Store pickup" if pickup else data.get("carrier_name", ""),
+        tracking_number=f"PICKUP-{shipment_id}" if pickup else data["tracking_number"],
+        tracking_url="" if pickup else data.get("tracking_url", ""),
+        shipping_method="" if pickup else data.get("service_level", ""),
+        shipped_at=datetime.fromisoformat(data["picked_up_at"] if pickup else data["shipped_at"]),
+        lines=lines,
+        resend=str(event_id),
     )
 
 

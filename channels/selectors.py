@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
@@ -332,3 +332,11 @@ def reconcile_page(*, account: ChannelAccount, days: int = 14, now: datetime | N
 
 
 # --- end of reconciliation ---------------------------------------------------------------------------
+def outbox_oldest_due_by_account() -> dict[int, datetime]:
+    """For the push lag: each account's oldest message not sent yet (pending, sending or failed)."""
+    return dict(
+        OutboxMessage.objects.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED])
+        .values("account_id")
+        .annotate(oldest=Min("created_at"))
+        .values_list("account_id", "oldest")
+    )

@@ -15,6 +15,9 @@ from channels.connectors import connector_class
 from channels.connectors.base import Connector, ListingIds
 from channels.crypto import CredentialsError, decrypt_json, encrypt_json, rotate_token
 from channels.models import ChannelAccount, ChannelAccountEvent, ChannelLocation, Listing
+from config.kernel.actors import Actor, actor_resolve
+from config.kernel.errors import DomainError
+from inventory.models import Sku
 from orders import services as order_services
 
 
@@ -190,3 +193,40 @@ def listing_ids_record(*, account_id: int, ids: Mapping[str, ListingIds], actor:
                 data={"listings": changed},
             )
     return len(changed)
+
+
+# ---- Ops console fixes (exceptions at scale) ---------------------------------------------------------------
+
+
+def listing_map(*, account_id: int, channel_sku: str, sku_id: int, actor: Actor, reason: str = "") -> list[int]:
+    """Map a channel SKU of an account to a Sku (the one-click fix of an unmapped-SKU case): the Listing
+    gets the SKU (created if the channel SKU was never listed), one account event records before and
+    after, and every order it held gets the SKU on its lines, its hold released and its case resolved
+    (orders_channel_sku_mapped); routing takes them on its next run. Returns the ids of the orders released."""
+    name, _ = actor_resolve(actor)
+    channel_sku = (channel_sku or "").strip()
+    if not channel_sku:
+        raise DomainError("a channel SKU is required")
+    sku = Sku.objects.filter(pk=sku_id).first()
+    if sku is None:
+        raise DomainError(f"SKU #{sku_id} does not exist")
+    with transaction.atomic():
+        listing, _ = Listing.objects.select_for_update().get_or_create(account_id=account_id, channel_sku=channel_sku)
+        before = listing.sku_id
+        if before != sku.pk:
+            listing.sku = sku
+            listing.save(update_fields=["sku"])
+            ChannelAccountEvent.objects.create(
+                account_id=account_id,
+                kind="listing_mapped",
+                actor=name,
+                reason=reason or f"channel SKU {channel_sku} mapped to {sku.code}",
+                data={"channel_sku": channel_sku, "before": {"sku": before}, "after": {"sku": sku.pk}},
+            )
+        return order_services.orders_channel_sku_mapped(
+            account_id=account_id,
+            channel_sku=channel_sku,
+            sku_id=sku.pk,
+            actor=actor,
+            reason=reason or f"channel SKU {channel_sku} mapped to {sku.code} by {name}",
+        )

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from celery import shared_task
 from django.dispatch import receiver
 
-from channels import availability, outbox, reconcile, sync, webhooks
+from channels import availability, fixes, outbox, reconcile, sync, webhooks
 from channels.models import ReconcileScope
 from channels.signals import outbox_messages_queued, webhook_events_stored
 
@@ -115,3 +115,10 @@ def channels_reconcile_account_task(account_id: int, trigger: str = "schedule", 
 
 
 # --- end of reconciliation -----------------------------------------------------------------------------
+# ---- Ops console: pushes failing repeatedly, detected in seconds (exceptions at scale) ----------------
+
+
+@shared_task(acks_late=True)
+def push_failures_detect_task() -> dict:
+    found = fixes.push_failures_detect(actor="detector")
+    return {"opened": len(found["opened"]), "resolved": len(found["resolved"])}

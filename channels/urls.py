@@ -19,4 +19,10 @@ urlpatterns = [
     path("reconciliation/", views.ReconcileOverviewView.as_view(), name="reconciliation"),
     path("<int:pk>/reconciliation/", views.AccountReconcileView.as_view(), name="account-reconciliation"),
     path("<int:pk>/reconcile/", views.ReconcileNowView.as_view(), name="reconcile-now"),
+    # Ops console (exceptions at scale)
+    path("cases/<int:pk>/map-sku/", views.MapSkuView.as_view(), name="map-sku"),
+    path("skus/search/", views.SkuSearchView.as_view(), name="sku-search"),
+    path("dashboard/lag/", views.DashboardLagView.as_view(), name="dashboard-lag"),
+    path("cases/retry/", views.CaseRetryBulkView.as_view(), name="cases-retry"),
+    path("outbox/<int:pk>/discard/", views.OutboxDiscardView.as_view(), name="outbox-discard"),
 ]

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 
 from django.contrib import messages
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from channels import selectors
 from channels.connectors.base import ChannelError
+from channels.fixes import exception_case_retry, outbox_message_discard
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
 from channels.models import (
     ChannelAccount,
@@ -24,12 +27,16 @@ from channels.models import (
     SyncStatus,
 )
 from channels.outbox import outbox_retry_now
-from channels.services import connector_for
+from channels.services import connector_for, listing_map
 from channels.sync import account_lock
 from channels.tasks import channels_reconcile_account_task, channels_sync_account_task
-from config.kernel.console import ConsoleView
+from config.kernel.console import ConsoleView, bulk_selection
 from config.kernel.errors import DomainError
 from inventory import selectors as inventory_selectors
+from inventory.models import Sku
+from orders.models import ExceptionCase, ExceptionKind, OrderLine
+from orders.services import bulk_apply
+from orders.views import case_matching
 
 PAGE = 100
 MAX_REASON = 2000
@@ -247,6 +254,89 @@ class OutboxRetryView(ConsoleView):
 class ReconcileOverviewView(ConsoleView):
     """Every account's last reconciliation of orders and stock, and every node's counts."""
 
+
+# ---- Ops console: the unmapped-SKU fix and the dashboard's lag tile (exceptions at scale) -----------------
+
+
+class MapSkuView(ConsoleView):
+    """An unmapped-SKU case's fix: pick the Waybill SKU (searchable) for the channel SKU the order held, and
+    every order it held on that account is released."""
+
+    permission_required = "channels.change_listing"
+
+    def _context(self, request, case: ExceptionCase, **extra):
+        channel_skus = sorted(
+            set(
+                OrderLine.objects.filter(order_id=case.order_id, sku__isnull=True).values_list("channel_sku", flat=True)
+            )
+        )
+        held = {
+            code: OrderLine.objects.filter(
+                order__account_id=case.account_id, channel_sku=code, sku__isnull=True, order__on_hold=True
+            )
+            .values("order_id")
+            .distinct()
+            .count()
+            for code in channel_skus
+        }
+        choices = [(code, held[code]) for code in channel_skus]
+        return {"section": "exceptions", "case": case, "channel_skus": choices, **extra}
+
+    def _case(self, pk: int) -> ExceptionCase:
+        return get_object_or_404(
+            ExceptionCase.objects.select_related("order", "account"), pk=pk, kind=ExceptionKind.UNMAPPED_SKU
+        )
+
+    def get(self, request, pk: int):
+        case = self._case(pk)
+        return render(request, "channels/map_sku.html", self._context(request, case))
+
+    def post(self, request, pk: int):
+        case = self._case(pk)
+        channel_sku = (request.POST.get("channel_sku") or "").strip()
+        code = (request.POST.get("sku") or "").strip()
+        errors = []
+        if not channel_sku:
+            errors.append("Choose the channel SKU to map.")
+        sku = Sku.objects.filter(code=code).first() if code else None
+        if sku is None:
+            errors.append(f"No Waybill SKU with code {code!r}: pick one from the list." if code else "Pick a SKU.")
+        if case.account_id is None:
+            errors.append("This case names no channel account; map the SKU in the admin's listings.")
+        if not errors:
+            try:
+                released = listing_map(
+                    account_id=case.account_id, channel_sku=channel_sku, sku_id=sku.pk, actor=request.user
+                )
+            except DomainError as exc:
+                errors.append(str(exc))
+        if errors:
+            context = self._context(request, case, errors=errors, chosen=code)
+            return render(request, "channels/map_sku.html", context, status=400)
+        messages.success(
+            request,
+            f"{channel_sku} on {case.account.name} is now {sku.code}: {len(released)} order(s) released for routing.",
+        )
+        return HttpResponseRedirect(_next(request, reverse("orders:exceptions")))
+
+
+class SkuSearchView(ConsoleView):
+    """SKU codes and names for the map-SKU form's search (HTMX: <option>s for a datalist)."""
+
+    permission_required = "inventory.view_sku"
+
+    def get(self, request):
+        q = (request.GET.get("sku") or request.GET.get("q") or "").strip()
+        skus = Sku.objects.order_by("code").only("code", "name")
+        if q:
+            skus = skus.filter(Q(code__istartswith=q) | Q(name__icontains=q))
+        return render(request, "channels/_sku_options.html", {"skus": skus[:30]})
+
+
+class DashboardLagView(ConsoleView):
+    """The dashboard's tile: each account's sync lag (since its cursor) and push lag (the oldest message
+    waiting in its outbox), with what is parked."""
+
     permission_required = "channels.view_channelaccount"
 
     def get(self, request):
@@ -295,5 +385,57 @@ class ReconcileNowView(ConsoleView):
         messages.success(request, f"Reconciliation of {account.name} started; its progress shows below.")
         return HttpResponseRedirect(reverse("channels:account-reconciliation", args=[account.pk]))
 
+        # --- end of reconciliation ---------------------------------------------------------------------------
+        rows = selectors.account_health()
+        oldest = selectors.outbox_oldest_due_by_account()
+        now = timezone.now()
+        for row in rows:
+            since = oldest.get(row.account.pk)
+            row.push_lag_seconds = (now - since).total_seconds() if since else None
+        return render(request, "channels/_dashboard_lag.html", {"rows": rows})
 
-# --- end of reconciliation ---------------------------------------------------------------------------
+
+class CaseRetryBulkView(ConsoleView):
+    """Retry the ticked (or all matching) channel cases of the exception queue: parked outbox messages are
+    queued again, failed syncs started again; the other cases are named as having nothing to retry."""
+
+    permission_required = "channels.change_outboxmessage"
+
+    def post(self, request):
+        back = _next(request, reverse("orders:exceptions"))
+        actor = request.user
+        try:
+            ids, _ = bulk_selection(request, case_matching(request))
+            result = bulk_apply(
+                ids=ids,
+                action="retry",
+                apply=lambda pk: exception_case_retry(
+                    case_id=pk, actor=actor, start_sync=channels_sync_account_task.delay
+                ),
+            )
+        except DomainError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(back)
+        summary = result.summary("case")
+        if result.failed and not result.done:
+            messages.error(request, summary)
+        elif result.failed:
+            messages.warning(request, summary)
+        else:
+            messages.success(request, summary)
+        return HttpResponseRedirect(back)
+
+
+class OutboxDiscardView(ConsoleView):
+    """Give up on a failed or parked message (with a reason): it is never sent; its case is resolved."""
+
+    permission_required = "channels.change_outboxmessage"
+
+    def post(self, request, pk: int):
+        back = _next(request, reverse("channels:outbox-detail", args=[pk]))
+        try:
+            outbox_message_discard(message_id=pk, reason=request.POST.get("reason", ""), actor=request.user)
+            messages.success(request, f"Message #{pk} discarded: it will not be sent.")
+        except DomainError as exc:
+            messages.error(request, f"Not discarded: {exc}")
+        return HttpResponseRedirect(back)

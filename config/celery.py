@@ -30,6 +30,15 @@ app.conf.update(
         "fulfillment-route-retry": {"task": "fulfillment.tasks.route_retry_task", "schedule": 300.0},
         "fulfillment-expire-pickups": {"task": "fulfillment.tasks.pickups_expire_task", "schedule": 300.0},
         "fulfillment-tracking-checks": {"task": "fulfillment.tasks.tracking_checks_task", "schedule": 900.0},
+        # Exceptions detected in seconds (ship-by at risk, late, stalled tracking): settings.WAYBILL_DETECT_SECONDS.
+        "fulfillment-detect-exceptions": {
+            "task": "fulfillment.tasks.exceptions_detect_task",
+            "schedule": float(os.environ.get("WAYBILL_DETECT_SECONDS", "15")),
+        },
+        "channels-detect-push-failures": {
+            "task": "channels.tasks.push_failures_detect_task",
+            "schedule": float(os.environ.get("WAYBILL_DETECT_SECONDS", "15")),
+        },
         "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
         # Safety net behind the per-change recompute: every advertised quantity re-derived from stock.

@@ -202,7 +202,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "orders:list"
+LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- I18N / time: always timezone-aware ---------------------------------------------------------
@@ -255,6 +255,9 @@ SPECTACULAR_SETTINGS = {
         # An order's service level and a shipment's kind are one choice set (ship, pickup, ship from store).
         "ServiceLevelEnum": "fulfillment.models.ShipmentKind",
         "InboundKindEnum": "inventory.models.InboundKind",
+        # The orders API's overrides and exception queue (fulfillment/api_overrides.py).
+        "HoldKindEnum": "orders.models.HoldKind",
+        "ExceptionKindEnum": "orders.models.ExceptionKind",
         # Returns (issue #18): a unit's disposition (pending until inspected), an inspection's, the reason.
         "ReturnDispositionEnum": "returns.models.Disposition",
         "InspectedDispositionEnum": "returns.serializers.FINAL",
@@ -300,3 +303,17 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# --- Ops console (exceptions at scale) -------------------------------------------------------------
+# Who a new exception case of a kind goes to: "kind=username,kind=username" (empty: nobody, the queue).
+WAYBILL_CASE_OWNERS = {
+    kind.strip(): user.strip()
+    for kind, _, user in (
+        pair.partition("=") for pair in env.str("WAYBILL_CASE_OWNERS", default="").split(",") if "=" in pair
+    )
+}
+# How often fulfillment.tasks.exceptions_detect_task looks for ship-by at risk, late shipments and stalled
+# tracking (seconds), and the pick time a node needs before its cutoff when it names none (minutes).
+WAYBILL_DETECT_SECONDS = env.float("WAYBILL_DETECT_SECONDS", default=15.0)
+WAYBILL_PICK_MINUTES = env.int("WAYBILL_PICK_MINUTES", default=120)
+WAYBILL_STALLED_TRACKING_HOURS = env.int("WAYBILL_STALLED_TRACKING_HOURS", default=48)

@@ -7,6 +7,7 @@ The embedded database is started and stopped around this by `python -m config.em
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +42,10 @@ def _processes() -> dict[str, list[str]]:
         "worker": [str(BIN / "celery"), "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO"],
     }
+    # The demo's warehouse: a simulated WMS and carrier acting through the node API and the signed tracking
+    # webhook (fulfillment/warehouse_sim.py), so orders reach Delivered and exceptions arise on their own.
+    os.environ.setdefault("TRACKING_WEBHOOK_SECRET", secrets.token_hex(24))  # shared by web and the carrier
+    procs["warehouse"] = [PY, "manage.py", "run_warehouse", "--base-url", f"http://{HOST}:{PORT}"]
     sandbox = BASE_DIR / "channels" / "management" / "commands" / "run_sandboxes.py"
     if sandbox.exists():
         procs["sandboxes"] = [PY, "manage.py", "run_sandboxes", "--webhook-base", f"http://{HOST}:{PORT}"]

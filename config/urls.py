@@ -2,18 +2,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels.webhooks import webhook_receive
 from fulfillment.webhooks import tracking_webhook
-from orders.views import SectionView
+from orders.views import DashboardView, SectionView
 
 admin.site.site_header = "Waybill administration"
 admin.site.site_title = "Waybill admin"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="orders:list", permanent=False)),
+    path("", DashboardView.as_view(), name="dashboard"),
     path("login/", login_not_required(auth_views.LoginView.as_view()), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("orders/", include("orders.urls")),
@@ -26,6 +25,7 @@ urlpatterns = [
     path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),
+    path("api/v1/", include("fulfillment.api_override_urls")),
     path("api/v1/fulfillment/", include("fulfillment.api_urls")),
     path("api/v1/", include("inventory.api_urls")),
     path("api/v1/returns/", include("returns.api_urls")),

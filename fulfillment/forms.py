@@ -17,3 +17,32 @@ class RerouteForm(forms.Form):
 
 class SimulatorForm(forms.Form):
     days = forms.IntegerField(min_value=1, max_value=90, initial=7)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label="Reason", max_length=2000, strip=True)
+
+
+class CancelUnitsForm(forms.Form):
+    """Units per order line come as ``line_<id>`` fields; ``whole_order`` cancels every open unit."""
+
+    reason = forms.CharField(label="Reason", max_length=2000, strip=True)
+    initiator = forms.ChoiceField(
+        choices=[("seller", "Seller"), ("buyer", "Buyer"), ("marketplace", "Marketplace")], initial="seller"
+    )
+    whole_order = forms.BooleanField(required=False)
+
+    def line_quantities(self, data) -> dict[int, int]:
+        quantities: dict[int, int] = {}
+        for key, value in data.items():
+            if not key.startswith("line_"):
+                continue
+            line = key.removeprefix("line_")
+            if not line.isdigit():
+                continue
+            value = (value or "").strip() or "0"
+            if not value.isdigit():
+                raise forms.ValidationError(f"units to cancel must be whole numbers (got {value!r})")
+            if int(value):
+                quantities[int(line)] = int(value)
+        return quantities

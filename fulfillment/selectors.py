@@ -24,7 +24,7 @@ from fulfillment.models import (
     TrackingEvent,
 )
 from fulfillment.routing import MAX_CLOSED_DAYS, RouteLine, RouteNode, RouteOrder, RouteRules, RoutingPlan
-from fulfillment.status import HOLDS_STOCK, PRE_SHIP
+from fulfillment.status import HOLDS_STOCK, IN_FLIGHT, PRE_SHIP
 from inventory.models import Location, Reservation, ReservationStatus, StockLevel
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, Order, OrderLine, OrderStatus
 from orders.services import ship_to_usable
@@ -461,3 +461,51 @@ def accounts_shipping_from(location_id: int) -> list[int]:
     """The channel accounts that may ship from this node (their eligible locations include it)."""
     through = Location.channel_accounts.through
     return sorted(through.objects.filter(location_id=location_id).values_list("channelaccount_id", flat=True))
+
+
+def carrier_performance(*, days: int = 30, now: datetime | None = None) -> list[dict]:
+    """On-time delivery by carrier and service level over the last ``days``: delivered parcels, those
+    delivered by their promise, and the rate (for the dashboard's chart)."""
+    now = now or timezone.now()
+    rows = list(
+        Shipment.objects.filter(delivered_at__gte=now - timedelta(days=days), carrier__isnull=False)
+        .values("carrier__code", "carrier__name", "service_level")
+        .annotate(
+            delivered=Count("id"),
+            on_time=Count(
+                "id", filter=Q(promised_delivery_at__isnull=True) | Q(delivered_at__lte=F("promised_delivery_at"))
+            ),
+        )
+        .order_by("carrier__code", "service_level")
+    )
+    in_flight = dict(
+        Shipment.objects.filter(status__in=list(IN_FLIGHT), carrier__isnull=False)
+        .values("carrier__code")
+        .annotate(n=Count("id"))
+        .values_list("carrier__code", "n")
+    )
+    for row in rows:
+        row["rate"] = round(100 * row["on_time"] / row["delivered"], 1) if row["delivered"] else None
+        row["in_flight"] = in_flight.get(row["carrier__code"], 0)
+    return rows
+
+
+def shipment_queue() -> QuerySet[Shipment]:
+    return Shipment.objects.select_related("order", "location", "carrier").only(
+        "id",
+        "status",
+        "kind",
+        "tracking_number",
+        "service_level",
+        "ship_by",
+        "shipped_at",
+        "promised_delivery_at",
+        "delivered_at",
+        "order__id",
+        "order__external_id",
+        "order__external_reference",
+        "location__id",
+        "location__code",
+        "carrier__id",
+        "carrier__code",
+    )

@@ -15,6 +15,9 @@ shipment_shipped        kwargs: shipment_id, order_id, event_id (the OrderEvent 
 shipment_line_cancelled kwargs: shipment_id, order_id, order_line_id, quantity, reason, event_id.
                         Units of a line cancelled before they shipped (a line cancel, an expired
                         pickup): the channel may need a cancellation for them.
+ship_confirmation_resend kwargs: shipment_id, order_id, event_id (the OrderEvent "ship_confirmation_resent",
+                        whose data is the original "shipped" event's). A person asked for the shipment's
+                        confirmation to be sent to the channel again.
 pickup_ready            kwargs: shipment_id, order_id. A store pickup is ready: channels that tell
                         the buyer (Shopify local pickup) queue that notice.
 """
@@ -26,3 +29,4 @@ from django.dispatch import Signal
 shipment_shipped = Signal()
 shipment_line_cancelled = Signal()
 pickup_ready = Signal()
+ship_confirmation_resend = Signal()

@@ -50,3 +50,18 @@ def pickups_expire_task() -> int:
 def tracking_checks_task() -> dict:
     result = services.tracking_checks_run(actor="tracking-check")
     return {"missing_scan": len(result.missing_scan), "late": len(result.late)}
+
+
+@shared_task(acks_late=True)
+def exceptions_detect_task() -> dict:
+    """Detection in seconds: ship-by at risk, late shipments, stalled tracking, no scan, late delivery."""
+    result = services.exceptions_detect(actor="detector")
+    checks = services.tracking_checks_run(actor="detector")
+    return {
+        "at_risk": len(result.at_risk),
+        "late": len(result.late),
+        "stalled": len(result.stalled),
+        "missing_scan": len(checks.missing_scan),
+        "late_delivery": len(checks.late),
+        "settled": len(result.settled),
+    }

@@ -8,6 +8,7 @@ from django.utils import timezone
 from orders.tasks import HEARTBEAT_KEY
 
 NAVIGATION = [
+    ("dashboard", "Dashboard", "dashboard"),
     ("orders", "Orders", "orders:list"),
     ("exceptions", "Exceptions", "orders:exceptions"),
     ("inventory", "Inventory", "inventory:grid"),

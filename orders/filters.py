@@ -7,6 +7,7 @@ from django import forms
 from django.db.models import Exists, OuterRef, Q
 
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus, Severity
+from orders.search import order_search
 
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"})
 YES_NO_ANY = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")])
@@ -35,25 +36,44 @@ class OrderFilter(django_filters.FilterSet):
         model = Order
         fields = ["q", "status", "channel", "account", "ship_by_after", "ship_by_before", "on_hold"]
 
+    # Set by filter_search: which search ran (trigram or prefix), shown on the page.
+    search_info = None
+
     def filter_search(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        line_match = OrderLine.objects.filter(order=OuterRef("pk"), channel_sku=value)
-        return queryset.filter(
-            Q(external_id=value) | Q(external_reference=value) | Q(customer_name__icontains=value) | Exists(line_match)
-        )
+        queryset, self.search_info = order_search(queryset, value)
+        return queryset
 
 
 class ExceptionCaseFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_search", label="Search")
     status = django_filters.ChoiceFilter(choices=CaseStatus.choices)
     kind = django_filters.ChoiceFilter(choices=ExceptionKind.choices)
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
     mine = django_filters.BooleanFilter(method="filter_mine", label="Assigned to me", widget=YES_NO_ANY)
+    unassigned = django_filters.BooleanFilter(field_name="owner", lookup_expr="isnull", widget=YES_NO_ANY)
+    # The root cause of a group (exception_case_groups): one SKU, one account, one channel SKU.
+    sku = django_filters.NumberFilter(field_name="sku_id", widget=forms.HiddenInput)
+    account = django_filters.NumberFilter(field_name="account_id", widget=forms.HiddenInput)
+    channel_sku = django_filters.CharFilter(method="filter_channel_sku", widget=forms.HiddenInput)
+    order = django_filters.NumberFilter(field_name="order_id", widget=forms.HiddenInput)
 
     class Meta:
         model = ExceptionCase
-        fields = ["status", "kind", "severity"]
+        fields = ["q", "status", "kind", "severity"]
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip().lstrip("#")
+        if not value:
+            return queryset
+        if value.isdigit():
+            return queryset.filter(Q(pk=int(value)) | Q(title__icontains=value))
+        return queryset.filter(title__icontains=value)
+
+    def filter_channel_sku(self, queryset, name, value):
+        if not value:
+            return queryset
+        unmapped = OrderLine.objects.filter(order=OuterRef("order_id"), channel_sku=value, sku__isnull=True)
+        return queryset.filter(Exists(unmapped))
 
     def filter_mine(self, queryset, name, value):
         if value and self.request is not None and self.request.user.is_authenticated:

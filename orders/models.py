@@ -8,8 +8,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 
 
 class OrderStatus(models.TextChoices):
@@ -70,6 +72,7 @@ class ShipToAddress(models.Model):
     purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        indexes = [models.Index(OpClass(Upper("email"), name="varchar_pattern_ops"), name="shipto_email_prefix")]
         verbose_name = "ship-to address"
         verbose_name_plural = "ship-to addresses"
 
@@ -142,6 +145,13 @@ class Order(models.Model):
             models.Index(fields=["account", "-placed_at"], name="order_account_placed"),
             models.Index(fields=["on_hold", "status"], name="order_hold_status", condition=Q(on_hold=True)),
             models.Index(fields=["ship_by"], name="order_ship_by"),
+            # Search without pg_trgm: prefix matches (orders/search.py). With pg_trgm, migration 0005 adds
+            # trigram indexes for matches anywhere in the value.
+            models.Index(OpClass(Upper("external_id"), name="varchar_pattern_ops"), name="order_external_id_prefix"),
+            models.Index(
+                OpClass(Upper("external_reference"), name="varchar_pattern_ops"), name="order_external_ref_prefix"
+            ),
+            models.Index(OpClass(Upper("customer_name"), name="varchar_pattern_ops"), name="order_customer_prefix"),
         ]
         permissions = [("override_order", "Can apply manual overrides to orders")]
 
@@ -190,7 +200,12 @@ class OrderLine(models.Model):
             ),
             models.CheckConstraint(condition=Q(unit_price__gte=0), name="orderline_price_non_negative"),
         ]
-        indexes = [models.Index(fields=["sku", "status"], name="orderline_sku_status")]
+        indexes = [
+            models.Index(fields=["sku", "status"], name="orderline_sku_status"),
+            models.Index(
+                OpClass(Upper("channel_sku"), name="varchar_pattern_ops"), name="orderline_channel_sku_prefix"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel_sku} x{self.quantity}"
@@ -285,6 +300,13 @@ class ExceptionKind(models.TextChoices):
     CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
     LISTING_NOT_FOUND = "listing_not_found", "Listing not found at channel"
     METRIC_WARNING = "metric_warning", "Scorecard early warning"
+    # Detected as the events arrive (fulfillment.services.detection), not by a nightly scan.
+    SHIP_BY_AT_RISK = "ship_by_at_risk", "Ship-by at risk"
+    LATE_SHIPMENT = "late_shipment", "Late shipment"
+    DELIVERY_EXCEPTION = "delivery_exception", "Carrier delivery exception"
+    STALLED_TRACKING = "stalled_tracking", "Tracking stalled"
+    OVERSELL = "oversell", "Oversell reported by a channel"
+    PUSH_FAILING = "push_failing", "Push failing repeatedly"
     REFUND_MANUAL = "refund_manual", "Refund at the channel by hand"
     # Reconciliation: a drift with a channel that was not healed automatically; a node's count off by more
     # than the node's tolerance.
@@ -360,3 +382,18 @@ class ExceptionCase(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def _key_id(self, prefix: str) -> int | None:
+        # The id a case's dedupe key names ("outbox_parked:12", "delivery_late:shipment=34").
+        if not self.dedupe_key.startswith(prefix):
+            return None
+        tail = self.dedupe_key[len(prefix) :].split(":")[0]
+        return int(tail) if tail.isdigit() else None
+
+    @property
+    def outbox_message_id(self) -> int | None:
+        return self._key_id("outbox_parked:")
+
+    @property
+    def shipment_id(self) -> int | None:
+        return self._key_id(f"{self.kind}:shipment=")

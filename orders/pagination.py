@@ -25,5 +25,9 @@ class OrderCursorPagination(CursorPagination):
 
 
 class ExceptionCaseCursorPagination(CursorPagination):
+    """The queue by urgency (orders.selectors.exception_cases_by_urgency annotates both fields)."""
+
     page_size = 50
-    ordering = ("-created_at", "-id")
+    max_page_size = 200
+    page_size_query_param = "page_size"
+    ordering = ("urgency_at", "impact", "id")

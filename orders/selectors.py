@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from orders.models import CaseStatus, ExceptionCase, Hold, Order, OrderEvent, OrderLine
+from django.db.models import Case, Count, DateTimeField, IntegerField, Min, Prefetch, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from orders.models import (
+    CaseStatus,
+    ExceptionCase,
+    ExceptionKind,
+    Hold,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    Severity,
+)
+
+# A case with no due time and no order ship-by sorts after every timed one.
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
+# Cases whose kind costs a scorecard metric (late shipment rate, valid tracking, on-time delivery,
+# cancellations) rank before others of the same urgency.
+SCORECARD_KINDS = frozenset(
+    {
+        ExceptionKind.SHIP_BY_AT_RISK,
+        ExceptionKind.LATE_SHIPMENT,
+        ExceptionKind.SHIP_BY_UNREACHABLE,
+        ExceptionKind.NO_NODE,
+        ExceptionKind.INSUFFICIENT_STOCK,
+        ExceptionKind.SHORT_PICK,
+        ExceptionKind.TRACKING_MISSING,
+        ExceptionKind.DELIVERY_LATE,
+        ExceptionKind.DELIVERY_EXCEPTION,
+        ExceptionKind.STALLED_TRACKING,
+        ExceptionKind.CANCEL_REQUEST,
+        ExceptionKind.OVERSELL,
+        ExceptionKind.METRIC_WARNING,
+    }
+)
+PRE_SHIP_STATUSES = (
+    OrderStatus.PENDING,
+    OrderStatus.OPEN,
+    OrderStatus.BACKORDERED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.RELEASED,
+)
 
 
 def order_list() -> QuerySet[Order]:
@@ -40,12 +85,188 @@ def order_detail() -> QuerySet[Order]:
         # Fulfilment's reverse relations, by name only: orders never imports fulfillment.
         "routing_decisions",
         "shipments__location",
+        "shipments__lines__order_line",
     )
 
 
+def exception_cases_by_urgency(*, include_resolved: bool = False) -> QuerySet[ExceptionCase]:
+    """Cases with ``urgency_at`` (the due time, else the order's ship-by) and ``impact`` (0 for a kind that
+    costs a scorecard metric, then by severity): the queue sorts by time left, then impact."""
+    qs = ExceptionCase.objects.select_related("order", "owner", "account", "sku").annotate(
+        urgency_at=Coalesce("due_at", "order__ship_by", Value(FAR_FUTURE), output_field=DateTimeField()),
+        impact=Case(
+            *[
+                When(kind__in=list(SCORECARD_KINDS), severity=sev, then=Value(rank))
+                for sev, rank in SEVERITY_RANK.items()
+            ],
+            *[When(severity=sev, then=Value(rank + 10)) for sev, rank in SEVERITY_RANK.items()],
+            default=Value(20),
+            output_field=IntegerField(),
+        ),
+    )
+    if not include_resolved:
+        qs = qs.exclude(status=CaseStatus.RESOLVED)
+    return qs
+
+
 def exception_case_queue() -> QuerySet[ExceptionCase]:
-    return (
-        ExceptionCase.objects.select_related("order", "owner", "account", "sku")
-        .exclude(status=CaseStatus.RESOLVED)
-        .order_by("due_at", "-created_at", "-id")
+    return exception_cases_by_urgency().order_by("urgency_at", "impact", "id")
+
+
+@dataclass(frozen=True)
+class CaseGroup:
+    kind: str
+    kind_label: str
+    count: int
+    cause: str
+    params: dict
+    oldest: datetime | None
+    due: datetime | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.count} case{'s' if self.count != 1 else ''}: {self.kind_label.lower()}, {self.cause}"
+
+
+def exception_case_groups(*, min_size: int = 2, limit: int = 20) -> list[CaseGroup]:
+    """Open cases of one root cause, biggest first: one SKU ("all for SKU WB-1041"), one unmapped
+    channel SKU on one account, or one account (sync, outbox). Each names the filter that selects it."""
+    labels = dict(ExceptionKind.choices)
+    open_cases = ExceptionCase.objects.exclude(status=CaseStatus.RESOLVED)
+    groups: list[CaseGroup] = []
+    for row in (
+        open_cases.filter(sku__isnull=False)
+        .values("kind", "sku_id", "sku__code")
+        .annotate(n=Count("id"), oldest=Min("created_at"), due=Min("due_at"))
+        .filter(n__gte=min_size)
+        .order_by("-n")[:limit]
+    ):
+        groups.append(
+            CaseGroup(
+                kind=row["kind"],
+                kind_label=labels.get(row["kind"], row["kind"]),
+                count=row["n"],
+                cause=f"all for SKU {row['sku__code']}",
+                params={"kind": row["kind"], "sku": row["sku_id"]},
+                oldest=row["oldest"],
+                due=row["due"],
+            )
+        )
+    for row in (
+        open_cases.filter(kind=ExceptionKind.UNMAPPED_SKU, order__lines__sku__isnull=True)
+        .values("account_id", "account__name", "order__lines__channel_sku")
+        .annotate(n=Count("id", distinct=True), oldest=Min("created_at"), due=Min("due_at"))
+        .filter(n__gte=min_size)
+        .order_by("-n")[:limit]
+    ):
+        groups.append(
+            CaseGroup(
+                kind=ExceptionKind.UNMAPPED_SKU,
+                kind_label=labels[ExceptionKind.UNMAPPED_SKU],
+                count=row["n"],
+                cause=f"all for channel SKU {row['order__lines__channel_sku']} on {row['account__name']}",
+                params={
+                    "kind": ExceptionKind.UNMAPPED_SKU,
+                    "account": row["account_id"],
+                    "channel_sku": row["order__lines__channel_sku"],
+                },
+                oldest=row["oldest"],
+                due=row["due"],
+            )
+        )
+    for row in (
+        open_cases.filter(sku__isnull=True, account__isnull=False)
+        .exclude(kind=ExceptionKind.UNMAPPED_SKU)
+        .values("kind", "account_id", "account__name")
+        .annotate(n=Count("id"), oldest=Min("created_at"), due=Min("due_at"))
+        .filter(n__gte=min_size)
+        .order_by("-n")[:limit]
+    ):
+        groups.append(
+            CaseGroup(
+                kind=row["kind"],
+                kind_label=labels.get(row["kind"], row["kind"]),
+                count=row["n"],
+                cause=f"all on {row['account__name']}",
+                params={"kind": row["kind"], "account": row["account_id"]},
+                oldest=row["oldest"],
+                due=row["due"],
+            )
+        )
+    groups.sort(key=lambda g: -g.count)
+    return groups[:limit]
+
+
+@dataclass
+class OrdersDashboard:
+    now: datetime
+    today_by_channel: list[dict]
+    today_total: int
+    due_today: int
+    shipped_of_due_today: int
+    at_risk: int
+    late: int
+    on_hold: int
+    exceptions_by_kind: list[dict]
+    exceptions_open: int
+
+
+def orders_dashboard(*, now: datetime | None = None, risk_hours: int = 4) -> OrdersDashboard:
+    """The dashboard's order tiles, a fixed number of grouped queries (indexed on placed_at and ship_by)."""
+    now = now or timezone.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + timedelta(days=1)
+    by_channel = list(
+        Order.objects.filter(placed_at__gte=today, placed_at__lt=tomorrow)
+        .values("account__kind")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+    )
+    due = Order.objects.filter(ship_by__gte=today, ship_by__lt=tomorrow).aggregate(
+        total=Count("id", filter=~Q(status=OrderStatus.CANCELLED)),
+        shipped=Count(
+            "id",
+            filter=Q(
+                status__in=[
+                    OrderStatus.SHIPPED,
+                    OrderStatus.DELIVERED,
+                    OrderStatus.PARTIALLY_SHIPPED,
+                    OrderStatus.RETURNED,
+                ]
+            ),
+        ),
+    )
+    risk = Order.objects.filter(status__in=PRE_SHIP_STATUSES, ship_by__lt=now + timedelta(hours=risk_hours)).aggregate(
+        at_risk=Count("id", filter=Q(ship_by__gte=now)), late=Count("id", filter=Q(ship_by__lt=now))
+    )
+    on_hold = Order.objects.filter(on_hold=True, status__in=PRE_SHIP_STATUSES).count()
+    labels = dict(ExceptionKind.choices)
+    kinds = []
+    for row in (
+        ExceptionCase.objects.exclude(status=CaseStatus.RESOLVED)
+        .values("kind")
+        .annotate(
+            n=Count("id"),
+            under_1h=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
+            under_24h=Count(
+                "id", filter=Q(created_at__lt=now - timedelta(hours=1), created_at__gte=now - timedelta(hours=24))
+            ),
+            older=Count("id", filter=Q(created_at__lt=now - timedelta(hours=24))),
+            unassigned=Count("id", filter=Q(owner__isnull=True)),
+        )
+        .order_by("-n")
+    ):
+        row["label"] = labels.get(row["kind"], row["kind"])
+        kinds.append(row)
+    return OrdersDashboard(
+        now=now,
+        today_by_channel=by_channel,
+        today_total=sum(r["n"] for r in by_channel),
+        due_today=due["total"],
+        shipped_of_due_today=due["shipped"],
+        at_risk=risk["at_risk"],
+        late=risk["late"],
+        on_hold=on_hold,
+        exceptions_by_kind=kinds,
+        exceptions_open=sum(r["n"] for r in kinds),
     )

@@ -3,17 +3,92 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
-from config.kernel.console import ConsoleView, console_page
+from config.kernel.console import ConsoleView, bulk_selection, console_page
 from config.kernel.errors import DomainError
+from config.kernel.exports import CHUNK, csv_stream
+from inventory.models import Location
 from orders import selectors, services
 from orders.filters import ExceptionCaseFilter, OrderFilter
-from orders.forms import HoldPlaceForm, ReasonForm, ResolveCaseForm
-from orders.models import ExceptionCase, Hold
+from orders.forms import (
+    BulkCaseForm,
+    BulkHoldReleaseForm,
+    HoldPlaceForm,
+    ReasonForm,
+    ResolveCaseForm,
+    ServiceLevelForm,
+    ShipToForm,
+)
+from orders.models import ExceptionCase, Hold, HoldKind
 from orders.pagination import ExceptionCaseCursorPagination, OrderCursorPagination
+from orders.services.overrides import SHIP_TO_FIELDS
+
+# The scorecards app renders its dashboard tiles from this template when it offers them; until then the
+# dashboard's scorecard place renders nothing. (A template include: only scorecards imports scorecards.)
+SCORECARD_TILES_TEMPLATE = "scorecards/_dashboard_tiles.html"
+
+
+def _next(request, fallback: str) -> str:
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return fallback
+
+
+def _bulk_message(request, result, noun: str) -> None:
+    if result.failed and not result.done:
+        messages.error(request, result.summary(noun))
+    elif result.failed:
+        messages.warning(request, result.summary(noun))
+    else:
+        messages.success(request, result.summary(noun))
+
+
+def order_matching(query):
+    filterset = OrderFilter(query, queryset=selectors.order_list())
+    if not filterset.is_valid():
+        raise DomainError("the list's filters are not valid: " + "; ".join(filterset.errors))
+    return filterset.qs.order_by("pk")
+
+
+def case_matching(request):
+    def matching(query):
+        base = selectors.exception_cases_by_urgency(include_resolved=bool(query.get("status")))
+        filterset = ExceptionCaseFilter(query, queryset=base, request=request)
+        if not filterset.is_valid():
+            raise DomainError("the queue's filters are not valid: " + "; ".join(filterset.errors))
+        return filterset.qs.order_by("pk")
+
+    return matching
+
+
+class DashboardView(ConsoleView):
+    """The console's home: today's orders, what is due to ship, what is at risk, open exceptions by kind
+    and age, each account's sync and push lag, carrier performance, scorecard tiles. Polled by HTMX."""
+
+    permission_required = "orders.view_order"
+
+    def get(self, request):
+        try:
+            get_template(SCORECARD_TILES_TEMPLATE)
+            scorecard_tiles = SCORECARD_TILES_TEMPLATE
+        except TemplateDoesNotExist:
+            scorecard_tiles = None
+        context = {
+            "section": "dashboard",
+            "board": selectors.orders_dashboard(),
+            "groups": selectors.exception_case_groups(limit=5),
+            "scorecard_tiles": scorecard_tiles,
+        }
+        template = "orders/_dashboard_tiles.html" if request.htmx else "orders/dashboard.html"
+        return render(request, template, context)
 
 
 class OrderListView(ConsoleView):
@@ -31,9 +106,87 @@ class OrderListView(ConsoleView):
             "previous_url": previous_url,
             "section": "orders",
             "ordering": request.GET.get("ordering", "-placed_at"),
+            "search": filterset.search_info,
+            "query": request.GET.urlencode(),
+            "release_form": BulkHoldReleaseForm(),
+            "hold_kinds": HoldKind.choices,
         }
         template = "orders/_order_results.html" if request.htmx else "orders/order_list.html"
         return render(request, template, context)
+
+
+ORDER_CSV_HEADER = [
+    "id",
+    "channel",
+    "account",
+    "order",
+    "channel_order_id",
+    "status",
+    "on_hold",
+    "customer",
+    "placed_at",
+    "ship_by",
+    "total",
+    "currency",
+]
+CASE_CSV_HEADER = ["id", "kind", "severity", "status", "title", "order", "owner", "due_at", "created_at", "resolved_at"]
+
+
+class OrderExportView(ConsoleView):
+    """The order list as CSV with the list's current filters, streamed."""
+
+    permission_required = "orders.view_order"
+
+    def get(self, request):
+        filterset = OrderFilter(request.GET, queryset=selectors.order_list(), request=request)
+        if not filterset.is_valid():
+            messages.error(request, "Check the filters before exporting: " + "; ".join(filterset.errors))
+            return HttpResponseRedirect(reverse("orders:list") + "?" + request.GET.urlencode())
+        rows = (
+            filterset.qs.order_by("-placed_at", "-id")
+            .values_list(
+                "pk",
+                "account__kind",
+                "account__name",
+                "external_reference",
+                "external_id",
+                "status",
+                "on_hold",
+                "customer_name",
+                "placed_at",
+                "ship_by",
+                "total_amount",
+                "currency",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="orders", header=ORDER_CSV_HEADER, rows=rows)
+
+
+class OrderBulkView(ConsoleView):
+    """Bulk actions on the order list: release holds (all, or of one kind) with a reason."""
+
+    permission_required = "orders.change_hold"
+
+    def post(self, request):
+        back = _next(request, reverse("orders:list"))
+        form = BulkHoldReleaseForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Releasing holds needs a reason.")
+            return HttpResponseRedirect(back)
+        try:
+            ids, _ = bulk_selection(request, order_matching)
+            result = services.orders_holds_release_bulk(
+                order_ids=ids,
+                reason=form.cleaned_data["reason"],
+                kind=form.cleaned_data["kind"] or None,
+                actor=request.user,
+            )
+        except DomainError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(back)
+        _bulk_message(request, result, "order")
+        return HttpResponseRedirect(back)
 
 
 class OrderDetailView(ConsoleView):
@@ -42,16 +195,66 @@ class OrderDetailView(ConsoleView):
     def get(self, request, pk: int):
         return self.render_page(request, pk)
 
-    def render_page(self, request, pk: int, *, hold_form=None, status=200):
+    def render_page(self, request, pk: int, *, hold_form=None, ship_to_form=None, service_form=None, status=200):
         order = get_object_or_404(selectors.order_detail(), pk=pk)
+        address = order.ship_to
         context = {
             "order": order,
             "section": "orders",
             "hold_form": hold_form or HoldPlaceForm(),
             "release_form": ReasonForm(),
+            "ship_to_form": ship_to_form
+            or ShipToForm(initial={f: getattr(address, f) for f in SHIP_TO_FIELDS} if address else None),
+            "service_form": service_form or ServiceLevelForm(initial={"shipping_method": order.shipping_method}),
             "can_hold": request.user.has_perm("orders.add_hold"),
+            "can_override": request.user.has_perm("orders.override_order"),
+            "open_lines": [line for line in order.lines.all() if line.quantity_open > 0],
+            "nodes": Location.objects.filter(is_active=True, can_ship=True).order_by("code").only("pk", "code", "name"),
+            "unstarted_shipments": [
+                s for s in order.shipments.all() if s.status in ("released", "acknowledged") and s.kind == "ship"
+            ],
         }
         return render(request, "orders/order_detail.html", context, status=status)
+
+
+class ShipToEditView(ConsoleView):
+    permission_required = "orders.override_order"
+
+    def post(self, request, pk: int):
+        form = ShipToForm(request.POST)
+        if form.is_valid():
+            changes = {k: v for k, v in form.cleaned_data.items() if k != "reason"}
+            try:
+                services.order_ship_to_edit(
+                    order=pk, changes=changes, reason=form.cleaned_data["reason"], actor=request.user
+                )
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+        if form.errors:
+            return OrderDetailView().render_page(request, pk, ship_to_form=form, status=400)
+        messages.success(request, "Ship-to updated; the old address is kept in the timeline.")
+        return HttpResponseRedirect(reverse("orders:detail", args=[pk]))
+
+
+class ServiceLevelView(ConsoleView):
+    permission_required = "orders.override_order"
+
+    def post(self, request, pk: int):
+        form = ServiceLevelForm(request.POST)
+        if form.is_valid():
+            try:
+                services.order_shipping_method_set(
+                    order=pk,
+                    shipping_method=form.cleaned_data["shipping_method"],
+                    reason=form.cleaned_data["reason"],
+                    actor=request.user,
+                )
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+        if form.errors:
+            return OrderDetailView().render_page(request, pk, service_form=form, status=400)
+        messages.success(request, "Service level changed.")
+        return HttpResponseRedirect(reverse("orders:detail", args=[pk]))
 
 
 class HoldPlaceView(ConsoleView):
@@ -93,15 +296,14 @@ class HoldReleaseView(ConsoleView):
 
 
 class ExceptionListView(ConsoleView):
+    """The exception queue, most urgent first (time left to the due time or ship-by, then scorecard impact),
+    with the open cases grouped by root cause above it and bulk actions on the ticked or all matching."""
+
     permission_required = "orders.view_exceptioncase"
 
     def get(self, request):
         params = request.GET.copy()
-        base = (
-            selectors.exception_case_queue()
-            if not params.get("status")
-            else ExceptionCase.objects.select_related("order", "owner", "account", "sku")
-        )
+        base = selectors.exception_cases_by_urgency(include_resolved=bool(params.get("status")))
         filterset = ExceptionCaseFilter(params, queryset=base, request=request)
         rows, next_url, previous_url = [], None, None
         if filterset.is_valid():
@@ -114,9 +316,80 @@ class ExceptionListView(ConsoleView):
             "section": "exceptions",
             "resolve_form": ResolveCaseForm(),
             "can_change": request.user.has_perm("orders.change_exceptioncase"),
+            "groups": selectors.exception_case_groups() if not request.htmx else [],
+            "query": request.GET.urlencode(),
+            "filtered": any(v for k, v in request.GET.items() if k not in ("cursor",)),
+            "assignees": get_user_model()
+            .objects.filter(is_active=True, groups__isnull=False)
+            .distinct()
+            .order_by("username")
+            .only("pk", "username")[:200],
         }
         template = "orders/_exception_results.html" if request.htmx else "orders/exception_list.html"
         return render(request, template, context)
+
+
+class ExceptionExportView(ConsoleView):
+    permission_required = "orders.view_exceptioncase"
+
+    def get(self, request):
+        base = selectors.exception_cases_by_urgency(include_resolved=bool(request.GET.get("status")))
+        filterset = ExceptionCaseFilter(request.GET, queryset=base, request=request)
+        if not filterset.is_valid():
+            messages.error(request, "Check the filters before exporting: " + "; ".join(filterset.errors))
+            return HttpResponseRedirect(reverse("orders:exceptions"))
+        rows = (
+            filterset.qs.order_by("urgency_at", "impact", "id")
+            .values_list(
+                "pk",
+                "kind",
+                "severity",
+                "status",
+                "title",
+                "order__external_id",
+                "owner__username",
+                "due_at",
+                "created_at",
+                "resolved_at",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="exceptions", header=CASE_CSV_HEADER, rows=rows)
+
+
+class ExceptionBulkView(ConsoleView):
+    """Assign, acknowledge or resolve the ticked cases or every case the queue's filters match. Each case is
+    its own transaction: the ones refused are named, the others are done."""
+
+    permission_required = "orders.change_exceptioncase"
+
+    def post(self, request):
+        back = _next(request, reverse("orders:exceptions"))
+        form = BulkCaseForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+            return HttpResponseRedirect(back)
+        action = form.cleaned_data["action"]
+        owner = None
+        if action == "assign":
+            assignee = form.cleaned_data["assignee"]
+            if assignee == "me":
+                owner = request.user
+            elif assignee:
+                owner = get_user_model().objects.filter(pk=int(assignee), is_active=True).first()
+                if owner is None:
+                    messages.error(request, f"No active user #{assignee} to assign to.")
+                    return HttpResponseRedirect(back)
+        try:
+            ids, _ = bulk_selection(request, case_matching(request))
+            result = services.exception_cases_bulk(
+                case_ids=ids, action=action, note=form.cleaned_data["note"], owner=owner, actor=request.user
+            )
+        except DomainError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(back)
+        _bulk_message(request, result, "case")
+        return HttpResponseRedirect(back)
 
 
 class ExceptionActionView(ConsoleView):
@@ -139,7 +412,7 @@ class ExceptionActionView(ConsoleView):
             messages.success(request, f"Case #{case.pk}: {action.replace('-', ' ')} done.")
         except DomainError as exc:
             messages.error(request, str(exc))
-        return HttpResponseRedirect(request.POST.get("next") or reverse("orders:exceptions"))
+        return HttpResponseRedirect(_next(request, reverse("orders:exceptions")))
 
 
 SECTIONS = {

@@ -50,6 +50,10 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and item.get_closest_marker("concurrency") is not None:
         report.outcome = "failed"
         report.longrepr = f"concurrency test {item.nodeid} was skipped; it must run on every CI run"
+    elif report.skipped and item.nodeid.startswith("tests/browser/"):
+        # The console's browser tests run on every run too (chromium: apt-get install -y chromium).
+        report.outcome = "failed"
+        report.longrepr = f"browser test {item.nodeid} was skipped; it must run on every CI run"
 
 
 @pytest.hookimpl(trylast=True)

@@ -24,3 +24,21 @@ def console_page(request, queryset, paginator_class) -> tuple[list, str | None, 
     paginator = paginator_class()
     rows = paginator.paginate_queryset(queryset, Request(request), view=None)
     return list(rows or []), paginator.get_next_link(), paginator.get_previous_link()
+
+
+def bulk_selection(request, matching) -> tuple[list[int], bool]:
+    """The ids a bulk action applies to: the ticked rows (``ids``), or, with ``select_all=matching``, every
+    row the list's filters match: ``matching(QueryDict of the list's query string)`` returns that queryset.
+    Returns (ids, whether select-all-matching was used). Ids that are not whole numbers are ignored."""
+    from django.http import QueryDict
+
+    if request.POST.get("select_all") == "matching":
+        query = QueryDict(request.POST.get("query", ""), mutable=False)
+        return [int(pk) for pk in matching(query).values_list("pk", flat=True)[:100_000]], True
+    ids = []
+    for raw in request.POST.getlist("ids"):
+        try:
+            ids.append(int(raw))
+        except (TypeError, ValueError):
+            continue
+    return ids, False

@@ -4,8 +4,11 @@ route      order routing + reservation: orders_route / order_route / order_rerou
 shipments  the shipment lifecycle, short picks, line cancels, store pickup
 tracking   carrier/TMS scans, missing-scan and late-delivery checks
 tokens     node API tokens, routing configuration versions
+overrides  a person's overrides: cancel units, backorder, bulk reroute, resend a ship confirmation
+detection  exceptions detected as events arrive (scans) and every few seconds (ship-by at risk, late)
 """
 
+from fulfillment.services.detection import DetectResult, exceptions_detect, tracking_scan_cases
 from fulfillment.services.route import RouteResult, backorders_fill, order_reroute, order_route, orders_route
 from fulfillment.services.shipments import (
     BuyerCancelResult,
@@ -38,11 +41,13 @@ from fulfillment.services.tracking import (
 
 __all__ = [
     "BuyerCancelResult",
+    "DetectResult",
     "RouteResult",
     "ShortPickResult",
     "TrackingInput",
     "TrackingResult",
     "backorders_fill",
+    "exceptions_detect",
     "node_token_create",
     "node_token_revoke",
     "order_buyer_cancel_accept",
@@ -68,4 +73,5 @@ __all__ = [
     "shipments_ship_to_changed",
     "tracking_checks_run",
     "tracking_events_record",
+    "tracking_scan_cases",
 ]

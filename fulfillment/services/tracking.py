@@ -21,6 +21,7 @@ from fulfillment.errors import InvalidInput
 from fulfillment.models import Carrier, Shipment, ShipmentStatus, TrackingEvent, TrackingStatus
 from fulfillment.selectors import routing_config_active
 from fulfillment.services.common import order_follow_shipments
+from fulfillment.services.detection import tracking_scan_cases
 from fulfillment.services.shipments.common import shipment_event, shipment_lock
 from fulfillment.status import IN_FLIGHT, can_transition
 from orders import services as order_services
@@ -124,6 +125,8 @@ def tracking_events_record(
             locked.last_scan_at = max(scans)
             locked.save(update_fields=["last_scan_at", "updated_at"])
         _follow_newest_scan(locked, actor=actor)
+        # Detection in seconds: the cases these scans call for open in the same transaction.
+        tracking_scan_cases(shipment=locked, events=fresh, actor=actor)
     return TrackingResult(shipment=locked, created=len(fresh), duplicates=len(events) - len(fresh))
 
 

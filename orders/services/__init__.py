@@ -10,9 +10,19 @@ exception_queue  exception cases: open, assign, acknowledge, resolve
 pickup_store     a channel's pickup store mapped to a Location
 line_status      many lines' statuses at once, for order routing and stock allocation
 ingest           the batched channel ingest
+bulk             bulk actions of the console: each item in its own transaction, refusals named
+overrides        ship-to edit, service level, a channel SKU mapped on its held orders, cases a fix settles
 returned         units back from the buyer (the returns app records them): returned quantities and statuses
 """
 
+from orders.services.bulk import (
+    MAX_BULK_ITEMS,
+    BulkError,
+    BulkResult,
+    bulk_apply,
+    exception_cases_bulk,
+    orders_holds_release_bulk,
+)
 from orders.services.cancellations import order_cancel_initiator_set, order_lines_cancel
 from orders.services.common import UnknownStatus, order_event_record
 from orders.services.creation import AddressInput, DuplicateOrder, LineInput, order_create
@@ -37,13 +47,23 @@ from orders.services.ingest import (
     ship_to_usable,
 )
 from orders.services.line_status import order_lines_reopen_unreserved, order_lines_status_set
+from orders.services.overrides import (
+    exception_cases_settle,
+    order_lines_backorder_allow,
+    order_ship_to_edit,
+    order_shipping_method_set,
+    orders_channel_sku_mapped,
+)
 from orders.services.pickup_store import orders_pickup_store_set
 from orders.services.returned import ReturnQuantityError, line_returned_status, order_lines_returned_record
 from orders.services.state import order_status_refresh, order_transition, order_transition_path, orders_transition_path
 
 __all__ = [
+    "MAX_BULK_ITEMS",
     "NO_SHIP_TO",
     "AddressInput",
+    "BulkError",
+    "BulkResult",
     "DuplicateOrder",
     "ExceptionCaseError",
     "IngestAddress",
@@ -56,11 +76,14 @@ __all__ = [
     "SkuRef",
     "UnknownStatus",
     "address_case_key",
+    "bulk_apply",
     "exception_case_acknowledge",
     "exception_case_assign",
     "exception_case_dedupe_key",
     "exception_case_open",
     "exception_case_resolve",
+    "exception_cases_bulk",
+    "exception_cases_settle",
     "hold_place",
     "hold_release",
     "ingest_order_validate",
@@ -69,13 +92,18 @@ __all__ = [
     "order_cancel_initiator_set",
     "order_create",
     "order_event_record",
+    "order_lines_backorder_allow",
     "order_lines_cancel",
     "order_lines_reopen_unreserved",
     "order_lines_returned_record",
     "order_lines_status_set",
+    "order_ship_to_edit",
+    "order_shipping_method_set",
     "order_status_refresh",
     "order_transition",
     "order_transition_path",
+    "orders_channel_sku_mapped",
+    "orders_holds_release_bulk",
     "orders_ingest_batch",
     "orders_pickup_store_set",
     "orders_transition_path",

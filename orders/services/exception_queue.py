@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,6 +20,44 @@ from orders.services.common import order_event_record
 class ExceptionCaseError(DomainError):
     code = "exception_case_error"
     http_status = 409
+
+
+@dataclass(frozen=True)
+class CaseRule:
+    """Per kind: how long a person has to act (the case's due time when the opener gives none)."""
+
+    due_minutes: int
+
+
+# Due-time rules per kind. Owners per kind come from settings.WAYBILL_CASE_OWNERS ({kind: username}).
+CASE_RULES: dict[str, CaseRule] = {
+    ExceptionKind.SHIP_BY_AT_RISK: CaseRule(30),
+    ExceptionKind.LATE_SHIPMENT: CaseRule(60),
+    ExceptionKind.DELIVERY_EXCEPTION: CaseRule(4 * 60),
+    ExceptionKind.DELIVERY_LATE: CaseRule(8 * 60),
+    ExceptionKind.STALLED_TRACKING: CaseRule(8 * 60),
+    ExceptionKind.TRACKING_MISSING: CaseRule(8 * 60),
+    ExceptionKind.UNMAPPED_SKU: CaseRule(2 * 60),
+    ExceptionKind.UNMAPPED_LOCATION: CaseRule(2 * 60),
+    ExceptionKind.NO_NODE: CaseRule(2 * 60),
+    ExceptionKind.INSUFFICIENT_STOCK: CaseRule(4 * 60),
+    ExceptionKind.SHORT_PICK: CaseRule(2 * 60),
+    ExceptionKind.ADDRESS: CaseRule(4 * 60),
+    ExceptionKind.CANCEL_REQUEST: CaseRule(60),
+    ExceptionKind.OUTBOX_PARKED: CaseRule(2 * 60),
+    ExceptionKind.SYNC_FAILURE: CaseRule(30),
+    ExceptionKind.OVERSELL: CaseRule(60),
+    ExceptionKind.PUSH_FAILING: CaseRule(60),
+}
+SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+
+def case_owner_for(kind: str):
+    """The user a new case of this kind goes to (settings.WAYBILL_CASE_OWNERS), or None."""
+    username = (getattr(settings, "WAYBILL_CASE_OWNERS", None) or {}).get(kind)
+    if not username:
+        return None
+    return get_user_model().objects.filter(username=username, is_active=True).first()
 
 
 def exception_case_dedupe_key(
@@ -38,15 +79,28 @@ def exception_case_open(
     due_at: datetime | None = None,
     dedupe_key: str | None = None,
 ) -> tuple[ExceptionCase, bool]:
-    """Open a case, or return the unresolved one with the same key. Returns (case, created)."""
+    """Open a case, or refresh the unresolved one with the same key (an earlier due time or a higher
+    severity is taken; nothing else changes). Returns (case, created). With no ``due_at`` the kind's rule
+    (CASE_RULES) sets it; a new case goes to the kind's owner (settings.WAYBILL_CASE_OWNERS) if any."""
     name, _ = actor_resolve(actor)
     if kind not in ExceptionKind.values:
         raise ExceptionCaseError(f"unknown exception kind {kind!r}")
     if severity not in Severity.values:
         raise ExceptionCaseError(f"unknown severity {severity!r}")
     key = dedupe_key or exception_case_dedupe_key(kind=kind, order_id=order_id, account_id=account_id, sku_id=sku_id)
+    if due_at is None and kind in CASE_RULES:
+        due_at = timezone.now() + timedelta(minutes=CASE_RULES[kind].due_minutes)
     existing = ExceptionCase.objects.filter(dedupe_key=key).exclude(status=CaseStatus.RESOLVED).first()
     if existing:
+        changed = []
+        if due_at is not None and (existing.due_at is None or due_at < existing.due_at):
+            existing.due_at = due_at
+            changed.append("due_at")
+        if SEVERITY_ORDER.index(severity) > SEVERITY_ORDER.index(existing.severity):
+            existing.severity = severity
+            changed.append("severity")
+        if changed:
+            ExceptionCase.objects.filter(pk=existing.pk).update(**{f: getattr(existing, f) for f in changed})
         return existing, False
     try:
         # A savepoint: a concurrent opener that wins the unique index leaves our transaction usable.
@@ -62,6 +116,7 @@ def exception_case_open(
                 sku_id=sku_id,
                 due_at=due_at,
                 opened_by=name,
+                owner=case_owner_for(kind),
             )
             if order_id:
                 order_event_record(

@@ -18,20 +18,39 @@ from fulfillment.services.route.general import order_route_in_transaction
 from fulfillment.status import PRE_SHIP
 from inventory.services import stock_release
 from orders import services as order_services
+from orders.models import ExceptionKind
+
+# The cases a reroute that routes the whole order settles.
+REROUTE_SETTLES = (
+    ExceptionKind.NO_NODE,
+    ExceptionKind.INSUFFICIENT_STOCK,
+    ExceptionKind.OVER_CAPACITY,
+    ExceptionKind.SHIP_BY_UNREACHABLE,
+    ExceptionKind.SHORT_PICK,
+    ExceptionKind.SHIP_BY_AT_RISK,
+)
 
 
 def order_reroute(
-    *, order_id: int, reason: str, actor: Actor, location_id: int | None = None, now: datetime | None = None
+    *,
+    order_id: int,
+    reason: str,
+    actor: Actor,
+    location_id: int | None = None,
+    now: datetime | None = None,
+    durable: bool = True,
 ) -> RouteResult:
     """Manual reroute: cancel the order's unshipped shipments (their reservations released), then route
     again, optionally forced to one node. One OrderEvent "rerouted" records actor, reason, before, after.
+    A reroute that routes the whole order settles its routing exception cases (no node, short pick…).
 
-    A forced node that cannot ship every line refuses the reroute and changes nothing.
+    A forced node that cannot ship every line refuses the reroute and changes nothing. ``durable=False``
+    lets a caller run it inside its own transaction (a bulk reroute's per-order savepoint, a backorder).
     """
     actor_resolve(actor)
     if not reason or not reason.strip():
         raise InvalidInput("reason", "a reroute needs a reason")
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=durable):
         advisory_lock(order_id)
         fresh = orders_to_route([order_id]).get(order_id)
         if fresh is None:
@@ -94,6 +113,10 @@ def order_reroute(
                 "decision_id": result.decision_id,
             },
         )
+        if not result.backordered_line_ids and not result.exception_case_ids:
+            order_services.exception_cases_settle(
+                order_id=order_id, kinds=REROUTE_SETTLES, note=f"rerouted: {reason.strip()}", actor=actor
+            )
     return result
 
 
