@@ -62,18 +62,48 @@ def account_lock(account_id: int) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, account_id])
 
 
+_LOCKS_HELD_SQL = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+    " AND classid = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def accounts_locked() -> set[int]:
+    """Accounts whose sync lock some session holds now (a sync or a webhook drain is running)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCKS_HELD_SQL, [LOCK_NAMESPACE])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def sync_runs_sweep() -> int:
+    """Runs left ``running`` by a worker that died: nobody holds their account's lock (the server released
+    it when the worker's connection closed), so they are failed now rather than by the account's next
+    sync. Returns how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE channels_syncrun SET status = %s, finished_at = now(), error = %s"  # noqa: S608 - constants only
+            f" WHERE status = %s AND account_id NOT IN ({_LOCKS_HELD_SQL})",
+            [SyncStatus.FAILED, "The worker running this sync stopped.", SyncStatus.RUNNING, LOCK_NAMESPACE],
+        )
+        return cursor.rowcount
+
+
 def _actor(account: ChannelAccount) -> str:
     return f"sync:{account.name}"
 
 
 def syncs_due(*, now: datetime | None = None) -> list[int]:
-    """Enabled accounts with a connector whose interval has passed since their last sync, and whose
-    last run, if it failed, is not backing off still (``progress.next_attempt_at``)."""
+    """Enabled accounts with a connector whose interval has passed since their last sync, whose sync is
+    not running now (the lock is free), and whose last run, if it failed, is not backing off still
+    (``progress.next_attempt_at``)."""
     now = now or timezone.now()
     accounts = ChannelAccount.objects.filter(is_enabled=True, kind__in=list(CONNECTORS)).filter(
         Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=now - timedelta(seconds=1) * F("sync_interval_seconds"))
     )
     due = list(accounts.order_by("pk").values_list("pk", flat=True))
+    if due:
+        running = accounts_locked()
+        due = [account_id for account_id in due if account_id not in running]
     if not due:
         return []
     latest = (

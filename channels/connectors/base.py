@@ -375,6 +375,7 @@ class ChannelHttp:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        transport_retries: int | None = None,
     ):
         self.client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -382,6 +383,9 @@ class ChannelHttp:
             headers={"User-Agent": "Waybill/1.0 (Language=Python)"},
         )
         self.max_retries = max_retries
+        # Connection failures (refused, reset, timed out) may be retried fewer times than 429/5xx: the outbox
+        # relay counts them in its circuit breaker instead (None: max_retries).
+        self.transport_retries = max_retries if transport_retries is None else transport_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.sleep = sleep
@@ -400,7 +404,7 @@ class ChannelHttp:
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
+                if attempt >= self.transport_retries:
                     raise ChannelError(f"{method} {url}: {type(exc).__name__}: {exc}", retryable=True) from exc
                 self.sleep(self.backoff(attempt))
                 attempt += 1
