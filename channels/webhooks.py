@@ -113,10 +113,10 @@ def webhook_receive(request: HttpRequest, channel: str, account_id: int) -> Http
             updated_at=None,
             error=str(exc),
         )
-    with transaction.atomic():
-        new = _store(account, **fields)
-        if new and not fields["error"]:
-            transaction.on_commit(partial(_kick, account.pk))
+    # One statement in autocommit; the drain is queued after it (at most one waits per account).
+    new = _store(account, **fields)
+    if new and not fields["error"]:
+        transaction.on_commit(partial(_kick, account.pk))
     return JsonResponse({"ok": True, "duplicate": not new})
 
 
@@ -147,25 +147,51 @@ def webhook_retry_delay(attempts: int, retry_after: float | None = None) -> floa
     return max(min(base * 2 ** max(attempts - 1, 0), 300.0), retry_after or 0.0)
 
 
-def _process_page(account: ChannelAccount, connector, events: list[InboundEvent], drain: WebhookDrain) -> bool:
-    """Re-read the page's orders from the channel and ingest them. False when the channel failed in a
-    retryable way: the events not read stay ``received`` (the one that failed counts an attempt, and
-    is failed for good, visible and retried by the sync, once it has used WAYBILL_WEBHOOK_MAX_ATTEMPTS)."""
-    raws, errors, fetched = [], {}, set()
+def _process_page(
+    account: ChannelAccount, connector, events: list[InboundEvent], drain: WebhookDrain, deadline: float
+) -> bool:
+    """Ingest the page's orders: an order Waybill already holds at least as new as every event about it is
+    not read again (a replayed or repeated delivery); the others are re-read from the channel, once each.
+    False when the page stopped early: the channel failed in a retryable way (the events not read stay
+    ``received``; the one that failed counts an attempt, and is failed for good, visible and retried by the
+    sync, once it has used WAYBILL_WEBHOOK_MAX_ATTEMPTS), or the time budget ran out (``drain.more``)."""
+    newest: dict[str, datetime | None] = {}
+    for event in events:
+        known = newest.get(event.external_id, event.source_updated_at)
+        newest[event.external_id] = (
+            None if known is None or event.source_updated_at is None else max(known, event.source_updated_at)
+        )
+    held = {
+        external_id: updated
+        for external_id, updated in Order.objects.filter(account=account, external_id__in=list(newest)).values_list(
+            "external_id", "source_updated_at"
+        )
+    }
+    current = {
+        external_id
+        for external_id, updated in newest.items()
+        if updated is not None and held.get(external_id) is not None and held[external_id] >= updated
+    }
+    raws, errors, done_ids = [], {}, set(current)
     retry: ChannelError | None = None
-    for external_id in dict.fromkeys(e.external_id for e in events):
+    failing = ""
+    for external_id in newest:
+        if external_id in current:
+            continue
+        if time.monotonic() >= deadline and done_ids:
+            drain.more = True
+            break
         try:
             raws.append(connector.get_order(external_id))
         except ChannelError as exc:
             if exc.retryable:
-                retry = exc
-                failing = external_id
+                retry, failing = exc, external_id
                 break
             errors[external_id] = str(exc)
-        fetched.add(external_id)
+        done_ids.add(external_id)
     if raws:
         inbound_orders_process(account=account, connector=connector, raw_orders=raws, actor=f"webhook:{account.name}")
-    done = [e for e in events if e.external_id in fetched]
+    done = [e for e in events if e.external_id in done_ids]
     orders = dict(
         Order.objects.filter(account=account, external_id__in=[e.external_id for e in done]).values_list(
             "external_id", "pk"
@@ -181,7 +207,7 @@ def _process_page(account: ChannelAccount, connector, events: list[InboundEvent]
         drain.processed += not event.error
     InboundEvent.objects.bulk_update(done, ["processed_at", "order_id", "error", "status"])
     if retry is None:
-        return True
+        return not drain.more
     tried = [e for e in events if e.external_id == failing]
     attempts = max(e.attempts for e in tried) + 1
     give_up = attempts >= _max_attempts()
@@ -194,7 +220,7 @@ def _process_page(account: ChannelAccount, connector, events: list[InboundEvent]
             event.processed_at = now
     InboundEvent.objects.bulk_update(tried, ["attempts", "error", "status", "processed_at"])
     drain.failed += len(tried) if give_up else 0
-    drain.deferred += sum(1 for e in events if e.external_id not in fetched) - (len(tried) if give_up else 0)
+    drain.deferred += sum(1 for e in events if e.external_id not in done_ids) - (len(tried) if give_up else 0)
     drain.retry_in = webhook_retry_delay(attempts, retry.retry_after)
     log.warning("webhooks of %s deferred %.0f s: %s", account.name, drain.retry_in, retry)
     return False
@@ -206,14 +232,15 @@ def _received(account: ChannelAccount, after: int, limit: int) -> list[InboundEv
             account=account, kind=InboundKind.WEBHOOK, status=InboundStatus.RECEIVED, pk__gt=after
         )
         .order_by("pk")
-        .only("pk", "external_id", "attempts")[:limit]
+        .only("pk", "external_id", "attempts", "source_updated_at")[:limit]
     )
 
 
-def webhook_events_drain(*, account_id: int, budget_seconds: float = 30.0, page: int = BATCH) -> WebhookDrain:
+def webhook_events_drain(*, account_id: int, budget_seconds: float = 20.0, page: int = BATCH) -> WebhookDrain:
     """Process the account's received webhook events page by page (oldest first) until none are left,
-    the channel fails in a retryable way, or the time budget is spent. Holds the account's sync lock:
-    a sync and a drain of one account never run at once."""
+    the channel fails in a retryable way, or the time budget is spent (checked between two reads from the
+    channel). Holds the account's sync lock: a sync and a drain of one account never run at once, and a
+    drain gives the lock back within about its budget."""
     drain = WebhookDrain()
     with account_lock(account_id) as acquired:
         if not acquired:
@@ -231,7 +258,7 @@ def webhook_events_drain(*, account_id: int, budget_seconds: float = 30.0, page:
                 connector = connector or connector_for(account)
                 drain.pages += 1
                 after = events[-1].pk
-                if not _process_page(account, connector, events, drain):
+                if not _process_page(account, connector, events, drain, deadline):
                     break
                 if time.monotonic() >= deadline:
                     drain.more = bool(_received(account, after, 1))
