@@ -27,9 +27,9 @@ from django.views.decorators.http import require_POST
 from channels.connectors import connector_for
 from channels.connectors.base import ChannelError, ChannelUnsupported, PayloadError, WebhookRejected
 from channels.inbound import inbound_orders_process
-from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus
+from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, SyncKind
 from channels.signals import webhook_events_stored
-from channels.sync import account_lock
+from channels.sync import account_lock, sync_account_run
 from config.kernel.errors import DomainError
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
@@ -134,6 +134,8 @@ class WebhookDrain:
     # The time budget ran out with events still waiting.
     more: bool = False
     pages: int = 0
+    # A sync pass ran because many orders needed reading.
+    synced: bool = False
 
 
 def _max_attempts() -> int:
@@ -145,6 +147,28 @@ def webhook_retry_delay(attempts: int, retry_after: float | None = None) -> floa
     at most 5 minutes, never sooner than the channel asked."""
     base = float(getattr(settings, "WAYBILL_WEBHOOK_BACKOFF_SECONDS", 5.0))
     return max(min(base * 2 ** max(attempts - 1, 0), 300.0), retry_after or 0.0)
+
+
+def _sync_threshold() -> int:
+    return int(getattr(settings, "WAYBILL_WEBHOOK_SYNC_THRESHOLD", 20))
+
+
+def _held(account: ChannelAccount, external_ids: list[str]) -> dict[str, datetime | None]:
+    """The newest update Waybill holds of each of these orders."""
+    return dict(
+        Order.objects.filter(account=account, external_id__in=external_ids).values_list(
+            "external_id", "source_updated_at"
+        )
+    )
+
+
+def _current(newest: dict[str, datetime | None], held: dict[str, datetime | None]) -> set[str]:
+    """Orders whose every webhook event Waybill already holds (nothing to read)."""
+    return {
+        external_id
+        for external_id, updated in newest.items()
+        if updated is not None and held.get(external_id) is not None and held[external_id] >= updated
+    }
 
 
 def _process_page(
@@ -161,17 +185,16 @@ def _process_page(
         newest[event.external_id] = (
             None if known is None or event.source_updated_at is None else max(known, event.source_updated_at)
         )
-    held = {
-        external_id: updated
-        for external_id, updated in Order.objects.filter(account=account, external_id__in=list(newest)).values_list(
-            "external_id", "source_updated_at"
-        )
-    }
-    current = {
-        external_id
-        for external_id, updated in newest.items()
-        if updated is not None and held.get(external_id) is not None and held[external_id] >= updated
-    }
+    held = _held(account, list(newest))
+    current = _current(newest, held)
+    if not drain.synced and len(newest) - len(current) >= _sync_threshold():
+        # Many orders to read: one sync pass reads every order changed since the cursor in pages, far
+        # cheaper than as many single reads (Shopify's query cost, Amazon's rate); what it did not bring
+        # up to date is read one by one below.
+        drain.synced = True
+        sync_account_run(account_id=account.pk, kind=SyncKind.WEBHOOK, connector=connector)
+        held = _held(account, list(newest))
+        current = _current(newest, held)
     raws, errors, done_ids = [], {}, set(current)
     retry: ChannelError | None = None
     failing = ""

@@ -31,8 +31,9 @@ app.conf.update(
         "fulfillment-route-retry": {"task": "fulfillment.tasks.route_retry_task", "schedule": 300.0},
         "fulfillment-expire-pickups": {"task": "fulfillment.tasks.pickups_expire_task", "schedule": 300.0},
         "fulfillment-tracking-checks": {"task": "fulfillment.tasks.tracking_checks_task", "schedule": 900.0},
-        # Syncs that are due, webhook drains for received events, the sweep of runs whose worker died.
-        "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
+        # Syncs that are due, webhook drains for received events, the sweep of runs whose worker died. Every
+        # 5 s: an account's sync starts at most 5 s after its interval (a 30 s interval stays well within 60 s).
+        "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 5.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
         # Safety net behind the per-change recompute: every advertised quantity re-derived from stock.
         "channels-reconcile-availability": {

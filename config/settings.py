@@ -150,6 +150,9 @@ else:
     _db = {"ENGINE": "django.db.backends.postgresql", **_params}
     EMBEDDED_DATABASE = True
 
+# A process started by a test (the kill tests' worker and beat) works in that test's database.
+if env.str("WAYBILL_DATABASE_NAME", default=""):
+    _db["NAME"] = env.str("WAYBILL_DATABASE_NAME")
 _db.update(
     {
         # Persistent connections: a new connection per request costs x5 in throughput here.

@@ -49,7 +49,12 @@ def _manage(*args: str) -> None:
 
 
 def processes() -> dict[str, list[str]]:
-    procs = {
+    procs: dict[str, list[str]] = {}
+    sandbox = BASE_DIR / "channels" / "management" / "commands" / "run_sandboxes.py"
+    if sandbox.exists():
+        # First: the sandboxes point the demo accounts at themselves (webhooks, locations) before any push.
+        procs["sandboxes"] = [PY, "manage.py", "run_sandboxes", "--webhook-base", f"http://{HOST}:{PORT}"]
+    procs |= {
         "web": [
             str(BIN / "gunicorn"),
             "config.wsgi",
@@ -80,9 +85,6 @@ def processes() -> dict[str, list[str]]:
         ],
         "beat": [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO"],
     }
-    sandbox = BASE_DIR / "channels" / "management" / "commands" / "run_sandboxes.py"
-    if sandbox.exists():
-        procs["sandboxes"] = [PY, "manage.py", "run_sandboxes", "--webhook-base", f"http://{HOST}:{PORT}"]
     return procs
 
 
