@@ -146,7 +146,7 @@ class Supervisor:
                 delay = min(self.first_delay * 2 ** (child.quick_deaths - 1), self.max_delay)
                 child.proc = None
                 child.restart_at = now + delay
-                self.say(f"{child.name} exited with {code} after {ran:.0f} s; starting it again in {delay:.0f} s")
+                self.say(f"{child.name} exited with {code} after {ran:.0f} s; starting it again in {delay:g} s")
             if child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 child.restarts += 1
                 self._start(child)

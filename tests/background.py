@@ -49,8 +49,9 @@ class StackProcesses:
             return None
         for child in children:
             with contextlib.suppress(psutil.Error):
-                cmdline = child.cmdline()
-                if role in cmdline and child.status() != psutil.STATUS_ZOMBIE:
+                # Celery retitles its processes: "[celeryd: …:MainProcess] … worker …", "[celery beat] … beat …".
+                cmdline = " ".join(child.cmdline())
+                if f" {role} " in f" {cmdline} " and child.status() != psutil.STATUS_ZOMBIE:
                     return child
         return None
 

@@ -259,7 +259,14 @@ def outbox_health() -> dict[str, int]:
     return {**{f"outbox {k}": v for k, v in by_status.items()}, "outbox stuck": stuck, "webhooks received": waiting}
 
 
+def _stop(*_) -> None:
+    raise SystemExit(1)
+
+
 def main() -> int:
+    # Ctrl-C or a TERM stops the demo it started (a background job starts with SIGINT ignored).
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     shutil.rmtree(SOAK_DIR / "broker", ignore_errors=True)
     SOAK_DIR.mkdir(parents=True, exist_ok=True)
     log = (SOAK_DIR / "stack.log").open("w")
@@ -333,6 +340,7 @@ def main() -> int:
             f"the burst stored {20 + BURST} events": webhook_events >= 20 + BURST,
             "memory at the end <= 1.5x after start-up": memory[-1][1] <= 1.5 * at_start,
             "nothing duplicated": not any(dupes.values()),
+            "no process died": "starting it again" not in (SOAK_DIR / "stack.log").read_text(errors="replace"),
             "no outbox message parked or stuck, no webhook left received": not health.get("outbox parked")
             and not health["outbox stuck"]
             and not health["webhooks received"],
@@ -351,6 +359,19 @@ def main() -> int:
                 f"codes {webhook_figures['codes']}; events stored {webhook_events}"
             )
         print(f"memory (all demo processes): {at_start:.0f} MB at minute 2, {memory[-1][1]:.0f} MB at the end")
+        per_minute = Counter(
+            line[1:17]
+            for line in (SOAK_DIR / "stack.log").read_text(errors="replace").splitlines()
+            if line.startswith("[") and "] received" in line
+        )
+        if per_minute:
+            rates = sorted(n / 60 for n in list(per_minute.values())[1:-1] or per_minute.values())
+            print(
+                f"messages taken by the worker: median {statistics.median(rates):.1f}/s,"
+                f" busiest minute {rates[-1]:.1f}/s"
+            )
+        restarts = (SOAK_DIR / "stack.log").read_text(errors="replace").count("starting it again")
+        print(f"processes restarted by the supervisor: {restarts}")
         print(f"duplicates: {dupes}")
         print(f"outbox and webhooks at the end: {health}")
         print("goals:")

@@ -4,17 +4,15 @@ settings.py sets (0.1 s), and through Redis when REDIS_URL is set, beside the de
 
 Each run starts a real worker (``celery -A config worker --concurrency 2``, as the demo's) on a broker
 folder or queue of its own, publishes N no-op tasks (``celery.accumulate``) and times how long the queue
-takes to empty: throughput through the broker and Celery, not the tasks' own work. Latency: one task at a
-time, from publish to the message leaving the queue, while the queue is otherwise idle.
+takes to empty: throughput through the broker and Celery, not the tasks' own work.
 
 The demo's steady load (beat's entries plus each account's sync, drains and relays; tests/benchmarks/soak.py
-counts it from the worker's log) is about 2 messages a second; 5x headroom asks for 10 a second.
+counts it from the worker's log) is about 3 messages a second; 5x headroom asks for 15 a second.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +26,7 @@ from tests.background import BASE_DIR, wait_for
 pytestmark = pytest.mark.benchmark
 
 TASKS = 2000
-DEMO_STEADY_LOAD = 2.0  # messages a second, measured by the soak
+DEMO_STEADY_LOAD = 3.0  # messages a second, counted in the soak's worker log
 
 
 def _worker(env: dict) -> subprocess.Popen:
@@ -69,12 +67,6 @@ def _measure(env: dict, depth) -> dict:
         # The worker is up once it takes a first message.
         subprocess.run([sys.executable, "-c", script, "1"], cwd=BASE_DIR, env=env, check=True)
         wait_for(lambda: depth() == 0, timeout=120, what="the worker to start")
-        latencies = []
-        for _ in range(20):
-            subprocess.run([sys.executable, "-c", script, "1"], cwd=BASE_DIR, env=env, check=True)
-            start = time.perf_counter()
-            wait_for(lambda: depth() == 0, timeout=30, every=0.005)
-            latencies.append((time.perf_counter() - start) * 1000)
         subprocess.run([sys.executable, "-c", script, str(TASKS)], cwd=BASE_DIR, env=env, check=True)
         start = time.perf_counter()
         wait_for(lambda: depth() == 0, timeout=600, every=0.05)
@@ -82,7 +74,7 @@ def _measure(env: dict, depth) -> dict:
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    return {"per_second": TASKS / elapsed, "latency_ms": statistics.median(latencies)}
+    return {"per_second": TASKS / elapsed}
 
 
 def _base_env(tmp: Path, **extra: str) -> dict:
@@ -111,11 +103,8 @@ def test_broker_throughput(tmp_path):
         client = redis.Redis.from_url(os.environ["REDIS_URL"])
         figures = _measure(env, lambda: client.llen(env["WAYBILL_CELERY_QUEUE"]))
         rows.append(("redis", figures))
-    print(f"\nBroker throughput: {TASKS} no-op tasks through one worker (--concurrency 2), then 20 one at a time")
-    print(f"{'transport':<28} {'tasks/s':>9} {'headroom vs demo':>17} {'pickup latency (median)':>24}")
+    print(f"\nBroker throughput: {TASKS} no-op tasks through one worker (--concurrency 2)")
+    print(f"{'transport':<28} {'tasks/s':>9} {'headroom vs the demo':>21}")
     for name, figures in rows:
-        print(
-            f"{name:<28} {figures['per_second']:>9.0f} {figures['per_second'] / DEMO_STEADY_LOAD:>16.0f}x "
-            f"{figures['latency_ms']:>21.0f} ms"
-        )
+        print(f"{name:<28} {figures['per_second']:>9.0f} {figures['per_second'] / DEMO_STEADY_LOAD:>20.0f}x")
     assert rows
