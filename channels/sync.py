@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS, connector_for
@@ -93,28 +92,38 @@ def _actor(account: ChannelAccount) -> str:
 
 
 def syncs_due(*, now: datetime | None = None) -> list[int]:
-    """Enabled accounts with a connector whose interval has passed since their last sync, whose sync is
-    not running now (the lock is free), and whose last run, if it failed, is not backing off still
+    """Enabled accounts with a connector whose interval has passed since their last run started (so a
+    sync that takes a while does not push the next one back by its length), whose sync is not running now
+    (the lock is free), and whose last run, if it failed, is not backing off still
     (``progress.next_attempt_at``)."""
     now = now or timezone.now()
-    accounts = ChannelAccount.objects.filter(is_enabled=True, kind__in=list(CONNECTORS)).filter(
-        Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=now - timedelta(seconds=1) * F("sync_interval_seconds"))
-    )
-    due = list(accounts.order_by("pk").values_list("pk", flat=True))
-    if due:
-        running = accounts_locked()
-        due = [account_id for account_id in due if account_id not in running]
-    if not due:
+    running = accounts_locked()
+    accounts = {
+        pk: (last, interval)
+        for pk, last, interval in ChannelAccount.objects.filter(is_enabled=True, kind__in=list(CONNECTORS))
+        .order_by("pk")
+        .values_list("pk", "last_synced_at", "sync_interval_seconds")
+        if pk not in running
+    }
+    if not accounts:
         return []
-    latest = (
-        SyncRun.objects.filter(account_id__in=due)
+    latest = {
+        account_id: (started, progress)
+        for account_id, started, progress in SyncRun.objects.filter(account_id__in=list(accounts))
         .exclude(status=SyncStatus.RUNNING)
         .order_by("account_id", "-started_at", "-pk")
         .distinct("account_id")
-        .values_list("account_id", "progress")
-    )
-    held = {account_id for account_id, progress in latest if _backing_off_until(progress, now)}
-    return [account_id for account_id in due if account_id not in held]
+        .values_list("account_id", "started_at", "progress")
+    }
+    due = []
+    for account_id, (last, interval) in accounts.items():
+        started, progress = latest.get(account_id, (None, None))
+        if _backing_off_until(progress, now):
+            continue
+        since = min(started, last) if started and last else last
+        if since is None or since <= now - timedelta(seconds=interval):
+            due.append(account_id)
+    return due
 
 
 def _backing_off_until(progress: dict | None, now: datetime) -> datetime | None:

@@ -357,3 +357,22 @@ def test_the_relay_keeps_renewing_the_lease_of_what_it_holds(
     assert counts == {"sent": 2}
     claimed = [at for at in seen if at is not None]
     assert len(set(claimed)) >= 3, "the lease of the waiting message was not renewed"
+
+
+@pytest.mark.django_db
+def test_the_interval_counts_from_the_start_of_the_last_run():
+    # given: a 30 s account whose last sync started 35 s ago and took 25 s
+    account = _account("wm-slow")
+    now = timezone.now()
+    SyncRun.objects.create(
+        account=account,
+        kind=SyncKind.POLL,
+        status=SyncStatus.SUCCEEDED,
+        started_at=now - timedelta(seconds=35),
+        finished_at=now - timedelta(seconds=10),
+    )
+    ChannelAccount.objects.filter(pk=account.pk).update(last_synced_at=now - timedelta(seconds=10))
+    # then: it is due now, not 20 s from now
+    assert account.pk in syncs_due(now=now)
+    # and: one whose last run started 20 s ago is not
+    assert account.pk not in syncs_due(now=now - timedelta(seconds=15))
