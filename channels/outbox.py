@@ -45,7 +45,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from channels.availability import channel_availabilities_mark_pushed, channel_availability_claim_due
-from channels.connectors import CONNECTORS, connector_for
+from channels.connectors import CONNECTORS
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
@@ -57,7 +57,7 @@ from channels.connectors.base import (
     ShipmentLine,
 )
 from channels.models import ChannelAccount, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
-from channels.services import listing_ids_record
+from channels.services import connector_for, listing_ids_record
 from channels.signals import outbox_messages_queued
 from config.kernel.errors import DomainError
 from orders import services as order_services

@@ -4,11 +4,15 @@ listing ids learnt from the channel."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from channels.connectors.base import ListingIds
+from channels.connectors import connector_class
+from channels.connectors.base import Connector, ListingIds
 from channels.crypto import CredentialsError, decrypt_json, encrypt_json, rotate_token
 from channels.models import ChannelAccount, ChannelAccountEvent, ChannelLocation, Listing
 from orders import services as order_services
@@ -96,6 +100,14 @@ def channel_account_refresh_credentials(
             data={"keys_before": sorted(stored), "keys_after": sorted(renewed), "rotated_at": now.isoformat()},
         )
     return renewed
+
+
+def connector_for(account: ChannelAccount, **options: Any) -> Connector:
+    """A connector for the account with its decrypted credentials; HTTP options come from settings. A connector
+    that renews its own tokens (TikTok) stores them through ``credentials_refresh``, under the account's lock."""
+    options.setdefault("http_options", dict(getattr(settings, "WAYBILL_CHANNEL_HTTP", {})))
+    options.setdefault("credentials_refresh", partial(channel_account_refresh_credentials, account=account))
+    return connector_class(account.kind)(account, channel_account_get_credentials(account=account), **options)
 
 
 def channel_account_get_credentials(*, account: ChannelAccount) -> dict:

@@ -30,10 +30,11 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from channels.connectors import CONNECTORS, connector_for
+from channels.connectors import CONNECTORS
 from channels.connectors.base import ChannelError
 from channels.inbound import PageOutcome, inbound_orders_process, inbound_orders_retry
 from channels.models import ChannelAccount, SyncKind, SyncRun, SyncStatus
+from channels.services import connector_for
 from config.kernel.errors import DomainError
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity

@@ -12,11 +12,11 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from channels import selectors
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
 from channels.models import ChannelAccount, InboundEvent, InboundStatus, OutboxMessage, OutboxStatus, SyncStatus
 from channels.outbox import outbox_retry_now
+from channels.services import connector_for
 from channels.sync import account_lock
 from channels.tasks import channels_sync_account_task
 from config.kernel.console import ConsoleView

@@ -24,10 +24,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError, ChannelUnsupported, PayloadError, WebhookRejected
 from channels.inbound import inbound_orders_process
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, SyncKind
+from channels.services import connector_for
 from channels.signals import webhook_events_stored
 from channels.sync import account_lock, sync_account_run
 from config.kernel.errors import DomainError

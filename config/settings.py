@@ -245,12 +245,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["orders.permissions.ModelPermissionsWithView"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.kernel.api.ModelPermissionsWithView"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "orders.pagination.OrderCursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "config.kernel.api.CursorPage",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "orders.api.exception_handler",
+    "EXCEPTION_HANDLER": "config.kernel.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Waybill API",

@@ -1,4 +1,5 @@
-"""Fulfilment domain errors. The API edge turns them into 4xx (orders/api.py), the console into messages."""
+"""Fulfilment domain errors. The API edge turns them into 4xx (config/kernel/api_errors.py), the console
+into messages."""
 
 from __future__ import annotations
 

@@ -455,3 +455,9 @@ def node_board(*, location: Location, now: datetime | None = None, per_column: i
 
 def recent_decisions(order_id: int) -> QuerySet[RoutingDecision]:
     return RoutingDecision.objects.filter(order_id=order_id).order_by("-created_at", "-pk")
+
+
+def accounts_shipping_from(location_id: int) -> list[int]:
+    """The channel accounts that may ship from this node (their eligible locations include it)."""
+    through = Location.channel_accounts.through
+    return sorted(through.objects.filter(location_id=location_id).values_list("channelaccount_id", flat=True))

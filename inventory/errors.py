@@ -1,4 +1,5 @@
-"""Inventory domain errors. The API edge turns them into 4xx (orders/api.py), the console into form errors."""
+"""Inventory domain errors. The API edge turns them into 4xx (config/kernel/api_errors.py), the console
+into form errors."""
 
 from __future__ import annotations
 

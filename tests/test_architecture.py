@@ -279,3 +279,32 @@ def test_the_reader_finds_lazy_relative_and_private_imports_and_get_model():
     assert ("channels.models", 2) in read.imports
     assert ("orders.services.common._x", 3) in read.private_uses
     assert ("channels", 4) in read.get_models
+
+
+def test_inventory_queries_name_no_relation_of_the_outer_apps():
+    """No ORM lookup in inventory walks into channels, fulfillment or returns through a reverse relation they
+    hang on inventory's models (``location__channel_accounts``), or through an order's channel account."""
+    from django.apps import apps
+
+    names = {"account__"}
+    for label in OUTER:
+        for model in apps.get_app_config(label).get_models():
+            for relation in model._meta.get_fields():
+                target = getattr(relation, "related_model", None)
+                into_core = relation.is_relation and target is not None and target._meta.app_label in CORE
+                if into_core and not relation.auto_created:
+                    names.add(relation.related_query_name() + "__")
+                    names.add(relation.related_query_name() + "=")
+    found = []
+    for path in sorted((ROOT / "inventory").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for number, text in enumerate(path.read_text().splitlines(), 1):
+            hits = sorted(
+                name
+                for name in names
+                if f"__{name}" in text or f'"{name}' in text or f"({name}" in text or text.strip().startswith(name)
+            )
+            if hits:
+                found.append(f"{path.relative_to(ROOT)}:{number} names {hits}")
+    assert found == []

@@ -132,6 +132,7 @@ def _error_issues(issues: Any) -> list[str]:
 
 class AmazonConnector(Connector):
     kind = "amazon"
+    identity_fields = ("orderId", "lastUpdatedTime")
     overlap = timedelta(minutes=5)
     feed_poll_attempts: ClassVar[int] = 20
     feed_poll_interval: ClassVar[float] = 0.5
@@ -226,11 +227,6 @@ class AmazonConnector(Connector):
             raise self.failure(f"getOrder {external_id}", response)
         data = json_body(response, "getOrder")
         return require_obj(data.get("order") if isinstance(data, dict) else None, "order")
-
-    def order_identity(self, raw: Any) -> tuple[str, str]:
-        if not isinstance(raw, dict):
-            return "", ""
-        return str(raw.get("orderId") or "")[:128], str(raw.get("lastUpdatedTime") or "")[:64]
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
         raw = require_obj(raw, "order")

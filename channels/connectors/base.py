@@ -512,9 +512,17 @@ class Connector:
     def parse_order(self, raw: dict) -> NormalizedOrder:
         raise NotImplementedError
 
+    # The order payload's id and last-updated fields, read by order_identity.
+    identity_fields: ClassVar[tuple[str, str]] = ("", "")
+
     def order_identity(self, raw: Any) -> tuple[str, str]:
         """(external id, source updated time as sent) read leniently, for the dedupe key of any payload."""
-        raise NotImplementedError
+        id_field, updated_field = self.identity_fields
+        if not id_field:
+            raise NotImplementedError(f"{type(self).__name__} names no identity_fields")
+        if not isinstance(raw, dict):
+            return "", ""
+        return str(raw.get(id_field) or "")[:128], str(raw.get(updated_field) or "")[:64]
 
     # Writing to the channel.
     def acknowledge(self, external_id: str) -> SendResult:

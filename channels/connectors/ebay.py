@@ -102,6 +102,7 @@ def _open_buyer_request(raw: dict) -> dict | None:
 
 class EbayConnector(Connector):
     kind = "ebay"
+    identity_fields = ("orderId", "lastModifiedDate")
     overlap = timedelta(minutes=5)
     # An absolute quantity can be sent twice without harm.
     idempotent_kinds = frozenset({"inventory"})
@@ -188,11 +189,6 @@ class EbayConnector(Connector):
         if response.status_code != 200:
             raise self.failure(f"getOrder {external_id}", response)
         return require_obj(json_body(response, "getOrder"), "order")
-
-    def order_identity(self, raw: Any) -> tuple[str, str]:
-        if not isinstance(raw, dict):
-            return "", ""
-        return str(raw.get("orderId") or "")[:128], str(raw.get("lastModifiedDate") or "")[:64]
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
         raw = require_obj(raw, "order")

@@ -122,6 +122,7 @@ def from_seconds(value: Any, path: str, *, required: bool = True) -> datetime | 
 
 class TikTokConnector(Connector):
     kind = "tiktok"
+    identity_fields = ("id", "update_time")
     overlap = timedelta(minutes=5)
     idempotent_kinds = frozenset({"inventory"})
     page_size: ClassVar[int] = 100
@@ -209,8 +210,11 @@ class TikTokConnector(Connector):
         )
 
     def store_grant(self, decide: Any) -> TokenGrant:
-        """Renew under the account's row lock and store the new tokens with the other credentials."""
-        from channels.services import channel_account_refresh_credentials
+        """Renew under the account's row lock and store the new tokens with the other credentials (through the
+        ``credentials_refresh`` option channels.services.connector_for gives every connector)."""
+        store = self.options.get("credentials_refresh")
+        if store is None:
+            raise ChannelError("TikTok token renewal needs a credential store (use connector_for)", retryable=False)
 
         def refresh(stored: dict) -> dict | None:
             renewed = decide(self._grant_from(stored))
@@ -225,9 +229,7 @@ class TikTokConnector(Connector):
                     values[key] = str(int(value))
             return values
 
-        stored = channel_account_refresh_credentials(
-            account=self.account, refresh=refresh, actor="system:tiktok", reason="access token renewed"
-        )
+        stored = store(refresh=refresh, actor="system:tiktok", reason="access token renewed")
         return self._grant_from(stored)
 
     def signed_params(self, path: str, params: Mapping[str, Any], body: bytes) -> dict[str, Any]:
@@ -309,11 +311,6 @@ class TikTokConnector(Connector):
         if not found:
             raise ChannelError(f"TikTok order {external_id} not found", retryable=False)
         return found[0]
-
-    def order_identity(self, raw: Any) -> tuple[str, str]:
-        if not isinstance(raw, dict):
-            return "", ""
-        return str(raw.get("id") or "")[:128], str(raw.get("update_time") or "")[:64]
 
     def parse_order(self, raw: dict) -> NormalizedOrder:
         raw = require_obj(raw, "order")

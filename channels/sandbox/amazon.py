@@ -129,15 +129,7 @@ class AmazonState(SandboxState):
                     self.cancelled_by[order.order_id] = "BUYER"
         return made
 
-    def touch(self, order: SandboxOrder, topic: str = "update") -> None:
-        """Every change moves lastUpdatedTime forward, even twice within a second: a poller keyed on
-        (orderId, lastUpdatedTime) must see each change."""
-        with self.lock:
-            previous = order.updated_at
-            super().touch(order, topic)
-            if order.updated_at <= previous:
-                order.updated_at = previous + timedelta(seconds=1)
-                self.last_stamp = max(self.last_stamp, order.updated_at)
+    distinct_stamps = True
 
     def marketplace(self, order: SandboxOrder) -> str:
         return self.marketplace_of.get(order.order_id, MARKETPLACE_ID)

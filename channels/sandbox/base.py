@@ -251,10 +251,19 @@ class SandboxState:
     def order_id_for(self, number: int) -> str:
         return f"{self.prefix}{number}"
 
+    # Marketplaces whose polls tell two versions of an order apart by its modified time (to the second) move
+    # that time forward on every change, even twice within one second.
+    distinct_stamps: bool = False
+
     def touch(self, order: SandboxOrder, topic: str = "update") -> None:
-        order.updated_at = self.stamp()
-        order.version += 1
-        self.on_change(order, topic)
+        with self.lock:
+            previous = order.updated_at
+            order.updated_at = self.stamp()
+            if self.distinct_stamps and previous is not None and order.updated_at <= previous:
+                order.updated_at = previous + timedelta(seconds=1)
+                self.last_stamp = max(self.last_stamp, order.updated_at)
+            order.version += 1
+            self.on_change(order, topic)
 
     def mutate(self, count: int = 1) -> list[SandboxOrder]:
         """What happens to orders after creation: payment clears, buyers cancel, lines change."""

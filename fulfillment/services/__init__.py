@@ -6,7 +6,7 @@ tracking   carrier/TMS scans, missing-scan and late-delivery checks
 tokens     node API tokens, routing configuration versions
 """
 
-from fulfillment.services.route import RouteResult, order_reroute, order_route, orders_route
+from fulfillment.services.route import RouteResult, backorders_fill, order_reroute, order_route, orders_route
 from fulfillment.services.shipments import (
     BuyerCancelResult,
     ShortPickResult,
@@ -42,6 +42,7 @@ __all__ = [
     "ShortPickResult",
     "TrackingInput",
     "TrackingResult",
+    "backorders_fill",
     "node_token_create",
     "node_token_revoke",
     "order_buyer_cancel_accept",

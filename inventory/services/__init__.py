@@ -9,13 +9,11 @@ Every service that changes what may be promised announces it after commit (inven
 """
 
 from inventory.services.inbound import (
-    AllocationOutcome,
     InboundLineInput,
     ReceiveOutcome,
     backorders_allocate,
     inbound_create,
     inbound_receive,
-    order_stock_allocate,
     preorder_promisable,
     preorder_promise_lock,
 )
@@ -41,7 +39,6 @@ from inventory.services.reservations import (
 from inventory.services.snapshot import SnapshotResult, stock_snapshot_apply
 
 __all__ = [
-    "AllocationOutcome",
     "InboundLineInput",
     "LineDemand",
     "ReceiveOutcome",
@@ -51,7 +48,6 @@ __all__ = [
     "inbound_create",
     "inbound_receive",
     "movements_apply",
-    "order_stock_allocate",
     "preorder_promisable",
     "preorder_promise_lock",
     "stock_adjust",

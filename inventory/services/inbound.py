@@ -1,9 +1,11 @@
 """Backorders, preorders and inbound supply.
 
-A line that can't be reserved becomes backordered where the SKU allows it (allow_backorder), the
-channel allows it (the line's is_backorder_allowed) or the SKU is a preorder with enough incoming
-stock not yet promised; otherwise an ExceptionCase is opened. Receiving an inbound shipment adds
-stock and allocates the waiting backordered lines at that location, earliest ship-by first.
+Order routing (fulfilment) decides which short lines become backorders: the SKU allows it
+(allow_backorder), the channel allows it (the line's is_backorder_allowed) or the SKU is a preorder with
+enough incoming stock not yet promised (preorder_promisable, under preorder_promise_lock). Receiving an
+inbound shipment adds stock and announces it (inventory.signals.stock_received) inside its transaction;
+fulfilment answers by allocating the waiting backordered lines at that location (backorders_allocate),
+earliest ship-by first.
 
 Lock order everywhere here: stock rows (pk order), then order rows.
 """
@@ -11,41 +13,31 @@ Lock order everywhere here: stock rows (pk order), then order rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
 
-from inventory.errors import InvalidQuantity, ReservationError, StockConflict, UnknownStockItem
+from inventory.errors import InvalidQuantity, StockConflict, UnknownStockItem
 from inventory.models import (
     InboundKind,
     InboundLine,
     InboundShipment,
     InboundStatus,
-    Location,
     MovementReason,
-    Reservation,
     ReservationStatus,
     StockBucket,
-    StockLevel,
     StockMovement,
 )
 from inventory.services.common import Actor, actor_resolve, ensure_known, positive_quantity, stock_changed_announce
 from inventory.services.ledger import StockChange, stock_changes_apply_locked
-from inventory.services.reservations import LineDemand, demand_lines_check, demands_flatten, stock_reserve_locked
+from inventory.services.reservations import stock_reserve_locked
+from inventory.signals import stock_received
 from orders import services as order_services
-from orders.models import ExceptionKind, LineStatus, Order, OrderLine, OrderStatus, Severity
-
-
-@dataclass
-class AllocationOutcome:
-    reserved: list[int] = field(default_factory=list)  # order line ids fully reserved
-    backordered: list[int] = field(default_factory=list)
-    exceptions: list[int] = field(default_factory=list)  # ExceptionCase ids
-    reservations: list[Reservation] = field(default_factory=list)
+from orders.models import LineStatus, Order, OrderLine, OrderStatus
 
 
 def _line_need(line) -> int:
@@ -66,11 +58,12 @@ def preorder_promise_lock(*, sku_ids: Iterable[int]) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PREORDER_LOCK_NAMESPACE, sku_id])
 
 
-def preorder_promisable(*, sku_id: int, account_id: int | None = None) -> int:
-    """Incoming units (open inbound lines) not yet promised to backordered lines of this SKU."""
+def preorder_promisable(*, sku_id: int, location_ids: Collection[int] | None = None) -> int:
+    """Incoming units (open inbound lines, at ``location_ids`` when given: the nodes the order may ship from)
+    not yet promised to backordered lines of this SKU."""
     shipments = InboundShipment.objects.filter(status__in=[InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED])
-    if account_id is not None:
-        shipments = shipments.filter(location__channel_accounts=account_id)
+    if location_ids is not None:
+        shipments = shipments.filter(location_id__in=list(location_ids))
     incoming = (
         InboundLine.objects.filter(sku_id=sku_id, shipment__in=shipments)
         .annotate(outstanding=F("quantity_expected") - F("quantity_received"))
@@ -85,93 +78,6 @@ def preorder_promisable(*, sku_id: int, account_id: int | None = None) -> int:
         or 0
     )
     return max(incoming - promised, 0)
-
-
-def order_stock_allocate(*, order_id: int, plan: Mapping[int, Mapping[int, int]], actor: Actor) -> AllocationOutcome:
-    """Reserve an order's lines per ``plan`` ({order_line_id: {location_id: units}}, from order routing).
-
-    Each line is reserved whole or not at all; the lines that can't be become backorders or
-    exceptions. Lines go ALLOCATED / BACKORDERED and the order follows: ALLOCATED when every open
-    line is reserved, BACKORDERED when the rest are backordered; it stays as it is while an
-    exception is open. Marketplace-fulfilled orders are never reserved.
-    """
-    actor_resolve(actor)
-    order = Order.objects.select_related("account").get(pk=order_id)
-    if order.marketplace_fulfilled:
-        raise ReservationError(f"order {order} is marketplace-fulfilled: it is recorded, never reserved")
-    lines = list(
-        order.lines.filter(status__in=[LineStatus.OPEN, LineStatus.BACKORDERED, LineStatus.PENDING])
-        .select_related("sku")
-        .prefetch_related("reservations")
-        .order_by(Coalesce("ship_by", "order__ship_by").asc(nulls_last=True), "id")
-    )
-    demands, unplanned = [], []
-    for line in lines:
-        if line.sku_id is None:
-            continue  # an unmapped SKU is held by ingest; nothing to reserve
-        quantities = {loc: q for loc, q in (plan.get(line.pk) or {}).items() if q}
-        if not quantities:
-            unplanned.append(line)
-            continue
-        if sum(quantities.values()) > _line_need(line):
-            raise ReservationError(f"order line {line.pk}: plan reserves more than the line still needs")
-        demands.append(LineDemand(order_line_id=line.pk, sku_id=line.sku_id, quantities=quantities))
-    outcome = AllocationOutcome()
-    by_id = {line.pk: line for line in lines}
-    with transaction.atomic():
-        short_ids: list[int] = []
-        if demands:
-            flat = demands_flatten(demands)
-            demand_lines_check(flat)
-            outcome.reservations, short_ids = stock_reserve_locked(flat, all_or_nothing=False)
-        outcome.reserved = sorted({r.order_line_id for r in outcome.reservations})
-        short = [by_id[i] for i in short_ids] + unplanned
-        for line in short:
-            if _may_backorder(line, account_id=order.account_id):
-                outcome.backordered.append(line.pk)
-            else:
-                case, _ = order_services.exception_case_open(
-                    kind=ExceptionKind.INSUFFICIENT_STOCK,
-                    title=f"Not enough {line.sku.code} for order {order}",
-                    detail=_short_detail(line, plan.get(line.pk) or {}),
-                    severity=Severity.HIGH,
-                    order_id=order.pk,
-                    sku_id=line.sku_id,
-                    actor=actor,
-                )
-                outcome.exceptions.append(case.pk)
-        order_services.order_lines_status_set(line_ids=outcome.reserved, status=LineStatus.ALLOCATED, actor=actor)
-        order_services.order_lines_status_set(line_ids=outcome.backordered, status=LineStatus.BACKORDERED, actor=actor)
-        order_services.order_event_record(
-            order=order,
-            kind="stock_allocated",
-            actor=actor,
-            data={"reserved": outcome.reserved, "backordered": outcome.backordered, "exceptions": outcome.exceptions},
-        )
-        _order_status_follow(order.pk, actor=actor)
-    stock_changed_announce(r.sku_id for r in outcome.reservations)
-    return outcome
-
-
-def _may_backorder(line, *, account_id: int) -> bool:
-    if line.is_backorder_allowed or line.sku.allow_backorder:
-        return True
-    if line.sku.is_preorder:
-        preorder_promise_lock(sku_ids=[line.sku_id])
-        return preorder_promisable(sku_id=line.sku_id, account_id=account_id) >= _line_need(line)
-    return False
-
-
-def _short_detail(line, quantities: Mapping[int, int]) -> str:
-    atp = {
-        lv.location_id: lv.atp for lv in StockLevel.objects.filter(sku_id=line.sku_id, location_id__in=list(quantities))
-    }
-    codes = dict(Location.objects.filter(pk__in=list(quantities)).values_list("pk", "code"))
-    parts = [
-        f"{line.sku.code} at {codes.get(loc, loc)}: wanted {q}, available {atp.get(loc, 0)}"
-        for loc, q in quantities.items()
-    ]
-    return "; ".join(parts) or f"{line.sku.code}: wanted {_line_need(line)}, no location can supply it"
 
 
 def _order_status_follow(order_id: int, *, actor: Actor) -> None:
@@ -301,23 +207,32 @@ def inbound_receive(
         shipment.status = InboundStatus.PARTIALLY_RECEIVED if outstanding else InboundStatus.RECEIVED
         shipment.save(update_fields=["status", "updated_at"])
         sku_ids = sorted({lines[line_id].sku_id for line_id in quantities})
-        allocated = backorders_allocate(sku_ids=sku_ids, location_id=shipment.location_id, actor=actor)
+        # Whoever fills backorders (fulfilment) reserves the new units in this transaction.
+        answers = stock_received.send(
+            sender=InboundShipment, sku_ids=sku_ids, location_id=shipment.location_id, actor=actor
+        )
+        allocated = sorted({line_id for _, filled in answers for line_id in filled or ()})
     stock_changed_announce(sku_ids)
     return ReceiveOutcome(shipment=shipment, movements=movements, allocated_lines=allocated)
 
 
-def backorders_allocate(*, sku_ids: Sequence[int], location_id: int, actor: Actor) -> list[int]:
+def backorders_allocate(
+    *, sku_ids: Sequence[int], location_id: int, account_ids: Collection[int], actor: Actor
+) -> list[int]:
     """Reserve stock at ``location_id`` for backordered lines of these SKUs, earliest ship-by first.
 
-    Only lines whose account may ship from that location; each line whole or not at all. Returns the
-    allocated line ids. Runs inside the caller's transaction when there is one.
+    Only lines of orders from ``account_ids`` (the channel accounts that may ship from that location: the
+    caller knows them, inventory does not); each line whole or not at all. Returns the allocated line ids.
+    Runs inside the caller's transaction when there is one.
     """
+    if not account_ids:
+        return []
     candidates = list(
         OrderLine.objects.filter(
             sku_id__in=list(sku_ids),
             status=LineStatus.BACKORDERED,
             order__marketplace_fulfilled=False,
-            order__account__eligible_locations=location_id,
+            order__account_id__in=list(account_ids),
         )
         .exclude(order__status__in=[OrderStatus.CANCELLED, OrderStatus.RETURNED])
         .prefetch_related("reservations")

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from channels.connectors import connector_for
+from channels.services import connector_for
 
 
 def listed_order(account, order_id: str, *, id_field: str) -> dict:

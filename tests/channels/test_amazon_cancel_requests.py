@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, ShipmentLine
 from channels.models import OutboxStatus
 from channels.outbox import cancellation_enqueue, outbox_relay
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import CancelInitiator, Order, OrderStatus
 

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError, ShipmentConfirmation, ShipmentLine
 from channels.models import OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import _send, cancellation_enqueue, outbox_claim, outbox_relay, ship_confirmation_enqueue
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from fulfillment import services as fulfillment
 from fulfillment.models import Shipment

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, InventoryQuantity, ShipmentConfirmation, ShipmentLine
 from channels.sandbox.amazon import AmazonSandbox
 from channels.sandbox.base import Request
 from channels.sandbox.contract import operation, template_for
+from channels.services import connector_for
 from tests.channels.conftest import AMAZON_MX, AMAZON_US
 
 pytestmark = pytest.mark.django_db

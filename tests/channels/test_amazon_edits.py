@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from fulfillment import services as fulfillment
 from fulfillment.models import Shipment

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import InventoryQuantity
+from channels.services import connector_for
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
 from channels.inbound import inbound_event_reprocess, inbound_orders_process
 from channels.models import InboundEvent, InboundStatus, Listing, SyncRun, SyncStatus
+from channels.services import connector_for
 from channels.sync import LOCK_NAMESPACE, sync_account_run, syncs_due
 from orders.models import ExceptionCase, ExceptionKind, Hold, HoldKind, Order, OrderLine, OrderStatus
 from tests.channels import battery

@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 from django.conf import settings
 
-from channels.connectors import connector_for
 from channels.inbound import inbound_orders_process
 from channels.models import InboundEvent, InboundStatus
+from channels.services import connector_for
 from orders.models import Order, OrderLine
 
 pytestmark = pytest.mark.django_db

@@ -16,11 +16,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import NormalizedOrder
 from channels.inbound import _after_ingest, sku_map_for
 from channels.models import BuyerCancelPolicy, InboundEvent, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import outbox_relay
+from channels.services import connector_for
 from channels.sync import _actor, sync_account_run
 from fulfillment import services as fulfillment
 from fulfillment.models import Carrier, Shipment, ShipmentStatus

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.ebay import orders_filter
 from channels.inbound import inbound_orders_process
 from channels.models import (
@@ -21,7 +20,7 @@ from channels.models import (
     SyncStatus,
 )
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
-from channels.services import channel_account_set_credentials
+from channels.services import channel_account_set_credentials, connector_for
 from channels.sync import sync_account_run
 from orders.models import Order, OrderLine, OrderStatus
 from tests.channels import battery

@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest
 from channels.models import OutboxStatus
 from channels.outbox import cancellation_enqueue, outbox_relay
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import Order
 from tests.channels.helpers import listed_order

@@ -9,8 +9,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import InventoryQuantity
+from channels.services import connector_for
 from tests.channels.helpers import listed_order
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.models import ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import (
     _send,
@@ -19,6 +18,7 @@ from channels.outbox import (
     ship_confirmation_enqueue,
 )
 from channels.sandbox.shopify import variant_ids
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import ExceptionCase, ExceptionKind, Order, OrderStatus
 

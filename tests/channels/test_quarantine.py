@@ -10,9 +10,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.inbound import inbound_event_discard, inbound_event_reprocess
 from channels.models import ChannelAccountEvent, InboundEvent, InboundStatus, SyncStatus
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from config.kernel.errors import DomainError
 from orders.models import Order

@@ -49,8 +49,8 @@ def _demo_sandbox(kind: str):
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", ["amazon", "walmart", "shopify", "ebay", "tiktok"])
 def test_every_demo_order_exists_in_its_sandbox(kind, request, serve_sandbox):
-    from channels.connectors import connector_for
     from channels.management.commands.seed_demo import plant_demo_orders
+    from channels.services import connector_for
 
     if kind == "shopify":
         request.getfixturevalue("shopify_schema_built")

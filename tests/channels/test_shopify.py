@@ -12,9 +12,9 @@ import pytest
 from django.utils import timezone
 from graphql import parse, validate
 
-from channels.connectors import connector_for
 from channels.connectors.shopify import DOCUMENTS, ShopifyConnector, assemble_bulk_orders, bulk_orders_query
 from channels.models import InboundEvent, InboundKind, InboundStatus, SyncKind, SyncStatus
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
 from orders.models import Order, OrderLine, OrderStatus

@@ -16,7 +16,6 @@ import pytest
 from graphql import OperationDefinitionNode, parse, validate
 from graphql.execution.values import get_variable_values
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, InventoryQuantity, ShipmentConfirmation, ShipmentLine
 from channels.connectors.shopify import ShopifyConnector, bulk_orders_query
 from channels.connectors.shopify.documents import DOCUMENTS as connector_documents
@@ -31,6 +30,7 @@ from channels.sandbox.shopify import (
     requested_cost,
     variable_problems,
 )
+from channels.services import connector_for
 
 pytestmark = pytest.mark.django_db
 

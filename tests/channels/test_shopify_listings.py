@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError, InventoryQuantity, ListingIds
 from channels.connectors.shopify import ShopifyConnector
 from channels.sandbox.shopify import catalog_entry
+from channels.services import connector_for
 
 pytestmark = pytest.mark.django_db
 

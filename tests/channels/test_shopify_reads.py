@@ -10,12 +10,12 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
 from channels.connectors.shopify import ShopifyConnector
 from channels.connectors.shopify import connector as shopify_module
 from channels.models import SyncKind, SyncStatus
 from channels.sandbox.base import SandboxLine
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import Order, OrderLine
 

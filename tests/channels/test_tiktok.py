@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
 from channels.connectors.tiktok import tiktok_sign
 from channels.inbound import inbound_orders_process
@@ -31,7 +30,7 @@ from channels.models import (
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
 from channels.sandbox.base import SandboxLine
 from channels.sandbox.tiktok import product_id_for, sku_id_for
-from channels.services import channel_account_set_credentials
+from channels.services import channel_account_set_credentials, connector_for
 from channels.sync import sync_account_run
 from channels.webhooks import webhook_events_process
 from orders.models import Order, OrderLine, OrderStatus

@@ -7,12 +7,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, ChannelError, ShipmentConfirmation, ShipmentLine
 from channels.models import OutboxMessage, OutboxStatus
 from channels.outbox import cancellation_enqueue, outbox_relay
 from channels.sandbox.base import SandboxLine
 from channels.sandbox.tiktok import sku_id_for
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import CancelInitiator, Order, OrderStatus
 

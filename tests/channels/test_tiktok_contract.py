@@ -12,12 +12,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, InventoryQuantity, ShipmentConfirmation, ShipmentLine
 from channels.sandbox import tiktok_contract
 from channels.sandbox.base import SandboxLine
 from channels.sandbox.tiktok import product_id_for, sku_id_for
-from channels.services import channel_account_set_credentials
+from channels.services import channel_account_set_credentials, connector_for
 from tests.channels.conftest import TIKTOK_CREDENTIALS
 
 pytestmark = pytest.mark.django_db

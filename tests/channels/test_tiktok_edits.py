@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from channels.connectors import connector_for
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import Order, OrderStatus
 

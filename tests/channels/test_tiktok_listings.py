@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from channels.connectors import connector_for
 from channels.connectors.base import InventoryQuantity, ListingIds
 from channels.connectors.tiktok import TikTokConnector
 from channels.sandbox.tiktok import product_id_for, sku_id_for
+from channels.services import connector_for
 
 pytestmark = pytest.mark.django_db
 

@@ -8,10 +8,10 @@ import time
 import httpx
 import pytest
 
-from channels.connectors import connector_for, tokens
+from channels.connectors import tokens
 from channels.connectors.base import ChannelError
 from channels.models import ChannelAccountEvent, SyncStatus
-from channels.services import channel_account_get_credentials, channel_account_set_credentials
+from channels.services import channel_account_get_credentials, channel_account_set_credentials, connector_for
 from channels.sync import sync_account_run
 from orders.models import Order
 from tests.channels.conftest import TIKTOK_CREDENTIALS

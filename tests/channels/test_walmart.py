@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import ChannelError
 from channels.connectors.walmart import WalmartConnector, from_millis
 from channels.inbound import inbound_orders_process
@@ -21,7 +20,7 @@ from channels.models import (
     SyncStatus,
 )
 from channels.outbox import cancellation_enqueue, inventory_push_plan, outbox_relay, ship_confirmation_enqueue
-from channels.services import channel_account_set_credentials
+from channels.services import channel_account_set_credentials, connector_for
 from channels.sync import sync_account_run
 from inventory.models import Reservation
 from orders.models import ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, ChannelError, ShipmentConfirmation, ShipmentLine
 from channels.models import OutboxMessage, OutboxStatus
 from channels.outbox import cancellation_enqueue, outbox_relay, ship_confirmation_enqueue
+from channels.services import connector_for
 from channels.sync import sync_account_run
 from orders.models import Order
 

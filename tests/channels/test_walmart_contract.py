@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.connectors.base import CancelRequest, InventoryQuantity, ShipmentConfirmation, ShipmentLine
 from channels.sandbox.contract import operation, template_for
+from channels.services import connector_for
 
 pytestmark = pytest.mark.django_db
 

@@ -202,7 +202,7 @@ def test_backorder_filled_on_receipt_is_released_as_a_shipment(node, stock, orde
     from inventory import services as inventory
 
     inventory.stock_receive(sku=sku, location=dc, quantity=2, actor="test")
-    inventory.backorders_allocate(sku_ids=[sku.pk], location_id=dc.pk, actor="receiving")
+    services.backorders_fill(sku_ids=[sku.pk], location_id=dc.pk, actor="receiving")
     assert Reservation.objects.filter(order_line__order=order, status=ReservationStatus.ACTIVE).count() == 1
     # then the retry queue finds it and releases it to the node without reserving twice
     assert order.pk in retry_order_ids(limit=10)

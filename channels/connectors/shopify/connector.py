@@ -135,6 +135,7 @@ def _nodes(connection: Any, path: str) -> list:
 
 class ShopifyConnector(Connector):
     kind = "shopify"
+    identity_fields = ("id", "updatedAt")
     overlap = timedelta(minutes=2)
     idempotent_kinds = frozenset({"inventory"})
     supports_pickup_ready = True
@@ -324,11 +325,6 @@ class ShopifyConnector(Connector):
         if order is None:
             raise ChannelError(f"order {external_id} not found", retryable=False, status=404)
         return self._complete(order)
-
-    def order_identity(self, raw: Any) -> tuple[str, str]:
-        if not isinstance(raw, dict):
-            return "", ""
-        return str(raw.get("id") or "")[:128], str(raw.get("updatedAt") or "")[:64]
 
     def ship_by(self, placed: datetime) -> datetime:
         """Placed + handling days (business days), at the cutoff in the account's zone."""

@@ -6,7 +6,7 @@ dispatch  orders_route / order_route: the batch path first, then each order left
 batch     the normal path: open orders routed whole, five statements for a whole batch or for one
 general   the general path, one order per transaction (order_route_in_transaction): backorders,
           exceptions, re-routes, races
-release   backorder release: stock reserved later for a line (a backorder filled on receipt) is shipped
+release   backorders filled on receipt (backorders_fill) and released: reserved later, then shipped
 reroute   order_reroute: a person cancels the unshipped shipments and routes again
 common    the result, the advisory lock, a plan's demands and outcome, Shipments from a plan
 
@@ -18,6 +18,14 @@ rows (inside stock_reserve), then node capacity rows, then the order row (order_
 from fulfillment.services.route.common import RouteResult
 from fulfillment.services.route.dispatch import order_route, orders_route
 from fulfillment.services.route.general import order_route_in_transaction
+from fulfillment.services.route.release import backorders_fill
 from fulfillment.services.route.reroute import order_reroute
 
-__all__ = ["RouteResult", "order_reroute", "order_route", "order_route_in_transaction", "orders_route"]
+__all__ = [
+    "RouteResult",
+    "backorders_fill",
+    "order_reroute",
+    "order_route",
+    "order_route_in_transaction",
+    "orders_route",
+]

@@ -137,7 +137,9 @@ def order_route_in_transaction(
             plan = replace(plan, shipments=[], unrouted=_all_unrouted(route_order, "stock or capacity kept moving"))
     network.take_plan(plan)
 
-    backordered, exceptions = _unrouted_outcome(fresh, plan, actor=actor)
+    backordered, exceptions = _unrouted_outcome(
+        fresh, plan, actor=actor, eligible=network.eligible.get(fresh.route.account_id, set())
+    )
     outcome = plan_outcome(plan, backordered, exceptions)
     decision = RoutingDecision.objects.create(
         order_id=order_id,
@@ -188,8 +190,11 @@ def _all_unrouted(order: routing.RouteOrder, detail: str) -> list[routing.Unrout
     ]
 
 
-def _unrouted_outcome(fresh: OrderToRoute, plan: routing.RoutingPlan, *, actor: Actor) -> tuple[list[int], list[int]]:
-    """Backorder what may wait for stock; open one exception case per reason for the rest."""
+def _unrouted_outcome(
+    fresh: OrderToRoute, plan: routing.RoutingPlan, *, actor: Actor, eligible: set[int]
+) -> tuple[list[int], list[int]]:
+    """Backorder what may wait for stock; open one exception case per reason for the rest. ``eligible``: the
+    nodes the order's account may ship from (a preorder is promised only what is coming to those)."""
     backordered: list[int] = []
     by_kind: dict[str, list[routing.UnroutedLine]] = defaultdict(list)
     # Held until commit: two routers never promise the same last incoming units of a preorder SKU.
@@ -197,7 +202,7 @@ def _unrouted_outcome(fresh: OrderToRoute, plan: routing.RoutingPlan, *, actor: 
     for unrouted in plan.unrouted:
         line = fresh.lines[unrouted.line_id]
         if unrouted.reason in (routing.INSUFFICIENT_STOCK, routing.ORDER_INCOMPLETE) and _may_backorder(
-            line, need=unrouted.quantity, account_id=fresh.route.account_id
+            line, need=unrouted.quantity, eligible=eligible
         ):
             backordered.append(unrouted.line_id)
         elif unrouted.reason != routing.ORDER_INCOMPLETE:
@@ -218,11 +223,11 @@ def _unrouted_outcome(fresh: OrderToRoute, plan: routing.RoutingPlan, *, actor: 
     return backordered, cases
 
 
-def _may_backorder(line: dict, *, need: int, account_id: int) -> bool:
+def _may_backorder(line: dict, *, need: int, eligible: set[int]) -> bool:
     if line["allow_backorder"]:
         return True
     if line["is_preorder"]:
-        return preorder_promisable(sku_id=line["sku_id"], account_id=account_id) >= need
+        return preorder_promisable(sku_id=line["sku_id"], location_ids=eligible) >= need
     return False
 
 

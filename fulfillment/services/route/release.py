@@ -1,17 +1,29 @@
-"""Backorder release: stock reserved later for an order's lines (a backorder filled on receipt), which no
-shipment carries yet, becomes shipments at the nodes holding it."""
+"""Backorders filled and released: units received at a node are reserved for the backordered lines of the
+accounts that may ship from it (backorders_fill, on inventory's stock_received), and stock reserved later for
+an order's lines, which no shipment carries yet, becomes shipments at the nodes holding it."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
-from config.kernel.actors import actor_resolve
+from config.kernel.actors import Actor, actor_resolve
 from fulfillment import routing
 from fulfillment.models import RoutingDecision, RoutingOutcome
-from fulfillment.selectors import NetworkSnapshot, OrderToRoute, unreleased_reservations
+from fulfillment.selectors import NetworkSnapshot, OrderToRoute, accounts_shipping_from, unreleased_reservations
 from fulfillment.services.common import capacity_take
 from fulfillment.services.route.common import shipments_create
+from inventory.services import backorders_allocate
 from orders.models import LineStatus
+
+
+def backorders_fill(*, sku_ids: Sequence[int], location_id: int, actor: Actor) -> list[int]:
+    """Reserve units now at ``location_id`` for the backordered lines of these SKUs whose channel account may
+    ship from it, earliest ship-by first (inventory's backorders_allocate). Returns the allocated line ids;
+    the next routing pass releases them as shipments (reserved_lines_release)."""
+    return backorders_allocate(
+        sku_ids=sku_ids, location_id=location_id, account_ids=accounts_shipping_from(location_id), actor=actor
+    )
 
 
 def reserved_lines_release(*, order_id: int, fresh: OrderToRoute, network: NetworkSnapshot, actor, now) -> list[int]:

@@ -1,4 +1,4 @@
-"""Domain errors become 4xx responses at the API edge."""
+"""Domain errors become 4xx responses at the API edge (REST_FRAMEWORK's EXCEPTION_HANDLER)."""
 
 from __future__ import annotations
 
