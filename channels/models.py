@@ -219,6 +219,8 @@ class OutboxKind(models.TextChoices):
     CANCELLATION = "cancellation", "Cancellation"
     INVENTORY = "inventory", "Inventory"
     PICKUP_READY = "pickup_ready", "Ready for pickup"
+    REFUND = "refund", "Refund"
+    RETURN_DECISION = "return_decision", "Return decision"
     OTHER = "other", "Other"
 
 

@@ -34,6 +34,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -52,13 +53,15 @@ from channels.connectors.base import (
     ChannelThrottled,
     Connector,
     InventoryQuantity,
+    RefundLine,
+    RefundRequest,
     SendResult,
     ShipmentConfirmation,
     ShipmentLine,
 )
 from channels.models import ChannelAccount, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.services import connector_for, listing_ids_record
-from channels.signals import outbox_messages_queued
+from channels.signals import outbox_message_answered, outbox_messages_queued
 from config.kernel.errors import DomainError
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
@@ -317,7 +320,48 @@ def _send(connector: Connector, message: OutboxMessage, state: dict[str, Any]) -
         return connector.pickup_ready(payload["order_external_id"], state=state)
     if kind == OutboxKind.INVENTORY:
         return _send_inventory(connector, message, state)
+    if kind == OutboxKind.REFUND:
+        return connector.refund(refund_request(payload), state=state)
+    if kind == OutboxKind.RETURN_DECISION:
+        return connector.return_decision(
+            channel_return_id=payload["channel_return_id"],
+            approve=payload["decision"] == "approve",
+            reason=payload.get("reason", ""),
+            state=state,
+        )
     raise ChannelError(f"outbox kind {kind!r} has no sender", retryable=False)
+
+
+# --- refunds (issue #18): the returns app queues them (kind "refund") and records the answer ----------------
+
+
+def refund_request(payload: dict) -> RefundRequest:
+    return RefundRequest(
+        order_external_id=payload["order_external_id"],
+        reference=payload["reference"],
+        currency=payload["currency"],
+        amount=Decimal(payload["amount"]),
+        shipping=Decimal(payload.get("shipping") or "0"),
+        reason=payload.get("reason", ""),
+        lines=[
+            RefundLine(
+                external_line_id=line["external_line_id"],
+                amount=Decimal(line["amount"]),
+                quantity=int(line.get("quantity") or 0),
+                channel_sku=line.get("channel_sku", ""),
+                external_unit_ids=tuple(line.get("external_unit_ids") or ()),
+            )
+            for line in payload.get("lines") or []
+        ],
+        channel_return_id=payload.get("channel_return_id") or "",
+        marketplace_id=payload.get("marketplace_id") or "",
+    )
+
+
+def _answered(message: OutboxMessage) -> None:
+    """Tell the apps that queued a message that the channel answered (sent, or parked for good)."""
+    if message.kind == OutboxKind.REFUND and message.status in (OutboxStatus.SENT, OutboxStatus.PARKED):
+        outbox_message_answered.send_robust(sender=OutboxMessage, message_id=message.pk, kind=message.kind)
 
 
 def _send_inventory(connector: Connector, message: OutboxMessage, state: dict) -> SendResult:
@@ -511,6 +555,7 @@ def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: 
             dedupe_key=f"outbox_parked:{message.pk}",
             actor="outbox",
         )
+        _answered(message)
     return message.status
 
 
@@ -555,6 +600,7 @@ def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetim
         "already_applied": result.already_applied,
     }
     message.save(update_fields=["status", "sent_at", "last_error", "last_error_detail", "response", "updated_at"])
+    _answered(message)
     return message.status, None, False
 
 

@@ -12,3 +12,7 @@ outbox_messages_queued = Signal()  # account_id
 
 # New webhook events were stored for an account: they should be processed.
 webhook_events_stored = Signal()  # account_id
+
+# The channel answered an outbox message for good (sent, or parked): message_id, kind. Sent outside any
+# transaction, right after the message is marked. The returns app records a refund's answer from it.
+outbox_message_answered = Signal()  # message_id, kind

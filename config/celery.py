@@ -44,6 +44,9 @@ app.conf.update(
             "task": "channels.tasks.channels_plan_inventory_pushes_task",
             "schedule": 1.0,
         },
+        # Returns (issue #18): every account's returns read; refunds' channel answers caught up.
+        "returns-sync-all": {"task": "returns.tasks.returns_sync_all_task", "schedule": 60.0},
+        "returns-refund-answers": {"task": "returns.tasks.refunds_answers_sweep_task", "schedule": 60.0},
     },
 )
 app.autodiscover_tasks()

@@ -267,6 +267,10 @@ SPECTACULAR_SETTINGS = {
         # An order's service level and a shipment's kind are one choice set (ship, pickup, ship from store).
         "ServiceLevelEnum": "fulfillment.models.ShipmentKind",
         "InboundKindEnum": "inventory.models.InboundKind",
+        # Returns (issue #18): a unit's disposition (pending until inspected), an inspection's, the reason.
+        "ReturnDispositionEnum": "returns.models.Disposition",
+        "InspectedDispositionEnum": "returns.serializers.FINAL",
+        "ReturnReasonEnum": "returns.models.ReturnReason",
     },
 }
 

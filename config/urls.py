@@ -19,7 +19,7 @@ urlpatterns = [
     path("orders/", include("orders.urls")),
     path("inventory/", include("inventory.urls")),
     path("fulfillment/", include("fulfillment.urls")),
-    path("returns/", SectionView.as_view(section="returns"), name="console-section-returns"),
+    path("returns/", include("returns.urls")),
     path("channels/", include("channels.urls")),
     path("webhooks/tracking/", tracking_webhook, name="tracking-webhook"),
     path("webhooks/<str:channel>/<int:account_id>/", webhook_receive, name="channel-webhook"),
@@ -28,6 +28,7 @@ urlpatterns = [
     path("api/v1/", include("orders.api_urls")),
     path("api/v1/fulfillment/", include("fulfillment.api_urls")),
     path("api/v1/", include("inventory.api_urls")),
+    path("api/v1/returns/", include("returns.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -87,7 +87,7 @@ class StockLevelAdmin(BigTableAdminMixin, admin.ModelAdmin):
     list_select_related = ("sku", "location")
     search_fields = ("=sku__code",)
     autocomplete_fields = ("sku", "location")
-    readonly_fields = ("on_hand", "reserved", "receiving", "damaged", "quarantine", "updated_at")
+    readonly_fields = ("on_hand", "reserved", "receiving", "damaged", "quarantine", "refurbish", "updated_at")
     ordering = ("-id",)
 
     @admin.display(description="ATP")

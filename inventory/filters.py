@@ -21,7 +21,7 @@ AVAILABILITY_CHOICES = [
     ("out", "Nothing to promise"),
     ("reserved", "Has reservations"),
     ("inbound", "Has inbound"),
-    ("non_sellable", "Has damaged / quarantined / receiving units"),
+    ("non_sellable", "Has damaged / quarantined / refurbish / receiving units"),
 ]
 
 
@@ -60,7 +60,7 @@ class StockLevelFilter(django_filters.FilterSet):
         if value == "inbound":
             return queryset.filter(inbound_units__gt=0) if "inbound_units" in queryset.query.annotations else queryset
         if value == "non_sellable":
-            return queryset.filter(Q(damaged__gt=0) | Q(quarantine__gt=0) | Q(receiving__gt=0))
+            return queryset.filter(Q(damaged__gt=0) | Q(quarantine__gt=0) | Q(receiving__gt=0) | Q(refurbish__gt=0))
         return queryset
 
 

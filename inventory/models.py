@@ -111,6 +111,8 @@ class StockLevel(models.Model):
     receiving = models.IntegerField(default=0)
     damaged = models.IntegerField(default=0)
     quarantine = models.IntegerField(default=0)
+    # Returned units awaiting refurbishment (non-sellable, like damaged and quarantine).
+    refurbish = models.IntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -125,6 +127,7 @@ class StockLevel(models.Model):
                 condition=Q(receiving__gte=0, damaged__gte=0, quarantine__gte=0),
                 name="stocklevel_buckets_non_negative",
             ),
+            models.CheckConstraint(condition=Q(refurbish__gte=0), name="stocklevel_refurbish_non_negative"),
         ]
         indexes = [models.Index(fields=["location", "sku"], name="stocklevel_location_sku")]
 
@@ -142,6 +145,7 @@ class StockBucket(models.TextChoices):
     RECEIVING = "receiving", "Receiving"
     DAMAGED = "damaged", "Damaged"
     QUARANTINE = "quarantine", "Quarantine"
+    REFURBISH = "refurbish", "Refurbish"
 
 
 class MovementReason(models.TextChoices):
@@ -155,6 +159,10 @@ class MovementReason(models.TextChoices):
     DAMAGE = "damage", "Damage"
     QUARANTINE = "quarantine", "Quarantine"
     RELEASE_QUARANTINE = "release_quarantine", "Release from quarantine"
+    # Returns: units back from a buyer land in receiving, then leave it by their inspected disposition.
+    RETURN_RECEIVE = "return_receive", "Return received"
+    RETURN_DISPOSE = "return_dispose", "Return disposed (destroyed)"
+    RETURN_TO_VENDOR = "return_to_vendor", "Returned to vendor"
 
 
 class StockMovement(models.Model):

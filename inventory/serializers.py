@@ -29,6 +29,7 @@ class StockLevelSerializer(serializers.ModelSerializer):
             "receiving",
             "damaged",
             "quarantine",
+            "refurbish",
             "updated_at",
         ]
         read_only_fields = fields

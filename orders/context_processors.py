@@ -12,7 +12,7 @@ NAVIGATION = [
     ("exceptions", "Exceptions", "orders:exceptions"),
     ("inventory", "Inventory", "inventory:grid"),
     ("fulfillment", "Fulfilment", "fulfillment:board"),
-    ("returns", "Returns", "console-section-returns"),
+    ("returns", "Returns", "returns:queue"),
     ("channels", "Channels", "channels:accounts"),
     ("scorecards", "Scorecards", "console-section-scorecards"),
 ]

@@ -26,6 +26,7 @@ class OrderStatus(models.TextChoices):
     SHIPPED = "shipped", "Shipped"
     DELIVERED = "delivered", "Delivered"
     CANCELLED = "cancelled", "Cancelled"
+    PARTIALLY_RETURNED = "partially_returned", "Partially returned"
     RETURNED = "returned", "Returned"
 
 
@@ -37,6 +38,7 @@ class LineStatus(models.TextChoices):
     SHIPPED = "shipped", "Shipped"
     DELIVERED = "delivered", "Delivered"
     CANCELLED = "cancelled", "Cancelled"
+    PARTIALLY_RETURNED = "partially_returned", "Partially returned"
     RETURNED = "returned", "Returned"
 
 
@@ -119,6 +121,11 @@ class Order(models.Model):
     cancel_request_reason = models.CharField(max_length=255, blank=True)
     # Who the order's cancelled units are charged to (the latest cancellation's initiator).
     cancel_initiator = models.CharField(max_length=16, choices=CancelInitiator.choices, blank=True)
+    # An exchange's replacement order (returns): linked to the order whose return it replaces. Waybill made
+    # it, the channel never saw it: it is routed and shipped like any order but never confirmed to the channel.
+    replaces_order = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replacement_orders"
+    )
     # Watermark: an older channel payload never moves the order backwards.
     source_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -229,6 +236,7 @@ class HoldKind(models.TextChoices):
     UNMAPPED_SKU = "unmapped_sku", "Unmapped SKU"
     UNMAPPED_LOCATION = "unmapped_location", "Unmapped pickup store"
     CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
+    AWAITING_RETURN = "awaiting_return", "Exchange awaits its return"
 
 
 class Hold(models.Model):
@@ -277,6 +285,7 @@ class ExceptionKind(models.TextChoices):
     CANCEL_REQUEST = "cancel_request", "Buyer cancel request"
     LISTING_NOT_FOUND = "listing_not_found", "Listing not found at channel"
     METRIC_WARNING = "metric_warning", "Scorecard early warning"
+    REFUND_MANUAL = "refund_manual", "Refund at the channel by hand"
     OTHER = "other", "Other"
 
 

@@ -18,9 +18,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # Back to OPEN/BACKORDERED when a node comes up short and the lines are re-routed.
     S.ALLOCATED: frozenset({S.RELEASED, S.OPEN, S.BACKORDERED, S.PARTIALLY_SHIPPED, S.SHIPPED, S.CANCELLED}),
     S.RELEASED: frozenset({S.ALLOCATED, S.OPEN, S.BACKORDERED, S.PARTIALLY_SHIPPED, S.SHIPPED, S.CANCELLED}),
-    S.PARTIALLY_SHIPPED: frozenset({S.SHIPPED, S.DELIVERED, S.RETURNED}),
-    S.SHIPPED: frozenset({S.DELIVERED, S.RETURNED}),
-    S.DELIVERED: frozenset({S.RETURNED}),
+    S.PARTIALLY_SHIPPED: frozenset({S.SHIPPED, S.DELIVERED, S.PARTIALLY_RETURNED, S.RETURNED}),
+    S.SHIPPED: frozenset({S.DELIVERED, S.PARTIALLY_RETURNED, S.RETURNED}),
+    S.DELIVERED: frozenset({S.PARTIALLY_RETURNED, S.RETURNED}),
+    # Some units came back; more may follow (or the rest of a partly shipped order may still ship).
+    S.PARTIALLY_RETURNED: frozenset({S.RETURNED}),
     S.CANCELLED: frozenset(),
     S.RETURNED: frozenset(),
 }
@@ -35,6 +37,7 @@ RANK: dict[str, int] = {
     S.PARTIALLY_SHIPPED: 5,
     S.SHIPPED: 6,
     S.DELIVERED: 7,
+    S.PARTIALLY_RETURNED: 8,
     S.RETURNED: 8,
     S.CANCELLED: 9,
 }
@@ -69,6 +72,13 @@ def determine_order_status(lines: Iterable[LineQuantities], current: str) -> str
         return S.PARTIALLY_SHIPPED
     if all(line.quantity_returned >= line.quantity_shipped for line in lines):
         return S.RETURNED
+    if any(line.quantity_returned for line in lines) and current in (
+        S.PARTIALLY_SHIPPED,
+        S.SHIPPED,
+        S.DELIVERED,
+        S.PARTIALLY_RETURNED,
+    ):
+        return S.PARTIALLY_RETURNED
     if current == S.DELIVERED:
         return S.DELIVERED
     return S.SHIPPED

@@ -143,12 +143,6 @@ class ExceptionActionView(ConsoleView):
 
 
 SECTIONS = {
-    "returns": (
-        "returns.view_returnauthorization",
-        "Returns",
-        "Return authorisations linked to their orders, receiving with a disposition per line, "
-        "restocking, refunds and exchanges.",
-    ),
     "scorecards": (
         "scorecards.view_metricsnapshot",
         "Scorecards",

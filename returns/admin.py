@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Refund, ReturnAuthorization, ReturnLine
+from .models import (
+    Refund,
+    ReturnAuthorization,
+    ReturnEvent,
+    ReturnLine,
+    ReturnPolicy,
+    ReturnReceipt,
+    ReturnSyncState,
+    ReturnUnit,
+)
 
 
 class ReturnLineInline(admin.TabularInline):
@@ -57,3 +66,55 @@ class RefundAdmin(admin.ModelAdmin):
     raw_id_fields = ("order", "rma")
     readonly_fields = ("created_at",)
     ordering = ("-id",)
+
+
+# --- issue #18: policies (editable), receipts, units, events and sync state (read only) --------------------
+
+
+@admin.register(ReturnPolicy)
+class ReturnPolicyAdmin(admin.ModelAdmin):
+    list_display = ("account", "exchange_policy", "overdue_after_days", "updated_at")
+    list_select_related = ("account",)
+    autocomplete_fields = ("account",)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ReturnReceipt)
+class ReturnReceiptAdmin(ReadOnlyAdmin):
+    list_display = ("id", "rma", "location", "idempotency_key", "actor", "created_at")
+    list_select_related = ("rma", "location")
+    search_fields = ("=rma__rma_number", "=idempotency_key")
+    ordering = ("-id",)
+
+
+@admin.register(ReturnUnit)
+class ReturnUnitAdmin(ReadOnlyAdmin):
+    list_display = ("id", "line", "location", "quantity", "disposition", "quantity_inspected", "actor", "created_at")
+    list_filter = ("disposition",)
+    list_select_related = ("line", "location")
+    search_fields = ("=line__rma__rma_number",)
+    ordering = ("-id",)
+
+
+@admin.register(ReturnEvent)
+class ReturnEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "rma", "kind", "from_status", "to_status", "actor", "created_at")
+    list_select_related = ("rma",)
+    search_fields = ("=rma__rma_number",)
+    ordering = ("-id",)
+
+
+@admin.register(ReturnSyncState)
+class ReturnSyncStateAdmin(ReadOnlyAdmin):
+    list_display = ("account", "cursor", "last_run_at", "seen", "created", "last_error")
+    list_select_related = ("account",)

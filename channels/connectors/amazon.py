@@ -7,7 +7,9 @@ retries once.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 import time
@@ -26,8 +28,11 @@ from channels.connectors.base import (
     InventoryQuantity,
     NormalizedLine,
     NormalizedOrder,
+    NormalizedReturn,
     OrderPage,
     PayloadError,
+    RefundRequest,
+    ReturnedLine,
     SendResult,
     ShipmentConfirmation,
     json_body,
@@ -74,6 +79,38 @@ CANCEL_REASONS = {
 }
 # Above this many SKUs one JSON_LISTINGS_FEED replaces per-SKU PATCH calls (5 rps each).
 LISTINGS_FEED_THRESHOLD = 10
+
+
+# Waybill's return reasons as the adjustment feed's AdjustmentReason.
+AMAZON_ADJUSTMENT_REASONS = {
+    "damaged": "CustomerReturn",
+    "defective": "CustomerReturn",
+    "wrong_item": "DifferentItem",
+    "not_as_described": "CustomerReturn",
+    "no_longer_needed": "CustomerReturn",
+    "goodwill": "GeneralAdjustment",
+}
+RETURNS_REPORT = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE"
+AMAZON_RETURN_STATUS = {
+    "pending": "requested",
+    "requested": "requested",
+    "authorized": "authorized",
+    "approved": "authorized",
+    "closed": "authorized",
+    "declined": "rejected",
+    "rejected": "rejected",
+}
+AMAZON_RETURN_REASONS = {
+    "DEFECTIVE": "defective",
+    "DAMAGED_BY_CARRIER": "damaged",
+    "DAMAGED_BY_FC": "damaged",
+    "WRONG_ITEM": "wrong_item",
+    "NOT_AS_DESCRIBED": "not_as_described",
+    "UNWANTED_ITEM": "no_longer_needed",
+    "NO_REASON_GIVEN": "other",
+}
+# The processing report's code for an adjustment item id Amazon processed already (unverified: configurable).
+AMAZON_DUPLICATE_ADJUSTMENT = "13013"
 
 
 def _iso(value: datetime) -> str:
@@ -527,6 +564,150 @@ class AmazonConnector(Connector):
                 detail={"errors": results},
             )
         return SendResult(response={"feed_id": state["feed_id"], "messages_with_error": 0}, state=state)
+
+    # --- refunds (issue #18): the POST_PAYMENT_ADJUSTMENT_DATA feed -----------------------------------------
+    # No machine-readable model of the feed document: its shape follows Amazon's XSD for OrderAdjustment
+    # (AdjustedItem, AdjustmentReason, ItemPriceAdjustments Component Principal/Shipping).
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        return ""
+
+    def adjustment_feed(self, refund: RefundRequest) -> bytes:
+        """One OrderAdjustment: an AdjustedItem per line (its MerchantAdjustmentItemID is the refund's
+        reference and the line: Amazon refuses one it processed already), shipping on the first."""
+        reason = AMAZON_ADJUSTMENT_REASONS.get(refund.reason.strip().lower(), "CustomerReturn")
+        envelope = ElementTree.Element("AmazonEnvelope")
+        header = ElementTree.SubElement(envelope, "Header")
+        ElementTree.SubElement(header, "DocumentVersion").text = "1.01"
+        ElementTree.SubElement(header, "MerchantIdentifier").text = self.account.seller_id or "MERCHANT"
+        ElementTree.SubElement(envelope, "MessageType").text = "OrderAdjustment"
+        message = ElementTree.SubElement(envelope, "Message")
+        ElementTree.SubElement(message, "MessageID").text = "1"
+        adjustment = ElementTree.SubElement(message, "OrderAdjustment")
+        ElementTree.SubElement(adjustment, "AmazonOrderID").text = refund.order_external_id
+        for index, line in enumerate(refund.lines):
+            item = ElementTree.SubElement(adjustment, "AdjustedItem")
+            ElementTree.SubElement(item, "AmazonOrderItemCode").text = line.external_line_id
+            ElementTree.SubElement(item, "MerchantAdjustmentItemID").text = f"{refund.reference}-{index + 1}"
+            ElementTree.SubElement(item, "AdjustmentReason").text = reason
+            prices = ElementTree.SubElement(item, "ItemPriceAdjustments")
+            parts = [("Principal", line.amount)]
+            if index == 0 and refund.shipping > 0:
+                parts.append(("Shipping", refund.shipping))
+            for kind, amount in parts:
+                component = ElementTree.SubElement(prices, "Component")
+                ElementTree.SubElement(component, "Type").text = kind
+                ElementTree.SubElement(component, "Amount", currency=refund.currency).text = f"{amount:.2f}"
+            if line.quantity:
+                ElementTree.SubElement(item, "QuantityCancelled").text = str(line.quantity)
+        return ElementTree.tostring(envelope, encoding="utf-8", xml_declaration=True)
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        if not refund.lines:
+            raise ChannelError("Amazon adjusts per order item: name at least one line", retryable=False)
+        marketplace = state.get("marketplace_id") or self._order_marketplace(
+            refund.order_external_id, refund.marketplace_id
+        )
+        state["marketplace_id"] = marketplace
+        report = self._feed(
+            "POST_PAYMENT_ADJUSTMENT_DATA", self.adjustment_feed(refund), "text/xml; charset=UTF-8", state, marketplace
+        )
+        try:
+            root = SafeElementTree.fromstring(report)
+        except (ElementTree.ParseError, ValueError):
+            raise ChannelError("processing report is not XML", retryable=False) from None
+        results = [
+            {"code": r.findtext("ResultMessageCode") or "", "message": r.findtext("ResultDescription") or ""}
+            for r in root.iter("Result")
+            if r.findtext("ResultCode") == "Error"
+        ]
+        # A resend of a feed Amazon processed already (the answer was lost) is refused as a duplicate: applied.
+        fresh = [r for r in results if r["code"] != AMAZON_DUPLICATE_ADJUSTMENT]
+        if fresh:
+            raise ChannelError(
+                f"payment adjustment rejected: {_describe({'errors': fresh})}",
+                retryable=False,
+                detail={"errors": fresh},
+            )
+        return SendResult(
+            response={"refund_id": f"feed:{state['feed_id']}", "feed_id": state["feed_id"], "duplicate": bool(results)},
+            state=state,
+            already_applied=bool(results),
+        )
+
+    # --- returns in (issue #18): the GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE report (Reports API) ---------
+    # The report's columns follow Amazon's report documentation (no machine-readable model): tab-separated,
+    # one row per returned item, matched to the order's line by the merchant SKU.
+
+    returns_read_interval: ClassVar[timedelta] = timedelta(minutes=15)
+    returns_report_poll_attempts: ClassVar[int] = 20
+    returns_report_poll_interval: ClassVar[float] = 0.5
+
+    def _returns_report(self, since: datetime) -> str:
+        body = {
+            "reportType": RETURNS_REPORT,
+            "marketplaceIds": [self._marketplace()],
+            "dataStartTime": _iso(since),
+        }
+        response = self.call("POST", "/reports/2021-06-30/reports", json=body)
+        if response.status_code != 202:
+            raise self.failure("createReport", response)
+        report_id = json_body(response, "createReport")["reportId"]
+        for _ in range(self.returns_report_poll_attempts):
+            response = self.call("GET", f"/reports/2021-06-30/reports/{report_id}")
+            if response.status_code != 200:
+                raise self.failure(f"getReport {report_id}", response)
+            report = json_body(response, "getReport")
+            status = report.get("processingStatus")
+            if status == "DONE":
+                document_id = report["reportDocumentId"]
+                response = self.call("GET", f"/reports/2021-06-30/documents/{document_id}")
+                if response.status_code != 200:
+                    raise self.failure(f"getReportDocument {document_id}", response)
+                url = json_body(response, "getReportDocument")["url"]
+                return self.http.request("GET", url).content.decode("utf-8-sig", errors="replace")
+            if status in ("CANCELLED", "FATAL"):
+                # CANCELLED: no data for the window (Amazon's answer to an empty report).
+                return ""
+            time.sleep(self.returns_report_poll_interval)
+        raise ChannelError(f"returns report {report_id} still processing; will read again", retryable=True)
+
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        text = self._returns_report(since)
+        rows = list(csv.DictReader(io.StringIO(text), delimiter="\t")) if text.strip() else []
+        grouped: dict[tuple[str, str], list[dict]] = {}
+        for row in rows:
+            key = (row.get("Order ID") or "", row.get("Amazon RMA ID") or "")
+            if all(key):
+                grouped.setdefault(key, []).append(row)
+        found = []
+        for (order_id, rma_id), items in grouped.items():
+            status = items[0].get("Return request status") or ""
+            reason = AMAZON_RETURN_REASONS.get((items[0].get("Return reason") or "").upper(), "other")
+            found.append(
+                NormalizedReturn(
+                    external_id=rma_id,
+                    order_external_id=order_id,
+                    status=AMAZON_RETURN_STATUS.get(status.lower(), "requested"),
+                    channel_status=status,
+                    lines=[
+                        ReturnedLine(
+                            external_line_id="",
+                            channel_sku=row.get("Merchant SKU") or "",
+                            quantity=parse_int(row.get("Return quantity"), "Return quantity", minimum=1),
+                            reason=reason,
+                        )
+                        for row in items
+                    ],
+                    reason=reason,
+                    updated_at=parse_datetime(
+                        items[0].get("Return request date"), "Return request date", required=False
+                    ),
+                    note=(items[0].get("Item Name") or "")[:200],
+                )
+            )
+        yield found
 
     @staticmethod
     def listing_patches(quantity: int) -> list[dict]:

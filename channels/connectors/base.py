@@ -671,3 +671,85 @@ class Connector:
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         raise ChannelUnsupported(f"{self.kind} webhooks are not supported")
+
+    # --- returns and refunds (issue #18) ------------------------------------------------------------
+    # Channels answer refunds through the outbox (kind "refund") and report returns through fetch_returns.
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        """Why this channel's refund call can't be used for an order ("" when it can): the refund then
+        goes to a person as an exception case."""
+        return f"{cls.kind or 'this channel'} has no refund call Waybill can use"
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """Send a refund; the result's response carries the channel's refund id as ``refund_id``."""
+        raise ChannelUnsupported(f"{self.kind} has no refund call")
+
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        """Pages of the channel's returns (and refunds) changed since ``since``."""
+        raise ChannelUnsupported(f"{self.kind} returns are not read")
+
+
+# --- returns and refunds (issue #18): refunds out through the outbox, channel returns in ------------------
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    external_line_id: str
+    amount: Decimal
+    quantity: int = 0
+    channel_sku: str = ""
+    # TikTok: one line item per unit.
+    external_unit_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """A refund Waybill sends: ``reference`` (WB-REFUND-<id>) travels in the channel's note/comment field
+    so a read before a retry can recognise it."""
+
+    order_external_id: str
+    reference: str
+    currency: str
+    amount: Decimal
+    shipping: Decimal
+    reason: str
+    lines: list[RefundLine]
+    # The channel's return this refund settles, where the channel keeps one (Shopify, TikTok).
+    channel_return_id: str = ""
+    marketplace_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReturnedLine:
+    external_line_id: str
+    quantity: int
+    reason: str = ""
+    external_id: str = ""
+    channel_sku: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelRefund:
+    external_id: str
+    amount: Decimal
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class NormalizedReturn:
+    """A return as a channel reports it. ``status`` is a returns.models.ReturnStatus value
+    (requested, authorized, in_transit, received, completed, rejected, cancelled)."""
+
+    external_id: str
+    order_external_id: str
+    status: str
+    channel_status: str
+    lines: list[ReturnedLine]
+    reason: str = "other"
+    updated_at: datetime | None = None
+    refunds: list[ChannelRefund] = field(default_factory=list)
+    note: str = ""
+    # A return inferred from a refund the channel shows (Walmart lines in status Refund, eBay line refunds):
+    # opened only when that refund is not one Waybill sent.
+    inferred_from_refund: bool = False

@@ -34,14 +34,18 @@ import httpx
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
+    ChannelRefund,
     Connector,
     InventoryQuantity,
     ListingIds,
     NormalizedAddress,
     NormalizedLine,
     NormalizedOrder,
+    NormalizedReturn,
     OrderPage,
     PayloadError,
+    RefundRequest,
+    ReturnedLine,
     SendResult,
     ShipmentConfirmation,
     json_body,
@@ -70,6 +74,17 @@ EBAY_REASONS = set(CANCEL_REASONS.values())
 INVENTORY_BATCH = 25
 # cancelInitiator (the model: "typically either the 'Buyer' or 'Seller'") to orders.models.CancelInitiator.
 INITIATORS = {"BUYER": "buyer", "SELLER": "seller"}
+
+
+# Waybill's return reasons as eBay's ReasonForRefundEnum.
+EBAY_REFUND_REASONS = {
+    "wrong_item": "SELLER_WRONG_ITEM",
+    "no_longer_needed": "BUYER_RETURN",
+    "damaged": "BUYER_RETURN",
+    "defective": "BUYER_RETURN",
+    "not_as_described": "BUYER_RETURN",
+    "not received": "ITEM_NOT_RECEIVED",
+}
 
 
 def iso_ms(value: datetime) -> str:
@@ -342,7 +357,71 @@ class EbayConnector(Connector):
         if kind == "cancellation":
             order = self.get_order(payload["order_external_id"])
             return (order.get("cancelStatus") or {}).get("cancelState") == "CANCELED"
+        if kind == "refund":  # issue #18: a refund of this amount that was not on the order before the first send
+            before = set(state.get("refunds_before") or [])
+            wanted = Decimal(payload["amount"])
+            for refund_id, amount in self._refunds_seen(payload["order_external_id"]).items():
+                if refund_id not in before and amount == wanted:
+                    state["refund_id"] = refund_id
+                    return True
+            return False
         return False
+
+    # --- refunds (issue #18): POST /order/{order_id}/issue_refund (no idempotency key) ------------------------
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        return ""
+
+    def _refunds_seen(self, order_external_id: str) -> dict[str, Decimal]:
+        """{refund id: amount} of every line refund the order shows."""
+        seen: dict[str, Decimal] = {}
+        for line in self.get_order(order_external_id).get("lineItems") or []:
+            for refund in line.get("refunds") or []:
+                amount = Decimal(str((refund.get("amount") or {}).get("value") or "0"))
+                seen[str(refund.get("refundId"))] = seen.get(str(refund.get("refundId")), Decimal(0)) + amount
+        return seen
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """issueRefund per line item (shipping folds into the first line: eBay refunds what the line cost the
+        buyer). The refunds already on the order are noted first: a retry looks for a new one of this amount."""
+        lines = [line for line in refund.lines if line.amount > 0]
+        if not lines:
+            raise ChannelError("eBay refunds per line item here: name at least one line", retryable=False)
+        state.setdefault("refunds_before", sorted(self._refunds_seen(refund.order_external_id)))
+        items = []
+        for index, line in enumerate(lines):
+            amount = line.amount + (refund.shipping if index == 0 else Decimal(0))
+            items.append(
+                {
+                    "lineItemId": line.external_line_id,
+                    "refundAmount": {"value": f"{amount:.2f}", "currency": refund.currency},
+                }
+            )
+        body = {
+            "reasonForRefund": EBAY_REFUND_REASONS.get(refund.reason.strip().lower(), "BUYER_RETURN"),
+            "comment": refund.reference,
+            "refundItems": items,
+        }
+        response = self.call(
+            "POST", f"/sell/fulfillment/v1/order/{quote(refund.order_external_id, safe='')}/issue_refund", json=body
+        )
+        if response.status_code != 200:
+            raise self.failure(f"issueRefund {refund.order_external_id}", response)
+        answer = json_body(response, "issueRefund")
+        return SendResult(
+            response={"refund_id": str(answer.get("refundId") or ""), "refund_status": answer.get("refundStatus")}
+        )
+
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        """eBay keeps returns in its Post-Order API (no model here); what the Fulfillment API shows is the
+        refunds on each line item. Each refund on an order modified since ``since`` becomes a return of that
+        line (units estimated from the amount), unless Waybill sent it."""
+        for page in self.fetch_orders(since=since):
+            found: list[NormalizedReturn] = []
+            for raw in page.raw_orders:
+                found.extend(_ebay_refund_returns(raw))
+            yield found
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
         order_id = cancel.order_external_id
@@ -461,6 +540,40 @@ class EbayConnector(Connector):
                 if isinstance(answer, dict) and answer.get("statusCode") == 200 and answer.get("sku") in chunk:
                     found[answer["sku"]] = ListingIds()
         return found
+
+
+def _ebay_refund_returns(raw: dict) -> list[NormalizedReturn]:
+    order_id = str(raw.get("orderId") or "")
+    out = []
+    for line in raw.get("lineItems") or []:
+        quantity = int(line.get("quantity") or 0) if str(line.get("quantity") or "").isdigit() else 0
+        cost = Decimal(str((line.get("lineItemCost") or {}).get("value") or "0"))
+        unit = cost / quantity if quantity else Decimal(0)
+        for refund in line.get("refunds") or []:
+            refund_id = str(refund.get("refundId") or "")
+            amount = Decimal(str((refund.get("amount") or {}).get("value") or "0"))
+            if not order_id or not refund_id or amount <= 0:
+                continue
+            units = max(min(int(amount / unit) if unit else 1, quantity), 1)
+            out.append(
+                NormalizedReturn(
+                    external_id=f"refund:{refund_id}:{line.get('lineItemId')}",
+                    order_external_id=order_id,
+                    status="authorized",
+                    channel_status="REFUNDED",
+                    lines=[ReturnedLine(external_line_id=str(line.get("lineItemId") or ""), quantity=units)],
+                    updated_at=parse_datetime(refund.get("refundDate"), "refundDate", required=False),
+                    refunds=[
+                        ChannelRefund(
+                            external_id=refund_id,
+                            amount=amount.quantize(Decimal("0.01")),
+                            currency=str((refund.get("amount") or {}).get("currency") or ""),
+                        )
+                    ],
+                    inferred_from_refund=True,
+                )
+            )
+    return out
 
 
 def _shipping_step(raw: dict) -> dict:

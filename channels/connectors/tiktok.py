@@ -44,13 +44,17 @@ import httpx
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
+    ChannelRefund,
     Connector,
     InventoryQuantity,
     ListingIds,
     NormalizedLine,
     NormalizedOrder,
+    NormalizedReturn,
     OrderPage,
     PayloadError,
+    RefundRequest,
+    ReturnedLine,
     SendResult,
     ShipmentConfirmation,
     WebhookEvent,
@@ -101,6 +105,62 @@ SKUS_PER_SEARCH = 10
 SKUS_PER_INVENTORY_UPDATE = 100
 
 
+TIKTOK_RETURN_STATUS = {
+    "RETURN_OR_REFUND_REQUEST_PENDING": "requested",
+    "AWAITING_BUYER_SHIP": "authorized",
+    "BUYER_SHIPPED_ITEM": "in_transit",
+    "REJECT_RECEIVE_PACKAGE": "in_transit",
+    "RETURN_OR_REFUND_REQUEST_SUCCESS": "authorized",
+    "RETURN_OR_REFUND_REQUEST_COMPLETE": "authorized",
+    "REFUND_OR_RETURN_REQUEST_REJECT": "rejected",
+    "RETURN_OR_REFUND_REQUEST_CANCEL": "cancelled",
+}
+TIKTOK_RETURN_REASON = {
+    "defective": "defective",
+    "damaged": "damaged",
+    "wrong_item": "wrong_item",
+    "not_as_described": "not_as_described",
+    "unwanted": "no_longer_needed",
+}
+
+
+def _tiktok_return(row: dict) -> NormalizedReturn:
+    """A return of Search Returns: its line items are units, grouped by SKU id (Waybill's line id)."""
+    units: dict[str, int] = {}
+    skus: dict[str, str] = {}
+    for item in require_list(row.get("return_line_items") or [], "return_line_items"):
+        sku_id = str(item.get("sku_id") or "")
+        if sku_id:
+            units[sku_id] = units.get(sku_id, 0) + 1
+            skus[sku_id] = str(item.get("seller_sku") or "")
+    status = str(row.get("return_status") or "")
+    refunds = []
+    if status in ("RETURN_OR_REFUND_REQUEST_SUCCESS", "RETURN_OR_REFUND_REQUEST_COMPLETE"):
+        amount = row.get("refund_amount") or {}
+        refunds.append(
+            ChannelRefund(
+                external_id=f"return:{row.get('return_id')}",
+                amount=parse_decimal(amount.get("refund_total") or "0", "refund_amount.refund_total"),
+                currency=str(amount.get("currency") or ""),
+            )
+        )
+    reason = TIKTOK_RETURN_REASON.get(str(row.get("return_reason") or "").lower(), "other")
+    return NormalizedReturn(
+        external_id=require_str(row, "return_id", "return"),
+        order_external_id=require_str(row, "order_id", "return"),
+        status=TIKTOK_RETURN_STATUS.get(status, "requested"),
+        channel_status=status,
+        lines=[
+            ReturnedLine(external_line_id=sku_id, quantity=n, reason=reason, channel_sku=skus[sku_id])
+            for sku_id, n in units.items()
+        ],
+        reason=reason,
+        updated_at=from_seconds(row.get("update_time"), "update_time", required=False),
+        refunds=refunds,
+        note=str(row.get("return_reason_text") or "")[:500],
+    )
+
+
 def tiktok_sign(app_secret: str, path: str, params: Mapping[str, Any], body: bytes = b"") -> str:
     """hex HMAC-SHA256 keyed with app_secret of app_secret + path + sorted key+value pairs + body + app_secret."""
     pairs = "".join(f"{key}{params[key]}" for key in sorted(params) if key not in SIGN_EXCLUDED)
@@ -124,7 +184,7 @@ class TikTokConnector(Connector):
     kind = "tiktok"
     identity_fields = ("id", "update_time")
     overlap = timedelta(minutes=5)
-    idempotent_kinds = frozenset({"inventory"})
+    idempotent_kinds = frozenset({"inventory", "refund", "return_decision"})
     page_size: ClassVar[int] = 100
     # Webhooks older or newer than this (by their own timestamp) are refused as replays.
     replay_window: ClassVar[timedelta] = timedelta(minutes=5)
@@ -549,6 +609,85 @@ class TikTokConnector(Connector):
                     cancelled[str(item.get("sku_id"))] = cancelled.get(str(item.get("sku_id")), 0) + 1
             return bool(wanted) and all(cancelled.get(w["external_line_id"], 0) >= w["quantity"] for w in wanted)
         return False
+
+    # --- returns and refunds (issue #18): Search Returns, Approve Return -----------------------------------
+    # TikTok publishes no model: the shapes follow "Search Returns 202309" and "Approve Return 202309"
+    # (channels/sandbox/tiktok_contract.py holds them as schemas).
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        if not channel_return_id:
+            return "TikTok Shop refunds by approving the buyer's return or refund request, and this refund settles none"
+        return ""
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """Approve the buyer's return so TikTok refunds it: APPROVE_RECEIVED_PACKAGE once the item is on its
+        way or back, APPROVE_REFUND for a refund-only request. The idempotency key is the refund's own."""
+        rows = self._returns({"return_ids": [refund.channel_return_id]})
+        if not rows:
+            raise ChannelError(f"TikTok return {refund.channel_return_id} not found", retryable=False)
+        row = rows[0]
+        if "decision" not in state:  # a resend repeats the first decision under the same key
+            status = row.get("return_status")
+            pending = row.get("return_type") == "REFUND" or status == "RETURN_OR_REFUND_REQUEST_PENDING"
+            state["decision"] = "APPROVE_REFUND" if pending else "APPROVE_RECEIVED_PACKAGE"
+        decision = state["decision"]
+        data = self.request(
+            "POST",
+            f"/return_refund/202309/returns/{refund.channel_return_id}/approve",
+            params={"idempotency_key": f"waybill-{refund.reference}"},
+            body={"decision": decision},
+        )
+        # TikTok's refund is the return's: Waybill knows it as "return:<id>" (what a returns read reports too).
+        return SendResult(
+            response={
+                "refund_id": f"return:{refund.channel_return_id}",
+                "tiktok_refund_id": str(data.get("refund_id") or ""),
+                "decision": decision,
+            }
+        )
+
+    decides_returns = True
+
+    def return_decision(self, *, channel_return_id: str, approve: bool, reason: str, state: dict) -> SendResult:
+        """Approve Return with APPROVE_RETURN (the buyer ships it back), under an idempotency key. Declining
+        (Reject Return) is left to the seller centre: it needs TikTok's own reject reason keys."""
+        if not approve:
+            raise ChannelError(
+                "decline the request in TikTok Shop's seller centre: Waybill does not send Reject Return",
+                retryable=False,
+            )
+        data = self.request(
+            "POST",
+            f"/return_refund/202309/returns/{channel_return_id}/approve",
+            params={"idempotency_key": f"waybill-approve-return-{channel_return_id}"},
+            body={"decision": "APPROVE_RETURN"},
+        )
+        return SendResult(
+            response={"return_id": str(data.get("return_id") or channel_return_id), "decision": "APPROVE_RETURN"}
+        )
+
+    def _returns(self, body: dict, page_token: str = "") -> list[dict]:
+        return self._returns_page(body, page_token)[0]
+
+    def _returns_page(self, body: dict, page_token: str = "") -> tuple[list[dict], str]:
+        params: dict[str, Any] = {"page_size": 50, "sort_field": "update_time", "sort_order": "ASC"}
+        if page_token:
+            params["page_token"] = page_token
+        data = self.request("POST", "/return_refund/202309/returns/search", params=params, body=body)
+        rows = data.get("return_orders") or []
+        if not isinstance(rows, list):
+            raise ChannelError("returns/search: data.return_orders is not a list", retryable=False)
+        return [r for r in rows if isinstance(r, dict)], str(data.get("next_page_token") or "")
+
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        body = {"update_time_ge": int(since.timestamp())}
+        token = ""
+        while True:
+            rows, token = self._returns_page(body, token)
+            yield [_tiktok_return(row) for row in rows]
+            if not token:
+                return
 
     # --- inventory -----------------------------------------------------------------------------
 

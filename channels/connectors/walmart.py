@@ -35,13 +35,17 @@ from channels.connectors.base import (
     CancelRequest,
     ChannelError,
     ChannelHttp,
+    ChannelRefund,
     Connector,
     InventoryQuantity,
     ListingIds,
     NormalizedLine,
     NormalizedOrder,
+    NormalizedReturn,
     OrderPage,
     PayloadError,
+    RefundRequest,
+    ReturnedLine,
     SendResult,
     ShipmentConfirmation,
     json_body,
@@ -86,6 +90,24 @@ CANCEL_REASONS = {
 }
 WALMART_REASONS = set(CANCEL_REASONS.values())
 BUYER_REASON = "CUSTOMER_REQUESTED_SELLER_TO_CANCEL"
+# Walmart's refund reasons as Waybill's return reasons (for returns seen on the order).
+WALMART_RETURN_REASONS = {
+    "DamagedItem": "damaged",
+    "Shipping & Delivery -> Damaged": "damaged",
+    "DefectiveItem": "defective",
+    "IncorrectItemReceived": "wrong_item",
+    "ItemNotAsAdvertised": "not_as_described",
+    "CustomerChangedMind": "no_longer_needed",
+    "Customer returned item": "no_longer_needed",
+}
+# Waybill's return reasons as Walmart's refundReason enum (walmart-orders.json RefundChargeType).
+WALMART_REFUND_REASONS = {
+    "damaged": "DamagedItem",
+    "defective": "DefectiveItem",
+    "wrong_item": "IncorrectItemReceived",
+    "not_as_described": "ItemNotAsAdvertised",
+    "no_longer_needed": "CustomerChangedMind",
+}
 # Who a cancellationReason charges the cancelled units to (orders.models.CancelInitiator values).
 CANCELLED_BY = {BUYER_REASON: "buyer", **{reason: "seller" for reason in WALMART_REASONS if reason != BUYER_REASON}}
 INTENT_VALUES = {"Y", "YES", "TRUE", "1"}
@@ -520,7 +542,76 @@ class WalmartConnector(Connector):
             if not wanted:
                 return order.status == OrderStatus.CANCELLED
             return all(cancelled.get(line["external_line_id"], 0) >= line["quantity"] for line in wanted)
+        if kind == "refund":  # issue #18: our reference travels in refundComments
+            found = self._refund_id(self.get_order(payload["order_external_id"]), payload["reference"])
+            if found:
+                state["refund_id"] = found
+            return bool(found)
         return False
+
+    # --- refunds (issue #18): POST /v3/orders/{purchaseOrderId}/refund, per line, negative charges ----------
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        return ""
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """refundOrderLines: one refund per line (PRODUCT charge); shipping rides on the first line as a
+        SHIPPING charge. ``refundComments`` carries Waybill's reference, which the read before a retry finds."""
+        reason = WALMART_REFUND_REASONS.get(refund.reason.strip().lower(), "Customer returned item")
+        lines = [line for line in refund.lines if line.amount > 0]
+        if not lines:
+            raise ChannelError("Walmart refunds per order line: name at least one line", retryable=False)
+
+        def charge(kind: str, name: str, amount: Decimal) -> dict:
+            return {
+                "refundReason": reason,
+                "charge": {
+                    "chargeType": kind,
+                    "chargeName": name,
+                    "chargeAmount": {"currency": refund.currency, "amount": -float(amount)},
+                },
+            }
+
+        entries = []
+        for index, line in enumerate(lines):
+            charges = [charge("PRODUCT", "Item Price", line.amount)]
+            if index == 0 and refund.shipping > 0:
+                charges.append(charge("SHIPPING", "Shipping Price", refund.shipping))
+            entries.append(
+                {
+                    "lineNumber": line.external_line_id,
+                    "isFullRefund": False,
+                    "refunds": {
+                        "refund": [{"refundComments": refund.reference, "refundCharges": {"refundCharge": charges}}]
+                    },
+                }
+            )
+        body = {"orderRefund": {"purchaseOrderId": refund.order_external_id, "orderLines": {"orderLine": entries}}}
+        response = self.call("POST", f"/v3/orders/{quote(refund.order_external_id, safe='')}/refund", json=body)
+        if response.status_code != 200:
+            raise self.failure(f"refundOrderLines {refund.order_external_id}", response)
+        order = require_obj((json_body(response, "refundOrderLines") or {}).get("order"), "order")
+        return SendResult(
+            response={"refund_id": self._refund_id(order, refund.reference) or refund.reference, "lines": len(entries)}
+        )
+
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        """Walmart manages the buyer's return itself and refunds it: lines in status Refund, with the line's
+        refund, come back on the orders modified since ``since``. Each refund becomes one return."""
+        for page in self.fetch_orders(since=since):
+            found: list[NormalizedReturn] = []
+            for raw in page.raw_orders:
+                found.extend(_walmart_refund_returns(raw))
+            yield found
+
+    @staticmethod
+    def _refund_id(order: dict, reference: str) -> str:
+        for line in (order.get("orderLines") or {}).get("orderLine") or []:
+            found = line.get("refund") or {}
+            if found.get("refundComments") == reference:
+                return str(found.get("refundId") or reference)
+        return ""
 
     def push_inventory(self, quantities: list[InventoryQuantity], *, idempotency_key: str, state: dict) -> SendResult:
         """updateInventoryForAnItem per SKU. Walmart's 200 answer is the acknowledgement; a 4xx refuses that
@@ -565,6 +656,51 @@ class WalmartConnector(Connector):
             elif response.status_code != 404:
                 raise self.failure(f"getInventory {sku}", response)
         return found
+
+
+def _walmart_refund_returns(raw: dict) -> list[NormalizedReturn]:
+    po = str(raw.get("purchaseOrderId") or "")
+    out = []
+    for line in (raw.get("orderLines") or {}).get("orderLine") or []:
+        refund = line.get("refund") or {}
+        statuses = (line.get("orderLineStatuses") or {}).get("orderLineStatus") or []
+        units = sum(
+            parse_int((s.get("statusQuantity") or {}).get("amount"), "statusQuantity.amount")
+            for s in statuses
+            if s.get("status") == "Refund"
+        )
+        refund_id = str(refund.get("refundId") or "")
+        if not po or not refund_id or units <= 0:
+            continue
+        amount = Decimal(0)
+        currency = ""
+        for charge in (refund.get("refundCharges") or {}).get("refundCharge") or []:
+            money = (charge.get("charge") or {}).get("chargeAmount") or {}
+            amount += abs(Decimal(str(money.get("amount") or 0)))
+            currency = str(money.get("currency") or currency)
+        reason = str(((refund.get("refundCharges") or {}).get("refundCharge") or [{}])[0].get("refundReason") or "")
+        number = str(line.get("lineNumber") or "")
+        out.append(
+            NormalizedReturn(
+                external_id=f"refund:{refund_id}",
+                order_external_id=po,
+                status="authorized",
+                channel_status="Refund",
+                lines=[
+                    ReturnedLine(
+                        external_line_id=number, quantity=units, reason=WALMART_RETURN_REASONS.get(reason, "other")
+                    )
+                ],
+                reason=WALMART_RETURN_REASONS.get(reason, "other"),
+                updated_at=from_millis(line.get("statusDate"), "statusDate", required=False),
+                refunds=[
+                    ChannelRefund(external_id=refund_id, amount=amount.quantize(Decimal("0.01")), currency=currency)
+                ],
+                note=str(refund.get("refundComments") or "")[:500],
+                inferred_from_refund=True,
+            )
+        )
+    return out
 
 
 def _order_status(lines: list[NormalizedLine], seen: set[str]) -> str:

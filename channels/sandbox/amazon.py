@@ -25,6 +25,7 @@ import secrets
 import time
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote
 from xml.etree import ElementTree
@@ -187,6 +188,8 @@ class AmazonState(SandboxState):
 class AmazonSandbox(SandboxApp):
     kind = "amazon"
     contracts = [(SPEC_ORDERS, ""), (SPEC_ORDERS_V0, ""), (SPEC_FEEDS, ""), (SPEC_LISTINGS, "")]
+    # Returns report (issue #18).
+    contracts += [("amazon-reports-2021-06-30.json", "")]
 
     def __init__(self, state: SandboxState | None = None, *, rate: float = 20.0, burst: int = 20, **options):
         super().__init__(state or AmazonState(), **options)
@@ -224,6 +227,10 @@ class AmazonSandbox(SandboxApp):
             ("POST", "/_sandbox/amazon/orders/{order_id}/release", self.admin_release),
             ("POST", "/_sandbox/amazon/orders/{order_id}/cancel_request", self.admin_cancel_request),
             ("POST", "/_sandbox/amazon/listings", self.admin_listings),
+            # Returns report (issue #18).
+            ("POST", "/reports/2021-06-30/reports", self.create_report),
+            ("GET", "/reports/2021-06-30/reports/{report_id}", self.get_report),
+            ("GET", "/reports/2021-06-30/documents/{document_id}", self.get_report_document),
         ]
 
     # --- the published models: what they state in prose, and Amazon's refusal -------------------
@@ -607,6 +614,8 @@ class AmazonSandbox(SandboxApp):
                 self._process_acknowledgements(feed["feedId"], content, feed["marketplaceIds"]),
                 "text/xml; charset=UTF-8",
             )
+        if feed["feedType"] == "POST_PAYMENT_ADJUSTMENT_DATA":
+            return self._process_adjustments(feed["feedId"], content, feed["marketplaceIds"]), "text/xml; charset=UTF-8"
         if feed["feedType"] == "JSON_LISTINGS_FEED":
             return (
                 self._process_listings_feed(feed["feedId"], content, feed["marketplaceIds"]),
@@ -662,6 +671,237 @@ class AmazonSandbox(SandboxApp):
             ElementTree.SubElement(result, "ResultMessageCode").text = code
             ElementTree.SubElement(result, "ResultDescription").text = description
         return ElementTree.tostring(report, encoding="utf-8", xml_declaration=True)
+
+    # --- refunds (issue #18): POST_PAYMENT_ADJUSTMENT_DATA ---------------------------------------------------
+
+    ADJUSTMENT_REASONS = frozenset(
+        {
+            "NoInventory",
+            "CustomerReturn",
+            "GeneralAdjustment",
+            "CouldNotShip",
+            "DifferentItem",
+            "Abandoned",
+            "CustomerCancel",
+            "PriceError",
+            "ProductOutofStock",
+            "CustomerAddressIncorrect",
+            "Exchange",
+            "Other",
+            "CarrierCreditDecision",
+            "RiskAssessmentInformationNotValid",
+            "CarrierCoverageFailure",
+            "TransactionRecord",
+            "Undeliverable",
+            "RefusedDelivery",
+        }
+    )
+
+    def _process_adjustments(self, feed_id: str, content: bytes, marketplaces: list[str]) -> bytes:
+        """Each AdjustedItem refunds its Principal and Shipping components; an item whose
+        MerchantAdjustmentItemID was processed before is refused (13013), as are unknown items, reasons
+        and amounts above what is left to refund."""
+        processed = errors = 0
+        results = []
+        root = SafeElementTree.fromstring(content)
+        log = self.state.extra.setdefault("refund_log", [])
+        seen = self.state.extra.setdefault("adjustment_ids", set())
+        for message in root.iter("Message"):
+            processed += 1
+            message_id = message.findtext("MessageID") or ""
+            adjustment = message.find("OrderAdjustment")
+            order_id = adjustment.findtext("AmazonOrderID") if adjustment is not None else None
+            with self.state.lock:
+                order = self.state.orders.get(order_id or "")
+                if adjustment is None or order is None or self.state.marketplace(order) not in marketplaces:
+                    errors += 1
+                    results.append((message_id, "25", f"Order {order_id} not found in {', '.join(marketplaces)}"))
+                    continue
+                lines = {line.line_id: line for line in order.lines}
+                refunded = self.state.extra.setdefault("refunded", {})
+                problems = []
+                items = adjustment.findall("AdjustedItem")
+                if not items:
+                    problems.append(("8560", "an OrderAdjustment needs at least one AdjustedItem"))
+                planned = []
+                for item in items:
+                    code = item.findtext("AmazonOrderItemCode") or ""
+                    adjustment_id = item.findtext("MerchantAdjustmentItemID") or ""
+                    reason = item.findtext("AdjustmentReason") or ""
+                    amount = sum(
+                        (Decimal(c.findtext("Amount") or "0") for c in item.iter("Component")), start=Decimal(0)
+                    )
+                    if adjustment_id in seen:
+                        problems.append(("13013", f"MerchantAdjustmentItemID {adjustment_id} was already processed"))
+                    elif code not in lines or not lines[code].shipped:
+                        problems.append(("18", f"Order item {code} of {order_id} has not shipped"))
+                    elif reason not in self.ADJUSTMENT_REASONS:
+                        problems.append(("8560", f"AdjustmentReason {reason!r} is not valid"))
+                    elif amount <= 0 or refunded.get(code, Decimal(0)) + amount > lines[code].unit_price * lines[
+                        code
+                    ].quantity + Decimal("50"):
+                        problems.append(("8560", f"adjustment {amount} is above what is left to refund on {code}"))
+                    else:
+                        planned.append((code, adjustment_id, amount))
+                if problems:
+                    errors += 1
+                    results.extend((message_id, c, d) for c, d in problems)
+                    continue
+                for code, adjustment_id, amount in planned:
+                    seen.add(adjustment_id)
+                    refunded[code] = refunded.get(code, Decimal(0)) + amount
+                    log.append(
+                        {
+                            "order_id": order_id,
+                            "item": code,
+                            "id": adjustment_id,
+                            "amount": str(amount),
+                            "feed": feed_id,
+                        }
+                    )
+                self.state.touch(order)
+        report = ElementTree.Element("AmazonEnvelope")
+        ElementTree.SubElement(report, "MessageType").text = "ProcessingReport"
+        msg = ElementTree.SubElement(report, "Message")
+        ElementTree.SubElement(msg, "MessageID").text = "1"
+        pr = ElementTree.SubElement(msg, "ProcessingReport")
+        ElementTree.SubElement(pr, "DocumentTransactionID").text = feed_id
+        ElementTree.SubElement(pr, "StatusCode").text = "Complete"
+        summary = ElementTree.SubElement(pr, "ProcessingSummary")
+        ElementTree.SubElement(summary, "MessagesProcessed").text = str(processed)
+        ElementTree.SubElement(summary, "MessagesSuccessful").text = str(processed - errors)
+        ElementTree.SubElement(summary, "MessagesWithError").text = str(errors)
+        ElementTree.SubElement(summary, "MessagesWithWarning").text = "0"
+        for message_id, code, description in results:
+            result = ElementTree.SubElement(pr, "Result")
+            ElementTree.SubElement(result, "MessageID").text = message_id
+            ElementTree.SubElement(result, "ResultCode").text = "Error"
+            ElementTree.SubElement(result, "ResultMessageCode").text = code
+            ElementTree.SubElement(result, "ResultDescription").text = description
+        return ElementTree.tostring(report, encoding="utf-8", xml_declaration=True)
+
+    # --- returns report (issue #18): createReport → getReport → getReportDocument ---------------------------
+
+    RETURNS_COLUMNS = [
+        "Order ID",
+        "Order date",
+        "Return request date",
+        "Return request status",
+        "Amazon RMA ID",
+        "Merchant RMA ID",
+        "Label type",
+        "Label cost",
+        "Currency code",
+        "Return carrier",
+        "Tracking ID",
+        "Label to be paid by",
+        "A-to-Z claim",
+        "Is prime",
+        "ASIN",
+        "Merchant SKU",
+        "Item Name",
+        "Return quantity",
+        "Return reason",
+        "In policy",
+        "Return type",
+        "Resolution",
+        "Order Amount",
+        "Order quantity",
+        "Refunded Amount",
+    ]
+    RETURN_STATUS = {
+        "requested": "Pending",
+        "approved": "Approved",
+        "shipped": "Approved",
+        "received": "Closed",
+        "closed": "Closed",
+        "declined": "Declined",
+        "refunded": "Closed",
+    }
+    RETURN_REASON = {
+        "DEFECTIVE": "DEFECTIVE",
+        "WRONG_ITEM": "WRONG_ITEM",
+        "NOT_AS_DESCRIBED": "NOT_AS_DESCRIBED",
+        "UNWANTED": "UNWANTED_ITEM",
+        "DAMAGED": "DAMAGED_BY_CARRIER",
+    }
+
+    def create_report(self, request: Request) -> Response:
+        body = request.json()
+        if body["reportType"] != "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE":
+            return _error(400, "InvalidInput", f"reportType {body['reportType']} is not served by this sandbox")
+        unknown = [m for m in body["marketplaceIds"] if m not in MARKETPLACES]
+        if unknown:
+            return _error(400, "InvalidInput", f"Invalid marketplaceIds: {', '.join(unknown)}")
+        start = _parse_iso(body.get("dataStartTime") or "") if body.get("dataStartTime") else None
+        reports = self.state.extra.setdefault("reports", {})
+        report_id = str(60_000_000_000 + len(reports) + 1)
+        reports[report_id] = {
+            "reportId": report_id,
+            "reportType": body["reportType"],
+            "marketplaceIds": body["marketplaceIds"],
+            "createdTime": iso_z(utcnow()),
+            "processingStatus": "IN_QUEUE",
+            "start": start,
+        }
+        return Response(202, {"reportId": report_id})
+
+    def get_report(self, request: Request, report_id: str) -> Response:
+        report = self.state.extra.get("reports", {}).get(report_id)
+        if report is None:
+            return _error(404, "NotFound", "Report not found.")
+        if report["processingStatus"] == "IN_QUEUE":
+            report["processingStatus"] = "IN_PROGRESS"
+        elif report["processingStatus"] == "IN_PROGRESS":
+            document_id = f"amzn1.spdoc.1.4.na.{uuid.uuid4()}"
+            self.documents[document_id] = {
+                "contentType": "text/tab-separated-values; charset=UTF-8",
+                "content": self._returns_tsv(report["marketplaceIds"], report["start"]),
+            }
+            report["processingStatus"] = "DONE"
+            report["reportDocumentId"] = document_id
+            report["processingEndTime"] = iso_z(utcnow())
+        return Response(200, {k: v for k, v in report.items() if k != "start"})
+
+    def get_report_document(self, request: Request, document_id: str) -> Response:
+        if document_id not in self.documents:
+            return _error(404, "NotFound", "Report document not found.")
+        return Response(
+            200, {"reportDocumentId": document_id, "url": f"{self.base_url}/_sandbox/documents/{document_id}"}
+        )
+
+    def _returns_tsv(self, marketplaces: list[str], start) -> bytes:
+        rows = ["\t".join(self.RETURNS_COLUMNS)]
+        with self.state.lock:
+            for made in self.state.returns.values():
+                order = self.state.orders.get(made.order_id)
+                if order is None or self.state.marketplace(order) not in marketplaces:
+                    continue
+                if start is not None and made.updated_at < start:
+                    continue
+                for line in order.lines:
+                    units = made.lines.get(line.line_id)
+                    if not units:
+                        continue
+                    values = {
+                        "Order ID": order.order_id,
+                        "Order date": order.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "Return request date": made.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "Return request status": self.RETURN_STATUS.get(made.status, "Pending"),
+                        "Amazon RMA ID": "".join(c for c in made.return_id if c.isdigit()),
+                        "Merchant SKU": line.sku,
+                        "Item Name": line.title.replace("\t", " "),
+                        "Return quantity": str(units),
+                        "Return reason": self.RETURN_REASON.get(made.reason, "NO_REASON_GIVEN"),
+                        "Currency code": order.currency,
+                        "Order Amount": f"{line.unit_price * line.quantity:.2f}",
+                        "Order quantity": str(line.quantity),
+                        "Resolution": "StandardRefund",
+                        "Return type": "C-Returns",
+                        "In policy": "Y",
+                    }
+                    rows.append("\t".join(values.get(column, "") for column in self.RETURNS_COLUMNS))
+        return ("\n".join(rows) + "\n").encode()
 
     def _process_listings_feed(self, feed_id: str, content: bytes, marketplaces: list[str]) -> bytes:
         data = json.loads(content)

@@ -117,6 +117,25 @@ class SandboxOrder:
 
 
 @dataclass
+class SandboxReturn:
+    """A buyer's return at the marketplace (issue #18): ``lines`` {line_id: units}; ``status`` one of
+    requested, approved, shipped (by the buyer), received, closed, declined."""
+
+    return_id: str
+    order_id: str
+    lines: dict[str, int]
+    reason: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    # Amounts refunded for it at the marketplace, by refund id.
+    refunds: dict[str, Decimal] = field(default_factory=dict)
+
+
+RETURN_REASONS = ["DEFECTIVE", "WRONG_ITEM", "NOT_AS_DESCRIBED", "UNWANTED", "DAMAGED"]
+
+
+@dataclass
 class Faults:
     throttle_next: int = 0
     error_500_next: int = 0
@@ -159,6 +178,8 @@ class SandboxState:
             # Requests refused because they break the published model: what a test reads back.
             self.contract_violations: list[dict] = []
             self.extra: dict[str, Any] = {}
+            # Returns the buyers opened at the marketplace (issue #18), by return id.
+            self.returns: dict[str, SandboxReturn] = {}
 
     def stamp(self) -> datetime:
         """Now, to the second, never earlier than the last stamp handed out."""
@@ -307,6 +328,48 @@ class SandboxState:
         if topic:
             self.touch(order, topic)
 
+    # --- returns (issue #18) ---------------------------------------------------------------------------
+
+    def open_return(
+        self, order: SandboxOrder, *, lines: dict[str, int] | None = None, reason: str = "", status: str = "requested"
+    ) -> SandboxReturn | str:
+        """The buyer returns shipped units (every shipped unit not under return yet when ``lines`` is None).
+        Returns the return, or why it is refused."""
+        with self.lock:
+            taken: dict[str, int] = {}
+            for existing in self.returns.values():
+                if existing.order_id == order.order_id and existing.status != "declined":
+                    for line_id, units in existing.lines.items():
+                        taken[line_id] = taken.get(line_id, 0) + units
+            shipped = {line.line_id: line.shipped - taken.get(line.line_id, 0) for line in order.lines}
+            wanted = lines if lines is not None else {k: v for k, v in shipped.items() if v > 0}
+            if not wanted:
+                return f"order {order.order_id} has no shipped units to return"
+            for line_id, units in wanted.items():
+                if line_id not in shipped or units < 1 or units > shipped[line_id]:
+                    return f"line {line_id}: {units} unit(s) cannot be returned ({shipped.get(line_id, 0)} returnable)"
+            stamp = self.stamp()
+            made = SandboxReturn(
+                return_id=f"{self.prefix}R{len(self.returns) + 1:06d}",
+                order_id=order.order_id,
+                lines=dict(wanted),
+                reason=reason or self.rng.choice(RETURN_REASONS),
+                status=status,
+                created_at=stamp,
+                updated_at=stamp,
+            )
+            self.returns[made.return_id] = made
+            self.touch(order, "return")
+            return made
+
+    def return_advance(self, made: SandboxReturn, status: str) -> None:
+        with self.lock:
+            made.status = status
+            made.updated_at = self.stamp()
+            order = self.orders.get(made.order_id)
+            if order is not None:
+                self.touch(order, "return")
+
     def on_change(self, order: SandboxOrder, topic: str) -> None:
         """Hook for webhooks; the base sandbox sends none."""
 
@@ -322,6 +385,16 @@ class SandboxState:
                 "webhooks": self.webhooks[-200:],
                 "requests": self.requests,
                 "contract_violations": self.contract_violations[-200:],
+                "returns": [
+                    {
+                        "return_id": r.return_id,
+                        "order_id": r.order_id,
+                        "lines": r.lines,
+                        "status": r.status,
+                        "refunds": {k: str(v) for k, v in r.refunds.items()},
+                    }
+                    for r in list(self.returns.values())[-200:]
+                ],
                 "faults": self.faults.__dict__,
             }
 
@@ -463,7 +536,33 @@ class SandboxApp:
             ("POST", "/_sandbox/mutate", self.admin_mutate),
             ("GET", "/_sandbox/state", self.admin_state),
             ("POST", "/_sandbox/reset", self.admin_reset),
+            ("POST", "/_sandbox/returns", self.admin_return),
         ]
+
+    def admin_return(self, request: Request) -> Response:
+        """{"order_id", "lines": {line_id: units} (every shipped unit when absent), "reason", "status"}: a buyer
+        opens a return at the marketplace (issue #18); {"return_id", "status"} moves one along."""
+        data = request.json()
+        with self.state.lock:
+            if data.get("return_id"):
+                made = self.state.returns.get(str(data["return_id"]))
+                if made is None:
+                    return Response(404, {"error": "unknown return_id"})
+                self.state.return_advance(made, str(data.get("status") or made.status))
+                return Response(200, {"return_id": made.return_id, "status": made.status})
+            order = self.state.orders.get(str(data.get("order_id") or ""))
+            if order is None:
+                return Response(404, {"error": "unknown order_id"})
+            lines = data.get("lines")
+            made = self.state.open_return(
+                order,
+                lines={str(k): int(v) for k, v in lines.items()} if isinstance(lines, dict) else None,
+                reason=str(data.get("reason") or ""),
+                status=str(data.get("status") or "requested"),
+            )
+            if isinstance(made, str):
+                return Response(400, {"error": made})
+            return Response(200, {"return_id": made.return_id, "order_id": made.order_id, "lines": made.lines})
 
     def admin_faults(self, request: Request) -> Response:
         data = request.json()
@@ -597,6 +696,23 @@ class SandboxApp:
             self.state.generate(1)
             if self.state.rng.random() < 0.3:
                 self.state.mutate(1)
+            if self.state.rng.random() < self.return_rate:
+                self.returns_tick()
+
+    # Share of demo ticks on which a buyer returns a shipped order (issue #18).
+    return_rate = 0.15
+
+    def returns_tick(self) -> None:
+        """Demo life: a buyer returns units of a shipped order; earlier returns move along."""
+        with self.state.lock:
+            shipped = [o for o in self.state.orders.values() if any(line.shipped for line in o.lines)]
+            if shipped:
+                self.state.open_return(self.state.rng.choice(shipped))
+            for made in list(self.state.returns.values()):
+                if made.status == "requested" and self.state.rng.random() < 0.5:
+                    self.state.return_advance(made, "approved")
+                elif made.status == "approved" and self.state.rng.random() < 0.5:
+                    self.state.return_advance(made, "shipped")
 
     # --- serving -------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
 
@@ -165,6 +166,7 @@ class EbaySandbox(SandboxApp):
             ("GET", "/sell/fulfillment/v1/order", self.get_orders),
             ("GET", "/sell/fulfillment/v1/order/{order_id}", self.get_order),
             ("GET", "/sell/fulfillment/v1/order/{order_id}/shipping_fulfillment", self.get_fulfillments),
+            ("POST", "/sell/fulfillment/v1/order/{order_id}/issue_refund", self.issue_refund),
             ("POST", "/sell/fulfillment/v1/order/{order_id}/shipping_fulfillment", self.create_fulfillment),
             ("POST", "/post-order/v2/cancellation/check_eligibility", self.check_eligibility),
             ("POST", "/post-order/v2/cancellation", self.create_cancellation),
@@ -380,7 +382,7 @@ class EbaySandbox(SandboxApp):
                         "maxEstimatedDeliveryDate": iso_ms(order.deliver_by),
                         "guaranteedDelivery": False,
                     },
-                    "refunds": [],
+                    "refunds": self._line_refunds(order.order_id, line.line_id),
                     "taxes": [],
                     "appliedPromotions": [],
                 }
@@ -456,6 +458,112 @@ class EbaySandbox(SandboxApp):
         elif order.malformed == "missing_items":
             del body["lineItems"]
         return body
+
+    # --- refunds (issue #18): POST /order/{order_id}/issue_refund -----------------------------------------
+
+    REFUND_REASONS = frozenset(
+        {
+            "BUYER_CANCEL",
+            "BUYER_RETURN",
+            "ITEM_NOT_RECEIVED",
+            "SELLER_WRONG_ITEM",
+            "SELLER_OUT_OF_STOCK",
+            "SELLER_FOUND_CHEAPER_PRICE",
+            "OTHER",
+        }
+    )
+
+    def _line_refunds(self, order_id: str, line_id: str) -> list[dict]:
+        """Refunds issued through issue_refund, and those of buyers' returns eBay settled (its managed returns
+        refund the buyer once the return is approved)."""
+        out = [
+            {"amount": r["amount"], "refundDate": r["refundDate"], "refundId": r["refundId"]}
+            for r in self.state.extra.get("refunds", {}).get(order_id, [])
+            if r["lineItemId"] == line_id
+        ]
+        order = self.state.orders.get(order_id)
+        for made in self.state.returns.values():
+            if made.order_id != order_id or line_id not in made.lines or made.status in ("requested", "declined"):
+                continue
+            line = next(line for line in order.lines if line.line_id == line_id)
+            value = line.unit_price * made.lines[line_id]
+            out.append(
+                {
+                    "amount": {"value": f"{value:.2f}", "currency": order.currency},
+                    "refundDate": iso_ms(made.updated_at),
+                    "refundId": f"9{''.join(c for c in made.return_id if c.isdigit())}",
+                }
+            )
+        return out
+
+    def _refund_violations(self, order_id: str, body: dict) -> list[ContractViolation]:
+        out: list[ContractViolation] = []
+        if body.get("reasonForRefund") not in self.REFUND_REASONS:
+            out.append(
+                ContractViolation(
+                    "reasonForRefund", f"must be one of ReasonForRefundEnum {sorted(self.REFUND_REASONS)}"
+                )
+            )
+        items = body.get("refundItems") or []
+        if bool(items) == bool(body.get("orderLevelRefundAmount")):
+            out.append(ContractViolation("refundItems", "give refundItems or orderLevelRefundAmount, one of them"))
+        if len(body.get("comment") or "") > 100:
+            out.append(ContractViolation("comment", "is limited to 100 characters"))
+        with self.state.lock:
+            order = self.state.orders.get(order_id)
+            if order is None:
+                return out
+            lines = {line.line_id: line for line in order.lines}
+            for index, item in enumerate(items):
+                line = lines.get(item.get("lineItemId") or "")
+                where = f"refundItems[{index}]"
+                if line is None:
+                    out.append(ContractViolation(f"{where}.lineItemId", "is not a line item of the order"))
+                    continue
+                try:
+                    value = Decimal(str((item.get("refundAmount") or {}).get("value")))
+                except (ArithmeticError, ValueError):
+                    out.append(ContractViolation(f"{where}.refundAmount.value", "is not an amount"))
+                    continue
+                done = sum(
+                    Decimal(r["amount"]["value"])
+                    for r in self.state.extra.get("refunds", {}).get(order_id, [])
+                    if r["lineItemId"] == line.line_id
+                )
+                if value <= 0 or value + done > line.unit_price * line.quantity:
+                    out.append(
+                        ContractViolation(
+                            f"{where}.refundAmount.value", "must be above 0 and within what is left to refund"
+                        )
+                    )
+        return out
+
+    def issue_refund(self, request: Request, order_id: str) -> Response:
+        body = request.json()
+        with self.state.lock:
+            order = self._order(order_id)
+            if isinstance(order, Response):
+                return order
+            violations = self._refund_violations(order_id, body)
+            if violations:
+                self.state.contract_violations.append(
+                    {"method": "POST", "path": request.path, "violations": [str(v) for v in violations]}
+                )
+                return self.contract_error(request, violations)
+            log = self.state.extra.setdefault("refund_log", [])
+            refund_id = f"5{len(log) + 1:011d}"
+            stamp = iso_ms(self.state.stamp())
+            for item in body.get("refundItems") or []:
+                record = {
+                    "lineItemId": item["lineItemId"],
+                    "amount": {"value": item["refundAmount"]["value"], "currency": item["refundAmount"]["currency"]},
+                    "refundDate": stamp,
+                    "refundId": refund_id,
+                }
+                self.state.extra.setdefault("refunds", {}).setdefault(order_id, []).append(record)
+            log.append({"order_id": order_id, "refundId": refund_id, "body": body})
+            self.state.touch(order)
+            return Response(200, {"refundId": refund_id, "refundStatus": "PENDING"})
 
     def get_orders(self, request: Request) -> Response:
         raw = getattr(getattr(self, "_local", None), "raw", "")

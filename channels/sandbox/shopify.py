@@ -883,7 +883,172 @@ class ShopifySandbox(SandboxApp):
                 [fulfillment_order], first, after, info.context["bulk"]
             ),
             "fulfillments": lambda info, first=None, **_: self.fulfillments.get(order.order_id, [])[: first or None],
+            "returns": lambda info, first=None, after=None, **_: _connection(
+                self._returns_of(order), first, after, info.context["bulk"]
+            ),
+            "refunds": lambda info, first=None, **_: self._refunds_of(order)[: first or None],
         }
+
+    # --- returns and refunds (issue #18): Order.returns, Order.refunds, refundCreate ------------------------
+
+    RETURN_STATUS = {
+        "requested": "REQUESTED",
+        "approved": "OPEN",
+        "shipped": "OPEN",
+        "received": "OPEN",
+        "closed": "CLOSED",
+        "declined": "DECLINED",
+    }
+    RETURN_REASON = {
+        "DEFECTIVE": "DEFECTIVE",
+        "WRONG_ITEM": "WRONG_ITEM",
+        "NOT_AS_DESCRIBED": "NOT_AS_DESCRIBED",
+        "UNWANTED": "UNWANTED",
+        "DAMAGED": "DEFECTIVE",
+    }
+
+    def _returns_of(self, order: SandboxOrder) -> list[dict]:
+        out = []
+        for made in self.state.returns.values():
+            if made.order_id != order.order_id:
+                continue
+            items = [
+                {
+                    "__typename": "ReturnLineItem",
+                    "id": f"gid://shopify/ReturnLineItem/{_numeric_return(made.return_id)}{line_id}",
+                    "quantity": units,
+                    "returnReason": self.RETURN_REASON.get(made.reason, "OTHER"),
+                    "fulfillmentLineItem": {"lineItem": {"id": f"gid://shopify/LineItem/{line_id}"}},
+                }
+                for line_id, units in made.lines.items()
+            ]
+            out.append(
+                {
+                    "id": f"gid://shopify/Return/{_numeric_return(made.return_id)}",
+                    "name": f"#{order.number}-R{_numeric_return(made.return_id)}",
+                    "status": self.RETURN_STATUS.get(made.status, "OPEN"),
+                    "createdAt": iso_z(made.created_at),
+                    "closedAt": iso_z(made.updated_at) if made.status == "closed" else None,
+                    "returnLineItems": lambda info, first=None, after=None, _items=items, **_: _connection(
+                        _items, first, after, info.context["bulk"]
+                    ),
+                }
+            )
+        return out
+
+    def _sandbox_return(self, gid: str):
+        if not isinstance(gid, str) or not gid.startswith("gid://shopify/Return/"):
+            return None
+        return next(
+            (r for r in self.state.returns.values() if _numeric_return(r.return_id) == gid.rsplit("/", 1)[-1]), None
+        )
+
+    def _return_by_gid(self, gid: str) -> dict | None:
+        with self.state.lock:
+            made = self._sandbox_return(gid)
+            if made is None:
+                return None
+            order = self.state.orders[made.order_id]
+            return next(r for r in self._returns_of(order) if r["id"] == gid)
+
+    def _return_decide(self, input: dict, status: str) -> dict:
+        with self.state.lock:
+            made = self._sandbox_return(input.get("id"))
+            if made is None:
+                return {
+                    "return": None,
+                    "userErrors": [{"field": ["id"], "message": "Return does not exist.", "code": "NOT_FOUND"}],
+                }
+            if made.status != "requested":
+                error = {
+                    "field": ["id"],
+                    "message": "Return is not approvable. "
+                    "Only returns with status REQUESTED can be approved or declined.",
+                    "code": "INVALID_STATE",
+                }
+                return {"return": None, "userErrors": [error]}
+            self.state.return_advance(made, status)
+            self.state.extra.setdefault("return_decisions", []).append(
+                {"return_id": made.return_id, "status": status, "input": input}
+            )
+            return {"return": self._return_by_gid(input["id"]), "userErrors": []}
+
+    def _refunds_of(self, order: SandboxOrder) -> list[dict]:
+        return [dict(r) for r in self.state.extra.get("refunds", {}).get(order.order_id, [])]
+
+    def _refund_create(self, info, input):
+        directive = shopify_schema().get_directive("idempotent")
+        values = get_directive_values(directive, info.field_nodes[0], info.variable_values)
+        if not values or not str(values.get("key", "")).strip():
+            raise GraphQLError(
+                "The @idempotent directive is required for this mutation but was not provided.",
+                extensions={"code": "BAD_REQUEST"},
+            )
+        key = values["key"]
+        fingerprint = hashlib.sha256(json.dumps(input, sort_keys=True, default=str).encode()).hexdigest()
+        with self.state.lock:
+            if key in self.idempotency:
+                seen, result = self.idempotency[key]
+                if seen != fingerprint:
+                    error = {
+                        "field": ["input"],
+                        "message": "The idempotency key was already used with different parameters.",
+                    }
+                    return {"refund": None, "userErrors": [error]}
+                return result
+            order = self._find(input.get("orderId"), "Order")
+            if order is None:
+                return {"refund": None, "userErrors": [{"field": ["orderId"], "message": "Order does not exist"}]}
+            lines = {f"gid://shopify/LineItem/{line.line_id}": line for line in order.lines}
+            refunded_units = self.state.extra.setdefault("refunded_units", {})
+            for index, item in enumerate(input.get("refundLineItems") or []):
+                line = lines.get(item["lineItemId"])
+                taken = refunded_units.get(item["lineItemId"], 0)
+                if line is None or item["quantity"] < 1 or item["quantity"] > line.quantity - line.cancelled - taken:
+                    field = ["refundLineItems", str(index), "quantity" if line else "lineItemId"]
+                    return {
+                        "refund": None,
+                        "userErrors": [
+                            {"field": field, "message": "Quantity cannot refund more items than were purchased"}
+                        ],
+                    }
+            paid = sum(line.unit_price * line.quantity for line in order.lines)
+            done = sum(Decimal(r["totalRefundedSet"]["shopMoney"]["amount"]) for r in self._refunds_of(order))
+            amount = sum((Decimal(str(t["amount"])) for t in input.get("transactions") or []), Decimal(0))
+            for t in input.get("transactions") or []:
+                if t["kind"] != "REFUND" or t["orderId"] != input["orderId"]:
+                    return {
+                        "refund": None,
+                        "userErrors": [
+                            {
+                                "field": ["transactions"],
+                                "message": "A refund transaction must be of kind REFUND on this order",
+                            }
+                        ],
+                    }
+            if amount > paid - done and not input.get("allowOverRefunding"):
+                return {
+                    "refund": None,
+                    "userErrors": [
+                        {"field": ["transactions"], "message": "Refund amount exceeds the refundable amount"}
+                    ],
+                }
+            for item in input.get("refundLineItems") or []:
+                refunded_units[item["lineItemId"]] = refunded_units.get(item["lineItemId"], 0) + item["quantity"]
+            log = self.state.extra.setdefault("refund_log", [])
+            refund = {
+                "id": f"gid://shopify/Refund/{900_000 + len(log) + 1}",
+                "legacyResourceId": str(900_000 + len(log) + 1),
+                "note": input.get("note"),
+                "createdAt": iso_z(self.state.stamp()),
+                "totalRefundedSet": _money(amount, order.currency),
+            }
+            log.append({"order_id": order.order_id, "input": input, "refund_id": refund["id"], "key": key})
+            self.state.extra.setdefault("refunds", {}).setdefault(order.order_id, []).append(refund)
+            self.state.touch(order, "refund")
+            result = {"refund": refund, "userErrors": []}
+            self.idempotency[key] = (fingerprint, result)
+            return result
 
     def _find(self, gid: str, kind: str) -> SandboxOrder | None:
         prefix = f"gid://shopify/{kind}/"
@@ -900,6 +1065,7 @@ class ShopifySandbox(SandboxApp):
             "bulkOperation": lambda info, id: self._bulk_status(id),
             "job": lambda info, id: self.jobs.get(id),
             "productVariants": self._product_variants,
+            "return": lambda info, id: self._return_by_gid(id),
             "fulfillmentOrder": lambda info, id: (lambda o: self._fulfillment_order(o) if o else None)(
                 self._find(id, "FulfillmentOrder")
             ),
@@ -996,6 +1162,9 @@ class ShopifySandbox(SandboxApp):
             "orderEditSetQuantity": self._order_edit_set_quantity,
             "orderEditCommit": self._order_edit_commit,
             "inventorySetQuantities": self._inventory_set,
+            "refundCreate": self._refund_create,
+            "returnApproveRequest": lambda info, input: self._return_decide(input, "approved"),
+            "returnDeclineRequest": lambda info, input: self._return_decide(input, "declined"),
             "bulkOperationRunQuery": self._bulk_run,
         }
 
@@ -1571,6 +1740,10 @@ def _term_matches(entry: dict, term: tuple[str, str]) -> bool:
     if field == "default":
         return value.lower() in entry["sku"].lower() or value.lower() in entry["title"].lower()
     return False
+
+
+def _numeric_return(return_id: str) -> str:
+    return "".join(ch for ch in return_id if ch.isdigit()) or "0"
 
 
 def _cancel_reason(order: SandboxOrder) -> str:

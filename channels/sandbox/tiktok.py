@@ -42,6 +42,7 @@ import secrets
 import time
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from channels.sandbox import tiktok_contract
@@ -92,6 +93,10 @@ def envelope(data: Any = None, *, code: int = 0, message: str = "Success", statu
         "data": (data or {}) if code == 0 else None,
     }
     return Response(status, body, headers=headers or {})
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit()) or "0"
 
 
 def sku_id_for(sku: str) -> str:
@@ -153,6 +158,7 @@ class TikTokSandbox(SandboxApp):
         # cancel id -> the buyer's or seller's cancellation record
         self.cancel_records: dict[str, dict] = {}
         self.approvals: dict[str, str] = {}  # idempotency key -> cancel id
+        self.return_approvals: dict[str, dict] = {}  # idempotency key -> the answer (issue #18)
         self.updated_addresses: set[str] = set()
         self.bad_signs = 0
         self.state.on_change = self._on_change
@@ -173,6 +179,8 @@ class TikTokSandbox(SandboxApp):
             ("POST", "/return_refund/202309/cancellations", self.cancel),
             ("POST", "/return_refund/202309/cancellations/search", self.search_cancellations),
             ("POST", "/return_refund/202309/cancellations/{cancel_id}/approve", self.approve_cancellation),
+            ("POST", "/return_refund/202309/returns/search", self.search_returns),
+            ("POST", "/return_refund/202309/returns/{return_id}/approve", self.approve_return),
             ("POST", "/product/202502/products/search", self.search_products),
             ("POST", "/product/202309/products/{product_id}/inventory/update", self.update_inventory),
         ]
@@ -692,6 +700,113 @@ class TikTokSandbox(SandboxApp):
             if key:
                 self.approvals[key] = cancel_id
         return envelope({})
+
+    # --- returns and refunds (issue #18): Search Returns, Approve Return --------------------------------
+
+    RETURN_STATUS = {
+        "requested": "RETURN_OR_REFUND_REQUEST_PENDING",
+        "approved": "AWAITING_BUYER_SHIP",
+        "shipped": "BUYER_SHIPPED_ITEM",
+        "received": "BUYER_SHIPPED_ITEM",
+        "refunded": "RETURN_OR_REFUND_REQUEST_SUCCESS",
+        "closed": "RETURN_OR_REFUND_REQUEST_COMPLETE",
+        "declined": "REFUND_OR_RETURN_REQUEST_REJECT",
+    }
+
+    def _return_row(self, made) -> dict:
+        order = self.state.orders[made.order_id]
+        units = {}
+        for line, unit_id, state in self.unit_states(order):
+            units.setdefault(line.line_id, []).append((line, unit_id, state))
+        items = []
+        total = Decimal(0)
+        for line_id, count in made.lines.items():
+            shipped = [u for u in units.get(line_id, []) if u[2] == SHIPPED_UNIT][:count]
+            for line, unit_id, _ in shipped:
+                total += line.unit_price
+                items.append(
+                    {
+                        "return_line_item_id": f"{_digits(made.return_id)}{unit_id}",
+                        "order_line_item_id": unit_id,
+                        "sku_id": sku_id_for(line.sku),
+                        "seller_sku": line.sku,
+                        "product_name": line.title,
+                        "refund_amount": {"currency": order.currency, "refund_total": f"{line.unit_price:.2f}"},
+                    }
+                )
+        return {
+            "return_id": _digits(made.return_id),
+            "order_id": made.order_id,
+            "return_type": "RETURN_AND_REFUND",
+            "return_status": self.RETURN_STATUS.get(made.status, "RETURN_OR_REFUND_REQUEST_PENDING"),
+            "return_reason": made.reason.lower(),
+            "return_reason_text": made.reason.replace("_", " ").capitalize(),
+            "create_time": int(made.created_at.timestamp()),
+            "update_time": int(made.updated_at.timestamp()),
+            "refund_amount": {"currency": order.currency, "refund_total": f"{total:.2f}"},
+            "return_line_items": items,
+        }
+
+    def search_returns(self, request: Request) -> Response:
+        body = request.json() if request.body else {}
+        size = int(request.arg("page_size") or 0)
+        offset = int(request.arg("page_token") or 0)
+        with self.state.lock:
+            rows = [
+                self._return_row(r)
+                for r in self.state.returns.values()
+                if (not body.get("order_ids") or r.order_id in body["order_ids"])
+                and (not body.get("return_ids") or _digits(r.return_id) in body["return_ids"])
+                and int(r.updated_at.timestamp()) >= int(body.get("update_time_ge") or 0)
+            ]
+            if body.get("return_status"):
+                rows = [row for row in rows if row["return_status"] in body["return_status"]]
+        rows.sort(key=lambda row: (row["update_time"], row["return_id"]))
+        page = rows[offset : offset + size]
+        token = str(offset + size) if offset + size < len(rows) else ""
+        return envelope({"return_orders": page, "total_count": len(rows), "next_page_token": token})
+
+    def approve_return(self, request: Request, return_id: str) -> Response:
+        """Approve Return: APPROVE_RETURN lets the buyer ship it back; APPROVE_RECEIVED_PACKAGE (or APPROVE_REFUND
+        for a refund-only request) refunds the buyer. The idempotency key makes a resend answer the same."""
+        key = request.arg("idempotency_key")
+        decision = request.json()["decision"]
+        with self.state.lock:
+            if key and key in self.return_approvals:
+                return envelope(self.return_approvals[key])
+            made = next((r for r in self.state.returns.values() if _digits(r.return_id) == return_id), None)
+            if made is None:
+                return envelope(code=25004002, message=f"Return {return_id} not found", status=404)
+            allowed = {
+                "APPROVE_RETURN": {"requested"},
+                "APPROVE_REFUND": {"requested", "approved", "shipped", "received"},
+                "APPROVE_RECEIVED_PACKAGE": {"shipped", "received", "approved"},
+                "APPROVE_REPLACEMENT": {"requested"},
+            }[decision]
+            if made.status not in allowed:
+                status = self.RETURN_STATUS.get(made.status, made.status)
+                return envelope(code=25004001, message=f"Return {return_id} is {status}: {decision} is not allowed")
+            data: dict = {"return_id": return_id}
+            if decision == "APPROVE_RETURN":
+                self.state.return_advance(made, "approved")
+            else:
+                refund_id = f"58{len(self.state.extra.setdefault('refund_log', [])) + 1:016d}"
+                amount = Decimal(self._return_row(made)["refund_amount"]["refund_total"])
+                made.refunds[refund_id] = amount
+                self.state.extra["refund_log"].append(
+                    {
+                        "return_id": return_id,
+                        "decision": decision,
+                        "refund_id": refund_id,
+                        "amount": str(amount),
+                        "key": key,
+                    }
+                )
+                self.state.return_advance(made, "refunded")
+                data["refund_id"] = refund_id
+            if key:
+                self.return_approvals[key] = data
+        return envelope(data)
 
     # --- products and inventory ----------------------------------------------------------------
 

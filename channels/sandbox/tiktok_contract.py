@@ -54,6 +54,18 @@ CANCEL_STATUSES = [
     "CANCELLATION_REQUEST_CANCEL",
     "CANCELLATION_REQUEST_COMPLETE",
 ]
+RETURN_TYPES = ["REFUND", "RETURN_AND_REFUND", "REPLACEMENT"]
+RETURN_STATUSES = [
+    "RETURN_OR_REFUND_REQUEST_PENDING",
+    "REFUND_OR_RETURN_REQUEST_REJECT",
+    "AWAITING_BUYER_SHIP",
+    "BUYER_SHIPPED_ITEM",
+    "REJECT_RECEIVE_PACKAGE",
+    "RETURN_OR_REFUND_REQUEST_SUCCESS",
+    "RETURN_OR_REFUND_REQUEST_CANCEL",
+    "RETURN_OR_REFUND_REQUEST_COMPLETE",
+]
+RETURN_DECISIONS = ["APPROVE_REFUND", "APPROVE_RETURN", "APPROVE_RECEIVED_PACKAGE", "APPROVE_REPLACEMENT"]
 PRODUCT_STATUSES = [
     "ALL",
     "DRAFT",
@@ -217,6 +229,38 @@ OPERATIONS: dict[tuple[str, str], TikTokOperation] = {
             "POST",
             "/return_refund/202309/cancellations/{cancel_id}/approve",
             query={"idempotency_key": ({"type": "string", "minLength": 1, "maxLength": 255}, False)},
+        ),
+        # Returns and refunds (issue #18): "Search Returns 202309" and "Approve Return 202309".
+        TikTokOperation(
+            "POST",
+            "/return_refund/202309/returns/search",
+            query=SEARCH_QUERY,
+            body=_object(
+                {
+                    "return_ids": _ids(max_items=50),
+                    "order_ids": _ids(max_items=50),
+                    "buyer_user_ids": {"type": "array", "items": {"type": "string"}},
+                    "return_types": {"type": "array", "items": {"enum": RETURN_TYPES}},
+                    "return_status": {"type": "array", "items": {"enum": RETURN_STATUSES}},
+                    "create_time_ge": UNIX_SECONDS,
+                    "create_time_lt": UNIX_SECONDS,
+                    "update_time_ge": UNIX_SECONDS,
+                    "update_time_lt": UNIX_SECONDS,
+                    "locale": {"type": "string"},
+                }
+            ),
+        ),
+        TikTokOperation(
+            "POST",
+            "/return_refund/202309/returns/{return_id}/approve",
+            query={"idempotency_key": ({"type": "string", "minLength": 1, "maxLength": 255}, False)},
+            body=_object(
+                {
+                    "decision": {"enum": RETURN_DECISIONS},
+                    "buyer_keep_item": {"type": "boolean"},
+                },
+                ["decision"],
+            ),
         ),
         TikTokOperation(
             "POST",

@@ -154,6 +154,7 @@ class WalmartSandbox(SandboxApp):
             ("POST", "/v3/orders/{po}/acknowledge", self.acknowledge),
             ("POST", "/v3/orders/{po}/shipping", self.ship),
             ("POST", "/v3/orders/{po}/cancel", self.cancel),
+            ("POST", "/v3/orders/{po}/refund", self.refund),
             ("PUT", "/v3/inventory", self.put_inventory),
             ("GET", "/v3/inventory", self.get_inventory),
         ]
@@ -216,6 +217,8 @@ class WalmartSandbox(SandboxApp):
             return self._shipping_violations(request.path.split("/")[3], body)
         if template == "/v3/orders/{purchaseOrderId}/cancel" and isinstance(body, dict):
             return self._cancel_violations(request.path.split("/")[3], body)
+        if template == "/v3/orders/{purchaseOrderId}/refund" and isinstance(body, dict):
+            return self._refund_violations(request.path.split("/")[3], body)
         return []
 
     def _open_units(self, order: SandboxOrder) -> dict[str, int]:
@@ -413,9 +416,11 @@ class WalmartSandbox(SandboxApp):
                     }
                 )
             intent = {"intentToCancel": INTENT_FLAG} if number in intents and line.remaining else {}
+            refund = self._line_refund(order.order_id, number, statuses)
             lines.append(
                 {
                     **intent,
+                    **refund,
                     "lineNumber": number,
                     "item": {"productName": line.title, "sku": line.sku},
                     "charges": {
@@ -621,6 +626,142 @@ class WalmartSandbox(SandboxApp):
                         self.cancel_accepted.add(po)
             self.state.cancel(order, reason, lines=wanted)
             self.state.cancellations.append({"order_id": po, "lines": wanted, "reason": reason})
+            return Response(200, {"order": self.render(order)})
+
+    # --- refunds (issue #18): POST /v3/orders/{po}/refund; refunded units come back in status Refund ---------
+
+    def _refund_violations(self, po: str, body: dict) -> list[ContractViolation]:
+        with self.state.lock:
+            order = self.state.orders.get(po)
+            if order is None:
+                return []
+            shipped = {str(i): line.shipped for i, line in enumerate(order.lines, start=1)}
+            paid = {str(i): line.unit_price * line.quantity for i, line in enumerate(order.lines, start=1)}
+            done = self._refunded_amounts(po)
+        out: list[ContractViolation] = []
+        if body["orderRefund"]["purchaseOrderId"] != po:
+            out.append(ContractViolation("orderRefund.purchaseOrderId", "must be the purchase order of the path"))
+        lines = body["orderRefund"]["orderLines"]["orderLine"]
+        if not lines:
+            out.append(ContractViolation("orderRefund.orderLines.orderLine", "at least one line is required"))
+        for index, entry in enumerate(lines):
+            where = f"orderRefund.orderLines.orderLine[{index}]"
+            number = entry["lineNumber"]
+            if number not in shipped:
+                out.append(ContractViolation(f"{where}.lineNumber", f"line {number} is not on purchase order {po}"))
+                continue
+            if not shipped[number]:
+                out.append(
+                    ContractViolation(f"{where}.lineNumber", f"line {number} has not shipped: cancel it instead")
+                )
+            total = 0.0
+            for r_index, refund in enumerate(entry["refunds"]["refund"]):
+                for c_index, charge in enumerate(refund["refundCharges"].get("refundCharge") or []):
+                    c_where = f"{where}.refunds.refund[{r_index}].refundCharges.refundCharge[{c_index}]"
+                    amount = charge["charge"]["chargeAmount"]["amount"]
+                    if amount >= 0:
+                        out.append(ContractViolation(f"{c_where}.charge.chargeAmount.amount", "a refund is negative"))
+                    total += -amount
+            if total - float(paid[number] - done.get(number, 0)) > 0.001:
+                out.append(ContractViolation(where, f"line {number}: refund above what is left to refund"))
+        return out
+
+    def _refunded_amounts(self, po: str) -> dict[str, Any]:
+        done: dict[str, Any] = {}
+        for record in self.state.extra.get("refunds", {}).get(po, []):
+            done[record["lineNumber"]] = done.get(record["lineNumber"], 0) + record["amount"]
+        return done
+
+    def _return_refunds(self, po: str, number: str) -> list[dict]:
+        """Buyers' returns Walmart settled itself (approved or later): refunds of the returned units."""
+        order = self.state.orders.get(po)
+        out = []
+        for made in self.state.returns.values():
+            if made.order_id != po or made.status in ("requested", "declined"):
+                continue
+            for index, line in enumerate(order.lines, start=1):
+                if str(index) != number or line.line_id not in made.lines:
+                    continue
+                units = made.lines[line.line_id]
+                amount = float(line.unit_price * units)
+                out.append(
+                    {
+                        "lineNumber": number,
+                        "refundId": f"RR{''.join(c for c in made.return_id if c.isdigit())}",
+                        "comments": "Customer returned item",
+                        "charges": [
+                            {
+                                "refundReason": "Customer returned item",
+                                "charge": {
+                                    "chargeType": "PRODUCT",
+                                    "chargeName": "Item Price",
+                                    "chargeAmount": {"currency": order.currency, "amount": -amount},
+                                },
+                            }
+                        ],
+                        "amount": amount,
+                        "quantity": units,
+                    }
+                )
+        return out
+
+    def _line_refund(self, po: str, number: str, statuses: list[dict]) -> dict:
+        records = [r for r in self.state.extra.get("refunds", {}).get(po, []) if r["lineNumber"] == number]
+        records += self._return_refunds(po, number)
+        if not records:
+            return {}
+        units = sum(r["quantity"] for r in records)
+        for status in statuses:  # refunded units move from Shipped to Refund
+            if units and status["status"] == "Shipped":
+                moved = min(units, int(status["statusQuantity"]["amount"]))
+                status["statusQuantity"] = _qty(int(status["statusQuantity"]["amount"]) - moved)
+                units -= moved
+        statuses[:] = [s for s in statuses if s["statusQuantity"]["amount"] != "0"]
+        refunded = sum(r["quantity"] for r in records)
+        if refunded:
+            statuses.append({"status": "Refund", "statusQuantity": _qty(refunded)})
+        last = records[-1]
+        return {
+            "refund": {
+                "refundId": last["refundId"],
+                "refundComments": last["comments"],
+                "refundCharges": {"refundCharge": [c for r in records for c in r["charges"]]},
+            }
+        }
+
+    def refund(self, request: Request, po: str) -> Response:
+        # The body was checked against the model and its prose (lines, negative amounts, caps) before this.
+        body = request.json()["orderRefund"]
+        with self.state.lock:
+            order = self._order(po)
+            if isinstance(order, Response):
+                return order
+            for entry in body["orderLines"]["orderLine"]:
+                for refund in entry["refunds"]["refund"]:
+                    charges = refund["refundCharges"].get("refundCharge") or []
+                    record = {
+                        "lineNumber": entry["lineNumber"],
+                        "refundId": f"RF{len(self.state.extra.setdefault('refund_log', [])) + 1:08d}",
+                        "comments": refund.get("refundComments", ""),
+                        "charges": charges,
+                        "amount": sum(-c["charge"]["chargeAmount"]["amount"] for c in charges),
+                    }
+                    line = order.lines[int(entry["lineNumber"]) - 1]
+                    # Whole units refunded move to status Refund (the model carries amounts, not units).
+                    units = (
+                        line.shipped
+                        if entry.get("isFullRefund")
+                        else int(record["amount"] / float(line.unit_price) + 0.001)
+                    )
+                    refunded = sum(
+                        r["quantity"]
+                        for r in self.state.extra.get("refunds", {}).get(po, [])
+                        if r["lineNumber"] == entry["lineNumber"]
+                    )
+                    record["quantity"] = max(min(units, line.shipped - refunded), 0)
+                    self.state.extra["refund_log"].append({"order_id": po, **record})
+                    self.state.extra.setdefault("refunds", {}).setdefault(po, []).append(record)
+            self.state.touch(order)
             return Response(200, {"order": self.render(order)})
 
     # --- inventory -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Inventory writes. Keyword-only arguments, an ``actor`` on every call, a transaction in each service.
 
-ledger        receive, adjust, transfer, restock, damage, quarantine, put-away: StockMovement rows
+ledger        receive, adjust, transfer, restock, damage, quarantine, put-away, returned units: StockMovement rows
 reservations  stock_reserve / stock_reserve_order / stock_release / stock_consume (the locking is described there)
 snapshot      stock_snapshot_apply: absolute WMS counts become adjustment movements, replay-safe
 inbound       backorders, preorders, inbound shipments and receiving
@@ -18,6 +18,8 @@ from inventory.services.inbound import (
     preorder_promise_lock,
 )
 from inventory.services.ledger import (
+    RETURN_TARGETS,
+    ReturnedUnits,
     StockChange,
     movements_apply,
     stock_adjust,
@@ -27,6 +29,7 @@ from inventory.services.ledger import (
     stock_quarantine_release,
     stock_receive,
     stock_restock,
+    stock_returns_apply,
     stock_transfer,
 )
 from inventory.services.reservations import (
@@ -39,9 +42,11 @@ from inventory.services.reservations import (
 from inventory.services.snapshot import SnapshotResult, stock_snapshot_apply
 
 __all__ = [
+    "RETURN_TARGETS",
     "InboundLineInput",
     "LineDemand",
     "ReceiveOutcome",
+    "ReturnedUnits",
     "SnapshotResult",
     "StockChange",
     "backorders_allocate",
@@ -61,6 +66,7 @@ __all__ = [
     "stock_reserve",
     "stock_reserve_order",
     "stock_restock",
+    "stock_returns_apply",
     "stock_snapshot_apply",
     "stock_transfer",
 ]

@@ -80,6 +80,7 @@ def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple
             "receiving",
             "damaged",
             "quarantine",
+            "refurbish",
             "sku__code",
             "location__code",
         )

@@ -23,6 +23,7 @@ BUCKET_FIELD = {
     StockBucket.RECEIVING: "receiving",
     StockBucket.DAMAGED: "damaged",
     StockBucket.QUARANTINE: "quarantine",
+    StockBucket.REFURBISH: "refurbish",
 }
 
 
@@ -346,4 +347,89 @@ def _bucket_move(sku, location, quantity, source, target, reason, actor, referen
             f"{idempotency_key}:to" if idempotency_key else None,
         ),
     ]
+    return movements_apply(changes=changes, actor=actor)
+
+
+# --- returned units (called by the returns app; inventory knows nothing of RMAs) ---------------------
+
+# Where an inspected returned unit goes: a stock bucket, or out of stock (None) with the movement's reason.
+RETURN_TARGETS: dict[str, tuple[str | None, str]] = {
+    "restock": (StockBucket.SELLABLE, MovementReason.RETURN_RESTOCK),
+    "refurbish": (StockBucket.REFURBISH, MovementReason.RETURN_RESTOCK),
+    "damaged": (StockBucket.DAMAGED, MovementReason.RETURN_RESTOCK),
+    "destroy": (None, MovementReason.RETURN_DISPOSE),
+    "return_to_vendor": (None, MovementReason.RETURN_TO_VENDOR),
+}
+
+
+@dataclass(frozen=True)
+class ReturnedUnits:
+    """Units of one SKU back from a buyer at one node: ``target`` is None while they await inspection
+    (they wait in the receiving bucket), else a RETURN_TARGETS key. ``inspect_only``: the units already
+    wait in receiving and now leave it by ``target``."""
+
+    sku_id: int
+    location_id: int
+    quantity: int
+    target: str | None = None
+    inspect_only: bool = False
+    key: str = ""
+
+
+def return_changes(units: ReturnedUnits, *, reference: str, note: str = "") -> list[StockChange]:
+    """The ledger changes of returned units: into receiving (unless inspect_only), then out of it by their
+    disposition (a sellable, refurbish or damaged bucket, or out of stock for destroy / return to vendor).
+    Every change carries an idempotency key derived from ``units.key`` when it has one."""
+    positive_quantity(units.quantity)
+    if units.target is not None and units.target not in RETURN_TARGETS:
+        raise InvalidQuantity(f"unknown disposition {units.target!r}; expected one of {', '.join(RETURN_TARGETS)}")
+    if units.inspect_only and units.target is None:
+        raise InvalidQuantity("inspecting returned units needs a disposition")
+
+    def key(part: str) -> str | None:
+        return f"{units.key}:{part}" if units.key else None
+
+    changes = []
+    if not units.inspect_only:
+        changes.append(
+            StockChange(
+                units.sku_id,
+                units.location_id,
+                units.quantity,
+                MovementReason.RETURN_RECEIVE,
+                StockBucket.RECEIVING,
+                reference,
+                note,
+                key("in"),
+            )
+        )
+    if units.target is not None:
+        bucket, reason = RETURN_TARGETS[units.target]
+        changes.append(
+            StockChange(
+                units.sku_id,
+                units.location_id,
+                -units.quantity,
+                reason,
+                StockBucket.RECEIVING,
+                reference,
+                note,
+                key("from"),
+            )
+        )
+        if bucket is not None:
+            changes.append(
+                StockChange(units.sku_id, units.location_id, units.quantity, reason, bucket, reference, note, key("to"))
+            )
+    return changes
+
+
+def stock_returns_apply(
+    *, units: Sequence[ReturnedUnits], reference: str, actor: Actor, note: str = ""
+) -> list[StockMovement]:
+    """Apply returned units to the ledger in one transaction (all or none). Restocked units become sellable
+    and are announced after commit (stock_changed): the channels recompute what they advertise. Units in
+    receiving, refurbish or damaged never count toward available-to-promise. With keys, a replay changes
+    nothing (movements_apply)."""
+    changes = [change for unit in units for change in return_changes(unit, reference=reference, note=note)]
     return movements_apply(changes=changes, actor=actor)

@@ -10,6 +10,7 @@ exception_queue  exception cases: open, assign, acknowledge, resolve
 pickup_store     a channel's pickup store mapped to a Location
 line_status      many lines' statuses at once, for order routing and stock allocation
 ingest           the batched channel ingest
+returned         units back from the buyer (the returns app records them): returned quantities and statuses
 """
 
 from orders.services.cancellations import order_cancel_initiator_set, order_lines_cancel
@@ -37,6 +38,7 @@ from orders.services.ingest import (
 )
 from orders.services.line_status import order_lines_reopen_unreserved, order_lines_status_set
 from orders.services.pickup_store import orders_pickup_store_set
+from orders.services.returned import ReturnQuantityError, line_returned_status, order_lines_returned_record
 from orders.services.state import order_status_refresh, order_transition, order_transition_path, orders_transition_path
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "IngestOrder",
     "IngestResult",
     "LineInput",
+    "ReturnQuantityError",
     "SkuRef",
     "UnknownStatus",
     "address_case_key",
@@ -61,12 +64,14 @@ __all__ = [
     "hold_place",
     "hold_release",
     "ingest_order_validate",
+    "line_returned_status",
     "order_address_hold",
     "order_cancel_initiator_set",
     "order_create",
     "order_event_record",
     "order_lines_cancel",
     "order_lines_reopen_unreserved",
+    "order_lines_returned_record",
     "order_lines_status_set",
     "order_status_refresh",
     "order_transition",

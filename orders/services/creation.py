@@ -57,6 +57,7 @@ def order_create(
     deliver_by: datetime | None = None,
     source_updated_at: datetime | None = None,
     service_level: str = "ship",
+    replaces_order_id: int | None = None,
 ) -> Order:
     """Create an order with its lines and address in one transaction, or nothing at all."""
     name, _ = actor_resolve(actor)
@@ -99,6 +100,7 @@ def order_create(
                 deliver_by=deliver_by,
                 source_updated_at=source_updated_at,
                 service_level=service_level,
+                replaces_order_id=replaces_order_id,
             )
             OrderLine.objects.bulk_create(
                 OrderLine(

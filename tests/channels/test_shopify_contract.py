@@ -11,12 +11,20 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from graphql import OperationDefinitionNode, parse, validate
 from graphql.execution.values import get_variable_values
 
-from channels.connectors.base import CancelRequest, InventoryQuantity, ShipmentConfirmation, ShipmentLine
+from channels.connectors.base import (
+    CancelRequest,
+    InventoryQuantity,
+    RefundLine,
+    RefundRequest,
+    ShipmentConfirmation,
+    ShipmentLine,
+)
 from channels.connectors.shopify import ShopifyConnector, bulk_orders_query
 from channels.connectors.shopify.documents import DOCUMENTS as connector_documents
 from channels.connectors.shopify.documents import GRAPHQL_DIR, ORDER_FRAGMENT, load
@@ -151,6 +159,37 @@ def test_every_request_the_connector_sends_fits_the_schema_and_shopifys_limits(
         [InventoryQuantity(sku, 7 + i, resolved[sku].external_variant_id) for i, sku in enumerate(resolved)]
         + [InventoryQuantity("NEVER-LISTED-Ω", 3, "")],
         idempotency_key="contract-1",
+        state={},
+    )
+    # returns and refunds (issue #18): a return opened at Shopify is read back, a refund is sent
+    with shopify_sandbox.state.lock:
+        multi.lines[0].shipped = multi.lines[0].quantity
+    shopify_sandbox.state.open_return(multi, lines={multi.lines[0].line_id: 1}, reason="DEFECTIVE")
+    returns = [r for page in connector.fetch_returns(since=since) for r in page]
+    assert any(r.order_external_id == gid(multi.order_id) and r.lines[0].quantity == 1 for r in returns)
+    shopify_return = next(r for r in returns if r.order_external_id == gid(multi.order_id)).external_id
+    assert not connector.is_applied("return_decision", {"channel_return_id": shopify_return}, {})
+    connector.return_decision(channel_return_id=shopify_return, approve=True, reason="", state={})
+    assert connector.is_applied("return_decision", {"channel_return_id": shopify_return}, {})
+    with shopify_sandbox.state.lock:
+        single.lines[0].shipped = single.lines[0].quantity
+    declined = shopify_sandbox.state.open_return(single, reason="UNWANTED")
+    connector.return_decision(
+        channel_return_id=f"gid://shopify/Return/{''.join(c for c in declined.return_id if c.isdigit())}",
+        approve=False,
+        reason="outside the return window — hors délai",
+        state={},
+    )
+    connector.refund(
+        RefundRequest(
+            order_external_id=gid(multi.order_id),
+            reference="WB-REFUND-1",
+            currency="USD",
+            amount=Decimal("1.00"),
+            shipping=Decimal("0.50"),
+            reason="défectueux",
+            lines=[RefundLine(f"gid://shopify/LineItem/{multi.lines[0].line_id}", Decimal("0.50"), 1)],
+        ),
         state={},
     )
 

@@ -77,8 +77,9 @@ def test_capacity_is_respected_and_a_full_network_opens_an_exception(node, stock
 
 
 def test_cutoff_past_for_the_ship_by_opens_ship_by_unreachable(node, stock, order_for, skus):
-    # given a node whose cutoff already passed today and an order that must ship within the hour
-    now = timezone.now()
+    # given a node whose cutoff already passed today and an order that must ship within the hour (at noon: an
+    # hour later is still today, whatever the time of the run)
+    now = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
     gone = node("GONE", cutoff_time=time(0, 0, 1), timezone="UTC")
     stock(skus[0], gone, 5)
     order = order_for([(skus[0], 1)], ship_by=now + timedelta(hours=1))

@@ -31,14 +31,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
+    ChannelRefund,
     ChannelThrottled,
     Connector,
     InventoryQuantity,
     ListingIds,
     NormalizedLine,
     NormalizedOrder,
+    NormalizedReturn,
     OrderPage,
     PayloadError,
+    RefundRequest,
+    ReturnedLine,
     SendResult,
     ShipmentConfirmation,
     WebhookEvent,
@@ -86,6 +90,13 @@ ORDER_EDIT_SET_QUANTITY = DOCUMENTS["order_edit_set_quantity"]
 ORDER_EDIT_COMMIT = DOCUMENTS["order_edit_commit"]
 ORDER_CANCELLED_QUERY = DOCUMENTS["order_cancelled"]
 INVENTORY_SET = DOCUMENTS["inventory_set"]
+REFUND_CREATE = DOCUMENTS["refund_create"]
+ORDER_RETURNS_QUERY = DOCUMENTS["order_returns"]
+RETURN_APPROVE = DOCUMENTS["return_approve"]
+RETURN_DECLINE = DOCUMENTS["return_decline"]
+RETURN_STATUS_QUERY = DOCUMENTS["return_status"]
+# Orders per page of the returns read: 8 orders x 2 returns x 10 lines stays under the 1,000-point query cost.
+RETURNS_PAGE_SIZE = 8
 BULK_RUN = DOCUMENTS["bulk_run"]
 BULK_POLL = DOCUMENTS["bulk_poll"]
 
@@ -137,7 +148,7 @@ class ShopifyConnector(Connector):
     kind = "shopify"
     identity_fields = ("id", "updatedAt")
     overlap = timedelta(minutes=2)
-    idempotent_kinds = frozenset({"inventory"})
+    idempotent_kinds = frozenset({"inventory", "refund"})
     supports_pickup_ready = True
     push_needs_listing_ids = True
     page_size: ClassVar[int] = ORDER_PAGE_SIZE
@@ -534,6 +545,9 @@ class ShopifyConnector(Connector):
         if kind == "cancellation":
             order = self.graphql(ORDER_CANCELLED_QUERY, {"id": payload["order_external_id"]}).get("order") or {}
             return bool(order.get("cancelledAt"))
+        if kind == "return_decision":  # issue #18: decided once the return has left REQUESTED
+            found = self.graphql(RETURN_STATUS_QUERY, {"id": payload["channel_return_id"]}).get("return") or {}
+            return found.get("status") not in (None, "REQUESTED")
         return False
 
     def cancel_lines(self, cancel: CancelRequest, *, state: dict) -> SendResult:
@@ -760,6 +774,87 @@ class ShopifyConnector(Connector):
             rejected=rejected,
         )
 
+    # --- returns and refunds (issue #18): refundCreate @idempotent, Order.returns / Order.refunds ----------
+
+    @classmethod
+    def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
+        return ""
+
+    def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """refundCreate with the outbox message's own idempotency key (Shopify applies a key once): line
+        items with units refunded (no restock at Shopify: Waybill restocks by disposition), shipping, and one
+        REFUND transaction of the whole amount. ``note`` carries Waybill's reference."""
+        order_id = refund.order_external_id
+        if not order_id.startswith("gid://"):
+            order_id = f"gid://shopify/Order/{order_id}"
+        refund_input: dict[str, Any] = {
+            "orderId": order_id,
+            "note": f"{refund.reference}: {refund.reason}"[:255],
+            "notify": False,
+            "refundLineItems": [
+                {"lineItemId": _line_gid(line.external_line_id), "quantity": line.quantity, "restockType": "NO_RESTOCK"}
+                for line in refund.lines
+                if line.quantity > 0
+            ],
+            "transactions": [
+                {"orderId": order_id, "amount": f"{refund.amount:.2f}", "gateway": "shopify_payments", "kind": "REFUND"}
+            ],
+        }
+        if refund.shipping > 0:
+            refund_input["shipping"] = {"amount": f"{refund.shipping:.2f}"}
+        key = f"waybill-{refund.reference}"
+        result = self.graphql(REFUND_CREATE, {"input": refund_input, "key": key}).get("refundCreate") or {}
+        errors = result.get("userErrors") or []
+        if errors:
+            raise ChannelError(
+                f"refundCreate {refund.order_external_id}: {'; '.join(str(e.get('message')) for e in errors)}",
+                retryable=False,
+                detail={"userErrors": errors},
+            )
+        made = result.get("refund") or {}
+        return SendResult(response={"refund_id": str(made.get("id") or ""), "note": made.get("note")})
+
+    decides_returns = True
+
+    def return_decision(self, *, channel_return_id: str, approve: bool, reason: str, state: dict) -> SendResult:
+        """returnApproveRequest / returnDeclineRequest (no idempotency key: the read before a retry looks at
+        the return's status)."""
+        if approve:
+            data = self.graphql(RETURN_APPROVE, {"input": {"id": channel_return_id, "notifyCustomer": True}})
+            result = data.get("returnApproveRequest") or {}
+        else:
+            decline = {
+                "id": channel_return_id,
+                "declineReason": "OTHER",
+                "declineNote": reason[:255],
+                "notifyCustomer": True,
+            }
+            result = self.graphql(RETURN_DECLINE, {"input": decline}).get("returnDeclineRequest") or {}
+        errors = result.get("userErrors") or []
+        if errors:
+            raise ChannelError(
+                f"return decision {channel_return_id}: {'; '.join(str(e.get('message')) for e in errors)}",
+                retryable=False,
+                detail={"userErrors": errors},
+            )
+        made = result.get("return") or {}
+        return SendResult(response={"return_id": made.get("id"), "status": made.get("status")})
+
+    def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
+        """Orders updated since ``since`` with their returns and refunds (a return or a refund updates the order)."""
+        after = None
+        while True:
+            variables = {"first": RETURNS_PAGE_SIZE, "after": after, "query": f"updated_at:>='{_iso(since)}'"}
+            connection = require_obj(self.graphql(ORDER_RETURNS_QUERY, variables).get("orders"), "orders")
+            page: list[NormalizedReturn] = []
+            for node in require_list(connection.get("nodes"), "orders.nodes"):
+                page.extend(_shopify_returns(node))
+            yield page
+            info = connection.get("pageInfo") or {}
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                return
+            after = info["endCursor"]
+
     # --- webhooks ------------------------------------------------------------------------------
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
@@ -787,6 +882,10 @@ class ShopifyConnector(Connector):
         gid = payload.get("admin_graphql_api_id") or (
             f"gid://shopify/Order/{payload['id']}" if payload.get("id") else ""
         )
+        if topic.startswith(("returns/", "refunds/")):
+            # Issue #18: RETURNS_* and REFUNDS_CREATE carry a return or a refund; the order they change is
+            # what Waybill reads again (and the returns read the webhook nudges picks up the return itself).
+            gid = _webhook_order_gid(payload)
         try:
             updated = parse_datetime(payload.get("updated_at"), "updated_at", required=False)
         except PayloadError:
@@ -798,6 +897,95 @@ class ShopifyConnector(Connector):
             payload=payload,
             updated_at=updated,
         )
+
+
+def _webhook_order_gid(payload: dict) -> str:
+    order = payload.get("order") if isinstance(payload.get("order"), dict) else {}
+    if order.get("admin_graphql_api_id"):
+        return str(order["admin_graphql_api_id"])
+    order_id = order.get("id") or payload.get("order_id")
+    if isinstance(order_id, str) and order_id.startswith("gid://"):
+        return order_id
+    return f"gid://shopify/Order/{order_id}" if order_id else ""
+
+
+SHOPIFY_RETURN_STATUS = {
+    "REQUESTED": "requested",
+    "OPEN": "authorized",
+    "CLOSED": "authorized",
+    "DECLINED": "rejected",
+    "CANCELED": "cancelled",
+}
+SHOPIFY_RETURN_REASON = {
+    "DEFECTIVE": "defective",
+    "WRONG_ITEM": "wrong_item",
+    "NOT_AS_DESCRIBED": "not_as_described",
+    "UNWANTED": "no_longer_needed",
+    "SIZE_TOO_SMALL": "no_longer_needed",
+    "SIZE_TOO_LARGE": "no_longer_needed",
+    "STYLE": "no_longer_needed",
+    "COLOR": "no_longer_needed",
+}
+
+
+def _line_gid(line_id: str) -> str:
+    return line_id if line_id.startswith("gid://") else f"gid://shopify/LineItem/{line_id}"
+
+
+def _shopify_returns(node: dict) -> list[NormalizedReturn]:
+    """One order's returns (and its refunds, on each return) as normalised returns."""
+    order_id = require_str(node, "id", "order", max_length=128)  # Waybill keeps Shopify's GIDs as ids
+    refunds = [
+        ChannelRefund(
+            external_id=str(r.get("id") or ""),
+            amount=parse_decimal(
+                ((r.get("totalRefundedSet") or {}).get("shopMoney") or {}).get("amount"), "refunds.amount"
+            ),
+            currency=str(((r.get("totalRefundedSet") or {}).get("shopMoney") or {}).get("currencyCode") or ""),
+        )
+        for r in node.get("refunds") or []
+        if r.get("id")
+    ]
+    out = []
+    for index, ret in enumerate((node.get("returns") or {}).get("nodes") or []):
+        path = f"returns[{index}]"
+        lines = []
+        reasons = []
+        for item in (ret.get("returnLineItems") or {}).get("nodes") or []:
+            line_gid = (((item.get("fulfillmentLineItem") or {}).get("lineItem")) or {}).get("id")
+            if not line_gid:
+                continue
+            reason = SHOPIFY_RETURN_REASON.get(str(item.get("returnReason") or ""), "other")
+            reasons.append(reason)
+            lines.append(
+                ReturnedLine(
+                    external_line_id=str(line_gid),
+                    quantity=parse_int(item.get("quantity"), f"{path}.returnLineItems.quantity", minimum=1),
+                    reason=reason,
+                    external_id=str(item.get("id") or ""),
+                )
+            )
+        status = str(ret.get("status") or "")
+        out.append(
+            NormalizedReturn(
+                external_id=require_str(ret, "id", path),
+                order_external_id=order_id,
+                status=SHOPIFY_RETURN_STATUS.get(status, "requested"),
+                channel_status=status,
+                lines=lines,
+                reason=reasons[0] if reasons else "other",
+                updated_at=parse_datetime(node.get("updatedAt"), "updatedAt", required=False),
+                refunds=refunds if index == 0 else [],
+                note=str(ret.get("name") or ""),
+            )
+        )
+    if not out and refunds:
+        out.append(
+            NormalizedReturn(
+                external_id="", order_external_id=order_id, status="", channel_status="", lines=[], refunds=refunds
+            )
+        )
+    return out
 
 
 def _whole() -> dict:

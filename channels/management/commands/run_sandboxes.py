@@ -55,6 +55,9 @@ class Command(BaseCommand):
                 app.state.generate(1, created_at=start + timedelta(seconds=index * 7200 // max(backlog, 1)))
             # The demo orders seed_demo wrote exist at the channel too: they can be shipped and cancelled there.
             planted = plant_demo_orders(app)
+            # Returns (issue #18): a few buyers have already asked to return shipped demo orders; more follow
+            # in the sandbox's background life (SandboxApp.returns_tick).
+            opened = self._open_demo_returns(app)
             if kind == ChannelKind.SHOPIFY:
                 self._wire_shopify(app, webhook_base)
             if kind == ChannelKind.TIKTOK:
@@ -64,7 +67,8 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot listen on {host}:{port} for the {kind} sandbox: {exc}") from exc
             self.stdout.write(
-                f"{kind} sandbox on http://{host}:{port} ({backlog} orders, {planted} demo orders, {rate}/min)"
+                f"{kind} sandbox on http://{host}:{port} ({backlog} orders, {planted} demo orders, "
+                f"{opened} returns, {rate}/min)"
             )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -92,3 +96,14 @@ class Command(BaseCommand):
         app.webhook_url = f"{webhook_base.rstrip('/')}/webhooks/tiktok/{account.pk}/"
         if not account.inventory_location_id:
             ChannelAccount.objects.filter(pk=account.pk).update(inventory_location_id=app.warehouse_id)
+
+    @staticmethod
+    def _open_demo_returns(app, count: int = 3) -> int:
+        """Returns of shipped demo orders at the marketplace, so the console's Returns queue fills at once."""
+        opened = 0
+        with app.state.lock:
+            shipped = [o for o in app.state.orders.values() if any(line.shipped for line in o.lines)]
+            for order in shipped[:count]:
+                made = app.state.open_return(order, status="approved" if opened % 2 else "requested")
+                opened += not isinstance(made, str)
+        return opened

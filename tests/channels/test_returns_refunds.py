@@ -1,0 +1,287 @@
+"""Refunds over HTTP against the sandboxes: each body as the published model has it, exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from channels.models import OutboxMessage, OutboxStatus
+from channels.outbox import outbox_claim, outbox_relay, outbox_send
+from channels.services import connector_for
+from channels.sync import sync_account_run
+from orders.models import Order
+from returns import services
+from returns.models import RefundStatus, ReturnAuthorization
+from returns.services import RefundLineInput
+
+pytestmark = pytest.mark.django_db
+
+ACTOR = "test:returns"
+
+
+def _shipped_at_channel(sandbox, account):
+    (made,) = sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    sandbox.state.ship(made)
+    sync_account_run(account_id=account.pk)
+    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    return made, order, order.lines.get()
+
+
+def _lose_the_answer(account_id):
+    """Send the claimed message but lose its answer: the worker died before marking it, its lease expires."""
+    from channels.outbox import _send
+
+    (claimed,) = outbox_claim(account_id=account_id)
+    message = OutboxMessage.objects.get(pk=claimed)
+    connector = connector_for(message.account)
+    try:
+        _send(connector, message, {})
+    finally:
+        connector.close()
+    OutboxMessage.objects.filter(pk=claimed).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_walmart_refund_sent_its_answer_lost_and_sent_again_is_applied_once(walmart_sandbox, walmart_account, skus):
+    # given a shipped Walmart order
+    made, order, line = _shipped_at_channel(walmart_sandbox, walmart_account)
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        shipping_amount="0",
+        reason="defective",
+        actor=ACTOR,
+    )
+    # when the refund reaches Walmart, its answer is lost, and the relay sends it again
+    _lose_the_answer(walmart_account.pk)
+    outbox_relay(account_id=walmart_account.pk)
+    # then Walmart refunded once, the body met the model, and the refund records Walmart's answer
+    log = walmart_sandbox.state.extra["refund_log"]
+    assert len(log) == 1 and log[0]["comments"] == f"WB-REFUND-{refund.pk}"
+    assert log[0]["charges"][0]["charge"]["chargeAmount"]["amount"] == -float(line.unit_price)
+    assert walmart_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == log[0]["refundId"]
+    assert refund.outbox_message.response["already_applied"] is True
+    # and the refunded unit comes back on the order in status Refund
+    status = {
+        s["status"]
+        for s in walmart_sandbox.render(walmart_sandbox.state.orders[made.order_id])["orderLines"]["orderLine"][0][
+            "orderLineStatuses"
+        ]["orderLineStatus"]
+    }
+    assert "Refund" in status
+
+
+def test_walmart_refuses_a_refund_the_model_refuses_and_the_refund_fails_with_its_words(
+    walmart_sandbox, walmart_account, skus
+):
+    _made, order, line = _shipped_at_channel(walmart_sandbox, walmart_account)
+    # given the order total lets more through than the line is worth at Walmart (Waybill's cap is the order)
+    Order.objects.filter(pk=order.pk).update(total_amount=Decimal("99999"))
+    line.__class__.objects.filter(pk=line.pk).update(unit_price=Decimal("5000"))
+    refund = services.refund_create(
+        order_id=order.pk, lines=[RefundLineInput(line.pk, "4999.00")], reason="goodwill", actor=ACTOR
+    )
+    (claimed,) = outbox_claim(account_id=walmart_account.pk)
+    assert outbox_send(message_id=claimed) == OutboxStatus.PARKED
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED and "above what is left to refund" in refund.channel_response["error"]
+
+
+def test_ebay_issue_refund_sent_its_answer_lost_and_sent_again_is_applied_once(ebay_sandbox, ebay_account, skus):
+    _made, order, line = _shipped_at_channel(ebay_sandbox, ebay_account)
+    refund = services.refund_create(
+        order_id=order.pk, lines=[RefundLineInput(line.pk, "3.00", 1)], reason="wrong_item", actor=ACTOR
+    )
+    _lose_the_answer(ebay_account.pk)
+    outbox_relay(account_id=ebay_account.pk)
+    (sent,) = ebay_sandbox.state.extra["refund_log"]
+    assert (
+        sent["body"]["reasonForRefund"] == "SELLER_WRONG_ITEM" and sent["body"]["comment"] == f"WB-REFUND-{refund.pk}"
+    )
+    assert sent["body"]["refundItems"] == [
+        {"lineItemId": line.external_id, "refundAmount": {"value": "3.00", "currency": "USD"}}
+    ]
+    assert ebay_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == sent["refundId"]
+
+
+def test_shopify_refund_create_carries_an_idempotency_key_and_a_resend_is_applied_once(
+    shopify_sandbox, shopify_account, skus
+):
+    _made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        reason="defective",
+        actor=ACTOR,
+    )
+    _lose_the_answer(shopify_account.pk)
+    outbox_relay(account_id=shopify_account.pk)
+    log = shopify_sandbox.state.extra["refund_log"]
+    assert len(log) == 1 and log[0]["key"] == f"waybill-WB-REFUND-{refund.pk}"
+    assert log[0]["input"]["refundLineItems"] == [
+        {"lineItemId": line.external_id, "quantity": 1, "restockType": "NO_RESTOCK"}
+    ]
+    assert shopify_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == log[0]["refund_id"]
+
+
+# --- channel returns in -------------------------------------------------------------------------------
+
+
+def _return_at_channel(sandbox, made, status="requested", reason="DEFECTIVE"):
+    opened = sandbox.state.open_return(made, lines={made.lines[0].line_id: 1}, reason=reason, status=status)
+    assert not isinstance(opened, str), opened
+    return opened
+
+
+@pytest.mark.parametrize("channel", ["amazon", "shopify", "walmart", "ebay", "tiktok"])
+def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_is_read(
+    channel, request, skus, monkeypatch
+):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a shipped order the buyer returns one unit of at the marketplace
+    made, order, line = _shipped_at_channel(sandbox, account)
+    # (Walmart and eBay settle returns themselves: the refund on the line is what Waybill sees)
+    _return_at_channel(sandbox, made, status="requested" if channel in ("shopify", "tiktok") else "approved")
+    # when the account's returns are read twice
+    first = services.returns_sync_account(account_id=account.pk, force=True)
+    second = services.returns_sync_account(account_id=account.pk, force=True)
+    # then one RMA of one unit of that line is open, from the channel
+    (rma,) = ReturnAuthorization.objects.filter(order=order)
+    assert first["created"] == 1 and second["created"] == 0, (first, second)
+    assert rma.source == "channel" and rma.external_id
+    (rma_line,) = rma.lines.all()
+    assert (rma_line.order_line_id, rma_line.quantity) == (line.pk, 1)
+    assert sandbox.state.contract_violations == []
+
+
+def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok_account, skus):
+    # given a TikTok return read into an RMA, received and inspected
+    made, order, line = _shipped_at_channel(tiktok_sandbox, tiktok_account)
+    opened = _return_at_channel(tiktok_sandbox, made, status="shipped")
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert rma.status == "in_transit" and rma.channel_status == "BUYER_SHIPPED_ITEM"
+    # when Waybill refunds it, the answer is lost and the refund is sent again
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        reason="defective",
+        actor=ACTOR,
+        rma_id=rma.pk,
+    )
+    _lose_the_answer(tiktok_account.pk)
+    outbox_relay(account_id=tiktok_account.pk)
+    # then TikTok approved the received package once, and the refund records its refund id
+    (approval,) = tiktok_sandbox.state.extra["refund_log"]
+    assert approval["decision"] == "APPROVE_RECEIVED_PACKAGE" and approval["return_id"] in opened.return_id.replace(
+        "R", ""
+    )
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == f"return:{rma.external_id}"
+    assert refund.channel_response["tiktok_refund_id"] == approval["refund_id"]
+    assert tiktok_sandbox.state.contract_violations == []
+    # and reading the returns again records no second refund (TikTok's refund is the one Waybill asked for)
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
+    assert order.refunds.count() == 1
+
+
+def test_amazon_payment_adjustment_feed_sent_its_answer_lost_and_sent_again_is_applied_once(
+    amazon_sandbox, amazon_account, skus, monkeypatch
+):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "feed_poll_interval", 0.01)
+    _made, order, line = _shipped_at_channel(amazon_sandbox, amazon_account)
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price, 1)],
+        shipping_amount="0",
+        reason="wrong_item",
+        actor=ACTOR,
+    )
+    _lose_the_answer(amazon_account.pk)
+    outbox_relay(account_id=amazon_account.pk)
+    (adjusted,) = amazon_sandbox.state.extra["refund_log"]
+    assert adjusted["id"] == f"WB-REFUND-{refund.pk}-1" and adjusted["item"] == line.external_id
+    assert amazon_sandbox.state.contract_violations == []
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id.startswith("feed:")
+    assert refund.channel_response["duplicate"] is True
+
+
+def test_authorizing_a_shopify_request_approves_it_at_shopify_once(shopify_sandbox, shopify_account, skus):
+    # given a buyer's return request read from Shopify
+    made, order, _line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    opened = _return_at_channel(shopify_sandbox, made)
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert (rma.status, rma.channel_status) == ("requested", "REQUESTED")
+    # when ops authorize it in Waybill, and the answer of the approval is lost
+    services.rma_authorize(rma_id=rma.pk, actor=ACTOR)
+    _lose_the_answer(shopify_account.pk)
+    outbox_relay(account_id=shopify_account.pk)
+    # then Shopify approved it once (the resend read the return's status first)
+    (decision,) = shopify_sandbox.state.extra["return_decisions"]
+    assert decision["status"] == "approved" and opened.status == "approved"
+    message = OutboxMessage.objects.get(kind="return_decision")
+    assert message.status == OutboxStatus.SENT and message.response["already_applied"] is True
+    assert shopify_sandbox.state.contract_violations == []
+
+
+def test_returns_are_not_read_more_often_than_the_channel_allows(amazon_sandbox, amazon_account, skus, monkeypatch):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
+    services.returns_sync_account(account_id=amazon_account.pk)
+    again = services.returns_sync_account(account_id=amazon_account.pk)
+    assert again == {"skipped": "read recently"}
+    assert len(amazon_sandbox.state.extra["reports"]) == 1
+
+
+def test_the_demo_sandboxes_stream_returns_of_shipped_orders(walmart_sandbox, walmart_account, skus):
+    made, order, _line = _shipped_at_channel(walmart_sandbox, walmart_account)
+    walmart_sandbox.state.rng.seed(1)
+    for _ in range(6):
+        walmart_sandbox.returns_tick()
+    (opened,) = [r for r in walmart_sandbox.state.returns.values() if r.order_id == made.order_id]
+    assert opened.status in ("requested", "approved", "shipped")
+    walmart_sandbox.state.return_advance(opened, "approved")
+    services.returns_sync_account(account_id=walmart_account.pk, force=True)
+    assert ReturnAuthorization.objects.filter(order=order, source="channel").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        ("refunds/create", {"id": 890088186047892319, "order_id": 5000000001001, "note": "WB-REFUND-1"}),
+        (
+            "returns/request",
+            {
+                "admin_graphql_api_id": "gid://shopify/Return/1",
+                "order": {"admin_graphql_api_id": "gid://shopify/Order/5000000001001"},
+            },
+        ),
+    ],
+)
+def test_shopify_return_and_refund_webhooks_point_at_their_order(shopify_account, topic, payload):
+    import json
+
+    connector = connector_for(shopify_account)
+    event = connector.parse_webhook(
+        {"X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": "w-1", "X-Shopify-Shop-Domain": "s"},
+        json.dumps(payload).encode(),
+    )
+    connector.close()
+    assert event.external_id == "gid://shopify/Order/5000000001001"

@@ -1,0 +1,116 @@
+"""The returns console (queue, RMA page, scanner receive page, creation from an order, report) and the
+returns 3PL API (node token + Idempotency-Key, in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from fulfillment.services import node_token_create
+from inventory.models import StockLevel
+from returns import services
+from returns.models import ReturnAuthorization, ReturnReceipt
+from returns.services import ReturnLineInput
+
+from .helpers import node, shipped_order
+
+pytestmark = pytest.mark.django_db
+
+ACTOR = "test:returns"
+
+
+def _rma(units=2):
+    order, (line,) = shipped_order(units=units)
+    rma = services.rma_create(order_id=order.pk, lines=[ReturnLineInput(line.pk, units)], actor=ACTOR)
+    return order, line, rma
+
+
+def test_a_person_opens_an_rma_from_the_order_page_and_the_queue_shows_it(client, agent):
+    order, (line,) = shipped_order(units=2)
+    client.force_login(agent)
+    page = client.get(reverse("orders:detail", args=[order.pk]))
+    assert reverse("returns:create", args=[order.pk]) in page.content.decode()
+    response = client.post(
+        reverse("returns:create", args=[order.pk]), {f"qty-{line.pk}": "1", "reason": "defective", "authorize": "on"}
+    )
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert response.status_code == 302 and rma.status == "authorized"
+    queue = client.get(reverse("returns:queue") + "?bucket=awaiting_receipt")
+    assert rma.rma_number in queue.content.decode()
+
+
+def test_creating_an_rma_for_more_than_shipped_shows_the_refusal_and_writes_nothing(client, agent):
+    order, (line,) = shipped_order(units=1)
+    client.force_login(agent)
+    response = client.post(reverse("returns:create", args=[order.pk]), {f"qty-{line.pk}": "5", "reason": "other"})
+    assert response.status_code == 400 and "only 1 can be returned" in response.content.decode()
+    assert not ReturnAuthorization.objects.exists()
+
+
+def test_the_scanner_page_receives_a_scan_and_a_double_submit_restocks_once(client, agent):
+    _order, line, rma = _rma(units=2)
+    store = node()
+    client.force_login(agent)
+    page = client.get(reverse("returns:receive", args=[rma.pk]))
+    assert page.status_code == 200 and b"autofocus" in page.content
+    key = page.context["form"].initial["key"]
+    form = {"sku": line.sku.code, "quantity": "1", "disposition": "restock", "location": store.pk, "key": key}
+    first = client.post(reverse("returns:receive", args=[rma.pk]), form)
+    again = client.post(reverse("returns:receive", args=[rma.pk]), form)
+    assert first.status_code == again.status_code == 302
+    assert StockLevel.objects.get(sku=line.sku, location=store).on_hand == 1
+    unknown = client.post(reverse("returns:receive", args=[rma.pk]), {**form, "sku": "NOPE", "key": "k2"})
+    assert unknown.status_code == 400 and "is not on RMA" in unknown.content.decode()
+    bad = client.post(reverse("returns:receive", args=[rma.pk]), {**form, "disposition": "resell", "key": "k3"})
+    assert bad.status_code == 400
+    assert ReturnReceipt.objects.count() == 1
+
+
+def test_the_rma_page_shows_its_timeline_and_the_report_exports_csv(client, agent, manager):
+    _order, line, rma = _rma(units=1)
+    services.rma_receive(
+        rma_id=rma.pk, location_id=node().pk, items=[services.ReceiveItem(1, "damaged", sku=line.sku.code)], actor=ACTOR
+    )
+    client.force_login(agent)
+    page = client.get(reverse("returns:detail", args=[rma.pk])).content.decode()
+    assert "Received" in page and "Damaged" in page and "Status changed" in page
+    report = client.get(reverse("returns:report"))
+    assert report.status_code == 200 and b"<svg" in report.content
+    exported = client.get(reverse("returns:report") + "?format=csv&days=30")
+    text = exported.content.decode()
+    assert exported["Content-Type"].startswith("text/csv") and f"sku,{line.sku.code},1," in text
+    assert "reason,defective,1" in text or "reason,other,1" in text
+
+
+def test_a_returns_3pl_posts_a_receipt_with_its_node_token_and_a_replay_changes_nothing(api_client):
+    _order, line, rma = _rma(units=2)
+    threepl = node()
+    _token, key = node_token_create(location=threepl, name="returns 3PL", actor=ACTOR)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
+    url = f"/api/v1/returns/rmas/{rma.rma_number}/receipts/"
+    body = {"items": [{"sku": line.sku.code, "quantity": 2, "disposition": "restock"}]}
+    refused = api_client.post(url, body, format="json")
+    assert refused.status_code == 400 and "Idempotency-Key" in refused.json()
+    first = api_client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+    replay = api_client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+    assert first.status_code == 200 and replay.status_code == 200, first.content
+    assert first.json()["rma"]["status"] == "inspected" and replay.headers.get("Idempotent-Replayed") == "true"
+    assert StockLevel.objects.get(sku=line.sku, location=threepl).on_hand == 2
+    listed = api_client.get("/api/v1/returns/rmas/")
+    assert listed.status_code == 200
+    bad = api_client.post(
+        url,
+        {"items": [{"sku": line.sku.code, "quantity": 0, "disposition": "nope"}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="r-2",
+    )
+    errors = bad.json()["items"]
+    first_item = errors[0] if isinstance(errors, list) else errors["0"]
+    assert bad.status_code == 400 and set(first_item) == {"quantity", "disposition"}, bad.json()
+
+
+def test_the_returns_endpoints_are_in_the_openapi_schema(client, admin_user):
+    client.force_login(admin_user)
+    schema = client.get("/api/schema/").content.decode()
+    assert "/api/v1/returns/rmas/{rma_number}/receipts/" in schema
+    assert "Idempotency-Key" in schema
