@@ -9,7 +9,7 @@ WITH_DB := $(PY) -m config.embedded_pg run --
 # The browser tests use Debian's chromium (apt-get install -y chromium); Playwright never downloads one.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test bench lint format install lock db-start db-stop db-status clean
+.PHONY: demo test bench soak lint format install lock db-start db-stop db-status clean
 
 $(PY):
 	$(PYTHON312) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	WAYBILL_TESTING=1 WAYBILL_BENCH=1 $(WITH_DB) $(PY) -m pytest tests/benchmarks -m benchmark -s -p no:randomly $(PYTEST_ARGS)
+
+# The demo under its own load for 30 minutes with a burst of 500 webhooks; prints the figures
+# (tests/benchmarks/soak.py; WAYBILL_SOAK_MINUTES shortens it). Uses the demo's database: not while `make demo` runs.
+soak: $(STAMP)
+	$(WITH_DB) $(PY) -m tests.benchmarks.soak
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

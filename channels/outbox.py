@@ -8,6 +8,16 @@ before marking leaves the lease to expire; the resend then never double-applies:
 idempotency key where it has one (Shopify ``@idempotent``), or a read-before-retry where it has
 none (``Connector.is_applied``: the order's packages, fulfilment orders or cancellation state).
 
+**Leases are short while the worker lives**: a claim leases its messages for WAYBILL_OUTBOX_LEASE_SECONDS
+(30 s) and a keeper thread of the relay renews the lease of every message it still holds a third of the way
+through, however long a send takes; a worker that dies stops renewing, and its messages are due again within
+the lease. **A channel that is down does not hold workers**: after WAYBILL_OUTBOX_BREAKER_FAILURES (3)
+consecutive connection failures to an account the relay opens its circuit (kept in the cache, so every
+relay sees it), gives the account's claimed messages back without spending an attempt and moves on; once
+the circuit's cool-down has passed (30 s, doubling to 10 minutes while it keeps failing) one message goes
+as a probe: its success closes the circuit, its failure opens it again. A relay also returns between two
+sends when its worker is asked to stop (``should_stop``).
+
 Inventory pushes are planned from ChannelAvailability rows flagged ``needs_push``
 (debounced: one plan per tick coalesces every change since the last one; diffed: only quantities
 different from ``last_pushed_quantity`` go out). The quantity sent is the one current at send
@@ -19,15 +29,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import httpx
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.core.cache import cache
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -54,7 +68,7 @@ from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Sever
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
+LEASE_SECONDS = 30.0
 INVENTORY_BATCH = 250  # Shopify's input array cap; Amazon switches to a feed above 10
 
 
@@ -70,6 +84,10 @@ def _backoff(attempts: int, retry_after: float | None) -> timedelta:
     base = float(getattr(settings, "WAYBILL_OUTBOX_BACKOFF_SECONDS", 5.0))
     delay = min(base * 2 ** max(attempts - 1, 0), 3600.0)
     return timedelta(seconds=max(delay, retry_after or 0.0))
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "WAYBILL_OUTBOX_LEASE_SECONDS", LEASE_SECONDS)))
 
 
 def _kick_relay(account_id: int) -> None:
@@ -265,7 +283,7 @@ def outbox_claim(*, account_id: int | None = None, limit: int = 50, now: datetim
         )
         if ids:
             OutboxMessage.objects.filter(pk__in=ids).update(
-                status=OutboxStatus.SENDING, next_attempt_at=now + LEASE, attempts=F("attempts") + 1, updated_at=now
+                status=OutboxStatus.SENDING, next_attempt_at=now + _lease(), attempts=F("attempts") + 1, updated_at=now
             )
     return ids
 
@@ -548,11 +566,16 @@ def outbox_send(*, message_id: int, connector: Connector | None = None) -> str:
     return _deliver(message_id, connector)[0]
 
 
-def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetime | None]:
-    """(new status, until when the channel asked us to hold off if it throttled us)."""
+def _unreachable(exc: ChannelError) -> bool:
+    """The channel could not be reached at all (refused, reset, timed out): what the circuit breaker counts."""
+    return isinstance(exc.__cause__, httpx.TransportError)
+
+
+def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetime | None, bool]:
+    """(new status, until when the channel asked us to hold off if it throttled us, channel unreachable)."""
     message = OutboxMessage.objects.select_related("account").get(pk=message_id)
     if message.status != OutboxStatus.SENDING:
-        return message.status, None
+        return message.status, None, False
     state = dict((message.response or {}).get("state") or {})
     own = connector is None
     try:
@@ -560,11 +583,11 @@ def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetim
         result = _send(connector, message, state)
     except ChannelError as exc:
         status = _park_or_retry(message, exc, state, timezone.now())
-        return status, message.next_attempt_at if isinstance(exc, ChannelThrottled) else None
+        return status, message.next_attempt_at if isinstance(exc, ChannelThrottled) else None, _unreachable(exc)
     except Exception as exc:
         log.exception("outbox message %s failed unexpectedly", message.pk)
         error = ChannelError(f"{type(exc).__name__}: {exc}", retryable=True)
-        return _park_or_retry(message, error, state, timezone.now()), None
+        return _park_or_retry(message, error, state, timezone.now()), None, False
     finally:
         if own and connector is not None:
             connector.close()
@@ -580,38 +603,173 @@ def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetim
     }
     message.save(update_fields=["status", "sent_at", "last_error", "last_error_detail", "response", "updated_at"])
     _answered(message)
-    return message.status, None
+    return message.status, None, False
 
 
-def outbox_relay(*, account_id: int | None = None, budget_seconds: float = 50.0, batch: int = 50) -> dict[str, int]:
-    """Send due messages in batches until none are due or the time budget is spent."""
+# --- the circuit breaker: per account, in the cache so every relay on every worker sees it -----------
+
+CIRCUIT_PREFIX = "waybill:outbox-circuit:"
+
+
+def _breaker_failures() -> int:
+    return int(getattr(settings, "WAYBILL_OUTBOX_BREAKER_FAILURES", 3))
+
+
+def _breaker_cooldown(opened: int) -> timedelta:
+    base = float(getattr(settings, "WAYBILL_OUTBOX_BREAKER_SECONDS", 30.0))
+    return timedelta(seconds=min(base * 2 ** max(opened - 1, 0), 600.0))
+
+
+def outbox_circuit(account_id: int) -> dict:
+    """The account's breaker: {"failures": consecutive connection failures, "open_until": ISO time or
+    absent, "opened": how many times in a row it opened}. Empty: closed, nothing failing."""
+    return cache.get(f"{CIRCUIT_PREFIX}{account_id}") or {}
+
+
+def _circuit_save(account_id: int, state: dict) -> None:
+    if state:
+        cache.set(f"{CIRCUIT_PREFIX}{account_id}", state, timeout=24 * 3600)
+    else:
+        cache.delete(f"{CIRCUIT_PREFIX}{account_id}")
+
+
+def _circuit_open_until(state: dict) -> datetime | None:
+    value = state.get("open_until")
+    return datetime.fromisoformat(value) if value else None
+
+
+def _circuit_record(account_id: int, *, unreachable: bool, now: datetime) -> datetime | None:
+    """Count one send's outcome; returns until when the circuit is open if this outcome opened it."""
+    state = outbox_circuit(account_id)
+    if not unreachable:
+        if state:
+            if state.get("opened"):
+                log.warning("outbox circuit of account %s closed: the channel answers again", account_id)
+            _circuit_save(account_id, {})
+        return None
+    failures = int(state.get("failures", 0)) + 1
+    probing = _circuit_open_until(state) is not None  # a failed half-open probe opens it again at once
+    if failures < _breaker_failures() and not probing:
+        _circuit_save(account_id, {**state, "failures": failures})
+        return None
+    opened = int(state.get("opened", 0)) + 1
+    until = now + _breaker_cooldown(opened)
+    _circuit_save(account_id, {"failures": failures, "opened": opened, "open_until": until.isoformat()})
+    log.warning(
+        "outbox circuit of account %s open until %s after %s connection failure(s) in a row",
+        account_id,
+        until.isoformat(timespec="seconds"),
+        failures,
+    )
+    return until
+
+
+class _LeaseKeeper:
+    """Renews the lease of the messages a relay still holds, a third of the way through the lease, on
+    its own database connection; dies with the worker, so a dead worker's messages are due again soon."""
+
+    def __init__(self) -> None:
+        self.held: set[int] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def hold(self, ids: list[int]) -> None:
+        with self.lock:
+            self.held.update(ids)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="outbox-lease-keeper", daemon=True)
+            self.thread.start()
+
+    def release(self, message_id: int) -> None:
+        with self.lock:
+            self.held.discard(message_id)
+
+    def _run(self) -> None:
+        interval = _lease().total_seconds() / 3
+        try:
+            while not self.stop.wait(interval):
+                with self.lock:
+                    ids = sorted(self.held)
+                if ids:
+                    OutboxMessage.objects.filter(pk__in=ids, status=OutboxStatus.SENDING).update(
+                        next_attempt_at=timezone.now() + _lease()
+                    )
+        except Exception:
+            log.exception("the outbox lease keeper stopped; leases expire on their own")
+        finally:
+            connections.close_all()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+def _give_back(message: OutboxMessage, until: datetime) -> None:
+    """Return a claimed message unsent, without spending its attempt, due again at ``until``."""
+    OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING).update(
+        status=OutboxStatus.FAILED, attempts=message.attempts - 1, next_attempt_at=until, updated_at=timezone.now()
+    )
+
+
+def outbox_relay(
+    *,
+    account_id: int | None = None,
+    budget_seconds: float = 50.0,
+    batch: int = 50,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, int]:
+    """Send due messages in batches until none are due, the time budget is spent or ``should_stop()``
+    says the worker is stopping (checked between two sends; what is still claimed is given back)."""
     counts: dict[str, int] = defaultdict(int)
     connectors: dict[int, Connector] = {}
-    throttled_until: dict[int, datetime] = {}
+    held_off: dict[int, datetime] = {}  # throttled, or its circuit is open
+    checked: set[int] = set()
+    keeper = _LeaseKeeper()
     deadline = time.monotonic() + budget_seconds
+    # Connection failures are counted by the breaker rather than retried at length inside one send.
+    transport_retries = int(getattr(settings, "WAYBILL_OUTBOX_TRANSPORT_RETRIES", 1))
     try:
         while time.monotonic() < deadline:
             ids = outbox_claim(account_id=account_id, limit=batch)
             if not ids:
                 break
+            keeper.hold(ids)
             for message in OutboxMessage.objects.filter(pk__in=ids).select_related("account").order_by("pk"):
                 now = timezone.now()
-                if throttled_until.get(message.account_id, now) > now:
-                    # The channel said slow down: give the lease back without spending an attempt.
-                    OutboxMessage.objects.filter(pk=message.pk).update(
-                        status=OutboxStatus.FAILED,
-                        attempts=message.attempts - 1,
-                        next_attempt_at=throttled_until[message.account_id],
-                    )
+                if should_stop is not None and should_stop():
+                    _give_back(message, now)
+                    keeper.release(message.pk)
+                    counts["stopped"] += 1
+                    continue
+                if message.account_id not in checked:
+                    checked.add(message.account_id)
+                    until = _circuit_open_until(outbox_circuit(message.account_id))
+                    if until is not None and until > now:
+                        held_off[message.account_id] = until
+                if held_off.get(message.account_id, now) > now:
+                    # Throttled, or the channel is down: give the lease back without spending an attempt.
+                    _give_back(message, held_off[message.account_id])
+                    keeper.release(message.pk)
                     counts["deferred"] += 1
                     continue
                 if message.account_id not in connectors:
-                    connectors[message.account_id] = connector_for(message.account)
-                status, hold_off = _deliver(message.pk, connectors[message.account_id])
+                    http = {**getattr(settings, "WAYBILL_CHANNEL_HTTP", {}), "transport_retries": transport_retries}
+                    connectors[message.account_id] = connector_for(message.account, http_options=http)
+                status, hold_off, unreachable = _deliver(message.pk, connectors[message.account_id])
+                keeper.release(message.pk)
                 counts[status] += 1
                 if hold_off is not None:
-                    throttled_until[message.account_id] = hold_off
+                    held_off[message.account_id] = hold_off
+                opened = _circuit_record(message.account_id, unreachable=unreachable, now=timezone.now())
+                if opened is not None:
+                    held_off[message.account_id] = opened
+                    counts["circuit_opened"] += 1
+            if should_stop is not None and should_stop():
+                break
     finally:
+        keeper.close()
         for connector in connectors.values():
             connector.close()
     return dict(counts)

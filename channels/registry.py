@@ -8,7 +8,11 @@ one connector module, one sandbox module, their tests and one line here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+# Moves every sandbox's demo port (a second demo or a soak beside a running one): 1000 -> :9101…
+DEMO_PORT_OFFSET = int(os.environ.get("WAYBILL_DEMO_PORT_OFFSET", "0") or 0)
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,9 @@ class Marketplace:
     sandbox: str
     # The loopback port its sandbox serves on for the demo (run_sandboxes, seed_demo's accounts).
     demo_port: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "demo_port", self.demo_port + DEMO_PORT_OFFSET)
 
 
 MARKETPLACES: tuple[Marketplace, ...] = (

@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS
@@ -63,29 +62,69 @@ def account_lock(account_id: int) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, account_id])
 
 
+_LOCKS_HELD_SQL = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+    " AND classid = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def accounts_locked() -> set[int]:
+    """Accounts whose sync lock some session holds now (a sync or a webhook drain is running)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCKS_HELD_SQL, [LOCK_NAMESPACE])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def sync_runs_sweep() -> int:
+    """Runs left ``running`` by a worker that died: nobody holds their account's lock (the server released
+    it when the worker's connection closed), so they are failed now rather than by the account's next
+    sync. Returns how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE channels_syncrun SET status = %s, finished_at = now(), error = %s"  # noqa: S608 - constants only
+            f" WHERE status = %s AND account_id NOT IN ({_LOCKS_HELD_SQL})",
+            [SyncStatus.FAILED, "The worker running this sync stopped.", SyncStatus.RUNNING, LOCK_NAMESPACE],
+        )
+        return cursor.rowcount
+
+
 def _actor(account: ChannelAccount) -> str:
     return f"sync:{account.name}"
 
 
 def syncs_due(*, now: datetime | None = None) -> list[int]:
-    """Enabled accounts with a connector whose interval has passed since their last sync, and whose
-    last run, if it failed, is not backing off still (``progress.next_attempt_at``)."""
+    """Enabled accounts with a connector whose interval has passed since their last run started (so a
+    sync that takes a while does not push the next one back by its length), whose sync is not running now
+    (the lock is free), and whose last run, if it failed, is not backing off still
+    (``progress.next_attempt_at``)."""
     now = now or timezone.now()
-    accounts = ChannelAccount.objects.filter(is_enabled=True, kind__in=list(CONNECTORS)).filter(
-        Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=now - timedelta(seconds=1) * F("sync_interval_seconds"))
-    )
-    due = list(accounts.order_by("pk").values_list("pk", flat=True))
-    if not due:
+    running = accounts_locked()
+    accounts = {
+        pk: (last, interval)
+        for pk, last, interval in ChannelAccount.objects.filter(is_enabled=True, kind__in=list(CONNECTORS))
+        .order_by("pk")
+        .values_list("pk", "last_synced_at", "sync_interval_seconds")
+        if pk not in running
+    }
+    if not accounts:
         return []
-    latest = (
-        SyncRun.objects.filter(account_id__in=due)
+    latest = {
+        account_id: (started, progress)
+        for account_id, started, progress in SyncRun.objects.filter(account_id__in=list(accounts))
         .exclude(status=SyncStatus.RUNNING)
         .order_by("account_id", "-started_at", "-pk")
         .distinct("account_id")
-        .values_list("account_id", "progress")
-    )
-    held = {account_id for account_id, progress in latest if _backing_off_until(progress, now)}
-    return [account_id for account_id in due if account_id not in held]
+        .values_list("account_id", "started_at", "progress")
+    }
+    due = []
+    for account_id, (last, interval) in accounts.items():
+        started, progress = latest.get(account_id, (None, None))
+        if _backing_off_until(progress, now):
+            continue
+        since = min(started, last) if started and last else last
+        if since is None or since <= now - timedelta(seconds=interval):
+            due.append(account_id)
+    return due
 
 
 def _backing_off_until(progress: dict | None, now: datetime) -> datetime | None:

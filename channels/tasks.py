@@ -2,6 +2,8 @@
 
 Each carries an account or a batch, never one order (../shared/LIMITS.md: Celery overhead).
 All are idempotent: the sync holds a per-account lock, events and outbox rows are deduplicated.
+At most one unit of work per key waits in the queue (config.kernel.dispatch): a sync per account, a
+webhook drain per account, a relay per account; beat's own entries likewise (config/beat.py).
 """
 
 from __future__ import annotations
@@ -14,15 +16,26 @@ from django.dispatch import receiver
 from channels import availability, fixes, outbox, reconcile, sync, webhooks
 from channels.models import ReconcileScope
 from channels.signals import outbox_messages_queued, webhook_events_stored
+from config.kernel.dispatch import dispatch_once, worker_stopping
+
+# A drain that finds the account's sync running comes back after this long (the sync takes what it can).
+WEBHOOKS_LOCKED_RETRY_SECONDS = 5.0
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def channels_dispatch_syncs_task() -> int:
-    """Beat: start a sync for every account whose interval has passed."""
-    due = sync.syncs_due()
-    for account_id in due:
-        channels_sync_account_task.delay(account_id)
-    return len(due)
+def channels_dispatch_syncs_task() -> dict[str, int]:
+    """Beat (every 10 s): a sync for every account that is due and neither queued nor running, a drain for
+    every account with received webhook events, and the sweep of what dead workers left behind."""
+    swept = sync.sync_runs_sweep()
+    queued = sum(channels_sync_dispatch(account_id) for account_id in sync.syncs_due())
+    drains = sum(webhooks_process_dispatch(account_id) for account_id in webhooks.webhook_accounts_waiting())
+    late = webhooks.webhook_backlog_check()
+    return {"syncs": queued, "drains": drains, "swept_runs": swept, "accounts_with_late_webhooks": len(late)}
+
+
+def channels_sync_dispatch(account_id: int, kind: str = "poll") -> bool:
+    """Queue a sync of the account unless one is already waiting."""
+    return dispatch_once(channels_sync_account_task, key=f"sync:{account_id}", args=[account_id, kind])
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1900)
@@ -31,18 +44,37 @@ def channels_sync_account_task(account_id: int, kind: str = "poll") -> int | Non
     return run.pk if run else None
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
-def channels_webhooks_process_task(self, account_id: int) -> int:
-    """Ingest received webhook events for an account; waits its turn if a sync holds the lock."""
-    processed = webhooks.webhook_events_process(account_id=account_id)
-    if processed is None:
-        raise self.retry(countdown=2)
-    return processed
+def webhooks_process_dispatch(account_id: int, *, countdown: float | None = None) -> bool:
+    """Queue a drain of the account's received webhook events unless one is already waiting."""
+    return dispatch_once(
+        channels_webhooks_process_task, key=f"webhooks:{account_id}", args=[account_id], countdown=countdown
+    )
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def outbox_relay_task(account_id: int | None = None) -> dict:
-    return outbox.outbox_relay(account_id=account_id)
+def channels_webhooks_process_task(account_id: int) -> int:
+    """Drain the account's received webhook events in pages; comes back later when its sync holds the lock
+    or the channel failed in a retryable way (backing off), at once when its time budget ran out."""
+    drain = webhooks.webhook_events_drain(account_id=account_id)
+    if drain.locked:
+        webhooks_process_dispatch(account_id, countdown=WEBHOOKS_LOCKED_RETRY_SECONDS)
+    elif drain.retry_in is not None:
+        webhooks_process_dispatch(account_id, countdown=drain.retry_in)
+    elif drain.more:
+        webhooks_process_dispatch(account_id)
+    return drain.processed + drain.failed
+
+
+def outbox_relay_dispatch(account_id: int | None = None) -> bool:
+    return dispatch_once(outbox_relay_task, key=f"relay:{account_id or 'all'}", args=[account_id])
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def outbox_relay_task(self, account_id: int | None = None) -> dict:
+    hostname = self.request.hostname
+    return outbox.outbox_relay(
+        account_id=account_id, should_stop=(lambda: worker_stopping(hostname)) if hostname else None
+    )
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -78,12 +110,12 @@ def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
 
 @receiver(outbox_messages_queued, dispatch_uid="channels.tasks.outbox_relay")
 def outbox_relay_enqueue(sender, *, account_id: int, **kwargs) -> None:
-    outbox_relay_task.delay(account_id)
+    outbox_relay_dispatch(account_id)
 
 
 @receiver(webhook_events_stored, dispatch_uid="channels.tasks.webhooks_process")
 def webhooks_process_enqueue(sender, *, account_id: int, **kwargs) -> None:
-    channels_webhooks_process_task.delay(account_id)
+    webhooks_process_dispatch(account_id)
 
 
 # --- reconciliation (channels/reconcile.py) ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_prerun, worker_ready, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -39,7 +40,9 @@ app.conf.update(
             "task": "channels.tasks.push_failures_detect_task",
             "schedule": float(os.environ.get("WAYBILL_DETECT_SECONDS", "15")),
         },
-        "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 10.0},
+        # Syncs that are due, webhook drains for received events, the sweep of runs whose worker died. Every
+        # 5 s: an account's sync starts at most 5 s after its interval (a 30 s interval stays well within 60 s).
+        "channels-dispatch-syncs": {"task": "channels.tasks.channels_dispatch_syncs_task", "schedule": 5.0},
         "channels-relay-outbox": {"task": "channels.tasks.outbox_relay_task", "schedule": 5.0},
         # Safety net behind the per-change recompute: every advertised quantity re-derived from stock.
         "channels-reconcile-availability": {
@@ -62,3 +65,30 @@ app.conf.update(
     },
 )
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _task_started(sender=None, task=None, **kwargs) -> None:
+    # The task left the queue: its pending marker goes, so its key can be queued once more.
+    from config.kernel.dispatch import task_started
+
+    if task is not None:
+        task_started(task.request)
+
+
+@worker_ready.connect
+def _worker_ready(sender=None, **kwargs) -> None:
+    from config.kernel.dispatch import worker_stopping_set
+
+    worker_stopping_set(sender.hostname, False)
+
+
+@worker_shutting_down.connect
+def _worker_shutting_down(sender=None, **kwargs) -> None:
+    # Long loops (the outbox relay) see this between two items and return: shutdown waits seconds, not minutes.
+    from config.kernel.dispatch import worker_stopping_set
+
+    try:
+        worker_stopping_set(str(sender), True)
+    except Exception:  # the cache is down: the loops end at their time budget
+        return

@@ -150,6 +150,9 @@ else:
     _db = {"ENGINE": "django.db.backends.postgresql", **_params}
     EMBEDDED_DATABASE = True
 
+# A process started by a test (the kill tests' worker and beat) works in that test's database.
+if env.str("WAYBILL_DATABASE_NAME", default=""):
+    _db["NAME"] = env.str("WAYBILL_DATABASE_NAME")
 _db.update(
     {
         # Persistent connections: a new connection per request costs x5 in throughput here.
@@ -178,21 +181,30 @@ else:
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
-    _broker = VAR_DIR / "broker"
+    # WAYBILL_BROKER_DIR: a broker folder of its own (the kill tests' worker, a soak beside a demo).
+    _broker = Path(env.str("WAYBILL_BROKER_DIR", default=str(VAR_DIR / "broker")))
     for _folder in ("queue", "processed", "control"):
         (_broker / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
+    # Kombu's filesystem transport with message files written whole (config/broker.py says why).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker / "queue"),
         "data_folder_out": str(_broker / "queue"),
         "processed_folder": str(_broker / "processed"),
         "control_folder": str(_broker / "control"),
         "store_processed": False,
+        # How long an idle worker waits before looking at the folder again (Kombu's default is 1 s):
+        # tests/benchmarks/RESULTS.md has the throughput measured with it.
+        "polling_interval": env.float("WAYBILL_BROKER_POLLING_INTERVAL", default=0.1),
     }
+# The queue tasks go to: a worker started by a test takes only that test's tasks.
+CELERY_TASK_DEFAULT_QUEUE = env.str("WAYBILL_CELERY_QUEUE", default="celery")
 
 CELERY_TASK_ALWAYS_EAGER = TESTING or env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler that skips an entry whose last message is still waiting.
+CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
 
 # --- Auth ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -69,3 +69,13 @@ def pytest_collection_modifyitems(items):
         (n for n, item in enumerate(rest) if "live_server" in getattr(item, "fixturenames", ())), len(rest)
     )
     items[:] = rest[:first_live] + forking + rest[first_live:]
+
+
+# --- background work (config.kernel.dispatch): every test starts with no pending markers, no open circuit ---
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()

@@ -390,13 +390,20 @@ class ChannelHttp:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        transport_retries: int | None = None,
     ):
-        self.client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            headers={"User-Agent": "Waybill/1.0 (Language=Python)"},
-        )
+        # Built on first use: a webhook's signature check needs the connector's credentials, not a client
+        # (whose TLS context costs more than the rest of the request).
+        self._client: httpx.Client | None = None
+        self._client_options = {
+            "base_url": base_url.rstrip("/"),
+            "timeout": httpx.Timeout(timeout, connect=5.0),
+            "headers": {"User-Agent": "Waybill/1.0 (Language=Python)"},
+        }
         self.max_retries = max_retries
+        # Connection failures (refused, reset, timed out) may be retried fewer times than 429/5xx: the outbox
+        # relay counts them in its circuit breaker instead (None: max_retries).
+        self.transport_retries = max_retries if transport_retries is None else transport_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.sleep = sleep
@@ -415,7 +422,7 @@ class ChannelHttp:
             try:
                 response = self.client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
+                if attempt >= self.transport_retries:
                     raise ChannelError(f"{method} {url}: {type(exc).__name__}: {exc}", retryable=True) from exc
                 self.sleep(self.backoff(attempt))
                 attempt += 1
@@ -442,8 +449,15 @@ class ChannelHttp:
         """Seconds the channel asked us to wait; channels with their own header override this."""
         return _retry_after(response)
 
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._client_options)
+        return self._client
+
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def json_body(response: httpx.Response, what: str) -> Any:
