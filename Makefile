@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON312 := $(shell (command -v pyenv >/dev/null && pyenv which python3.12 2>/dev/null) || command -v python3.12 || echo python3.12)
 WITH_DB := $(PY) -m config.embedded_pg run --
 
-.PHONY: demo test bench lint format install lock db-start db-stop db-status clean
+.PHONY: demo test bench lint format install lock db-start db-stop db-status clean mutation
 
 $(PY):
 	$(PYTHON312) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	WAYBILL_TESTING=1 WAYBILL_BENCH=1 $(WITH_DB) $(PY) -m pytest tests/benchmarks -m benchmark -s -p no:randomly $(PYTEST_ARGS)
+
+# --- mutation testing (tests/mutation/run.py): mutmut on the critical modules plus the SQL hand mutants.
+# CPU-heavy: low priority; MUTATION_JOBS mutants at a time (default 2), MUTATION_ARGS e.g. --keep, --scope NAME.
+mutation: $(STAMP)
+	WAYBILL_TESTING=1 $(WITH_DB) nice -n 10 $(PY) -m tests.mutation.run $(MUTATION_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

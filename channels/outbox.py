@@ -501,11 +501,25 @@ def outbox_send(*, message_id: int, connector: Connector | None = None) -> str:
     return _deliver(message_id, connector)[0]
 
 
-def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetime | None]:
-    """(new status, until when the channel asked us to hold off if it throttled us)."""
+TAKEN_OVER = "taken_over"
+
+
+def _deliver(message_id: int, connector: Connector | None, claimed: int | None = None) -> tuple[str, datetime | None]:
+    """(new status, until when the channel asked us to hold off if it throttled us).
+
+    ``claimed``: the attempt number the relay's claim gave the message. A batch is leased at claim time; when its
+    earlier sends outlast the lease, another relay may claim the message (one attempt more) and send it: then it
+    is theirs, and this relay leaves it (TAKEN_OVER) instead of sending it a second time. Otherwise the lease is
+    renewed for this send."""
     message = OutboxMessage.objects.select_related("account").get(pk=message_id)
     if message.status != OutboxStatus.SENDING:
         return message.status, None
+    if claimed is not None:
+        renewed = OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING, attempts=claimed).update(
+            next_attempt_at=timezone.now() + LEASE
+        )
+        if not renewed:
+            return TAKEN_OVER, None
     state = dict((message.response or {}).get("state") or {})
     own = connector is None
     try:
@@ -550,7 +564,10 @@ def outbox_relay(*, account_id: int | None = None, budget_seconds: float = 50.0,
                 now = timezone.now()
                 if throttled_until.get(message.account_id, now) > now:
                     # The channel said slow down: give the lease back without spending an attempt.
-                    OutboxMessage.objects.filter(pk=message.pk).update(
+                    # (unless another relay has claimed it since: then it is theirs)
+                    OutboxMessage.objects.filter(
+                        pk=message.pk, status=OutboxStatus.SENDING, attempts=message.attempts
+                    ).update(
                         status=OutboxStatus.FAILED,
                         attempts=message.attempts - 1,
                         next_attempt_at=throttled_until[message.account_id],
@@ -559,7 +576,7 @@ def outbox_relay(*, account_id: int | None = None, budget_seconds: float = 50.0,
                     continue
                 if message.account_id not in connectors:
                     connectors[message.account_id] = connector_for(message.account)
-                status, hold_off = _deliver(message.pk, connectors[message.account_id])
+                status, hold_off = _deliver(message.pk, connectors[message.account_id], message.attempts)
                 counts[status] += 1
                 if hold_off is not None:
                     throttled_until[message.account_id] = hold_off

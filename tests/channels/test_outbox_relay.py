@@ -399,3 +399,91 @@ def test_two_relays_and_an_expired_lease_race_and_every_message_is_applied_once(
     assert sorted(OutboxMessage.objects.values_list("attempts", flat=True)) == [1, 1, 1, 1, 1, 2]
     assert len(amazon_sandbox.state.shipments) == 6
     assert OutboxMessage.objects.get(pk=crashed.pk).response["already_applied"] is True
+
+
+def _failing_send(account, error: Exception, *, attempts: int = 0) -> tuple[OutboxMessage, str, tuple]:
+    """Claim one acknowledgement with ``attempts`` spent and send it with a connector that raises ``error``."""
+    message = _message(account, f"fail-{attempts}-{type(error).__name__}", attempts=attempts)
+    (claimed,) = outbox_claim(account_id=account.pk)
+    connector = connector_for(account)
+
+    def refuse(external_id):
+        raise error
+
+    connector.acknowledge = refuse
+    before = timezone.now()
+    status = outbox_send(message_id=claimed, connector=connector)
+    after = timezone.now()
+    connector.close()
+    message.refresh_from_db()
+    return message, status, (before, after)
+
+
+def test_by_default_the_eighth_failed_attempt_parks_and_backoff_starts_at_five_seconds(amazon_account):
+    from channels.connectors.base import ChannelError
+
+    # given no outbox settings: eight attempts, a 5 s backoff base doubling up to an hour
+    seventh, status, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=6)
+    assert (status, seventh.attempts) == (OutboxStatus.FAILED, 7)
+    assert before + timedelta(seconds=5 * 2**6) <= seventh.next_attempt_at <= after + timedelta(seconds=5 * 2**6)
+    first, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=0)
+    assert before + timedelta(seconds=5) <= first.next_attempt_at <= after + timedelta(seconds=5)
+    eighth, status, _ = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=7)
+    assert (status, eighth.attempts) == (OutboxStatus.PARKED, 8)
+    assert ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).count() == 1
+
+
+def test_backoff_is_capped_at_an_hour_and_honours_a_longer_wait_the_channel_asked_for(settings, amazon_account):
+    from channels.connectors.base import ChannelError, ChannelThrottled
+
+    settings.WAYBILL_OUTBOX_MAX_ATTEMPTS = 30
+    late, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 502"), attempts=20)
+    assert before + timedelta(hours=1) <= late.next_attempt_at <= after + timedelta(hours=1)
+    asked, status, (before, after) = _failing_send(
+        amazon_account, ChannelThrottled("HTTP 429", retry_after=600.0), attempts=0
+    )
+    assert status == OutboxStatus.FAILED
+    assert before + timedelta(seconds=600) <= asked.next_attempt_at <= after + timedelta(seconds=600)
+    detail = _failing_send(amazon_account, ChannelError("HTTP 503", status=503, detail=["busy"]), attempts=1)[0]
+    assert detail.last_error_detail == {"status": 503, "body": ["busy"]}
+    assert not ExceptionCase.objects.exists()
+
+
+def test_a_relay_whose_lease_was_taken_over_mid_batch_leaves_the_message_to_its_new_holder(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given two ship confirmations claimed in one batch, and a first send slow enough that the batch's lease
+    # expires meanwhile and another relay claims what is left
+    import channels.outbox as outbox
+
+    _first, second = (_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(2))
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_channel(account):
+        connector = real(account)
+        send = connector.confirm_shipment
+
+        def confirm(shipment, *, state):
+            result = send(shipment, state=state)
+            if not taken:
+                taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            return result
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_channel)
+    # when the first relay goes on with its batch
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then it left the second message to the relay that holds it now: never sent twice
+    assert second.pk in taken
+    assert counts == {"sent": 1, "taken_over": 1}
+    assert _fresh(second) == [(OutboxStatus.SENDING, 2)]
+    assert len(amazon_sandbox.state.shipments) == 1
+    # and the new holder sends it, once
+    monkeypatch.undo()
+    assert outbox_send(message_id=second.pk) == OutboxStatus.SENT
+    assert len(amazon_sandbox.state.shipments) == 2
+    second.refresh_from_db()
+    assert second.response["already_applied"] is False

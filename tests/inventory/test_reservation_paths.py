@@ -138,6 +138,28 @@ def test_two_lines_of_one_order_on_one_row_are_one_statement_and_two_reservation
     assert_stock_invariants()
 
 
+def test_two_lines_on_one_row_keep_safety_stock_and_take_exactly_what_is_free(sku, location, stock):
+    # given 9 on hand, 2 held as safety stock: 7 free
+    level = stock(sku, location, 9)
+    StockLevel.objects.filter(pk=level.pk).update(safety_stock=2)
+    order = OrderFactory()
+    a, b = OrderLineFactory(order=order, sku=sku, quantity=4), OrderLineFactory(order=order, sku=sku, quantity=4)
+    # when two lines want 4 each: short
+    with pytest.raises(InsufficientStock) as caught:
+        services.stock_reserve(
+            lines=[LineDemand(a.pk, sku.pk, {location.pk: 4}), LineDemand(b.pk, sku.pk, {location.pk: 4})],
+            actor="router",
+        )
+    assert (caught.value.wanted, caught.value.available) == (8, 7)
+    assert not Reservation.objects.exists()
+    # and 4 + 3 take the last free unit
+    services.stock_reserve(
+        lines=[LineDemand(a.pk, sku.pk, {location.pk: 4}), LineDemand(b.pk, sku.pk, {location.pk: 3})], actor="router"
+    )
+    assert _level(sku, location) == (9, 7)
+    assert_stock_invariants()
+
+
 @pytest.mark.parametrize("service", ["stock_reserve", "stock_reserve_order"])
 def test_several_rows_are_one_statement_returning_reservations_in_demand_order(
     stock, hot_statements, announced, django_capture_on_commit_callbacks, service
