@@ -12,7 +12,6 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from channels.connectors import connector_for
 from channels.models import ChannelKind, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import (
     OutboxError,
@@ -25,6 +24,7 @@ from channels.outbox import (
     outbox_send,
     ship_confirmation_enqueue,
 )
+from channels.services import connector_for
 from channels.signals import outbox_messages_queued
 from channels.sync import sync_account_run
 from orders.models import ExceptionCase, ExceptionKind, Order

@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
+# Fastest first: pytest stops at the first failure (-x).
 RESERVATION_TESTS = [
-    "tests/inventory/test_reservations.py",
     "tests/inventory/test_reservation_paths.py",
+    "tests/inventory/test_reservations.py",
     "tests/inventory/test_concurrency.py",
     "tests/inventory/test_reservation_fallback_concurrency.py",
 ]
-PATH_TESTS = ["tests/orders/test_transition_path.py", "tests/orders/test_transition_table.py"]
-TABLE_TESTS = ["tests/orders/test_state_machine.py", "tests/orders/test_transition_table.py"]
+PATH_TESTS = ["tests/orders/test_transition_table.py", "tests/orders/test_transition_path.py"]
+TABLE_TESTS = ["tests/orders/test_transition_table.py", "tests/orders/test_state_machine.py"]
 ROUTING_TESTS = ["tests/fulfillment/test_route_statements.py", "tests/fulfillment/test_route_and_reserve.py"]
 
 RES = "inventory.services.reservations"
