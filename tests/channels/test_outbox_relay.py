@@ -487,3 +487,36 @@ def test_a_relay_whose_lease_was_taken_over_mid_batch_leaves_the_message_to_its_
     assert len(amazon_sandbox.state.shipments) == 2
     second.refresh_from_db()
     assert second.response["already_applied"] is False
+
+
+def test_a_throttled_relay_does_not_give_back_a_message_another_relay_has_claimed_since(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given two messages in one batch, a channel that keeps throttling, and a first send slow enough that
+    # another relay claims the second message meanwhile
+    import channels.outbox as outbox
+
+    _first, second = (_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(2))
+    amazon_sandbox.state.faults.throttle_next = 10_000
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_channel(account):
+        connector = real(account)
+        send = connector.confirm_shipment
+
+        def confirm(shipment, *, state):
+            if not taken:
+                taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            return send(shipment, state=state)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_channel)
+    # when the first relay, throttled, gives back the rest of its batch
+    outbox_relay(account_id=amazon_account.pk)
+    # then the second message is still the other relay's claim, untouched
+    assert second.pk in taken
+    assert _fresh(second) == [(OutboxStatus.SENDING, 2)]
+    assert amazon_sandbox.state.shipments == []

@@ -30,7 +30,11 @@ RESERVATION_TESTS = [
 ]
 PATH_TESTS = ["tests/orders/test_transition_table.py", "tests/orders/test_transition_path.py"]
 TABLE_TESTS = ["tests/orders/test_transition_table.py", "tests/orders/test_state_machine.py"]
-ROUTING_TESTS = ["tests/fulfillment/test_route_statements.py", "tests/fulfillment/test_route_and_reserve.py"]
+ROUTING_TESTS = [
+    "tests/fulfillment/test_route_batch_guards.py",
+    "tests/fulfillment/test_route_statements.py",
+    "tests/fulfillment/test_route_and_reserve.py",
+]
 
 RES = "inventory.services.reservations"
 STATE = "orders.services.state"
@@ -417,12 +421,23 @@ MUTANTS: list[HandMutant] = [
     ),
     # --- order routing's batch statement ---------------------------------------------------------------
     HandMutant(
-        "batch: cancelled lines allocated",
+        "batch: lines cancelled since the read allocated",
         BATCH,
         "_FAST_WRITE_SQL",
-        "a line cancelled meanwhile is set allocated",
+        "a line cancelled after the batch read its order is reserved, shipped and set allocated",
         ROUTING_TESTS,
-        " AND status <> %(cancelled)s",
+        " AND ol.status <> %(cancelled)s\n       AND ol.quantity - ol.quantity_cancelled - ol.quantity_shipped\n"
+        "           >= (SELECT sum(lv.quantity) FROM lv WHERE lv.order_line_id = ol.id)",
+        "",
+    ),
+    HandMutant(
+        "batch: part-cancelled lines allocated",
+        BATCH,
+        "_FAST_WRITE_SQL",
+        "units cancelled after the batch read their order are reserved and shipped",
+        ROUTING_TESTS,
+        "\n       AND ol.quantity - ol.quantity_cancelled - ol.quantity_shipped\n"
+        "           >= (SELECT sum(lv.quantity) FROM lv WHERE lv.order_line_id = ol.id)",
         "",
     ),
     HandMutant(
