@@ -283,7 +283,7 @@ def test_a_refusal_that_cannot_succeed_later_is_parked_at_once_and_defers_nothin
 
 
 def test_an_unexpected_exception_is_a_retry_and_the_next_send_clears_the_error(
-    settings, amazon_sandbox, amazon_account, skus
+    settings, caplog, amazon_sandbox, amazon_account, skus
 ):
     settings.WAYBILL_OUTBOX_BACKOFF_SECONDS = 30.0
     message = _ship(_order_at(amazon_sandbox, amazon_account))
@@ -302,6 +302,7 @@ def test_an_unexpected_exception_is_a_retry_and_the_next_send_clears_the_error(
     assert (message.status, message.attempts, message.last_error) == (OutboxStatus.FAILED, 1, "KeyError: 'carrier'")
     assert message.next_attempt_at >= before + timedelta(seconds=30)
     assert not ExceptionCase.objects.exists()
+    assert f"outbox message {message.pk} failed unexpectedly" in caplog.text
     connector.close()
     # when it is due again and the channel answers
     OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
