@@ -38,21 +38,25 @@ def hot_statements(monkeypatch):
 @pytest.fixture
 def fast_statement_fails(monkeypatch):
     """An injected failure of the fast statement: it matches no row, as when a concurrent commit keeps it short
-    while the explaining read (taken later) finds enough. ``between`` runs before the n-th failed attempt
-    returns (a concurrent change landing then). Returns the list of attempts."""
+    while the explaining read (taken later) finds enough. ``before_lock`` (if set) runs just before the locked
+    path takes its row locks: a concurrent change landing then. Returns the list of attempts."""
     attempts: list[int] = []
-    between: dict[int, object] = {}
 
     def failing(sql, params):
         attempts.append(1)
-        hook = between.get(len(attempts))
-        if hook is not None:
-            hook()
         return []
 
+    real_lock = reservation_service.lock_levels
+
+    def lock_levels(pairs, *, create):
+        if failing.before_lock is not None:
+            failing.before_lock()
+        return real_lock(pairs, create=create)
+
     monkeypatch.setattr(reservation_service, "_execute_hot", failing)
+    monkeypatch.setattr(reservation_service, "lock_levels", lock_levels)
     failing.attempts = attempts
-    failing.between = between
+    failing.before_lock = None
     return failing
 
 
@@ -416,22 +420,22 @@ def test_one_line_falls_back_to_the_locked_path_after_three_tries(sku, location,
 
 
 def test_two_lines_on_one_row_fall_back_all_or_nothing(sku, location, stock, fast_statement_fails):
-    # given 6 free, two lines of 3; a concurrent change takes 1 unit just before the locked path
+    # given 6 free, two lines of 3; a concurrent change takes 1 unit just before the locked path locks the row
     stock(sku, location, 6)
     order = OrderFactory()
     a, b = OrderLineFactory(order=order, sku=sku, quantity=3), OrderLineFactory(order=order, sku=sku, quantity=3)
-    fast_statement_fails.between[3] = _drain(sku, location, 1)
+    fast_statement_fails.before_lock = _drain(sku, location, 1)
     demands = [LineDemand(a.pk, sku.pk, {location.pk: 3}), LineDemand(b.pk, sku.pk, {location.pk: 3})]
     # when / then the locked path sums both lines on the row and refuses the whole order
     with pytest.raises(InsufficientStock) as caught:
         services.stock_reserve(lines=demands, actor="router")
     assert [str(s) for s in caught.value.shortages] == [f"{sku.code} at {location.code}: wanted 6, available 5"]
     assert len(fast_statement_fails.attempts) == 3
-    assert not Reservation.objects.exists() and _level(sku, location) == (5, 0)
+    assert not Reservation.objects.exists() and _level(sku, location)[1] == 0
     # and when what is left is exactly enough, both lines are reserved on the locked path, one reservation each
     fast_statement_fails.attempts.clear()
-    fast_statement_fails.between.clear()
-    services.stock_receive(sku=sku, location=location, quantity=1, actor="test")
+    fast_statement_fails.before_lock = None
+    # (the concurrent change rolled back with the refused call here: 6 free again)
     reservations = services.stock_reserve(lines=demands, actor="router")
     assert sorted((r.order_line_id, r.quantity) for r in reservations) == sorted([(a.pk, 3), (b.pk, 3)])
     assert _stored(reservations) == _rows([r.pk for r in reservations])
@@ -452,7 +456,7 @@ def test_several_rows_fall_back_all_or_nothing_after_three_tries(stock, fast_sta
     line_a = OrderLineFactory(order=order, sku=a, quantity=2)
     line_b = OrderLineFactory(order=order, sku=b, quantity=3)
     line_c = OrderLineFactory(order=order, sku=c, quantity=3)
-    fast_statement_fails.between[3] = _drain(b, node, 2)
+    fast_statement_fails.before_lock = _drain(b, node, 2)
     demands = [
         LineDemand(line_a.pk, a.pk, {node.pk: 2}),
         LineDemand(line_b.pk, b.pk, {node.pk: 3}),
@@ -465,11 +469,11 @@ def test_several_rows_fall_back_all_or_nothing_after_three_tries(stock, fast_sta
     assert [str(s) for s in caught.value.shortages] == [f"{b.code} at {node.code}: wanted 3, available 2"]
     assert len(fast_statement_fails.attempts) == 3
     assert not Reservation.objects.exists()
-    assert (_level(a, node), _level(b, node), _level(c, node)) == ((2, 0), (3, 0), (3, 0))
+    assert (_level(a, node), _level(b, node), _level(c, node)) == ((2, 0), (5, 0), (3, 0))
     # and with B's units back the locked path reserves every row exactly to the last free unit
     fast_statement_fails.attempts.clear()
-    fast_statement_fails.between.clear()
-    services.stock_receive(sku=b, location=node, quantity=1, actor="test")
+    fast_statement_fails.before_lock = _drain(b, node, 1)
+    # (the first change rolled back with the refused call; this one leaves B exactly 3 free)
     reservations = services.stock_reserve_order(demands=demands, actor="router")
     assert len(fast_statement_fails.attempts) == 3
     assert _stored(reservations) == _rows([r.pk for r in reservations])

@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")))
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and earlier results (incremental)")
     parser.add_argument("--report-only", action="store_true", help="report the results in mutants/ as they are")
+    parser.add_argument(
+        "--survivors", action="store_true", help="run again only the mutants that survived the last run (implies --keep)"
+    )
     parser.add_argument("--no-hand", action="store_true", help="skip the hand mutants")
     parser.add_argument("--scope", action="append", help="only these scopes (by name)")
     args = parser.parse_args(argv)
@@ -188,12 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("WAYBILL_CHANNEL_SPECS", str(ROOT.parent / "shared" / "channel-specs"))
     started = time.monotonic()
     if not args.report_only:
-        if not args.keep:
+        if not args.keep and not args.survivors:
             shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         mutmut = Path(sys.executable).with_name("mutmut")
         globs = [glob for scope in scopes for glob in scope.globs()]
+        if args.survivors:
+            globs = [
+                name
+                for codes in _results(scopes).values()
+                for name, code in sorted(codes.items())
+                if code is not None and code not in KILLED
+            ]
+            if not globs:
+                print("no survivors to run again")
         done = subprocess.run([str(mutmut), "run", "--max-children", str(args.jobs), *globs], env=env, check=False)
-        if done.returncode != 0:
+        if done.returncode != 0 and globs:
             print(f"mutmut run failed (exit {done.returncode})")
             return done.returncode
     mutmut_seconds = time.monotonic() - started
