@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ and earlier results (incremental)")
     parser.add_argument("--report-only", action="store_true", help="report the results in mutants/ as they are")
     parser.add_argument(
-        "--survivors", action="store_true", help="run again only the mutants that survived the last run (implies --keep)"
+        "--only",
+        choices=["unchecked", "survivors"],
+        help="with the last run's results kept: run only the mutants not checked yet, or only its survivors",
     )
     parser.add_argument("--no-hand", action="store_true", help="skip the hand mutants")
     parser.add_argument("--scope", action="append", help="only these scopes (by name)")
@@ -191,19 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("WAYBILL_CHANNEL_SPECS", str(ROOT.parent / "shared" / "channel-specs"))
     started = time.monotonic()
     if not args.report_only:
-        if not args.keep and not args.survivors:
+        if not args.keep and not args.only:
             shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         mutmut = Path(sys.executable).with_name("mutmut")
         globs = [glob for scope in scopes for glob in scope.globs()]
-        if args.survivors:
-            globs = [
-                name
-                for codes in _results(scopes).values()
-                for name, code in sorted(codes.items())
-                if code is not None and code not in KILLED
-            ]
+        if args.only:
+            wanted = (lambda code: code is None) if args.only == "unchecked" else (lambda code: code in (0, 33))
+            results = _results(scopes).values()
+            globs = [name for codes in results for name, code in sorted(codes.items()) if wanted(code)]
             if not globs:
-                print("no survivors to run again")
+                print(f"no {args.only} mutants to run")
         done = subprocess.run([str(mutmut), "run", "--max-children", str(args.jobs), *globs], env=env, check=False)
         if done.returncode != 0 and globs:
             print(f"mutmut run failed (exit {done.returncode})")
