@@ -492,6 +492,7 @@ def test_the_locked_path_names_a_row_that_does_not_exist(sku, location, line_for
     assert str(caught.value) == f"insufficient stock: {sku.code} at {location.code}: wanted 2, available 0"
     with pytest.raises(UnknownStockItem, match=r"unknown location id\(s\) \[424242\]"):
         reservation_service.stock_reserve_locked([(line.pk, sku.pk, 424242, 1)], all_or_nothing=True)
+    assert not StockLevel.objects.filter(sku=sku).exists()  # the locked path creates no stock row
 
 
 def test_the_locked_path_partial_shape_reserves_the_lines_that_fit_in_order(stock):
@@ -595,4 +596,57 @@ def test_consume_of_several_reservations_on_one_row_ships_their_sum(sku, locatio
     assert [(m.delta, m.balance_after, m.reference) for m in movements] == [(-2, 8, "SHP-9"), (-3, 5, "SHP-9")]
     assert _level(sku, location) == (5, 0)
     assert set(Reservation.objects.values_list("status", flat=True)) == {ReservationStatus.CONSUMED}
+    assert_stock_invariants()
+
+
+def test_consume_records_who_shipped_and_a_reference_that_fits(sku, location, stock, line_for, agent):
+    stock(sku, location, 5)
+    held = [
+        services.stock_reserve(lines=[LineDemand(line_for(sku).pk, sku.pk, {location.pk: 1})], actor="router")[0]
+        for _ in range(3)
+    ]
+    with pytest.raises(Exception, match=rf"^reservation {held[0].pk} quantity must be positive, got 0$"):
+        services.stock_consume(reservation_ids=[held[0].pk], quantities={held[0].pk: 0}, actor=agent)
+    # when one ships without a reference, and one with a reference longer than the column
+    [plain] = services.stock_consume(reservation_ids=[held[0].pk], actor=agent)
+    [long] = services.stock_consume(reservation_ids=[held[1].pk], actor=agent, reference="R" * 200)
+    # then the reservation names the movement, a long reference is cut to fit, and the user is recorded
+    assert (plain.reference, plain.actor, plain.actor_user_id) == (f"reservation:{held[0].pk}", "agent", agent.pk)
+    assert long.reference == "R" * 128
+    assert _level(sku, location) == (3, 1)
+    assert_stock_invariants()
+
+
+def test_the_locked_path_partial_shape_counts_what_is_reserved_and_held_back(stock):
+    # given 12 on hand, 3 reserved by another order, 4 held as safety stock: 5 free
+    node = LocationFactory()
+    sku = SkuFactory()
+    level = stock(sku, node, 12)
+    StockLevel.objects.filter(pk=level.pk).update(safety_stock=4)
+    services.stock_reserve(
+        lines=[LineDemand(OrderLineFactory(sku=sku, quantity=3).pk, sku.pk, {node.pk: 3})], actor="r"
+    )
+    order = OrderFactory()
+    a, b, c, d = (OrderLineFactory(order=order, sku=sku, quantity=q) for q in (3, 3, 2, 2))
+    # line d is listed twice at the node: 2 + 2 units, more than what is left for it
+    flat = [
+        (a.pk, sku.pk, node.pk, 3),
+        (b.pk, sku.pk, node.pk, 3),
+        (c.pk, sku.pk, node.pk, 2),
+        (d.pk, sku.pk, node.pk, 2),
+        (d.pk, sku.pk, node.pk, 2),
+    ]
+    # when
+    reservations, short = reservation_service.stock_reserve_locked(flat, all_or_nothing=False)
+    # then a (3) and c (2) take exactly the 5 free units; b and d are short
+    assert sorted((r.order_line_id, r.quantity) for r in reservations) == sorted([(a.pk, 3), (c.pk, 2)])
+    assert short == [b.pk, d.pk]
+    assert _level(sku, node) == (12, 8)
+    # and with nothing free (safety stock covers the rest), a one-unit line is short too
+    e = OrderLineFactory(order=order, sku=sku, quantity=1)
+    assert reservation_service.stock_reserve_locked([(e.pk, sku.pk, node.pk, 1)], all_or_nothing=False) == ([], [e.pk])
+    # and the all-or-nothing shape reports no short line when it reserves
+    StockLevel.objects.filter(pk=level.pk).update(safety_stock=0)
+    made, none_short = reservation_service.stock_reserve_locked([(e.pk, sku.pk, node.pk, 1)], all_or_nothing=True)
+    assert [(r.order_line_id, r.quantity) for r in made] == [(e.pk, 1)] and none_short == []
     assert_stock_invariants()

@@ -291,11 +291,15 @@ def test_status_refresh_without_a_change_writes_nothing_and_with_one_writes_its_
     OrderLineFactory(order=order, quantity=2)
     unchanged = services.order_status_refresh(order=order.pk, actor="wms:dal1")
     assert unchanged.status == RELEASED and not OrderEvent.objects.exists()
+    other = OrderFactory(status=RELEASED)
+    OrderLineFactory(order=other, quantity=1, quantity_shipped=1)
+    services.order_status_refresh(order=other, actor="wms:dal1")
+    assert list(OrderEvent.objects.filter(order=other).values_list("to_status", "reason")) == [(SHIPPED, "")]
     order.lines.update(quantity_shipped=2)
     refreshed = services.order_status_refresh(order=order, actor="wms:dal1", reason="all shipped")
     assert refreshed.status == SHIPPED
     order.refresh_from_db()
     assert order.status == SHIPPED
-    assert list(OrderEvent.objects.values_list("from_status", "to_status", "reason", "actor")) == [
+    assert list(OrderEvent.objects.filter(order=order).values_list("from_status", "to_status", "reason", "actor")) == [
         (RELEASED, SHIPPED, "all shipped", "wms:dal1")
     ]
