@@ -256,7 +256,7 @@ def test_a_retryable_failure_backs_off_without_a_case_and_parks_with_one_at_the_
 
 
 def test_a_refusal_that_cannot_succeed_later_is_parked_at_once_and_defers_nothing_else(
-    amazon_sandbox, amazon_account, skus
+    amazon_sandbox, amazon_account, skus, django_capture_on_commit_callbacks
 ):
     # given an acknowledgement Amazon has no call for (refused for good), queued before a ship confirmation
     order = _order_at(amazon_sandbox, amazon_account)
@@ -272,11 +272,17 @@ def test_a_refusal_that_cannot_succeed_later_is_parked_at_once_and_defers_nothin
     case = ExceptionCase.objects.get(kind=ExceptionKind.OUTBOX_PARKED)
     assert case.title == "amazon-test: acknowledge not delivered after 1 attempt(s)"
     assert "\nThe channel answered" not in case.detail and "has no order acknowledgement" in case.detail
-    # and an agent's retry gives it its attempts back
+    # and an agent's retry gives it its attempts back, keeps the error (cut to 4,000 characters) and kicks the relay
+    OutboxMessage.objects.filter(pk=ack.pk).update(last_error="e" * 3990)
     ack.refresh_from_db()
-    retried = outbox_retry_now(message=ack, actor="agent")
+    kicked: list[int] = []
+    with relay_not_kicked(), django_capture_on_commit_callbacks(execute=True):
+        outbox_messages_queued.connect(lambda sender, account_id, **kw: kicked.append(account_id), weak=False)
+        retried = outbox_retry_now(message=ack, actor="agent")
+    assert kicked == [amazon_account.pk]
+    assert retried.last_error == ("e" * 3990 + "\n[retry requested by agent]")[:4000]
+    assert OutboxMessage.objects.get(pk=ack.pk).last_error == retried.last_error
     assert (retried.status, retried.attempts) == (OutboxStatus.PENDING, 0)
-    assert retried.last_error.endswith("\n[retry requested by agent]")
     assert retried.next_attempt_at <= timezone.now()
     with pytest.raises(OutboxError, match=rf"^message #{ship.pk} is sent; only failed or parked messages are retried$"):
         outbox_retry_now(message=ship, actor="agent")

@@ -254,6 +254,9 @@ def test_a_multi_row_shortage_names_every_short_row_and_is_decided_without_a_row
     StockLevel.objects.filter(pk=level.pk).update(safety_stock=2)
     stock(mug, west, 1)
     stock(cap, east, 9)
+    hat = SkuFactory()
+    hat_level = stock(hat, east, 2)
+    StockLevel.objects.filter(pk=hat_level.pk).update(safety_stock=5)
     earlier = OrderLineFactory(sku=tee, quantity=3)
     services.stock_reserve(lines=[LineDemand(earlier.pk, tee.pk, {east.pk: 3})], actor="router")
     hot_statements.clear()
@@ -262,6 +265,7 @@ def test_a_multi_row_shortage_names_every_short_row_and_is_decided_without_a_row
     mug_line = OrderLineFactory(order=order, sku=mug, quantity=3)
     cap_line = OrderLineFactory(order=order, sku=cap, quantity=9)
     mug_east = OrderLineFactory(order=order, sku=mug, quantity=1)
+    hat_line = OrderLineFactory(order=order, sku=hat, quantity=1)
     # when
     with CaptureQueriesContext(connection) as queries, pytest.raises(InsufficientStock) as caught:
         services.stock_reserve_order(
@@ -270,6 +274,7 @@ def test_a_multi_row_shortage_names_every_short_row_and_is_decided_without_a_row
                 LineDemand(mug_line.pk, mug.pk, {west.pk: 3}),
                 LineDemand(cap_line.pk, cap.pk, {east.pk: 9}),
                 LineDemand(mug_east.pk, mug.pk, {east.pk: 1}),
+                LineDemand(hat_line.pk, hat.pk, {east.pk: 1}),
             ],
             actor="router",
         )
@@ -281,6 +286,7 @@ def test_a_multi_row_shortage_names_every_short_row_and_is_decided_without_a_row
             f"{tee.code} at {west.code}: wanted 3, available 0",
             f"{mug.code} at {west.code}: wanted 3, available 1",
             f"{mug.code} at {east.code}: wanted 1, available 0",
+            f"{hat.code} at {east.code}: wanted 1, available 0",
         ]
     )
     assert len(hot_statements) == 1
@@ -309,7 +315,7 @@ def test_the_multi_row_statement_keeps_safety_stock(stock):
     assert_stock_invariants()
 
 
-def test_the_multi_row_statement_sums_two_lines_on_one_row(stock):
+def test_the_multi_row_statement_sums_two_lines_on_one_row(stock, hot_statements):
     east, west = LocationFactory(), LocationFactory()
     tee, mug = SkuFactory(), SkuFactory()
     stock(tee, east, 5)
@@ -326,6 +332,7 @@ def test_the_multi_row_statement_sums_two_lines_on_one_row(stock):
         services.stock_reserve_order(demands=demands, actor="router")
     assert [str(s) for s in caught.value.shortages] == [f"{tee.code} at {east.code}: wanted 6, available 5"]
     assert not Reservation.objects.exists()
+    assert len(hot_statements) == 1  # the explaining read summed the two lines too
 
 
 @pytest.mark.parametrize("rows", ["one row", "several rows"])

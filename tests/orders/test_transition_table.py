@@ -218,6 +218,14 @@ def test_a_path_of_golden_moves_is_taken(path):
 
 
 @pytest.mark.django_db
+def test_a_path_for_an_order_no_longer_in_its_first_status_names_the_status_it_is_in():
+    order = OrderFactory(status=SHIPPED)
+    with pytest.raises(InvalidTransition) as caught:
+        services.order_transition_path(order=order, path=[OPEN, ALLOCATED], actor="router")
+    assert str(caught.value) == f"order #{order.pk} cannot move from 'shipped' to 'allocated'"
+
+
+@pytest.mark.django_db
 def test_a_path_refuses_bad_input_with_a_clear_message():
     order = OrderFactory(status=OPEN)
     with pytest.raises(DomainError, match=r"^a transition path needs a start status and at least one step$"):
