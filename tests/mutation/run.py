@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="report the results in mutants/ as they are")
     parser.add_argument(
         "--only",
-        choices=["unchecked", "survivors"],
-        help="with the last run's results kept: run only the mutants not checked yet, or only its survivors",
+        choices=["unchecked", "survivors", "pending"],
+        help="with the last run's results kept: run only the mutants not checked yet, its survivors, or both",
     )
     parser.add_argument("--no-hand", action="store_true", help="skip the hand mutants")
     parser.add_argument("--scope", action="append", help="only these scopes (by name)")
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         mutmut = Path(sys.executable).with_name("mutmut")
         globs = [glob for scope in scopes for glob in scope.globs()]
         if args.only:
-            wanted = (lambda code: code is None) if args.only == "unchecked" else (lambda code: code in (0, 33))
+            codes_wanted = {"unchecked": {None}, "survivors": {0, 33}, "pending": {None, 0, 33}}[args.only]
+            wanted = codes_wanted.__contains__
             results = _results(scopes).values()
             globs = [name for codes in results for name, code in sorted(codes.items()) if wanted(code)]
             if not globs:
