@@ -527,3 +527,31 @@ def test_a_throttled_relay_does_not_give_back_a_message_another_relay_has_claime
     assert second.pk in taken
     assert _fresh(second) == [(OutboxStatus.SENDING, 2)]
     assert amazon_sandbox.state.shipments == []
+
+
+@pytest.mark.parametrize(
+    ("error_kwargs", "kept"),
+    [
+        ({"status": 503, "detail": {}}, {"status": 503}),
+        ({"status": 503, "detail": []}, {"status": 503}),
+        ({"status": 0, "detail": None}, {}),
+        ({"status": 400, "detail": {"errors": [{"code": "X"}]}}, {"status": 400, "errors": [{"code": "X"}]}),
+        ({"status": 400, "detail": {"status": "REJECTED"}}, {"status": "REJECTED"}),
+        ({"status": 0, "detail": {"errors": []}}, {"errors": []}),
+        ({"status": 502, "detail": "Bad gateway"}, {"status": 502, "body": "Bad gateway"}),
+        ({"status": 502, "detail": {1, 2}}, {"status": 502, "body": "{1, 2}"}),
+    ],
+)
+def test_the_channels_whole_answer_is_kept_with_its_status(amazon_account, error_kwargs, kept):
+    from channels.connectors.base import ChannelError
+
+    message, _, _ = _failing_send(amazon_account, ChannelError("refused", **error_kwargs))
+    assert message.last_error_detail == kept
+
+
+def test_a_backoff_base_under_a_second_is_kept_when_the_channel_names_no_wait(settings, amazon_account):
+    from channels.connectors.base import ChannelError
+
+    settings.WAYBILL_OUTBOX_BACKOFF_SECONDS = 0.2
+    message, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"))
+    assert before + timedelta(seconds=0.2) <= message.next_attempt_at <= after + timedelta(seconds=0.2)

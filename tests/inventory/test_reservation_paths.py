@@ -210,7 +210,10 @@ def test_the_hot_statement_is_prepared_on_the_connection(sku, location, stock, l
 def test_a_plain_shortage_is_decided_by_the_statement_and_one_read_without_a_row_lock(
     sku, location, stock, line_for, hot_statements
 ):
-    # given 10 on hand, 4 reserved by another order, 3 held as safety stock: 3 free
+    # given plenty of another SKU at the node and of this SKU at another node (rows made first)
+    stock(SkuFactory(), location, 50)
+    stock(sku, LocationFactory(), 50)
+    # and here 10 on hand, 4 reserved by another order, 3 held as safety stock: 3 free
     level = stock(sku, location, 10)
     StockLevel.objects.filter(pk=level.pk).update(safety_stock=3)
     services.stock_reserve(lines=[LineDemand(line_for(sku, 4).pk, sku.pk, {location.pk: 4})], actor="router")
@@ -635,19 +638,19 @@ def test_the_locked_path_partial_shape_counts_what_is_reserved_and_held_back(sto
     )
     order = OrderFactory()
     a, b, c, d = (OrderLineFactory(order=order, sku=sku, quantity=q) for q in (3, 3, 2, 2))
-    # line d is listed twice at the node: 2 + 2 units, more than what is left for it
+    # line d is listed twice at the node: 2 + 2 units, more than what is left for it after a
     flat = [
         (a.pk, sku.pk, node.pk, 3),
+        (d.pk, sku.pk, node.pk, 2),
         (b.pk, sku.pk, node.pk, 3),
         (c.pk, sku.pk, node.pk, 2),
-        (d.pk, sku.pk, node.pk, 2),
         (d.pk, sku.pk, node.pk, 2),
     ]
     # when
     reservations, short = reservation_service.stock_reserve_locked(flat, all_or_nothing=False)
     # then a (3) and c (2) take exactly the 5 free units; b and d are short
     assert sorted((r.order_line_id, r.quantity) for r in reservations) == sorted([(a.pk, 3), (c.pk, 2)])
-    assert short == [b.pk, d.pk]
+    assert short == [d.pk, b.pk]
     assert _level(sku, node) == (12, 8)
     # and with nothing free (safety stock covers the rest), a one-unit line is short too
     e = OrderLineFactory(order=order, sku=sku, quantity=1)

@@ -107,7 +107,7 @@ def test_order_transition_by_id_returns_the_saved_order_and_a_same_status_move_c
     assert isinstance(returned, Order) and returned.pk == order.pk and returned.status == ALLOCATED
     order.refresh_from_db()
     assert order.status == ALLOCATED
-    assert list(OrderEvent.objects.filter(order=order).values_list("data", flat=True)) == [{}]
+    assert list(OrderEvent.objects.filter(order=order).values_list("data", "reason")) == [({}, "")]
     again = services.order_transition(order=order, to_status=ALLOCATED, actor="router")
     assert again.status == ALLOCATED and OrderEvent.objects.filter(order=order).count() == 1
     with pytest.raises(UnknownStatus, match=r"unknown order status 'nowhere'; expected one of pending, open"):
