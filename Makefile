@@ -9,7 +9,7 @@ WITH_DB := $(PY) -m config.embedded_pg run --
 # The browser tests use Debian's chromium (apt-get install -y chromium); Playwright never downloads one.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test bench soak lint format install lock db-start db-stop db-status clean
+.PHONY: demo test bench soak lint format install lock db-start db-stop db-status clean mutation
 
 $(PY):
 	$(PYTHON312) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # (tests/benchmarks/soak.py; WAYBILL_SOAK_MINUTES shortens it). Uses the demo's database: not while `make demo` runs.
 soak: $(STAMP)
 	$(WITH_DB) $(PY) -m tests.benchmarks.soak
+
+# --- mutation testing (tests/mutation/run.py): mutmut on the critical modules plus the SQL hand mutants.
+# CPU-heavy: low priority; MUTATION_JOBS mutants at a time (default 2), MUTATION_ARGS e.g. --keep, --scope NAME.
+mutation: $(STAMP)
+	WAYBILL_TESTING=1 $(WITH_DB) nice -n 10 $(PY) -m tests.mutation.run $(MUTATION_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

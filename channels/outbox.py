@@ -571,11 +571,27 @@ def _unreachable(exc: ChannelError) -> bool:
     return isinstance(exc.__cause__, httpx.TransportError)
 
 
-def _deliver(message_id: int, connector: Connector | None) -> tuple[str, datetime | None, bool]:
-    """(new status, until when the channel asked us to hold off if it throttled us, channel unreachable)."""
+TAKEN_OVER = "taken_over"
+
+
+def _deliver(
+    message_id: int, connector: Connector | None, claimed: int | None = None
+) -> tuple[str, datetime | None, bool]:
+    """(new status, until when the channel asked us to hold off if it throttled us, channel unreachable).
+
+    ``claimed``: the attempt number the relay's claim gave the message. The lease keeper renews a batch's leases
+    while its worker lives; should a lease lapse all the same (the keeper could not reach the database), another
+    relay may claim the message (one attempt more) and send it: then it is theirs, and this relay leaves it
+    (TAKEN_OVER) instead of sending it a second time. Otherwise the lease is renewed for this send."""
     message = OutboxMessage.objects.select_related("account").get(pk=message_id)
     if message.status != OutboxStatus.SENDING:
         return message.status, None, False
+    if claimed is not None:
+        renewed = OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING, attempts=claimed).update(
+            next_attempt_at=timezone.now() + LEASE
+        )
+        if not renewed:
+            return TAKEN_OVER, None, False
     state = dict((message.response or {}).get("state") or {})
     own = connector is None
     try:
@@ -708,7 +724,8 @@ class _LeaseKeeper:
 
 def _give_back(message: OutboxMessage, until: datetime) -> None:
     """Return a claimed message unsent, without spending its attempt, due again at ``until``."""
-    OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING).update(
+    # Unless another relay has claimed it since (one attempt more): then it is theirs.
+    OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING, attempts=message.attempts).update(
         status=OutboxStatus.FAILED, attempts=message.attempts - 1, next_attempt_at=until, updated_at=timezone.now()
     )
 
@@ -757,9 +774,11 @@ def outbox_relay(
                 if message.account_id not in connectors:
                     http = {**getattr(settings, "WAYBILL_CHANNEL_HTTP", {}), "transport_retries": transport_retries}
                     connectors[message.account_id] = connector_for(message.account, http_options=http)
-                status, hold_off, unreachable = _deliver(message.pk, connectors[message.account_id])
+                status, hold_off, unreachable = _deliver(message.pk, connectors[message.account_id], message.attempts)
                 keeper.release(message.pk)
                 counts[status] += 1
+                if status == TAKEN_OVER:
+                    continue  # another relay holds it now: says nothing of the channel's health
                 if hold_off is not None:
                     held_off[message.account_id] = hold_off
                 opened = _circuit_record(message.account_id, unreachable=unreachable, now=timezone.now())

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -79,3 +81,14 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+# --- mutation testing (tests/mutation, `make mutation`) ------------------------------------------------
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    # Mutants run side by side each get a test database of their own (tests/mutation/slots.py).
+    slots = int(os.environ.get("WAYBILL_TEST_DB_SLOTS", "0"))
+    if slots > 1:
+        from tests.mutation.slots import take_slot
+
+        take_slot(slots)

@@ -79,9 +79,13 @@ WITH dv AS (
      ORDER BY lv.n
     RETURNING id
 ), lines AS (
-    UPDATE {order_line} SET status = %(allocated)s
-     WHERE id = ANY(%(routed_line_ids)s::bigint[]) AND status <> %(cancelled)s
-    RETURNING id
+    -- A line cancelled since the orders were read (fully or in part) no longer has the units the plan
+    -- reserved: it is left alone, and the count below sends the batch back (FastPathMiss).
+    UPDATE {order_line} ol SET status = %(allocated)s
+     WHERE ol.id = ANY(%(routed_line_ids)s::bigint[]) AND ol.status <> %(cancelled)s
+       AND ol.quantity - ol.quantity_cancelled - ol.quantity_shipped
+           >= (SELECT sum(lv.quantity) FROM lv WHERE lv.order_line_id = ol.id)
+    RETURNING ol.id
 ), ev AS (
     INSERT INTO {event} (order_id, kind, from_status, to_status, actor_user_id, actor, reason, data, created_at)
     SELECT dec.order_id, 'routed', '', '', %(user_id)s, %(actor)s, '',
@@ -90,7 +94,8 @@ WITH dv AS (
      ORDER BY dv.n
     RETURNING id
 )
-SELECT dec.order_id, dec.id, ship.id, ship.location_id, (SELECT count(*) FROM sl), (SELECT count(*) FROM ev)
+SELECT dec.order_id, dec.id, ship.id, ship.location_id, (SELECT count(*) FROM sl), (SELECT count(*) FROM ev),
+       (SELECT count(*) FROM lines)
   FROM dec JOIN ship ON ship.order_id = dec.order_id
 """
 
@@ -224,6 +229,10 @@ def _write_routed(
         rows = cursor.fetchall()
     if len(rows) != len(shipments) or rows[0][4] != len(planned_lines) or rows[0][5] != len(planned):
         raise RuntimeError(f"orders {order_ids}: the routing write returned {rows!r}")  # rolls them back
+    if rows[0][6] != len(params["routed_line_ids"]):
+        # A planned line was cancelled (fully or in part) after the orders were read: the plan reserved and
+        # shipped units that are no longer wanted. The caller rolls back and plans again on what is left.
+        raise FastPathMiss
     decision_of = {order_id: decision_id for order_id, decision_id, *_ in rows}
     shipment_of = {(order_id, location_id): shipment_id for order_id, _, shipment_id, location_id, *_ in rows}
     return {

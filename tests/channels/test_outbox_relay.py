@@ -1,0 +1,557 @@
+"""The outbox relay's promises, by behaviour: only due messages are claimed (never a sent or parked one), a lease
+keeps a message in flight from being claimed twice until it expires, a failure is retried or parked (a case
+only on park), an unexpected exception is a retry, and every step is scoped to its account."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from channels.models import ChannelKind, OutboxKind, OutboxMessage, OutboxStatus
+from channels.outbox import (
+    OutboxError,
+    _send,
+    acknowledgement_enqueue,
+    outbox_claim,
+    outbox_enqueue,
+    outbox_relay,
+    outbox_retry_now,
+    outbox_send,
+    ship_confirmation_enqueue,
+)
+from channels.services import connector_for
+from channels.signals import outbox_messages_queued
+from channels.sync import sync_account_run
+from orders.models import ExceptionCase, ExceptionKind, Order
+from tests.factories import ChannelAccountFactory
+
+from .conftest import AMAZON_CREDENTIALS, AMAZON_US, sandbox_account
+
+pytestmark = pytest.mark.django_db
+
+
+def _message(account, key: str, *, status=OutboxStatus.PENDING, at=None, attempts: int = 0) -> OutboxMessage:
+    return OutboxMessage.objects.create(
+        account=account,
+        kind=OutboxKind.ACKNOWLEDGE,
+        dedupe_key=key,
+        payload={"order_external_id": key},
+        status=status,
+        next_attempt_at=at or timezone.now(),
+        attempts=attempts,
+        sent_at=timezone.now() if status == OutboxStatus.SENT else None,
+    )
+
+
+def _amazon_account(sandbox, name: str):
+    return sandbox_account(
+        sandbox,
+        kind=ChannelKind.AMAZON,
+        name=name,
+        credentials=AMAZON_CREDENTIALS,
+        marketplace_ids=[AMAZON_US],
+        seller_id="A2TESTSELLER",
+    )
+
+
+def _order_at(sandbox, account) -> Order:
+    """One new seller-fulfilled order at the sandbox, synced into ``account``."""
+    (made,) = sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    sync_account_run(account_id=account.pk)
+    return Order.objects.get(account=account, external_id=made.order_id)
+
+
+def _ship(order, package: str = "shipment-1") -> OutboxMessage:
+    return ship_confirmation_enqueue(
+        order=order,
+        package_reference=package,
+        carrier_code="UPS",
+        tracking_number=f"1Z{order.pk:016d}",
+        shipped_at=timezone.now() - timedelta(minutes=3),
+        lines=[(line.external_id, line.quantity) for line in order.lines.all()],
+    )
+
+
+@contextmanager
+def relay_not_kicked():
+    """The relay task is not started by new messages (whoever listens): the test drives the relay itself."""
+    saved = list(outbox_messages_queued.receivers)
+    outbox_messages_queued.receivers = []
+    outbox_messages_queued.sender_receivers_cache.clear()
+    try:
+        yield
+    finally:
+        outbox_messages_queued.receivers = saved
+        outbox_messages_queued.sender_receivers_cache.clear()
+
+
+def _fresh(*messages) -> list[tuple]:
+    by_pk = {m.pk: m for m in OutboxMessage.objects.filter(pk__in=[m.pk for m in messages])}
+    return [(by_pk[m.pk].status, by_pk[m.pk].attempts) for m in messages]
+
+
+# --- claiming ---------------------------------------------------------------------------------------
+
+
+def test_claim_takes_only_due_messages_oldest_first_and_leases_them():
+    # given messages in every state, some due and some not
+    account = ChannelAccountFactory(name="claims")
+    t = timezone.now()
+    pending = _message(account, "pending-due", at=t - timedelta(seconds=30))
+    failed = _message(account, "failed-due", status=OutboxStatus.FAILED, at=t - timedelta(seconds=20), attempts=2)
+    expired = _message(account, "lease-expired", status=OutboxStatus.SENDING, at=t - timedelta(seconds=1), attempts=1)
+    not_yet = [
+        _message(account, "pending-later", at=t + timedelta(seconds=5)),
+        _message(account, "failed-later", status=OutboxStatus.FAILED, at=t + timedelta(seconds=5), attempts=1),
+        _message(account, "in-flight", status=OutboxStatus.SENDING, at=t + timedelta(seconds=5), attempts=1),
+    ]
+    done = [
+        _message(account, "sent", status=OutboxStatus.SENT, at=t - timedelta(hours=1), attempts=1),
+        _message(account, "parked", status=OutboxStatus.PARKED, at=t - timedelta(hours=1), attempts=8),
+    ]
+    # when
+    first = outbox_claim(account_id=account.pk, limit=2, now=t)
+    rest = outbox_claim(account_id=account.pk, limit=50, now=t)
+    # then oldest first, within the limit; each leased for two minutes with one more attempt
+    assert first == [pending.pk, failed.pk] and rest == [expired.pk]
+    rows = {m.pk: m for m in OutboxMessage.objects.all()}
+    assert [
+        (rows[m.pk].status, rows[m.pk].attempts, rows[m.pk].next_attempt_at) for m in (pending, failed, expired)
+    ] == [
+        (OutboxStatus.SENDING, 1, t + timedelta(minutes=2)),
+        (OutboxStatus.SENDING, 3, t + timedelta(minutes=2)),
+        (OutboxStatus.SENDING, 2, t + timedelta(minutes=2)),
+    ]
+    assert all(rows[m.pk].updated_at == t for m in (pending, failed, expired))
+    # and nothing else is due, not even sent or parked messages whose time is long past
+    assert outbox_claim(account_id=account.pk, now=t) == []
+    assert [(rows[m.pk].status, rows[m.pk].attempts) for m in not_yet + done] == [
+        (OutboxStatus.PENDING, 0),
+        (OutboxStatus.FAILED, 1),
+        (OutboxStatus.SENDING, 1),
+        (OutboxStatus.SENT, 1),
+        (OutboxStatus.PARKED, 8),
+    ]
+    assert outbox_claim(account_id=account.pk, now=t + timedelta(minutes=1)) == [m.pk for m in not_yet]
+
+
+def test_a_message_in_flight_is_not_claimed_again_until_its_lease_expires():
+    account = ChannelAccountFactory(name="lease")
+    t = timezone.now()
+    message = _message(account, "one", at=t - timedelta(seconds=1))
+    assert outbox_claim(account_id=account.pk, now=t) == [message.pk]
+    # a second relay, a moment later and just before the lease ends, finds nothing
+    assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=1)) == []
+    assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=119)) == []
+    assert _fresh(message) == [(OutboxStatus.SENDING, 1)]
+    # once it has expired (the worker died), the message is claimed again, one attempt more
+    assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=121)) == [message.pk]
+    assert _fresh(message) == [(OutboxStatus.SENDING, 2)]
+
+
+def test_claim_is_scoped_to_its_account_and_without_one_takes_every_account():
+    a, b = ChannelAccountFactory(name="claim-a"), ChannelAccountFactory(name="claim-b")
+    t = timezone.now()
+    a1, b1 = _message(a, "x", at=t - timedelta(seconds=2)), _message(b, "x", at=t - timedelta(seconds=3))
+    a2 = _message(a, "y", at=t - timedelta(seconds=1))
+    assert outbox_claim(account_id=a.pk, now=t) == [a1.pk, a2.pk]
+    assert _fresh(b1) == [(OutboxStatus.PENDING, 0)]
+    b2 = _message(b, "y", at=t - timedelta(seconds=1))
+    assert outbox_claim(now=t) == [b1.pk, b2.pk]
+
+
+# --- writing messages ---------------------------------------------------------------------------------
+
+
+def test_enqueue_dedupes_per_account_and_kicks_the_relay_of_that_account(django_capture_on_commit_callbacks):
+    a, b = ChannelAccountFactory(name="enqueue-a"), ChannelAccountFactory(name="enqueue-b")
+    kicked: list[int] = []
+
+    def receiver(sender, account_id, **kwargs):
+        kicked.append(account_id)
+
+    with relay_not_kicked(), django_capture_on_commit_callbacks(execute=True):
+        outbox_messages_queued.connect(receiver, dispatch_uid="test-outbox-relay-kick")
+        first, made_first = outbox_enqueue(account_id=a.pk, kind=OutboxKind.ACKNOWLEDGE, dedupe_key="k", payload={})
+        again, made_again = outbox_enqueue(
+            account_id=a.pk, kind=OutboxKind.ACKNOWLEDGE, dedupe_key="k", payload={"x": 1}
+        )
+        other, made_other = outbox_enqueue(account_id=b.pk, kind=OutboxKind.ACKNOWLEDGE, dedupe_key="k", payload={})
+        kind, made_kind = outbox_enqueue(account_id=a.pk, kind=OutboxKind.CANCELLATION, dedupe_key="k", payload={})
+    assert (made_first, made_again, made_other, made_kind) == (True, False, True, True)
+    assert again.pk == first.pk and again.payload == {} and len({first.pk, other.pk, kind.pk}) == 3
+    assert (first.account_id, other.account_id, kind.account_id) == (a.pk, b.pk, a.pk)
+    assert sorted(kicked) == sorted([a.pk, b.pk, a.pk])
+    assert OutboxMessage.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "error"),
+    [
+        ("fax", "k", "unknown outbox kind 'fax'"),
+        (OutboxKind.ACKNOWLEDGE, "", "an outbox message needs a dedupe key of 1 to 255 characters"),
+        (OutboxKind.ACKNOWLEDGE, "k" * 256, "an outbox message needs a dedupe key of 1 to 255 characters"),
+    ],
+)
+def test_enqueue_refuses_bad_input_with_a_clear_message(kind, key, error):
+    account = ChannelAccountFactory(name="enqueue-bad")
+    with pytest.raises(OutboxError) as caught:
+        outbox_enqueue(account_id=account.pk, kind=kind, dedupe_key=key, payload={})
+    assert str(caught.value) == error
+    assert not OutboxMessage.objects.exists()
+    outbox_enqueue(account_id=account.pk, kind=OutboxKind.ACKNOWLEDGE, dedupe_key="k" * 255, payload={})
+
+
+# --- sending: retry, park, unexpected errors, several accounts -----------------------------------------
+
+
+def test_a_retryable_failure_backs_off_without_a_case_and_parks_with_one_at_the_limit(
+    settings, amazon_sandbox, amazon_account, skus
+):
+    # given Amazon answering 500 to everything, a 5 s backoff base and three attempts allowed
+    settings.WAYBILL_OUTBOX_MAX_ATTEMPTS = 3
+    settings.WAYBILL_OUTBOX_BACKOFF_SECONDS = 5.0
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    amazon_sandbox.state.faults.error_500_next = 10_000
+    backoffs = []
+    for attempt in (1, 2):
+        # when the relay tries
+        before = timezone.now()
+        counts = outbox_relay(account_id=amazon_account.pk)
+        after = timezone.now()
+        # then failed, retried later (5 s, then 10 s), with the channel's answer kept, and no case
+        message.refresh_from_db()
+        assert counts == {"failed": 1}
+        assert (message.status, message.attempts) == (OutboxStatus.FAILED, attempt)
+        assert (
+            before + timedelta(seconds=5 * attempt) <= message.next_attempt_at <= after + timedelta(seconds=5 * attempt)
+        )
+        assert "HTTP 500" in message.last_error and message.last_error_detail["status"] == 500
+        assert not ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).exists()
+        backoffs.append(message.next_attempt_at)
+        # and it is not due again before its backoff ends
+        assert outbox_relay(account_id=amazon_account.pk) == {}
+        OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    # when the last allowed attempt fails too
+    assert outbox_relay(account_id=amazon_account.pk) == {"parked": 1}
+    # then parked, with one case for a person naming the account, the kind, the attempts and the channel's words
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (OutboxStatus.PARKED, 3)
+    case = ExceptionCase.objects.get(kind=ExceptionKind.OUTBOX_PARKED)
+    assert case.title == "amazon-test: ship confirmation not delivered after 3 attempt(s)"
+    assert case.detail.startswith(f"Outbox message #{message.pk} ({message.dedupe_key}): ")
+    assert "\nThe channel answered: {" in case.detail and '"status": 500' in case.detail
+    assert (case.order_id, case.account_id, case.dedupe_key) == (
+        message.order_id,
+        amazon_account.pk,
+        f"outbox_parked:{message.pk}",
+    )
+    # and a parked message is never claimed again on its own
+    assert outbox_claim(account_id=amazon_account.pk, now=timezone.now() + timedelta(days=1)) == []
+
+
+def test_a_refusal_that_cannot_succeed_later_is_parked_at_once_and_defers_nothing_else(
+    amazon_sandbox, amazon_account, skus, django_capture_on_commit_callbacks
+):
+    # given an acknowledgement Amazon has no call for (refused for good), queued before a ship confirmation
+    order = _order_at(amazon_sandbox, amazon_account)
+    ack = acknowledgement_enqueue(order=order)
+    OutboxMessage.objects.filter(pk=ack.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=5))
+    ship = _ship(order)
+    # when
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then the acknowledgement is parked after one attempt with a case, and the ship confirmation still went out
+    assert counts == {"parked": 1, "sent": 1}
+    assert _fresh(ack, ship) == [(OutboxStatus.PARKED, 1), (OutboxStatus.SENT, 1)]
+    assert len(amazon_sandbox.state.shipments) == 1
+    case = ExceptionCase.objects.get(kind=ExceptionKind.OUTBOX_PARKED)
+    assert case.title == "amazon-test: acknowledge not delivered after 1 attempt(s)"
+    assert "\nThe channel answered" not in case.detail and "has no order acknowledgement" in case.detail
+    # and an agent's retry gives it its attempts back, keeps the error (cut to 4,000 characters) and kicks the relay
+    OutboxMessage.objects.filter(pk=ack.pk).update(last_error="e" * 3990)
+    ack.refresh_from_db()
+    kicked: list[int] = []
+    with relay_not_kicked(), django_capture_on_commit_callbacks(execute=True):
+        outbox_messages_queued.connect(lambda sender, account_id, **kw: kicked.append(account_id), weak=False)
+        retried = outbox_retry_now(message=ack, actor="agent")
+    assert kicked == [amazon_account.pk]
+    assert retried.last_error == ("e" * 3990 + "\n[retry requested by agent]")[:4000]
+    assert OutboxMessage.objects.get(pk=ack.pk).last_error == retried.last_error
+    assert (retried.status, retried.attempts) == (OutboxStatus.PENDING, 0)
+    assert retried.next_attempt_at <= timezone.now()
+    with pytest.raises(OutboxError, match=rf"^message #{ship.pk} is sent; only failed or parked messages are retried$"):
+        outbox_retry_now(message=ship, actor="agent")
+
+
+def test_an_unexpected_exception_is_a_retry_and_the_next_send_clears_the_error(
+    settings, caplog, amazon_sandbox, amazon_account, skus
+):
+    settings.WAYBILL_OUTBOX_BACKOFF_SECONDS = 30.0
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    (claimed,) = outbox_claim(account_id=amazon_account.pk)
+    connector = connector_for(amazon_account)
+
+    def broken(shipment, *, state):
+        raise KeyError("carrier")
+
+    connector.confirm_shipment = broken
+    # when the connector fails with something that is not a channel error
+    before = timezone.now()
+    assert outbox_send(message_id=claimed, connector=connector) == OutboxStatus.FAILED
+    # then the message waits for a retry, with the error named, and no case
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error) == (OutboxStatus.FAILED, 1, "KeyError: 'carrier'")
+    assert message.next_attempt_at >= before + timedelta(seconds=30)
+    assert not ExceptionCase.objects.exists()
+    assert f"outbox message {message.pk} failed unexpectedly" in caplog.text
+    connector.close()
+    # when it is due again and the channel answers
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert outbox_relay(account_id=amazon_account.pk) == {"sent": 1}
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.last_error, message.last_error_detail) == (
+        OutboxStatus.SENT,
+        2,
+        "",
+        {},
+    )
+    assert message.sent_at is not None and message.response["already_applied"] is False
+    assert len(amazon_sandbox.state.shipments) == 1
+
+
+def test_sending_a_message_that_is_not_claimed_changes_nothing(amazon_sandbox, amazon_account, skus):
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    assert outbox_send(message_id=message.pk) == OutboxStatus.PENDING
+    assert _fresh(message) == [(OutboxStatus.PENDING, 0)]
+    assert amazon_sandbox.state.shipments == []
+
+
+def test_the_relay_serves_several_accounts_and_a_throttled_one_defers_only_its_own(
+    serve_sandbox, amazon_sandbox, amazon_account, skus
+):
+    # given a second Amazon account on its own sandbox, two ship confirmations in each
+    from channels.sandbox.amazon import AmazonSandbox
+
+    other_sandbox = serve_sandbox(AmazonSandbox(rate=1000.0, burst=1000))
+    other = _amazon_account(other_sandbox, "amazon-other")
+    mine = [_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(2)]
+    theirs = [_ship(_order_at(other_sandbox, other)) for _ in range(2)]
+    # when the first account's channel keeps throttling and one relay serves every account
+    amazon_sandbox.state.faults.throttle_next = 10_000
+    counts = outbox_relay()
+    # then the first account's first message failed, its second was given back untouched, the other account sent
+    assert counts == {"failed": 1, "deferred": 1, "sent": 2}
+    assert _fresh(*mine) == [(OutboxStatus.FAILED, 1), (OutboxStatus.FAILED, 0)]
+    assert _fresh(*theirs) == [(OutboxStatus.SENT, 1), (OutboxStatus.SENT, 1)]
+    assert len(other_sandbox.state.shipments) == 2 and amazon_sandbox.state.shipments == []
+    # and a relay scoped to the first account leaves the other's new messages alone
+    amazon_sandbox.state.faults.throttle_next = 0
+    later = _ship(_order_at(other_sandbox, other))
+    OutboxMessage.objects.filter(pk__in=[m.pk for m in mine]).update(next_attempt_at=timezone.now())
+    assert outbox_relay(account_id=amazon_account.pk) == {"sent": 2}
+    assert _fresh(later) == [(OutboxStatus.PENDING, 0)]
+    assert len(amazon_sandbox.state.shipments) == 2
+
+
+def test_the_relay_stops_when_its_time_budget_is_spent_and_sends_in_batches(amazon_sandbox, amazon_account, skus):
+    messages = [_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(3)]
+    assert outbox_relay(account_id=amazon_account.pk, budget_seconds=0) == {}
+    assert _fresh(*messages) == [(OutboxStatus.PENDING, 0)] * 3
+    assert outbox_relay(account_id=amazon_account.pk, batch=1) == {"sent": 3}
+    assert _fresh(*messages) == [(OutboxStatus.SENT, 1)] * 3
+
+
+# --- two relays racing ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_relays_and_an_expired_lease_race_and_every_message_is_applied_once(amazon_sandbox, amazon_account, skus):
+    # given five ship confirmations, and a sixth whose first send reached Amazon before its worker died
+    orders = [_order_at(amazon_sandbox, amazon_account) for _ in range(6)]
+    with relay_not_kicked():
+        for order in orders:
+            _ship(order)
+    (claimed,) = outbox_claim(account_id=amazon_account.pk, limit=1, now=timezone.now() + timedelta(hours=1))
+    OutboxMessage.objects.filter(pk=claimed).update(next_attempt_at=timezone.now() + timedelta(hours=2))
+    crashed = OutboxMessage.objects.select_related("account").get(pk=claimed)
+    connector = connector_for(crashed.account)
+    _send(connector, crashed, {})
+    connector.close()
+    OutboxMessage.objects.filter(pk=crashed.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert len(amazon_sandbox.state.shipments) == 1
+    # when two relays run at once
+    results: list[dict] = []
+    start = threading.Barrier(2)
+
+    def relay():
+        try:
+            start.wait(timeout=10)
+            results.append(outbox_relay(account_id=amazon_account.pk, batch=2))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # then every message was sent by exactly one of them, and Amazon holds one shipment per order
+    assert sum(r.get("sent", 0) for r in results) == 6 and all(set(r) <= {"sent"} for r in results)
+    assert set(OutboxMessage.objects.values_list("status", flat=True)) == {OutboxStatus.SENT}
+    assert sorted(OutboxMessage.objects.values_list("attempts", flat=True)) == [1, 1, 1, 1, 1, 2]
+    assert len(amazon_sandbox.state.shipments) == 6
+    assert OutboxMessage.objects.get(pk=crashed.pk).response["already_applied"] is True
+
+
+def _failing_send(account, error: Exception, *, attempts: int = 0) -> tuple[OutboxMessage, str, tuple]:
+    """Claim one acknowledgement with ``attempts`` spent and send it with a connector that raises ``error``."""
+    message = _message(account, f"fail-{attempts}-{type(error).__name__}", attempts=attempts)
+    (claimed,) = outbox_claim(account_id=account.pk)
+    connector = connector_for(account)
+
+    def refuse(external_id):
+        raise error
+
+    connector.acknowledge = refuse
+    before = timezone.now()
+    status = outbox_send(message_id=claimed, connector=connector)
+    after = timezone.now()
+    connector.close()
+    message.refresh_from_db()
+    return message, status, (before, after)
+
+
+def test_by_default_the_eighth_failed_attempt_parks_and_backoff_starts_at_five_seconds(amazon_account):
+    from channels.connectors.base import ChannelError
+
+    # given no outbox settings: eight attempts, a 5 s backoff base doubling up to an hour
+    seventh, status, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=6)
+    assert (status, seventh.attempts) == (OutboxStatus.FAILED, 7)
+    assert before + timedelta(seconds=5 * 2**6) <= seventh.next_attempt_at <= after + timedelta(seconds=5 * 2**6)
+    first, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=0)
+    assert before + timedelta(seconds=5) <= first.next_attempt_at <= after + timedelta(seconds=5)
+    eighth, status, _ = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=7)
+    assert (status, eighth.attempts) == (OutboxStatus.PARKED, 8)
+    assert ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).count() == 1
+
+
+def test_backoff_is_capped_at_an_hour_and_honours_a_longer_wait_the_channel_asked_for(settings, amazon_account):
+    from channels.connectors.base import ChannelError, ChannelThrottled
+
+    settings.WAYBILL_OUTBOX_MAX_ATTEMPTS = 30
+    late, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 502"), attempts=20)
+    assert before + timedelta(hours=1) <= late.next_attempt_at <= after + timedelta(hours=1)
+    asked, status, (before, after) = _failing_send(
+        amazon_account, ChannelThrottled("HTTP 429", retry_after=600.0), attempts=0
+    )
+    assert status == OutboxStatus.FAILED
+    assert before + timedelta(seconds=600) <= asked.next_attempt_at <= after + timedelta(seconds=600)
+    detail = _failing_send(amazon_account, ChannelError("HTTP 503", status=503, detail=["busy"]), attempts=1)[0]
+    assert detail.last_error_detail == {"status": 503, "body": ["busy"]}
+    assert not ExceptionCase.objects.exists()
+
+
+def test_a_relay_whose_lease_was_taken_over_mid_batch_leaves_the_message_to_its_new_holder(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given two ship confirmations claimed in one batch, and a first send slow enough that the batch's lease
+    # expires meanwhile and another relay claims what is left
+    import channels.outbox as outbox
+
+    _first, second = (_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(2))
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_channel(account):
+        connector = real(account)
+        send = connector.confirm_shipment
+
+        def confirm(shipment, *, state):
+            result = send(shipment, state=state)
+            if not taken:
+                taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            return result
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_channel)
+    # when the first relay goes on with its batch
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then it left the second message to the relay that holds it now: never sent twice
+    assert second.pk in taken
+    assert counts == {"sent": 1, "taken_over": 1}
+    assert _fresh(second) == [(OutboxStatus.SENDING, 2)]
+    assert len(amazon_sandbox.state.shipments) == 1
+    # and the new holder sends it, once
+    monkeypatch.undo()
+    assert outbox_send(message_id=second.pk) == OutboxStatus.SENT
+    assert len(amazon_sandbox.state.shipments) == 2
+    second.refresh_from_db()
+    assert second.response["already_applied"] is False
+
+
+def test_a_throttled_relay_does_not_give_back_a_message_another_relay_has_claimed_since(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given two messages in one batch, a channel that keeps throttling, and a first send slow enough that
+    # another relay claims the second message meanwhile
+    import channels.outbox as outbox
+
+    _first, second = (_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(2))
+    amazon_sandbox.state.faults.throttle_next = 10_000
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_channel(account):
+        connector = real(account)
+        send = connector.confirm_shipment
+
+        def confirm(shipment, *, state):
+            if not taken:
+                taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            return send(shipment, state=state)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_channel)
+    # when the first relay, throttled, gives back the rest of its batch
+    outbox_relay(account_id=amazon_account.pk)
+    # then the second message is still the other relay's claim, untouched
+    assert second.pk in taken
+    assert _fresh(second) == [(OutboxStatus.SENDING, 2)]
+    assert amazon_sandbox.state.shipments == []
+
+
+@pytest.mark.parametrize(
+    ("error_kwargs", "kept"),
+    [
+        ({"status": 503, "detail": {}}, {"status": 503}),
+        ({"status": 503, "detail": []}, {"status": 503}),
+        ({"status": 0, "detail": None}, {}),
+        ({"status": 400, "detail": {"errors": [{"code": "X"}]}}, {"status": 400, "errors": [{"code": "X"}]}),
+        ({"status": 400, "detail": {"status": "REJECTED"}}, {"status": "REJECTED"}),
+        ({"status": 0, "detail": {"errors": []}}, {"errors": []}),
+        ({"status": 502, "detail": "Bad gateway"}, {"status": 502, "body": "Bad gateway"}),
+        ({"status": 502, "detail": {1, 2}}, {"status": 502, "body": "{1, 2}"}),
+    ],
+)
+def test_the_channels_whole_answer_is_kept_with_its_status(amazon_account, error_kwargs, kept):
+    from channels.connectors.base import ChannelError
+
+    message, _, _ = _failing_send(amazon_account, ChannelError("refused", **error_kwargs))
+    assert message.last_error_detail == kept
+
+
+def test_a_backoff_base_under_a_second_is_kept_when_the_channel_names_no_wait(settings, amazon_account):
+    from channels.connectors.base import ChannelError
+
+    settings.WAYBILL_OUTBOX_BACKOFF_SECONDS = 0.2
+    message, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"))
+    assert before + timedelta(seconds=0.2) <= message.next_attempt_at <= after + timedelta(seconds=0.2)
