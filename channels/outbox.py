@@ -588,7 +588,7 @@ def _deliver(
         return message.status, None, False
     if claimed is not None:
         renewed = OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING, attempts=claimed).update(
-            next_attempt_at=timezone.now() + LEASE
+            next_attempt_at=timezone.now() + _lease()
         )
         if not renewed:
             return TAKEN_OVER, None, False
