@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -31,6 +32,9 @@ from orders.models import ExceptionCase, ExceptionKind, Order
 from tests.factories import ChannelAccountFactory
 
 from .conftest import AMAZON_CREDENTIALS, AMAZON_US, sandbox_account
+
+# How long a claim leases a message (channels.outbox reads the same setting).
+LEASE = timedelta(seconds=float(getattr(settings, "WAYBILL_OUTBOX_LEASE_SECONDS", 30.0)))
 
 pytestmark = pytest.mark.django_db
 
@@ -117,15 +121,15 @@ def test_claim_takes_only_due_messages_oldest_first_and_leases_them():
     # when
     first = outbox_claim(account_id=account.pk, limit=2, now=t)
     rest = outbox_claim(account_id=account.pk, limit=50, now=t)
-    # then oldest first, within the limit; each leased for two minutes with one more attempt
+    # then oldest first, within the limit; each leased (WAYBILL_OUTBOX_LEASE_SECONDS) with one more attempt
     assert first == [pending.pk, failed.pk] and rest == [expired.pk]
     rows = {m.pk: m for m in OutboxMessage.objects.all()}
     assert [
         (rows[m.pk].status, rows[m.pk].attempts, rows[m.pk].next_attempt_at) for m in (pending, failed, expired)
     ] == [
-        (OutboxStatus.SENDING, 1, t + timedelta(minutes=2)),
-        (OutboxStatus.SENDING, 3, t + timedelta(minutes=2)),
-        (OutboxStatus.SENDING, 2, t + timedelta(minutes=2)),
+        (OutboxStatus.SENDING, 1, t + LEASE),
+        (OutboxStatus.SENDING, 3, t + LEASE),
+        (OutboxStatus.SENDING, 2, t + LEASE),
     ]
     assert all(rows[m.pk].updated_at == t for m in (pending, failed, expired))
     # and nothing else is due, not even sent or parked messages whose time is long past
@@ -137,7 +141,7 @@ def test_claim_takes_only_due_messages_oldest_first_and_leases_them():
         (OutboxStatus.SENT, 1),
         (OutboxStatus.PARKED, 8),
     ]
-    assert outbox_claim(account_id=account.pk, now=t + timedelta(minutes=1)) == [m.pk for m in not_yet]
+    assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=10)) == [m.pk for m in not_yet]
 
 
 def test_a_message_in_flight_is_not_claimed_again_until_its_lease_expires():
@@ -147,10 +151,10 @@ def test_a_message_in_flight_is_not_claimed_again_until_its_lease_expires():
     assert outbox_claim(account_id=account.pk, now=t) == [message.pk]
     # a second relay, a moment later and just before the lease ends, finds nothing
     assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=1)) == []
-    assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=119)) == []
+    assert outbox_claim(account_id=account.pk, now=t + LEASE - timedelta(seconds=1)) == []
     assert _fresh(message) == [(OutboxStatus.SENDING, 1)]
     # once it has expired (the worker died), the message is claimed again, one attempt more
-    assert outbox_claim(account_id=account.pk, now=t + timedelta(seconds=121)) == [message.pk]
+    assert outbox_claim(account_id=account.pk, now=t + LEASE + timedelta(seconds=1)) == [message.pk]
     assert _fresh(message) == [(OutboxStatus.SENDING, 2)]
 
 
@@ -467,7 +471,7 @@ def test_a_relay_whose_lease_was_taken_over_mid_batch_leaves_the_message_to_its_
     taken: list[int] = []
     real = outbox.connector_for
 
-    def slow_channel(account):
+    def slow_channel(account, **options):
         connector = real(account)
         send = connector.confirm_shipment
 
@@ -508,7 +512,7 @@ def test_a_throttled_relay_does_not_give_back_a_message_another_relay_has_claime
     taken: list[int] = []
     real = outbox.connector_for
 
-    def slow_channel(account):
+    def slow_channel(account, **options):
         connector = real(account)
         send = connector.confirm_shipment
 
