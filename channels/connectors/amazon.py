@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeElementTree
 
+from channels.connectors.amazon_reports import AmazonReportsMixin  # scorecards: the Reports API calls
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
@@ -130,7 +131,7 @@ def _error_issues(issues: Any) -> list[str]:
     ]
 
 
-class AmazonConnector(Connector):
+class AmazonConnector(AmazonReportsMixin, Connector):
     kind = "amazon"
     overlap = timedelta(minutes=5)
     feed_poll_attempts: ClassVar[int] = 20

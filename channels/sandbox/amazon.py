@@ -31,6 +31,8 @@ from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeElementTree
 
+# --- scorecards: the Reports API (Account Health) lives in its own module ---
+from channels.sandbox.amazon_reports import SPEC_REPORTS, AmazonReportsMixin
 from channels.sandbox.base import (
     SKU_CODES,
     Request,
@@ -192,9 +194,9 @@ class AmazonState(SandboxState):
             self.touch(order)
 
 
-class AmazonSandbox(SandboxApp):
+class AmazonSandbox(AmazonReportsMixin, SandboxApp):
     kind = "amazon"
-    contracts = [(SPEC_ORDERS, ""), (SPEC_ORDERS_V0, ""), (SPEC_FEEDS, ""), (SPEC_LISTINGS, "")]
+    contracts = [(SPEC_ORDERS, ""), (SPEC_ORDERS_V0, ""), (SPEC_FEEDS, ""), (SPEC_LISTINGS, ""), (SPEC_REPORTS, "")]
 
     def __init__(self, state: SandboxState | None = None, *, rate: float = 20.0, burst: int = 20, **options):
         super().__init__(state or AmazonState(), **options)
@@ -205,6 +207,7 @@ class AmazonSandbox(SandboxApp):
         self.snapshots: dict[str, tuple[list[str], str]] = {}
         self.documents: dict[str, dict] = {}
         self.feeds: dict[str, dict] = {}
+        self.reports_init()
         self.credentials = options.get(
             "credentials",
             {
@@ -232,7 +235,15 @@ class AmazonSandbox(SandboxApp):
             ("POST", "/_sandbox/amazon/orders/{order_id}/release", self.admin_release),
             ("POST", "/_sandbox/amazon/orders/{order_id}/cancel_request", self.admin_cancel_request),
             ("POST", "/_sandbox/amazon/listings", self.admin_listings),
+            *self.report_routes(),
         ]
+
+    # --- scorecards: the Reports API's hooks into this sandbox ---
+    def known_marketplaces(self) -> dict:
+        return MARKETPLACES
+
+    def report_error(self, status: int, code: str, message: str) -> Response:
+        return _error(status, code, message)
 
     # --- the published models: what they state in prose, and Amazon's refusal -------------------
 

@@ -1,0 +1,335 @@
+"""Every active metric for every account and day, in one set-based SQL statement.
+
+Read-only over other apps' tables (orders, lines' owners, fulfilment, the channel outbox, returns); the only
+write is the upsert of scorecards' own MetricSnapshot rows.
+
+How it works (one statement, no Python loop over orders):
+1. ``facts``: one row per seller-fulfilled order with what every formula needs: ship-by, promise, the time
+   the channel accepted the first ship confirmation (outbox ``sent_at``), the first carrier scan, delivery,
+   who cancelled, refunds and seller-responsible returns. Side tables are aggregated per order first
+   (hash aggregates), then joined once.
+2. ``daily``: one pass with GROUPING SETS counts every formula's numerator and denominator per account and
+   basis day (order day, ship-by day, confirmation day, promise day).
+3. ``cum``: running totals per account, formula and day over a dense day series; a window of N days ending
+   on D is cum(D) - cum(D - N), so any window length costs the same.
+4. Each day takes the definition version in force (the newest active ``effective_from`` on or before it);
+   the state is derived in SQL from its threshold, warning line and seller line, exactly as
+   ``MetricDefinition.state_for``.
+
+Days are UTC days. Marketplace-fulfilled orders never count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import connection, transaction
+
+from scorecards.models import Formula
+
+# Orders placed this long before the first window still reach it through a later basis day (a ship-by,
+# a promise or a confirmation weeks after the order).
+BASIS_LAG_DAYS = 120
+DEFAULT_DAYS = 90
+REPORT_MAX_AGE_DAYS = 7
+SELLER_RETURN_REASONS = ("damaged", "defective", "wrong_item", "not_as_described")
+
+# basis: p = order placed day, s = ship-by day, c = confirmation accepted day, d = promise day
+FORMULA_COLUMNS: dict[str, tuple[str, str, str]] = {
+    Formula.SELLER_CANCEL: ("p", "seller_cancels", "placed"),
+    Formula.REFUND: ("p", "refunded", "placed"),
+    Formula.SELLER_REFUND: ("p", "seller_refunded", "placed"),
+    Formula.ORDER_DEFECT_REPORT: ("p", "0", "placed"),
+    Formula.LATE_CONFIRMATION: ("s", "late_confirmed", "confirmed"),
+    Formula.ON_TIME_CONFIRMATION: ("s", "on_time_confirmed", "confirmed"),
+    Formula.LATE_SCAN: ("s", "late_scanned", "confirmed"),
+    Formula.TRACKING_UPLOADED: ("s", "tracking_uploaded", "confirmed"),
+    Formula.LATE_DISPATCH: ("s", "late_dispatched", "dispatch_due"),
+    Formula.VALID_TRACKING: ("c", "scanned", "confirmed"),
+    Formula.ON_TIME_DELIVERY: ("d", "delivered_on_time_tracked", "delivery_due_tracked"),
+    Formula.ON_TIME_DELIVERY_ORDERS: ("d", "delivered_on_time", "delivery_due"),
+}
+if set(FORMULA_COLUMNS) != set(Formula.values):
+    raise ImportError("scorecards.compute: every Formula needs its columns")
+
+
+def _values_rows() -> str:
+    return ",\n        ".join(
+        f"('{basis}', '{formula}', {num}, {den})" for formula, (basis, num, den) in FORMULA_COLUMNS.items()
+    )
+
+
+# The SQL below is composed from this module's constants only; values always travel as parameters.
+FACTS_SQL = f"""
+orders AS (
+    SELECT o.id, o.account_id, o.placed_at, o.ship_by, o.deliver_by, o.status, o.cancel_initiator
+    FROM orders_order o
+    WHERE o.account_id = ANY(%(accounts)s) AND NOT o.marketplace_fulfilled
+      AND o.placed_at >= %(placed_from)s AND o.placed_at < %(as_of)s
+),
+confirmations AS (
+    SELECT m.order_id, min(m.sent_at) AS confirmed_at
+    FROM channels_outboxmessage m
+    WHERE m.kind = 'ship_confirmation' AND m.status = 'sent' AND m.order_id IS NOT NULL
+      AND m.account_id = ANY(%(accounts)s) AND m.sent_at <= %(as_of)s
+    GROUP BY m.order_id
+),
+shipments AS (
+    SELECT s.order_id,
+           bool_or(s.tracking_number <> '') AS has_tracking,
+           min(s.promised_delivery_at) AS promised_at,
+           CASE WHEN bool_and(s.delivered_at IS NOT NULL) THEN max(s.delivered_at) END AS delivered_at
+    FROM fulfillment_shipment s
+    WHERE s.status <> 'cancelled' AND s.kind <> 'pickup' AND s.order_id IN (SELECT id FROM orders)
+    GROUP BY s.order_id
+),
+scans AS (
+    SELECT s.order_id, min(t.occurred_at) AS scan_at
+    FROM fulfillment_trackingevent t JOIN fulfillment_shipment s ON s.id = t.shipment_id
+    WHERE t.status <> 'label_created' AND t.occurred_at <= %(as_of)s AND s.order_id IN (SELECT id FROM orders)
+    GROUP BY s.order_id
+),
+refunds AS (
+    SELECT r.order_id, true AS refunded, bool_or(r.rma_id IS NULL) AS without_return
+    FROM returns_refund r
+    WHERE r.status <> 'failed' AND r.order_id IN (SELECT id FROM orders)
+    GROUP BY r.order_id
+),
+seller_returns AS (
+    SELECT DISTINCT a.order_id
+    FROM returns_returnauthorization a
+    WHERE a.reason IN {SELLER_RETURN_REASONS!r} AND a.status NOT IN ('rejected', 'cancelled')
+      AND a.order_id IN (SELECT id FROM orders)
+),
+facts AS (
+    SELECT o.id AS order_id, o.account_id, o.placed_at, o.ship_by, o.status, o.cancel_initiator,
+           COALESCE(o.deliver_by, sh.promised_at) AS promise,
+           c.confirmed_at, sc.scan_at, COALESCE(sh.has_tracking, false) AS has_tracking, sh.delivered_at,
+           COALESCE(rf.refunded, false) AS refunded,
+           (COALESCE(rf.without_return, false) OR sr.order_id IS NOT NULL) AS seller_refunded,
+           (o.placed_at AT TIME ZONE 'UTC')::date AS pday,
+           (o.ship_by AT TIME ZONE 'UTC')::date AS sday,
+           (c.confirmed_at AT TIME ZONE 'UTC')::date AS cday,
+           (COALESCE(o.deliver_by, sh.promised_at) AT TIME ZONE 'UTC')::date AS dday
+    FROM orders o
+    LEFT JOIN confirmations c ON c.order_id = o.id
+    LEFT JOIN shipments sh ON sh.order_id = o.id
+    LEFT JOIN scans sc ON sc.order_id = o.id
+    LEFT JOIN refunds rf ON rf.order_id = o.id
+    LEFT JOIN seller_returns sr ON sr.order_id = o.id
+)"""
+
+DAILY_SQL = f"""
+daily AS (
+    SELECT account_id,
+           CASE WHEN GROUPING(pday) = 0 THEN 'p' WHEN GROUPING(sday) = 0 THEN 's'
+                WHEN GROUPING(cday) = 0 THEN 'c' ELSE 'd' END AS basis,
+           COALESCE(pday, sday, cday, dday) AS day,
+           count(*) AS placed,
+           count(*) FILTER (WHERE cancel_initiator = 'seller') AS seller_cancels,
+           count(*) FILTER (WHERE refunded) AS refunded,
+           count(*) FILTER (WHERE seller_refunded) AS seller_refunded,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL) AS confirmed,
+           count(*) FILTER (WHERE confirmed_at > ship_by) AS late_confirmed,
+           count(*) FILTER (WHERE confirmed_at <= ship_by) AS on_time_confirmed,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND COALESCE(scan_at, confirmed_at) > ship_by)
+               AS late_scanned,
+           count(*) FILTER (WHERE confirmed_at <= ship_by AND has_tracking) AS tracking_uploaded,
+           count(*) FILTER (WHERE status <> 'cancelled' AND (ship_by < %(as_of)s OR scan_at IS NOT NULL))
+               AS dispatch_due,
+           count(*) FILTER (WHERE status <> 'cancelled'
+                            AND (scan_at > ship_by OR (scan_at IS NULL AND ship_by < %(as_of)s)))
+               AS late_dispatched,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND scan_at IS NOT NULL) AS scanned,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND (delivered_at IS NOT NULL OR promise < %(as_of)s))
+               AS delivery_due,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND delivered_at <= promise) AS delivered_on_time,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND has_tracking
+                            AND (delivered_at IS NOT NULL OR promise < %(as_of)s)) AS delivery_due_tracked,
+           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND has_tracking AND delivered_at <= promise)
+               AS delivered_on_time_tracked
+    FROM facts
+    GROUP BY GROUPING SETS ((account_id, pday), (account_id, sday), (account_id, cday), (account_id, dday))
+),
+counts AS (
+    SELECT d.account_id, d.day, v.formula, v.num, v.den
+    FROM daily d
+    CROSS JOIN LATERAL (VALUES
+        {_values_rows()}
+    ) AS v(basis, formula, num, den)
+    WHERE v.basis = d.basis AND d.day IS NOT NULL
+)"""
+
+RECOMPUTE_SQL = f"""
+WITH accounts AS (
+    SELECT a.id AS account_id, a.kind FROM channels_channelaccount a WHERE a.id = ANY(%(accounts)s)
+),
+out_days AS (
+    SELECT generate_series(%(first_day)s::date, %(last_day)s::date, interval '1 day')::date AS day
+),
+in_force AS (
+    SELECT a.account_id, od.day, d.*
+    FROM accounts a CROSS JOIN out_days od
+    CROSS JOIN LATERAL (
+        SELECT DISTINCT ON (md.code) md.id AS definition_id, md.code, md.formula, md.window_days, md.comparison,
+               md.threshold, md.warning_threshold, md.seller_threshold
+        FROM scorecards_metricdefinition md
+        WHERE md.is_active AND md.channel_kind = a.kind AND md.effective_from <= od.day
+        ORDER BY md.code, md.effective_from DESC, md.version DESC
+    ) d
+),
+series AS (
+    SELECT generate_series(%(series_from)s::date, %(last_day)s::date, interval '1 day')::date AS day
+),
+grid AS (
+    SELECT f.account_id, f.formula, s.day
+    FROM (SELECT DISTINCT account_id, formula FROM in_force) f CROSS JOIN series s
+),
+{FACTS_SQL.strip()},
+{DAILY_SQL.strip()},
+cum AS (
+    SELECT g.account_id, g.formula, g.day,
+           sum(COALESCE(c.num, 0)) OVER w AS cnum, sum(COALESCE(c.den, 0)) OVER w AS cden
+    FROM grid g LEFT JOIN counts c ON c.account_id = g.account_id AND c.formula = g.formula AND c.day = g.day
+    WINDOW w AS (PARTITION BY g.account_id, g.formula ORDER BY g.day)
+),
+windowed AS (
+    SELECT f.*, (hi.cnum - COALESCE(lo.cnum, 0))::int AS num, (hi.cden - COALESCE(lo.cden, 0))::int AS den
+    FROM in_force f
+    JOIN cum hi ON hi.account_id = f.account_id AND hi.formula = f.formula AND hi.day = f.day
+    LEFT JOIN cum lo ON lo.account_id = f.account_id AND lo.formula = f.formula
+                    AND lo.day = f.day - f.window_days
+),
+reported AS (
+    SELECT w.account_id, w.code, w.day, w.definition_id, w.window_days, w.comparison, w.threshold,
+           w.warning_threshold, w.seller_threshold,
+           CASE WHEN w.formula = 'order_defect_report' THEN COALESCE(r.numerator, 0) ELSE w.num END AS num,
+           CASE WHEN w.formula = 'order_defect_report' AND r.numerator IS NULL THEN 0 ELSE w.den END AS den
+    FROM windowed w
+    LEFT JOIN LATERAL (
+        SELECT mm.numerator FROM scorecards_marketplacemetric mm
+        WHERE w.formula = 'order_defect_report' AND mm.account_id = w.account_id
+          AND mm.metric = 'orderDefectRate.mfn' AND mm.numerator IS NOT NULL
+          AND (mm.reporting_to AT TIME ZONE 'UTC')::date <= w.day
+          AND (mm.reporting_to AT TIME ZONE 'UTC')::date > w.day - {REPORT_MAX_AGE_DAYS}
+        ORDER BY mm.reporting_to DESC, mm.id DESC LIMIT 1
+    ) r ON true
+),
+valued AS (
+    SELECT r.*, CASE WHEN r.den = 0 THEN NULL ELSE round(r.num::numeric / r.den, 6) END AS value
+    FROM reported r
+)
+INSERT INTO scorecards_metricsnapshot
+    (definition_id, account_id, code, day, computed_at, window_start, window_end,
+     numerator, denominator, value, state)
+SELECT v.definition_id, v.account_id, v.code, v.day, now(),
+       ((v.day - v.window_days + 1)::timestamp AT TIME ZONE 'UTC'),
+       ((v.day + 1)::timestamp AT TIME ZONE 'UTC'),
+       v.num, v.den, v.value,
+       CASE
+           WHEN v.den = 0 THEN 'no_data'
+           WHEN (v.comparison = 'lt' AND v.value >= v.threshold) OR (v.comparison = 'lte' AND v.value > v.threshold)
+             OR (v.comparison = 'gt' AND v.value <= v.threshold) OR (v.comparison = 'gte' AND v.value < v.threshold)
+               THEN 'breach'
+           WHEN (v.comparison IN ('lt', 'lte') AND (v.value > v.warning_threshold OR v.value > v.seller_threshold))
+             OR (v.comparison IN ('gt', 'gte') AND (v.value < v.warning_threshold OR v.value < v.seller_threshold))
+               THEN 'warning'
+           ELSE 'ok'
+       END
+FROM valued v
+ON CONFLICT ON CONSTRAINT metricsnapshot_one_per_account_code_day DO UPDATE SET
+    definition_id = EXCLUDED.definition_id, computed_at = EXCLUDED.computed_at,
+    window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
+    numerator = EXCLUDED.numerator, denominator = EXCLUDED.denominator,
+    value = EXCLUDED.value, state = EXCLUDED.state
+"""
+
+
+# The drill-down: each formula's basis day, denominator and numerator as predicates over ``facts``. The
+# counts in DAILY_SQL are the same predicates (tests/scorecards check the two agree order by order).
+BASIS_DAY = {"p": "pday", "s": "sday", "c": "cday", "d": "dday"}
+PREDICATES: dict[str, tuple[str, str]] = {
+    Formula.SELLER_CANCEL: ("true", "cancel_initiator = 'seller'"),
+    Formula.REFUND: ("true", "refunded"),
+    Formula.SELLER_REFUND: ("true", "seller_refunded"),
+    Formula.ORDER_DEFECT_REPORT: ("true", "false"),
+    Formula.LATE_CONFIRMATION: ("confirmed_at IS NOT NULL", "confirmed_at > ship_by"),
+    Formula.ON_TIME_CONFIRMATION: ("confirmed_at IS NOT NULL", "confirmed_at <= ship_by"),
+    Formula.LATE_SCAN: ("confirmed_at IS NOT NULL", "COALESCE(scan_at, confirmed_at) > ship_by"),
+    Formula.TRACKING_UPLOADED: ("confirmed_at IS NOT NULL", "confirmed_at <= ship_by AND has_tracking"),
+    Formula.LATE_DISPATCH: (
+        "status <> 'cancelled' AND (ship_by < %(as_of)s OR scan_at IS NOT NULL)",
+        "scan_at > ship_by OR (scan_at IS NULL AND ship_by < %(as_of)s)",
+    ),
+    Formula.VALID_TRACKING: ("confirmed_at IS NOT NULL", "scan_at IS NOT NULL"),
+    Formula.ON_TIME_DELIVERY: (
+        "confirmed_at IS NOT NULL AND has_tracking AND (delivered_at IS NOT NULL OR promise < %(as_of)s)",
+        "delivered_at <= promise",
+    ),
+    Formula.ON_TIME_DELIVERY_ORDERS: (
+        "confirmed_at IS NOT NULL AND (delivered_at IS NOT NULL OR promise < %(as_of)s)",
+        "delivered_at <= promise",
+    ),
+}
+
+
+def drilldown_sql(formula: str, *, keep: str = "all") -> str:
+    """Order ids in a formula's denominator for one account and window (params: accounts, as_of,
+    placed_from, window_from, window_to), each with whether it counts in the numerator. ``keep``: "all",
+    "numerator", or "not_numerator" (the failures of a higher-is-better metric)."""
+    basis = BASIS_DAY[FORMULA_COLUMNS[formula][0]]
+    den, num = PREDICATES[formula]
+    extra = {"all": "", "numerator": f"AND ({num})", "not_numerator": f"AND ({num}) IS NOT TRUE"}[keep]
+    return f"""
+WITH {FACTS_SQL.strip()}
+SELECT order_id, COALESCE(({num}), false) AS in_numerator
+FROM facts
+WHERE {basis} BETWEEN %(window_from)s AND %(window_to)s AND ({den}) {extra}
+ORDER BY order_id"""
+
+
+@dataclass(frozen=True)
+class RecomputeResult:
+    accounts: int
+    first_day: date
+    last_day: date
+    snapshots: int
+
+
+def utc_day(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def max_window_days() -> int:
+    from scorecards.models import MetricDefinition
+
+    return max(MetricDefinition.objects.filter(is_active=True).values_list("window_days", flat=True), default=1)
+
+
+def recompute_params(
+    *, account_ids: list[int], first_day: date, last_day: date, as_of: datetime, full_history: bool = False
+) -> dict:
+    series_from = first_day - timedelta(days=max_window_days())
+    placed_from = datetime(1970, 1, 1, tzinfo=UTC) if full_history else day_start(series_from)
+    if not full_history:
+        placed_from -= timedelta(days=BASIS_LAG_DAYS)
+    return {
+        "accounts": list(account_ids),
+        "first_day": first_day,
+        "last_day": last_day,
+        "series_from": series_from,
+        "placed_from": placed_from,
+        "as_of": as_of,
+    }
+
+
+def snapshots_recompute_sql(params: dict) -> int:
+    """Run the statement; returns the snapshot rows written."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(RECOMPUTE_SQL, params)
+        return cursor.rowcount
