@@ -23,7 +23,11 @@ urlpatterns = [
     path("channels/", include("channels.urls")),
     path("webhooks/tracking/", tracking_webhook, name="tracking-webhook"),
     path("webhooks/<str:channel>/<int:account_id>/", webhook_receive, name="channel-webhook"),
-    path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
+    # --- scorecards ---
+    path("scorecards/", include("scorecards.urls")),
+    # The console's navigation names the section by this name.
+    path("scorecards/", RedirectView.as_view(pattern_name="scorecards:index"), name="console-section-scorecards"),
+    path("api/v1/scorecards/", include("scorecards.api")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),
     path("api/v1/fulfillment/", include("fulfillment.api_urls")),

@@ -248,7 +248,7 @@ def revenue_leakage(*, account_ids: list[int], months: int = 3, now: datetime | 
     ship-by), refunds (what was refunded) and returns without a refund (the returned units' value).
     Marketplace-fulfilled orders are excluded."""
     now = now or timezone.now()
-    start = now.astimezone(compute.dt_timezone.utc).date().replace(day=1)
+    start = compute.utc_day(now).replace(day=1)
     for _ in range(months - 1):
         start = (start - timedelta(days=1)).replace(day=1)
     params = {"accounts": list(account_ids), "since": compute.day_start(start), "until": now}
@@ -318,7 +318,7 @@ def manual_touches(*, account_ids: list[int], weeks: int = 8, now: datetime | No
     MANUAL_TOUCH_LIMIT touches, and the most frequent cause among those flagged orders (among all touched
     orders when none is flagged)."""
     now = now or timezone.now()
-    since = compute.day_start(now.astimezone(compute.dt_timezone.utc).date() - timedelta(weeks=weeks))
+    since = compute.day_start(compute.utc_day(now) - timedelta(weeks=weeks))
     with connection.cursor() as cursor:
         cursor.execute(TOUCHES_SQL, {"accounts": list(account_ids), "since": since, "kinds": list(MANUAL_CAUSES)})
         rows = cursor.fetchall()
