@@ -23,7 +23,6 @@ from orders.models import ExceptionCase, Order, OrderStatus
 from scorecards.models import MarketplaceMetric, MetricDefinition, MetricSnapshot
 from scorecards.projection import at_risk_cases_open, at_risk_orders, projections
 from scorecards.services import account_health_fetch, snapshots_recompute
-from tests.channels.conftest import AMAZON_US, amazon_account, amazon_sandbox, serve_sandbox  # noqa: F401
 from tests.factories import ChannelAccountFactory, LocationFactory
 from tests.scorecards.history import OrderSpec, Scan, ShipmentSpec, write
 
