@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -161,9 +160,8 @@ def metric_orders(
         "window_from": window_from,
         "window_to": day,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(compute.drilldown_sql(definition.formula, keep=keep), params)
-        rows = dict(cursor.fetchall())
+    _, fetched = compute.fetch(compute.drilldown_sql(definition.formula, keep=keep), params)
+    rows = dict(fetched)
     orders = Order.objects.filter(pk__in=list(rows)).select_related("account").order_by("ship_by", "pk")
     return orders, rows
 
@@ -252,10 +250,8 @@ def revenue_leakage(*, account_ids: list[int], months: int = 3, now: datetime | 
     for _ in range(months - 1):
         start = (start - timedelta(days=1)).replace(day=1)
     params = {"accounts": list(account_ids), "since": compute.day_start(start), "until": now}
-    with connection.cursor() as cursor:
-        cursor.execute(LEAKAGE_SQL, params)
-        columns = [c.name for c in cursor.description]
-        return [LeakageMonth(**dict(zip(columns, row, strict=True))) for row in cursor.fetchall()]
+    columns, rows = compute.fetch(LEAKAGE_SQL, params)
+    return [LeakageMonth(**dict(zip(columns, row, strict=True))) for row in rows]
 
 
 # --- manual touches ---------------------------------------------------------------------------------------
@@ -319,9 +315,7 @@ def manual_touches(*, account_ids: list[int], weeks: int = 8, now: datetime | No
     orders when none is flagged)."""
     now = now or timezone.now()
     since = compute.day_start(compute.utc_day(now) - timedelta(weeks=weeks))
-    with connection.cursor() as cursor:
-        cursor.execute(TOUCHES_SQL, {"accounts": list(account_ids), "since": since, "kinds": list(MANUAL_CAUSES)})
-        rows = cursor.fetchall()
+    _, rows = compute.fetch(TOUCHES_SQL, {"accounts": list(account_ids), "since": since, "kinds": list(MANUAL_CAUSES)})
     per_order: dict[tuple[int, date, int], dict[str, int]] = {}
     for account_id, week, order_id, kind, n in rows:
         causes = per_order.setdefault((account_id, week, order_id), {})
