@@ -30,7 +30,9 @@ from scorecards.models import Formula
 
 # Orders placed this long before the first window still reach it through a later basis day (a ship-by,
 # a promise or a confirmation weeks after the order).
-BASIS_LAG_DAYS = 120
+BASIS_LAG_DAYS = 30
+# Side rows (confirmations, scans, shipments, refunds) may precede their order's placement by this much at most.
+SIDE_SLACK_DAYS = 7
 DEFAULT_DAYS = 90
 REPORT_MAX_AGE_DAYS = 7
 SELLER_RETURN_REASONS = ("damaged", "defective", "wrong_item", "not_as_described")
@@ -72,40 +74,45 @@ confirmations AS (
     SELECT m.order_id, min(m.sent_at) AS confirmed_at
     FROM channels_outboxmessage m
     WHERE m.kind = 'ship_confirmation' AND m.status = 'sent' AND m.order_id IS NOT NULL
-      AND m.account_id = ANY(%(accounts)s) AND m.sent_at <= %(as_of)s
+      AND m.account_id = ANY(%(accounts)s) AND m.sent_at >= %(side_from)s AND m.sent_at <= %(as_of)s
     GROUP BY m.order_id
+),
+first_scans AS (
+    SELECT t.shipment_id, min(t.occurred_at) AS scan_at
+    FROM fulfillment_trackingevent t
+    WHERE t.status <> 'label_created' AND t.occurred_at >= %(side_from)s AND t.occurred_at <= %(as_of)s
+    GROUP BY t.shipment_id
 ),
 shipments AS (
     SELECT s.order_id,
-           bool_or(s.tracking_number <> '') AS has_tracking,
-           min(s.promised_delivery_at) AS promised_at,
-           CASE WHEN bool_and(s.delivered_at IS NOT NULL) THEN max(s.delivered_at) END AS delivered_at
+           COALESCE(bool_or(s.tracking_number <> '') FILTER (WHERE s.status <> 'cancelled' AND s.kind <> 'pickup'),
+                    false) AS has_tracking,
+           min(s.promised_delivery_at) FILTER (WHERE s.status <> 'cancelled' AND s.kind <> 'pickup') AS promised_at,
+           CASE WHEN bool_and(s.delivered_at IS NOT NULL) FILTER (WHERE s.status <> 'cancelled' AND s.kind <> 'pickup')
+                THEN max(s.delivered_at) FILTER (WHERE s.status <> 'cancelled' AND s.kind <> 'pickup') END
+               AS delivered_at,
+           min(fs.scan_at) AS scan_at
     FROM fulfillment_shipment s
-    WHERE s.status <> 'cancelled' AND s.kind <> 'pickup' AND s.order_id IN (SELECT id FROM orders)
-    GROUP BY s.order_id
-),
-scans AS (
-    SELECT s.order_id, min(t.occurred_at) AS scan_at
-    FROM fulfillment_trackingevent t JOIN fulfillment_shipment s ON s.id = t.shipment_id
-    WHERE t.status <> 'label_created' AND t.occurred_at <= %(as_of)s AND s.order_id IN (SELECT id FROM orders)
+    LEFT JOIN first_scans fs ON fs.shipment_id = s.id
+    WHERE s.created_at >= %(side_from)s
     GROUP BY s.order_id
 ),
 refunds AS (
     SELECT r.order_id, true AS refunded, bool_or(r.rma_id IS NULL) AS without_return
     FROM returns_refund r
-    WHERE r.status <> 'failed' AND r.order_id IN (SELECT id FROM orders)
+    WHERE r.status <> 'failed' AND r.created_at >= %(side_from)s
     GROUP BY r.order_id
 ),
 seller_returns AS (
     SELECT DISTINCT a.order_id
     FROM returns_returnauthorization a
     WHERE a.reason IN {SELLER_RETURN_REASONS!r} AND a.status NOT IN ('rejected', 'cancelled')
-      AND a.order_id IN (SELECT id FROM orders)
+      AND a.created_at >= %(side_from)s
 ),
 facts AS (
     SELECT o.id AS order_id, o.account_id, o.placed_at, o.ship_by, o.status, o.cancel_initiator,
            COALESCE(o.deliver_by, sh.promised_at) AS promise,
-           c.confirmed_at, sc.scan_at, COALESCE(sh.has_tracking, false) AS has_tracking, sh.delivered_at,
+           c.confirmed_at, sh.scan_at, COALESCE(sh.has_tracking, false) AS has_tracking, sh.delivered_at,
            COALESCE(rf.refunded, false) AS refunded,
            (COALESCE(rf.without_return, false) OR sr.order_id IS NOT NULL) AS seller_refunded,
            (o.placed_at AT TIME ZONE 'UTC')::date AS pday,
@@ -115,7 +122,6 @@ facts AS (
     FROM orders o
     LEFT JOIN confirmations c ON c.order_id = o.id
     LEFT JOIN shipments sh ON sh.order_id = o.id
-    LEFT JOIN scans sc ON sc.order_id = o.id
     LEFT JOIN refunds rf ON rf.order_id = o.id
     LEFT JOIN seller_returns sr ON sr.order_id = o.id
 )"""
@@ -324,6 +330,7 @@ def recompute_params(
         "last_day": last_day,
         "series_from": series_from,
         "placed_from": placed_from,
+        "side_from": placed_from - timedelta(days=SIDE_SLACK_DAYS),
         "as_of": as_of,
     }
 
@@ -334,6 +341,8 @@ def snapshots_recompute_sql(params: dict) -> int:
         # The planner's row estimates for the grouped side tables are far too high and would make it JIT-compile
         # the statement: seconds of compilation for milliseconds of work.
         cursor.execute("SET LOCAL jit = off")
+        # The per-order aggregates and the grouping sets hash in memory instead of spilling to disk.
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(RECOMPUTE_SQL, params)
         return cursor.rowcount
 
@@ -342,5 +351,6 @@ def fetch(sql: str, params: dict) -> tuple[list[str], list[tuple]]:
     """(column names, rows) of a read over the scorecards' facts, with JIT off (see snapshots_recompute_sql)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(sql, params)
         return [c.name for c in cursor.description], cursor.fetchall()

@@ -157,6 +157,7 @@ def metric_orders(
         "accounts": [account.pk],
         "as_of": as_of,
         "placed_from": compute.day_start(window_from) - timedelta(days=compute.BASIS_LAG_DAYS),
+        "side_from": compute.day_start(window_from) - timedelta(days=compute.BASIS_LAG_DAYS + compute.SIDE_SLACK_DAYS),
         "window_from": window_from,
         "window_to": day,
     }
