@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from scorecards.models import Formula
 
@@ -69,18 +70,22 @@ orders AS (
     FROM orders_order o
     WHERE o.account_id = ANY(%(accounts)s) AND NOT o.marketplace_fulfilled
       AND o.placed_at >= %(placed_from)s AND o.placed_at < %(as_of)s
+      AND (%(all_orders)s OR o.id = ANY(%(order_ids)s))
 ),
 confirmations AS (
     SELECT m.order_id, min(m.sent_at) AS confirmed_at
     FROM channels_outboxmessage m
     WHERE m.kind = 'ship_confirmation' AND m.status = 'sent' AND m.order_id IS NOT NULL
       AND m.account_id = ANY(%(accounts)s) AND m.sent_at >= %(side_from)s AND m.sent_at <= %(as_of)s
+      AND (%(all_orders)s OR m.order_id = ANY(%(order_ids)s))
     GROUP BY m.order_id
 ),
 first_scans AS (
     SELECT t.shipment_id, min(t.occurred_at) AS scan_at
     FROM fulfillment_trackingevent t
     WHERE t.status <> 'label_created' AND t.occurred_at >= %(side_from)s AND t.occurred_at <= %(as_of)s
+      AND (%(all_orders)s
+           OR t.shipment_id IN (SELECT s2.id FROM fulfillment_shipment s2 WHERE s2.order_id = ANY(%(order_ids)s)))
     GROUP BY t.shipment_id
 ),
 shipments AS (
@@ -94,20 +99,21 @@ shipments AS (
            min(fs.scan_at) AS scan_at
     FROM fulfillment_shipment s
     LEFT JOIN first_scans fs ON fs.shipment_id = s.id
-    WHERE s.created_at >= %(side_from)s
+    WHERE s.created_at >= %(side_from)s AND (%(all_orders)s OR s.order_id = ANY(%(order_ids)s))
     GROUP BY s.order_id
 ),
 refunds AS (
     SELECT r.order_id, true AS refunded, bool_or(r.rma_id IS NULL) AS without_return
     FROM returns_refund r
     WHERE r.status <> 'failed' AND r.created_at >= %(side_from)s
+      AND (%(all_orders)s OR r.order_id = ANY(%(order_ids)s))
     GROUP BY r.order_id
 ),
 seller_returns AS (
     SELECT DISTINCT a.order_id
     FROM returns_returnauthorization a
     WHERE a.reason IN {SELLER_RETURN_REASONS!r} AND a.status NOT IN ('rejected', 'cancelled')
-      AND a.created_at >= %(side_from)s
+      AND a.created_at >= %(side_from)s AND (%(all_orders)s OR a.order_id = ANY(%(order_ids)s))
 ),
 facts AS (
     SELECT o.id AS order_id, o.account_id, o.placed_at, o.ship_by, o.status, o.cancel_initiator,
@@ -125,6 +131,54 @@ facts AS (
     LEFT JOIN refunds rf ON rf.order_id = o.id
     LEFT JOIN seller_returns sr ON sr.order_id = o.id
 )"""
+
+# The recompute reads the stored facts (scorecards_orderfact); "as of" applies here, so one set of facts
+# serves any day: a first confirmation or scan after ``as_of`` is none yet.
+STORED_FACTS_SQL = """
+fact_rows AS (
+    SELECT f.order_id, f.account_id, f.placed_at, f.ship_by, f.status, f.cancel_initiator, f.promise,
+           f.has_tracking, f.delivered_at, f.refunded, f.seller_refunded,
+           CASE WHEN f.confirmed_at <= %(as_of)s THEN f.confirmed_at END AS confirmed_at,
+           CASE WHEN f.scan_at <= %(as_of)s THEN f.scan_at END AS scan_at
+    FROM scorecards_orderfact f
+    WHERE f.account_id = ANY(%(accounts)s) AND f.placed_at >= %(placed_from)s AND f.placed_at < %(as_of)s
+),
+facts AS (
+    SELECT r.*,
+           (r.placed_at AT TIME ZONE 'UTC')::date AS pday,
+           (r.ship_by AT TIME ZONE 'UTC')::date AS sday,
+           (r.confirmed_at AT TIME ZONE 'UTC')::date AS cday,
+           (r.promise AT TIME ZONE 'UTC')::date AS dday
+    FROM fact_rows r
+)"""
+
+FACT_COLUMNS = (
+    "order_id, account_id, placed_at, ship_by, promise, status, cancel_initiator, confirmed_at, scan_at, "
+    "has_tracking, delivered_at, refunded, seller_refunded"
+)
+FACTS_UPSERT_SQL = f"""
+WITH {FACTS_SQL.strip()}
+INSERT INTO scorecards_orderfact ({FACT_COLUMNS}, refreshed_at)
+SELECT {FACT_COLUMNS}, now() FROM facts
+ON CONFLICT (order_id) DO UPDATE SET
+    account_id = EXCLUDED.account_id, placed_at = EXCLUDED.placed_at, ship_by = EXCLUDED.ship_by,
+    promise = EXCLUDED.promise, status = EXCLUDED.status, cancel_initiator = EXCLUDED.cancel_initiator,
+    confirmed_at = EXCLUDED.confirmed_at, scan_at = EXCLUDED.scan_at, has_tracking = EXCLUDED.has_tracking,
+    delivered_at = EXCLUDED.delivered_at, refunded = EXCLUDED.refunded, seller_refunded = EXCLUDED.seller_refunded,
+    refreshed_at = EXCLUDED.refreshed_at
+"""
+
+# Orders any of whose facts' sources changed at or after %(since)s.
+CHANGED_ORDERS_SQL = """
+SELECT o.id FROM orders_order o WHERE o.updated_at >= %(since)s
+UNION SELECT m.order_id FROM channels_outboxmessage m
+      WHERE m.updated_at >= %(since)s AND m.kind = 'ship_confirmation' AND m.order_id IS NOT NULL
+UNION SELECT s.order_id FROM fulfillment_shipment s WHERE s.updated_at >= %(since)s
+UNION SELECT s.order_id FROM fulfillment_trackingevent t JOIN fulfillment_shipment s ON s.id = t.shipment_id
+      WHERE t.received_at >= %(since)s
+UNION SELECT r.order_id FROM returns_refund r WHERE r.created_at >= %(since)s
+UNION SELECT a.order_id FROM returns_returnauthorization a WHERE a.updated_at >= %(since)s
+"""
 
 DAILY_SQL = f"""
 daily AS (
@@ -192,7 +246,7 @@ grid AS (
     SELECT f.account_id, f.formula, s.day
     FROM (SELECT DISTINCT account_id, formula FROM in_force) f CROSS JOIN series s
 ),
-{FACTS_SQL.strip()},
+{STORED_FACTS_SQL.strip()},
 {DAILY_SQL.strip()},
 cum AS (
     SELECT g.account_id, g.formula, g.day,
@@ -336,7 +390,7 @@ def recompute_params(
 
 
 def snapshots_recompute_sql(params: dict) -> int:
-    """Run the statement; returns the snapshot rows written."""
+    """Run the statement over the stored facts (``facts_refresh`` first); returns the snapshot rows written."""
     with transaction.atomic(), connection.cursor() as cursor:
         # The planner's row estimates for the grouped side tables are far too high and would make it JIT-compile
         # the statement: seconds of compilation for milliseconds of work.
@@ -345,6 +399,54 @@ def snapshots_recompute_sql(params: dict) -> int:
         cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(RECOMPUTE_SQL, params)
         return cursor.rowcount
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+# A change committed a little after its timestamp was taken is still seen by the next refresh.
+FACTS_SLACK = timedelta(minutes=2)
+FACTS_CHUNK = 20_000
+
+
+def _facts_params(account_ids: list[int], order_ids: list[int] | None) -> dict:
+    return {
+        "accounts": account_ids,
+        "placed_from": EPOCH,
+        "side_from": EPOCH,
+        "as_of": FAR_FUTURE,
+        "all_orders": order_ids is None,
+        "order_ids": list(order_ids or []),
+    }
+
+
+def facts_refresh(*, full: bool = False) -> int:
+    """Bring scorecards_orderfact up to date: every seller-fulfilled order (``full``, or the first time), or
+    the orders whose sources changed since the last refresh. Returns the facts written."""
+    from channels.models import ChannelAccount
+    from scorecards.models import FactsWatermark
+
+    started = timezone.now()
+    with transaction.atomic():
+        mark, created = FactsWatermark.objects.select_for_update().get_or_create(
+            name="order_facts", defaults={"changed_since": EPOCH}
+        )
+        accounts = list(ChannelAccount.objects.values_list("pk", flat=True))
+        written = 0
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            if full or created:
+                cursor.execute(FACTS_UPSERT_SQL, _facts_params(accounts, None))
+                written = cursor.rowcount
+            else:
+                cursor.execute(CHANGED_ORDERS_SQL, {"since": mark.changed_since - FACTS_SLACK})
+                changed = sorted(row[0] for row in cursor.fetchall())
+                for start in range(0, len(changed), FACTS_CHUNK):
+                    cursor.execute(FACTS_UPSERT_SQL, _facts_params(accounts, changed[start : start + FACTS_CHUNK]))
+                    written += cursor.rowcount
+        mark.changed_since = started
+        mark.save(update_fields=["changed_since"])
+    return written
 
 
 def fetch(sql: str, params: dict) -> tuple[list[str], list[tuple]]:

@@ -329,3 +329,40 @@ class BackfillRun(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.days_done / self.days_total) if self.days_total else 100
+
+
+class OrderFact(models.Model):
+    """What the metrics need of one seller-fulfilled order, kept current by scorecards.compute.facts_refresh
+    (incrementally, from the rows changed since the last refresh). The metrics are aggregated from these rows;
+    every time comparison with "now" happens at aggregation, so a fact is the same whatever the day."""
+
+    order = models.OneToOneField("orders.Order", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    account = models.ForeignKey("channels.ChannelAccount", on_delete=models.CASCADE, related_name="+")
+    placed_at = models.DateTimeField()
+    ship_by = models.DateTimeField(null=True)
+    promise = models.DateTimeField(null=True)
+    status = models.CharField(max_length=32)
+    cancel_initiator = models.CharField(max_length=16, blank=True)
+    confirmed_at = models.DateTimeField(null=True, help_text="The channel accepted the first ship confirmation")
+    scan_at = models.DateTimeField(null=True, help_text="The first carrier scan")
+    has_tracking = models.BooleanField(default=False)
+    delivered_at = models.DateTimeField(null=True)
+    refunded = models.BooleanField(default=False)
+    seller_refunded = models.BooleanField(default=False)
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "placed_at"], name="orderfact_account_placed")]
+
+    def __str__(self) -> str:
+        return f"facts of order {self.order_id}"
+
+
+class FactsWatermark(models.Model):
+    """Where the incremental facts refresh resumes: rows changed at or after ``changed_since`` are re-read."""
+
+    name = models.CharField(max_length=32, unique=True, default="order_facts")
+    changed_since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} since {self.changed_since}"

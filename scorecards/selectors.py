@@ -160,6 +160,8 @@ def metric_orders(
         "side_from": compute.day_start(window_from) - timedelta(days=compute.BASIS_LAG_DAYS + compute.SIDE_SLACK_DAYS),
         "window_from": window_from,
         "window_to": day,
+        "all_orders": True,
+        "order_ids": [],
     }
     _, fetched = compute.fetch(compute.drilldown_sql(definition.formula, keep=keep), params)
     rows = dict(fetched)

@@ -339,3 +339,40 @@ def test_the_python_state_rule_and_the_sql_agree_on_a_grid():
     assert definition.state_for(Decimal("0.957499")) == "warning"
     assert definition.state_for(None) == "no_data"
     assert compute.utc_day(datetime(2026, 1, 1, 23, 59, tzinfo=UTC)) == date(2026, 1, 1)
+
+
+def test_incremental_facts_follow_every_source_changed_since_the_last_refresh(accounts):
+    # given a history already computed once
+    rng = random.Random(11)
+    orders = random_history(rng, list(accounts.values()), AS_OF, per_account=40)
+    write(orders, LocationFactory())
+    snapshots_recompute(first_day=TODAY - timedelta(days=2), last_day=TODAY, as_of=AS_OF)
+    # when orders change afterwards through each source (saved rows bump their change time)
+    from channels.models import OutboxMessage
+    from fulfillment.models import Shipment, TrackingEvent
+    from orders.models import Order
+    from returns.models import Refund
+
+    pending = next(o for o in orders if o.mfn and o.ship_by and not o.confirmations and o.status != "cancelled")
+    sent_at = pending.ship_by + timedelta(seconds=1)
+    OutboxMessage.objects.create(
+        account=pending.account, kind="ship_confirmation", dedupe_key="late-one", payload={}, status="sent",
+        sent_at=sent_at, order_id=pending.order_id,
+    )
+    pending.confirmations.append(("sent", sent_at))
+    cancelled = next(o for o in orders if o.mfn and o.status not in ("cancelled",) and not o.cancel_initiator)
+    row = Order.objects.get(pk=cancelled.order_id)
+    row.cancel_initiator = "seller"
+    row.save(update_fields=["cancel_initiator", "updated_at"])
+    cancelled.cancel_initiator = "seller"
+    scanned = next(o for o in orders if o.mfn and o.shipments and len(o.shipments[0].scans) == 1)
+    shipment = Shipment.objects.filter(order_id=scanned.order_id).order_by("pk").first()
+    at = scanned.shipments[0].scans[0].at + timedelta(minutes=5)
+    TrackingEvent.objects.create(shipment=shipment, status="in_transit", occurred_at=at, source="tms", dedupe_key="x")
+    scanned.shipments[0].scans.append(Scan("in_transit", at))
+    refunded = next(o for o in orders if o.mfn and not o.refunds and not o.returns)
+    Refund.objects.create(order_id=refunded.order_id, amount=Decimal("1.00"), currency="USD", created_by="t")
+    refunded.refunds.append(("pending", None))
+    snapshots_recompute(first_day=TODAY - timedelta(days=2), last_day=TODAY, as_of=AS_OF)
+    # then every snapshot still matches the plain computation
+    _check_every_snapshot(orders, accounts, TODAY - timedelta(days=2), TODAY, AS_OF)
