@@ -135,26 +135,18 @@ facts AS (
 # The recompute reads the stored facts (scorecards_orderfact); "as of" applies here, so one set of facts
 # serves any day: a first confirmation or scan after ``as_of`` is none yet.
 STORED_FACTS_SQL = """
-fact_rows AS (
+facts AS (
     SELECT f.order_id, f.account_id, f.placed_at, f.ship_by, f.status, f.cancel_initiator, f.promise,
-           f.has_tracking, f.delivered_at, f.refunded, f.seller_refunded,
+           f.has_tracking, f.delivered_at, f.refunded, f.seller_refunded, f.pday, f.sday, f.cday, f.dday,
            CASE WHEN f.confirmed_at <= %(as_of)s THEN f.confirmed_at END AS confirmed_at,
            CASE WHEN f.scan_at <= %(as_of)s THEN f.scan_at END AS scan_at
     FROM scorecards_orderfact f
     WHERE f.account_id = ANY(%(accounts)s) AND f.placed_at >= %(placed_from)s AND f.placed_at < %(as_of)s
-),
-facts AS (
-    SELECT r.*,
-           (r.placed_at AT TIME ZONE 'UTC')::date AS pday,
-           (r.ship_by AT TIME ZONE 'UTC')::date AS sday,
-           (r.confirmed_at AT TIME ZONE 'UTC')::date AS cday,
-           (r.promise AT TIME ZONE 'UTC')::date AS dday
-    FROM fact_rows r
 )"""
 
 FACT_COLUMNS = (
     "order_id, account_id, placed_at, ship_by, promise, status, cancel_initiator, confirmed_at, scan_at, "
-    "has_tracking, delivered_at, refunded, seller_refunded"
+    "has_tracking, delivered_at, refunded, seller_refunded, pday, sday, cday, dday"
 )
 FACTS_UPSERT_SQL = f"""
 WITH {FACTS_SQL.strip()}
@@ -165,6 +157,7 @@ ON CONFLICT (order_id) DO UPDATE SET
     promise = EXCLUDED.promise, status = EXCLUDED.status, cancel_initiator = EXCLUDED.cancel_initiator,
     confirmed_at = EXCLUDED.confirmed_at, scan_at = EXCLUDED.scan_at, has_tracking = EXCLUDED.has_tracking,
     delivered_at = EXCLUDED.delivered_at, refunded = EXCLUDED.refunded, seller_refunded = EXCLUDED.seller_refunded,
+    pday = EXCLUDED.pday, sday = EXCLUDED.sday, cday = EXCLUDED.cday, dday = EXCLUDED.dday,
     refreshed_at = EXCLUDED.refreshed_at
 """
 

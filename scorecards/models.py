@@ -349,6 +349,11 @@ class OrderFact(models.Model):
     delivered_at = models.DateTimeField(null=True)
     refunded = models.BooleanField(default=False)
     seller_refunded = models.BooleanField(default=False)
+    # The UTC days each formula groups by, stored so the planner knows how few there are.
+    pday = models.DateField(help_text="Placed")
+    sday = models.DateField(null=True, help_text="Ship-by")
+    cday = models.DateField(null=True, help_text="Confirmation accepted")
+    dday = models.DateField(null=True, help_text="Promised delivery")
     refreshed_at = models.DateTimeField()
 
     class Meta:

@@ -356,8 +356,13 @@ def test_incremental_facts_follow_every_source_changed_since_the_last_refresh(ac
     pending = next(o for o in orders if o.mfn and o.ship_by and not o.confirmations and o.status != "cancelled")
     sent_at = pending.ship_by + timedelta(seconds=1)
     OutboxMessage.objects.create(
-        account=pending.account, kind="ship_confirmation", dedupe_key="late-one", payload={}, status="sent",
-        sent_at=sent_at, order_id=pending.order_id,
+        account=pending.account,
+        kind="ship_confirmation",
+        dedupe_key="late-one",
+        payload={},
+        status="sent",
+        sent_at=sent_at,
+        order_id=pending.order_id,
     )
     pending.confirmations.append(("sent", sent_at))
     cancelled = next(o for o in orders if o.mfn and o.status not in ("cancelled",) and not o.cancel_initiator)
