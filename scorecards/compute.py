@@ -57,12 +57,6 @@ if set(FORMULA_COLUMNS) != set(Formula.values):
     raise ImportError("scorecards.compute: every Formula needs its columns")
 
 
-def _values_rows() -> str:
-    return ",\n        ".join(
-        f"('{basis}', '{formula}', {num}, {den})" for formula, (basis, num, den) in FORMULA_COLUMNS.items()
-    )
-
-
 # The SQL below is composed from this module's constants only; values always travel as parameters.
 FACTS_SQL = f"""
 orders AS (
@@ -135,7 +129,7 @@ facts AS (
 # The recompute reads the stored facts (scorecards_orderfact); "as of" applies here, so one set of facts
 # serves any day: a first confirmation or scan after ``as_of`` is none yet.
 STORED_FACTS_SQL = """
-facts AS (
+facts AS NOT MATERIALIZED (
     SELECT f.order_id, f.account_id, f.placed_at, f.ship_by, f.status, f.cancel_initiator, f.promise,
            f.has_tracking, f.delivered_at, f.refunded, f.seller_refunded, f.pday, f.sday, f.cday, f.dday,
            CASE WHEN f.confirmed_at <= %(as_of)s THEN f.confirmed_at END AS confirmed_at,
@@ -173,46 +167,60 @@ UNION SELECT r.order_id FROM returns_refund r WHERE r.created_at >= %(since)s
 UNION SELECT a.order_id FROM returns_returnauthorization a WHERE a.updated_at >= %(since)s
 """
 
-DAILY_SQL = f"""
-daily AS (
-    SELECT account_id,
-           CASE WHEN GROUPING(pday) = 0 THEN 'p' WHEN GROUPING(sday) = 0 THEN 's'
-                WHEN GROUPING(cday) = 0 THEN 'c' ELSE 'd' END AS basis,
-           COALESCE(pday, sday, cday, dday) AS day,
-           count(*) AS placed,
-           count(*) FILTER (WHERE cancel_initiator = 'seller') AS seller_cancels,
-           count(*) FILTER (WHERE refunded) AS refunded,
-           count(*) FILTER (WHERE seller_refunded) AS seller_refunded,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL) AS confirmed,
-           count(*) FILTER (WHERE confirmed_at > ship_by) AS late_confirmed,
-           count(*) FILTER (WHERE confirmed_at <= ship_by) AS on_time_confirmed,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND COALESCE(scan_at, confirmed_at) > ship_by)
-               AS late_scanned,
-           count(*) FILTER (WHERE confirmed_at <= ship_by AND has_tracking) AS tracking_uploaded,
-           count(*) FILTER (WHERE status <> 'cancelled' AND (ship_by < %(as_of)s OR scan_at IS NOT NULL))
-               AS dispatch_due,
-           count(*) FILTER (WHERE status <> 'cancelled'
-                            AND (scan_at > ship_by OR (scan_at IS NULL AND ship_by < %(as_of)s)))
-               AS late_dispatched,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND scan_at IS NOT NULL) AS scanned,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND (delivered_at IS NOT NULL OR promise < %(as_of)s))
-               AS delivery_due,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND delivered_at <= promise) AS delivered_on_time,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND has_tracking
-                            AND (delivered_at IS NOT NULL OR promise < %(as_of)s)) AS delivery_due_tracked,
-           count(*) FILTER (WHERE confirmed_at IS NOT NULL AND has_tracking AND delivered_at <= promise)
-               AS delivered_on_time_tracked
-    FROM facts
-    GROUP BY GROUPING SETS ((account_id, pday), (account_id, sday), (account_id, cday), (account_id, dday))
-),
-counts AS (
-    SELECT d.account_id, d.day, v.formula, v.num, v.den
-    FROM daily d
-    CROSS JOIN LATERAL (VALUES
-        {_values_rows()}
-    ) AS v(basis, formula, num, den)
-    WHERE v.basis = d.basis AND d.day IS NOT NULL
-)"""
+# Each formula's denominator and numerator as predicates over ``facts``: the daily counts and the drill-down
+# are both generated from them (tests/scorecards check the two agree order by order).
+BASIS_DAY = {"p": "pday", "s": "sday", "c": "cday", "d": "dday"}
+PREDICATES: dict[str, tuple[str, str]] = {
+    Formula.SELLER_CANCEL: ("true", "cancel_initiator = 'seller'"),
+    Formula.REFUND: ("true", "refunded"),
+    Formula.SELLER_REFUND: ("true", "seller_refunded"),
+    Formula.ORDER_DEFECT_REPORT: ("true", "false"),
+    Formula.LATE_CONFIRMATION: ("confirmed_at IS NOT NULL", "confirmed_at > ship_by"),
+    Formula.ON_TIME_CONFIRMATION: ("confirmed_at IS NOT NULL", "confirmed_at <= ship_by"),
+    Formula.LATE_SCAN: ("confirmed_at IS NOT NULL", "COALESCE(scan_at, confirmed_at) > ship_by"),
+    Formula.TRACKING_UPLOADED: ("confirmed_at IS NOT NULL", "confirmed_at <= ship_by AND has_tracking"),
+    Formula.LATE_DISPATCH: (
+        "status <> 'cancelled' AND (ship_by < %(as_of)s OR scan_at IS NOT NULL)",
+        "scan_at > ship_by OR (scan_at IS NULL AND ship_by < %(as_of)s)",
+    ),
+    Formula.VALID_TRACKING: ("confirmed_at IS NOT NULL", "scan_at IS NOT NULL"),
+    Formula.ON_TIME_DELIVERY: (
+        "confirmed_at IS NOT NULL AND has_tracking AND (delivered_at IS NOT NULL OR promise < %(as_of)s)",
+        "delivered_at <= promise",
+    ),
+    Formula.ON_TIME_DELIVERY_ORDERS: (
+        "confirmed_at IS NOT NULL AND (delivered_at IS NOT NULL OR promise < %(as_of)s)",
+        "delivered_at <= promise",
+    ),
+}
+
+
+def _daily_sql() -> str:
+    """``counts``: (account, day, formula, numerator, denominator), one GROUP BY per basis day, each counting
+    only its own formulas, over the stored facts (inlined in each, never materialised)."""
+    parts = []
+    for basis, day in BASIS_DAY.items():
+        formulas = [f for f, (b, _, _) in FORMULA_COLUMNS.items() if b == basis]
+        dens = list(dict.fromkeys(PREDICATES[f][0] for f in formulas))
+        aggregates = ",\n           ".join(
+            [f"count(*) FILTER (WHERE {den}) AS d{i}" for i, den in enumerate(dens)]
+            + [
+                f"count(*) FILTER (WHERE ({PREDICATES[f][0]}) AND ({PREDICATES[f][1]})) AS n{i}"
+                for i, f in enumerate(formulas)
+            ]
+        )
+        values = ", ".join(f"('{f}', g.n{i}, g.d{dens.index(PREDICATES[f][0])})" for i, f in enumerate(formulas))
+        parts.append(
+            f"""    SELECT g.account_id, g.day, v.formula, v.num, v.den
+    FROM (SELECT account_id, {day} AS day,
+           {aggregates}
+          FROM facts WHERE {day} IS NOT NULL GROUP BY account_id, {day}) g
+    CROSS JOIN LATERAL (VALUES {values}) AS v(formula, num, den)"""
+        )
+    return "counts AS (\n" + "\n    UNION ALL\n".join(parts) + "\n)"
+
+
+DAILY_SQL = _daily_sql()
 
 RECOMPUTE_SQL = f"""
 WITH accounts AS (
@@ -297,34 +305,6 @@ ON CONFLICT ON CONSTRAINT metricsnapshot_one_per_account_code_day DO UPDATE SET
     numerator = EXCLUDED.numerator, denominator = EXCLUDED.denominator,
     value = EXCLUDED.value, state = EXCLUDED.state
 """
-
-
-# The drill-down: each formula's basis day, denominator and numerator as predicates over ``facts``. The
-# counts in DAILY_SQL are the same predicates (tests/scorecards check the two agree order by order).
-BASIS_DAY = {"p": "pday", "s": "sday", "c": "cday", "d": "dday"}
-PREDICATES: dict[str, tuple[str, str]] = {
-    Formula.SELLER_CANCEL: ("true", "cancel_initiator = 'seller'"),
-    Formula.REFUND: ("true", "refunded"),
-    Formula.SELLER_REFUND: ("true", "seller_refunded"),
-    Formula.ORDER_DEFECT_REPORT: ("true", "false"),
-    Formula.LATE_CONFIRMATION: ("confirmed_at IS NOT NULL", "confirmed_at > ship_by"),
-    Formula.ON_TIME_CONFIRMATION: ("confirmed_at IS NOT NULL", "confirmed_at <= ship_by"),
-    Formula.LATE_SCAN: ("confirmed_at IS NOT NULL", "COALESCE(scan_at, confirmed_at) > ship_by"),
-    Formula.TRACKING_UPLOADED: ("confirmed_at IS NOT NULL", "confirmed_at <= ship_by AND has_tracking"),
-    Formula.LATE_DISPATCH: (
-        "status <> 'cancelled' AND (ship_by < %(as_of)s OR scan_at IS NOT NULL)",
-        "scan_at > ship_by OR (scan_at IS NULL AND ship_by < %(as_of)s)",
-    ),
-    Formula.VALID_TRACKING: ("confirmed_at IS NOT NULL", "scan_at IS NOT NULL"),
-    Formula.ON_TIME_DELIVERY: (
-        "confirmed_at IS NOT NULL AND has_tracking AND (delivered_at IS NOT NULL OR promise < %(as_of)s)",
-        "delivered_at <= promise",
-    ),
-    Formula.ON_TIME_DELIVERY_ORDERS: (
-        "confirmed_at IS NOT NULL AND (delivered_at IS NOT NULL OR promise < %(as_of)s)",
-        "delivered_at <= promise",
-    ),
-}
 
 
 def drilldown_sql(formula: str, *, keep: str = "all") -> str:
