@@ -1,20 +1,21 @@
-"""Every active metric for every account and day, in one set-based SQL statement.
+"""Every active metric for every account and day, set-based in SQL (no Python loop over orders).
 
-Read-only over other apps' tables (orders, lines' owners, fulfilment, the channel outbox, returns); the only
-write is the upsert of scorecards' own MetricSnapshot rows.
+Read-only over other apps' tables (orders, fulfilment, the channel outbox, returns); the only writes are
+scorecards' own tables: the per-order facts and the snapshots.
 
-How it works (one statement, no Python loop over orders):
-1. ``facts``: one row per seller-fulfilled order with what every formula needs: ship-by, promise, the time
-   the channel accepted the first ship confirmation (outbox ``sent_at``), the first carrier scan, delivery,
-   who cancelled, refunds and seller-responsible returns. Side tables are aggregated per order first
-   (hash aggregates), then joined once.
-2. ``daily``: one pass with GROUPING SETS counts every formula's numerator and denominator per account and
-   basis day (order day, ship-by day, confirmation day, promise day).
-3. ``cum``: running totals per account, formula and day over a dense day series; a window of N days ending
-   on D is cum(D) - cum(D - N), so any window length costs the same.
-4. Each day takes the definition version in force (the newest active ``effective_from`` on or before it);
-   the state is derived in SQL from its threshold, warning line and seller line, exactly as
-   ``MetricDefinition.state_for``.
+How it works:
+1. ``facts`` (FACTS_SQL): one row per seller-fulfilled order with what every formula needs: ship-by,
+   promise, the time the channel accepted the first ship confirmation (outbox ``sent_at``), the first carrier
+   scan, delivery, who cancelled, refunds and seller-responsible returns. Side tables are aggregated per
+   order, then joined once. ``facts_refresh`` stores them in scorecards_orderfact: all of them on a rebuild,
+   then only the orders whose sources changed since the last refresh.
+2. ``counts`` (COUNTS_SQL): one GROUP BY per basis day (order day, ship-by day, confirmation day, promise
+   day) counts each formula's numerator and denominator per account and day, from the same predicates the
+   drill-down uses (PREDICATES). "As of" applies here, so the stored facts serve any day.
+3. ``cum`` (RECOMPUTE_SQL): running totals per account, formula and day over a dense day series; a window of
+   N days ending on D is cum(D) - cum(D - N), so any window length costs the same. Each day takes the
+   definition version in force (the newest active ``effective_from`` on or before it); the state is derived
+   in SQL from its threshold, warning line and seller line, exactly as ``MetricDefinition.state_for``.
 
 Days are UTC days. Marketplace-fulfilled orders never count.
 """
@@ -129,7 +130,7 @@ facts AS (
 # The recompute reads the stored facts (scorecards_orderfact); "as of" applies here, so one set of facts
 # serves any day: a first confirmation or scan after ``as_of`` is none yet.
 STORED_FACTS_SQL = """
-facts AS NOT MATERIALIZED (
+facts AS (
     SELECT f.order_id, f.account_id, f.placed_at, f.ship_by, f.status, f.cancel_initiator, f.promise,
            f.has_tracking, f.delivered_at, f.refunded, f.seller_refunded, f.pday, f.sday, f.cday, f.dday,
            CASE WHEN f.confirmed_at <= %(as_of)s THEN f.confirmed_at END AS confirmed_at,
@@ -195,9 +196,10 @@ PREDICATES: dict[str, tuple[str, str]] = {
 }
 
 
-def _daily_sql() -> str:
-    """``counts``: (account, day, formula, numerator, denominator), one GROUP BY per basis day, each counting
-    only its own formulas, over the stored facts (inlined in each, never materialised)."""
+def _counts_sql() -> str:
+    """``counts``: (account, day, formula, numerator, denominator), one GROUP BY per basis day counting only
+    its own formulas, over the stored facts (inlined in each). Plain GROUP BYs, unlike GROUPING SETS, run as
+    parallel partial aggregates; a statement that writes cannot, so the counts are a SELECT of their own."""
     parts = []
     for basis, day in BASIS_DAY.items():
         formulas = [f for f, (b, _, _) in FORMULA_COLUMNS.items() if b == basis]
@@ -214,13 +216,20 @@ def _daily_sql() -> str:
             f"""    SELECT g.account_id, g.day, v.formula, v.num, v.den
     FROM (SELECT account_id, {day} AS day,
            {aggregates}
-          FROM facts WHERE {day} IS NOT NULL GROUP BY account_id, {day}) g
+          FROM facts WHERE {day} BETWEEN %(series_from)s AND %(last_day)s GROUP BY account_id, {day}) g
     CROSS JOIN LATERAL (VALUES {values}) AS v(formula, num, den)"""
         )
     return "counts AS (\n" + "\n    UNION ALL\n".join(parts) + "\n)"
 
 
-DAILY_SQL = _daily_sql()
+COUNTS_SQL = _counts_sql()
+
+
+# When "as of" is now or later, no stored confirmation or scan is after it: the facts are read as stored
+# (the CASE above would otherwise be evaluated again by every predicate that reads the column).
+STORED_FACTS_NOW_SQL = STORED_FACTS_SQL.replace(
+    "CASE WHEN f.confirmed_at <= %(as_of)s THEN f.confirmed_at END AS confirmed_at", "f.confirmed_at"
+).replace("CASE WHEN f.scan_at <= %(as_of)s THEN f.scan_at END AS scan_at", "f.scan_at")
 
 RECOMPUTE_SQL = f"""
 WITH accounts AS (
@@ -247,8 +256,10 @@ grid AS (
     SELECT f.account_id, f.formula, s.day
     FROM (SELECT DISTINCT account_id, formula FROM in_force) f CROSS JOIN series s
 ),
-{STORED_FACTS_SQL.strip()},
-{DAILY_SQL.strip()},
+counts AS (
+    SELECT * FROM unnest(%(c_account)s::bigint[], %(c_day)s::date[], %(c_formula)s::text[], %(c_num)s::bigint[],
+                         %(c_den)s::bigint[]) AS c(account_id, day, formula, num, den)
+),
 cum AS (
     SELECT g.account_id, g.formula, g.day,
            sum(COALESCE(c.num, 0)) OVER w AS cnum, sum(COALESCE(c.den, 0)) OVER w AS cden
@@ -362,15 +373,29 @@ def recompute_params(
     }
 
 
+def counts_select_sql(as_of: datetime) -> str:
+    facts = STORED_FACTS_NOW_SQL if as_of >= timezone.now() else STORED_FACTS_SQL
+    facts = facts.strip().replace("facts AS (", "facts AS NOT MATERIALIZED (", 1)
+    return f"WITH {facts},\n{COUNTS_SQL}\nSELECT account_id, day, formula, num, den FROM counts"
+
+
 def snapshots_recompute_sql(params: dict) -> int:
-    """Run the statement over the stored facts (``facts_refresh`` first); returns the snapshot rows written."""
+    """Count every formula per account and day over the stored facts (``facts_refresh`` first), then write
+    the snapshots in one statement; returns the snapshot rows written."""
     with transaction.atomic(), connection.cursor() as cursor:
-        # The planner's row estimates for the grouped side tables are far too high and would make it JIT-compile
-        # the statement: seconds of compilation for milliseconds of work.
+        # The planner's row estimates are far too high for these aggregates and would make it JIT-compile
+        # them: seconds of compilation for milliseconds of work.
         cursor.execute("SET LOCAL jit = off")
-        # The per-order aggregates and the grouping sets hash in memory instead of spilling to disk.
+        # The per-order aggregates hash in memory instead of spilling to disk.
         cursor.execute("SET LOCAL work_mem = '256MB'")
-        cursor.execute(RECOMPUTE_SQL, params)
+        cursor.execute(counts_select_sql(params["as_of"]), params)
+        rows = cursor.fetchall()
+        columns = ("c_account", "c_day", "c_formula", "c_num", "c_den")
+        arrays = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+        # The running totals are looked up by (account, formula, day): hash joins, not merge joins that
+        # re-sort millions of rescanned rows.
+        cursor.execute("SET LOCAL enable_mergejoin = off")
+        cursor.execute(RECOMPUTE_SQL, {**params, **arrays})
         return cursor.rowcount
 
 
