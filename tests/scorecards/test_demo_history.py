@@ -55,3 +55,24 @@ def test_history_gives_every_account_a_scorecard_with_shape(amazon_sandbox, amaz
     theirs = MarketplaceMetric.objects.get(metric="lateShipmentRate")
     assert theirs.denominator > 50
     assert theirs.ours_rate is not None and not theirs.diverges, (theirs.rate, theirs.ours_rate)
+
+
+def test_make_demo_loads_the_history_once_for_all_five_accounts_and_amazon_records_it(amazon_sandbox):
+    from django.core.management import call_command
+
+    from channels.demo_history import PREFIX
+    from channels.management.commands.seed_demo import plant_demo_orders
+    from channels.models import ChannelAccount
+
+    call_command("seed_demo")
+    call_command("seed_demo_history", days=5)
+    history = Order.objects.filter(external_reference__startswith=PREFIX)
+    assert set(history.values_list("account__kind", flat=True)) == {"amazon", "walmart", "shopify", "ebay", "tiktok"}
+    count = history.count()
+    call_command("seed_demo_history", days=5)
+    assert history.count() == count
+    amazon = ChannelAccount.objects.get(kind="amazon")
+    planted = plant_demo_orders(amazon_sandbox, amazon)
+    assert planted == Order.objects.filter(account=amazon).count()
+    seller_cancelled = history.filter(account=amazon, cancel_initiator="seller").values_list("external_id", flat=True)
+    assert all(amazon_sandbox.state.cancelled_by[order_id] == "MERCHANT" for order_id in seller_cancelled)

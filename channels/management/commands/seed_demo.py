@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from channels.demo_history import amazon_history_orders, seed_history
+from channels.demo_history import amazon_history_orders
 from channels.models import ChannelAccount, ChannelKind, ChannelLocation, Listing
 from channels.registry import MARKETPLACES
 from channels.sandbox.amazon import AmazonState
@@ -385,8 +385,6 @@ class Command(BaseCommand):
             self._stock(rng, skus, locations)
             self._listings(accounts, skus)
             created = self._orders(rng, accounts, skus, locations)
-            # --- scorecards: 90 days of finished orders, so the trends have shape ---
-            created += seed_history(accounts=accounts, seed=seed)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data loaded: {len(accounts)} accounts, {len(locations)} nodes, "
