@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from scorecards.models import MetricDefinition, MetricSnapshot
 
 WIDTH, HEIGHT, PAD = 560, 140, 28
+SHORT = {"threshold": "limit", "warning": "warn", "seller line": "seller"}
 
 
 def _scale(definition: MetricDefinition, values: list[Decimal]) -> tuple[Decimal, Decimal]:
@@ -62,7 +63,7 @@ def trend_svg(definition: MetricDefinition, snapshots: list[MetricSnapshot], day
                 WIDTH - PAD + 2,
                 y(v) + 3,
                 color,
-                name[:4],
+                SHORT[name],
                 f"{v * 100:.1f}",
             )
             for name, v, color, dash in lines
