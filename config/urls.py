@@ -25,8 +25,7 @@ urlpatterns = [
     path("webhooks/<str:channel>/<int:account_id>/", webhook_receive, name="channel-webhook"),
     # --- scorecards ---
     path("scorecards/", include("scorecards.urls")),
-    # The console's navigation names the section by this name.
-    path("scorecards/", RedirectView.as_view(pattern_name="scorecards:index"), name="console-section-scorecards"),
+    path("scorecards/", include("scorecards.nav_urls")),  # the navigation's name for the section
     path("api/v1/scorecards/", include("scorecards.api")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),

@@ -53,6 +53,15 @@ class ScorecardIndexView(ConsoleView):
         return render(request, "scorecards/index.html", context)
 
 
+class TilesView(ConsoleView):
+    """The tiles alone, for a page that loads them after itself (``{% scorecard_tiles_lazy %}``)."""
+
+    permission_required = VIEW
+
+    def get(self, request):
+        return render(request, "scorecards/_tiles.html", {"tiles": selectors.scorecard_tiles(), "allowed": True})
+
+
 class AccountScorecardView(ConsoleView):
     permission_required = VIEW
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0007_channel_availability'),
+        ('channels', '0001_initial'),
         ('scorecards', '0002_channel_metric_definitions'),
     ]
 

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0007_channel_availability'),
-        ('orders', '0004_buyer_cancel_requests'),
+        ('channels', '0001_initial'),
+        ('orders', '0001_initial'),
         ('scorecards', '0004_definitions_follow_channel_rules'),
     ]
 

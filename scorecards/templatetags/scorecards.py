@@ -1,5 +1,6 @@
 """Scorecard pieces other console pages place without importing scorecards: ``{% load scorecards %}``
-then ``{% scorecard_tiles %}`` (one tile per account, for a dashboard)."""
+then ``{% scorecard_tiles %}`` (one tile per account, for a dashboard, rendered in place) or
+``{% scorecard_tiles_lazy %}`` (the same, fetched by HTMX after the page loads)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ def scorecard_tiles(context):
     user = context.get("user") or getattr(context.get("request"), "user", None)
     allowed = bool(user and user.has_perm("scorecards.view_metricsnapshot"))
     return {"tiles": selectors.scorecard_tiles() if allowed else [], "allowed": allowed}
+
+
+@register.inclusion_tag("scorecards/_tiles_lazy.html", takes_context=True)
+def scorecard_tiles_lazy(context):
+    """A placeholder the tiles replace once the page has loaded (HTMX): the page's own queries stay its own."""
+    user = context.get("user") or getattr(context.get("request"), "user", None)
+    return {"allowed": bool(user and user.has_perm("scorecards.view_metricsnapshot"))}
 
 
 @register.simple_tag

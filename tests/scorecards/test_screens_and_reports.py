@@ -242,7 +242,9 @@ def test_pages_render_with_tiles_trends_and_drilldown(client, viewer, history):
     index = client.get(reverse("scorecards:index"))
     assert index.status_code == 200 and b"amazon-screens" in index.content and b"Revenue leakage" in index.content
     front = client.get(reverse("orders:list")).content.decode()
-    assert "scorecard-tiles" in front and "amazon-screens" in front
+    assert f'hx-get="{reverse("scorecards:tiles")}"' in front
+    tiles = client.get(reverse("scorecards:tiles")).content.decode()
+    assert "scorecard-tiles" in tiles and "amazon-screens" in tiles and "20.00%" in tiles
     page = client.get(reverse("scorecards:account", args=[amazon.pk])).content.decode()
     assert page.count("<svg") == MetricDefinition.objects.filter(channel_kind="amazon", is_active=True).count()
     assert "Waybill: <strong>20.00%</strong>" in page  # 2 of 10 late
