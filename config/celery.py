@@ -55,6 +55,9 @@ app.conf.update(
             "task": "channels.tasks.channels_dispatch_reconciliations_task",
             "schedule": 60.0,
         },
+        # --- scorecards ---
+        "scorecards-refresh": {"task": "scorecards.tasks.scorecards_refresh_task", "schedule": 300.0},
+        "scorecards-account-health": {"task": "scorecards.tasks.account_health_fetch_task", "schedule": 86400.0},
         "channels-plan-inventory-pushes": {
             "task": "channels.tasks.channels_plan_inventory_pushes_task",
             "schedule": 1.0,

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from channels.webhooks import webhook_receive
 from fulfillment.webhooks import tracking_webhook
-from orders.views import DashboardView, SectionView
+from orders.views import DashboardView
 
 admin.site.site_header = "Waybill administration"
 admin.site.site_title = "Waybill admin"
@@ -22,7 +22,10 @@ urlpatterns = [
     path("channels/", include("channels.urls")),
     path("webhooks/tracking/", tracking_webhook, name="tracking-webhook"),
     path("webhooks/<str:channel>/<int:account_id>/", webhook_receive, name="channel-webhook"),
-    path("scorecards/", SectionView.as_view(section="scorecards"), name="console-section-scorecards"),
+    # --- scorecards ---
+    path("scorecards/", include("scorecards.urls")),
+    path("scorecards/", include("scorecards.nav_urls")),  # the navigation's name for the section
+    path("api/v1/scorecards/", include("scorecards.api")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("orders.api_urls")),
     path("api/v1/", include("fulfillment.api_override_urls")),

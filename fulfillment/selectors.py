@@ -12,6 +12,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.kernel.priorities import order_priorities
 from fulfillment.geo import point_of
 from fulfillment.models import (
     ChannelNodePolicy,
@@ -437,6 +438,12 @@ def node_board(*, location: Location, now: datetime | None = None, per_column: i
             .select_related("order")
             .order_by(F("ship_by").asc(nulls_last=True), "pk")[:per_column]
         )
+        # --- scorecards: releasable picks whose lateness costs the most metric points first ---
+        if ShipmentStatus.RELEASED in status:
+            points = order_priorities(s.order_id for s in rows)
+            for shipment in rows:
+                shipment.scorecard_points = points.get(shipment.order_id, 0.0)
+            rows.sort(key=lambda s: -s.scorecard_points)  # stable: ship-by order within equal points
         columns.append(BoardColumn(status=status[0], label=label, shipments=rows))
     late = list(active.filter(ship_by__lt=now).order_by("ship_by", "pk")[:per_column])
     local_today = now.astimezone(ZoneInfo(location.timezone or "UTC")).date()

@@ -18,8 +18,10 @@ class MetricDefinitionAdmin(admin.ModelAdmin):
         "name",
         "window_days",
         "comparison",
+        "formula",
         "threshold",
         "warning_threshold",
+        "seller_threshold",
         "is_active",
         "effective_from",
     )
@@ -30,8 +32,8 @@ class MetricDefinitionAdmin(admin.ModelAdmin):
 
 @admin.register(MetricSnapshot)
 class MetricSnapshotAdmin(BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("computed_at", "account", "definition", "numerator", "denominator", "value", "state")
-    list_filter = ("state", "definition__channel_kind", "definition")
+    list_display = ("day", "account", "definition", "numerator", "denominator", "value", "state", "computed_at")
+    list_filter = ("state", "definition__channel_kind", "code")
     list_select_related = ("account", "definition")
     raw_id_fields = ("account", "definition")
     ordering = ("-id",)

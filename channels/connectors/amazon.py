@@ -21,6 +21,7 @@ from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeElementTree
 
+from channels.connectors.amazon_reports import AmazonReportsMixin  # scorecards: the Reports API calls
 from channels.connectors.base import (
     AdvertisedStock,
     CancelRequest,
@@ -169,7 +170,7 @@ def _error_issues(issues: Any) -> list[str]:
     ]
 
 
-class AmazonConnector(Connector):
+class AmazonConnector(AmazonReportsMixin, Connector):
     kind = "amazon"
     identity_fields = ("orderId", "lastUpdatedTime")
     overlap = timedelta(minutes=5)

@@ -32,6 +32,8 @@ from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeElementTree
 
+# --- scorecards: the Reports API (Account Health) lives in its own module ---
+from channels.sandbox.amazon_reports import SPEC_REPORTS, AmazonReportsMixin
 from channels.sandbox.base import (
     SKU_CODES,
     Request,
@@ -185,11 +187,12 @@ class AmazonState(SandboxState):
             self.touch(order)
 
 
-class AmazonSandbox(SandboxApp):
+RETURNS_REPORT = "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE"
+
+
+class AmazonSandbox(AmazonReportsMixin, SandboxApp):
     kind = "amazon"
-    contracts = [(SPEC_ORDERS, ""), (SPEC_ORDERS_V0, ""), (SPEC_FEEDS, ""), (SPEC_LISTINGS, "")]
-    # Returns report (issue #18).
-    contracts += [("amazon-reports-2021-06-30.json", "")]
+    contracts = [(SPEC_ORDERS, ""), (SPEC_ORDERS_V0, ""), (SPEC_FEEDS, ""), (SPEC_LISTINGS, ""), (SPEC_REPORTS, "")]
 
     def __init__(self, state: SandboxState | None = None, *, rate: float = 20.0, burst: int = 20, **options):
         super().__init__(state or AmazonState(), **options)
@@ -200,6 +203,7 @@ class AmazonSandbox(SandboxApp):
         self.snapshots: dict[str, tuple[list[str], str]] = {}
         self.documents: dict[str, dict] = {}
         self.feeds: dict[str, dict] = {}
+        self.reports_init()
         self.credentials = options.get(
             "credentials",
             {
@@ -227,11 +231,15 @@ class AmazonSandbox(SandboxApp):
             ("POST", "/_sandbox/amazon/orders/{order_id}/release", self.admin_release),
             ("POST", "/_sandbox/amazon/orders/{order_id}/cancel_request", self.admin_cancel_request),
             ("POST", "/_sandbox/amazon/listings", self.admin_listings),
-            # Returns report (issue #18).
-            ("POST", "/reports/2021-06-30/reports", self.create_report),
-            ("GET", "/reports/2021-06-30/reports/{report_id}", self.get_report),
-            ("GET", "/reports/2021-06-30/documents/{document_id}", self.get_report_document),
+            *self.report_routes(),  # Account Health and the returns report (channels/sandbox/amazon_reports.py)
         ]
+
+    # --- scorecards: the Reports API's hooks into this sandbox ---
+    def known_marketplaces(self) -> dict:
+        return MARKETPLACES
+
+    def report_error(self, status: int, code: str, message: str) -> Response:
+        return _error(status, code, message)
 
     # --- the published models: what they state in prose, and Amazon's refusal -------------------
 
@@ -826,49 +834,15 @@ class AmazonSandbox(SandboxApp):
         "DAMAGED": "DAMAGED_BY_CARRIER",
     }
 
-    def create_report(self, request: Request) -> Response:
-        body = request.json()
-        if body["reportType"] != "GET_FLAT_FILE_RETURNS_DATA_BY_RETURN_DATE":
-            return _error(400, "InvalidInput", f"reportType {body['reportType']} is not served by this sandbox")
-        unknown = [m for m in body["marketplaceIds"] if m not in MARKETPLACES]
-        if unknown:
-            return _error(400, "InvalidInput", f"Invalid marketplaceIds: {', '.join(unknown)}")
-        start = _parse_iso(body.get("dataStartTime") or "") if body.get("dataStartTime") else None
-        reports = self.state.extra.setdefault("reports", {})
-        report_id = str(60_000_000_000 + len(reports) + 1)
-        reports[report_id] = {
-            "reportId": report_id,
-            "reportType": body["reportType"],
-            "marketplaceIds": body["marketplaceIds"],
-            "createdTime": iso_z(utcnow()),
-            "processingStatus": "IN_QUEUE",
-            "start": start,
-        }
-        return Response(202, {"reportId": report_id})
+    @property
+    def report_generators(self) -> dict:
+        """The Reports API's generators (amazon_reports.py) plus the returns report, a tab-separated flat file."""
+        return {**super().report_generators, RETURNS_REPORT: self.returns_report_document}
 
-    def get_report(self, request: Request, report_id: str) -> Response:
-        report = self.state.extra.get("reports", {}).get(report_id)
-        if report is None:
-            return _error(404, "NotFound", "Report not found.")
-        if report["processingStatus"] == "IN_QUEUE":
-            report["processingStatus"] = "IN_PROGRESS"
-        elif report["processingStatus"] == "IN_PROGRESS":
-            document_id = f"amzn1.spdoc.1.4.na.{uuid.uuid4()}"
-            self.documents[document_id] = {
-                "contentType": "text/tab-separated-values; charset=UTF-8",
-                "content": self._returns_tsv(report["marketplaceIds"], report["start"]),
-            }
-            report["processingStatus"] = "DONE"
-            report["reportDocumentId"] = document_id
-            report["processingEndTime"] = iso_z(utcnow())
-        return Response(200, {k: v for k, v in report.items() if k != "start"})
-
-    def get_report_document(self, request: Request, document_id: str) -> Response:
-        if document_id not in self.documents:
-            return _error(404, "NotFound", "Report document not found.")
-        return Response(
-            200, {"reportDocumentId": document_id, "url": f"{self.base_url}/_sandbox/documents/{document_id}"}
-        )
+    def returns_report_document(self, report: dict) -> tuple[bytes, str]:
+        start = report.get("dataStartTime")
+        content = self._returns_tsv(report["marketplaceIds"], _parse_iso(start) if start else None)
+        return content, "text/tab-separated-values; charset=UTF-8"
 
     def _returns_tsv(self, marketplaces: list[str], start) -> bytes:
         rows = ["\t".join(self.RETURNS_COLUMNS)]

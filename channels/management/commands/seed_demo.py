@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from channels.demo_history import amazon_history_orders
 from channels.models import ChannelAccount, ChannelKind, ChannelLocation, Listing
 from channels.registry import MARKETPLACES
 from channels.sandbox.amazon import AmazonState
@@ -355,10 +356,15 @@ def plant_demo_orders(app: SandboxApp, account: ChannelAccount | None = None) ->
     if account is None:
         return 0
     orders = demo_sandbox_orders(account)
+    # --- scorecards: Amazon recorded the history too (its Account Health report is computed from it) ---
+    history = amazon_history_orders(account) if account.kind == ChannelKind.AMAZON else []
     with app.state.lock:
-        for order in orders:
+        for order in orders + history:
             app.state.orders[order.order_id] = order
-    return len(orders)
+        for order in history:
+            if order.status == "cancelled":
+                app.state.cancelled_by[order.order_id] = "MERCHANT" if order.cancel_reason == "NoInventory" else "BUYER"
+    return len(orders) + len(history)
 
 
 class Command(BaseCommand):
