@@ -254,6 +254,57 @@ class OutboxRetryView(ConsoleView):
 class ReconcileOverviewView(ConsoleView):
     """Every account's last reconciliation of orders and stock, and every node's counts."""
 
+    permission_required = "channels.view_channelaccount"
+
+    def get(self, request):
+        context = {
+            "section": "channels",
+            "rows": selectors.reconcile_overview(),
+            "nodes": inventory_selectors.node_count_overview(),
+            "can_sync": request.user.has_perm("channels.add_syncrun"),
+        }
+        return render(request, "channels/reconciliation.html", context)
+
+
+class AccountReconcileView(ConsoleView):
+    """One account's reconciliation: runs (live while one works), drift by kind, the trend, the drifts that
+    wait for a person (each linked to its case and order) and the latest ones."""
+
+    permission_required = "channels.view_channelaccount"
+
+    def get(self, request, pk: int):
+        return self.render_page(request, pk)
+
+    def render_page(self, request, pk: int, *, status: int = 200):
+        account = get_object_or_404(ChannelAccount, pk=pk)
+        page = selectors.reconcile_page(account=account)
+        context = {
+            "section": "channels",
+            "account": account,
+            "page": page,
+            "can_sync": request.user.has_perm("channels.add_syncrun"),
+        }
+        if request.htmx and request.GET.get("part") == "runs":
+            return render(request, "channels/_reconcile_runs.html", context)
+        return render(request, "channels/account_reconciliation.html", context, status=status)
+
+
+class ReconcileNowView(ConsoleView):
+    permission_required = "channels.add_syncrun"
+
+    def post(self, request, pk: int):
+        account = get_object_or_404(ChannelAccount, pk=pk)
+        scope = request.POST.get("scope") or "all"
+        if scope not in ("all", *ReconcileScope.values):
+            messages.error(request, f"Unknown reconciliation scope {scope[:40]!r}: choose orders, stock or both.")
+            return AccountReconcileView().render_page(request, account.pk, status=400)
+        channels_reconcile_account_task.delay(account.pk, trigger="manual", scope=scope)
+        messages.success(request, f"Reconciliation of {account.name} started; its progress shows below.")
+        return HttpResponseRedirect(reverse("channels:account-reconciliation", args=[account.pk]))
+
+
+# --- end of reconciliation ---------------------------------------------------------------------------
+
 
 # ---- Ops console: the unmapped-SKU fix and the dashboard's lag tile (exceptions at scale) -----------------
 
@@ -340,52 +391,6 @@ class DashboardLagView(ConsoleView):
     permission_required = "channels.view_channelaccount"
 
     def get(self, request):
-        context = {
-            "section": "channels",
-            "rows": selectors.reconcile_overview(),
-            "nodes": inventory_selectors.node_count_overview(),
-            "can_sync": request.user.has_perm("channels.add_syncrun"),
-        }
-        return render(request, "channels/reconciliation.html", context)
-
-
-class AccountReconcileView(ConsoleView):
-    """One account's reconciliation: runs (live while one works), drift by kind, the trend, the drifts that
-    wait for a person (each linked to its case and order) and the latest ones."""
-
-    permission_required = "channels.view_channelaccount"
-
-    def get(self, request, pk: int):
-        return self.render_page(request, pk)
-
-    def render_page(self, request, pk: int, *, status: int = 200):
-        account = get_object_or_404(ChannelAccount, pk=pk)
-        page = selectors.reconcile_page(account=account)
-        context = {
-            "section": "channels",
-            "account": account,
-            "page": page,
-            "can_sync": request.user.has_perm("channels.add_syncrun"),
-        }
-        if request.htmx and request.GET.get("part") == "runs":
-            return render(request, "channels/_reconcile_runs.html", context)
-        return render(request, "channels/account_reconciliation.html", context, status=status)
-
-
-class ReconcileNowView(ConsoleView):
-    permission_required = "channels.add_syncrun"
-
-    def post(self, request, pk: int):
-        account = get_object_or_404(ChannelAccount, pk=pk)
-        scope = request.POST.get("scope") or "all"
-        if scope not in ("all", *ReconcileScope.values):
-            messages.error(request, f"Unknown reconciliation scope {scope[:40]!r}: choose orders, stock or both.")
-            return AccountReconcileView().render_page(request, account.pk, status=400)
-        channels_reconcile_account_task.delay(account.pk, trigger="manual", scope=scope)
-        messages.success(request, f"Reconciliation of {account.name} started; its progress shows below.")
-        return HttpResponseRedirect(reverse("channels:account-reconciliation", args=[account.pk]))
-
-        # --- end of reconciliation ---------------------------------------------------------------------------
         rows = selectors.account_health()
         oldest = selectors.outbox_oldest_due_by_account()
         now = timezone.now()
