@@ -11,11 +11,17 @@ class OrdersConfig(AppConfig):
         post_migrate.connect(_sync_roles_after_migrate, sender=self)
 
 
-def _sync_roles_after_migrate(sender, apps=None, **kwargs) -> None:
+def _sync_roles_after_migrate(sender, apps=None, using="default", **kwargs) -> None:
     # Models added by later migrations get their permissions after migrate: keep the roles complete.
+    # post_migrate reaches orders before the apps listed after it have had their permissions created
+    # (each app's create_permissions runs on its own signal), so create every app's permissions first.
     # flush (transactional tests) sends post_migrate without ``apps``: use the global registry then.
     from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
 
     from orders.roles import sync_roles
 
-    sync_roles(apps or global_apps)
+    registry = apps or global_apps
+    for app_config in global_apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using, apps=registry)
+    sync_roles(registry)
