@@ -61,29 +61,39 @@ def _store(
         return cursor.fetchone() is not None
 
 
+def _refused() -> JsonResponse:
+    return JsonResponse({"error": "invalid signature"}, status=401)
+
+
 @csrf_exempt
 @login_not_required
 @require_POST
 def webhook_receive(request: HttpRequest, channel: str, account_id: int) -> HttpResponse:
-    """Verify the signature over the raw body; 401 stores nothing. Answer 200 before any processing."""
+    """Verify the signature over the raw body; 401 stores nothing. Answer 200 before any processing.
+
+    An unknown account, a channel without webhooks, a bad signature and a stale replay all get the same
+    answer (``_refused``): account ids cannot be enumerated. The log says which it was."""
     account = ChannelAccount.objects.filter(pk=account_id, kind=channel).first()
     if account is None:
-        return JsonResponse({"error": "unknown account"}, status=404)
+        log.warning("webhook for %s account %s refused: unknown account", channel[:16], account_id)
+        return _refused()
     body = request.body
     try:
         connector = connector_for(account)
     except ChannelUnsupported:
-        return JsonResponse({"error": f"{channel} webhooks are not supported"}, status=404)
+        log.warning("webhook for %s refused: the channel has no webhooks", account.name)
+        return _refused()
     try:
         if not connector.verify_webhook(request.headers, body):
             log.warning("webhook for %s rejected: bad signature", account.name)
-            return JsonResponse({"error": "invalid signature"}, status=401)
+            return _refused()
     except ChannelUnsupported:
-        return JsonResponse({"error": f"{channel} webhooks are not supported"}, status=404)
+        log.warning("webhook for %s refused: the channel has no webhooks", account.name)
+        return _refused()
     except WebhookRejected as exc:
         # Signed but stale (a replay): refused like a bad signature, nothing stored.
         log.warning("webhook for %s rejected: %s", account.name, exc)
-        return JsonResponse({"error": str(exc)}, status=401)
+        return _refused()
     finally:
         connector.close()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.kernel.limits import INT32_MAX
 from fulfillment.models import Shipment, ShipmentLine, TrackingEvent, TrackingStatus
 from orders.models import Hold, HoldKind, OrderEvent, ShipToAddress
 
@@ -165,8 +166,8 @@ class ShipSerializer(serializers.Serializer):
 
 
 class ShortLineSerializer(serializers.Serializer):
-    order_line = serializers.IntegerField(min_value=1)
-    quantity = serializers.IntegerField(min_value=1)
+    order_line = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    quantity = serializers.IntegerField(min_value=1, max_value=INT32_MAX)
 
 
 class ShortPickSerializer(serializers.Serializer):

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from config.kernel.console import ConsoleView, console_page
 from config.kernel.errors import DomainError
+from config.kernel.redirects import safe_next
 from orders import selectors, services
 from orders.filters import ExceptionCaseFilter, OrderFilter
 from orders.forms import HoldPlaceForm, ReasonForm, ResolveCaseForm
@@ -139,7 +140,7 @@ class ExceptionActionView(ConsoleView):
             messages.success(request, f"Case #{case.pk}: {action.replace('-', ' ')} done.")
         except DomainError as exc:
             messages.error(request, str(exc))
-        return HttpResponseRedirect(request.POST.get("next") or reverse("orders:exceptions"))
+        return HttpResponseRedirect(safe_next(request, reverse("orders:exceptions")))
 
 
 SECTIONS = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from config.kernel.limits import INT32_MAX
 from inventory.errors import InvalidQuantity, SnapshotInvalid
 from inventory.models import Location, MovementReason, Sku, StockBucket, StockLevel, StockMovement, StockSnapshot
 from inventory.services.common import Actor, actor_resolve, lock_levels, stock_changed_announce
@@ -50,6 +51,8 @@ def _validate(rows: Sequence[object]) -> tuple[list[tuple[int, str, str, int]], 
             problems.append(f"on_hand: a whole number is required, got {on_hand!r}")
         elif on_hand < 0:
             problems.append(f"on_hand: must not be negative, got {on_hand}")
+        elif on_hand > INT32_MAX:
+            problems.append(f"on_hand: at most {INT32_MAX:,} units, got {on_hand}")
         if extra := sorted(set(row) - {"sku", "location", "on_hand"}):
             problems.append(f"unknown field(s): {', '.join(map(str, extra))}")
         if not problems:
