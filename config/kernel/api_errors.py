@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
@@ -22,6 +24,13 @@ def exception_handler(exc, context):
     if isinstance(exc, ObjectDoesNotExist):
         return Response({"detail": "no such record", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, DataError):
+        request = context.get("request")
+        logging.getLogger("waybill.security").warning(
+            "refused a value the database cannot store on %s %s: %s",
+            getattr(request, "method", ""),
+            getattr(request, "get_full_path", lambda: "")(),
+            str(exc).splitlines()[0],
+        )
         return Response(
             {"detail": "a value is out of range or contains characters that cannot be stored", "code": "bad_input"},
             status=status.HTTP_400_BAD_REQUEST,

@@ -8,4 +8,6 @@ class SecurityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from config.security import checks, sessions  # noqa: F401 - registers the checks and signal receivers
+        from config.security import checks, db_values, sessions  # noqa: F401 - registers checks and receivers
+
+        db_values.register()

@@ -76,12 +76,20 @@ def integration_token_revoke(*, token_id: int, actor: str) -> IntegrationToken:
     return token
 
 
+# The API's description (OpenAPI schema, docs, DRF's root list): readable with any valid token.
+META_MODULES = ("drf_spectacular", "rest_framework.routers")
+META = "meta"
+
+
 def view_resource(view) -> str | None:
     """The resource a view belongs to: its ``token_resource``, else the app its class is defined in."""
     explicit = getattr(view, "token_resource", None)
     if explicit:
         return explicit
-    app = type(view).__module__.split(".")[0]
+    module = type(view).__module__
+    if module.startswith(META_MODULES):
+        return META
+    app = module.split(".")[0]
     return app if app in RESOURCES else None
 
 
@@ -105,7 +113,8 @@ class IntegrationTokenAuthentication(BaseAuthentication):
         view = (getattr(request, "parser_context", None) or {}).get("view")
         resource = view_resource(view) if view is not None else None
         access = ACCESS_READ if request.method in SAFE_METHODS else ACCESS_WRITE
-        if resource is None or not token.allows(resource, access):
+        allowed = resource == META and access == ACCESS_READ
+        if resource is None or not (allowed or token.allows(resource, access)):
             raise exceptions.PermissionDenied(
                 f"this token's scopes do not include {resource or 'this endpoint'}:{access}"
             )
