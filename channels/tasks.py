@@ -83,3 +83,15 @@ def outbox_relay_enqueue(sender, *, account_id: int, **kwargs) -> None:
 @receiver(webhook_events_stored, dispatch_uid="channels.tasks.webhooks_process")
 def webhooks_process_enqueue(sender, *, account_id: int, **kwargs) -> None:
     channels_webhooks_process_task.delay(account_id)
+
+
+# --- data protection (issue #21) ----------------------------------------------------------------------
+
+
+@shared_task(name="channels.tasks.pii_purge_task")
+def pii_purge_task() -> dict:
+    """Daily: purge buyers' PII of orders done longer ago than their account's retention period."""
+    from channels.privacy import channel_accounts_pii_purge
+
+    run = channel_accounts_pii_purge()
+    return {"purged": run.purged, "held": run.held}

@@ -41,6 +41,8 @@ app.conf.update(
             "task": "channels.tasks.channels_plan_inventory_pushes_task",
             "schedule": 1.0,
         },
+        # Data protection: buyers' PII purged after each account's retention period (hourly; idempotent).
+        "channels-pii-purge": {"task": "channels.tasks.pii_purge_task", "schedule": 3600.0},
     },
 )
 app.autodiscover_tasks()

@@ -10,6 +10,7 @@ exception_queue  exception cases: open, assign, acknowledge, resolve
 pickup_store     a channel's pickup store mapped to a Location
 line_status      many lines' statuses at once, for order routing and stock allocation
 ingest           the batched channel ingest
+privacy          buyers' PII purged after the order is done (data protection)
 """
 
 from orders.services.cancellations import order_cancel_initiator_set, order_lines_cancel
@@ -37,6 +38,7 @@ from orders.services.ingest import (
 )
 from orders.services.line_status import order_lines_reopen_unreserved, order_lines_status_set
 from orders.services.pickup_store import orders_pickup_store_set
+from orders.services.privacy import orders_pii_due, orders_pii_purge
 from orders.services.state import order_status_refresh, order_transition, order_transition_path, orders_transition_path
 
 __all__ = [
@@ -73,6 +75,8 @@ __all__ = [
     "order_transition_path",
     "orders_ingest_batch",
     "orders_pickup_store_set",
+    "orders_pii_due",
+    "orders_pii_purge",
     "orders_transition_path",
     "ship_to_usable",
 ]
