@@ -57,7 +57,7 @@ def role_headers(request, keep_connection, django_user_model, node, put_stock, o
     if role == "node":
         key = fulfillment_services.node_token_create(location=east, name="fuzz wms", actor="test")[1]
         return {"Authorization": f"Node {key}"}
-    user = django_user_model.objects.create_user(username=f"fuzz-{role}".replace(" ", "-"), password="fuzz-pw-123456")
+    user = django_user_model.objects.create_user(username=f"fuzz-{role}".replace(" ", "-"), password=None)
     user.groups.add(Group.objects.get(name=role))
     scopes = [f"{resource}:write" for resource in RESOURCES]
     key = integration_token_create(user_id=user.pk, name="fuzz", scopes=scopes, days=1, actor="test")[1]
