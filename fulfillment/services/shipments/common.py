@@ -64,6 +64,9 @@ def refuse_if_cancel_requested(locked: Shipment, what: str) -> None:
 
 # A node's clock may run a little ahead of ours; a time further ahead is a mistake, not skew.
 CLOCK_SKEW = timedelta(minutes=5)
+# The channel's clock (placed_at) and the node's may each be off by a few minutes: a ship time earlier
+# than the order by more than this is a mistake (a typo in the year, a clock reset), not skew.
+PLACED_SKEW = timedelta(minutes=15)
 
 
 def time_checked(value: datetime | None, field_name: str, now: datetime) -> datetime:
@@ -82,7 +85,7 @@ def time_not_before_order(value: datetime, field_name: str, shipment: Shipment) 
     """A node cannot ship or hand over an order before it was placed: such a time would corrupt the
     on-time metrics (a typo in the year, a clock reset)."""
     placed_at = shipment.order.placed_at
-    if value < placed_at:
+    if value < placed_at - PLACED_SKEW:
         raise InvalidInput(
             field_name,
             f"{value.isoformat()} is before order {shipment.order.external_id} was placed "
