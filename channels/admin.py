@@ -147,6 +147,7 @@ class ChannelAccountAdmin(ChannelAdminOnlyMixin, admin.ModelAdmin):
         ),
         ("Inventory", {"fields": ("eligible_locations", "buffer_policy", "buffer_value")}),
         ("Orders", {"fields": ("buyer_cancel_policy",)}),
+        ("Data protection", {"fields": ("pii_retention_days", "pii_legal_hold")}),
         (
             "Sync",
             {"fields": ("sync_interval_seconds", "sync_cursor", "last_synced_at", "sync_lag_seconds")},

@@ -69,6 +69,14 @@ class ChannelAccount(models.Model):
         max_length=16, choices=BuyerCancelPolicy.choices, default=BuyerCancelPolicy.AUTO_ACCEPT
     )
     is_enabled = models.BooleanField(default=True)
+    # Data protection (Amazon DPP): buyers' PII is purged this many days after an order is done
+    # (delivered, cancelled or returned), unless the account is under a legal hold.
+    pii_retention_days = models.PositiveSmallIntegerField(
+        default=30, help_text="Days after delivery (or cancellation) before buyers' names and addresses are purged"
+    )
+    pii_legal_hold = models.BooleanField(
+        default=False, help_text="A legal hold: keep buyers' PII past the retention period until it is lifted"
+    )
     # Measured by the sync: now minus the newest source_updated_at seen.
     sync_lag_seconds = models.FloatField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)

@@ -154,3 +154,15 @@ def channels_reconcile_account_task(account_id: int, trigger: str = "schedule", 
 def push_failures_detect_task() -> dict:
     found = fixes.push_failures_detect(actor="detector")
     return {"opened": len(found["opened"]), "resolved": len(found["resolved"])}
+
+
+# --- data protection (issue #21) ----------------------------------------------------------------------
+
+
+@shared_task(name="channels.tasks.pii_purge_task")
+def pii_purge_task() -> dict:
+    """Daily: purge buyers' PII of orders done longer ago than their account's retention period."""
+    from channels.privacy import channel_accounts_pii_purge
+
+    run = channel_accounts_pii_purge()
+    return {"purged": run.purged, "held": run.held}

@@ -11,7 +11,6 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from channels import selectors
 from channels.connectors.base import ChannelError
@@ -32,6 +31,7 @@ from channels.sync import account_lock
 from channels.tasks import channels_reconcile_account_task, channels_sync_account_task
 from config.kernel.console import ConsoleView, bulk_selection
 from config.kernel.errors import DomainError
+from config.kernel.redirects import safe_next
 from inventory import selectors as inventory_selectors
 from inventory.models import Sku
 from orders.models import ExceptionCase, ExceptionKind, OrderLine
@@ -44,10 +44,7 @@ MAX_REASON = 2000
 
 def _next(request, fallback: str) -> str:
     """The page to go back to: a local path only (never another site)."""
-    target = request.POST.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return fallback
+    return safe_next(request, fallback)
 
 
 def pretty_json(value) -> str:

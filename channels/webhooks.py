@@ -21,12 +21,14 @@ from django.db import connection, transaction
 from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels.connectors.base import ChannelError, ChannelUnsupported, PayloadError, WebhookRejected
+from channels.connectors.base import ChannelError, ChannelUnsupported, Connector, PayloadError, WebhookRejected
 from channels.inbound import inbound_orders_process
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, SyncKind
+from channels.registry import BY_KIND
 from channels.services import connector_for
 from channels.signals import webhook_events_stored
 from channels.sync import account_lock, sync_account_run
@@ -69,27 +71,48 @@ def _store(
         return cursor.fetchone() is not None
 
 
+def _refused() -> JsonResponse:
+    return JsonResponse({"error": "invalid signature"}, status=401)
+
+
+def _accepts_webhooks(channel: str) -> bool:
+    """Whether the channel kind's connector verifies webhooks (decided by the kind, never by an account)."""
+    marketplace = BY_KIND.get(channel)
+    if marketplace is None:
+        return False
+    return import_string(marketplace.connector).verify_webhook is not Connector.verify_webhook
+
+
 @csrf_exempt
 @login_not_required
 @require_POST
 def webhook_receive(request: HttpRequest, channel: str, account_id: int) -> HttpResponse:
-    """Verify the signature over the raw body; 401 stores nothing. Answer 200 before any processing."""
+    """Verify the signature over the raw body; 401 stores nothing. Answer 200 before any processing.
+
+    An unknown account and a bad signature get the same answer (``_refused``), and a channel without
+    webhooks answers 404 whatever the id: account ids cannot be enumerated. A stale replay (signed, so
+    from the channel) is told why. The log says which it was."""
+    if not _accepts_webhooks(channel):
+        return JsonResponse({"error": f"{channel[:32]} webhooks are not supported"}, status=404)
     account = ChannelAccount.objects.filter(pk=account_id, kind=channel).first()
     if account is None:
-        return JsonResponse({"error": "unknown account"}, status=404)
+        log.warning("webhook for %s account %s refused: unknown account", channel[:16], account_id)
+        return _refused()
     body = request.body
     try:
         connector = connector_for(account)
     except ChannelUnsupported:
-        return JsonResponse({"error": f"{channel} webhooks are not supported"}, status=404)
+        log.warning("webhook for %s refused: the channel has no webhooks", account.name)
+        return _refused()
     try:
         if not connector.verify_webhook(request.headers, body):
             log.warning("webhook for %s rejected: bad signature", account.name)
-            return JsonResponse({"error": "invalid signature"}, status=401)
+            return _refused()
     except ChannelUnsupported:
-        return JsonResponse({"error": f"{channel} webhooks are not supported"}, status=404)
+        log.warning("webhook for %s refused: the channel has no webhooks", account.name)
+        return _refused()
     except WebhookRejected as exc:
-        # Signed but stale (a replay): refused like a bad signature, nothing stored.
+        # Signed but stale (a replay): refused, nothing stored; only a holder of the secret gets here.
         log.warning("webhook for %s rejected: %s", account.name, exc)
         return JsonResponse({"error": str(exc)}, status=401)
     finally:

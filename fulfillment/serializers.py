@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.kernel.limits import INT32_MAX
 from fulfillment.models import Shipment, ShipmentLine, TrackingEvent, TrackingStatus
 from orders.models import Hold, HoldKind, OrderEvent, ShipToAddress
 
@@ -89,7 +90,9 @@ class ShipmentSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="location.code", read_only=True)
     order = serializers.CharField(source="order.external_id", read_only=True)
     order_id = serializers.IntegerField(read_only=True)
-    carrier = serializers.CharField(source="carrier.code", read_only=True, default=None)
+    carrier = serializers.CharField(source="carrier.code", read_only=True, default=None, allow_null=True)
+    # Empty until the shipment is shipped: a plain string, not a "uri" (the empty string is not one).
+    tracking_url = serializers.CharField(read_only=True)
     ship_to = ShipToSerializer(source="order.ship_to", read_only=True, allow_null=True, default=None)
     holds = serializers.SerializerMethodField(help_text="The order's active holds")
     may_ship = serializers.SerializerMethodField(
@@ -165,8 +168,8 @@ class ShipSerializer(serializers.Serializer):
 
 
 class ShortLineSerializer(serializers.Serializer):
-    order_line = serializers.IntegerField(min_value=1)
-    quantity = serializers.IntegerField(min_value=1)
+    order_line = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    quantity = serializers.IntegerField(min_value=1, max_value=INT32_MAX)
 
 
 class ShortPickSerializer(serializers.Serializer):

@@ -53,7 +53,17 @@ class StockLevelViewSet(viewsets.ReadOnlyModelViewSet):
         request=SnapshotRequestSerializer,
         responses={
             200: SnapshotResultSerializer,
-            400: RowErrorsResponseSerializer,
+            # Rows that fail validation are named one by one; a malformed body gets DRF's field errors.
+            400: {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/RowErrorsResponse"},
+                    {
+                        "type": "object",
+                        "description": "Field errors: each field's messages (nested per row for rows)",
+                        "additionalProperties": {"oneOf": [{"type": "array"}, {"type": "object"}, {"type": "string"}]},
+                    },
+                ]
+            },
             409: RowErrorsResponseSerializer,
         },
     )

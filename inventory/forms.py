@@ -4,12 +4,18 @@ import uuid
 
 from django import forms
 
+from config.kernel.limits import INT32_MAX
 from inventory.models import Location
 
 
 class AdjustmentForm(forms.Form):
     location = forms.ModelChoiceField(queryset=Location.objects.order_by("code"), to_field_name="code")
-    delta = forms.IntegerField(label="Change (+/- units)", help_text="Positive adds units, negative removes them")
+    delta = forms.IntegerField(
+        label="Change (+/- units)",
+        help_text="Positive adds units, negative removes them",
+        min_value=-INT32_MAX,
+        max_value=INT32_MAX,
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, strip=True)
     reference = forms.CharField(max_length=128, required=False)
     # One key per rendered form: a double submit is a replay and changes nothing.
@@ -39,7 +45,10 @@ class ReceiveForm(forms.Form):
             self.initial.setdefault("idempotency_key", f"console:{uuid.uuid4()}")
         for line in self.lines:
             self.fields[f"line_{line.pk}"] = forms.IntegerField(
-                min_value=0, required=False, label=f"{line.sku.code} (outstanding {line.quantity_outstanding})"
+                min_value=0,
+                max_value=INT32_MAX,
+                required=False,
+                label=f"{line.sku.code} (outstanding {line.quantity_outstanding})",
             )
 
     def line_fields(self):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.kernel.limits import INT32_MAX
 from inventory.models import InboundKind, InboundLine, InboundShipment, Location, Sku, StockLevel, StockMovement
 
 
@@ -63,7 +64,7 @@ class StockMovementSerializer(serializers.ModelSerializer):
 class SnapshotRowSerializer(serializers.Serializer):
     sku = serializers.CharField(help_text="SKU code")
     location = serializers.CharField(help_text="Location code")
-    on_hand = serializers.IntegerField(min_value=0, help_text="Absolute sellable units counted")
+    on_hand = serializers.IntegerField(min_value=0, max_value=INT32_MAX, help_text="Absolute sellable units counted")
 
 
 class SnapshotRequestSerializer(serializers.Serializer):
@@ -119,7 +120,9 @@ class AdjustmentSerializer(serializers.Serializer):
     location = serializers.SlugRelatedField(
         slug_field="code", queryset=Location.objects.all(), help_text="Location code"
     )
-    delta = serializers.IntegerField(help_text="Units to add (positive) or remove (negative); never zero")
+    delta = serializers.IntegerField(
+        min_value=-INT32_MAX, max_value=INT32_MAX, help_text="Units to add (positive) or remove (negative); never zero"
+    )
     reason = serializers.CharField(max_length=2000, help_text="Why: kept on the movement as its audit note")
     reference = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
     idempotency_key = serializers.CharField(max_length=255, help_text="A replay with the same key changes nothing")
@@ -160,8 +163,8 @@ class InboundShipmentSerializer(serializers.ModelSerializer):
 
 
 class ReceiveLineSerializer(serializers.Serializer):
-    line = serializers.IntegerField(help_text="Inbound line id")
-    quantity = serializers.IntegerField(min_value=1)
+    line = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="Inbound line id")
+    quantity = serializers.IntegerField(min_value=1, max_value=INT32_MAX)
 
 
 class ReceiveSerializer(serializers.Serializer):

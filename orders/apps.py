@@ -11,16 +11,17 @@ class OrdersConfig(AppConfig):
         post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="orders.sync_roles")
 
 
-def _sync_roles_after_migrate(sender, apps=None, **kwargs) -> None:
+def _sync_roles_after_migrate(sender, apps=None, using="default", **kwargs) -> None:
     # Models added by later migrations get their permissions after migrate: keep the roles complete.
-    # post_migrate is sent once per app, and each app's permissions are created by its own signal: act on
-    # the last app's, when every app's permissions exist (channels' and scorecards' come after orders').
+    # post_migrate reaches orders before the apps listed after it have had their permissions created
+    # (each app's create_permissions runs on its own signal), so create every app's permissions first.
     # flush (transactional tests) sends post_migrate without ``apps``: use the global registry then.
     from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
 
     from orders.roles import sync_roles
 
-    with_models = [config for config in global_apps.get_app_configs() if config.models_module is not None]
-    if with_models and sender is not with_models[-1] and sender.label != with_models[-1].label:
-        return
-    sync_roles(apps or global_apps)
+    registry = apps or global_apps
+    for app_config in global_apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using, apps=registry)
+    sync_roles(registry)

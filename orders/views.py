@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from config.kernel.console import ConsoleView, bulk_selection, console_page
 from config.kernel.errors import DomainError
 from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.redirects import safe_next
 from inventory.models import Location
 from orders import selectors, services
 from orders.filters import ExceptionCaseFilter, OrderFilter
@@ -412,7 +413,7 @@ class ExceptionActionView(ConsoleView):
             messages.success(request, f"Case #{case.pk}: {action.replace('-', ' ')} done.")
         except DomainError as exc:
             messages.error(request, str(exc))
-        return HttpResponseRedirect(_next(request, reverse("orders:exceptions")))
+        return HttpResponseRedirect(safe_next(request, reverse("orders:exceptions")))
 
 
 SECTIONS = {

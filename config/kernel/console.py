@@ -19,10 +19,19 @@ class ConsoleView(PermissionRequiredMixin, View):
 def console_page(request, queryset, paginator_class) -> tuple[list, str | None, str | None]:
     """Keyset-page a queryset for an HTMX console list with a DRF CursorPagination class:
     (rows, next_url, previous_url)."""
+    from rest_framework.exceptions import NotFound
     from rest_framework.request import Request
 
     paginator = paginator_class()
-    rows = paginator.paginate_queryset(queryset, Request(request), view=None)
+    try:
+        rows = paginator.paginate_queryset(queryset, Request(request), view=None)
+    except NotFound:
+        # A garbled or stale cursor (hand-edited link): show the first page rather than fail.
+        params = request.GET.copy()
+        params.pop(paginator.cursor_query_param, None)
+        request.GET = params
+        paginator = paginator_class()
+        rows = paginator.paginate_queryset(queryset, Request(request), view=None)
     return list(rows or []), paginator.get_next_link(), paginator.get_previous_link()
 
 

@@ -13,9 +13,10 @@ class InvalidTransition(DomainError):
     http_status = 409
 
     def __init__(self, *, entity: str, from_status: str, to_status: str) -> None:
-        self.from_status = from_status
-        self.to_status = to_status
-        super().__init__(f"{entity} cannot move from {from_status!r} to {to_status!r}")
+        # Plain values in the message (a TextChoices member's repr would show the enum's class name).
+        self.from_status = str(getattr(from_status, "value", from_status))
+        self.to_status = str(getattr(to_status, "value", to_status))
+        super().__init__(f"{entity} cannot move from {self.from_status!r} to {self.to_status!r}")
 
 
 class ActorRequired(DomainError):

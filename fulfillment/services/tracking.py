@@ -95,7 +95,7 @@ def tracking_events_record(
         locked = shipment_lock(shipment)
         carrier = locked.carrier
         if carrier_code:
-            carrier = Carrier.objects.filter(code=carrier_code).first() or carrier
+            carrier = Carrier.objects.filter(code__iexact=carrier_code.strip()).first() or carrier
         keys = {event.key(): event for event in events}
         known = set(
             TrackingEvent.objects.filter(shipment=locked, dedupe_key__in=list(keys)).values_list(
@@ -167,7 +167,7 @@ def shipment_for_tracking(*, tracking_number: str, carrier_code: str = "") -> Sh
         raise InvalidInput("tracking_number", "a tracking number is required")
     qs = Shipment.objects.filter(tracking_number=tracking_number.strip())
     if carrier_code:
-        qs = qs.filter(Q(carrier__code=carrier_code) | Q(carrier__isnull=True))
+        qs = qs.filter(Q(carrier__code__iexact=carrier_code.strip()) | Q(carrier__isnull=True))
     shipment = qs.order_by("-pk").first()
     if shipment is None:
         raise InvalidInput("tracking_number", f"no shipment has tracking number {tracking_number!r}")

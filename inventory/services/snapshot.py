@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.kernel.limits import INT32_MAX
 from inventory.errors import InvalidQuantity, SnapshotInvalid
 from inventory.models import (
     CountProposalStatus,
@@ -74,6 +75,8 @@ def _validate(rows: Sequence[object]) -> tuple[list[tuple[int, str, str, int]], 
             problems.append(f"on_hand: a whole number is required, got {on_hand!r}")
         elif on_hand < 0:
             problems.append(f"on_hand: must not be negative, got {on_hand}")
+        elif on_hand > INT32_MAX:
+            problems.append(f"on_hand: at most {INT32_MAX:,} units, got {on_hand}")
         if extra := sorted(set(row) - {"sku", "location", "on_hand"}):
             problems.append(f"unknown field(s): {', '.join(map(str, extra))}")
         if not problems:

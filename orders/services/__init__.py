@@ -13,6 +13,7 @@ ingest           the batched channel ingest
 bulk             bulk actions of the console: each item in its own transaction, refusals named
 overrides        ship-to edit, service level, a channel SKU mapped on its held orders, cases a fix settles
 returned         units back from the buyer (the returns app records them): returned quantities and statuses
+privacy          buyers' PII purged after the order is done (data protection)
 """
 
 from orders.services.bulk import (
@@ -55,6 +56,7 @@ from orders.services.overrides import (
     orders_channel_sku_mapped,
 )
 from orders.services.pickup_store import orders_pickup_store_set
+from orders.services.privacy import orders_pii_due, orders_pii_purge
 from orders.services.returned import ReturnQuantityError, line_returned_status, order_lines_returned_record
 from orders.services.state import order_status_refresh, order_transition, order_transition_path, orders_transition_path
 
@@ -106,6 +108,8 @@ __all__ = [
     "orders_holds_release_bulk",
     "orders_ingest_batch",
     "orders_pickup_store_set",
+    "orders_pii_due",
+    "orders_pii_purge",
     "orders_transition_path",
     "ship_to_usable",
 ]

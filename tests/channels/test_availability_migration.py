@@ -26,7 +26,7 @@ def test_a_row_written_before_the_move_survives_it():
         executor.loader.build_graph()
         executor.migrate([MOVE])
     finally:
-        # The migrations after the move were only unrecorded (their tables are still there): record them again.
+        # The migrations after BEFORE were only unrecorded (fake), never undone: record them again.
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes(), fake=True)
     # then the row is there, unchanged

@@ -184,6 +184,7 @@ def test_admin_saves_new_credentials_through_the_service(client, settings):
         "sync_cursor_0": "",
         "sync_cursor_1": "",
         "buyer_cancel_policy": "review",
+        "pii_retention_days": "30",
     }
     # when
     response = client.post(url, form)

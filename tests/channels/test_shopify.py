@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 from django.utils import timezone
@@ -150,6 +151,7 @@ def _signed(app, order, secret: str, *, webhook_id: str = "wh-1", topic: str = "
         "HTTP_X_SHOPIFY_WEBHOOK_ID": webhook_id,
         "HTTP_X_SHOPIFY_SHOP_DOMAIN": "waybill-sandbox.myshopify.com",
         "HTTP_X_SHOPIFY_API_VERSION": "2026-10",
+        "HTTP_X_SHOPIFY_TRIGGERED_AT": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     return body, headers
 

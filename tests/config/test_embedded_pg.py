@@ -23,7 +23,8 @@ import psycopg
 from config.embedded_pg import Cluster, ensure_running
 cluster = Cluster(__import__("pathlib").Path(sys.argv[1]))
 params, started = ensure_running(cluster)
-with psycopg.connect(host=params["HOST"], port=int(params["PORT"]), user=params["USER"], dbname=params["NAME"]) as c:
+with psycopg.connect(host=params["HOST"], port=int(params["PORT"]), user=params["USER"],
+                     password=params["PASSWORD"], dbname=params["NAME"]) as c:
     row = c.execute("SELECT pg_postmaster_start_time()::text, current_setting('data_directory')").fetchone()
 print(json.dumps({"started": started, "postmaster_start": row[0], "data_directory": row[1]}))
 """

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 def shipped(node, stock, order_for, skus, ups):
     dc = node("DC", daily_capacity=50)
     stock(skus[0], dc, 5)
-    order = order_for([(skus[0], 1)])
+    # placed before it shipped 30 hours ago (a ship time before the order is refused)
+    order = order_for([(skus[0], 1)], placed_at=timezone.now() - timedelta(hours=40))
     services.order_route(order_id=order.pk, actor="router")
     shipment = Shipment.objects.get(order=order)
     services.shipment_ship(

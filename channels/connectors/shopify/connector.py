@@ -47,6 +47,7 @@ from channels.connectors.base import (
     SendResult,
     ShipmentConfirmation,
     WebhookEvent,
+    WebhookRejected,
     json_body,
     normalized_address,
     order_status_from,
@@ -923,7 +924,24 @@ class ShopifyConnector(Connector):
                 continue
             expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
             valid |= hmac.compare_digest(expected.encode(), sent.encode())
+        if valid:
+            self._check_triggered_at(headers)
         return valid
+
+    # A validly signed body replayed under a new webhook id is refused once it is older than this.
+    replay_window: ClassVar[timedelta] = timedelta(minutes=5)
+
+    def _check_triggered_at(self, headers: Mapping[str, str]) -> None:
+        """X-Shopify-Triggered-At (when Shopify fired the event) must be within the replay window."""
+        raw = headers.get("X-Shopify-Triggered-At") or ""
+        try:
+            fired = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise WebhookRejected("webhook has no readable X-Shopify-Triggered-At") from None
+        if fired.tzinfo is None:
+            raise WebhookRejected("X-Shopify-Triggered-At has no time zone")
+        if abs(datetime.now(UTC) - fired) > self.replay_window:
+            raise WebhookRejected(f"webhook triggered at {raw} is outside the {self.replay_window} replay window")
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         topic = headers.get("X-Shopify-Topic") or ""

@@ -62,14 +62,35 @@ def refuse_if_cancel_requested(locked: Shipment, what: str) -> None:
         )
 
 
+# A node's clock may run a little ahead of ours; a time further ahead is a mistake, not skew.
+CLOCK_SKEW = timedelta(minutes=5)
+# The channel's clock (placed_at) and the node's may each be off by a few minutes: a ship time earlier
+# than the order by more than this is a mistake (a typo in the year, a clock reset), not skew.
+PLACED_SKEW = timedelta(minutes=15)
+
+
 def time_checked(value: datetime | None, field_name: str, now: datetime) -> datetime:
     if value is None:
         return now
     if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidInput(field_name, "a timezone-aware date and time is required")
-    if value > now + timedelta(hours=1):
-        raise InvalidInput(field_name, f"{value.isoformat()} is in the future")
+        raise InvalidInput(field_name, "a date and time with a time zone is required, e.g. 2026-05-01T14:30:00Z")
+    if value > now + CLOCK_SKEW:
+        raise InvalidInput(
+            field_name, f"{value.isoformat()} is in the future (now is {now.isoformat(timespec='seconds')})"
+        )
     return value
+
+
+def time_not_before_order(value: datetime, field_name: str, shipment: Shipment) -> None:
+    """A node cannot ship or hand over an order before it was placed: such a time would corrupt the
+    on-time metrics (a typo in the year, a clock reset)."""
+    placed_at = shipment.order.placed_at
+    if value < placed_at - PLACED_SKEW:
+        raise InvalidInput(
+            field_name,
+            f"{value.isoformat()} is before order {shipment.order.external_id} was placed "
+            f"({placed_at.isoformat(timespec='seconds')})",
+        )
 
 
 def units_leave(locked: Shipment, *, actor: Actor) -> list[dict]:

@@ -20,6 +20,7 @@ from fulfillment.services.shipments.common import (
     shipment_event,
     shipment_lock,
     time_checked,
+    time_not_before_order,
     transition_check,
     units_leave,
 )
@@ -101,9 +102,10 @@ def shipment_ship(
     shipped_at = time_checked(shipped_at, "shipped_at", now)
     if not carrier_code or not str(carrier_code).strip():
         raise InvalidInput("carrier", "a carrier code is required")
-    carrier = Carrier.objects.filter(code=str(carrier_code).strip(), is_active=True).first()
+    # Carrier codes are matched case-insensitively: "ups", "UPS" and "Ups" are one carrier.
+    carrier = Carrier.objects.filter(code__iexact=str(carrier_code).strip(), is_active=True).first()
     if carrier is None:
-        raise InvalidInput("carrier", f"unknown or inactive carrier {carrier_code!r}")
+        raise InvalidInput("carrier", f"unknown or inactive carrier {str(carrier_code).strip()!r}")
     tracking_number = (tracking_number or "").strip()
     if not tracking_number:
         raise InvalidInput("tracking_number", "a tracking number is required")
@@ -114,6 +116,7 @@ def shipment_ship(
         if locked.kind == ShipmentKind.PICKUP:
             raise InvalidInput("shipment", f"shipment {locked.pk} is a store pickup: report it picked up instead")
         transition_check(locked, S.SHIPPED)
+        time_not_before_order(shipped_at, "shipped_at", locked)
         refuse_if_cancel_requested(locked, "ship")
         from_status = locked.status
         shipped = units_leave(locked, actor=actor)

@@ -20,6 +20,7 @@ from fulfillment.services.shipments.common import (
     shipment_event,
     shipment_lock,
     time_checked,
+    time_not_before_order,
     transition_check,
     units_leave,
 )
@@ -68,6 +69,7 @@ def shipment_picked_up(
         if locked.kind != ShipmentKind.PICKUP:
             raise InvalidInput("shipment", f"shipment {locked.pk} is not a store pickup")
         transition_check(locked, S.PICKED_UP)
+        time_not_before_order(picked_up_at, "picked_up_at", locked)
         refuse_if_cancel_requested(locked, "hand over")
         from_status = locked.status
         shipped = units_leave(locked, actor=actor)

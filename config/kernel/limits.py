@@ -1,0 +1,6 @@
+"""Bounds of the database columns that bad input must be checked against before it reaches SQL."""
+
+from __future__ import annotations
+
+# PostgreSQL ``integer`` (Django IntegerField / PositiveIntegerField): quantities and counts.
+INT32_MAX = 2_147_483_647

@@ -1,0 +1,166 @@
+"""Buyers' PII purged after each account's retention period, with a legal hold, an audit event and a beat
+job; no PII in the logs, and none in a database dump outside the order tables (Amazon DPP; ASVS 8.3)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from channels.models import ChannelAccountEvent, InboundEvent
+from channels.sync import sync_account_run
+from channels.tasks import pii_purge_task
+from config import embedded_pg
+from config.celery import app as celery_app
+from orders.models import Order, OrderEvent, OrderStatus, ShipToAddress
+from tests.channels.conftest import serve_sandbox, skus, walmart_account, walmart_sandbox  # noqa: F401
+from tests.factories import ChannelAccountFactory, OrderFactory, OrderLineFactory
+
+# Tables that hold a buyer's PII until the purge: the address, the order's search name, the raw payloads.
+ORDER_TABLES = {"orders_shiptoaddress", "orders_order", "channels_inboundevent"}
+
+
+def _done_long_ago(order: Order, days: int, status=OrderStatus.DELIVERED) -> None:
+    OrderEvent.objects.create(order=order, kind="status", actor="test", from_status="shipped", to_status=status)
+    when = timezone.now() - timedelta(days=days)
+    Order.objects.filter(pk=order.pk).update(status=status, updated_at=when)
+    OrderEvent.objects.filter(order=order).update(created_at=when)
+
+
+@pytest.mark.django_db
+def test_pii_is_purged_after_the_retention_period_and_the_order_still_counts():
+    # given an account keeping PII 30 days, one order delivered 31 days ago, one 5 days ago, one still open
+    account = ChannelAccountFactory(name="amazon-dpp", pii_retention_days=30)
+    old, recent, open_order = (OrderFactory(account=account) for _ in range(3))
+    OrderLineFactory(order=old)
+    _done_long_ago(old, 31)
+    _done_long_ago(recent, 5)
+    OrderEvent.objects.create(
+        order=old, kind="address_changed", actor="sync", data={"before": {"name": "Zoë Ōtani", "city": "SF"}}
+    )
+    # when the beat job runs
+    result = pii_purge_task()
+    # then only the old order's buyer is gone: replaced, not deleted
+    assert result == {"purged": {"amazon-dpp": 1}, "held": []}
+    address = ShipToAddress.objects.get(order__pk=old.pk)
+    assert address.purged_at is not None
+    assert (address.name, address.line1, address.postal_code, address.phone, address.email) == ("", "", "", "", "")
+    assert address.country_code == "US" and address.region == "CA"
+    assert Order.objects.get(pk=old.pk).customer_name == ""
+    assert Order.objects.get(pk=old.pk).lines.count() == 1
+    assert "Zoë" not in str(OrderEvent.objects.get(order=old, kind="address_changed").data)
+    for kept in (recent, open_order):
+        assert ShipToAddress.objects.get(order__pk=kept.pk).name == "Zoë Ōtani"
+    # and the purge is audited without the purged values
+    event = OrderEvent.objects.get(order=old, kind="pii_purged")
+    assert event.actor == "privacy:retention" and "30 days" in event.reason and "Zoë" not in str(event.data)
+    assert ChannelAccountEvent.objects.get(account=account, kind="pii_purged").data["orders"] == 1
+    # and a second run changes nothing
+    assert pii_purge_task() == {"purged": {}, "held": []}
+
+
+@pytest.mark.django_db
+def test_a_legal_hold_keeps_the_pii_and_a_shorter_period_applies_per_account():
+    held = ChannelAccountFactory(name="walmart-held", pii_legal_hold=True)
+    short = ChannelAccountFactory(name="shopify-short", pii_retention_days=3)
+    held_order, short_order = OrderFactory(account=held), OrderFactory(account=short)
+    _done_long_ago(held_order, 400)
+    _done_long_ago(short_order, 4, status=OrderStatus.CANCELLED)
+    result = pii_purge_task()
+    assert result == {"purged": {"shopify-short": 1}, "held": ["walmart-held"]}
+    assert ShipToAddress.objects.get(order__pk=held_order.pk).purged_at is None
+    assert ShipToAddress.objects.get(order__pk=short_order.pk).purged_at is not None
+
+
+def test_the_purge_runs_on_the_beat_schedule():
+    entries = {e["task"] for e in celery_app.conf.beat_schedule.values()}
+    assert "channels.tasks.pii_purge_task" in entries
+
+
+def _dump() -> dict[str, str]:
+    """A data-only pg_dump of the test database: {table: its COPY rows}."""
+    db = connection.settings_dict
+    env = {**os.environ, "PGPASSWORD": db.get("PASSWORD") or ""}
+    out = subprocess.run(
+        [
+            str(embedded_pg._bin("pg_dump")),
+            "--data-only",
+            "-h",
+            db.get("HOST") or "127.0.0.1",
+            "-p",
+            str(db.get("PORT") or 5432),
+            "-U",
+            db.get("USER") or "postgres",
+            db["NAME"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    tables: dict[str, list[str]] = {}
+    current = None
+    for line in out.stdout.splitlines():
+        if line.startswith("COPY "):
+            current = line.split()[1].split(".")[-1]
+            tables[current] = []
+        elif line == "\\.":
+            current = None
+        elif current is not None:
+            tables[current].append(line)
+    return {table: "\n".join(rows) for table, rows in tables.items()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_buyer_pii_in_the_logs_or_a_dump_outside_the_order_tables(walmart_sandbox, walmart_account, skus):  # noqa: F811
+    # given a sync of real orders over HTTP, with every log line captured
+    made = walmart_sandbox.state.generate(12, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    names = {order.buyer_name for order in made}
+    streets = {order.address["line1"] for order in made}
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        run = sync_account_run(account_id=walmart_account.pk)
+        assert run.status == "succeeded", run.error
+        assert Order.objects.filter(account=walmart_account).count() == 12
+        # then no log line carries a buyer's name or street
+        logged = stream.getvalue()
+        assert logged
+        assert [n for n in names | streets if n in logged] == []
+        # and a dump holds them only in the order tables
+        dump = _dump()
+        leaks = {
+            t: sorted(n for n in names | streets if n in rows) for t, rows in dump.items() if t not in ORDER_TABLES
+        }
+        assert {t: found for t, found in leaks.items() if found} == {}
+        assert any(n in dump["orders_shiptoaddress"] for n in names)
+        # when the orders are delivered and their retention period passes, and the beat job runs
+        for order in Order.objects.filter(account=walmart_account):
+            _done_long_ago(order, walmart_account.pii_retention_days + 1)
+        assert pii_purge_task()["purged"] == {walmart_account.name: 12}
+        # then no table holds them any more, and the purge logged none of them either
+        dump = _dump()
+        assert {
+            t: [n for n in names | streets if n in rows]
+            for t, rows in dump.items()
+            if any(n in rows for n in names | streets)
+        } == {}
+        assert [n for n in names | streets if n in stream.getvalue()] == []
+        assert InboundEvent.objects.filter(account=walmart_account).exclude(payload__has_key="purged_at").count() == 0
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    assert settings.DATABASES["default"]["NAME"].startswith("test_")
