@@ -27,6 +27,7 @@ from channels.models import (
     BuyerCancelPolicy,
     ChannelAccount,
     ChannelAccountEvent,
+    ChannelAvailability,
     ChannelLocation,
     InboundEvent,
     InboundKind,
@@ -39,7 +40,7 @@ from config.kernel.errors import DomainError
 from fulfillment import services as fulfillment_services
 from inventory.models import Sku
 from orders import services as order_services
-from orders.models import ExceptionKind, HoldKind, Severity
+from orders.models import ExceptionKind, HoldKind, OrderLine, Severity
 from orders.services.ingest import IngestError, IngestResult, SkuRef, orders_ingest_batch
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,46 @@ def _hold_for_mapping(
     )
 
 
+def oversells_report(account: ChannelAccount, *, order_ids: list[int], actor: Actor) -> list[int]:
+    """New orders of this account for a SKU whose last quantity the channel acknowledged was 0 before the order
+    was placed: the channel sold what it was told it did not have (its own stock edit, a listing we do not
+    push, a lag on its side). Each opens (or refreshes) one OVERSELL case per order and SKU, within the
+    sync or webhook drain that brought the order. Returns the case ids."""
+    if not order_ids:
+        return []
+    sold_out = ChannelAvailability.objects.filter(
+        account_id=account.pk,
+        sku_id=OuterRef("sku_id"),
+        last_pushed_quantity__lte=0,
+        last_pushed_at__lt=OuterRef("order__placed_at"),
+    )
+    lines = (
+        OrderLine.objects.filter(order_id__in=order_ids, order__account_id=account.pk, sku__isnull=False)
+        .filter(Exists(sold_out))
+        .values("order_id", "order__external_id", "sku_id", "sku__code", "channel_sku", "quantity")
+        .order_by("order_id", "sku_id")
+    )
+    cases = []
+    for line in lines:
+        case, _ = order_services.exception_case_open(
+            kind=ExceptionKind.OVERSELL,
+            title=f"{account.name} sold {line['sku__code']} at 0 (order {line['order__external_id']})",
+            detail=(
+                f"The channel accepted an available quantity of 0 for {line['channel_sku']} before this order was "
+                f"placed, and sold {line['quantity']} all the same. Check the listing's stock at {account.name} "
+                "(an edit made there, or a listing Waybill does not push) and decide: ship from another node, "
+                "backorder, or cancel the line with reason NoInventory."
+            ),
+            severity=Severity.HIGH,
+            order_id=line["order_id"],
+            sku_id=line["sku_id"],
+            account_id=account.pk,
+            actor=actor,
+        )
+        cases.append(case.pk)
+    return cases
+
+
 def _after_ingest(
     account: ChannelAccount,
     parsed: dict[int, NormalizedOrder],
@@ -192,7 +233,17 @@ def _after_ingest(
     """Unknown SKUs and unmapped pickup stores hold the order and open an exception case (never for
     marketplace-fulfilled orders); units the channel cancelled or shipped leave the order's shipments
     and reservations; a buyer's new cancel request (the ingest held the order) is accepted per the
-    account's policy, or put to a person; a withdrawn one needs nothing more (the ingest released it)."""
+    account's policy, or put to a person; a withdrawn one needs nothing more (the ingest released it). An
+    order the channel sold against a quantity of 0 it had accepted from us is an oversell (oversells_report)."""
+    oversells_report(
+        account,
+        order_ids=[
+            r.order_id
+            for event_id, r in results.items()
+            if r.outcome == "created" and r.order_id is not None and not parsed[event_id].marketplace_fulfilled
+        ],
+        actor=actor,
+    )
     for event_id, result in results.items():
         normalized = parsed[event_id]
         if result.cancel_requested and result.order_id is not None and not normalized.marketplace_fulfilled:

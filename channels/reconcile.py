@@ -801,6 +801,8 @@ def _stock_batch(
                 run.progress["not_listed"] = run.progress.get("not_listed", 0) + 1
             continue  # not advertised here, or not listed there (the push's listing-not-found case)
         run.compared += 1
+        if theirs < 0:
+            _oversold_at_channel(account, listing, theirs)
         if row.needs_push or row.sku_id in busy or (row.last_pushed_at and row.last_pushed_at > settled_before):
             continue  # a push is on its way, or too recent to show in the channel's reads
         if theirs == row.quantity:
@@ -824,6 +826,24 @@ def _stock_batch(
     with transaction.atomic():
         _settle_consistent(account, run, consistent, [DriftKind.OVER_ADVERTISED, DriftKind.UNDER_ADVERTISED])
     return found
+
+
+def _oversold_at_channel(account: ChannelAccount, listing: Listing, theirs: int) -> None:
+    """The channel reports a negative available quantity (Shopify lets it go below 0): it has sold more than
+    it had. One OVERSELL case per account and SKU, refreshed while it stays negative."""
+    order_services.exception_case_open(
+        kind=ExceptionKind.OVERSELL,
+        title=f"{account.name} oversold {listing.channel_sku}: {theirs} available there",
+        detail=(
+            f"{account.name} reports {theirs} available for {listing.channel_sku}: it sold {-theirs} more than it "
+            "had. Find the orders it sold last for this SKU and ship them from another node, backorder them, or "
+            "cancel those lines with reason NoInventory; the stock push corrects the channel's quantity."
+        ),
+        severity=Severity.HIGH,
+        sku_id=listing.sku_id,
+        account_id=account.pk,
+        actor="system:reconcile",
+    )
 
 
 def _stock_push(

@@ -599,6 +599,9 @@ class SandboxApp:
 
     # --- drift behind the sync's back (reconciliation) -------------------------------------------
 
+    # A marketplace whose available quantity may go below 0 when it sells more than it had (Shopify).
+    negative_stock = False
+
     def admin_drift(self, request: Request) -> Response:
         """Change the channel's side quietly: order times stay as they were (no poll from the cursor and no
         webhook sees the change), stock is set as if in the seller's own tools. Answers what changed."""
@@ -613,8 +616,9 @@ class SandboxApp:
                 if missing:
                     return Response(404, {"error": f"unknown order(s) {missing[:5]}"})
             for sku, quantity in (data.get("stock") or {}).items():
-                if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
-                    return Response(400, {"error": f"stock {sku}: a whole number of at least 0 is required"})
+                floor = -1_000_000 if self.negative_stock else 0
+                if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < floor:
+                    return Response(400, {"error": f"stock {sku}: a whole number of at least {floor} is required"})
                 self.drift_stock(str(sku), quantity)
             for order_id in data.get("cancel") or []:
                 self.state.cancel(self.state.orders[order_id], "GeneralAdjustment", topic=None)

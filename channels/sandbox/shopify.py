@@ -1080,6 +1080,8 @@ class ShopifySandbox(SandboxApp):
 
     # --- drift behind the sync's back (reconciliation) -------------------------------------------
 
+    negative_stock = True  # Shopify's available goes below 0 when a shop oversells
+
     def drift_stock(self, sku: str, quantity: int) -> None:
         self.state.inventory[sku] = quantity
         self.state.inventory_items[variant_ids(sku)[1]] = quantity

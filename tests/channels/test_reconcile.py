@@ -357,3 +357,18 @@ def test_runs_refuse_to_overlap_and_never_wait_for_or_block_the_sync(
     assert not Drift.objects.exists() and not Order.objects.exists()
     # and the next run, with the sync done, heals them
     assert reconcile_orders_run(account_id=account.pk).healed == 2
+
+
+def test_a_negative_quantity_at_the_channel_is_an_oversell_case(shopify_sandbox, shopify_account, skus):
+    # given: Shopify shows -3 available for a SKU Waybill advertises (the shop sold 3 more than it had)
+    _listed_with_stock(shopify_account, {"WB-1001": 4, "WB-1002": 6})
+    admin(shopify_sandbox, "/_sandbox/drift", {"stock": {"WB-1001": -3}})
+    # when: stock is reconciled, twice
+    reconcile_stock_run(account_id=shopify_account.pk, trigger="manual")
+    reconcile_stock_run(account_id=shopify_account.pk, trigger="manual")
+    # then: one oversell case for that account and SKU, and the push heals the quantity
+    case = ExceptionCase.objects.get(kind=ExceptionKind.OVERSELL)
+    assert (case.account_id, case.sku.code, case.status) == (shopify_account.pk, "WB-1001", CaseStatus.OPEN)
+    assert "-3 available" in case.title
+    relay(shopify_account)
+    assert _advertised(shopify_sandbox, shopify_account, "WB-1001") == 4
