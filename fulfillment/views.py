@@ -8,12 +8,12 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from rest_framework.pagination import CursorPagination
 
 from config.kernel.console import ConsoleView, bulk_selection, console_page
 from config.kernel.errors import DomainError
 from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.redirects import safe_next
 from fulfillment import selectors, services
 from fulfillment.filters import ShipmentFilter
 from fulfillment.forms import CancelUnitsForm, ReasonForm, RerouteForm, SimulatorForm
@@ -104,10 +104,7 @@ class SimulatorView(ConsoleView):
 
 
 def _back(request, fallback: str) -> str:
-    target = request.POST.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return fallback
+    return safe_next(request, fallback)
 
 
 class OrderCancelView(ConsoleView):

@@ -38,8 +38,8 @@ RANK: dict[str, int] = {
     S.SHIPPED: 6,
     S.DELIVERED: 7,
     S.PARTIALLY_RETURNED: 8,
-    S.RETURNED: 8,
-    S.CANCELLED: 9,
+    S.RETURNED: 9,
+    S.CANCELLED: 10,
 }
 
 

@@ -9,7 +9,6 @@ from django.shortcuts import get_object_or_404, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.kernel.console import ConsoleView, bulk_selection, console_page
 from config.kernel.errors import DomainError
@@ -37,10 +36,7 @@ SCORECARD_TILES_TEMPLATE = "scorecards/_dashboard_tiles.html"
 
 
 def _next(request, fallback: str) -> str:
-    target = request.POST.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return fallback
+    return safe_next(request, fallback)
 
 
 def _bulk_message(request, result, noun: str) -> None:

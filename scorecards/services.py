@@ -231,7 +231,7 @@ def account_health_parse(document: dict) -> list[ParsedMetric]:
 def account_health_fetch(*, account: ChannelAccount | int, actor: Actor = SYSTEM_ACTOR) -> AccountHealthReport:
     """Fetch the Account Health report through the Amazon connector, store its metrics beside ours and open
     a case for each metric that diverges beyond its definition's tolerance."""
-    from channels.connectors import connector_for
+    from channels.services import connector_for
 
     actor_resolve(actor)
     account = account if isinstance(account, ChannelAccount) else ChannelAccount.objects.get(pk=account)

@@ -247,7 +247,7 @@ def test_returns_are_not_read_more_often_than_the_channel_allows(amazon_sandbox,
     services.returns_sync_account(account_id=amazon_account.pk)
     again = services.returns_sync_account(account_id=amazon_account.pk)
     assert again == {"skipped": "read recently"}
-    assert len(amazon_sandbox.state.extra["reports"]) == 1
+    assert len(amazon_sandbox.reports) == 1
 
 
 def test_the_demo_sandboxes_stream_returns_of_shipped_orders(walmart_sandbox, walmart_account, skus):

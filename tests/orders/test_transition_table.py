@@ -26,6 +26,7 @@ PARTIALLY_SHIPPED, SHIPPED, DELIVERED, RETURNED, CANCELLED = (
     "returned",
     "cancelled",
 )
+PARTIALLY_RETURNED = "partially_returned"
 
 # Every legal move, by hand. Shipping and cancelling are reachable from each stage before shipping (channel
 # truth may arrive at any of them); routing may fall back (allocated/released -> open/backordered) when a
@@ -36,14 +37,28 @@ GOLDEN: dict[str, set[str]] = {
     BACKORDERED: {OPEN, ALLOCATED, PARTIALLY_SHIPPED, SHIPPED, CANCELLED},
     ALLOCATED: {RELEASED, OPEN, BACKORDERED, PARTIALLY_SHIPPED, SHIPPED, CANCELLED},
     RELEASED: {ALLOCATED, OPEN, BACKORDERED, PARTIALLY_SHIPPED, SHIPPED, CANCELLED},
-    PARTIALLY_SHIPPED: {SHIPPED, DELIVERED, RETURNED},
-    SHIPPED: {DELIVERED, RETURNED},
-    DELIVERED: {RETURNED},
+    PARTIALLY_SHIPPED: {SHIPPED, DELIVERED, PARTIALLY_RETURNED, RETURNED},
+    SHIPPED: {DELIVERED, PARTIALLY_RETURNED, RETURNED},
+    DELIVERED: {PARTIALLY_RETURNED, RETURNED},
+    # some units came back; the rest may follow
+    PARTIALLY_RETURNED: {RETURNED},
     CANCELLED: set(),
     RETURNED: set(),
 }
 # How far along each status is, by hand: a channel payload never moves an order to an earlier one.
-FORWARD = [PENDING, OPEN, BACKORDERED, ALLOCATED, RELEASED, PARTIALLY_SHIPPED, SHIPPED, DELIVERED, RETURNED, CANCELLED]
+FORWARD = [
+    PENDING,
+    OPEN,
+    BACKORDERED,
+    ALLOCATED,
+    RELEASED,
+    PARTIALLY_SHIPPED,
+    SHIPPED,
+    DELIVERED,
+    PARTIALLY_RETURNED,
+    RETURNED,
+    CANCELLED,
+]
 ALL = sorted(GOLDEN)
 PAIRS = [(a, b) for a, b in itertools.product(ALL, ALL) if a != b]
 

@@ -107,7 +107,7 @@ def test_a_divergence_beyond_the_tolerance_opens_a_case(amazon_sandbox, amazon_a
 
 
 def test_the_sandbox_refuses_a_report_request_off_the_model(amazon_sandbox, amazon_account):
-    from channels.connectors import connector_for
+    from channels.services import connector_for
 
     connector = connector_for(amazon_account)
     response = connector.call("POST", "/reports/2021-06-30/reports", json={"reportType": "X"})
@@ -119,8 +119,8 @@ def test_the_sandbox_refuses_a_report_request_off_the_model(amazon_sandbox, amaz
 
 
 def test_every_outbound_report_body_validates_against_the_spec(amazon_account):
-    from channels.connectors import connector_for
     from channels.sandbox.contract import operation
+    from channels.services import connector_for
 
     body = connector_for(amazon_account).create_report_body(
         "GET_V2_SELLER_PERFORMANCE_REPORT", data_start=datetime(2026, 11, 1, tzinfo=UTC)
