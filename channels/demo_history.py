@@ -346,8 +346,17 @@ def amazon_history_orders(account: ChannelAccount) -> list[SandboxOrder]:
                     )
                     for line in lines
                 ],
-                buyer_name="",
-                address={"country_code": "US"},
+                buyer_name="Demo Buyer",
+                # Every field a sandbox renders: a later change (a return, a drift) puts the order in its reads.
+                address={
+                    "line1": "1 Demo Street",
+                    "line2": "",
+                    "city": "Dallas",
+                    "region": "TX",
+                    "postal_code": "75201",
+                    "country_code": "US",
+                    "phone": "+1 555 0100",
+                },
                 fulfilled_by="AMAZON" if order.marketplace_fulfilled else "MERCHANT",
                 ship_by=order.ship_by,
                 deliver_by=order.deliver_by,

@@ -497,6 +497,9 @@ class Connector:
     supports_pickup_ready: ClassVar[bool] = False
     idempotent_kinds: ClassVar[frozenset[str]] = frozenset()
     http_class: ClassVar[type[ChannelHttp]] = ChannelHttp
+    # The shortest time between two reads of the channel's returns (Amazon's returns report: 15 minutes); the
+    # others are read on every tick of the returns beat.
+    returns_read_interval: ClassVar[timedelta] = timedelta(0)
 
     def __init__(
         self,

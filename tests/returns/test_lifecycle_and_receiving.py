@@ -220,3 +220,13 @@ def test_the_same_receipt_key_with_different_units_is_refused():
             idempotency_key="same",
         )
     assert StockLevel.objects.get(sku=line.sku, location=store).damaged == 0
+
+
+def test_every_connector_says_how_often_its_returns_may_be_read():
+    from datetime import timedelta
+
+    from channels.connectors import CONNECTORS, connector_class
+
+    intervals = {kind: connector_class(kind).returns_read_interval for kind in CONNECTORS}
+    assert intervals["amazon"] == timedelta(minutes=15)
+    assert all(isinstance(value, timedelta) for value in intervals.values()) and len(intervals) == 5
