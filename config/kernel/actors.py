@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import models
 
 from config.kernel.errors import ActorRequired
 
@@ -22,3 +25,29 @@ def actor_resolve(actor: Actor | None) -> tuple[str, AbstractBaseUser | None]:
     if not getattr(actor, "is_authenticated", False):
         raise ActorRequired("an actor is required: an anonymous user cannot change orders")
     return actor.get_username(), actor
+
+
+def audit_event_create(
+    model: type[models.Model],
+    *,
+    kind: str,
+    actor: Actor,
+    reason: str = "",
+    from_status: str = "",
+    to_status: str = "",
+    data: dict[str, Any] | None = None,
+    **subject: Any,
+) -> Any:
+    """One audit row of an app's event model (kind, actor name and user, reason, status change, data) about
+    ``subject`` (e.g. ``order=...``): the shape every app's event table shares."""
+    name, user = actor_resolve(actor)
+    return model.objects.create(
+        **subject,
+        kind=kind,
+        actor=name,
+        actor_user=user,
+        reason=reason,
+        from_status=from_status,
+        to_status=to_status,
+        data=data or {},
+    )

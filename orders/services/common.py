@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.kernel.actors import Actor, actor_resolve
+from config.kernel.actors import Actor, audit_event_create
 from config.kernel.errors import DomainError
 from orders.models import Order, OrderEvent
 
@@ -28,14 +28,13 @@ def order_event_record(
     to_status: str = "",
     data: dict[str, Any] | None = None,
 ) -> OrderEvent:
-    name, user = actor_resolve(actor)
-    return OrderEvent.objects.create(
+    return audit_event_create(
+        OrderEvent,
         order=order,
         kind=kind,
-        actor=name,
-        actor_user=user,
+        actor=actor,
         reason=reason,
         from_status=from_status,
         to_status=to_status,
-        data=data or {},
+        data=data,
     )

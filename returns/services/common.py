@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import connection
 
-from config.kernel.actors import Actor, actor_resolve
+from config.kernel.actors import Actor, audit_event_create
 from config.kernel.errors import DomainError
 from returns.models import ReturnAuthorization, ReturnEvent
 
@@ -68,14 +68,13 @@ def rma_event_record(
     to_status: str = "",
     data: dict[str, Any] | None = None,
 ) -> ReturnEvent:
-    name, user = actor_resolve(actor)
-    return ReturnEvent.objects.create(
+    return audit_event_create(
+        ReturnEvent,
         rma=rma,
         kind=kind,
-        actor=name,
-        actor_user=user,
+        actor=actor,
         reason=reason,
         from_status=from_status,
         to_status=to_status,
-        data=data or {},
+        data=data,
     )
