@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-setup", action="store_true", help="skip migrate, collectstatic and the demo data")
     options = parser.parse_args(argv)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")  # a local demo over plain HTTP
+    # Every demo caller (sandbox webhooks, the simulated warehouse, the browser) is 127.0.0.1: a per-address
+    # lock after failed API authentications would shut them all out together.
+    os.environ.setdefault("WAYBILL_API_AUTH_FAILURE_LIMIT", "0")
     # The demo reconciles every five minutes, so the drift its sandboxes inject shows soon.
     os.environ.setdefault("WAYBILL_RECONCILE_INTERVAL_SECONDS", "300")
     os.chdir(BASE_DIR)
