@@ -152,8 +152,9 @@ def _load(now: datetime) -> list[int]:
         )
         c.execute(
             """
-            INSERT INTO returns_refund (order_id, amount, currency, reason, status, external_id, created_by, created_at)
-            SELECT order_id, 5.00, 'USD', '', 'confirmed', '', 'bench',
+            INSERT INTO returns_refund (order_id, amount, shipping_amount, currency, reason, status, external_id,
+                                        from_channel, channel_response, created_by, created_at)
+            SELECT order_id, 5.00, 0, 'USD', '', 'confirmed', '', false, '{}'::jsonb, 'bench',
                    LEAST(ship_by + interval '5 days', now() - interval '10 minutes')
             FROM bench_shipped WHERE r4 BETWEEN 0.3 AND 0.33
             """
