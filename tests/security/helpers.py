@@ -50,9 +50,20 @@ def scratch_database():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def database_env(name: str) -> dict[str, str]:
+    """The environment that points a new process at database ``name`` on the test server.
+
+    On the embedded server (a Unix socket, its password kept under var/pg) the process finds the
+    server itself and only the database name changes; elsewhere it gets a DATABASE_URL.
+    """
+    if getattr(settings, "EMBEDDED_DATABASE", False):
+        return {"WAYBILL_DATABASE_NAME": name}
+    return {"DATABASE_URL": database_url(name)}
+
+
 def manage(*args: str, database: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run manage.py against ``database`` in a new process."""
-    full_env = {**os.environ, "DATABASE_URL": database_url(database), **(env or {})}
+    full_env = {**os.environ, **database_env(database), **(env or {})}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
