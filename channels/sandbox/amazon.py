@@ -660,25 +660,7 @@ class AmazonSandbox(AmazonReportsMixin, SandboxApp):
                         continue
                     self.state.cancel(order, reason, lines=wanted, by="MERCHANT")
                     self.state.cancellations.append({"order_id": order_id, "lines": wanted, "reason": reason})
-        report = ElementTree.Element("AmazonEnvelope")
-        ElementTree.SubElement(report, "MessageType").text = "ProcessingReport"
-        msg = ElementTree.SubElement(report, "Message")
-        ElementTree.SubElement(msg, "MessageID").text = "1"
-        pr = ElementTree.SubElement(msg, "ProcessingReport")
-        ElementTree.SubElement(pr, "DocumentTransactionID").text = feed_id
-        ElementTree.SubElement(pr, "StatusCode").text = "Complete"
-        summary = ElementTree.SubElement(pr, "ProcessingSummary")
-        ElementTree.SubElement(summary, "MessagesProcessed").text = str(processed)
-        ElementTree.SubElement(summary, "MessagesSuccessful").text = str(processed - errors)
-        ElementTree.SubElement(summary, "MessagesWithError").text = str(errors)
-        ElementTree.SubElement(summary, "MessagesWithWarning").text = "0"
-        for message_id, code, description in results:
-            result = ElementTree.SubElement(pr, "Result")
-            ElementTree.SubElement(result, "MessageID").text = message_id
-            ElementTree.SubElement(result, "ResultCode").text = "Error"
-            ElementTree.SubElement(result, "ResultMessageCode").text = code
-            ElementTree.SubElement(result, "ResultDescription").text = description
-        return ElementTree.tostring(report, encoding="utf-8", xml_declaration=True)
+        return _processing_report(feed_id, processed, errors, results)
 
     # --- refunds (issue #18): POST_PAYMENT_ADJUSTMENT_DATA ---------------------------------------------------
 
@@ -768,25 +750,7 @@ class AmazonSandbox(AmazonReportsMixin, SandboxApp):
                         }
                     )
                 self.state.touch(order)
-        report = ElementTree.Element("AmazonEnvelope")
-        ElementTree.SubElement(report, "MessageType").text = "ProcessingReport"
-        msg = ElementTree.SubElement(report, "Message")
-        ElementTree.SubElement(msg, "MessageID").text = "1"
-        pr = ElementTree.SubElement(msg, "ProcessingReport")
-        ElementTree.SubElement(pr, "DocumentTransactionID").text = feed_id
-        ElementTree.SubElement(pr, "StatusCode").text = "Complete"
-        summary = ElementTree.SubElement(pr, "ProcessingSummary")
-        ElementTree.SubElement(summary, "MessagesProcessed").text = str(processed)
-        ElementTree.SubElement(summary, "MessagesSuccessful").text = str(processed - errors)
-        ElementTree.SubElement(summary, "MessagesWithError").text = str(errors)
-        ElementTree.SubElement(summary, "MessagesWithWarning").text = "0"
-        for message_id, code, description in results:
-            result = ElementTree.SubElement(pr, "Result")
-            ElementTree.SubElement(result, "MessageID").text = message_id
-            ElementTree.SubElement(result, "ResultCode").text = "Error"
-            ElementTree.SubElement(result, "ResultMessageCode").text = code
-            ElementTree.SubElement(result, "ResultDescription").text = description
-        return ElementTree.tostring(report, encoding="utf-8", xml_declaration=True)
+        return _processing_report(feed_id, processed, errors, results)
 
     # --- returns report (issue #18): createReport → getReport → getReportDocument ---------------------------
 
@@ -1052,6 +1016,29 @@ class AmazonSandbox(AmazonReportsMixin, SandboxApp):
                 else:
                     self.state.listing_errors.pop(sku, None)
         return Response(200, {"listed": len(self.state.listed)})
+
+
+def _processing_report(feed_id: str, processed: int, errors: int, results: list[tuple[str, str, str]]) -> bytes:
+    """A feed's processing report document: the summary counts and one Result per message in error."""
+    report = ElementTree.Element("AmazonEnvelope")
+    ElementTree.SubElement(report, "MessageType").text = "ProcessingReport"
+    msg = ElementTree.SubElement(report, "Message")
+    ElementTree.SubElement(msg, "MessageID").text = "1"
+    pr = ElementTree.SubElement(msg, "ProcessingReport")
+    ElementTree.SubElement(pr, "DocumentTransactionID").text = feed_id
+    ElementTree.SubElement(pr, "StatusCode").text = "Complete"
+    summary = ElementTree.SubElement(pr, "ProcessingSummary")
+    ElementTree.SubElement(summary, "MessagesProcessed").text = str(processed)
+    ElementTree.SubElement(summary, "MessagesSuccessful").text = str(processed - errors)
+    ElementTree.SubElement(summary, "MessagesWithError").text = str(errors)
+    ElementTree.SubElement(summary, "MessagesWithWarning").text = "0"
+    for message_id, code, description in results:
+        result = ElementTree.SubElement(pr, "Result")
+        ElementTree.SubElement(result, "MessageID").text = message_id
+        ElementTree.SubElement(result, "ResultCode").text = "Error"
+        ElementTree.SubElement(result, "ResultMessageCode").text = code
+        ElementTree.SubElement(result, "ResultDescription").text = description
+    return ElementTree.tostring(report, encoding="utf-8", xml_declaration=True)
 
 
 def _violation(where: str, message: str) -> ContractViolation:
