@@ -7,6 +7,7 @@ REDIS_URL unset    -> a filesystem Celery broker under var/broker, so real worke
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -353,6 +354,18 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_SENSITIVE_PARAMETERS = ["username", "password"]
+# Behind a load balancer or reverse proxy, list its addresses/networks (comma-separated, e.g.
+# 10.0.0.0/8): the client's address is then read from X-Forwarded-For through them only, so the
+# login lockout and the API's authentication throttle count each client apart, not the proxy.
+WAYBILL_TRUSTED_PROXIES = env.list("WAYBILL_TRUSTED_PROXIES", default=[])
+for _proxy in WAYBILL_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"WAYBILL_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+        ) from exc
+AXES_CLIENT_IP_CALLABLE = "config.security.middleware.client_address"
 # Off under WAYBILL_TESTING (the suite makes thousands of 401s from 127.0.0.1); its own test turns it on.
 WAYBILL_API_AUTH_FAILURE_LIMIT = env.int("WAYBILL_API_AUTH_FAILURE_LIMIT", default=0 if TESTING else 20)
 WAYBILL_API_AUTH_COOLOFF_SECONDS = env.int("WAYBILL_API_AUTH_COOLOFF_SECONDS", default=900)

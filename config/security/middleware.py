@@ -5,12 +5,17 @@ query, a declared body over the size limit, JSON nested deeper than the limit. I
 escapes a console view as "no such row" or "the database refused this value" into 404 / 400.
 ``ApiAuthThrottleMiddleware`` refuses API and webhook calls from an address that failed authentication
 too often (401s counted per address in the cache): token guessing is slowed to a crawl (ASVS 2.2.1).
+The address is the client's, not a proxy's: ``client_address`` reads X-Forwarded-For only through the
+proxies listed in WAYBILL_TRUSTED_PROXIES, so integrators behind one load balancer are counted apart
+(the login lockout uses the same address).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import cache
@@ -99,6 +104,37 @@ class BadInputMiddleware:
         return None
 
 
+@lru_cache(maxsize=8)
+def _trusted_networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in spec)
+
+
+def _is_trusted(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address of the client that sent ``request``.
+
+    REMOTE_ADDR, unless it is one of WAYBILL_TRUSTED_PROXIES (addresses or networks): then the
+    X-Forwarded-For chain is read from the right, skipping the trusted proxies, and the first other
+    address is the client (entries the client wrote itself are further left and never reached).
+    """
+    remote = request.META.get("REMOTE_ADDR", "") or ""
+    networks = _trusted_networks(tuple(settings.WAYBILL_TRUSTED_PROXIES))
+    if not networks or not _is_trusted(remote, networks):
+        return remote
+    chain = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    for address in reversed(chain):
+        if not _is_trusted(address, networks):
+            return address
+    return chain[0] if chain else remote
+
+
 class ApiAuthThrottleMiddleware:
     """After WAYBILL_API_AUTH_FAILURE_LIMIT 401s from one address within WAYBILL_API_AUTH_COOLOFF_SECONDS,
     that address gets 429 on /api/ and /webhooks/ until the window passes."""
@@ -110,7 +146,7 @@ class ApiAuthThrottleMiddleware:
 
     @staticmethod
     def _key(request: HttpRequest) -> str:
-        return f"security:api-auth-failures:{request.META.get('REMOTE_ADDR', '')}"
+        return f"security:api-auth-failures:{client_address(request)}"
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(self.PREFIXES):

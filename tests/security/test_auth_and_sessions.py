@@ -3,9 +3,13 @@ and the API's 401 throttle (ASVS V2, V3)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.models import Session
@@ -135,3 +139,41 @@ def test_the_api_throttles_an_address_that_keeps_failing_authentication(api_clie
         assert api_client.get("/api/v1/fulfillment/shipments/").status_code == 429
     finally:
         cache.delete("security:api-auth-failures:127.0.0.1")
+
+
+def test_behind_a_trusted_proxy_each_client_is_throttled_apart(api_client, settings):
+    # given a load balancer at 10.0.0.5 in front of two integrators, one of which keeps guessing
+    settings.WAYBILL_API_AUTH_FAILURE_LIMIT = 3
+    settings.WAYBILL_TRUSTED_PROXIES = ["10.0.0.0/24"]
+    keys = ("security:api-auth-failures:203.0.113.7", "security:api-auth-failures:198.51.100.9")
+    cache.delete_many(keys)
+    try:
+        api_client.credentials(HTTP_AUTHORIZATION="Bearer wbt_guess")
+        guesser = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+        answers = [api_client.get("/api/v1/orders/", **guesser).status_code for _ in range(4)]
+        # then the guesser is refused after three failures
+        assert answers == [401, 401, 401, 429]
+        # and the other integrator behind the same proxy is not
+        other = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "198.51.100.9"}
+        assert api_client.get("/api/v1/orders/", **other).status_code == 401
+        # and a forged left-most entry does not move the guesser to a fresh address
+        forged = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "192.0.2.1, 203.0.113.7"}
+        assert api_client.get("/api/v1/orders/", **forged).status_code == 429
+        # and without a trusted proxy the header is ignored: the caller's own address counts
+        spoof = {"REMOTE_ADDR": "203.0.113.7", "HTTP_X_FORWARDED_FOR": "198.51.100.200"}
+        assert api_client.get("/api/v1/orders/", **spoof).status_code == 429
+    finally:
+        cache.delete_many(keys)
+
+
+def test_an_invalid_trusted_proxy_setting_fails_at_start_with_its_name():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=django_settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "WAYBILL_TRUSTED_PROXIES": "lb1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "WAYBILL_TRUSTED_PROXIES: 'lb1' is not an IP address or network" in result.stderr
