@@ -86,6 +86,12 @@ def _worker_ready(sender=None, **kwargs) -> None:
     from config.kernel.dispatch import worker_stopping_set
 
     worker_stopping_set(sender.hostname, False)
+    # The console's "worker: ok" right away, not after beat's first 30 s tick (a restarted demo would
+    # otherwise show the previous run's last heartbeat as a worker silent for minutes).
+    try:
+        app.send_task("orders.tasks.heartbeat_task")
+    except Exception:  # the broker is not there yet: beat's own tick sends the next one
+        return
 
 
 @worker_shutting_down.connect
