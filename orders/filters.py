@@ -20,7 +20,8 @@ def channel_kinds() -> list[tuple[str, str]]:
 
 class OrderFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="filter_search", label="Search")
-    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices)
+    # A column of the order itself: no join can repeat a row, so no DISTINCT (it would sort every match).
+    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices, distinct=False)
     channel = django_filters.ChoiceFilter(field_name="account__kind", choices=channel_kinds, label="Channel")
     account = django_filters.NumberFilter(field_name="account_id")
     ship_by_after = django_filters.IsoDateTimeFilter(

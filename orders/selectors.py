@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, DateTimeField, IntegerField, Min, Prefetch, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from orders.models import (
@@ -18,31 +17,8 @@ from orders.models import (
     OrderEvent,
     OrderLine,
     OrderStatus,
-    Severity,
 )
 
-# A case with no due time and no order ship-by sorts after every timed one.
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
-# Cases whose kind costs a scorecard metric (late shipment rate, valid tracking, on-time delivery,
-# cancellations) rank before others of the same urgency.
-SCORECARD_KINDS = frozenset(
-    {
-        ExceptionKind.SHIP_BY_AT_RISK,
-        ExceptionKind.LATE_SHIPMENT,
-        ExceptionKind.SHIP_BY_UNREACHABLE,
-        ExceptionKind.NO_NODE,
-        ExceptionKind.INSUFFICIENT_STOCK,
-        ExceptionKind.SHORT_PICK,
-        ExceptionKind.TRACKING_MISSING,
-        ExceptionKind.DELIVERY_LATE,
-        ExceptionKind.DELIVERY_EXCEPTION,
-        ExceptionKind.STALLED_TRACKING,
-        ExceptionKind.CANCEL_REQUEST,
-        ExceptionKind.OVERSELL,
-        ExceptionKind.METRIC_WARNING,
-    }
-)
 PRE_SHIP_STATUSES = (
     OrderStatus.PENDING,
     OrderStatus.OPEN,
@@ -90,20 +66,10 @@ def order_detail() -> QuerySet[Order]:
 
 
 def exception_cases_by_urgency(*, include_resolved: bool = False) -> QuerySet[ExceptionCase]:
-    """Cases with ``urgency_at`` (the due time, else the order's ship-by) and ``impact`` (0 for a kind that
-    costs a scorecard metric, then by severity): the queue sorts by time left, then impact."""
-    qs = ExceptionCase.objects.select_related("order", "owner", "account", "sku").annotate(
-        urgency_at=Coalesce("due_at", "order__ship_by", Value(FAR_FUTURE), output_field=DateTimeField()),
-        impact=Case(
-            *[
-                When(kind__in=list(SCORECARD_KINDS), severity=sev, then=Value(rank))
-                for sev, rank in SEVERITY_RANK.items()
-            ],
-            *[When(severity=sev, then=Value(rank + 10)) for sev, rank in SEVERITY_RANK.items()],
-            default=Value(20),
-            output_field=IntegerField(),
-        ),
-    )
+    """Cases with their sort keys ``urgency_at`` (the due time, else the order's ship-by) and ``impact`` (0 for a
+    kind that costs a scorecard metric, then by severity): the queue sorts by time left, then impact, read in
+    order from the partial index ``exceptioncase_urgency`` (both keys are columns kept by the database)."""
+    qs = ExceptionCase.objects.select_related("order", "owner", "account", "sku")
     if not include_resolved:
         qs = qs.exclude(status=CaseStatus.RESOLVED)
     return qs
