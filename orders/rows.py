@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.contrib.humanize.templatetags.humanize import intcomma
 from django.middleware.csrf import get_token
-from django.template.defaultfilters import date as format_date
-from django.template.defaultfilters import timesince_filter, truncatechars
+from django.template.defaultfilters import timesince_filter
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -31,6 +30,16 @@ REROUTE_KINDS = frozenset(
         ExceptionKind.LATE_SHIPMENT,
     }
 )
+
+
+def format_time(value, fmt: str) -> str:
+    """The ``date`` filter's output for the formats the lists use, in the current time zone."""
+    return timezone.localtime(value).strftime(fmt) if value is not None else ""
+
+
+def truncatechars(value: str, length: int) -> str:
+    """The ``truncatechars`` filter: at most ``length`` characters, the last one an ellipsis when cut."""
+    return value if len(value) <= length else value[: length - 1] + "…"
 
 
 def pk_url(name: str, *after: str) -> Callable[[int], str]:
@@ -68,9 +77,9 @@ def order_rows(orders: Iterable[Order]) -> list[OrderRow]:
             status=o.status,
             status_label=labels.get(o.status, o.status),
             marketplace_fulfilled=o.marketplace_fulfilled,
-            placed=format_date(o.placed_at, "Y-m-d H:i"),
-            ship_by=format_date(o.ship_by, "Y-m-d H:i") or "—",
-            total=f"{intcomma(o.total_amount)} {o.currency}",
+            placed=format_time(o.placed_at, "%Y-%m-%d %H:%M"),
+            ship_by=format_time(o.ship_by, "%Y-%m-%d %H:%M") or "—",
+            total=f"{o.total_amount:,} {o.currency}",
             on_hold=o.on_hold,
         )
         for o in orders
@@ -137,9 +146,9 @@ def case_rows(cases: Iterable[ExceptionCase], *, can_map_sku: bool) -> list[Case
     for case in cases:
         order = case.order
         if case.due_at:
-            due, due_is_ship_by = format_date(case.due_at, "m-d H:i"), False
+            due, due_is_ship_by = format_time(case.due_at, "%m-%d %H:%M"), False
         elif order is not None and order.ship_by:
-            due, due_is_ship_by = format_date(order.ship_by, "m-d H:i"), True
+            due, due_is_ship_by = format_time(order.ship_by, "%m-%d %H:%M"), True
         else:
             due, due_is_ship_by = "—", False
         rows.append(

@@ -75,6 +75,42 @@ def exception_cases_by_urgency(*, include_resolved: bool = False) -> QuerySet[Ex
     return qs
 
 
+# What a row of the queue's page shows (orders.rows.case_rows): 50 narrow rows, not every column of five tables.
+QUEUE_ROW_FIELDS = (
+    "id",
+    "kind",
+    "severity",
+    "status",
+    "title",
+    "detail",
+    "dedupe_key",
+    "due_at",
+    "created_at",
+    "urgency_at",
+    "impact",
+    "order_id",
+    "account_id",
+    "sku_id",
+    "owner_id",
+    "order__id",
+    "order__external_id",
+    "order__external_reference",
+    "order__ship_by",
+    "owner__id",
+    "owner__username",
+)
+
+
+def exception_case_queue_rows(*, include_resolved: bool = False) -> QuerySet[ExceptionCase]:
+    """The queue's page: cases by urgency with only what a row shows (the order and the owner joined)."""
+    return (
+        exception_cases_by_urgency(include_resolved=include_resolved)
+        .select_related(None)
+        .select_related("order", "owner")
+        .only(*QUEUE_ROW_FIELDS)
+    )
+
+
 def exception_case_queue() -> QuerySet[ExceptionCase]:
     return exception_cases_by_urgency().order_by("urgency_at", "impact", "id")
 

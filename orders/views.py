@@ -302,7 +302,7 @@ class ExceptionListView(ConsoleView):
 
     def get(self, request):
         params = request.GET.copy()
-        base = selectors.exception_cases_by_urgency(include_resolved=bool(params.get("status")))
+        base = selectors.exception_case_queue_rows(include_resolved=bool(params.get("status")))
         filterset = ExceptionCaseFilter(params, queryset=base, request=request)
         rows, next_url, previous_url = [], None, None
         if filterset.is_valid():
