@@ -142,6 +142,8 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "ship_by"], name="order_status_ship_by"),
+            # The console's filter by channel (one account per channel kind, or a few), status and ship-by window.
+            models.Index(fields=["account", "status", "ship_by"], name="order_account_status_ship_by"),
             models.Index(fields=["-placed_at", "-id"], name="order_placed_at"),
             models.Index(fields=["account", "-placed_at"], name="order_account_placed"),
             models.Index(fields=["on_hold", "status"], name="order_hold_status", condition=Q(on_hold=True)),

@@ -6,18 +6,19 @@ million orders; the output is the same."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.middleware.csrf import get_token
 from django.template.defaultfilters import timesince_filter
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderStatus, Severity
 
 _SENTINEL = 2147483647
+EMPTY_HTML = SafeString("")
 # Kinds whose fix is to reroute or cancel the order.
 REROUTE_KINDS = frozenset(
     {
@@ -62,28 +63,60 @@ class OrderRow:
     ship_by: str
     total: str
     on_hold: bool
+    html: SafeString
 
 
-def order_rows(orders: Iterable[Order]) -> list[OrderRow]:
+ORDER_ROW = (
+    '<tr data-row="{pk}">{tick}<td><a class="open" href="{url}">{label}</a></td><td>{account}</td>'
+    '<td>{customer}</td><td><span class="badge status-{status}">{status_label}</span>{marketplace}</td>'
+    "<td>{placed}</td><td>{ship_by}</td><td>{total}</td><td>{hold}</td></tr>"
+)
+ORDER_TICK = (
+    '<td><input type="checkbox" form="order-bulk" name="ids" value="{}" class="row-check"'
+    ' aria-label="Tick order {}"></td>'
+)
+MARKETPLACE_BADGE = mark_safe(' <span class="badge">marketplace</span>')
+HOLD_BADGE = mark_safe('<span class="badge hold">on hold</span>')
+
+
+def order_rows(orders: Iterable[Order], *, can_tick: bool = False) -> list[OrderRow]:
+    """The order list's rows; ``html`` is the row's ``<tr>`` (with the tick box when ``can_tick``)."""
     detail = pk_url("orders:detail")
     labels = dict(OrderStatus.choices)
-    return [
-        OrderRow(
+    rows = []
+    for o in orders:
+        values = {
+            "pk": o.pk,
+            "label": str(o),
+            "url": detail(o.pk),
+            "account_name": o.account.name,
+            "customer": truncatechars(o.customer_name, 28),
+            "status": o.status,
+            "status_label": labels.get(o.status, o.status),
+            "marketplace_fulfilled": o.marketplace_fulfilled,
+            "placed": format_time(o.placed_at, "%Y-%m-%d %H:%M"),
+            "ship_by": format_time(o.ship_by, "%Y-%m-%d %H:%M") or "—",
+            "total": f"{o.total_amount:,} {o.currency}",
+            "on_hold": o.on_hold,
+        }
+        html = format_html(
+            ORDER_ROW,
             pk=o.pk,
-            label=str(o),
-            url=detail(o.pk),
-            account_name=o.account.name,
-            customer=truncatechars(o.customer_name, 28),
+            tick=format_html(ORDER_TICK, o.pk, values["label"]) if can_tick else "",
+            url=values["url"],
+            label=values["label"],
+            account=values["account_name"],
+            customer=values["customer"],
             status=o.status,
-            status_label=labels.get(o.status, o.status),
-            marketplace_fulfilled=o.marketplace_fulfilled,
-            placed=format_time(o.placed_at, "%Y-%m-%d %H:%M"),
-            ship_by=format_time(o.ship_by, "%Y-%m-%d %H:%M") or "—",
-            total=f"{o.total_amount:,} {o.currency}",
-            on_hold=o.on_hold,
+            status_label=values["status_label"],
+            marketplace=MARKETPLACE_BADGE if o.marketplace_fulfilled else "",
+            placed=values["placed"],
+            ship_by=values["ship_by"],
+            total=values["total"],
+            hold=HOLD_BADGE if o.on_hold else "",
         )
-        for o in orders
-    ]
+        rows.append(OrderRow(**values, html=html))
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +166,73 @@ class CaseRow:
     take_url: str
     acknowledge_url: str
     resolve_url: str
+    html: SafeString = EMPTY_HTML
 
 
-def case_rows(cases: Iterable[ExceptionCase], *, can_map_sku: bool) -> list[CaseRow]:
-    """Rows of the exception queue; ``cases`` come with order, owner, account and sku joined."""
+CASE_ROW = (
+    '<tr data-row="{pk}">{tick}<td>{pk}</td><td><span class="badge severity-{severity}">{severity_label}</span></td>'
+    '<td>{kind_label}</td><td class="wrap" title="{detail}">{title}</td><td>{order}</td><td>{status_label}</td>'
+    '<td>{owner}</td><td>{due}</td><td>{age}</td><td>{fix}</td><td class="actions">{actions}</td></tr>'
+)
+CASE_TICK = (
+    '<td><input type="checkbox" form="case-bulk" name="ids" value="{}" aria-label="Tick case {}"'
+    ' class="row-check"></td>'
+)
+CASE_TAKE = (
+    '<form method="post" action="{}">{}{}<button class="outline small" type="submit" data-action="assign">Take'
+    "</button></form>"
+)
+CASE_ACK = (
+    '<form method="post" action="{}">{}{}<button class="outline secondary small" type="submit" data-action="ack">'
+    "Ack</button></form>"
+)
+CASE_RESOLVE = (
+    '<details class="resolve"><summary data-action="resolve">Resolve</summary><form method="post" action="{}">{}{}'
+    '<label>Note <input name="note" required maxlength="4000"></label><button type="submit" class="small">Resolve'
+    "</button></form></details>"
+)
+
+
+def _case_row_html(row: CaseRow, *, can_change: bool, csrf_input: str, next_input: str) -> SafeString:
+    actions = ""
+    if can_change and row.status != CaseStatus.RESOLVED:
+        ack = format_html(CASE_ACK, row.acknowledge_url, csrf_input, next_input) if row.status == "open" else ""
+        actions = format_html(
+            "{}{}{}",
+            format_html(CASE_TAKE, row.take_url, csrf_input, next_input),
+            ack,
+            format_html(CASE_RESOLVE, row.resolve_url, csrf_input, next_input),
+        )
+    return format_html(
+        CASE_ROW,
+        pk=row.pk,
+        tick=format_html(CASE_TICK, row.pk, row.pk) if can_change else "",
+        severity=row.severity,
+        severity_label=row.severity_label,
+        kind_label=row.kind_label,
+        detail=row.detail,
+        title=row.title,
+        order=format_html('<a class="open" href="{}">{}</a>', row.order_url, row.order_label) if row.order_url else "—",
+        status_label=row.status_label,
+        owner=row.owner,
+        due=format_html('<span title="the order\'s ship-by">{}</span>', row.due) if row.due_is_ship_by else row.due,
+        age=row.age,
+        fix=format_html('<a class="fix" href="{}">{}</a>', row.fix.url, row.fix.label) if row.fix else "",
+        actions=actions,
+    )
+
+
+def case_rows(
+    cases: Iterable[ExceptionCase],
+    *,
+    can_map_sku: bool,
+    can_change: bool = False,
+    csrf_input: str = "",
+    next_input: str = "",
+) -> list[CaseRow]:
+    """Rows of the exception queue; ``cases`` come with their order and owner joined. ``html`` is the row's
+    ``<tr>``: the tick box and the Take / Ack / Resolve forms when ``can_change`` (with the forms' hidden
+    inputs, ``row_form_inputs``)."""
     detail = pk_url("orders:detail")
     take, acknowledge, resolve = (
         pk_url("orders:exception-action", a) for a in ("assign-to-me", "acknowledge", "resolve")
@@ -151,28 +247,28 @@ def case_rows(cases: Iterable[ExceptionCase], *, can_map_sku: bool) -> list[Case
             due, due_is_ship_by = format_time(order.ship_by, "%m-%d %H:%M"), True
         else:
             due, due_is_ship_by = "—", False
-        rows.append(
-            CaseRow(
-                pk=case.pk,
-                severity=case.severity,
-                severity_label=severities.get(case.severity, case.severity),
-                kind_label=kinds.get(case.kind, case.kind),
-                title=truncatechars(case.title, 60),
-                detail=case.detail,
-                order_url=detail(case.order_id) if order is not None else "",
-                order_label=truncatechars(str(order), 18) if order is not None else "",
-                status=case.status,
-                status_label=statuses.get(case.status, case.status),
-                owner=str(case.owner) if case.owner is not None else "—",
-                due=due,
-                due_is_ship_by=due_is_ship_by,
-                age=truncatechars(timesince_filter(case.created_at).replace(" ", ""), 12),
-                fix=case_fix(case, can_map_sku=can_map_sku),
-                take_url=take(case.pk),
-                acknowledge_url=acknowledge(case.pk),
-                resolve_url=resolve(case.pk),
-            )
+        row = CaseRow(
+            pk=case.pk,
+            severity=case.severity,
+            severity_label=severities.get(case.severity, case.severity),
+            kind_label=kinds.get(case.kind, case.kind),
+            title=truncatechars(case.title, 60),
+            detail=case.detail,
+            order_url=detail(case.order_id) if order is not None else "",
+            order_label=truncatechars(str(order), 18) if order is not None else "",
+            status=case.status,
+            status_label=statuses.get(case.status, case.status),
+            owner=str(case.owner) if case.owner is not None else "—",
+            due=due,
+            due_is_ship_by=due_is_ship_by,
+            age=truncatechars(timesince_filter(case.created_at).replace(" ", ""), 12),
+            fix=case_fix(case, can_map_sku=can_map_sku),
+            take_url=take(case.pk),
+            acknowledge_url=acknowledge(case.pk),
+            resolve_url=resolve(case.pk),
         )
+        html = _case_row_html(row, can_change=can_change, csrf_input=csrf_input, next_input=next_input)
+        rows.append(replace(row, html=html))
     return rows
 
 

@@ -100,7 +100,7 @@ class OrderListView(ConsoleView):
         context = {
             "filter": filterset,
             "orders": rows,
-            "rows": order_rows(rows),
+            "rows": order_rows(rows, can_tick=request.user.has_perm("orders.change_hold")),
             "next_url": next_url,
             "previous_url": previous_url,
             "section": "orders",
@@ -308,17 +308,24 @@ class ExceptionListView(ConsoleView):
         if filterset.is_valid():
             rows, next_url, previous_url = console_page(request, filterset.qs, ExceptionCaseCursorPagination)
         csrf_input, next_input = row_form_inputs(request)
+        can_change = request.user.has_perm("orders.change_exceptioncase")
         context = {
             "filter": filterset,
             "cases": rows,
-            "rows": case_rows(rows, can_map_sku=request.user.has_perm("channels.change_listing")),
+            "rows": case_rows(
+                rows,
+                can_map_sku=request.user.has_perm("channels.change_listing"),
+                can_change=can_change,
+                csrf_input=csrf_input,
+                next_input=next_input,
+            ),
             "csrf_input": csrf_input,
             "next_input": next_input,
             "next_url": next_url,
             "previous_url": previous_url,
             "section": "exceptions",
             "resolve_form": ResolveCaseForm(),
-            "can_change": request.user.has_perm("orders.change_exceptioncase"),
+            "can_change": can_change,
             "query": request.GET.urlencode(),
             "filtered": any(v for k, v in request.GET.items() if k not in ("cursor",)),
             "assignees": get_user_model()
