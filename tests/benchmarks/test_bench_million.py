@@ -70,11 +70,24 @@ def _manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
+def _seed_streamed(env: dict) -> str:
+    """Runs seed_million, printing its progress lines as they come; returns its output."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "seed_million"], cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, text=True
+    )
+    lines = []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    if proc.wait():
+        raise AssertionError(f"manage.py seed_million failed:\n{''.join(lines)}")
+    return "".join(lines)
+
+
 def _seed(name: str, env: dict) -> str:
     _manage(env, "migrate", "--no-input", "-v0")
     started = time.perf_counter()
-    output = _manage(env, "seed_million")
-    print(output)
+    output = _seed_streamed(env)
     if output.startswith("already seeded"):
         if SEED_RECORD.exists() and (record := json.loads(SEED_RECORD.read_text())).get("database") == name:
             return f"reused the database seeded {record['at']} in {record['seconds']:,.0f} s (seed_million)"
