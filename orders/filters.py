@@ -20,7 +20,9 @@ def channel_kinds() -> list[tuple[str, str]]:
 
 class OrderFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="filter_search", label="Search")
-    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices)
+    # One ``status IN (…)`` (the index on (account, status, ship_by) serves it with the channel and ship-by),
+    # and no DISTINCT: a column of the order itself cannot repeat a row.
+    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices, method="filter_status")
     channel = django_filters.ChoiceFilter(field_name="account__kind", choices=channel_kinds, label="Channel")
     account = django_filters.NumberFilter(field_name="account_id")
     ship_by_after = django_filters.IsoDateTimeFilter(
@@ -42,6 +44,9 @@ class OrderFilter(django_filters.FilterSet):
     def filter_search(self, queryset, name, value):
         queryset, self.search_info = order_search(queryset, value)
         return queryset
+
+    def filter_status(self, queryset, name, value):
+        return queryset.filter(status__in=value) if value else queryset
 
 
 class ExceptionCaseFilter(django_filters.FilterSet):

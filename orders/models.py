@@ -5,6 +5,7 @@ Models hold data and small properties; every write goes through orders/services.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -141,6 +142,8 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "ship_by"], name="order_status_ship_by"),
+            # The console's filter by channel (one account per channel kind, or a few), status and ship-by window.
+            models.Index(fields=["account", "status", "ship_by"], name="order_account_status_ship_by"),
             models.Index(fields=["-placed_at", "-id"], name="order_placed_at"),
             models.Index(fields=["account", "-placed_at"], name="order_account_placed"),
             models.Index(fields=["on_hold", "status"], name="order_hold_status", condition=Q(on_hold=True)),
@@ -328,6 +331,38 @@ class CaseStatus(models.TextChoices):
     RESOLVED = "resolved", "Resolved"
 
 
+# The queue's order (orders.selectors.exception_case_queue): time left, then impact. A case with no due time
+# and no order ship-by sorts after every timed one.
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
+# Cases whose kind costs a scorecard metric (late shipment rate, valid tracking, on-time delivery,
+# cancellations) rank before others of the same urgency.
+SCORECARD_KINDS = (
+    ExceptionKind.SHIP_BY_AT_RISK,
+    ExceptionKind.LATE_SHIPMENT,
+    ExceptionKind.SHIP_BY_UNREACHABLE,
+    ExceptionKind.NO_NODE,
+    ExceptionKind.INSUFFICIENT_STOCK,
+    ExceptionKind.SHORT_PICK,
+    ExceptionKind.TRACKING_MISSING,
+    ExceptionKind.DELIVERY_LATE,
+    ExceptionKind.DELIVERY_EXCEPTION,
+    ExceptionKind.STALLED_TRACKING,
+    ExceptionKind.CANCEL_REQUEST,
+    ExceptionKind.OVERSELL,
+    ExceptionKind.METRIC_WARNING,
+)
+CASE_IMPACT = models.Case(
+    *[
+        models.When(kind__in=[str(k) for k in SCORECARD_KINDS], severity=str(sev), then=models.Value(rank))
+        for sev, rank in SEVERITY_RANK.items()
+    ],
+    *[models.When(severity=str(sev), then=models.Value(rank + 10)) for sev, rank in SEVERITY_RANK.items()],
+    default=models.Value(20),
+    output_field=models.IntegerField(),
+)
+
+
 class ExceptionCase(models.Model):
     """One row in the exception queue. At most one unresolved case per dedupe key."""
 
@@ -362,6 +397,13 @@ class ExceptionCase(models.Model):
     resolution_note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The queue's sort keys, kept by the database so the queue reads an index in order at any size:
+    # urgency_at = the due time, else the order's ship-by, else FAR_FUTURE (the triggers of migration 0009
+    # set it on every insert and update of a case, and on a change of its order's ship-by; an instance
+    # saved in this process holds the value only after refresh_from_db); impact = CASE_IMPACT (0 for a kind
+    # that costs a scorecard metric, by severity, then 10+ by severity).
+    urgency_at = models.DateTimeField(default=FAR_FUTURE, editable=False)
+    impact = models.GeneratedField(expression=CASE_IMPACT, output_field=models.IntegerField(), db_persist=True)
 
     class Meta:
         constraints = [
@@ -378,6 +420,9 @@ class ExceptionCase(models.Model):
         indexes = [
             models.Index(fields=["status", "severity", "due_at"], name="exceptioncase_queue"),
             models.Index(fields=["kind", "status"], name="exceptioncase_kind_status"),
+            models.Index(
+                fields=["urgency_at", "impact", "id"], name="exceptioncase_urgency", condition=~Q(status="resolved")
+            ),
         ]
 
     def __str__(self) -> str:

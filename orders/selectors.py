@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, DateTimeField, IntegerField, Min, Prefetch, Q, QuerySet, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from orders.models import (
@@ -18,31 +17,8 @@ from orders.models import (
     OrderEvent,
     OrderLine,
     OrderStatus,
-    Severity,
 )
 
-# A case with no due time and no order ship-by sorts after every timed one.
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
-# Cases whose kind costs a scorecard metric (late shipment rate, valid tracking, on-time delivery,
-# cancellations) rank before others of the same urgency.
-SCORECARD_KINDS = frozenset(
-    {
-        ExceptionKind.SHIP_BY_AT_RISK,
-        ExceptionKind.LATE_SHIPMENT,
-        ExceptionKind.SHIP_BY_UNREACHABLE,
-        ExceptionKind.NO_NODE,
-        ExceptionKind.INSUFFICIENT_STOCK,
-        ExceptionKind.SHORT_PICK,
-        ExceptionKind.TRACKING_MISSING,
-        ExceptionKind.DELIVERY_LATE,
-        ExceptionKind.DELIVERY_EXCEPTION,
-        ExceptionKind.STALLED_TRACKING,
-        ExceptionKind.CANCEL_REQUEST,
-        ExceptionKind.OVERSELL,
-        ExceptionKind.METRIC_WARNING,
-    }
-)
 PRE_SHIP_STATUSES = (
     OrderStatus.PENDING,
     OrderStatus.OPEN,
@@ -90,23 +66,49 @@ def order_detail() -> QuerySet[Order]:
 
 
 def exception_cases_by_urgency(*, include_resolved: bool = False) -> QuerySet[ExceptionCase]:
-    """Cases with ``urgency_at`` (the due time, else the order's ship-by) and ``impact`` (0 for a kind that
-    costs a scorecard metric, then by severity): the queue sorts by time left, then impact."""
-    qs = ExceptionCase.objects.select_related("order", "owner", "account", "sku").annotate(
-        urgency_at=Coalesce("due_at", "order__ship_by", Value(FAR_FUTURE), output_field=DateTimeField()),
-        impact=Case(
-            *[
-                When(kind__in=list(SCORECARD_KINDS), severity=sev, then=Value(rank))
-                for sev, rank in SEVERITY_RANK.items()
-            ],
-            *[When(severity=sev, then=Value(rank + 10)) for sev, rank in SEVERITY_RANK.items()],
-            default=Value(20),
-            output_field=IntegerField(),
-        ),
-    )
+    """Cases with their sort keys ``urgency_at`` (the due time, else the order's ship-by) and ``impact`` (0 for a
+    kind that costs a scorecard metric, then by severity): the queue sorts by time left, then impact, read in
+    order from the partial index ``exceptioncase_urgency`` (both keys are columns kept by the database)."""
+    qs = ExceptionCase.objects.select_related("order", "owner", "account", "sku")
     if not include_resolved:
         qs = qs.exclude(status=CaseStatus.RESOLVED)
     return qs
+
+
+# What a row of the queue's page shows (orders.rows.case_rows): 50 narrow rows, not every column of five tables.
+QUEUE_ROW_FIELDS = (
+    "id",
+    "kind",
+    "severity",
+    "status",
+    "title",
+    "detail",
+    "dedupe_key",
+    "due_at",
+    "created_at",
+    "urgency_at",
+    "impact",
+    "order_id",
+    "account_id",
+    "sku_id",
+    "owner_id",
+    "order__id",
+    "order__external_id",
+    "order__external_reference",
+    "order__ship_by",
+    "owner__id",
+    "owner__username",
+)
+
+
+def exception_case_queue_rows(*, include_resolved: bool = False) -> QuerySet[ExceptionCase]:
+    """The queue's page: cases by urgency with only what a row shows (the order and the owner joined)."""
+    return (
+        exception_cases_by_urgency(include_resolved=include_resolved)
+        .select_related(None)
+        .select_related("order", "owner")
+        .only(*QUEUE_ROW_FIELDS)
+    )
 
 
 def exception_case_queue() -> QuerySet[ExceptionCase]:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("<int:pk>/holds/", views.HoldPlaceView.as_view(), name="hold-place"),
     path("holds/<int:pk>/release/", views.HoldReleaseView.as_view(), name="hold-release"),
     path("exceptions/", views.ExceptionListView.as_view(), name="exceptions"),
+    path("exceptions/groups/", views.ExceptionGroupsView.as_view(), name="exception-groups"),
     path(
         "exceptions/<int:pk>/<slug:action>/",
         views.ExceptionActionView.as_view(),

@@ -28,6 +28,7 @@ from orders.forms import (
 )
 from orders.models import ExceptionCase, Hold, HoldKind
 from orders.pagination import ExceptionCaseCursorPagination, OrderCursorPagination
+from orders.rows import case_rows, order_rows, row_form_inputs
 from orders.services.overrides import SHIP_TO_FIELDS
 
 # The scorecards app renders its dashboard tiles from this template when it offers them; until then the
@@ -99,6 +100,7 @@ class OrderListView(ConsoleView):
         context = {
             "filter": filterset,
             "orders": rows,
+            "rows": order_rows(rows, can_tick=request.user.has_perm("orders.change_hold")),
             "next_url": next_url,
             "previous_url": previous_url,
             "section": "orders",
@@ -300,20 +302,30 @@ class ExceptionListView(ConsoleView):
 
     def get(self, request):
         params = request.GET.copy()
-        base = selectors.exception_cases_by_urgency(include_resolved=bool(params.get("status")))
+        base = selectors.exception_case_queue_rows(include_resolved=bool(params.get("status")))
         filterset = ExceptionCaseFilter(params, queryset=base, request=request)
         rows, next_url, previous_url = [], None, None
         if filterset.is_valid():
             rows, next_url, previous_url = console_page(request, filterset.qs, ExceptionCaseCursorPagination)
+        csrf_input, next_input = row_form_inputs(request)
+        can_change = request.user.has_perm("orders.change_exceptioncase")
         context = {
             "filter": filterset,
             "cases": rows,
+            "rows": case_rows(
+                rows,
+                can_map_sku=request.user.has_perm("channels.change_listing"),
+                can_change=can_change,
+                csrf_input=csrf_input,
+                next_input=next_input,
+            ),
+            "csrf_input": csrf_input,
+            "next_input": next_input,
             "next_url": next_url,
             "previous_url": previous_url,
             "section": "exceptions",
             "resolve_form": ResolveCaseForm(),
-            "can_change": request.user.has_perm("orders.change_exceptioncase"),
-            "groups": selectors.exception_case_groups() if not request.htmx else [],
+            "can_change": can_change,
             "query": request.GET.urlencode(),
             "filtered": any(v for k, v in request.GET.items() if k not in ("cursor",)),
             "assignees": get_user_model()
@@ -324,6 +336,16 @@ class ExceptionListView(ConsoleView):
         }
         template = "orders/_exception_results.html" if request.htmx else "orders/exception_list.html"
         return render(request, template, context)
+
+
+class ExceptionGroupsView(ConsoleView):
+    """The open cases grouped by root cause, loaded by the queue page after it answers: the groups aggregate
+    every open case (100,000 at scale), the queue's page reads 50 rows of an index."""
+
+    permission_required = "orders.view_exceptioncase"
+
+    def get(self, request):
+        return render(request, "orders/_exception_groups.html", {"groups": selectors.exception_case_groups()})
 
 
 class ExceptionExportView(ConsoleView):
