@@ -7,10 +7,12 @@ How stock is locked (DESIGN.md "Locks", LIMITS.md for the measured ratios):
   on_hand - reserved - safety_stock >= n RETURNING …) INSERT INTO reservation … SELECT … FROM s``.
   The availability check is in SQL, under the row lock the UPDATE takes, and the lock is held for
   that one statement (plus the commit). Outside a transaction it runs in autocommit, so the hot row
-  is locked for the shortest span possible; LIMITS.md measured this shape at 0.78x the raw limit,
-  and `make bench` measures the service itself (tests/benchmarks/RESULTS.md: ~0.6x with the line
-  check in SQL). The statement is prepared per connection, and Reservation carries no index that
-  the reads don't need: each one is written while the hot row is locked.
+  is locked for the shortest span possible; `make bench` measures the service beside the raw shapes
+  (tests/benchmarks/RESULTS.md, with the profile). The line check is an uncorrelated sub-select:
+  PostgreSQL runs it once before the UPDATE reaches the row, so it is outside the lock. The statement
+  is prepared per connection; Reservation carries no index that the reads don't need and one
+  foreign key to the stock row itself (checked against the row already locked): each reservation is
+  written while the hot row is locked.
   No row updated means short: a second, lock-free read says why.
 * A call touching several stock rows (``stock_reserve_order``, and ``stock_reserve`` for that shape)
   is one statement too: a CTE sums demand per (sku, location), locks the stock rows
