@@ -96,7 +96,8 @@ def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple
         .order_by("pk")
     )
     if create and missing:
-        stats_refresh_when_grown(StockLevel, [row.pk for row in rows])
+        created = set(missing)
+        stats_refresh_when_grown(StockLevel, [row.pk for row in rows if (row.sku_id, row.location_id) in created])
     return {(row.sku_id, row.location_id): row for row in rows}
 
 

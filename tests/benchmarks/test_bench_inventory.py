@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
 PROCESSES = 8
 RESERVATIONS = 1000
-ROUNDS = 5
+ROUNDS = 7
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "inventory-hot-sku"
 RAW_SHAPE = (
