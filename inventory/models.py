@@ -219,8 +219,16 @@ class Reservation(models.Model):
     order_line = models.ForeignKey("orders.OrderLine", on_delete=models.CASCADE, related_name="reservations")
     # No single-column indexes on sku / location: every index is written under the hot stock row's
     # lock (the reservation insert shares its statement); the (sku, location) active index serves reads.
-    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="reservations", db_index=False)
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="reservations", db_index=False)
+    # The database holds (sku, location) to an existing StockLevel row with one composite foreign key,
+    # checked at the statement (migration 0009, "reservation_stocklevel_fk"): the row the reservation
+    # statement has just updated and holds locked, so one check instead of a SKU check and a location
+    # check at COMMIT under that lock. The stock row's own foreign keys keep the SKU and the location.
+    sku = models.ForeignKey(
+        Sku, on_delete=models.PROTECT, related_name="reservations", db_index=False, db_constraint=False
+    )
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="reservations", db_index=False, db_constraint=False
+    )
     quantity = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=ReservationStatus.choices, default=ReservationStatus.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Model, Q
 
 from config.kernel.actors import Actor, actor_resolve
 from inventory.errors import InvalidQuantity, UnknownStockItem
 from inventory.models import Location, Sku, StockLevel
 from inventory.signals import stock_changed
 
-__all__ = ["Actor", "actor_resolve", "lock_levels", "positive_quantity", "stock_changed_announce", "stock_pairs_q"]
+__all__ = [
+    "Actor",
+    "actor_resolve",
+    "lock_levels",
+    "positive_quantity",
+    "stats_refresh_when_grown",
+    "stock_changed_announce",
+    "stock_pairs_q",
+]
 
 
 def positive_quantity(value: object, what: str = "quantity") -> int:
@@ -87,7 +95,36 @@ def lock_levels(pairs: Iterable[tuple[int, int]], *, create: bool) -> dict[tuple
         .filter(stock_pairs_q(pairs))
         .order_by("pk")
     )
+    if create and missing:
+        created = set(missing)
+        stats_refresh_when_grown(StockLevel, [row.pk for row in rows if (row.sku_id, row.location_id) in created])
     return {(row.sku_id, row.location_id): row for row in rows}
+
+
+# Below this many rows a stale plan costs little; from here the statistics are refreshed at every doubling.
+STATS_REFRESH_FROM = 256
+
+
+def stats_refresh_when_grown(model: type[Model], new_ids: Iterable[int]) -> None:
+    """After commit, ANALYZE the model's table when one of the rows just written has a power-of-two id
+    (256, 512, 1024, ...): the table has about doubled since it was last analysed here.
+
+    Why: PostgreSQL keeps a plan per session for each foreign-key check and each prepared statement, made
+    from the table's statistics at that moment; a table analysed while tiny (a fresh database, a
+    `VACUUM ANALYZE` at setup) gets a sequential-scan plan that stays as the table grows, unless
+    autovacuum re-analyses it, and production can't count on autovacuum (it may be off, as on the
+    machines these figures come from). ANALYZE refreshes the statistics and invalidates those plans in
+    every session. About log2(rows) times in a table's life, outside any lock; SKIP_LOCKED: a
+    concurrent ANALYZE of the same table is enough.
+    """
+    if any(pk >= STATS_REFRESH_FROM and pk & (pk - 1) == 0 for pk in new_ids):
+        table = connection.ops.quote_name(model._meta.db_table)
+        transaction.on_commit(partial(_analyze, table), robust=True)
+
+
+def _analyze(table: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE (SKIP_LOCKED) {table}")
 
 
 def _stock_changed_send(sku_ids: list[int]) -> None:

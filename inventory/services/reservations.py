@@ -7,10 +7,12 @@ How stock is locked (DESIGN.md "Locks", LIMITS.md for the measured ratios):
   on_hand - reserved - safety_stock >= n RETURNING …) INSERT INTO reservation … SELECT … FROM s``.
   The availability check is in SQL, under the row lock the UPDATE takes, and the lock is held for
   that one statement (plus the commit). Outside a transaction it runs in autocommit, so the hot row
-  is locked for the shortest span possible; LIMITS.md measured this shape at 0.78x the raw limit,
-  and `make bench` measures the service itself (tests/benchmarks/RESULTS.md: ~0.6x with the line
-  check in SQL). The statement is prepared per connection, and Reservation carries no index that
-  the reads don't need: each one is written while the hot row is locked.
+  is locked for the shortest span possible; `make bench` measures the service beside the raw shapes
+  (tests/benchmarks/RESULTS.md, with the profile). The line check is an uncorrelated sub-select:
+  PostgreSQL runs it once before the UPDATE reaches the row, so it is outside the lock. The statement
+  is prepared per connection; Reservation carries no index that the reads don't need and one
+  foreign key to the stock row itself (checked against the row already locked): each reservation is
+  written while the hot row is locked.
   No row updated means short: a second, lock-free read says why.
 * A call touching several stock rows (``stock_reserve_order``, and ``stock_reserve`` for that shape)
   is one statement too: a CTE sums demand per (sku, location), locks the stock rows
@@ -30,6 +32,7 @@ reservation is released or consumed once. ``reserved`` == Σ active reservations
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +59,7 @@ from inventory.services.common import (
     ensure_known,
     lock_levels,
     positive_quantity,
+    stats_refresh_when_grown,
     stock_changed_announce,
     stock_pairs_q,
 )
@@ -181,6 +185,7 @@ def _reserve_rows(flat: list[tuple[int, int, int, int]]) -> list[Reservation]:
     for _attempt in range(3):
         returned = _execute_hot(sql, params)
         if len(returned) == len(flat):
+            stats_refresh_when_grown(Reservation, [row[0] for row in returned])
             return [
                 Reservation(
                     pk=pk,
@@ -247,7 +252,7 @@ WITH v AS (
 )
 INSERT INTO {reservation} (order_line_id, sku_id, location_id, quantity, status, created_at, updated_at)
 SELECT v.order_line_id, s.sku_id, s.location_id, v.quantity, %(active)s, now(), now() FROM s CROSS JOIN v
-RETURNING id, order_line_id, quantity, created_at
+RETURNING {reservation_fields}
 """
 
 
@@ -262,8 +267,12 @@ WITH s AS (
 )
 INSERT INTO {reservation} (order_line_id, sku_id, location_id, quantity, status, created_at, updated_at)
 SELECT %(line_id)s, s.sku_id, s.location_id, %(total)s, %(active)s, now(), now() FROM s
-RETURNING id, order_line_id, quantity, created_at
+RETURNING {reservation_fields}
 """
+
+
+# The one-row statements return whole reservation rows, in this order (Reservation.from_db takes them).
+_RESERVATION_FIELDS = [f.attname for f in Reservation._meta.concrete_fields]
 
 
 @cache
@@ -273,6 +282,7 @@ def _sql(template: str) -> str:
         line=OrderLine._meta.db_table,
         order=Order._meta.db_table,
         reservation=Reservation._meta.db_table,
+        reservation_fields=", ".join(f.column for f in Reservation._meta.concrete_fields),
     )
 
 
@@ -297,19 +307,10 @@ def _reserve_one_row(flat: list[tuple[int, int, int, int]]) -> list[Reservation]
     for _attempt in range(3):
         returned = _execute_hot(sql, params)
         if returned:
-            return [
-                Reservation(
-                    pk=pk,
-                    order_line_id=line_id,
-                    sku_id=sku_id,
-                    location_id=location_id,
-                    quantity=quantity,
-                    status=ReservationStatus.ACTIVE,
-                    created_at=created_at,
-                    updated_at=created_at,
-                )
-                for pk, line_id, quantity, created_at in returned
-            ]
+            # The statement returns every column in the model's field order: instances as loaded from the
+            # database (Model.from_db), a third of the cost of keyword construction on this hot path.
+            stats_refresh_when_grown(Reservation, [row[0] for row in returned])
+            return [Reservation.from_db(connection.alias, _RESERVATION_FIELDS, row) for row in returned]
         _raise_if_short(flat, sku_id=sku_id, location_id=location_id, total=total)
     # Still contended after three tries: take the row lock and decide under it.
     with transaction.atomic():
@@ -331,11 +332,19 @@ def _execute_hot(sql: str, params: dict) -> list[tuple]:
     """
     connection.ensure_connection()
     raw = connection.connection
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = _EXPLICIT_PREPARES_ONLY
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+    cursor = _hot_cursor.__dict__.get("cursor")
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        if raw.prepare_threshold is None:
+            raw.prepare_threshold = _EXPLICIT_PREPARES_ONLY
+        # One cursor per connection, kept: a cursor's construction costs as much as its execute here.
+        cursor = _hot_cursor.cursor = psycopg.Cursor(raw)
+    with connection.wrap_database_errors:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
+
+
+# This thread's hot-statement cursor (Django's connections are per thread too); replaced with the connection.
+_hot_cursor = threading.local()
 
 
 def _raise_if_short(flat, *, sku_id: int, location_id: int, total: int) -> None:
@@ -415,7 +424,9 @@ def stock_reserve_locked(
             )
     for pair in sorted(increments, key=lambda p: levels[p].pk):
         StockLevel.objects.filter(pk=levels[pair].pk).update(reserved=F("reserved") + increments[pair])
-    return Reservation.objects.bulk_create(reservations), short
+    created = Reservation.objects.bulk_create(reservations)
+    stats_refresh_when_grown(Reservation, [r.pk for r in created])
+    return created, short
 
 
 def _shortage(pair: tuple[int, int], wanted: int, available: int, levels: dict) -> Shortage:
