@@ -194,6 +194,23 @@ def test_enqueue_dedupes_per_account_and_kicks_the_relay_of_that_account(django_
     assert OutboxMessage.objects.count() == 3
 
 
+def test_enqueueing_again_returns_the_message_of_that_account_kind_and_key_among_many():
+    # given messages that share an account, a kind or a key with each other
+    a, b = ChannelAccountFactory(name="again-a"), ChannelAccountFactory(name="again-b")
+    ack, cancel = OutboxKind.ACKNOWLEDGE, OutboxKind.CANCELLATION
+    made = {
+        (account.pk, kind, key): outbox_enqueue(account_id=account.pk, kind=kind, dedupe_key=key, payload={"n": n})[0]
+        for n, (account, kind, key) in enumerate(
+            [(a, ack, "k"), (b, ack, "k"), (a, cancel, "k"), (a, ack, "k2"), (b, cancel, "k2")]
+        )
+    }
+    # when each is enqueued again, then the existing message of exactly that account, kind and key comes back
+    for (account_id, kind, key), message in made.items():
+        again, created = outbox_enqueue(account_id=account_id, kind=kind, dedupe_key=key, payload={"n": -1})
+        assert (again.pk, again.payload, created) == (message.pk, message.payload, False)
+    assert OutboxMessage.objects.count() == 5
+
+
 @pytest.mark.parametrize(
     ("kind", "key", "error"),
     [
