@@ -716,6 +716,12 @@ def test_the_relays_sends_follow_the_channel_http_settings(settings, amazon_sand
     message.refresh_from_db()
     assert message.last_error.endswith("HTTP 500 after 3 attempts")
     assert (message.status, message.attempts) == (OutboxStatus.FAILED, 1)
+    # and with no HTTP settings at all (as in production) it sends with the client's defaults
+    del settings.WAYBILL_CHANNEL_HTTP
+    amazon_sandbox.state.faults.error_500_next = 0
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert outbox_relay(account_id=amazon_account.pk) == {"sent": 1}
+    assert len(amazon_sandbox.state.shipments) == 1
 
 
 @contextmanager
