@@ -781,3 +781,33 @@ def test_a_connection_failure_is_retried_once_within_a_send_by_default_and_as_co
     assert len(accepted) == connections
     assert counts == {"failed": 1}
     assert _fresh(message) == [(OutboxStatus.FAILED, 1)]
+
+
+def test_a_send_failing_after_another_relay_claimed_the_message_leaves_that_claims_attempt_count(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation whose send outlasts its lease: another relay claims it meanwhile, then the call fails
+    import channels.outbox as outbox
+    from channels.connectors.base import ChannelError
+
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_failing_channel(account, **options):
+        connector = real(account, **options)
+
+        def confirm(shipment, *, state):
+            taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            raise ChannelError("HTTP 503", status=503)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_failing_channel)
+    # when the first relay records its failure
+    outbox_relay(account_id=amazon_account.pk)
+    # then the other relay's claim (its second attempt) is not counted back to the first
+    assert taken == [message.pk]
+    assert OutboxMessage.objects.get(pk=message.pk).attempts == 2
+    assert amazon_sandbox.state.shipments == []
