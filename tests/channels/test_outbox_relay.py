@@ -194,6 +194,23 @@ def test_enqueue_dedupes_per_account_and_kicks_the_relay_of_that_account(django_
     assert OutboxMessage.objects.count() == 3
 
 
+def test_enqueueing_again_returns_the_message_of_that_account_kind_and_key_among_many():
+    # given messages that share an account, a kind or a key with each other
+    a, b = ChannelAccountFactory(name="again-a"), ChannelAccountFactory(name="again-b")
+    ack, cancel = OutboxKind.ACKNOWLEDGE, OutboxKind.CANCELLATION
+    made = {
+        (account.pk, kind, key): outbox_enqueue(account_id=account.pk, kind=kind, dedupe_key=key, payload={"n": n})[0]
+        for n, (account, kind, key) in enumerate(
+            [(a, ack, "k"), (b, ack, "k"), (a, cancel, "k"), (a, ack, "k2"), (b, cancel, "k2")]
+        )
+    }
+    # when each is enqueued again, then the existing message of exactly that account, kind and key comes back
+    for (account_id, kind, key), message in made.items():
+        again, created = outbox_enqueue(account_id=account_id, kind=kind, dedupe_key=key, payload={"n": -1})
+        assert (again.pk, again.payload, created) == (message.pk, message.payload, False)
+    assert OutboxMessage.objects.count() == 5
+
+
 @pytest.mark.parametrize(
     ("kind", "key", "error"),
     [
@@ -559,3 +576,238 @@ def test_a_backoff_base_under_a_second_is_kept_when_the_channel_names_no_wait(se
     settings.WAYBILL_OUTBOX_BACKOFF_SECONDS = 0.2
     message, _, (before, after) = _failing_send(amazon_account, ChannelError("HTTP 503"))
     assert before + timedelta(seconds=0.2) <= message.next_attempt_at <= after + timedelta(seconds=0.2)
+
+
+def test_a_parked_case_shows_ops_the_error_and_the_channels_answer_cut_to_their_stated_lengths(amazon_account):
+    from channels.connectors.base import ChannelError
+    from orders.models import Severity
+
+    # given a refusal for good whose message is longer than any limit, and an answer with non-ASCII text whose
+    # keys came in no particular order, from a send that had already got part of the way (its state kept)
+    error = "refusé: " + "".join(f"{n:05d}" for n in range(1000))
+    answer = {"zeta": "z" * 3500, "alpha": "café crème"}
+    message = _message(amazon_account, "parked-words")
+    OutboxMessage.objects.filter(pk=message.pk).update(response={"state": {"step": 2}, "earlier": "kept"})
+    (claimed,) = outbox_claim(account_id=amazon_account.pk)
+    connector = connector_for(amazon_account)
+
+    def refuse(external_id):
+        raise ChannelError(error, retryable=False, status=422, detail=answer)
+
+    connector.acknowledge = refuse
+    # when
+    assert outbox_send(message_id=claimed, connector=connector) == OutboxStatus.PARKED
+    connector.close()
+    # then the message keeps the first 4,000 characters of the error, the whole answer, and the send's state
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (OutboxStatus.PARKED, 1)
+    assert message.last_error == error[:4000] and len(message.last_error) == 4000
+    assert message.last_error_detail == {"status": 422, **answer}
+    assert message.response == {"earlier": "kept", "state": {"step": 2}}
+    # and the case reads: the account, the kind and the attempts; the message, its key, the error's first 1,000
+    # characters, then the channel's answer as sorted JSON, readable (not \u-escaped), cut at 3,000 characters
+    case = ExceptionCase.objects.get(kind=ExceptionKind.OUTBOX_PARKED)
+    said = '{"alpha": "café crème", "status": 422, "zeta": "' + "z" * 3500 + '"}'
+    assert case.title == f"{amazon_account.name}: acknowledge not delivered after 1 attempt(s)"
+    assert case.detail == (
+        f"Outbox message #{message.pk} (parked-words): {error[:1000]}\nThe channel answered: {said[:3000]}"
+    )
+    assert (case.severity, case.opened_by, case.status) == (Severity.HIGH, "outbox", "open")
+    assert (case.account_id, case.order_id, case.dedupe_key) == (amazon_account.pk, None, f"outbox_parked:{message.pk}")
+
+
+def test_a_parked_case_for_an_order_is_on_the_orders_history_as_the_outbox(amazon_sandbox, amazon_account, skus):
+    from channels.connectors.base import ChannelError
+    from orders.models import OrderEvent, Severity
+
+    # given a ship confirmation the channel refuses for good
+    order = _order_at(amazon_sandbox, amazon_account)
+    message = _ship(order)
+    (claimed,) = outbox_claim(account_id=amazon_account.pk)
+    connector = connector_for(amazon_account)
+
+    def refuse(shipment, *, state):
+        raise ChannelError("HTTP 400: InvalidInput", retryable=False, status=400)
+
+    connector.confirm_shipment = refuse
+    # when
+    assert outbox_send(message_id=claimed, connector=connector) == OutboxStatus.PARKED
+    connector.close()
+    # then one high case on the order, opened by the outbox, and the order's history says so
+    case = ExceptionCase.objects.get(kind=ExceptionKind.OUTBOX_PARKED)
+    assert (case.order_id, case.severity, case.opened_by) == (order.pk, Severity.HIGH, "outbox")
+    assert case.detail == (
+        f"Outbox message #{message.pk} ({message.dedupe_key}): HTTP 400: InvalidInput"
+        '\nThe channel answered: {"status": 400}'
+    )
+    event = OrderEvent.objects.get(order=order, kind="exception_opened")
+    assert (event.actor, event.data["severity"]) == ("outbox", Severity.HIGH)
+
+
+# --- the relay's limits: its batch, its time budget, its HTTP settings ---------------------------------
+
+
+def test_a_relay_holds_at_most_its_batch_at_once_and_a_stopping_worker_gives_all_of_it_back():
+    # given 52 due acknowledgements
+    account = ChannelAccountFactory(name="batches")
+    t = timezone.now() - timedelta(minutes=1)
+    messages = [_message(account, f"batch-{n:02d}", at=t + timedelta(milliseconds=n)) for n in range(52)]
+    held: list[int] = []
+
+    def stopping() -> bool:
+        held.append(OutboxMessage.objects.filter(status=OutboxStatus.SENDING).count())
+        return True
+
+    # when a relay starts while its worker is being stopped
+    counts = outbox_relay(account_id=account.pk, should_stop=stopping)
+    # then it had claimed 50 (its default batch), gave each back unspent and due now, and left the rest alone
+    assert held[0] == 50
+    assert counts == {"stopped": 50}
+    assert _fresh(*messages) == [(OutboxStatus.FAILED, 0)] * 50 + [(OutboxStatus.PENDING, 0)] * 2
+    # and a relay with a batch of two claims the two oldest due messages, and no more
+    held.clear()
+    assert outbox_relay(account_id=account.pk, batch=2, should_stop=stopping) == {"stopped": 2}
+    assert held[0] == 2
+    assert _fresh(*messages[50:]) == [(OutboxStatus.FAILED, 0)] * 2
+
+
+def test_a_relay_sends_for_fifty_seconds_by_default_and_leaves_the_rest_to_its_next_run(monkeypatch, amazon_account):
+    # given seven due acknowledgements, and a channel that takes ten seconds (of the relay's clock) per call
+    from types import SimpleNamespace
+
+    import channels.outbox as outbox
+    from channels.connectors.base import SendResult
+
+    clock = [1000.0]
+    monkeypatch.setattr(outbox, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    real = outbox.connector_for
+
+    def slow_channel(account, **options):
+        connector = real(account, **options)
+
+        def acknowledge(external_id):
+            clock[0] += 10.0
+            return SendResult(response={"acknowledged": external_id})
+
+        connector.acknowledge = acknowledge
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_channel)
+    t = timezone.now() - timedelta(minutes=1)
+    messages = [_message(amazon_account, f"budget-{n}", at=t + timedelta(seconds=n)) for n in range(7)]
+    # when the relay runs one message at a time
+    counts = outbox_relay(account_id=amazon_account.pk, batch=1)
+    # then it sent five (the fifth ended at exactly 50 s) and left the other two due for its next run
+    assert counts == {"sent": 5}
+    assert _fresh(*messages) == [(OutboxStatus.SENT, 1)] * 5 + [(OutboxStatus.PENDING, 0)] * 2
+    # and with a budget of 15 s it sends two
+    assert outbox_relay(account_id=amazon_account.pk, batch=1, budget_seconds=15) == {"sent": 2}
+
+
+def test_the_relays_sends_follow_the_channel_http_settings(settings, amazon_sandbox, amazon_account, skus):
+    # given a ship confirmation, a channel answering 500, and HTTP settings allowing two retries per call
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    settings.WAYBILL_CHANNEL_HTTP = {**settings.WAYBILL_CHANNEL_HTTP, "max_retries": 2}
+    amazon_sandbox.state.faults.error_500_next = 10
+    # when
+    assert outbox_relay(account_id=amazon_account.pk) == {"failed": 1}
+    # then the send made three calls (one and two retries), no more, and waits for the relay's next attempt
+    assert amazon_sandbox.state.faults.error_500_next == 7
+    message.refresh_from_db()
+    assert message.last_error.endswith("HTTP 500 after 3 attempts")
+    assert (message.status, message.attempts) == (OutboxStatus.FAILED, 1)
+    # and with no HTTP settings at all (as in production) it sends with the client's defaults
+    del settings.WAYBILL_CHANNEL_HTTP
+    amazon_sandbox.state.faults.error_500_next = 0
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    assert outbox_relay(account_id=amazon_account.pk) == {"sent": 1}
+    assert len(amazon_sandbox.state.shipments) == 1
+
+
+@contextmanager
+def hanging_up_channel():
+    """A channel address that accepts each connection and closes it at once; yields (url, connections made)."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.05)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.mark.parametrize(("configured", "connections"), [(None, 2), (0, 1), (2, 3)])
+def test_a_connection_failure_is_retried_once_within_a_send_by_default_and_as_configured(
+    settings, walmart_sandbox, walmart_account, configured, connections
+):
+    from channels.models import ChannelAccount
+
+    # given an acknowledgement for a channel that hangs up on every connection
+    if configured is not None:
+        settings.WAYBILL_OUTBOX_TRANSPORT_RETRIES = configured
+    (order,) = walmart_sandbox.state.generate(1, unknown_sku=False, fulfilled_by="MERCHANT", status="unshipped")
+    message, _ = outbox_enqueue(
+        account_id=walmart_account.pk,
+        kind=OutboxKind.ACKNOWLEDGE,
+        dedupe_key=f"ack:{order.order_id}",
+        payload={"order_external_id": order.order_id},
+    )
+    with hanging_up_channel() as (url, accepted):
+        ChannelAccount.objects.filter(pk=walmart_account.pk).update(api_base_url=url)
+        # when the relay sends it
+        counts = outbox_relay(account_id=walmart_account.pk)
+    # then the send tried the connection once plus WAYBILL_OUTBOX_TRANSPORT_RETRIES (1) times, then failed
+    assert len(accepted) == connections
+    assert counts == {"failed": 1}
+    assert _fresh(message) == [(OutboxStatus.FAILED, 1)]
+
+
+def test_a_send_failing_after_another_relay_claimed_the_message_leaves_that_claims_attempt_count(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation whose send outlasts its lease: another relay claims it meanwhile, then the call fails
+    import channels.outbox as outbox
+    from channels.connectors.base import ChannelError
+
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_failing_channel(account, **options):
+        connector = real(account, **options)
+
+        def confirm(shipment, *, state):
+            taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            raise ChannelError("HTTP 503", status=503)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_failing_channel)
+    # when the first relay records its failure
+    outbox_relay(account_id=amazon_account.pk)
+    # then the other relay's claim (its second attempt) is not counted back to the first
+    assert taken == [message.pk]
+    assert OutboxMessage.objects.get(pk=message.pk).attempts == 2
+    assert amazon_sandbox.state.shipments == []
