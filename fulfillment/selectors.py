@@ -93,6 +93,8 @@ class NetworkSnapshot:
     rules: RouteRules
     config: RoutingConfig
     loaded_at: datetime = field(default_factory=timezone.now)
+    # The SKUs whose ATP was read (a SKU stocked nowhere has no entry in ``atp`` but needs no new read).
+    atp_skus: set[int] = field(default_factory=set)
     _nodes_by_account: dict[int, list[RouteNode]] = field(default_factory=dict, repr=False)
 
     def nodes_for(self, account_id: int) -> list[RouteNode]:
@@ -176,6 +178,7 @@ def network_snapshot(*, sku_ids: list[int], now: datetime | None = None) -> Netw
         rules=rules,
         config=config,
         loaded_at=now,
+        atp_skus=set(sku_ids),
     )
 
 
