@@ -1,9 +1,12 @@
-"""The normal path: open, unheld orders routed whole, in five statements for a whole batch of orders, or
-for one: the re-read, one all-or-nothing reservation statement (stock_reserve_order), one guarded
-capacity statement for every node and day in the plans (which also tries each order's advisory lock
+"""The normal path: open, unheld orders decided together, in five statements for a whole batch of orders that
+route whole, or for one: the re-read, one all-or-nothing reservation statement (stock_reserve_order), one
+guarded capacity statement for every node and day in the plans (which also tries each order's advisory lock
 without waiting), the guarded order transition open → allocated → released with its events
-(orders_transition_path), and one statement writing the RoutingDecisions, Shipments, ShipmentLines,
-line statuses and "routed" events. A race rolls it back (FastPathMiss) and the general path decides.
+(orders_transition_path), and one statement writing the RoutingDecisions, Shipments, ShipmentLines, line
+statuses and "routed" events. Orders that backorder, open exception cases or route in part are decided in
+the same transaction as the general path decides them, with at most two statements more for the batch: the
+guarded open → backordered transition, and the cases with their events (exception_cases_open_new).
+A race rolls it back (FastPathMiss) and the general path decides.
 """
 
 from __future__ import annotations
