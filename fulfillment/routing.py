@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from fulfillment.geo import Point, distance_km
@@ -198,6 +199,23 @@ def ship_moment(node: RouteNode, now: datetime) -> tuple[date, datetime]:
     return day, datetime.combine(day, at, tzinfo=tz)
 
 
+@lru_cache(maxsize=4096)
+def _ship_moment_of(timezone: str, cutoff, ship_days: frozenset, closed_on: frozenset, now: datetime):
+    """ship_moment by the node's calendar: the same for every order a batch plans at one ``now``."""
+    return ship_moment(
+        RouteNode(
+            location_id=0,
+            code="",
+            kind="warehouse",
+            timezone=timezone,
+            cutoff=cutoff,
+            ship_days=ship_days,
+            closed_on=closed_on,
+        ),
+        now,
+    )
+
+
 def _service_ok(node: RouteNode, service_level: str) -> bool:
     if service_level == PICKUP:
         return node.can_pickup
@@ -223,9 +241,16 @@ def shipment_kind(node: RouteNode, service_level: str) -> str:
     return SHIP_FROM_STORE if node.kind == "store" else SHIP
 
 
-def _evaluate(order: RouteOrder, node: RouteNode, atp: Mapping[tuple[int, int], int], rules: RouteRules, now):
-    need = _need(order.lines)
-    ship_day, ships_at = ship_moment(node, now)
+def _evaluate(
+    order: RouteOrder,
+    node: RouteNode,
+    atp: Mapping[tuple[int, int], int],
+    rules: RouteRules,
+    now,
+    need: dict[int, int] | None = None,
+):
+    need = _need(order.lines) if need is None else need
+    ship_day, ships_at = _ship_moment_of(node.timezone, node.cutoff, node.ship_days, node.closed_on, now)
     used = node.capacity_used.get(ship_day, 0)
     capacity_left = None if node.daily_capacity is None else max(node.daily_capacity - used, 0)
     covers = {sku: min(max(atp.get((node.location_id, sku), 0), 0), units) for sku, units in need.items()}
@@ -425,7 +450,8 @@ def plan_order(
     """Choose node(s) for the order's lines. Never allocates more than ATP; every line is either in a
     shipment or in ``unrouted`` with the reason."""
     lines = [line for line in order.lines if line.quantity > 0]
-    evaluated = [_evaluate(order, node, atp, rules, now) for node in nodes]
+    need = _need(order.lines)
+    evaluated = [_evaluate(order, node, atp, rules, now, need) for node in nodes]
     usable = [ev for ev in evaluated if not ev.rejected]
     max_k = 1 if order.service_level == PICKUP else max(rules.max_shipments, 1)
 

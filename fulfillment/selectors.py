@@ -93,6 +93,8 @@ class NetworkSnapshot:
     rules: RouteRules
     config: RoutingConfig
     loaded_at: datetime = field(default_factory=timezone.now)
+    # The SKUs whose ATP was read (a SKU stocked nowhere has no entry in ``atp`` but needs no new read).
+    atp_skus: set[int] = field(default_factory=set)
     _nodes_by_account: dict[int, list[RouteNode]] = field(default_factory=dict, repr=False)
 
     def nodes_for(self, account_id: int) -> list[RouteNode]:
@@ -176,6 +178,7 @@ def network_snapshot(*, sku_ids: list[int], now: datetime | None = None) -> Netw
         rules=rules,
         config=config,
         loaded_at=now,
+        atp_skus=set(sku_ids),
     )
 
 
@@ -212,10 +215,13 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
     """
     if not order_ids:
         return {}
+    # The status is a FILTER of the sum, not a WHERE: with status in the WHERE, a planner without statistics
+    # (tables grown from empty, autovacuum not yet run) bitmap-ANDs the whole partial index of active
+    # reservations into every line's lookup; here only the order-line index can serve.
     reserved = (
-        Reservation.objects.filter(order_line=OuterRef("pk"), status=ReservationStatus.ACTIVE)
+        Reservation.objects.filter(order_line=OuterRef("pk"))
         .values("order_line")
-        .annotate(total=Sum("quantity"))
+        .annotate(total=Sum("quantity", filter=Q(status=ReservationStatus.ACTIVE)))
         .values("total")
     )
     rows = (

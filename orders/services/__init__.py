@@ -28,12 +28,14 @@ from orders.services.cancellations import order_cancel_initiator_set, order_line
 from orders.services.common import UnknownStatus, order_event_record
 from orders.services.creation import AddressInput, DuplicateOrder, LineInput, order_create
 from orders.services.exception_queue import (
+    CaseToOpen,
     ExceptionCaseError,
     exception_case_acknowledge,
     exception_case_assign,
     exception_case_dedupe_key,
     exception_case_open,
     exception_case_resolve,
+    exception_cases_open_new,
 )
 from orders.services.holds import NO_SHIP_TO, address_case_key, hold_place, hold_release, order_address_hold
 from orders.services.ingest import (
@@ -66,6 +68,7 @@ __all__ = [
     "AddressInput",
     "BulkError",
     "BulkResult",
+    "CaseToOpen",
     "DuplicateOrder",
     "ExceptionCaseError",
     "IngestAddress",
@@ -85,6 +88,7 @@ __all__ = [
     "exception_case_open",
     "exception_case_resolve",
     "exception_cases_bulk",
+    "exception_cases_open_new",
     "exception_cases_settle",
     "hold_place",
     "hold_release",

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.kernel.actors import Actor, actor_resolve
 from config.kernel.errors import DomainError
-from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, OrderEvent, Severity
 from orders.services.common import order_event_record
 
 
@@ -184,3 +185,88 @@ def exception_case_resolve(*, case: ExceptionCase | int, note: str, actor: Actor
                 data={"case_id": locked.pk, "exception_kind": locked.kind},
             )
     return locked
+
+
+@dataclass(frozen=True)
+class CaseToOpen:
+    """One case for exception_cases_open_new: an order's case of ``kind`` (due_at given by the caller)."""
+
+    order_id: int
+    kind: str
+    title: str
+    detail: str
+    severity: str
+    due_at: datetime | None
+    sku_id: int | None = None
+
+
+_OPEN_NEW_SQL = """
+WITH v AS (
+    SELECT * FROM unnest(%(order_ids)s::bigint[], %(kinds)s::text[], %(titles)s::text[], %(details)s::text[],
+                         %(severities)s::text[], %(due)s::timestamptz[], %(sku_ids)s::bigint[], %(keys)s::text[],
+                         %(owners)s::integer[])
+           WITH ORDINALITY AS v(order_id, kind, title, detail, severity, due_at, sku_id, dedupe_key, owner_id, n)
+), c AS (
+    INSERT INTO {case} (kind, severity, status, title, detail, dedupe_key, owner_id, due_at, order_id, account_id,
+                        sku_id, opened_by, resolved_by, resolved_at, resolution_note, created_at, updated_at)
+    SELECT v.kind, v.severity, %(open)s, v.title, v.detail, v.dedupe_key, v.owner_id, v.due_at, v.order_id, NULL,
+           v.sku_id, %(actor)s, '', NULL, '', now(), now()
+      FROM v
+     ORDER BY v.n
+        ON CONFLICT (dedupe_key) WHERE status <> 'resolved' DO NOTHING
+    RETURNING id, order_id, kind, severity, title
+), ev AS (
+    INSERT INTO {event} (order_id, kind, from_status, to_status, actor_user_id, actor, reason, data, created_at)
+    SELECT c.order_id, 'exception_opened', '', '', %(user_id)s, %(actor)s, c.title,
+           jsonb_build_object('case_id', c.id, 'exception_kind', c.kind, 'severity', c.severity), now()
+      FROM c
+     ORDER BY c.id
+    RETURNING id
+)
+SELECT c.id, c.order_id, c.kind, (SELECT count(*) FROM ev) FROM c ORDER BY c.id
+"""
+
+
+def exception_cases_open_new(*, cases: Sequence[CaseToOpen], actor: Actor) -> dict[tuple[int, str], int] | None:
+    """Open many orders' cases in ONE statement in the caller's transaction, each with its "exception_opened"
+    order event, as exception_case_open opens a new one (the same dedupe key, owner and event). For callers
+    that know no unresolved case with these keys exists (a batch router that read the orders a moment ago):
+    when one does (a race), nothing is refreshed here; it returns None and the caller must roll its
+    transaction back and open them one at a time with exception_case_open. Otherwise {(order_id, kind): case id}."""
+    name, user = actor_resolve(actor)
+    if not cases:
+        return {}
+    for case in cases:
+        if case.kind not in ExceptionKind.values:
+            raise ExceptionCaseError(f"unknown exception kind {case.kind!r}")
+        if case.severity not in Severity.values:
+            raise ExceptionCaseError(f"unknown severity {case.severity!r}")
+    owners = {kind: case_owner_for(kind) for kind in {c.kind for c in cases}}
+    now = timezone.now()
+    due = [
+        c.due_at
+        if c.due_at is not None or c.kind not in CASE_RULES
+        else now + timedelta(minutes=CASE_RULES[c.kind].due_minutes)
+        for c in cases
+    ]
+    params = {
+        "order_ids": [c.order_id for c in cases],
+        "kinds": [c.kind for c in cases],
+        "titles": [c.title[:255] for c in cases],
+        "details": [c.detail for c in cases],
+        "severities": [c.severity for c in cases],
+        "due": due,
+        "sku_ids": [c.sku_id for c in cases],
+        "keys": [exception_case_dedupe_key(kind=c.kind, order_id=c.order_id, sku_id=c.sku_id) for c in cases],
+        "owners": [owners[c.kind].pk if owners[c.kind] is not None else None for c in cases],
+        "open": CaseStatus.OPEN,
+        "actor": name,
+        "user_id": user.pk if user is not None else None,
+    }
+    sql = _OPEN_NEW_SQL.format(case=ExceptionCase._meta.db_table, event=OrderEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if len(rows) != len(cases) or rows[0][3] != len(cases):
+        return None
+    return {(order_id, kind): case_id for case_id, order_id, kind, _ in rows}

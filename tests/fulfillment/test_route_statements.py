@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from fulfillment import services
@@ -15,7 +15,18 @@ from fulfillment.selectors import network_snapshot, orders_to_route
 from fulfillment.services.route import batch
 from inventory import services as inventory
 from inventory.models import Reservation, ReservationStatus, StockLevel
-from orders.models import LineStatus, OrderEvent, OrderStatus
+from orders import services as order_services
+from orders.models import (
+    CaseStatus,
+    ExceptionCase,
+    ExceptionKind,
+    LineStatus,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    Severity,
+)
 from tests.factories import OrderLineFactory, SkuFactory
 from tests.inventory.helpers import assert_stock_invariants
 
@@ -298,3 +309,123 @@ def test_the_batch_statement_leaves_line_statuses_consistent_with_their_quantiti
             assert reserved == line.quantity - line.quantity_cancelled - line.quantity_shipped
     assert Reservation.objects.get(order_line=partly).quantity == 2
     assert_stock_invariants()
+
+
+def test_orders_that_backorder_or_open_cases_are_decided_in_the_batch_in_a_constant_number_of_statements(
+    node, stock, order_for
+):
+    # given a whole order, one routable in part (its other SKU is stocked nowhere), one whose only SKU may
+    # backorder, one with nothing routable, and a mixed one that routes, backorders and opens a case
+    here = node("HERE")
+    stocked, nowhere, waits = SkuFactory(), SkuFactory(), SkuFactory(allow_backorder=True)
+    stock(stocked, here, 50)
+    whole = order_for([(stocked, 1)])
+    part = order_for([(stocked, 2), (nowhere, 1)])
+    backorder = order_for([(waits, 3)])
+    stuck = order_for([(nowhere, 2)])
+    mixed = order_for([(stocked, 1), (waits, 1), (nowhere, 1)])
+    orders = [whole, part, backorder, stuck, mixed]
+    network = _snapshot_for(orders)
+    # when they are routed as one batch
+    with count_statements() as sent:
+        results = {
+            r.order_id: r
+            for r in services.orders_route(order_ids=[o.pk for o in orders], network=network, actor="router:test")
+        }
+    # then one transaction of seven statements decided them all (the two extra: open → backordered, the cases)
+    assert len(sent) <= 7, "\n".join(q[:150] for q in sent.statements)
+    assert sent.commits == 1
+    # and each order is left as the general path leaves it
+    for order in orders:
+        order.refresh_from_db()
+    assert whole.status == part.status == mixed.status == OrderStatus.RELEASED
+    assert backorder.status == OrderStatus.BACKORDERED
+    assert stuck.status == OrderStatus.OPEN
+    assert [r.outcome for r in (results[o.pk] for o in orders)] == [
+        "routed", "routed", "backordered", "exception", "routed"
+    ]  # fmt: skip
+    for order in orders:
+        decision = RoutingDecision.objects.get(order=order)
+        assert decision.pk == results[order.pk].decision_id and decision.explanation and decision.candidates is not None
+        routed = order.events.get(kind="routed")
+        assert routed.data["outcome"] == decision.outcome
+        planned = {pl["order_line"] for lines in decision.plan.values() for pl in lines}
+        assert {u["order_line"] for u in routed.data["unrouted"]} == set(
+            order.lines.exclude(pk__in=planned).values_list("pk", flat=True)
+        )
+    line_status = {
+        (ln.order_id, ln.sku_id): ln.status
+        for ln in OrderLine.objects.filter(order__in=orders)
+    }  # fmt: skip
+    assert line_status[(part.pk, nowhere.pk)] == LineStatus.OPEN
+    assert line_status[(backorder.pk, waits.pk)] == LineStatus.BACKORDERED
+    assert line_status[(mixed.pk, waits.pk)] == LineStatus.BACKORDERED
+    assert line_status[(mixed.pk, stocked.pk)] == LineStatus.ALLOCATED
+    assert results[mixed.pk].backordered_line_ids == [
+        OrderLine.objects.get(order=mixed, sku=waits).pk
+    ]  # fmt: skip
+    assert [(e.from_status, e.to_status, e.reason) for e in backorder.events.filter(kind="status_changed")] == [
+        (OrderStatus.OPEN, OrderStatus.BACKORDERED, "no stock to route")
+    ]
+    assert not stuck.events.filter(kind="status_changed").exists()
+    for order in (part, stuck, mixed):
+        [case] = ExceptionCase.objects.filter(order=order)
+        assert results[order.pk].exception_case_ids == [case.pk]
+        assert (case.kind, case.status, case.severity, case.sku_id) == (
+            ExceptionKind.INSUFFICIENT_STOCK, CaseStatus.OPEN, Severity.HIGH, nowhere.pk
+        )  # fmt: skip
+        assert case.title == f"Not enough stock for order {order.external_id}" and nowhere.code in case.detail
+        assert case.due_at == order.ship_by and case.opened_by == "router:test"
+        opened = order.events.get(kind="exception_opened")
+        assert opened.data == {"case_id": case.pk, "exception_kind": case.kind, "severity": case.severity}
+    assert not ExceptionCase.objects.filter(order__in=[whole, backorder]).exists()
+    assert sum(NodeCapacityDay.objects.values_list("capacity_used", flat=True)) == Shipment.objects.count() == 3
+    assert_stock_invariants()
+    # and routed again, the order with an open case takes the general path, which keeps the one case
+    again = services.orders_route(order_ids=[stuck.pk], actor="router:test")
+    assert again[0].exception_case_ids == [ExceptionCase.objects.get(order=stuck).pk]
+
+
+def test_a_case_opened_since_the_read_sends_the_batch_back_to_the_general_path(node, stock, order_for):
+    # given an order with nothing routable, read for the batch; then a person opens its no-node case
+    here = node("HERE")
+    stocked, nowhere = SkuFactory(), SkuFactory()
+    stock(stocked, here, 5)
+    fine, stuck = order_for([(stocked, 1)]), order_for([(nowhere, 1)])
+    preview = orders_to_route([fine.pk, stuck.pk])
+    network = _snapshot_for([fine, stuck])
+    case, _ = order_services.exception_case_open(
+        kind=ExceptionKind.INSUFFICIENT_STOCK,
+        title="by hand",
+        actor="ops:test",
+        order_id=stuck.pk,
+        sku_id=nowhere.pk,
+    )
+    # when the batch routes them on that read
+    with pytest.raises(batch.FastPathMiss), transaction.atomic(durable=True):
+        batch.route_batch(order_ids=[fine.pk, stuck.pk], network=network, actor="router:test", now=None, fresh=preview)
+    # then nothing of the batch stayed, and routed again the one case is kept
+    assert not RoutingDecision.objects.exists() and not Shipment.objects.exists()
+    results = services.orders_route(order_ids=[fine.pk, stuck.pk], actor="router:test")
+    assert results[0].routed and results[1].exception_case_ids == [case.pk]
+    assert ExceptionCase.objects.filter(order=stuck).count() == 1
+    assert_stock_invariants()
+
+
+def test_an_order_with_nothing_routable_put_on_hold_since_the_read_is_left_alone(node, stock, order_for):
+    # given an order with nothing routable, read for the batch; then it is put on hold
+    here = node("HERE")
+    stocked, nowhere = SkuFactory(), SkuFactory()
+    stock(stocked, here, 5)
+    fine, stuck = order_for([(stocked, 1)]), order_for([(nowhere, 1)])
+    preview = orders_to_route([fine.pk, stuck.pk])
+    network = _snapshot_for([fine, stuck])
+    Order.objects.filter(pk=stuck.pk).update(on_hold=True)
+    # when the batch routes them on that read, it rolls back
+    with pytest.raises(batch.FastPathMiss), transaction.atomic(durable=True):
+        batch.route_batch(order_ids=[fine.pk, stuck.pk], network=network, actor="router:test", now=None, fresh=preview)
+    # then nothing was decided for the held order: no decision, no case
+    assert not RoutingDecision.objects.exists() and not ExceptionCase.objects.exists()
+    results = services.orders_route(order_ids=[fine.pk, stuck.pk], actor="router:test")
+    assert results[0].routed and results[1].skipped == "on hold"
+    assert not RoutingDecision.objects.filter(order=stuck).exists() and not ExceptionCase.objects.exists()

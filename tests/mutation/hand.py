@@ -458,6 +458,24 @@ MUTANTS: list[HandMutant] = [
         "jsonb_build_object('decision_id', dec.id) || dv.event_data",
         "dv.event_data",
     ),
+    HandMutant(
+        "batch: backordered lines set allocated",
+        BATCH,
+        "_FAST_WRITE_SQL",
+        "a line left waiting for stock looks allocated, and no receipt ever fills it",
+        ROUTING_TESTS,
+        "UPDATE {order_line} ol SET status = %(backordered)s",
+        "UPDATE {order_line} ol SET status = %(allocated)s",
+    ),
+    HandMutant(
+        "batch: an order left open is not re-checked",
+        BATCH,
+        "_FAST_WRITE_SQL",
+        "a batch writes a decision and opens cases for an order put on hold since it was read",
+        ROUTING_TESTS,
+        "AND o.status = %(open)s AND NOT o.on_hold",
+        "",
+    ),
 ]
 
 BY_NAME = {m.name: m for m in MUTANTS}

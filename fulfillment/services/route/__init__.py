@@ -3,9 +3,10 @@ stock_reserve, all or nothing), take node capacity, and write the RoutingDecisio
 their lines and the order's transitions, all in one transaction per order.
 
 dispatch  orders_route / order_route: the batch path first, then each order left over alone
-batch     the normal path: open orders routed whole, five statements for a whole batch or for one
-general   the general path, one order per transaction (order_route_in_transaction): backorders,
-          exceptions, re-routes, races
+batch     the normal path: open orders decided together, five statements for a batch routed whole, two
+          more when some orders backorder or open exception cases
+general   the general path, one order per transaction (order_route_in_transaction): what the batch
+          can't decide on its read (held, routed before, a routing case open, preorders), re-routes, races
 release   backorders filled on receipt (backorders_fill) and released: reserved later, then shipped
 reroute   order_reroute: a person cancels the unshipped shipments and routes again
 common    the result, the advisory lock, a plan's demands and outcome, Shipments from a plan

@@ -24,9 +24,10 @@ def orders_route(
     network: NetworkSnapshot | None = None,
 ) -> list[RouteResult]:
     """Route and reserve a batch of orders. The network (nodes, eligibility, capacity, ATP, rules) is loaded
-    once for the batch in a constant number of queries. The orders of the normal shape (open, unheld,
-    routed whole) are routed and reserved together in one transaction of five statements, all or nothing;
-    the others, or all of them after a race rolled that transaction back, one transaction each."""
+    once for the batch in a constant number of queries. The open, unheld orders are decided together in one
+    transaction, all or nothing: five statements when they route whole, at most seven when some backorder or
+    open exception cases; the others, or all of them after a race rolled that transaction back, one
+    transaction each."""
     actor_resolve(actor)
     ids = list(dict.fromkeys(int(i) for i in order_ids))
     if not ids:
