@@ -178,7 +178,8 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            # config/cache.py: the file-based cache without a directory listing on every write.
+            "BACKEND": "config.cache.FileCache",
             "LOCATION": str(VAR_DIR / "cache"),
         }
     }
