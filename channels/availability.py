@@ -123,6 +123,11 @@ def _redis():
     return backend._cache.get_client(write=True)
 
 
+def channel_availability_batched() -> bool:
+    """Changed SKUs are batched in one pending set drained by one task at a time: with Redis and a window."""
+    return debounce_seconds() > 0 and _redis() is not None
+
+
 def _pending_keys() -> tuple[str, str, str, str]:
     name = connection.settings_dict["NAME"]
     return (

@@ -296,9 +296,10 @@ def inventory_push_slot_claim(*, account_id: int, interval: float, now: datetime
 
 def inventory_push_now(*, account_id: int) -> tuple[int, float]:
     """Plan the account's flagged quantities into an inventory message now if its rate budget allows:
-    (messages created, 0.0); else (0, seconds until its next slot), the rows staying flagged (coalesced: the
-    push then sends each SKU's quantity as it is at that time). (0, 0.0): nothing to push. The caller relays
-    the account right after (no relay task is queued for these messages)."""
+    (messages created, seconds until the caller should come back: 0.0 when no row is left flagged). When the
+    budget does not allow it: (0, seconds until its next slot), the rows staying flagged (coalesced: the push
+    then sends each SKU's quantity as it is at that time). The caller relays the account right after (no
+    relay task is queued for these messages)."""
     account = ChannelAccount.objects.values("kind", "is_enabled").get(pk=account_id)
     if not account["is_enabled"]:
         return 0, 0.0
@@ -312,7 +313,12 @@ def inventory_push_now(*, account_id: int) -> tuple[int, float]:
             return 0, wait
         created = inventory_push_plan(now=now, account_id=account_id, kick=False)
         if not created:
-            transaction.set_rollback(True)  # nothing differed from what the channel holds: the slot stays free
+            # Nothing differed from what the channel holds: the slot stays free.
+            ChannelAccount.objects.filter(pk=account_id).update(inventory_push_next_at=now)
+    if ChannelAvailability.objects.filter(account_id=account_id, needs_push=True).exists():
+        # Rows another transaction held (a recompute, a push being recorded) were skipped, or flagged since:
+        # come back for them at the next slot.
+        return created, max(interval, 0.05)
     return created, 0.0
 
 

@@ -127,7 +127,6 @@ def inventory_push_run(account_id: int, *, hostname: str | None = None) -> dict:
     created, wait = outbox.inventory_push_now(account_id=account_id)
     if wait > 0:
         inventory_push_dispatch(account_id, countdown=wait)
-        return {}
     if not created:
         return {}
     return outbox.outbox_relay(
@@ -160,7 +159,7 @@ def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
     """Queue a recompute (and push) of these changed SKUs: at once, or at most once per debounce window in a
     burst. With Redis, one pending set and one drain queued at a time (availability.channel_availability_changed);
     with the file cache, a recompute per SKU (availability.channel_availability_recompute_due). Runs after commit."""
-    if availability.debounce_seconds() > 0 and availability._redis() is not None:
+    if availability.channel_availability_batched():
         countdown = availability.channel_availability_changed(sku_ids=sku_ids)
         if countdown is not None:
             kwargs = {"kwargs": {"sku_ids": None}}
