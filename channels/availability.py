@@ -74,8 +74,10 @@ def debounce_seconds() -> float:
 
 
 # sku_id -> wall-clock time before which a queued recompute is known to start no earlier (so it covers
-# this process's changes until then).
+# this process's changes until then); 0 -> the same for the queued drain, which covers the SKUs this process
+# added to the pending set for it (_covered_skus).
 _covered_until: dict[int, float] = {}
+_covered_skus: set[int] = set()
 
 
 def channel_availability_recompute_due(*, sku_ids: Iterable[int]) -> list[tuple[float, list[int]]]:
@@ -154,24 +156,27 @@ def channel_availability_changed(*, sku_ids: Iterable[int]) -> float | None:
 
     One round trip per change (a script: the SKUs scored with the next sequence number, the queued marker set
     if absent). The first change after a drain started queues the next one, at once, or at the last start
-    plus the window in a burst. A process that learns a queued drain's due time covers its own changes of
-    any SKU until then with a dict lookup."""
+    plus the window in a burst. A process that learns a queued drain's due time covers its own further
+    changes of the SKUs it added for that drain until then with a set lookup (a hot SKU: no round trip)."""
     ids = sorted(set(sku_ids))
     now = time.time()
-    if not ids or _covered_until.get(0, 0.0) > now:
-        return None
+    if not ids or (_covered_until.get(0, 0.0) > now and _covered_skus.issuperset(ids)):
+        return None  # this process added these SKUs for a drain that starts no earlier than then
     window = debounce_seconds()
     keys = _pending_keys()
     ttl_ms = int(max(window * 10, 60.0) * 1000)
     queued_now, due, started = _redis().eval(_CHANGED_LUA, len(keys), *keys, *ids, repr(now), ttl_ms)
-    if not queued_now:
-        _covered_until[0] = float(due or 0.0)
-        return None
-    due = max(now, float(started or 0.0) + window)
-    if due > now:
-        _redis().set(keys[2], repr(due), xx=True, px=ttl_ms)
+    if queued_now:
+        due = max(now, float(started or 0.0) + window)
+        if due > now:
+            _redis().set(keys[2], repr(due), xx=True, px=ttl_ms)
+    else:
+        due = float(due or 0.0)
+    if due != _covered_until.get(0):
+        _covered_skus.clear()
     _covered_until[0] = due
-    return due - now
+    _covered_skus.update(ids)
+    return due - now if queued_now else None
 
 
 def channel_availability_drain_started() -> tuple[list[int], int]:

@@ -161,6 +161,7 @@ def test_push_latency_event_driven(settings):
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
     availability._covered_until.clear()
+    availability._covered_skus.clear()
     shopify = ShopifySandbox(access_token="shpat_bench")  # the standard plan's bucket: 2,000 points, 100/s
     server = shopify.serve("127.0.0.1", 0)
     worker = None

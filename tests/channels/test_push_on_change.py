@@ -39,10 +39,12 @@ def clean_pending():
     if availability._redis() is not None:
         availability._redis().delete(*availability._pending_keys())
     availability._covered_until.clear()
+    availability._covered_skus.clear()
     yield
     if availability._redis() is not None:
         availability._redis().delete(*availability._pending_keys())
     availability._covered_until.clear()
+    availability._covered_skus.clear()
 
 
 @needs_redis
@@ -59,6 +61,7 @@ def test_a_burst_of_changes_queues_one_drain_that_reads_every_changed_sku(settin
     assert sku_ids == [2, 5, 9, 11]
     # when: a SKU changes again after the drain started, before its recompute committed
     availability._covered_until.clear()
+    availability._covered_skus.clear()
     tasks.channel_availability_schedule(sku_ids=[5])
     availability.channel_availability_drained(cutoff=cutoff)
     # then: the next drain is queued (a window after the last start) and still reads it
@@ -146,3 +149,19 @@ def test_a_slot_is_taken_once_and_given_back_when_nothing_differs(shopify_accoun
     ChannelAccount.objects.filter(pk=shopify_account.pk).update(inventory_push_next_at=None)
     assert outbox.inventory_push_now(account_id=shopify_account.pk) == (0, 0.0)
     assert ChannelAccount.objects.get(pk=shopify_account.pk).inventory_push_next_at is None
+
+
+@needs_redis
+def test_a_change_while_a_later_drain_waits_still_reaches_it(settings, queued, clean_pending):
+    # given: a drain just started, so the next one is queued a window later
+    settings.INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS = 0.5
+    tasks.channel_availability_schedule(sku_ids=[1])
+    availability.channel_availability_drained(cutoff=availability.channel_availability_drain_started()[1])
+    tasks.channel_availability_schedule(sku_ids=[2])
+    assert len(queued) == 2 and queued[1][3] > 0.4
+    # when: this process changes another SKU, and the first one again, before that drain starts
+    tasks.channel_availability_schedule(sku_ids=[3])
+    tasks.channel_availability_schedule(sku_ids=[2])
+    # then: no other drain is queued, and the waiting one reads both SKUs
+    assert len(queued) == 2
+    assert availability.channel_availability_drain_started()[0] == [2, 3]
