@@ -9,8 +9,9 @@ Rows are kept for the accounts that list the SKU (an active Listing). ``needs_pu
 of what the channel connector should push: quantity differs from last_pushed_quantity.
 
 Inventory announces every stock change after commit (inventory.signals.stock_changed); channels/receivers
-has channels.tasks schedule a recompute (debounced here), and the outbox's planner turns flagged rows into
-inventory pushes. This module is the only writer of ChannelAvailability.
+has channels.tasks schedule a recompute (at once, then at most once per SKU per short window: debounced here),
+and the same task has the outbox push what moved to each account as soon as the account's rate budget allows
+(channels.outbox.inventory_push_now). This module is the only writer of ChannelAvailability.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
 from django.db.models import Case, Sum, Value, When
 from django.utils import timezone
@@ -56,50 +58,171 @@ def _debounce_key(sku_id: int) -> str:
     return f"channels:availability:{connection.settings_dict['NAME']}:{sku_id}"
 
 
+def _started_key(sku_id: int) -> str:
+    return f"channels:availability-started:{connection.settings_dict['NAME']}:{sku_id}"
+
+
 def debounce_seconds() -> float:
-    """The coalescing window: INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS, else 0 when Celery runs
-    eagerly (tests: every change recomputes at once) and 2 s otherwise."""
+    """The shortest time between two recomputes of one SKU: INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS, else 0
+    when Celery runs eagerly (tests: every change recomputes at once) and 0.1 s otherwise. The first change
+    after a quiet spell is recomputed at once; a burst is recomputed at most once per window, always again
+    after its last change."""
     value = getattr(settings, "INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS", None)
     if value is None:
-        value = 0.0 if settings.CELERY_TASK_ALWAYS_EAGER else 2.0
+        value = 0.0 if settings.CELERY_TASK_ALWAYS_EAGER else 0.1
     return float(value)
 
 
-# sku_id -> wall-clock time until which a queued recompute is known to cover this process's changes.
+# sku_id -> wall-clock time before which a queued recompute is known to start no earlier (so it covers
+# this process's changes until then); 0 -> the same for the queued drain, which covers the SKUs this process
+# added to the pending set for it (_covered_skus).
 _covered_until: dict[int, float] = {}
+_covered_skus: set[int] = set()
 
 
-def channel_availability_recompute_due(*, sku_ids: Iterable[int]) -> tuple[list[int], float]:
-    """Which of these changed SKUs need a recompute queued, and its countdown: at most one per SKU per
-    window. channels.tasks.channel_availability_schedule queues it (countdown 0: at once, every SKU).
+def channel_availability_recompute_due(*, sku_ids: Iterable[int]) -> list[tuple[float, list[int]]]:
+    """Which of these changed SKUs need a recompute queued, grouped by countdown: [(countdown, sku_ids)].
+    channels.tasks.channel_availability_schedule queues them.
 
-    The first change in a window sets a shared cache key holding the window's end and is due with the
-    window as countdown; the task runs no earlier than that end and reads the stock then, so it covers
-    every change made before it. Other changes in the window (any process) find the key and are not due;
-    each process also remembers the end locally, so a hot SKU costs a dict lookup per change, not a task
-    or a cache round trip.
+    A SKU's marker (a cache key) says a recompute of it is queued and not started; the task clears it when
+    it starts (channel_availability_recompute_started) and only then reads the stock, so a change committed
+    while the marker is set is covered. The change that sets the marker queues the task: at once (leading
+    edge), or at the SKU's last start plus the window when that is later; the marker holds that time, and a
+    process that learns it covers its own changes until then with a dict lookup, not a cache round trip.
     """
     ids = sorted(set(sku_ids))
     window = debounce_seconds()
     if window <= 0:
-        return ids, 0.0
+        return [(0.0, ids)] if ids else []
     now = time.time()
-    fresh = []
+    groups: dict[float, list[int]] = defaultdict(list)
+    ttl = max(window * 10, 60.0)
     for sku_id in ids:
         if _covered_until.get(sku_id, 0.0) > now:
             continue
-        key, until = _debounce_key(sku_id), now + window
-        if cache.add(key, until, timeout=window):
-            fresh.append(sku_id)
-            _covered_until[sku_id] = until
+        key = _debounce_key(sku_id)
+        if cache.add(key, now, timeout=ttl):
+            started = float(cache.get(_started_key(sku_id)) or 0.0)
+            due = max(now, started + window)
+            if due > now:
+                cache.set(key, due, timeout=ttl)
+            _covered_until[sku_id] = due
+            groups[round(due - now, 3)].append(sku_id)
         else:
-            # Someone else's task runs no earlier than their window's end: covered until then.
-            _covered_until[sku_id] = min(float(cache.get(key) or 0.0), until)
-    return fresh, window
+            # A recompute is queued and has not started: it reads the stock after this commit.
+            _covered_until[sku_id] = float(cache.get(key) or 0.0)
+    return sorted(groups.items())
 
 
-def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAvailability]:
-    """Recompute ChannelAvailability for these SKUs on every account that lists them.
+# --- with Redis: one set of changed SKUs, drained by one task at a time ------------------------------------
+
+
+def _redis():
+    """The cache's Redis client when the cache is Redis (production), else None (the file cache)."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    return backend._cache.get_client(write=True)
+
+
+def channel_availability_batched() -> bool:
+    """Changed SKUs are batched in one pending set drained by one task at a time: with Redis and a window."""
+    return debounce_seconds() > 0 and _redis() is not None
+
+
+def _pending_keys() -> tuple[str, str, str, str]:
+    name = connection.settings_dict["NAME"]
+    return (
+        f"waybill:availability-pending:{name}",  # changed SKU ids, scored by the change's sequence number
+        f"waybill:availability-seq:{name}",  # the sequence
+        f"waybill:availability-drain:{name}",  # a drain is queued and not started: its due time
+        f"waybill:availability-drained:{name}",  # when the last drain started
+    )
+
+
+# KEYS: pending, seq, marker, drained; ARGV: sku ids..., now, marker ttl (ms).
+_CHANGED_LUA = """
+local seq = redis.call('INCR', KEYS[2])
+for i = 1, #ARGV - 2 do redis.call('ZADD', KEYS[1], seq, ARGV[i]) end
+local queued = redis.call('SET', KEYS[3], ARGV[#ARGV - 1], 'NX', 'PX', ARGV[#ARGV])
+return {queued and 1 or 0, redis.call('GET', KEYS[3]) or false, redis.call('GET', KEYS[4]) or false}
+"""
+
+
+def channel_availability_changed(*, sku_ids: Iterable[int]) -> float | None:
+    """Add changed SKUs to the pending set (Redis); the countdown of a drain to queue, or None when one is
+    already queued (it starts after this commit, so it reads these changes). Not used without Redis: the
+    caller queues a recompute per SKU instead (channel_availability_recompute_due).
+
+    One round trip per change (a script: the SKUs scored with the next sequence number, the queued marker set
+    if absent). The first change after a drain started queues the next one, at once, or at the last start
+    plus the window in a burst. A process that learns a queued drain's due time covers its own further
+    changes of the SKUs it added for that drain until then with a set lookup (a hot SKU: no round trip)."""
+    ids = sorted(set(sku_ids))
+    now = time.time()
+    if not ids or (_covered_until.get(0, 0.0) > now and _covered_skus.issuperset(ids)):
+        return None  # this process added these SKUs for a drain that starts no earlier than then
+    window = debounce_seconds()
+    keys = _pending_keys()
+    ttl_ms = int(max(window * 10, 60.0) * 1000)
+    queued_now, due, started = _redis().eval(_CHANGED_LUA, len(keys), *keys, *ids, repr(now), ttl_ms)
+    if queued_now:
+        due = max(now, float(started or 0.0) + window)
+        if due > now:
+            _redis().set(keys[2], repr(due), xx=True, px=ttl_ms)
+    else:
+        due = float(due or 0.0)
+    if due != _covered_until.get(0):
+        _covered_skus.clear()
+    _covered_until[0] = due
+    _covered_skus.update(ids)
+    return due - now if queued_now else None
+
+
+def channel_availability_drain_started() -> tuple[list[int], int]:
+    """A drain starts: record when, clear the queued marker, and read every pending SKU up to the current
+    sequence number, atomically: ([sku ids], that number). A change from now on queues the next drain.
+    channel_availability_drained removes what was read once the recompute has committed, so a drain that dies
+    leaves its SKUs for the next one (the beat sweep queues one when the set is not empty)."""
+    pending, seq, marker, drained = _pending_keys()
+    with _redis().pipeline(transaction=True) as pipe:
+        pipe.set(drained, repr(time.time()), px=int(max(debounce_seconds() * 10, 60.0) * 1000))
+        pipe.delete(marker)
+        pipe.get(seq)
+        pipe.zrangebyscore(pending, "-inf", "+inf", withscores=True)
+        _, _, cutoff, members = pipe.execute()
+    cutoff = int(cutoff or 0)
+    return sorted(int(member) for member, score in members if score <= cutoff), cutoff
+
+
+def channel_availability_drained(*, cutoff: int) -> None:
+    """The drain's recompute committed: forget the SKUs it read (changed again since: a higher score, kept)."""
+    _redis().zremrangebyscore(_pending_keys()[0], "-inf", cutoff)
+
+
+def channel_availability_pending() -> int:
+    """How many changed SKUs wait for a drain (0 without Redis)."""
+    client = _redis()
+    return int(client.zcard(_pending_keys()[0])) if client is not None else 0
+
+
+def channel_availability_recompute_started(*, sku_ids: Iterable[int]) -> None:
+    """A queued recompute of these SKUs starts: record when (the next one waits the window from here) and
+    clear their markers, before the stock is read, so that a change committed from now on queues another."""
+    ids = sorted(set(sku_ids))
+    window = debounce_seconds()
+    if window <= 0 or not ids:
+        return
+    now = time.time()
+    timeout = max(round(window * 10), 60)
+    cache.set_many({_started_key(sku_id): now for sku_id in ids}, timeout=timeout)
+    cache.delete_many([_debounce_key(sku_id) for sku_id in ids])
+
+
+def channel_availability_recompute(
+    *, sku_ids: Iterable[int], account_ids: Iterable[int] | None = None
+) -> list[ChannelAvailability]:
+    """Recompute ChannelAvailability for these SKUs on every account that lists them (or on these accounts).
 
     The rows are locked (pk order) before the stock is read, so of two concurrent recomputes the
     later one reads the newer stock and writes last: no stale quantity survives.
@@ -107,12 +230,13 @@ def channel_availability_recompute(*, sku_ids: Iterable[int]) -> list[ChannelAva
     sku_ids = sorted(set(sku_ids))
     if not sku_ids:
         return []
-    listed = set(
-        Listing.objects.filter(sku_id__in=sku_ids, is_active=True, account__is_enabled=True).values_list(
-            "account_id", "sku_id"
-        )
-    )
-    known = set(ChannelAvailability.objects.filter(sku_id__in=sku_ids).values_list("account_id", "sku_id"))
+    listings = Listing.objects.filter(sku_id__in=sku_ids, is_active=True, account__is_enabled=True)
+    known_rows = ChannelAvailability.objects.filter(sku_id__in=sku_ids)
+    if account_ids is not None:
+        listings = listings.filter(account_id__in=list(account_ids))
+        known_rows = known_rows.filter(account_id__in=list(account_ids))
+    listed = set(listings.values_list("account_id", "sku_id"))
+    known = set(known_rows.values_list("account_id", "sku_id"))
     pairs = listed | known
     if not pairs:
         return []
@@ -214,8 +338,19 @@ def channel_availabilities_mark_pushed(*, pushed: Mapping[int, int]) -> None:
             )
 
 
+def channel_availability_flagged(*, account_id: int | None = None) -> dict[int, list[int]]:
+    """{account id: [sku ids]} of the rows flagged ``needs_push`` on enabled accounts (or on one account)."""
+    rows = ChannelAvailability.objects.filter(needs_push=True, account__is_enabled=True)
+    if account_id is not None:
+        rows = rows.filter(account_id=account_id)
+    flagged: dict[int, list[int]] = defaultdict(list)
+    for account, sku_id in rows.order_by("account_id", "sku_id").values_list("account_id", "sku_id"):
+        flagged[account].append(sku_id)
+    return dict(flagged)
+
+
 def channel_availability_claim_due(
-    *, kinds: Iterable[str], limit: int = 20000
+    *, kinds: Iterable[str], limit: int = 20000, account_id: int | None = None
 ) -> list[tuple[int, int, int, int, int | None]]:
     """Take the rows flagged ``needs_push`` on enabled accounts of these kinds (skipping rows another planner
     holds) and clear their flag: [(id, account_id, sku_id, quantity, last_pushed_quantity)] in pk order.
@@ -224,8 +359,9 @@ def channel_availability_claim_due(
     the flags come back if it rolls back."""
     with transaction.atomic():
         rows = list(
-            ChannelAvailability.objects.select_for_update(skip_locked=True)
+            ChannelAvailability.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(needs_push=True, account__is_enabled=True, account__kind__in=list(kinds))
+            .filter(**({} if account_id is None else {"account_id": account_id}))
             .order_by("pk")
             .values_list("pk", "account_id", "sku_id", "quantity", "last_pushed_quantity")[:limit]
         )

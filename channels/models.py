@@ -81,6 +81,9 @@ class ChannelAccount(models.Model):
     sync_lag_seconds = models.FloatField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     sync_cursor = models.DateTimeField(null=True, blank=True, help_text="Newest source_updated_at ingested")
+    # The earliest time of the account's next inventory push (its channel's rate limit spaces them): claimed
+    # with one guarded UPDATE by channels.outbox.inventory_push_slot_claim, so every worker shares the budget.
+    inventory_push_next_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

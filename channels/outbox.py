@@ -18,9 +18,11 @@ the circuit's cool-down has passed (30 s, doubling to 10 minutes while it keeps 
 as a probe: its success closes the circuit, its failure opens it again. A relay also returns between two
 sends when its worker is asked to stop (``should_stop``).
 
-Inventory pushes are planned from ChannelAvailability rows flagged ``needs_push``
-(debounced: one plan per tick coalesces every change since the last one; diffed: only quantities
-different from ``last_pushed_quantity`` go out). The quantity sent is the one current at send
+Inventory pushes are planned from ChannelAvailability rows flagged ``needs_push`` as soon as the stock
+change's recompute flags them (channels.tasks), one account at a time, when the account's rate budget allows
+(``inventory_push_now``: one slot per connector ``inventory_push_interval``, claimed in the database); changes
+inside the interval stay flagged and coalesce per (account, SKU) into the next slot's push. Diffed: only
+quantities different from ``last_pushed_quantity`` go out. The quantity sent is the one current at send
 time, so a late or retried message never pushes a stale number.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -46,7 +49,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from channels.availability import channel_availabilities_mark_pushed, channel_availability_claim_due
-from channels.connectors import CONNECTORS
+from channels.connectors import CONNECTORS, connector_class
 from channels.connectors.base import (
     CancelRequest,
     ChannelError,
@@ -99,9 +102,10 @@ def _kick_relay(account_id: int) -> None:
 
 
 def outbox_enqueue(
-    *, account_id: int, kind: str, dedupe_key: str, payload: dict, order_id: int | None = None
+    *, account_id: int, kind: str, dedupe_key: str, payload: dict, order_id: int | None = None, kick: bool = True
 ) -> tuple[OutboxMessage, bool]:
-    """Add a message unless one with the same (account, kind, dedupe key) exists; (message, created)."""
+    """Add a message unless one with the same (account, kind, dedupe key) exists; (message, created).
+    ``kick=False``: the caller relays the account itself right after its commit (no relay task is queued)."""
     if kind not in OutboxKind.values:
         raise OutboxError(f"unknown outbox kind {kind!r}")
     if not dedupe_key or len(dedupe_key) > 255:
@@ -113,7 +117,8 @@ def outbox_enqueue(
             )
     except IntegrityError:
         return OutboxMessage.objects.get(account_id=account_id, kind=kind, dedupe_key=dedupe_key), False
-    transaction.on_commit(partial(_kick_relay, account_id))
+    if kick:
+        transaction.on_commit(partial(_kick_relay, account_id))
     return message, True
 
 
@@ -239,12 +244,13 @@ def acknowledgements_enqueue(*, account_id: int, orders: list[tuple[int, str]]) 
     return created
 
 
-def inventory_push_plan(*, now: datetime | None = None) -> int:
-    """Turn flagged ChannelAvailability rows into inventory messages (changed quantities only)."""
+def inventory_push_plan(*, now: datetime | None = None, account_id: int | None = None, kick: bool = True) -> int:
+    """Turn flagged ChannelAvailability rows (of every account, or of one) into inventory messages (changed
+    quantities only). The rate budget is the caller's: see inventory_push_now."""
     now = now or timezone.now()
     created = 0
     with transaction.atomic():
-        rows = channel_availability_claim_due(kinds=CONNECTORS)
+        rows = channel_availability_claim_due(kinds=CONNECTORS, account_id=account_id)
         if not rows:
             return 0
         changed: dict[int, list[tuple[int, int]]] = defaultdict(list)
@@ -260,9 +266,60 @@ def inventory_push_plan(*, now: datetime | None = None) -> int:
                     kind=OutboxKind.INVENTORY,
                     dedupe_key=f"inventory:{now.isoformat()}:{digest}",
                     payload={"sku_ids": [sku_id for sku_id, _ in chunk], "planned": dict(chunk)},
+                    kick=kick,
                 )
                 created += made
     return created
+
+
+def inventory_push_interval(kind: str) -> float:
+    """Seconds between two inventory pushes to an account of this kind: the connector's
+    ``inventory_push_interval`` (its channel's rate limit), or WAYBILL_INVENTORY_PUSH_INTERVAL when set."""
+    value = getattr(settings, "WAYBILL_INVENTORY_PUSH_INTERVAL", None)
+    return float(value) if value is not None else float(connector_class(kind).inventory_push_interval)
+
+
+def inventory_push_slot_claim(*, account_id: int, interval: float, now: datetime) -> float:
+    """Take the account's next inventory-push slot if it is due: 0.0, and the next one is ``interval`` from now;
+    else the seconds until it is due. One guarded UPDATE, so two workers never take the same slot; runs in
+    the caller's transaction (a rollback gives the slot back)."""
+    taken = (
+        ChannelAccount.objects.filter(pk=account_id)
+        .filter(Q(inventory_push_next_at__isnull=True) | Q(inventory_push_next_at__lte=now))
+        .update(inventory_push_next_at=now + timedelta(seconds=interval))
+    )
+    if taken:
+        return 0.0
+    next_at = ChannelAccount.objects.values_list("inventory_push_next_at", flat=True).get(pk=account_id)
+    return max((next_at - now).total_seconds(), 0.001) if next_at else 0.001
+
+
+def inventory_push_now(*, account_id: int) -> tuple[int, float]:
+    """Plan the account's flagged quantities into an inventory message now if its rate budget allows:
+    (messages created, seconds until the caller should come back: 0.0 when no row is left flagged). When the
+    budget does not allow it: (0, seconds until its next slot), the rows staying flagged (coalesced: the push
+    then sends each SKU's quantity as it is at that time). The caller relays the account right after (no
+    relay task is queued for these messages)."""
+    account = ChannelAccount.objects.values("kind", "is_enabled").get(pk=account_id)
+    if not account["is_enabled"]:
+        return 0, 0.0
+    interval = inventory_push_interval(account["kind"])
+    now = timezone.now()
+    with transaction.atomic():
+        if not ChannelAvailability.objects.filter(account_id=account_id, needs_push=True).exists():
+            return 0, 0.0
+        wait = inventory_push_slot_claim(account_id=account_id, interval=interval, now=now)
+        if wait > 0:
+            return 0, wait
+        created = inventory_push_plan(now=now, account_id=account_id, kick=False)
+        if not created:
+            # Nothing differed from what the channel holds: the slot stays free.
+            ChannelAccount.objects.filter(pk=account_id).update(inventory_push_next_at=now)
+    if ChannelAvailability.objects.filter(account_id=account_id, needs_push=True).exists():
+        # Rows another transaction held (a recompute, a push being recorded) were skipped, or flagged since:
+        # come back for them at the next slot.
+        return created, max(interval, 0.05)
+    return created, 0.0
 
 
 # --- the relay ------------------------------------------------------------------------------------
@@ -680,46 +737,88 @@ def _circuit_record(account_id: int, *, unreachable: bool, now: datetime) -> dat
     return until
 
 
-class _LeaseKeeper:
-    """Renews the lease of the messages a relay still holds, a third of the way through the lease, on
-    its own database connection; dies with the worker, so a dead worker's messages are due again soon."""
+class _Leases:
+    """Renews the lease of every message the relays of this process still hold, a third of the way through
+    the lease, from one daemon thread per process (started on first use, on its own database connection,
+    closed after each renewal); it dies with the worker, so a dead worker's messages are due again soon.
+    One thread per process rather than per relay: a relay that sends one push does not start and join one."""
 
     def __init__(self) -> None:
-        self.held: set[int] = set()
+        self.held: dict[int, int] = defaultdict(int)
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self.pid = 0
 
     def hold(self, ids: list[int]) -> None:
         with self.lock:
-            self.held.update(ids)
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="outbox-lease-keeper", daemon=True)
-            self.thread.start()
+            for message_id in ids:
+                self.held[message_id] += 1
+            if self.thread is None or not self.thread.is_alive() or self.pid != os.getpid():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, name="outbox-lease-keeper", daemon=True)
+                self.thread.start()
+        self.wake.set()
 
     def release(self, message_id: int) -> None:
         with self.lock:
-            self.held.discard(message_id)
+            if self.held.get(message_id, 0) > 1:
+                self.held[message_id] -= 1
+            else:
+                self.held.pop(message_id, None)
 
     def _run(self) -> None:
-        interval = _lease().total_seconds() / 3
-        try:
-            while not self.stop.wait(interval):
+        renew_at: float | None = None
+        while True:
+            try:
+                interval = _lease().total_seconds() / 3
                 with self.lock:
                     ids = sorted(self.held)
-                if ids:
-                    OutboxMessage.objects.filter(pk__in=ids, status=OutboxStatus.SENDING).update(
-                        next_attempt_at=timezone.now() + _lease()
-                    )
-        except Exception:
-            log.exception("the outbox lease keeper stopped; leases expire on their own")
-        finally:
-            connections.close_all()
+                now = time.monotonic()
+                if not ids:
+                    renew_at = None
+                    self.wake.wait()
+                    self.wake.clear()
+                    continue
+                renew_at = min(renew_at or now + interval, now + interval)
+                if now >= renew_at:
+                    try:
+                        OutboxMessage.objects.filter(pk__in=ids, status=OutboxStatus.SENDING).update(
+                            next_attempt_at=timezone.now() + _lease()
+                        )
+                    finally:
+                        connections.close_all()
+                    renew_at = now + interval
+                    continue
+                self.wake.wait(timeout=renew_at - now)
+                self.wake.clear()
+            except Exception:
+                log.exception("the outbox lease keeper could not renew; leases expire on their own")
+                time.sleep(1.0)
+
+
+_leases = _Leases()
+
+
+class _LeaseKeeper:
+    """What one relay holds, renewed by the process's lease thread until released or closed."""
+
+    def __init__(self) -> None:
+        self.held: set[int] = set()
+
+    def hold(self, ids: list[int]) -> None:
+        fresh = [message_id for message_id in ids if message_id not in self.held]
+        self.held.update(fresh)
+        _leases.hold(fresh)
+
+    def release(self, message_id: int) -> None:
+        if message_id in self.held:
+            self.held.discard(message_id)
+            _leases.release(message_id)
 
     def close(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+        for message_id in list(self.held):
+            self.release(message_id)
 
 
 def _give_back(message: OutboxMessage, until: datetime) -> None:
@@ -730,15 +829,35 @@ def _give_back(message: OutboxMessage, until: datetime) -> None:
     )
 
 
+# account id -> (what the connector was built from, connector): the inventory pushes queued by stock changes
+# reuse one connection per account and worker process instead of a new client (and TLS context) per push.
+_kept_connectors: dict[int, tuple[tuple, Connector]] = {}
+
+
+def _kept_connector(account: ChannelAccount, http: dict) -> Connector:
+    made_from = (account.updated_at, account.credentials_rotated_at, account.api_base_url, sorted(http.items()))
+    kept = _kept_connectors.get(account.pk)
+    if kept is not None and kept[0] == made_from:
+        return kept[1]
+    if kept is not None:
+        kept[1].close()
+    connector = connector_for(account, http_options=http)
+    _kept_connectors[account.pk] = (made_from, connector)
+    return connector
+
+
 def outbox_relay(
     *,
     account_id: int | None = None,
     budget_seconds: float = 50.0,
     batch: int = 50,
     should_stop: Callable[[], bool] | None = None,
+    keep_connectors: bool = False,
 ) -> dict[str, int]:
     """Send due messages in batches until none are due, the time budget is spent or ``should_stop()``
-    says the worker is stopping (checked between two sends; what is still claimed is given back)."""
+    says the worker is stopping (checked between two sends; what is still claimed is given back).
+    ``keep_connectors``: the accounts' connectors (and their open connections) stay for the next relay of
+    this process."""
     counts: dict[str, int] = defaultdict(int)
     connectors: dict[int, Connector] = {}
     held_off: dict[int, datetime] = {}  # throttled, or its circuit is open
@@ -773,7 +892,11 @@ def outbox_relay(
                     continue
                 if message.account_id not in connectors:
                     http = {**getattr(settings, "WAYBILL_CHANNEL_HTTP", {}), "transport_retries": transport_retries}
-                    connectors[message.account_id] = connector_for(message.account, http_options=http)
+                    connectors[message.account_id] = (
+                        _kept_connector(message.account, http)
+                        if keep_connectors
+                        else connector_for(message.account, http_options=http)
+                    )
                 status, hold_off, unreachable = _deliver(message.pk, connectors[message.account_id], message.attempts)
                 keeper.release(message.pk)
                 counts[status] += 1
@@ -789,8 +912,9 @@ def outbox_relay(
                 break
     finally:
         keeper.close()
-        for connector in connectors.values():
-            connector.close()
+        if not keep_connectors:
+            for connector in connectors.values():
+                connector.close()
     return dict(counts)
 
 

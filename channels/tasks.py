@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from celery import shared_task
+from django.conf import settings
 from django.dispatch import receiver
 
 from channels import availability, fixes, outbox, reconcile, sync, webhooks
@@ -73,20 +74,76 @@ def outbox_relay_dispatch(account_id: int | None = None) -> bool:
 def outbox_relay_task(self, account_id: int | None = None) -> dict:
     hostname = self.request.hostname
     return outbox.outbox_relay(
-        account_id=account_id, should_stop=(lambda: worker_stopping(hostname)) if hostname else None
+        account_id=account_id,
+        should_stop=(lambda: worker_stopping(hostname)) if hostname else None,
+        keep_connectors=True,
     )
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def channels_plan_inventory_pushes_task() -> int:
-    """Beat (every second): coalesce stock changes into inventory messages, then send them."""
-    created = outbox.inventory_push_plan()
-    return created
+    """Beat (every 30 s), a safety sweep behind the pushes queued by each stock change: changed SKUs still
+    pending get a drain, every account with flagged quantities a push (what a worker that died left)."""
+    if availability.channel_availability_pending():
+        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": None})
+    flagged = availability.channel_availability_flagged()
+    return sum(inventory_push_dispatch(account_id) for account_id in flagged)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def channel_availability_recompute_task(*, sku_ids: list[int]) -> None:
-    availability.channel_availability_recompute(sku_ids=sku_ids)
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def channel_availability_recompute_task(self, *, sku_ids: list[int] | None = None) -> None:
+    """A stock change's one hop: recompute what each account advertises of these SKUs (None: every SKU in
+    the pending set, with Redis), then push what moved to every account whose rate budget allows it now (the
+    others get a push at their next slot)."""
+    if sku_ids is None:
+        sku_ids, cutoff = availability.channel_availability_drain_started()
+        rows = availability.channel_availability_recompute(sku_ids=sku_ids)
+        availability.channel_availability_drained(cutoff=cutoff)
+    else:
+        availability.channel_availability_recompute_started(sku_ids=sku_ids)
+        rows = availability.channel_availability_recompute(sku_ids=sku_ids)
+    if not push_on_change():
+        return  # the beat sweep or the caller plans the pushes
+    for account_id in sorted({row.account_id for row in rows if row.needs_push}):
+        inventory_push_run(account_id, hostname=self.request.hostname)
+
+
+def push_on_change() -> bool:
+    """WAYBILL_INVENTORY_PUSH_ON_CHANGE, else True unless Celery runs eagerly (tests plan and relay pushes
+    themselves, against sandboxes they start)."""
+    value = getattr(settings, "WAYBILL_INVENTORY_PUSH_ON_CHANGE", None)
+    return (not settings.CELERY_TASK_ALWAYS_EAGER) if value is None else bool(value)
+
+
+def inventory_push_dispatch(account_id: int, *, countdown: float | None = None) -> bool:
+    """Queue a push of the account's flagged quantities unless one is already waiting."""
+    return dispatch_once(
+        inventory_push_account_task, key=f"inventory-push:{account_id}", args=[account_id], countdown=countdown
+    )
+
+
+def inventory_push_run(account_id: int, *, hostname: str | None = None) -> dict:
+    """Push the account's flagged quantities now and relay them, or queue the push for its next slot."""
+    created, wait = outbox.inventory_push_now(account_id=account_id)
+    if wait > 0:
+        inventory_push_dispatch(account_id, countdown=wait)
+    if not created:
+        return {}
+    return outbox.outbox_relay(
+        account_id=account_id,
+        should_stop=(lambda: worker_stopping(hostname)) if hostname else None,
+        keep_connectors=True,
+    )
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def inventory_push_account_task(self, account_id: int) -> dict:
+    """The account's next push slot: its flagged SKUs recomputed (the newest quantity), pushed and relayed."""
+    flagged = availability.channel_availability_flagged(account_id=account_id).get(account_id, [])
+    if not flagged:
+        return {}
+    availability.channel_availability_recompute(sku_ids=flagged, account_ids=[account_id])
+    return inventory_push_run(account_id, hostname=self.request.hostname)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -99,13 +156,20 @@ def channel_availability_reconcile_task() -> int:
 
 
 def channel_availability_schedule(*, sku_ids: Iterable[int]) -> None:
-    """Queue a recompute of these changed SKUs, at most one per SKU per debounce window (the window is
-    availability.channel_availability_recompute_due's). Runs after commit."""
-    due, countdown = availability.channel_availability_recompute_due(sku_ids=sku_ids)
-    if countdown <= 0:
-        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": due})
-    elif due:
-        channel_availability_recompute_task.apply_async(kwargs={"sku_ids": due}, countdown=countdown)
+    """Queue a recompute (and push) of these changed SKUs: at once, or at most once per debounce window in a
+    burst. With Redis, one pending set and one drain queued at a time (availability.channel_availability_changed);
+    with the file cache, a recompute per SKU (availability.channel_availability_recompute_due). Runs after commit."""
+    if availability.channel_availability_batched():
+        countdown = availability.channel_availability_changed(sku_ids=sku_ids)
+        if countdown is not None:
+            kwargs = {"kwargs": {"sku_ids": None}}
+            channel_availability_recompute_task.apply_async(**kwargs, **({"countdown": countdown} if countdown else {}))
+        return
+    for countdown, due in availability.channel_availability_recompute_due(sku_ids=sku_ids):
+        if countdown <= 0:
+            channel_availability_recompute_task.apply_async(kwargs={"sku_ids": due})
+        else:
+            channel_availability_recompute_task.apply_async(kwargs={"sku_ids": due}, countdown=countdown)
 
 
 @receiver(outbox_messages_queued, dispatch_uid="channels.tasks.outbox_relay")

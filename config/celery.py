@@ -58,9 +58,10 @@ app.conf.update(
         # --- scorecards ---
         "scorecards-refresh": {"task": "scorecards.tasks.scorecards_refresh_task", "schedule": 300.0},
         "scorecards-account-health": {"task": "scorecards.tasks.account_health_fetch_task", "schedule": 86400.0},
+        # A safety sweep: each stock change queues its own push (channels.tasks.channel_availability_recompute_task).
         "channels-plan-inventory-pushes": {
             "task": "channels.tasks.channels_plan_inventory_pushes_task",
-            "schedule": 1.0,
+            "schedule": 30.0,
         },
         # Returns (issue #18): every account's returns read; refunds' channel answers caught up.
         "returns-sync-all": {"task": "returns.tasks.returns_sync_all_task", "schedule": 60.0},

@@ -172,6 +172,9 @@ def _error_issues(issues: Any) -> list[str]:
 
 class AmazonConnector(AmazonReportsMixin, Connector):
     kind = "amazon"
+    # patchListingsItem: 5 requests a second, one request per SKU (a feed above 10): a push of a few SKUs
+    # every half second stays within it.
+    inventory_push_interval: ClassVar[float] = 0.5
     identity_fields = ("orderId", "lastUpdatedTime")
     overlap = timedelta(minutes=5)
     feed_poll_attempts: ClassVar[int] = 20

@@ -500,6 +500,10 @@ class Connector:
     # The shortest time between two reads of the channel's returns (Amazon's returns report: 15 minutes); the
     # others are read on every tick of the returns beat.
     returns_read_interval: ClassVar[timedelta] = timedelta(0)
+    # The shortest time between two inventory pushes to one account (one push: one call of push_inventory, up
+    # to INVENTORY_BATCH items): what the channel's rate limit for its inventory call allows. Changes in between
+    # coalesce per (account, SKU) and go out, newest quantity, in the next push.
+    inventory_push_interval: ClassVar[float] = 0.2
 
     def __init__(
         self,
