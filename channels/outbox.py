@@ -586,7 +586,16 @@ def _error_detail(exc: ChannelError) -> dict:
     return {**({"status": exc.status} if exc.status and "status" not in body else {}), **body}
 
 
+# What a relay's send returns when the message's claim passed to another relay meanwhile (its lease lapsed).
+TAKEN_OVER = "taken_over"
+
+
 def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: datetime) -> str:
+    """Record a failed send: failed (retried after a back-off) or parked (a case for ops).
+
+    Fenced like the lease: only while the message is still this send's claim (sending, at the attempt this
+    relay claimed). A send that outlasted its lease, the message claimed meanwhile by another relay, leaves it
+    to that relay (TAKEN_OVER): its outcome is not overwritten and no case is opened for it."""
     retryable = exc.retryable and message.attempts < _max_attempts()
     message.last_error = str(exc)[:4000]
     message.last_error_detail = _error_detail(exc)
@@ -596,9 +605,20 @@ def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: 
         message.next_attempt_at = now + _backoff(message.attempts, exc.retry_after)
     else:
         message.status = OutboxStatus.PARKED
-    message.save(
-        update_fields=["status", "next_attempt_at", "last_error", "last_error_detail", "response", "updated_at"]
+    message.updated_at = now
+    recorded = OutboxMessage.objects.filter(
+        pk=message.pk, status=OutboxStatus.SENDING, attempts=message.attempts
+    ).update(
+        status=message.status,
+        next_attempt_at=message.next_attempt_at,
+        last_error=message.last_error,
+        last_error_detail=message.last_error_detail,
+        response=message.response,
+        updated_at=now,
     )
+    if not recorded:
+        log.warning("outbox message %s: its failed send is not recorded, another relay holds it now", message.pk)
+        return TAKEN_OVER
     if message.status == OutboxStatus.PARKED:
         account = ChannelAccount.objects.only("name").get(pk=message.account_id)
         said = json.dumps(message.last_error_detail, ensure_ascii=False, sort_keys=True, default=str)
@@ -626,9 +646,6 @@ def outbox_send(*, message_id: int, connector: Connector | None = None) -> str:
 def _unreachable(exc: ChannelError) -> bool:
     """The channel could not be reached at all (refused, reset, timed out): what the circuit breaker counts."""
     return isinstance(exc.__cause__, httpx.TransportError)
-
-
-TAKEN_OVER = "taken_over"
 
 
 def _deliver(
@@ -674,7 +691,23 @@ def _deliver(
         "state": {**state, **result.state},
         "already_applied": result.already_applied,
     }
-    message.save(update_fields=["status", "sent_at", "last_error", "last_error_detail", "response", "updated_at"])
+    message.updated_at = now
+    # The channel took it: that is a fact even if the lease lapsed meanwhile and another relay claimed the
+    # message (sending, one attempt more) or failed it for a retry; marking it sent keeps that relay from
+    # sending it again. Only a message already sent or parked is left as it is.
+    recorded = OutboxMessage.objects.filter(
+        pk=message.pk, status__in=(OutboxStatus.SENDING, OutboxStatus.FAILED)
+    ).update(
+        status=message.status,
+        sent_at=now,
+        last_error="",
+        last_error_detail={},
+        response=message.response,
+        updated_at=now,
+    )
+    if not recorded:
+        log.warning("outbox message %s was sent, but another relay had already recorded its outcome", message.pk)
+        return TAKEN_OVER, None, False
     _answered(message)
     return message.status, None, False
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from channels.connectors.base import ChannelError
 from channels.models import ChannelKind, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import (
     OutboxError,
@@ -811,3 +812,83 @@ def test_a_send_failing_after_another_relay_claimed_the_message_leaves_that_clai
     assert taken == [message.pk]
     assert OutboxMessage.objects.get(pk=message.pk).attempts == 2
     assert amazon_sandbox.state.shipments == []
+
+
+def _claimed_by_another_during_send(monkeypatch, outcome):
+    """A channel whose send lets another relay claim the message first (the lease lapsed), then ``outcome``."""
+    import channels.outbox as outbox
+
+    taken: list[int] = []
+    real = outbox.connector_for
+
+    def slow_channel(account, **options):
+        connector = real(account)
+        send = connector.confirm_shipment
+
+        def confirm(shipment, *, state):
+            taken.extend(outbox_claim(account_id=account.pk, now=timezone.now() + timedelta(minutes=3)))
+            return outcome(send, shipment, state)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", slow_channel)
+    return taken
+
+
+def _refused(send, shipment, state):
+    raise ChannelError("HTTP 400: InvalidInput", status=400, retryable=False, detail={"errors": [{"code": "X"}]})
+
+
+def test_a_failed_send_whose_claim_passed_to_another_relay_records_nothing_and_opens_no_case(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation whose send is refused for good, after the message's lease lapsed and another
+    # relay claimed it (one attempt more)
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    taken = _claimed_by_another_during_send(monkeypatch, _refused)
+    # when the first relay records its failure
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then it records nothing: the message is the other relay's claim, untouched, and no case is opened
+    assert taken == [message.pk]
+    assert counts == {"taken_over": 1}
+    assert _fresh(message) == [(OutboxStatus.SENDING, 2)]
+    message.refresh_from_db()
+    assert message.last_error == ""
+    assert not ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).exists()
+
+
+def test_a_send_the_channel_took_is_recorded_sent_even_when_another_relay_claimed_it_meanwhile(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation the channel accepts, after the message's lease lapsed and another relay claimed it
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    taken = _claimed_by_another_during_send(monkeypatch, lambda send, shipment, state: send(shipment, state=state))
+    # when the first relay records its send
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then the message is sent (the channel has it), so the other relay does not send it a second time
+    assert taken == [message.pk]
+    assert counts == {"sent": 1}
+    assert _fresh(message) == [(OutboxStatus.SENT, 2)]
+    monkeypatch.undo()
+    assert outbox_send(message_id=message.pk) == OutboxStatus.SENT
+    assert len(amazon_sandbox.state.shipments) == 1
+
+
+def test_a_send_that_lands_after_another_relay_parked_the_message_leaves_the_park_standing(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a message another relay parked (with its case) while this relay's send was in flight
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+
+    def parked_meanwhile(send, shipment, state):
+        result = send(shipment, state=state)
+        OutboxMessage.objects.filter(pk=message.pk).update(status=OutboxStatus.PARKED)
+        return result
+
+    _claimed_by_another_during_send(monkeypatch, parked_meanwhile)
+    # when this relay records its send
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then it does not overwrite what the other relay recorded, and says so
+    assert counts == {"taken_over": 1}
+    assert _fresh(message)[0][0] == OutboxStatus.PARKED
