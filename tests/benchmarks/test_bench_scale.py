@@ -92,6 +92,7 @@ def _commit_rate(sessions: int = 8, seconds: float = 5.0) -> float:
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    assert all(counts), "a session wrote nothing"
     with psycopg.connect(**_psycopg_params(), autocommit=True) as conn:
         conn.execute("DROP TABLE bench_commits")
         conn.execute("DROP TABLE bench_commits_probe")
@@ -111,7 +112,7 @@ def _row_rate(sessions: int = 4, rows: int = 200_000, per_transaction: int = 1_0
             base = slot * rows
             for start in range(base, base + rows, per_transaction):
                 conn.execute(
-                    "INSERT INTO bench_rows SELECT g, g % 50, repeat('y', 400) FROM generate_series(%s, %s) g",
+                    "INSERT INTO bench_rows SELECT g, g %% 50, repeat('y', 400) FROM generate_series(%s::bigint, %s::bigint) g",
                     [start, start + per_transaction - 1],
                 )
                 conn.commit()
@@ -125,7 +126,9 @@ def _row_rate(sessions: int = 4, rows: int = 200_000, per_transaction: int = 1_0
     elapsed = time.perf_counter() - started
     with psycopg.connect(**_psycopg_params(), autocommit=True) as conn:
         wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [wal_before]).fetchone()[0]
+        written = conn.execute("SELECT count(*) FROM bench_rows").fetchone()[0]
         conn.execute("DROP TABLE bench_rows")
+    assert written == sessions * rows, f"{written} rows written of {sessions * rows}"
     return sessions * rows / elapsed, float(wal) / elapsed
 
 
