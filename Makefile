@@ -9,7 +9,7 @@ WITH_DB := $(PY) -m config.embedded_pg run --
 # The browser tests use Debian's chromium (apt-get install -y chromium); Playwright never downloads one.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test bench soak lint format install lock db-start db-stop db-status clean mutation
+.PHONY: demo test bench chaos soak lint format install lock db-start db-stop db-status clean mutation
 
 $(PY):
 	$(PYTHON312) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	WAYBILL_TESTING=1 WAYBILL_BENCH=1 $(WITH_DB) $(PY) -m pytest tests/benchmarks -m benchmark -s -p no:randomly $(PYTEST_ARGS)
+
+# Failure scenarios (tests/chaos, README "Chaos"): a worker SIGKILLed every 5 s through a 10,000-order ingest,
+# the relay killed between send and mark-sent 1,000 times, the embedded PostgreSQL restarted mid-sync, the
+# broker down for a minute, two beat processes. Each prints its figures. About 20-30 minutes on 2 cores.
+chaos: $(STAMP)
+	WAYBILL_TESTING=1 WAYBILL_CHAOS=1 WAYBILL_CHAOS_RELAY_KILLS=1000 WAYBILL_CHAOS_BROKER_DOWN_SECONDS=60 \
+		$(WITH_DB) $(PY) -m pytest tests/chaos tests/config/test_beat_leader.py tests/channels/test_worker_kill.py \
+		-s -p no:randomly $(PYTEST_ARGS)
 
 # The demo under its own load for 30 minutes with a burst of 500 webhooks; prints the figures
 # (tests/benchmarks/soak.py; WAYBILL_SOAK_MINUTES shortens it). Uses the demo's database: not while `make demo` runs.

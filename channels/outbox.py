@@ -65,6 +65,7 @@ from channels.connectors.base import (
 from channels.models import ChannelAccount, ChannelAvailability, Listing, OutboxKind, OutboxMessage, OutboxStatus
 from channels.services import connector_for, listing_ids_record
 from channels.signals import outbox_message_answered, outbox_messages_queued
+from config.kernel.chaos import crash_point
 from config.kernel.errors import DomainError
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
@@ -681,6 +682,7 @@ def _deliver(
     finally:
         if own and connector is not None:
             connector.close()
+    crash_point("outbox.sent")  # the chaos scenarios' kill between the send and the mark (tests/chaos)
     now = timezone.now()
     message.status = OutboxStatus.SENT
     message.sent_at = now

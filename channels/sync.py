@@ -22,12 +22,13 @@ fails or polls fail SYNC_FAILURES_BEFORE_CASE times in a row; the next successfu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS
@@ -86,6 +87,24 @@ def sync_runs_sweep() -> int:
             [SyncStatus.FAILED, "The worker running this sync stopped.", SyncStatus.RUNNING, LOCK_NAMESPACE],
         )
         return cursor.rowcount
+
+
+# How long a sync whose database went away waits for it to come back to record its failure (a restart takes seconds).
+DATABASE_BACK_SECONDS = 60.0
+
+
+def _database_back() -> None:
+    """A new session once the server answers again, within DATABASE_BACK_SECONDS; raises if it does not."""
+    deadline = time.monotonic() + float(getattr(settings, "WAYBILL_SYNC_DATABASE_BACK_SECONDS", DATABASE_BACK_SECONDS))
+    while True:
+        connection.close()
+        try:
+            connection.ensure_connection()
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _actor(account: ChannelAccount) -> str:
@@ -271,6 +290,14 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
         except ChannelError as exc:
             run.error = str(exc)[:4000]
             log.warning("sync of %s stopped: %s", account.name, exc)
+        except (OperationalError, InterfaceError) as exc:
+            # The database went away mid-run (a restart, a failover): the page in flight was rolled back and the
+            # session is gone, with the lock. The run is recorded failed on a new session (once the server is
+            # back; if it is not, the dispatcher's sweep fails the run later) and the cursor stays, so the next
+            # run replays from there.
+            run.error = f"The database connection was lost: {type(exc).__name__}: {exc}"[:4000]
+            log.warning("sync of %s stopped: the database connection was lost: %s", account.name, exc)
+            _database_back()
         except Exception as exc:
             run.error = f"{type(exc).__name__}: {exc}"[:4000]
             log.exception("sync of %s crashed", account.name)

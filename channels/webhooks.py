@@ -43,8 +43,17 @@ BACKLOG_ACTOR = "webhooks"
 
 
 def _kick(account_id: int) -> None:
-    # channels.tasks listens and enqueues the processing for the account.
-    webhook_events_stored.send(sender=InboundEvent, account_id=account_id)
+    # channels.tasks listens and enqueues the processing for the account. The event is stored already: with the
+    # broker (or the cache holding the pending markers) down, the answer is still 200 and beat's dispatcher
+    # drains the account once the broker is back (webhook_accounts_waiting).
+    for _receiver, result in webhook_events_stored.send_robust(sender=InboundEvent, account_id=account_id):
+        if isinstance(result, Exception):
+            log.warning(
+                "webhook stored for account %s; its drain was not queued (%s: %s): the dispatcher will queue it",
+                account_id,
+                type(result).__name__,
+                result,
+            )
 
 
 def _store(

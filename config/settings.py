@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: console lists and scorecards read from the replica when one is configured.
+    "config.kernel.replica.ReplicaReadsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -166,6 +168,42 @@ _db.update(
 _db.setdefault("OPTIONS", {})
 _db["OPTIONS"].setdefault("application_name", "waybill")
 DATABASES = {"default": _db}
+# A streaming replica of the primary (README: production): console lists and scorecards read from it,
+# everything else (writes, transactions, a request after its own write) from the primary (config/kernel/replica.py).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    _replica = _database_from_url(DATABASE_REPLICA_URL)
+    _replica.update(
+        {
+            "CONN_MAX_AGE": _db["CONN_MAX_AGE"],
+            "CONN_HEALTH_CHECKS": True,
+            "ATOMIC_REQUESTS": False,
+            # Tests point the replica at the primary's test database rather than creating one.
+            "TEST": {"MIRROR": "default"},
+        }
+    )
+    _replica.setdefault("OPTIONS", {})
+    _replica["OPTIONS"].setdefault("application_name", "waybill-replica")
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["config.kernel.replica.ReplicaRouter"]
+WAYBILL_REPLICA_VIEWS = env.list(
+    "WAYBILL_REPLICA_VIEWS",
+    default=[
+        "orders:list",
+        "orders:exceptions",
+        "channels:runs",
+        "channels:inbound",
+        "channels:outbox",
+        "fulfillment:shipments",
+        "returns:queue",
+        "scorecards:index",
+        "scorecards:tiles",
+        "scorecards:account",
+        "scorecards:metric-orders",
+    ],
+)
+# After a request that wrote, the same browser reads the primary this long (the replica's lag is below it).
+WAYBILL_REPLICA_PIN_SECONDS = env.int("WAYBILL_REPLICA_PIN_SECONDS", default=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MINIMUM_POSTGRES_VERSION = 150000
 

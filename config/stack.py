@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    supervisor = Supervisor(commands)
+    # WAYBILL_RESTART_MAX_DELAY caps the back-off (the chaos scenario that kills a worker every few seconds).
+    supervisor = Supervisor(commands, max_delay=float(os.environ.get("WAYBILL_RESTART_MAX_DELAY", RESTART_MAX_DELAY)))
     supervisor.start()
     if "web" in commands:
         print(f"[demo] Waybill is running at http://{HOST}:{PORT}/  (Ctrl-C stops everything)", flush=True)

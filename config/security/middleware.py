@@ -154,7 +154,11 @@ class ApiAuthThrottleMiddleware:
         limit = settings.WAYBILL_API_AUTH_FAILURE_LIMIT
         window = settings.WAYBILL_API_AUTH_COOLOFF_SECONDS
         key = self._key(request)
-        failures = cache.get(key, 0)
+        try:
+            failures = cache.get(key, 0)
+        except Exception:  # the cache (Redis) is down: fail open, a webhook must still be stored
+            log.warning("API authentication throttle skipped: the cache is unreachable", exc_info=True)
+            return self.get_response(request)
         if limit and failures >= limit:
             response = _refuse(
                 request, 429, f"too many failed authentications from this address: try again in {window} seconds"
@@ -162,12 +166,21 @@ class ApiAuthThrottleMiddleware:
             response["Retry-After"] = str(window)
             return response
         response = self.get_response(request)
-        if response.status_code == 401 and not cache.add(key, 1, timeout=window):
+        if response.status_code == 401:
             try:
-                count = cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=window)
-                count = 1
-            if count == limit:
-                log.warning("API authentication locked for %s after %d failures", key.rsplit(":", 1)[-1], limit)
+                self._count_failure(key, limit, window)
+            except Exception:
+                log.warning("API authentication failure not counted: the cache is unreachable", exc_info=True)
         return response
+
+    @staticmethod
+    def _count_failure(key: str, limit: int, window: int) -> None:
+        if cache.add(key, 1, timeout=window):
+            return
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=window)
+            count = 1
+        if count == limit:
+            log.warning("API authentication locked for %s after %d failures", key.rsplit(":", 1)[-1], limit)
