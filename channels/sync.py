@@ -22,7 +22,7 @@ fails or polls fail SYNC_FAILURES_BEFORE_CASE times in a row; the next successfu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -37,7 +37,7 @@ from channels.models import ChannelAccount, SyncKind, SyncRun, SyncStatus
 from channels.services import connector_for
 from config.kernel.errors import DomainError
 from orders import services as order_services
-from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,40 @@ def _retry_quarantined(account: ChannelAccount, connector, run: SyncRun) -> None
         run.progress = {**run.progress, "quarantine": counts}
 
 
-def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=None) -> SyncRun | None:
-    """Poll one account. Returns the SyncRun, or None when another sync of it holds the lock."""
+# A held version counts as settled once a completed run that started this long after its update time listed
+# it: channels stamp updates to the second (Shopify), so a read within the same second may have missed a second
+# change stamped alike; the margin also covers the clock skew between the channel and Waybill.
+SETTLE_SECONDS = 5
+SETTLED_RUNS = 20
+
+
+def _held_versions(account: ChannelAccount, external_ids: list[str]) -> dict[str, datetime]:
+    """The source update Waybill holds of each of these orders, for those whose copy is settled: a completed
+    run (every page fetched) that started at least SETTLE_SECONDS after that update had it in its window, so
+    it read the order after every change stamped with that second (or found it settled itself). An order held
+    but not settled is absent: the poll reads it again."""
+    held = Order.objects.filter(account=account, external_id__in=external_ids, source_updated_at__isnull=False)
+    runs = list(
+        SyncRun.objects.filter(account=account, cursor_to__isnull=False, cursor_from__isnull=False)
+        .order_by("-started_at")
+        .values_list("started_at", "cursor_from")[:SETTLED_RUNS]
+    )
+    margin = timedelta(seconds=SETTLE_SECONDS)
+    return {
+        external_id: updated
+        for external_id, updated in held.values_list("external_id", "source_updated_at")
+        if any(started >= updated + margin and since <= updated for started, since in runs)
+    }
+
+
+def sync_account_run(
+    *, account_id: int, kind: str = SyncKind.POLL, connector=None, should_stop: Callable[[], bool] | None = None
+) -> SyncRun | None:
+    """Poll one account. Returns the SyncRun, or None when another sync of it holds the lock.
+
+    ``should_stop`` (the worker is shutting down) is asked after each page: when it says so the run ends
+    there, as a run cut short does (the cursor stays, the next run replays from it), without counting as a
+    failure or backing off."""
     with account_lock(account_id) as acquired:
         if not acquired:
             return None
@@ -235,6 +267,8 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
         total = PageOutcome()
         window_end = None
         completed = False
+        stopped = False
+        connector.held_versions = lambda ids: _held_versions(account, ids)
         try:
             for page in connector.fetch_orders(since=since, backfill=backfill):
                 outcome = inbound_orders_process(
@@ -265,9 +299,15 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
                         "progress",
                     ]
                 )
-            completed = True
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+            completed = not stopped
             # After the pages: orders that failed earlier are read again by id (the cursor moved on).
             _retry_quarantined(account, connector, run)
+            if stopped:
+                run.error = f"Stopped after page {run.pages}: the worker is shutting down; the next run goes on."
+                log.info("sync of %s stopped after page %s: the worker is shutting down", account.name, run.pages)
         except ChannelError as exc:
             run.error = str(exc)[:4000]
             log.warning("sync of %s stopped: %s", account.name, exc)
@@ -275,6 +315,7 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
             run.error = f"{type(exc).__name__}: {exc}"[:4000]
             log.exception("sync of %s crashed", account.name)
         finally:
+            connector.held_versions = None
             if own_connector:
                 connector.close()
         finished = timezone.now()
@@ -294,8 +335,8 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
             # The cursor stays; last_synced_at moves, and the dispatcher waits out the run's backoff.
             ChannelAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
         run.finished_at = finished
-        run.progress = {**run.progress, "stage": "done"}
-        if not completed:
+        run.progress = {**run.progress, "stage": "stopped" if stopped else "done"}
+        if not completed and not stopped:
             _record_failure(account, run, backfill, finished)
         run.save(update_fields=["status", "finished_at", "error", "cursor_to", "progress"])
         if completed:

@@ -27,6 +27,18 @@ def load(name: str) -> str:
     return f"{text}\n{ORDER_FRAGMENT}" if ORDER_FRAGMENT_SPREAD in text else text
 
 
+def orders_by_id(count: int) -> str:
+    """One query reading ``count`` orders by id (``$id0`` … ``$id{count-1}``), one aliased ``order(id:)``
+    each, with the order fragment: its requested cost is exactly ``count`` single-order reads, and one
+    round trip carries them all."""
+    if not 1 <= count <= 250:
+        raise ValueError(f"orders_by_id reads 1 to 250 orders, not {count}")
+    ids = ", ".join(f"$id{i}: ID!" for i in range(count))
+    fields = "\n".join(f"  o{i}: order(id: $id{i}) {{ {ORDER_FRAGMENT_SPREAD} }}" for i in range(count))
+    text = f"query OrdersById({ids}, $lineCount: Int!, $fulfillmentOrderCount: Int!) {{\n{fields}\n}}"
+    return f"{text}\n{ORDER_FRAGMENT}"
+
+
 # Every document the connector sends (the bulk export's query travels inside ``bulk_run``); tests
 # validate each against the saved schema.
 DOCUMENTS: dict[str, str] = {
