@@ -159,6 +159,25 @@ def test_the_connector_paces_by_the_reported_throttle_status_instead_of_being_th
     connector.close()
 
 
+def test_a_poll_reads_what_the_bucket_holds_instead_of_waiting_for_a_full_page(small_bucket_shop, shopify_schema_built):
+    # given a bucket just emptied by a read of 14 orders (62 of 1,000 points left), and those 14 to poll
+    sandbox, account = small_bucket_shop
+    made = sandbox.state.generate(14, unknown_sku=False)
+    connector = connector_for(account)
+    connector.get_orders([f"gid://shopify/Order/{m.order_id}" for m in made])
+    sent = record_requests(connector)
+    # when
+    pages = list(connector.fetch_orders(since=timezone.now() - timedelta(minutes=5)))
+    # then every order came, in reads sized to the bucket (not one 938-point query), and none was refused
+    asked = [count for name, count in _operations(sent, shopify_schema_built) if name == "OrdersById"]
+    assert sorted(raw["id"] for page in pages for raw in page.raw_orders) == sorted(
+        f"gid://shopify/Order/{m.order_id}" for m in made
+    )
+    assert sum(asked) == 14 and asked[0] < 14
+    assert connector.throttled == 0
+    connector.close()
+
+
 # --- a worker shutting down: a sync or a drain stops at the next page boundary -----------------------------
 
 

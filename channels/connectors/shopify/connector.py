@@ -164,6 +164,7 @@ class ShopifyConnector(Connector):
     list_line_count: ClassVar[int] = LIST_LINE_COUNT
     list_fulfillment_order_count: ClassVar[int] = LIST_FULFILLMENT_ORDER_COUNT
     max_throttle_waits: ClassVar[int] = 40
+    least_orders_per_read: ClassVar[int] = 4
     bulk_poll_interval: ClassVar[float] = 0.5
     bulk_poll_attempts: ClassVar[int] = 1200
     cancel_confirm_attempts: ClassVar[int] = 10
@@ -255,6 +256,18 @@ class ShopifyConnector(Connector):
         if restore > 0:
             self._bucket = (available, restore, maximum, time.monotonic())
 
+    def _affordable(self, most: int) -> int:
+        """How many orders to read in the next query: at most ``most``, and no more than the bucket holds now
+        (as last reported, refilled since), but at least ``least_orders_per_read`` (fewer would only multiply
+        round trips). A query for 14 orders (938 points) would wait for a bucket that the shop's smaller
+        queries (mutations, listings) keep taking from: it could wait minutes."""
+        per_order = self._query_costs.get(("order", ()))
+        if per_order is None or self._bucket is None:
+            return most
+        available, restore, maximum, at = self._bucket
+        projected = min(maximum, available + (time.monotonic() - at) * restore)
+        return max(min(most, self.least_orders_per_read), min(most, int(projected // per_order)))
+
     def _pace(self, cost: float | None) -> None:
         """Wait until the bucket, as Shopify last reported it and refilled since at its restore rate, holds
         what this query cost last time: a query sent into an empty bucket is refused (THROTTLED) and sent
@@ -313,6 +326,7 @@ class ShopifyConnector(Connector):
         after = None
         page = 0
         while True:
+            self._pace(2 + self.id_page_size)  # the listing's requested cost: a connection of one-point nodes
             data = self.graphql(ORDER_IDS_QUERY, {"q": query, "after": after, "first": self.id_page_size})
             connection = require_obj(data.get("orders"), "orders")
             listed = [
@@ -326,7 +340,7 @@ class ShopifyConnector(Connector):
             size = self.page_size
             start = 0
             while start < len(wanted):
-                chunk = wanted[start : start + size]
+                chunk = wanted[start : start + self._affordable(size)]
                 try:
                     raws = self.get_orders(chunk)
                 except ShopifyError as exc:
@@ -373,7 +387,13 @@ class ShopifyConnector(Connector):
         variables: dict[str, Any] = {f"id{i}": order_id for i, order_id in enumerate(external_ids)}
         variables["lineCount"] = self.list_line_count
         variables["fulfillmentOrderCount"] = self.list_fulfillment_order_count
+        per_order = self._query_costs.get(("order", ()))
+        if per_order is not None:
+            self._pace(per_order * len(external_ids))
         data = self.graphql(orders_by_id(len(external_ids)), variables)
+        requested = self.last_cost.get("requestedQueryCost")
+        if isinstance(requested, int | float) and requested > 0:
+            self._query_costs[("order", ())] = float(requested) / len(external_ids)
         orders = []
         for i, order_id in enumerate(external_ids):
             order = data.get(f"o{i}")
