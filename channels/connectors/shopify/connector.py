@@ -12,6 +12,13 @@ connections completed) whether it came from a list page, order(id:) or the bulk 
 ``.graphql`` files beside this module (graphql/), loaded by channels.connectors.shopify.documents. Inventory is
 pushed by inventory item: ``resolve_listings`` finds the variant and inventory item of a SKU with
 productVariants(query: "sku:…"), and ``push_inventory`` answers per item.
+
+The query budget (a Standard shop: 2,000 points, refilled 100 a second) is shared by polls, webhook reads,
+returns reads, reconciliation and sends. A poll lists the window's ids and update times first (102 points per
+100 orders) and reads in full only the orders Waybill does not hold settled at that update (``held_versions``),
+several per query (aliased ``order(id:)``, 67 points each), so its overlap window costs a point an order. Each
+query waits until the bucket last reported (``throttleStatus``), refilled since, holds its cost, and a read asks
+for no more orders than the bucket holds: a 938-point query never waits behind a stream of small ones.
 """
 
 from __future__ import annotations
