@@ -121,6 +121,28 @@ def test_orders_read_by_id_come_in_one_query_and_a_deleted_one_is_left_out(shopi
     connector.close()
 
 
+def test_the_returns_read_lists_the_window_and_reads_only_orders_with_a_return(
+    shopify_sandbox, shopify_account, skus, shopify_schema_built
+):
+    # given 12 orders changed lately, one of them with a return opened at Shopify
+    made = shopify_sandbox.state.generate(12, unknown_sku=False, status="unshipped")
+    returned = made[4]
+    with shopify_sandbox.state.lock:
+        returned.lines[0].shipped = returned.lines[0].quantity
+    shopify_sandbox.state.open_return(returned, lines={returned.lines[0].line_id: 1}, reason="DEFECTIVE")
+    connector = connector_for(shopify_account)
+    sent = record_requests(connector)
+    # when
+    returns = [r for page in connector.fetch_returns(since=timezone.now() - timedelta(minutes=10)) for r in page]
+    # then the return came, and only its order was read in full (the 11 others were listed for 5 points each)
+    assert [(r.order_external_id, r.lines[0].quantity) for r in returns] == [
+        (f"gid://shopify/Order/{returned.order_id}", 1)
+    ]
+    assert _operations(sent, shopify_schema_built) == [("OrderReturnIds", 0), ("OrderReturnsById", 1)]
+    assert connector.last_cost["requestedQueryCost"] == 84
+    connector.close()
+
+
 @pytest.fixture
 def small_bucket_shop(serve_sandbox, shopify_schema_built, db):
     """A shop whose bucket holds 1,000 points refilling 250 a second: two full reads cannot go back to back."""
