@@ -176,6 +176,9 @@ class ShopifyConnector(Connector):
     list_fulfillment_order_count: ClassVar[int] = LIST_FULFILLMENT_ORDER_COUNT
     max_throttle_waits: ClassVar[int] = 40
     least_orders_per_read: ClassVar[int] = 4
+    # Every stored webhook nudges a returns read (at most one per 5 s): on a busy shop that alone would spend
+    # the whole restore rate (a read lists its 10-minute window: 502 points). The beat reads every minute.
+    returns_read_interval: ClassVar[timedelta] = timedelta(seconds=30)
     bulk_poll_interval: ClassVar[float] = 0.5
     bulk_poll_attempts: ClassVar[int] = 1200
     cancel_confirm_attempts: ClassVar[int] = 10
