@@ -28,12 +28,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS
 from channels.connectors.base import ChannelError
 from channels.inbound import PageOutcome, inbound_orders_process, inbound_orders_retry
-from channels.models import ChannelAccount, SyncKind, SyncRun, SyncStatus
+from channels.models import ChannelAccount, InboundEvent, InboundKind, SyncKind, SyncRun, SyncStatus
 from channels.services import connector_for
 from config.kernel.errors import DomainError
 from orders import services as order_services
@@ -218,10 +219,10 @@ SETTLED_RUNS = 20
 
 
 def _held_versions(account: ChannelAccount, external_ids: list[str]) -> dict[str, datetime]:
-    """The source update Waybill holds of each of these orders, for those whose copy is settled: a completed
-    run (every page fetched) that started at least SETTLE_SECONDS after that update had it in its window, so
-    it read the order after every change stamped with that second (or found it settled itself). An order held
-    but not settled is absent: the poll reads it again."""
+    """The source update Waybill holds of each of these orders, for those whose copy is settled: stored from a
+    read made at least SETTLE_SECONDS after that update, or a completed run (every page fetched) that started
+    that long after it had it in its window, so the order was read after every change stamped with that second
+    (or found settled). An order held but not settled is absent: the poll reads it again."""
     held = Order.objects.filter(account=account, external_id__in=external_ids, source_updated_at__isnull=False)
     runs = list(
         SyncRun.objects.filter(account=account, cursor_to__isnull=False, cursor_from__isnull=False)
@@ -229,10 +230,23 @@ def _held_versions(account: ChannelAccount, external_ids: list[str]) -> dict[str
         .values_list("started_at", "cursor_from")[:SETTLED_RUNS]
     )
     margin = timedelta(seconds=SETTLE_SECONDS)
+    held_at = dict(held.values_list("external_id", "source_updated_at"))
+    # Or Waybill stored that version (an order event) SETTLE_SECONDS or more after its update: read after every
+    # change of that second, by a run cut short or a webhook's read (a completed run alone would let a run
+    # stopped by the budget read the same orders again and again).
+    stored = set(
+        InboundEvent.objects.filter(
+            account=account,
+            kind=InboundKind.ORDER,
+            external_id__in=list(held_at),
+            received_at__gte=F("source_updated_at") + margin,
+        ).values_list("external_id", "source_updated_at")
+    )
     return {
         external_id: updated
-        for external_id, updated in held.values_list("external_id", "source_updated_at")
-        if any(started >= updated + margin and since <= updated for started, since in runs)
+        for external_id, updated in held_at.items()
+        if (external_id, updated) in stored
+        or any(started >= updated + margin and since <= updated for started, since in runs)
     }
 
 
