@@ -23,22 +23,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+from django.db.models import F
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS
 from channels.connectors.base import ChannelError
 from channels.inbound import PageOutcome, inbound_orders_process, inbound_orders_retry
-from channels.models import ChannelAccount, SyncKind, SyncRun, SyncStatus
+from channels.models import ChannelAccount, InboundEvent, InboundKind, SyncKind, SyncRun, SyncStatus
 from channels.services import connector_for
 from config.kernel.errors import DomainError
 from orders import services as order_services
-from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Severity
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, Severity
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +230,53 @@ def _retry_quarantined(account: ChannelAccount, connector, run: SyncRun) -> None
         run.progress = {**run.progress, "quarantine": counts}
 
 
-def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=None) -> SyncRun | None:
-    """Poll one account. Returns the SyncRun, or None when another sync of it holds the lock."""
+# A held version counts as settled once a completed run that started this long after its update time listed
+# it: channels stamp updates to the second (Shopify), so a read within the same second may have missed a second
+# change stamped alike; the margin also covers the clock skew between the channel and Waybill.
+SETTLE_SECONDS = 5
+SETTLED_RUNS = 20
+
+
+def _held_versions(account: ChannelAccount, external_ids: list[str]) -> dict[str, datetime]:
+    """The source update Waybill holds of each of these orders, for those whose copy is settled: stored from a
+    read made at least SETTLE_SECONDS after that update, or a completed run (every page fetched) that started
+    that long after it had it in its window, so the order was read after every change stamped with that second
+    (or found settled). An order held but not settled is absent: the poll reads it again."""
+    held = Order.objects.filter(account=account, external_id__in=external_ids, source_updated_at__isnull=False)
+    runs = list(
+        SyncRun.objects.filter(account=account, cursor_to__isnull=False, cursor_from__isnull=False)
+        .order_by("-started_at")
+        .values_list("started_at", "cursor_from")[:SETTLED_RUNS]
+    )
+    margin = timedelta(seconds=SETTLE_SECONDS)
+    held_at = dict(held.values_list("external_id", "source_updated_at"))
+    # Or Waybill stored that version (an order event) SETTLE_SECONDS or more after its update: read after every
+    # change of that second, by a run cut short or a webhook's read (a completed run alone would let a run
+    # stopped by the budget read the same orders again and again).
+    stored = set(
+        InboundEvent.objects.filter(
+            account=account,
+            kind=InboundKind.ORDER,
+            external_id__in=list(held_at),
+            received_at__gte=F("source_updated_at") + margin,
+        ).values_list("external_id", "source_updated_at")
+    )
+    return {
+        external_id: updated
+        for external_id, updated in held_at.items()
+        if (external_id, updated) in stored
+        or any(started >= updated + margin and since <= updated for started, since in runs)
+    }
+
+
+def sync_account_run(
+    *, account_id: int, kind: str = SyncKind.POLL, connector=None, should_stop: Callable[[], bool] | None = None
+) -> SyncRun | None:
+    """Poll one account. Returns the SyncRun, or None when another sync of it holds the lock.
+
+    ``should_stop`` (the worker is shutting down) is asked after each page: when it says so the run ends
+    there, as a run cut short does (the cursor stays, the next run replays from it), without counting as a
+    failure or backing off."""
     with account_lock(account_id) as acquired:
         if not acquired:
             return None
@@ -254,6 +300,8 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
         total = PageOutcome()
         window_end = None
         completed = False
+        stopped = False
+        connector.held_versions = lambda ids: _held_versions(account, ids)
         try:
             for page in connector.fetch_orders(since=since, backfill=backfill):
                 outcome = inbound_orders_process(
@@ -284,9 +332,15 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
                         "progress",
                     ]
                 )
-            completed = True
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+            completed = not stopped
             # After the pages: orders that failed earlier are read again by id (the cursor moved on).
             _retry_quarantined(account, connector, run)
+            if stopped:
+                run.error = f"Stopped after page {run.pages}: the worker is shutting down; the next run goes on."
+                log.info("sync of %s stopped after page %s: the worker is shutting down", account.name, run.pages)
         except ChannelError as exc:
             run.error = str(exc)[:4000]
             log.warning("sync of %s stopped: %s", account.name, exc)
@@ -302,6 +356,7 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
             run.error = f"{type(exc).__name__}: {exc}"[:4000]
             log.exception("sync of %s crashed", account.name)
         finally:
+            connector.held_versions = None
             if own_connector:
                 connector.close()
         finished = timezone.now()
@@ -321,8 +376,8 @@ def sync_account_run(*, account_id: int, kind: str = SyncKind.POLL, connector=No
             # The cursor stays; last_synced_at moves, and the dispatcher waits out the run's backoff.
             ChannelAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
         run.finished_at = finished
-        run.progress = {**run.progress, "stage": "done"}
-        if not completed:
+        run.progress = {**run.progress, "stage": "stopped" if stopped else "done"}
+        if not completed and not stopped:
             _record_failure(account, run, backfill, finished)
         run.save(update_fields=["status", "finished_at", "error", "cursor_to", "progress"])
         if completed:

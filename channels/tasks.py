@@ -39,9 +39,14 @@ def channels_sync_dispatch(account_id: int, kind: str = "poll") -> bool:
     return dispatch_once(channels_sync_account_task, key=f"sync:{account_id}", args=[account_id, kind])
 
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1900)
-def channels_sync_account_task(account_id: int, kind: str = "poll") -> int | None:
-    run = sync.sync_account_run(account_id=account_id, kind=kind)
+def _stopping(hostname: str | None):
+    """Asked by long loops between two pages or sends: has this worker been told to shut down?"""
+    return (lambda: worker_stopping(hostname)) if hostname else None
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, soft_time_limit=1800, time_limit=1900)
+def channels_sync_account_task(self, account_id: int, kind: str = "poll") -> int | None:
+    run = sync.sync_account_run(account_id=account_id, kind=kind, should_stop=_stopping(self.request.hostname))
     return run.pk if run else None
 
 
@@ -52,11 +57,14 @@ def webhooks_process_dispatch(account_id: int, *, countdown: float | None = None
     )
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def channels_webhooks_process_task(account_id: int) -> int:
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def channels_webhooks_process_task(self, account_id: int) -> int:
     """Drain the account's received webhook events in pages; comes back later when its sync holds the lock
-    or the channel failed in a retryable way (backing off), at once when its time budget ran out."""
-    drain = webhooks.webhook_events_drain(account_id=account_id)
+    or the channel failed in a retryable way (backing off), at once when its time budget ran out; a drain
+    stopped by the worker's shutdown is not queued again (the dispatcher queues one once a worker runs)."""
+    drain = webhooks.webhook_events_drain(account_id=account_id, should_stop=_stopping(self.request.hostname))
+    if drain.stopped:
+        return drain.processed + drain.failed
     if drain.locked:
         webhooks_process_dispatch(account_id, countdown=WEBHOOKS_LOCKED_RETRY_SECONDS)
     elif drain.retry_in is not None:
@@ -73,11 +81,7 @@ def outbox_relay_dispatch(account_id: int | None = None) -> bool:
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def outbox_relay_task(self, account_id: int | None = None) -> dict:
     hostname = self.request.hostname
-    return outbox.outbox_relay(
-        account_id=account_id,
-        should_stop=(lambda: worker_stopping(hostname)) if hostname else None,
-        keep_connectors=True,
-    )
+    return outbox.outbox_relay(account_id=account_id, should_stop=_stopping(hostname), keep_connectors=True)
 
 
 @shared_task(acks_late=True, ignore_result=True)

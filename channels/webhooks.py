@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -168,6 +169,8 @@ class WebhookDrain:
     pages: int = 0
     # A sync pass ran because many orders needed reading.
     synced: bool = False
+    # The worker is shutting down: the drain returned at a page boundary (the rest stays ``received``).
+    stopped: bool = False
 
 
 def _max_attempts() -> int:
@@ -206,7 +209,12 @@ def _current(newest: dict[str, datetime | None], held: dict[str, datetime | None
 
 
 def _process_page(
-    account: ChannelAccount, connector, events: list[InboundEvent], drain: WebhookDrain, deadline: float
+    account: ChannelAccount,
+    connector,
+    events: list[InboundEvent],
+    drain: WebhookDrain,
+    deadline: float,
+    should_stop: Callable[[], bool] | None = None,
 ) -> bool:
     """Ingest the page's orders: an order Waybill already holds at least as new as every event about it is
     not read again (a replayed or repeated delivery); the others are re-read from the channel, once each.
@@ -226,7 +234,7 @@ def _process_page(
         # cheaper than as many single reads (Shopify's query cost, Amazon's rate); what it did not bring
         # up to date is read one by one below.
         drain.synced = True
-        sync_account_run(account_id=account.pk, kind=SyncKind.WEBHOOK, connector=connector)
+        sync_account_run(account_id=account.pk, kind=SyncKind.WEBHOOK, connector=connector, should_stop=should_stop)
         held = _held(account, list(newest))
         current = _current(newest, held)
     raws, errors, done_ids = [], {}, set(current)
@@ -237,6 +245,9 @@ def _process_page(
             continue
         if time.monotonic() >= deadline and done_ids:
             drain.more = True
+            break
+        if should_stop is not None and should_stop():
+            drain.stopped = True
             break
         try:
             raws.append(connector.get_order(external_id))
@@ -264,7 +275,7 @@ def _process_page(
         drain.processed += not event.error
     InboundEvent.objects.bulk_update(done, ["processed_at", "order_id", "error", "status"])
     if retry is None:
-        return not drain.more
+        return not (drain.more or drain.stopped)
     tried = [e for e in events if e.external_id == failing]
     attempts = max(e.attempts for e in tried) + 1
     give_up = attempts >= _max_attempts()
@@ -293,11 +304,19 @@ def _received(account: ChannelAccount, after: int, limit: int) -> list[InboundEv
     )
 
 
-def webhook_events_drain(*, account_id: int, budget_seconds: float = 20.0, page: int = BATCH) -> WebhookDrain:
+def webhook_events_drain(
+    *,
+    account_id: int,
+    budget_seconds: float = 20.0,
+    page: int = BATCH,
+    should_stop: Callable[[], bool] | None = None,
+) -> WebhookDrain:
     """Process the account's received webhook events page by page (oldest first) until none are left,
     the channel fails in a retryable way, or the time budget is spent (checked between two reads from the
     channel). Holds the account's sync lock: a sync and a drain of one account never run at once, and a
-    drain gives the lock back within about its budget."""
+    drain gives the lock back within about its budget. ``should_stop`` (the worker is shutting down) is asked
+    between two reads and after each page: the drain returns there, what it has not read stays ``received``
+    for the next drain (the dispatcher queues one for every account with received events)."""
     drain = WebhookDrain()
     with account_lock(account_id) as acquired:
         if not acquired:
@@ -315,7 +334,10 @@ def webhook_events_drain(*, account_id: int, budget_seconds: float = 20.0, page:
                 connector = connector or connector_for(account)
                 drain.pages += 1
                 after = events[-1].pk
-                if not _process_page(account, connector, events, drain, deadline):
+                if not _process_page(account, connector, events, drain, deadline, should_stop):
+                    break
+                if should_stop is not None and should_stop():
+                    drain.stopped = True
                     break
                 if time.monotonic() >= deadline:
                     drain.more = bool(_received(account, after, 1))

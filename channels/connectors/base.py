@@ -531,6 +531,12 @@ class Connector:
     def get_order(self, external_id: str) -> dict:
         raise NotImplementedError
 
+    # Set by the sync for the length of a poll: {external id: the source update Waybill holds, settled} for
+    # the ids given (an id absent: not held, or possibly missing a same-second change). A connector whose
+    # channel lists ids and update times cheaply (Shopify's query cost) reads in full only the orders
+    # changed since; the others ignore it.
+    held_versions: Callable[[list[str]], Mapping[str, datetime | None]] | None = None
+
     def parse_order(self, raw: dict) -> NormalizedOrder:
         raise NotImplementedError
 

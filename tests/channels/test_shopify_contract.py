@@ -27,7 +27,7 @@ from channels.connectors.base import (
 )
 from channels.connectors.shopify import ShopifyConnector, bulk_orders_query
 from channels.connectors.shopify.documents import DOCUMENTS as connector_documents
-from channels.connectors.shopify.documents import GRAPHQL_DIR, ORDER_FRAGMENT, load
+from channels.connectors.shopify.documents import GRAPHQL_DIR, ORDER_FRAGMENT, load, orders_by_id
 from channels.sandbox.base import SandboxLine
 from channels.sandbox.shopify import (
     MAX_QUERY_COST,
@@ -45,8 +45,9 @@ pytestmark = pytest.mark.django_db
 # The documents as the connector loads them from its .graphql files.
 DOCUMENTS = {path.stem: load(path.stem) for path in sorted(GRAPHQL_DIR.glob("*.graphql"))}
 DOCUMENTS.pop("order_fragment")
+DOCUMENTS.pop("returns_fragment")
 DOCUMENTS.pop("bulk_orders")
-ORDERS_QUERY = DOCUMENTS["orders"]
+ORDER_IDS_QUERY = DOCUMENTS["order_ids"]
 INVENTORY_SET = DOCUMENTS["inventory_set"]
 
 UNICODE_SKU = 'ÉTÉ-Ünï "quoted" 7'
@@ -199,7 +200,7 @@ def test_every_request_the_connector_sends_fits_the_schema_and_shopifys_limits(
     # then every document was sent, and every request fits
     names = {_operation(parse(query)).name.value for query, _ in sent}
     expected = {_operation(parse(text)).name.value for text in DOCUMENTS.values()}
-    assert expected <= names, f"never exercised: {sorted(expected - names)}"
+    assert expected | {"OrdersById", "OrderReturnsById"} <= names, f"never exercised: {sorted(expected - names)}"
     refused = {}
     for query, variables in sent:
         problems = _problems(shopify_schema_built, query, variables)
@@ -223,7 +224,9 @@ def test_the_bulk_backfill_fits_the_bulk_limits_and_asks_for_the_list_pages_fiel
 def test_every_graphql_file_is_a_valid_document_of_the_schema(shopify_schema_built):
     # given every .graphql file as the connector loads it (the bulk query with its date filled in)
     files = sorted(GRAPHQL_DIR.glob("*.graphql"))
-    documents = {path.stem: load(path.stem) for path in files if path.stem != "order_fragment"}
+    documents = {
+        path.stem: load(path.stem) for path in files if path.stem not in ("order_fragment", "returns_fragment")
+    }
     documents["bulk_orders"] = bulk_orders_query(datetime(2026, 11, 1, tzinfo=UTC))
     # then each parses and validates against the saved Admin schema, and the connector sends them all
     assert set(documents) == {*connector_documents, "bulk_orders"}
@@ -235,8 +238,9 @@ def test_every_graphql_file_is_a_valid_document_of_the_schema(shopify_schema_bui
 
 
 def test_a_misspelt_field_fails_the_schema_check(shopify_schema_built):
-    wrong = ORDERS_QUERY.replace("displayFulfillmentStatus", "displayFulfilmentStatus")
-    variables = {"q": "x", "after": None, "first": 5, "lineCount": 5, "fulfillmentOrderCount": 1}
+    wrong = orders_by_id(2).replace("displayFulfillmentStatus", "displayFulfilmentStatus")
+    variables = {"id0": "gid://shopify/Order/1", "id1": "gid://shopify/Order/2", "lineCount": 5}
+    variables["fulfillmentOrderCount"] = 1
     assert any("displayFulfilmentStatus" in p for p in _problems(shopify_schema_built, wrong, variables))
 
 
@@ -258,9 +262,16 @@ def test_wrong_variables_fail_coercion(shopify_schema_built):
 
 
 def test_a_page_too_large_and_a_query_too_costly_fail(shopify_schema_built):
-    base = {"q": "x", "after": None, "lineCount": 10, "fulfillmentOrderCount": 2}
-    assert any("cannot exceed 250" in p for p in _problems(shopify_schema_built, ORDERS_QUERY, {**base, "first": 251}))
-    assert any(p.startswith("cost ") for p in _problems(shopify_schema_built, ORDERS_QUERY, {**base, "first": 100}))
+    listing = {"q": "x", "after": None}
+    assert any(
+        "cannot exceed 250" in p for p in _problems(shopify_schema_built, ORDER_IDS_QUERY, {**listing, "first": 251})
+    )
+    assert _problems(shopify_schema_built, ORDER_IDS_QUERY, {**listing, "first": 250}) == []
+    # 67 points an order: the connector's 14 fit, 15 do not
+    sizes = {"lineCount": 10, "fulfillmentOrderCount": 2}
+    ids = {f"id{i}": f"gid://shopify/Order/{i + 1}" for i in range(15)}
+    assert _problems(shopify_schema_built, orders_by_id(14), {**dict(list(ids.items())[:14]), **sizes}) == []
+    assert any(p.startswith("cost 1005 ") for p in _problems(shopify_schema_built, orders_by_id(15), {**ids, **sizes}))
 
 
 def test_the_old_three_level_backfill_fails_the_bulk_limits(shopify_schema_built):

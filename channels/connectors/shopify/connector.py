@@ -12,6 +12,13 @@ connections completed) whether it came from a list page, order(id:) or the bulk 
 ``.graphql`` files beside this module (graphql/), loaded by channels.connectors.shopify.documents. Inventory is
 pushed by inventory item: ``resolve_listings`` finds the variant and inventory item of a SKU with
 productVariants(query: "sku:…"), and ``push_inventory`` answers per item.
+
+The query budget (a Standard shop: 2,000 points, refilled 100 a second) is shared by polls, webhook reads,
+returns reads, reconciliation and sends. A poll lists the window's ids and update times first (102 points per
+100 orders) and reads in full only the orders Waybill does not hold settled at that update (``held_versions``),
+several per query (aliased ``order(id:)``, 67 points each), so its overlap window costs a point an order. Each
+query waits until the bucket last reported (``throttleStatus``), refilled since, holds its cost, and a read asks
+for no more orders than the bucket holds: a 938-point query never waits behind a stream of small ones.
 """
 
 from __future__ import annotations
@@ -58,22 +65,27 @@ from channels.connectors.base import (
     require_obj,
     require_str,
 )
-from channels.connectors.shopify.documents import BULK_ORDERS, DOCUMENTS
+from channels.connectors.shopify.documents import BULK_ORDERS, DOCUMENTS, orders_by_id, returns_by_id
 
 log = logging.getLogger("waybill.channels.shopify")
 
 # Page sizes sent as variables. Those written into the documents (graphql/*.graphql) and these are chosen
 # so that every query's requested cost, computed as Shopify documents it (2 + first x the cost of one node
 # for a connection, 1 per object), stays within the 1,000-point single-query limit.
+# A full order costs 1 + 4 (money, address, shipping line) + lineItems (2 + 10 x 5) + fulfillmentOrders
+# (2 + 2 x 4) = 67 points; 14 of them, 938. Larger nested connections are completed by follow-up reads, so a
+# single read asks for the same sizes as a page (it used to ask for 100 lines and 10 fulfillment orders: 549).
 ORDER_PAGE_SIZE = 14
 LIST_LINE_COUNT = 10
 LIST_FULFILLMENT_ORDER_COUNT = 2
-GET_LINE_COUNT = 100
-GET_FULFILLMENT_ORDER_COUNT = 10
+GET_LINE_COUNT = LIST_LINE_COUNT
+GET_FULFILLMENT_ORDER_COUNT = LIST_FULFILLMENT_ORDER_COUNT
+# Ids and update times listed per query in a poll's first step: 2 + 100 x 1 = 102 points.
+ORDER_ID_PAGE_SIZE = 100
 VARIANT_PAGE = 250
 SKUS_PER_LOOKUP = 50
 
-ORDERS_QUERY = DOCUMENTS["orders"]
+ORDER_IDS_QUERY = DOCUMENTS["order_ids"]
 ORDER_QUERY = DOCUMENTS["order"]
 ORDER_LINES_QUERY = DOCUMENTS["order_lines"]
 ORDER_FULFILLMENT_ORDERS_QUERY = DOCUMENTS["order_fulfillment_orders"]
@@ -93,12 +105,16 @@ ORDER_EDIT_COMMIT = DOCUMENTS["order_edit_commit"]
 ORDER_CANCELLED_QUERY = DOCUMENTS["order_cancelled"]
 INVENTORY_SET = DOCUMENTS["inventory_set"]
 REFUND_CREATE = DOCUMENTS["refund_create"]
-ORDER_RETURNS_QUERY = DOCUMENTS["order_returns"]
+# Returns: the window's orders listed with whether they have any return or refund (5 points an order), then
+# those that have, read by id (84 points each).
+ORDER_RETURN_IDS_QUERY = DOCUMENTS["order_return_ids"]
 RETURN_APPROVE = DOCUMENTS["return_approve"]
 RETURN_DECLINE = DOCUMENTS["return_decline"]
 RETURN_STATUS_QUERY = DOCUMENTS["return_status"]
-# Orders per page of the returns read: 8 orders x 2 returns x 10 lines stays under the 1,000-point query cost.
-RETURNS_PAGE_SIZE = 8
+# Orders listed per query of the returns read (2 + 100 x 5 = 502 points), and read in full per query:
+# 11 orders x (1 + returns 2 + 2 x (1 + 2 + 10 x 3) + refunds 5 x 3) = 924 points, under the 1,000 limit.
+RETURNS_LIST_SIZE = 100
+RETURNS_PAGE_SIZE = 11
 INVENTORY_LEVELS = DOCUMENTS["inventory_levels"]  # reconciliation reads
 BULK_RUN = DOCUMENTS["bulk_run"]
 BULK_POLL = DOCUMENTS["bulk_poll"]
@@ -157,9 +173,14 @@ class ShopifyConnector(Connector):
     supports_pickup_ready = True
     push_needs_listing_ids = True
     page_size: ClassVar[int] = ORDER_PAGE_SIZE
+    id_page_size: ClassVar[int] = ORDER_ID_PAGE_SIZE
     list_line_count: ClassVar[int] = LIST_LINE_COUNT
     list_fulfillment_order_count: ClassVar[int] = LIST_FULFILLMENT_ORDER_COUNT
     max_throttle_waits: ClassVar[int] = 40
+    least_orders_per_read: ClassVar[int] = 4
+    # Every stored webhook nudges a returns read (at most one per 5 s): on a busy shop that alone would spend
+    # the whole restore rate (a read lists its 10-minute window: 502 points). The beat reads every minute.
+    returns_read_interval: ClassVar[timedelta] = timedelta(seconds=30)
     bulk_poll_interval: ClassVar[float] = 0.5
     bulk_poll_attempts: ClassVar[int] = 1200
     cancel_confirm_attempts: ClassVar[int] = 10
@@ -168,6 +189,13 @@ class ShopifyConnector(Connector):
         super().__init__(*args, **kwargs)
         self.throttled = 0
         self.last_cost: dict = {}
+        # Pacing by Shopify's throttleStatus: each query's last requested cost, the bucket last reported
+        # (available, restore rate, maximum, when), and how many times a query waited for it.
+        self._query_costs: dict[tuple, float] = {}
+        self._bucket: tuple[float, float, float, float] | None = None
+        self.paced = 0
+        # Orders listed by polls and left unread because Waybill held them at that update already.
+        self.poll_stats: dict[str, int] = {"listed": 0, "skipped_held": 0}
 
     # --- transport -----------------------------------------------------------------------------
 
@@ -177,7 +205,9 @@ class ShopifyConnector(Connector):
             raise ChannelError("Shopify credentials lack access_token", retryable=False)
         version = self.account.api_version or "2026-10"
         wait = 1.0
+        key = (document, tuple(sorted((k, v) for k, v in (variables or {}).items() if isinstance(v, int))))
         for _ in range(self.max_throttle_waits):
+            self._pace(self._query_costs.get(key))
             response = self.http.request(
                 "POST",
                 f"/admin/api/{version}/graphql.json",
@@ -200,6 +230,7 @@ class ShopifyConnector(Connector):
                 raise ChannelError("Shopify GraphQL: response is not a JSON object", retryable=False)
             cost = (body.get("extensions") or {}).get("cost") or {}
             self.last_cost = cost
+            self._note_cost(key, cost)
             errors = body.get("errors")
             if isinstance(errors, list) and errors:
                 codes = {((e.get("extensions") or {}).get("code")) for e in errors if isinstance(e, dict)}
@@ -225,6 +256,46 @@ class ShopifyConnector(Connector):
                 raise ChannelError("Shopify GraphQL: response has no data", retryable=False)
             return data
         raise ChannelThrottled(f"Shopify still THROTTLED after {self.max_throttle_waits} waits", retry_after=wait)
+
+    def _note_cost(self, key: tuple, cost: dict) -> None:
+        """Remember the query's requested cost and the bucket as Shopify last reported it."""
+        requested = cost.get("requestedQueryCost")
+        if isinstance(requested, int | float) and requested > 0:
+            self._query_costs[key] = float(requested)
+        status = cost.get("throttleStatus") or {}
+        try:
+            available = float(status["currentlyAvailable"])
+            restore = float(status["restoreRate"])
+            maximum = float(status.get("maximumAvailable") or available)
+        except (KeyError, TypeError, ValueError):
+            return
+        if restore > 0:
+            self._bucket = (available, restore, maximum, time.monotonic())
+
+    def _affordable(self, most: int) -> int:
+        """How many orders to read in the next query: at most ``most``, and no more than the bucket holds now
+        (as last reported, refilled since), but at least ``least_orders_per_read`` (fewer would only multiply
+        round trips). A query for 14 orders (938 points) would wait for a bucket that the shop's smaller
+        queries (mutations, listings) keep taking from: it could wait minutes."""
+        per_order = self._query_costs.get(("order", ()))
+        if per_order is None or self._bucket is None:
+            return most
+        available, restore, maximum, at = self._bucket
+        projected = min(maximum, available + (time.monotonic() - at) * restore)
+        return max(min(most, self.least_orders_per_read), min(most, int(projected // per_order)))
+
+    def _pace(self, cost: float | None) -> None:
+        """Wait until the bucket, as Shopify last reported it and refilled since at its restore rate, holds
+        what this query cost last time: a query sent into an empty bucket is refused (THROTTLED) and sent
+        again anyway. Other clients of the shop spend from the same bucket: THROTTLED stays handled."""
+        if cost is None or self._bucket is None:
+            return
+        available, restore, maximum, at = self._bucket
+        projected = min(maximum, available + (time.monotonic() - at) * restore)
+        if projected >= cost:
+            return
+        self.paced += 1
+        self.http.sleep(min((cost - projected) / restore, 60.0))
 
     # --- reading orders ------------------------------------------------------------------------
 
@@ -260,37 +331,93 @@ class ShopifyConnector(Connector):
         return order
 
     def fetch_orders(self, *, since: datetime, backfill: bool = False) -> Iterator[OrderPage]:
+        """Orders changed since ``since`` in two steps: the ids and update times of the window (one point an
+        order), then in full, several per query, only those Waybill does not already hold at that update
+        (``held_versions``, when the caller set it). A poll's overlap window re-lists the orders it read last
+        time for a point each instead of re-reading them at some 67 points each."""
         if backfill:
             yield from self._bulk_orders(since)
             return
         query = f"updated_at:>='{_iso(since)}'"
         after = None
         page = 0
-        size = self.page_size
         while True:
-            variables = {
-                "q": query,
-                "after": after,
-                "first": size,
-                "lineCount": self.list_line_count,
-                "fulfillmentOrderCount": self.list_fulfillment_order_count,
-            }
-            try:
-                data = self.graphql(ORDERS_QUERY, variables)
-            except ShopifyError as exc:
-                # Shopify may price fields above what it documents: a smaller page always fits.
-                if exc.code != "MAX_COST_EXCEEDED" or size == 1:
-                    raise
-                size = max(size // 2, 1)
-                continue
+            self._pace(2 + self.id_page_size)  # the listing's requested cost: a connection of one-point nodes
+            data = self.graphql(ORDER_IDS_QUERY, {"q": query, "after": after, "first": self.id_page_size})
             connection = require_obj(data.get("orders"), "orders")
-            nodes = [self._complete(node) for node in require_list(connection.get("nodes"), "orders.nodes")]
+            listed = [
+                require_obj(node, "orders.nodes[]") for node in require_list(connection.get("nodes"), "orders.nodes")
+            ]
             info = connection.get("pageInfo") or {}
-            page += 1
-            yield OrderPage(raw_orders=nodes, progress={"page": page, "has_next": bool(info.get("hasNextPage"))})
-            if not info.get("hasNextPage") or not info.get("endCursor"):
+            has_next = bool(info.get("hasNextPage") and info.get("endCursor"))
+            wanted = self._not_held(listed)
+            self.poll_stats["listed"] += len(listed)
+            self.poll_stats["skipped_held"] += len(listed) - len(wanted)
+            size = self.page_size
+            start = 0
+            while start < len(wanted):
+                chunk = wanted[start : start + self._affordable(size)]
+                try:
+                    raws = self.get_orders(chunk)
+                except ShopifyError as exc:
+                    # Shopify may price fields above what it documents: a smaller page always fits.
+                    if exc.code != "MAX_COST_EXCEEDED" or size == 1:
+                        raise
+                    size = max(size // 2, 1)
+                    continue
+                start += len(chunk)
+                page += 1
+                yield OrderPage(
+                    raw_orders=raws,
+                    progress={
+                        "page": page,
+                        "has_next": has_next or start < len(wanted),
+                        "listed": self.poll_stats["listed"],
+                        "skipped_held": self.poll_stats["skipped_held"],
+                        "paced": self.paced,
+                    },
+                )
+            if not has_next:
                 return
             after = info["endCursor"]
+
+    def _not_held(self, listed: list[dict]) -> list[str]:
+        """The listed order ids to read: all, less those Waybill holds at their listed update or newer."""
+        ids = [require_str(node, "id", "orders.nodes[]", max_length=128) for node in listed]
+        if self.held_versions is None or not ids:
+            return ids
+        held = self.held_versions(ids)
+        wanted = []
+        for node, order_id in zip(listed, ids, strict=True):
+            updated = parse_datetime(node.get("updatedAt"), "orders.nodes[].updatedAt")
+            mine = held.get(order_id)
+            if mine is None or mine < updated:
+                wanted.append(order_id)
+        return wanted
+
+    def get_orders(self, external_ids: list[str]) -> list[dict]:
+        """Several orders in one query (aliased ``order(id:)``, each as the fragment, then completed), in the
+        order asked; an id Shopify no longer has (deleted) is left out."""
+        if not external_ids:
+            return []
+        variables: dict[str, Any] = {f"id{i}": order_id for i, order_id in enumerate(external_ids)}
+        variables["lineCount"] = self.list_line_count
+        variables["fulfillmentOrderCount"] = self.list_fulfillment_order_count
+        per_order = self._query_costs.get(("order", ()))
+        if per_order is not None:
+            self._pace(per_order * len(external_ids))
+        data = self.graphql(orders_by_id(len(external_ids)), variables)
+        requested = self.last_cost.get("requestedQueryCost")
+        if isinstance(requested, int | float) and requested > 0:
+            self._query_costs[("order", ())] = float(requested) / len(external_ids)
+        orders = []
+        for i, order_id in enumerate(external_ids):
+            order = data.get(f"o{i}")
+            if order is None:
+                log.info("Shopify order %s listed but no longer readable (deleted)", order_id)
+                continue
+            orders.append(self._complete(require_obj(order, f"o{i}")))
+        return orders
 
     def _bulk_orders(self, since: datetime) -> Iterator[OrderPage]:
         data = self.graphql(BULK_RUN, {"query": bulk_orders_query(since)})
@@ -846,15 +973,29 @@ class ShopifyConnector(Connector):
         return SendResult(response={"return_id": made.get("id"), "status": made.get("status")})
 
     def fetch_returns(self, *, since: datetime) -> Iterator[list[NormalizedReturn]]:
-        """Orders updated since ``since`` with their returns and refunds (a return or a refund updates the order)."""
+        """Orders updated since ``since`` with their returns and refunds (a return or a refund updates the order):
+        the window is listed with a flag of each (one return id, one refund id), and only the orders that have
+        any are read in full; most orders have neither, and a list page of them in full cost 84 points each."""
         after = None
         while True:
-            variables = {"first": RETURNS_PAGE_SIZE, "after": after, "query": f"updated_at:>='{_iso(since)}'"}
-            connection = require_obj(self.graphql(ORDER_RETURNS_QUERY, variables).get("orders"), "orders")
-            page: list[NormalizedReturn] = []
-            for node in require_list(connection.get("nodes"), "orders.nodes"):
-                page.extend(_shopify_returns(node))
-            yield page
+            self._pace(2 + RETURNS_LIST_SIZE * 5)
+            variables = {"first": RETURNS_LIST_SIZE, "after": after, "query": f"updated_at:>='{_iso(since)}'"}
+            connection = require_obj(self.graphql(ORDER_RETURN_IDS_QUERY, variables).get("orders"), "orders")
+            wanted = []
+            for index, node in enumerate(require_list(connection.get("nodes"), "orders.nodes")):
+                node = require_obj(node, f"orders.nodes[{index}]")
+                returns = require_obj(node.get("returns"), f"orders.nodes[{index}].returns", required=False)
+                if returns.get("nodes") or node.get("refunds"):
+                    wanted.append(require_str(node, "id", f"orders.nodes[{index}]", max_length=128))
+            for start in range(0, len(wanted), RETURNS_PAGE_SIZE):
+                chunk = wanted[start : start + RETURNS_PAGE_SIZE]
+                data = self.graphql(returns_by_id(len(chunk)), {f"id{i}": gid for i, gid in enumerate(chunk)})
+                page: list[NormalizedReturn] = []
+                for i in range(len(chunk)):
+                    node = data.get(f"o{i}")
+                    if node is not None:  # deleted since it was listed
+                        page.extend(_shopify_returns(require_obj(node, f"o{i}")))
+                yield page
             info = connection.get("pageInfo") or {}
             if not info.get("hasNextPage") or not info.get("endCursor"):
                 return

@@ -19,12 +19,46 @@ def _read(name: str) -> str:
 
 ORDER_FRAGMENT = _read("order_fragment")
 BULK_ORDERS = _read("bulk_orders")
+# An order's returns and refunds, as the returns read asks for them (``returns_fragment.graphql``).
+RETURNS_FRAGMENT = _read("returns_fragment")
+RETURNS_FRAGMENT_SPREAD = "...ReturnsOfOrder"
+FRAGMENTS = ("order_fragment", "returns_fragment")
 
 
 def load(name: str) -> str:
-    """The document as it is sent: the file, with the order fragment appended where it is spread."""
+    """The document as it is sent: the file, with the fragments it spreads appended."""
     text = _read(name)
-    return f"{text}\n{ORDER_FRAGMENT}" if ORDER_FRAGMENT_SPREAD in text else text
+    if ORDER_FRAGMENT_SPREAD in text:
+        text = f"{text}\n{ORDER_FRAGMENT}"
+    if RETURNS_FRAGMENT_SPREAD in text:
+        text = f"{text}\n{RETURNS_FRAGMENT}"
+    return text
+
+
+def _by_id(operation: str, spread: str, fragment: str, count: int, extra_variables: str = "") -> str:
+    if not 1 <= count <= 250:
+        raise ValueError(f"{operation} reads 1 to 250 orders, not {count}")
+    ids = ", ".join(f"$id{i}: ID!" for i in range(count))
+    fields = "\n".join(f"  o{i}: order(id: $id{i}) {{ {spread} }}" for i in range(count))
+    return f"query {operation}({ids}{extra_variables}) {{\n{fields}\n}}\n{fragment}"
+
+
+def orders_by_id(count: int) -> str:
+    """One query reading ``count`` orders by id (``$id0`` … ``$id{count-1}``), one aliased ``order(id:)``
+    each, with the order fragment: its requested cost is exactly ``count`` single-order reads, and one
+    round trip carries them all."""
+    return _by_id(
+        "OrdersById",
+        ORDER_FRAGMENT_SPREAD,
+        ORDER_FRAGMENT,
+        count,
+        ", $lineCount: Int!, $fulfillmentOrderCount: Int!",
+    )
+
+
+def returns_by_id(count: int) -> str:
+    """The returns and refunds of ``count`` orders by id, aliased as ``orders_by_id``'s."""
+    return _by_id("OrderReturnsById", RETURNS_FRAGMENT_SPREAD, RETURNS_FRAGMENT, count)
 
 
 # Every document the connector sends (the bulk export's query travels inside ``bulk_run``); tests
@@ -32,5 +66,5 @@ def load(name: str) -> str:
 DOCUMENTS: dict[str, str] = {
     path.stem: load(path.stem)
     for path in sorted(GRAPHQL_DIR.glob("*.graphql"))
-    if path.stem not in ("order_fragment", "bulk_orders")
+    if path.stem not in (*FRAGMENTS, "bulk_orders")
 }
