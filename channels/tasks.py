@@ -133,11 +133,7 @@ def inventory_push_run(account_id: int, *, hostname: str | None = None) -> dict:
         inventory_push_dispatch(account_id, countdown=wait)
     if not created:
         return {}
-    return outbox.outbox_relay(
-        account_id=account_id,
-        should_stop=(lambda: worker_stopping(hostname)) if hostname else None,
-        keep_connectors=True,
-    )
+    return outbox.outbox_relay(account_id=account_id, should_stop=_stopping(hostname), keep_connectors=True)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
@@ -193,9 +189,11 @@ def webhooks_process_enqueue(sender, *, account_id: int, **kwargs) -> None:
 def channels_dispatch_reconciliations_task() -> int:
     """Beat: start a reconciliation of every account whose last scheduled one is an interval old."""
     due = reconcile.reconciliations_due()
-    for account_id in due:
-        channels_reconcile_account_task.delay(account_id)
-    return len(due)
+    # One scheduled run waiting per account: while one waits (a busy worker), the next tick queues nothing.
+    return sum(
+        dispatch_once(channels_reconcile_account_task, key=f"reconcile:{account_id}", args=[account_id])
+        for account_id in due
+    )
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=3300, time_limit=3500)

@@ -16,7 +16,12 @@ from config.kernel.dispatch import task_started
 @pytest.fixture
 def enqueued(monkeypatch):
     calls = []
-    for name in ("outbox_relay_task", "channels_webhooks_process_task", "channel_availability_recompute_task"):
+    for name in (
+        "outbox_relay_task",
+        "channels_webhooks_process_task",
+        "channel_availability_recompute_task",
+        "channels_reconcile_account_task",
+    ):
         task = getattr(tasks, name)
         monkeypatch.setattr(task, "delay", lambda *a, _n=name, **k: calls.append((_n, a, k)))
         monkeypatch.setattr(task, "apply_async", lambda *a, _n=name, **k: calls.append((_n, a, k)))
@@ -64,3 +69,16 @@ def test_availability_schedule_enqueues_the_recompute_at_once_without_a_window(e
     tasks.channel_availability_schedule(sku_ids=[5, 2, 5])
     # then one recompute of each SKU is enqueued at once
     assert enqueued == [("channel_availability_recompute_task", (), {"kwargs": {"sku_ids": [2, 5]}})]
+
+
+def test_a_due_reconciliation_is_queued_once_while_it_waits(enqueued, monkeypatch):
+    # given two accounts due for their scheduled reconciliation and a worker too busy to start it yet
+    monkeypatch.setattr(tasks.reconcile, "reconciliations_due", lambda: [5, 6])
+    # when beat's dispatcher ticks three times
+    sent = [tasks.channels_dispatch_reconciliations_task() for _ in range(3)]
+    # then one run waits per account, queued by the first tick only
+    assert sent == [2, 0, 0]
+    assert _queued(enqueued) == [
+        ("channels_reconcile_account_task", [5], "reconcile:5"),
+        ("channels_reconcile_account_task", [6], "reconcile:6"),
+    ]
