@@ -12,6 +12,7 @@ import time
 
 import pytest
 from celery import current_app
+from kombu import pools as kombu_pools
 
 from channels import tasks
 from channels.models import InboundEvent, InboundKind, InboundStatus
@@ -40,9 +41,11 @@ def broker(own_redis, settings):
 
 
 def _fresh_pools() -> None:
-    """Celery's connection and producer pools are built from the configuration on first use: built again."""
-    if current_app._pool is not None:
-        current_app._pool.force_close_all()
+    """Celery's connection and producer pools are built from the configuration on first use: built again.
+
+    Kombu keeps them in process-wide registries keyed by connection: those are closed and emptied too,
+    or the next test in this process would get the closed pool of the restored broker back."""
+    kombu_pools.reset()
     current_app._pool = None
     current_app.amqp._producer_pool = None
 
