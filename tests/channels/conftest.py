@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from urllib.parse import parse_qsl
 
 import pytest
 
 from channels.models import ChannelAccount, ChannelKind
+from channels.sandbox.walmart import WalmartSandbox
 from channels.services import channel_account_set_credentials
 
 AMAZON_CREDENTIALS = {
@@ -218,3 +220,23 @@ def record_requests(connector) -> list[tuple[str, str, dict, object]]:
 def sent_requests():
     """``sent_requests(connector)``: see record_requests."""
     return record_requests
+
+
+class CountingWalmart(WalmartSandbox):
+    """The Walmart sandbox counting every acknowledge and ship call per purchase order, whatever the answer:
+    what the kill and chaos tests check "sent once" against."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ack_calls: Counter[str] = Counter()
+        self.ship_calls: Counter[str] = Counter()
+
+    def acknowledge(self, request, po):
+        with self.state.lock:
+            self.ack_calls[po] += 1
+        return super().acknowledge(request, po)
+
+    def ship(self, request, po):
+        with self.state.lock:
+            self.ship_calls[po] += 1
+        return super().ship(request, po)

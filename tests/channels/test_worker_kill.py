@@ -11,35 +11,20 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 
 import pytest
 
 from channels import tasks
 from channels.models import ChannelKind, OutboxKind, OutboxMessage, OutboxStatus, SyncRun, SyncStatus
-from channels.sandbox.walmart import WalmartSandbox
 from channels.sync import sync_account_run
 from orders.models import Order
 from tests.background import running_stack, wait_for
-from tests.channels.conftest import WALMART_CREDENTIALS, sandbox_account
+from tests.channels.conftest import WALMART_CREDENTIALS, CountingWalmart, sandbox_account
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 
 BACK_WITHIN = 20.0  # seconds for the supervisor to notice, wait its first back-off and Celery to boot
 LOST_WORK_WITHIN = 60.0
-
-
-class CountingWalmart(WalmartSandbox):
-    """Counts every acknowledge call per purchase order, answered or not."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ack_calls: Counter[str] = Counter()
-
-    def acknowledge(self, request, po):
-        with self.state.lock:
-            self.ack_calls[po] += 1
-        return super().acknowledge(request, po)
 
 
 @pytest.fixture

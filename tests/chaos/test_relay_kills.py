@@ -21,29 +21,15 @@ from django.utils import timezone
 from channels import tasks
 from channels.models import ChannelKind, OutboxKind, OutboxMessage, OutboxStatus
 from channels.outbox import outbox_relay, ship_confirmation_enqueue
-from channels.sandbox.walmart import WalmartSandbox
 from channels.sync import sync_account_run
 from orders.models import Order
 from tests.background import BASE_DIR
-from tests.channels.conftest import WALMART_CREDENTIALS, sandbox_account
+from tests.channels.conftest import WALMART_CREDENTIALS, CountingWalmart, sandbox_account
 from tests.chaos.conftest import figures
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 
 KILLS = int(os.environ.get("WAYBILL_CHAOS_RELAY_KILLS", "50"))
-
-
-class CountingWalmart(WalmartSandbox):
-    """Counts every ship call per purchase order, whatever the answer."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ship_calls: Counter[str] = Counter()
-
-    def ship(self, request, po):
-        with self.state.lock:
-            self.ship_calls[po] += 1
-        return super().ship(request, po)
 
 
 def test_relay_killed_between_send_and_mark_sends_each_shipment_once(serve_sandbox, monkeypatch):

@@ -12,16 +12,14 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
 
 import pytest
 
 from channels.models import ChannelKind, InboundEvent, OutboxKind, OutboxMessage, OutboxStatus, SyncStatus
-from channels.sandbox.walmart import WalmartSandbox
 from channels.sync import sync_account_run
 from orders.models import Order
 from tests.background import running_stack, wait_for
-from tests.channels.conftest import WALMART_CREDENTIALS, sandbox_account
+from tests.channels.conftest import WALMART_CREDENTIALS, CountingWalmart, sandbox_account
 from tests.chaos.conftest import figures
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.chaos]
@@ -30,17 +28,6 @@ ORDERS = int(os.environ.get("WAYBILL_CHAOS_INGEST_ORDERS", "10000"))
 KILL_EVERY = 5.0
 ARRIVAL_SECONDS = 60.0
 DONE_WITHIN = 900.0
-
-
-class CountingWalmart(WalmartSandbox):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ack_calls: Counter[str] = Counter()
-
-    def acknowledge(self, request, po):
-        with self.state.lock:
-            self.ack_calls[po] += 1
-        return super().acknowledge(request, po)
 
 
 def _ready_count(stack) -> int:
