@@ -606,7 +606,6 @@ def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: 
         message.next_attempt_at = now + _backoff(message.attempts, exc.retry_after)
     else:
         message.status = OutboxStatus.PARKED
-    message.updated_at = now
     recorded = OutboxMessage.objects.filter(
         pk=message.pk, status=OutboxStatus.SENDING, attempts=message.attempts
     ).update(
@@ -684,29 +683,22 @@ def _deliver(
             connector.close()
     crash_point("outbox.sent")  # the chaos scenarios' kill between the send and the mark (tests/chaos)
     now = timezone.now()
-    message.status = OutboxStatus.SENT
-    message.sent_at = now
-    message.last_error = ""
-    message.last_error_detail = {}
-    message.response = {
-        **result.response,
-        "state": {**state, **result.state},
-        "already_applied": result.already_applied,
+    sent = {
+        "status": OutboxStatus.SENT,
+        "sent_at": now,
+        "last_error": "",
+        "last_error_detail": {},
+        "response": {**result.response, "state": {**state, **result.state}, "already_applied": result.already_applied},
+        "updated_at": now,
     }
-    message.updated_at = now
     # The channel took it: that is a fact even if the lease lapsed meanwhile and another relay claimed the
     # message (sending, one attempt more) or failed it for a retry; marking it sent keeps that relay from
     # sending it again. Only a message already sent or parked is left as it is.
     recorded = OutboxMessage.objects.filter(
         pk=message.pk, status__in=(OutboxStatus.SENDING, OutboxStatus.FAILED)
-    ).update(
-        status=message.status,
-        sent_at=now,
-        last_error="",
-        last_error_detail={},
-        response=message.response,
-        updated_at=now,
-    )
+    ).update(**sent)
+    for field, value in sent.items():
+        setattr(message, field, value)
     if not recorded:
         log.warning("outbox message %s was sent, but another relay had already recorded its outcome", message.pk)
         return TAKEN_OVER, None, False

@@ -892,3 +892,83 @@ def test_a_send_that_lands_after_another_relay_parked_the_message_leaves_the_par
     # then it does not overwrite what the other relay recorded, and says so
     assert counts == {"taken_over": 1}
     assert _fresh(message)[0][0] == OutboxStatus.PARKED
+
+
+def test_a_failed_send_keeps_what_this_attempt_recorded_and_stamps_the_change(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation whose earlier attempt recorded progress, and a send that records more, then fails
+    import channels.outbox as outbox
+
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    OutboxMessage.objects.filter(pk=message.pk).update(response={"state": {"step": 1}, "request_id": "r-1"})
+    real = outbox.connector_for
+
+    def channel(account, **options):
+        connector = real(account)
+
+        def confirm(shipment, *, state):
+            state["feed_id"] = "F-2"
+            raise ChannelError("HTTP 503", status=503)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", channel)
+    before = timezone.now()
+    # when the relay sends it and the channel fails
+    assert outbox_relay(account_id=amazon_account.pk) == {"failed": 1}
+    # then both attempts' state is kept for the retry (it resumes from it), and the row says when it changed
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.FAILED
+    assert message.response == {"state": {"step": 1, "feed_id": "F-2"}, "request_id": "r-1"}
+    assert message.updated_at >= before
+
+
+def test_a_failed_send_does_not_overwrite_a_message_ops_parked_meanwhile(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation an operator parked while its send was in flight (same attempt, no other relay)
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+
+    def parked_then_refused(send, shipment, state):
+        OutboxMessage.objects.filter(pk=message.pk).update(status=OutboxStatus.PARKED)
+        return _refused(send, shipment, state)
+
+    import channels.outbox as outbox
+
+    real = outbox.connector_for
+
+    def channel(account, **options):
+        connector = real(account)
+        send = connector.confirm_shipment
+        connector.confirm_shipment = lambda shipment, *, state: parked_then_refused(send, shipment, state)
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", channel)
+    # when the send's failure is recorded
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then the operator's park stands and no second case is opened by the relay
+    assert counts == {"taken_over": 1}
+    assert _fresh(message) == [(OutboxStatus.PARKED, 1)]
+    assert not ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).exists()
+
+
+def test_a_send_that_succeeds_after_a_failure_clears_the_error_and_records_when_and_what(
+    amazon_sandbox, amazon_account, skus
+):
+    # given a ship confirmation whose first attempt failed
+    message = _ship(_order_at(amazon_sandbox, amazon_account))
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        last_error="HTTP 503", last_error_detail={"status": 503}, response={"state": {"step": 1}}
+    )
+    before = timezone.now()
+    # when the relay sends it
+    assert outbox_relay(account_id=amazon_account.pk) == {"sent": 1}
+    # then it is sent now, with no error left, and keeps the attempts' state beside the channel's answer
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.SENT
+    assert message.sent_at >= before and message.updated_at >= before
+    assert (message.last_error, message.last_error_detail) == ("", {})
+    assert message.response["state"]["step"] == 1
+    assert message.response["already_applied"] is False
