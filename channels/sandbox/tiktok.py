@@ -107,6 +107,10 @@ def product_id_for(sku: str) -> str:
     return str(1_731_000_000_000_000_000 + int(hashlib.sha256(b"p" + sku.encode()).hexdigest()[:12], 16) % 10**15)
 
 
+# The sandbox shop's one warehouse (the demo account pushes stock to it).
+WAREHOUSE_ID = "7068517275539719942"
+
+
 class TikTokState(SandboxState):
     def order_id_for(self, number: int) -> str:
         return str(576_000_000_000_000_000 + number * 1_000_003)
@@ -127,7 +131,7 @@ class TikTokSandbox(SandboxApp):
         token_lifetime: int = 7 * 86400,
         shop_cipher: str = "ROW_demo",
         shop_id: str = "7495000000000000001",
-        warehouse_id: str = "7068517275539719942",
+        warehouse_id: str = WAREHOUSE_ID,
         webhook_url: str = "",
         rate: float = 50.0,
         burst: int = 50,

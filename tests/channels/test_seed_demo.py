@@ -30,6 +30,11 @@ def test_seed_demo_loads_once_and_keeps_the_stock_invariants():
     assert 250 <= Order.objects.count() <= 500
     # Shopify and TikTok inventory pushes address items by the channel's ids: every listing has them.
     assert not Listing.objects.filter(account__kind__in=["shopify", "tiktok"], external_variant_id="").exists()
+    # and they know where to push stock before the first push (the demo's worker may push before its sandboxes
+    # have started): Shopify's location and TikTok's warehouse at the sandboxes
+    assert dict(
+        ChannelAccount.objects.filter(kind__in=["shopify", "tiktok"]).values_list("kind", "inventory_location_id")
+    ) == {"shopify": "gid://shopify/Location/1", "tiktok": "7068517275539719942"}
     assert_stock_invariants()
     # and a second run changes nothing
     orders = Order.objects.count()

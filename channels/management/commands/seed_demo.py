@@ -24,8 +24,10 @@ from channels.registry import MARKETPLACES
 from channels.sandbox.amazon import AmazonState
 from channels.sandbox.base import SandboxApp, SandboxLine, SandboxOrder, SandboxState
 from channels.sandbox.ebay import EbayState, line_item_id
+from channels.sandbox.shopify import LOCATION_ID as SHOPIFY_LOCATION_ID
 from channels.sandbox.shopify import STORE_LOCATION_ID, STORE_LOCATION_NAME, ShopifyState
 from channels.sandbox.shopify import variant_ids as shopify_variant_ids
+from channels.sandbox.tiktok import WAREHOUSE_ID as TIKTOK_WAREHOUSE_ID
 from channels.sandbox.tiktok import TikTokState
 from channels.sandbox.tiktok import product_id_for as tiktok_product_id_for
 from channels.sandbox.tiktok import sku_id_for as tiktok_sku_id_for
@@ -292,6 +294,9 @@ def _sandbox_status(order: Order) -> str:
     }.get(order.status, "unshipped")
 
 
+DEMO_INVENTORY_LOCATIONS = {ChannelKind.SHOPIFY: SHOPIFY_LOCATION_ID, ChannelKind.TIKTOK: TIKTOK_WAREHOUSE_ID}
+
+
 def demo_sandbox_orders(account: ChannelAccount) -> list[SandboxOrder]:
     """The account's demo orders as its channel has them: Waybill's lines, quantities and address under
     the channel's ids."""
@@ -429,6 +434,8 @@ class Command(BaseCommand):
             port = spec.pop("port")
             account = ChannelAccount.objects.create(
                 api_base_url=f"http://127.0.0.1:{port}",
+                # Where stock is pushed at the sandboxes that need one, set before any worker pushes.
+                inventory_location_id=DEMO_INVENTORY_LOCATIONS.get(spec["kind"], ""),
                 sync_interval_seconds=30,
                 handling_time_days=1,
                 cutoff_time=time(14, 0),
