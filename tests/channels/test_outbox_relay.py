@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from channels.connectors.base import ChannelError
@@ -972,3 +972,48 @@ def test_a_send_that_succeeds_after_a_failure_clears_the_error_and_records_when_
     assert (message.last_error, message.last_error_detail) == ("", {})
     assert message.response["state"]["step"] == 1
     assert message.response["already_applied"] is False
+
+
+def test_a_claim_takes_fifty_by_default_and_breaks_ties_by_age_of_the_row():
+    # given 52 messages all due at the same moment
+    account = ChannelAccountFactory(name="claim-default")
+    t = timezone.now()
+    messages = [_message(account, f"same-{i}", at=t - timedelta(seconds=1)) for i in range(52)]
+    # (the oldest ten rewritten since, so the table's physical order is no longer the rows' age)
+    OutboxMessage.objects.filter(pk__in=[m.pk for m in messages[:10]]).update(payload={"order_external_id": "x"})
+    # when a relay claims without naming a batch
+    claimed = outbox_claim(account_id=account.pk, now=t)
+    # then it takes 50, the oldest rows first, and leaves the newest two for the next claim
+    assert claimed == [m.pk for m in messages[:50]]
+    assert outbox_claim(account_id=account.pk, now=t) == [m.pk for m in messages[50:]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_skips_a_message_another_relay_is_claiming_instead_of_waiting_for_it():
+    # given two due messages, the first row locked by another relay's claim still in progress
+    account = ChannelAccountFactory(name="claim-locked")
+    t = timezone.now()
+    first, second = (_message(account, key, at=t - timedelta(seconds=1)) for key in ("locked", "free"))
+    locked, release = threading.Event(), threading.Event()
+
+    def other_relay():
+        try:
+            with transaction.atomic():
+                OutboxMessage.objects.select_for_update().get(pk=first.pk)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_relay)
+    thread.start()
+    try:
+        assert locked.wait(timeout=10)
+        # when this relay claims meanwhile
+        claimed = outbox_claim(account_id=account.pk, now=t)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    # then it took the free one at once and left the locked one to its holder
+    assert claimed == [second.pk]
+    assert _fresh(first, second) == [(OutboxStatus.PENDING, 0), (OutboxStatus.SENDING, 1)]
