@@ -376,3 +376,21 @@ def test_the_interval_counts_from_the_start_of_the_last_run():
     assert account.pk in syncs_due(now=now)
     # and: one whose last run started 20 s ago is not
     assert account.pk not in syncs_due(now=now - timedelta(seconds=15))
+
+
+@pytest.mark.django_db
+def test_a_relay_sends_nothing_to_an_account_whose_circuit_is_open_and_gives_its_messages_back(
+    walmart_sandbox, walmart_account
+):
+    # given: four due acknowledgements, and the account's circuit opened a moment ago for another minute
+    messages = _acks(walmart_sandbox, walmart_account, 4)
+    until = timezone.now() + timedelta(minutes=1)
+    circuit = {"failures": 3, "opened": 1, "open_until": until.isoformat()}
+    cache.set(f"waybill:outbox-circuit:{walmart_account.pk}", circuit)
+    # when: the relay runs
+    counts = outbox_relay(account_id=walmart_account.pk)
+    # then: nothing reached the channel; each message is given back, unspent, for when the circuit half-opens
+    assert counts == {"deferred": 4}
+    assert walmart_sandbox.acknowledged == set()
+    rows = OutboxMessage.objects.filter(pk__in=[m.pk for m in messages])
+    assert {(m.status, m.attempts, m.next_attempt_at) for m in rows} == {(OutboxStatus.FAILED, 0, until)}
