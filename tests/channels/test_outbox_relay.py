@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from channels.connectors.base import ChannelError
@@ -1017,3 +1018,36 @@ def test_a_claim_skips_a_message_another_relay_is_claiming_instead_of_waiting_fo
     # then it took the free one at once and left the locked one to its holder
     assert claimed == [second.pk]
     assert _fresh(first, second) == [(OutboxStatus.PENDING, 0), (OutboxStatus.SENDING, 1)]
+
+
+def test_a_message_taken_over_mid_batch_does_not_stop_the_rest_of_the_batch(
+    monkeypatch, amazon_sandbox, amazon_account, skus
+):
+    # given three ship confirmations in one batch, the second claimed by another relay while the first is sent
+    import channels.outbox as outbox
+
+    with relay_not_kicked():
+        first, second, third = (_ship(_order_at(amazon_sandbox, amazon_account)) for _ in range(3))
+    real = outbox.connector_for
+
+    def channel(account, **options):
+        connector = real(account)
+        send = connector.confirm_shipment
+
+        def confirm(shipment, *, state):
+            OutboxMessage.objects.filter(pk=second.pk).update(attempts=F("attempts") + 1)  # the other relay's claim
+            return send(shipment, state=state)
+
+        connector.confirm_shipment = confirm
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", channel)
+    # when the relay goes through its batch
+    counts = outbox_relay(account_id=amazon_account.pk)
+    # then it leaves the second to its new holder and still sends the third
+    assert counts == {"sent": 2, "taken_over": 1}
+    assert [status for status, _ in _fresh(first, second, third)] == [
+        OutboxStatus.SENT,
+        OutboxStatus.SENDING,
+        OutboxStatus.SENT,
+    ]
