@@ -16,6 +16,7 @@ Admin endpoints, the same on every sandbox (no auth: loopback only):
                           {"cancel": [order id, …]}       the marketplace cancels; no poll or webhook sees it
                           {"ship": [order id, …]}         the seller ships in the channel's tools, unseen
                           {"forget_shipments": [id, …]}   the channel loses confirmations it had applied
+                                                          (their records in state stay, marked forgotten)
                           {"unseen": {"count": 2, "hours_ago": 6}}  orders placed hours ago that no poll
                                                           from the current cursor returns
 """
@@ -632,6 +633,11 @@ class SandboxApp:
                 order.status = "unshipped"
                 order.recompute()
                 self.drift_forget_shipments(order)
+                # The log keeps what the channel once applied, marked as lost: a confirmation sent again
+                # to heal it is a second record, not a duplicate of the first.
+                for record in self.state.shipments:
+                    if record.get("order_id") == order_id:
+                        record["forgotten"] = True
             unseen = data.get("unseen") or {}
             if unseen:
                 when = utcnow().replace(microsecond=0) - timedelta(hours=float(unseen.get("hours_ago", 6)))
@@ -655,7 +661,13 @@ class SandboxApp:
         rng = self.state.rng
         with self.state.lock:
             open_ids = [o.order_id for o in self.state.orders.values() if o.status == "unshipped"]
-            confirmed = sorted({s["order_id"] for s in self.state.shipments if s.get("order_id") in self.state.orders})
+            confirmed = sorted(
+                {
+                    s["order_id"]
+                    for s in self.state.shipments
+                    if s.get("order_id") in self.state.orders and not s.get("forgotten")
+                }
+            )
             stocked = sorted(self._advertised_skus())
         choices: list[dict] = [{"unseen": {"count": 1, "hours_ago": 3}}]
         if open_ids:

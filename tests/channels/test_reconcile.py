@@ -150,6 +150,10 @@ def test_order_drift_is_found_once_healed_once_and_a_second_run_finds_nothing(ch
     assert (again.found, again.healed) == (0, 0)
     relay(account)
     assert sandbox.state.orders[a.order_id].status == "shipped"
+    # and the channel's log keeps the lost confirmation marked forgotten beside the resent one: a heal is not
+    # a duplicate effect (the soak counts identical records)
+    records = [record for record in sandbox.state.shipments if record["order_id"] == a.order_id]
+    assert [bool(record.get("forgotten")) for record in records] == [True, False]
     # then: after the relay a further run finds nothing, and no row was added
     last = reconcile_orders_run(account_id=account.pk)
     assert (last.status, last.found, last.healed, last.unhealed) == (SyncStatus.SUCCEEDED, 0, 0, 0)
