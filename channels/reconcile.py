@@ -414,7 +414,8 @@ def reconcile_orders_run(
         seen: set[str] = set()
 
         def body() -> None:
-            pages = connector.fetch_orders(since=window_from, backfill=False)
+            bulk = connector.reconcile_in_bulk
+            pages = connector.fetch_orders(since=window_from, backfill=bulk)
             page_number = 0
             while True:
                 pacer.wait()
@@ -423,7 +424,7 @@ def reconcile_orders_run(
                     break
                 page_number += 1
                 newest_first = _orders_page(account, connector, run, page.raw_orders, seen)
-                if connector.pages_in_update_order and newest_first:
+                if connector.pages_in_update_order and not bulk and newest_first:
                     # Every order on the page changed after the horizon: later pages are newer still (a live
                     # list sorted by update time grows at its end while it is read).
                     run.progress["stopped_at_horizon"] = page_number

@@ -587,6 +587,10 @@ class Connector:
     # UPDATED_AT, TikTok's sort_field update_time ASC): a page of orders all changed after a moment means every
     # later page is newer still, so a reader that wants nothing newer may stop there.
     pages_in_update_order: ClassVar[bool] = False
+    # True where the channel exports a whole window as one bulk operation for a few points (Shopify), far
+    # cheaper than reading it page by page at query cost: reconciliation then reads its window as a backfill
+    # does, leaving the account's rate budget to the sync.
+    reconcile_in_bulk: ClassVar[bool] = False
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """The quantity the channel advertises now for each SKU (its available-to-sell at the account's

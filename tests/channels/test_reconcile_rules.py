@@ -110,10 +110,24 @@ def test_a_change_after_the_syncs_cursor_is_the_syncs_to_take_not_drift(walmart_
 
 
 @pytest.mark.django_db
-def test_a_live_list_sorted_by_update_time_is_read_up_to_the_horizon_only(shopify_sandbox, shopify_account, skus):
+def test_a_live_list_sorted_by_update_time_is_read_up_to_the_horizon_only(tiktok_sandbox, tiktok_account, skus):
     # given: a shop whose orders all changed after the horizon (no sync has polled them yet)
-    shopify_sandbox.state.generate(3, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    tiktok_sandbox.state.generate(3, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
     # when: reconciled
-    run = reconcile_orders_run(account_id=shopify_account.pk)
+    run = reconcile_orders_run(account_id=tiktok_account.pk)
     # then: the reader stops at the first page of newer orders instead of chasing the list's growing end
     assert run.progress["stopped_at_horizon"] == 1 and run.compared == 0 and run.found == 0
+
+
+@pytest.mark.django_db
+def test_shopify_reads_the_reconciliation_window_as_one_bulk_operation(shopify_sandbox, shopify_account, skus):
+    # given: a shop with orders the sync never saw, placed hours ago (behind the sync's cursor)
+    done = admin(shopify_sandbox, "/_sandbox/drift", {"unseen": {"count": 30, "hours_ago": 6}})
+    # when: reconciled
+    run = reconcile_orders_run(account_id=shopify_account.pk)
+    # then: the window came as one bulk export (run, poll, download), not pages of orders at query cost,
+    # and every unseen order was found and taken in
+    assert run.status == SyncStatus.SUCCEEDED, (run.error, run.progress)
+    assert len(shopify_sandbox.bulk_operations) == 1
+    assert run.found == len(done["unseen"]) == 30 and run.healed == 30
+    assert "stopped_at_horizon" not in run.progress

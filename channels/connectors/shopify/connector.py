@@ -1005,6 +1005,7 @@ class ShopifyConnector(Connector):
 
     stock_read_batch = SKUS_PER_LOOKUP
     pages_in_update_order = True
+    reconcile_in_bulk = True
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """inventoryItems(query: "sku:… OR sku:…") with each item's ``available`` quantity at the account's
