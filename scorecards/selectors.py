@@ -90,6 +90,8 @@ class MetricRow:
     trend: list[MetricSnapshot]
     theirs: MarketplaceMetric | None = None
     projection: object | None = None
+    # The scorecard's day: the trend's last day.
+    day: date | None = None
 
     @property
     def state(self) -> str:
@@ -132,6 +134,7 @@ def account_scorecard(
                 trend=series,
                 theirs=theirs.get(definition.marketplace_metric) if definition.marketplace_metric else None,
                 projection=projected.get(definition.code),
+                day=day,
             )
         )
     if theirs:
