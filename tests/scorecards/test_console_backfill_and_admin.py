@@ -1,0 +1,250 @@
+"""The console around the numbers: "no data" on the page and the tiles (never 0%), the tiles on the console's
+front page, the backfill's progress, an ops manager versioning a definition in the admin, and the
+higher-is-better lines switching exactly at their thresholds in the SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+from django.utils import timezone
+
+from channels.models import ChannelKind
+from scorecards.models import BackfillRun, MetricDefinition, MetricSnapshot
+from scorecards.services import ScorecardError, scorecards_backfill, snapshots_recompute
+from tests.factories import ChannelAccountFactory, LocationFactory
+from tests.scorecards.history import OrderSpec, Scan, ShipmentSpec, write
+
+pytestmark = pytest.mark.django_db
+
+AS_OF = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+TODAY = AS_OF.date()
+
+
+def test_a_metric_without_orders_shows_no_data_on_the_page_and_the_tile(client, viewer):
+    # given a Walmart account with no orders at all, recomputed
+    walmart = ChannelAccountFactory(kind=ChannelKind.WALMART, name="walmart-empty")
+    snapshots_recompute(account_ids=[walmart.pk])
+    definitions = MetricDefinition.objects.filter(channel_kind="walmart", is_active=True).count()
+    client.force_login(viewer)
+    # when
+    page = client.get(reverse("scorecards:account", args=[walmart.pk]))
+    tiles = client.get(reverse("scorecards:tiles")).content.decode()
+    # then every metric reads "no data", never 0% or an error
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("Waybill: <strong>no data</strong>") == definitions
+    assert html.count('<span class="badge state-no_data">no data</span>') == definitions
+    assert "Waybill: <strong>0.00%" not in html and "nodata" not in html
+    assert tiles.count("<strong>no data</strong>") == definitions and "0.00%" not in tiles
+    assert set(MetricSnapshot.objects.filter(account=walmart).values_list("state", flat=True)) == {"no_data"}
+
+
+def test_the_console_front_page_places_a_scorecard_tile_per_account(client, viewer):
+    # given two accounts with snapshots
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-front")
+    walmart = ChannelAccountFactory(kind=ChannelKind.WALMART, name="walmart-front")
+    snapshots_recompute()
+    client.force_login(viewer)
+    # when the dashboard (the console's home) loads
+    home = client.get(reverse("dashboard")).content.decode()
+    # then it fetches the tiles after itself, and the tiles name every account with a link to its page
+    assert f'hx-get="{reverse("scorecards:tiles")}"' in home
+    tiles = client.get(reverse("scorecards:tiles")).content.decode()
+    for account in (amazon, walmart):
+        assert f'href="{reverse("scorecards:account", args=[account.pk])}"' in tiles
+        assert account.name in tiles
+
+
+def test_the_backfill_records_its_progress_chunk_by_chunk_and_the_page_shows_it(client, manager):
+    # given two accounts and a few orders
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-backfill")
+    walmart = ChannelAccountFactory(kind=ChannelKind.WALMART, name="walmart-backfill")
+    ship_by = AS_OF - timedelta(days=3)
+    write(
+        [
+            OrderSpec(
+                account=amazon,
+                placed_at=ship_by - timedelta(days=1),
+                ship_by=ship_by,
+                confirmations=[("sent", ship_by + timedelta(hours=2))],
+            )
+        ],
+        LocationFactory(),
+    )
+    seen: list[tuple[int, int]] = []
+    # when 40 days are backfilled 15 at a time
+    run = scorecards_backfill(
+        actor="ops-lead",
+        days=40,
+        account_ids=[amazon.pk, walmart.pk],
+        as_of=AS_OF,
+        chunk_days=15,
+        on_progress=lambda r: seen.append((r.days_done, r.snapshots)),
+    )
+    # then progress was saved after each chunk, and the run is done with every snapshot counted
+    per_day = sum(
+        MetricDefinition.objects.filter(channel_kind=kind, is_active=True).count() for kind in ("amazon", "walmart")
+    )
+    assert [done for done, _ in seen] == [15, 30, 40]
+    assert [snaps for _, snaps in seen] == [15 * per_day, 30 * per_day, 40 * per_day]
+    run.refresh_from_db()
+    assert (run.status, run.days_done, run.days_total, run.started_by) == ("done", 40, 40, "ops-lead")
+    assert run.first_day == TODAY - timedelta(days=39) and run.last_day == TODAY and run.finished_at
+    assert MetricSnapshot.objects.count() == run.snapshots == 40 * per_day
+    late = MetricSnapshot.objects.get(account=amazon, code="late_shipment_rate", day=TODAY)
+    assert (late.numerator, late.denominator) == (1, 1)
+    # and the page shows it
+    client.force_login(manager)
+    index = client.get(reverse("scorecards:index")).content.decode()
+    assert '<progress value="40" max="40">100%</progress>' in index and "40 of 40 days" in index
+
+
+def test_a_backfill_out_of_range_is_refused_with_a_message_and_nothing_runs(client, manager, viewer):
+    with pytest.raises(ScorecardError, match="1 to 1098 days"):
+        scorecards_backfill(actor="ops-lead", days=0)
+    client.force_login(manager)
+    response = client.post(reverse("scorecards:backfill"), {"days": "ninety"})
+    assert response.status_code == 302
+    assert any("1 to 1098 days" in str(m) for m in get_messages(response.wsgi_request))
+    assert not BackfillRun.objects.exists()
+    # a viewer may not start one
+    client.force_login(viewer)
+    assert client.post(reverse("scorecards:backfill"), {"days": "3"}).status_code == 403
+    assert not BackfillRun.objects.exists()
+    # a manager's valid request runs (Celery eager in tests) and records who asked
+    client.force_login(manager)
+    client.post(reverse("scorecards:backfill"), {"days": "3"})
+    run = BackfillRun.objects.get()
+    assert (run.status, run.days_done, run.started_by) == ("done", 3, "backfill:manager")
+
+
+def test_an_ops_manager_versions_a_definition_in_the_admin(client, manager, viewer):
+    # given the seeded LSR v1 and an ops manager with admin access
+    manager.is_staff = True
+    manager.save(update_fields=["is_staff"])
+    v1 = MetricDefinition.objects.get(channel_kind="amazon", code="late_shipment_rate", version=1)
+    client.force_login(manager)
+    change = reverse("admin:scorecards_metricdefinition_change", args=[v1.pk])
+    assert client.get(change).status_code == 200
+    form = {
+        "channel_kind": "amazon",
+        "code": "late_shipment_rate",
+        "name": "Late Shipment Rate (10 days)",
+        "version": 2,
+        "formula": "late_confirmation",
+        "window_days": 10,
+        "comparison": "lt",
+        "threshold": "0.04",
+        "seller_threshold": "0.02",
+        "divergence_tolerance": "0.005",
+        "is_active": "on",
+        "effective_from": TODAY.isoformat(),
+        "_saveasnew": "Save as new",
+    }
+    # when a warning line outside the threshold is tried, then refused with a message and nothing saved
+    refused = client.post(change, {**form, "warning_threshold": "0.05"})
+    assert refused.status_code == 200
+    assert "for a lower-is-better metric the line must be at or below 0.04" in refused.content.decode()
+    assert not MetricDefinition.objects.filter(code="late_shipment_rate", version=2).exists()
+    # when saved as a new version, then v1 stands unchanged beside v2 and each day takes the one in force
+    assert client.post(change, form).status_code == 302
+    v2 = MetricDefinition.objects.get(channel_kind="amazon", code="late_shipment_rate", version=2)
+    assert (v2.seller_threshold, v2.warning_threshold) == (Decimal("0.0200"), Decimal("0.0340"))
+    v1.refresh_from_db()
+    assert (v1.version, v1.seller_threshold, v1.warning_threshold) == (1, Decimal("0.0250"), Decimal("0.0340"))
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-versions")
+    snapshots_recompute(account_ids=[amazon.pk], first_day=TODAY - timedelta(days=1), last_day=TODAY, as_of=AS_OF)
+    versions = dict(
+        MetricSnapshot.objects.filter(account=amazon, code="late_shipment_rate").values_list(
+            "day", "definition__version"
+        )
+    )
+    assert versions == {TODAY - timedelta(days=1): 1, TODAY: 2}
+    # a viewer, even with admin access, may not change a definition
+    viewer.is_staff = True
+    viewer.save(update_fields=["is_staff"])
+    client.force_login(viewer)
+    assert client.post(change, form).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("scanned", "total", "comparison", "state"),
+    [
+        (19, 20, "gt", "breach"),  # 95.00% is not above 95%
+        (19, 20, "gte", "warning"),  # 95.00% is at least 95%, below the 95.75% warning line
+        (383, 400, "gte", "warning"),  # 95.75%: on the warning line, below the 98% seller line
+        (49, 50, "gte", "ok"),  # 98.00%: on the seller line, above the warning line
+        (195, 199, "gte", "warning"),  # 97.99%: below the seller line
+        (20, 20, "gt", "ok"),
+    ],
+)
+def test_higher_is_better_lines_switch_exactly_at_their_thresholds(scanned, total, comparison, state):
+    # given valid tracking v2 in force today: threshold 95%, default warning 95.75%, seller line 98%
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-vtr")
+    MetricDefinition.objects.create(
+        channel_kind="amazon",
+        code="valid_tracking_rate",
+        name="VTR v2",
+        version=2,
+        formula="valid_tracking",
+        window_days=30,
+        comparison=comparison,
+        threshold=Decimal("0.95"),
+        seller_threshold=Decimal("0.98"),
+        effective_from=TODAY,
+    )
+    confirmed = AS_OF - timedelta(hours=6)
+    write(
+        [
+            OrderSpec(
+                account=amazon,
+                placed_at=confirmed - timedelta(days=1),
+                ship_by=confirmed + timedelta(hours=1),
+                confirmations=[("sent", confirmed)],
+                shipments=[
+                    ShipmentSpec(scans=[Scan("in_transit", confirmed + timedelta(hours=1))] if i < scanned else [])
+                ],
+            )
+            for i in range(total)
+        ],
+        LocationFactory(),
+    )
+    # when
+    snapshots_recompute(account_ids=[amazon.pk], first_day=TODAY, last_day=TODAY, as_of=AS_OF)
+    # then the SQL's state is the rule's, on the line itself
+    snap = MetricSnapshot.objects.get(account=amazon, code="valid_tracking_rate", day=TODAY)
+    assert (snap.numerator, snap.denominator) == (scanned, total)
+    assert snap.definition.version == 2 and snap.definition.warning_threshold == Decimal("0.9575")
+    assert snap.state == state == snap.definition.state_for(snap.value)
+
+
+def test_the_trend_places_each_day_where_it_falls_in_the_ninety(client, viewer):
+    # given an account whose history starts 10 days ago
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-young")
+    today = timezone.now().date()
+    ship_by = timezone.now() - timedelta(days=2)
+    write(
+        [
+            OrderSpec(
+                account=amazon,
+                placed_at=ship_by - timedelta(days=1),
+                ship_by=ship_by,
+                confirmations=[("sent", ship_by)],
+            )
+        ],
+        LocationFactory(),
+    )
+    snapshots_recompute(account_ids=[amazon.pk], first_day=today - timedelta(days=9), last_day=today)
+    client.force_login(viewer)
+    # when
+    page = client.get(reverse("scorecards:account", args=[amazon.pk])).content.decode()
+    # then the chart spans the 90 days ending today, and the first point is not at the left edge
+    assert f"{today - timedelta(days=89):%Y-%m-%d}" in page and f"{today:%Y-%m-%d}" in page
+    chart = page.split('id="metric-late_shipment_rate_30d"', 1)[1].split("</svg>", 1)[0]
+    points = chart.split('<polyline fill="none" stroke="#2c3e50" stroke-width="2" points="', 1)[1].split('"', 1)[0]
+    xs = [float(p.split(",")[0]) for p in points.split()]
+    assert xs and min(xs) > 28 + (560 - 56) * 79 / 89 - 0.1
