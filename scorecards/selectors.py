@@ -14,15 +14,18 @@ from channels.models import ChannelAccount
 from orders.models import Order
 from scorecards import compute
 from scorecards.models import (
+    AccountHealthReport,
     BackfillRun,
     MarketplaceMetric,
     MetricDefinition,
     MetricSnapshot,
     MetricState,
+    ReportStatus,
 )
 from scorecards.projection import order_scorecard_impact, projections
 
 __all__ = [
+    "account_health_due",
     "account_scorecard",
     "backfill_latest",
     "definitions_in_force",
@@ -174,6 +177,33 @@ def metric_orders(
 
 def backfill_latest() -> BackfillRun | None:
     return BackfillRun.objects.order_by("-started_at", "-pk").first()
+
+
+# Amazon's Account Health is fetched once a day per account; a failed (or abandoned) attempt is tried again
+# after an hour. The beat asks every few minutes, so a new account or a fresh demo gets its report soon.
+ACCOUNT_HEALTH_EVERY = timedelta(hours=24)
+ACCOUNT_HEALTH_RETRY = timedelta(hours=1)
+
+
+def account_health_due(*, now: datetime | None = None) -> list[ChannelAccount]:
+    """Enabled Amazon accounts whose Account Health report is due: never requested, the last one fetched a
+    day ago or more, or the last attempt failed (or never finished) an hour ago or more."""
+    now = now or timezone.now()
+    accounts = list(ChannelAccount.objects.filter(kind="amazon", is_enabled=True).order_by("pk"))
+    latest: dict[int, AccountHealthReport] = {}
+    for report in (
+        AccountHealthReport.objects.filter(account__in=accounts)
+        .order_by("account_id", "-requested_at", "-pk")
+        .distinct("account_id")
+    ):
+        latest[report.account_id] = report
+    due = []
+    for account in accounts:
+        last = latest.get(account.pk)
+        wait = ACCOUNT_HEALTH_EVERY if last is not None and last.status == ReportStatus.DONE else ACCOUNT_HEALTH_RETRY
+        if last is None or last.requested_at <= now - wait:
+            due.append(account)
+    return due
 
 
 # --- revenue leakage --------------------------------------------------------------------------------------

@@ -248,3 +248,44 @@ def test_the_trend_places_each_day_where_it_falls_in_the_ninety(client, viewer):
     points = chart.split('<polyline fill="none" stroke="#2c3e50" stroke-width="2" points="', 1)[1].split('"', 1)[0]
     xs = [float(p.split(",")[0]) for p in points.split()]
     assert xs and min(xs) > 28 + (560 - 56) * 79 / 89 - 0.1
+
+
+def test_account_health_is_fetched_when_due_daily_and_an_hour_after_a_failure(amazon_sandbox, amazon_account):
+    from scorecards.models import AccountHealthReport
+    from scorecards.selectors import account_health_due
+    from scorecards.tasks import account_health_fetch_task
+
+    # given the sandbox-backed Amazon account never fetched, and other accounts in other states
+    now = timezone.now()
+
+    def amazon(name, *, status=None, hours_ago=0.0, enabled=True):
+        account = ChannelAccountFactory(kind=ChannelKind.AMAZON, name=name, is_enabled=enabled)
+        if status:
+            AccountHealthReport.objects.create(
+                account=account,
+                report_type="GET_V2_SELLER_PERFORMANCE_REPORT",
+                status=status,
+                requested_at=now - timedelta(hours=hours_ago),
+            )
+        return account
+
+    fresh = amazon("amazon-fresh", status="done", hours_ago=23)
+    stale = amazon("amazon-stale", status="done", hours_ago=24.5)
+    failed_now = amazon("amazon-failed-now", status="failed", hours_ago=0.5)
+    failed_before = amazon("amazon-failed-before", status="failed", hours_ago=1.5)
+    abandoned = amazon("amazon-abandoned", status="requested", hours_ago=2)
+    amazon("amazon-off", enabled=False)
+    ChannelAccountFactory(kind=ChannelKind.WALMART, name="walmart-never")
+    # then the due ones are those never fetched, fetched a day ago, or failed (or abandoned) an hour ago
+    due = {a.pk for a in account_health_due(now=now)}
+    assert due == {amazon_account.pk, stale.pk, failed_before.pk, abandoned.pk}
+    assert fresh.pk not in due and failed_now.pk not in due
+    # when the beat's task runs for the sandbox account alone, it fetches it once; asked again, it does nothing
+    for other in (stale, failed_before, abandoned):
+        other.is_enabled = False
+        other.save(update_fields=["is_enabled"])
+    assert account_health_fetch_task() == 1
+    report = AccountHealthReport.objects.filter(account=amazon_account).get()
+    assert report.status == "done" and report.metrics.exists()
+    assert account_health_fetch_task() == 0
+    assert AccountHealthReport.objects.filter(account=amazon_account).count() == 1
