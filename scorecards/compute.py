@@ -292,10 +292,11 @@ valued AS (
     SELECT r.*, CASE WHEN r.den = 0 THEN NULL ELSE round(r.num::numeric / r.den, 6) END AS value
     FROM reported r
 )
+-- computed_at is the moment the numbers are as of: the drill-down reads the orders as of it too.
 INSERT INTO scorecards_metricsnapshot
     (definition_id, account_id, code, day, computed_at, window_start, window_end,
      numerator, denominator, value, state)
-SELECT v.definition_id, v.account_id, v.code, v.day, now(),
+SELECT v.definition_id, v.account_id, v.code, v.day, %(as_of)s,
        ((v.day - v.window_days + 1)::timestamp AT TIME ZONE 'UTC'),
        ((v.day + 1)::timestamp AT TIME ZONE 'UTC'),
        v.num, v.den, v.value,

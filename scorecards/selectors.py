@@ -154,9 +154,19 @@ def metric_orders(
     as_of: datetime | None = None,
 ) -> tuple[QuerySet[Order], dict[int, bool]]:
     """The orders behind a metric on a day: by default the ones that hurt it (the numerator of a
-    lower-is-better metric, the misses of a higher-is-better one). Returns (orders, {order id: in numerator})."""
+    lower-is-better metric, the misses of a higher-is-better one). Returns (orders, {order id: in numerator}).
+
+    Read as of the moment the day's snapshot was computed (its ``computed_at``), so the orders are the ones
+    its numbers counted (a backfilled past day counts what was known at the backfill); with no snapshot, as
+    of the end of the day (or now)."""
     if keep is None:
         keep = "numerator" if definition.lower_is_better else "not_numerator"
+    if as_of is None:
+        as_of = (
+            MetricSnapshot.objects.filter(account=account, code=definition.code, day=day)
+            .values_list("computed_at", flat=True)
+            .first()
+        )
     as_of = as_of or min(timezone.now(), compute.day_start(day + timedelta(days=1)))
     window_from = day - timedelta(days=definition.window_days - 1)
     params = {
