@@ -321,14 +321,15 @@ ON CONFLICT ON CONSTRAINT metricsnapshot_one_per_account_code_day DO UPDATE SET
 
 def drilldown_sql(formula: str, *, keep: str = "all") -> str:
     """Order ids in a formula's denominator for one account and window (params: accounts, as_of,
-    placed_from, window_from, window_to), each with whether it counts in the numerator. ``keep``: "all",
+    placed_from, window_from, window_to), each with whether it counts in the numerator and the facts that
+    decide it (confirmation accepted, first carrier scan, promise, delivered). ``keep``: "all",
     "numerator", or "not_numerator" (the failures of a higher-is-better metric)."""
     basis = BASIS_DAY[FORMULA_COLUMNS[formula][0]]
     den, num = PREDICATES[formula]
     extra = {"all": "", "numerator": f"AND ({num})", "not_numerator": f"AND ({num}) IS NOT TRUE"}[keep]
     return f"""
 WITH {FACTS_SQL.strip()}
-SELECT order_id, COALESCE(({num}), false) AS in_numerator
+SELECT order_id, COALESCE(({num}), false) AS in_numerator, confirmed_at, scan_at, promise, delivered_at
 FROM facts
 WHERE {basis} BETWEEN %(window_from)s AND %(window_to)s AND ({den}) {extra}
 ORDER BY order_id"""

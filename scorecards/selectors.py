@@ -30,6 +30,7 @@ __all__ = [
     "backfill_latest",
     "definitions_in_force",
     "manual_touches",
+    "metric_order_facts",
     "metric_orders",
     "order_scorecard_impact",
     "revenue_leakage",
@@ -145,6 +146,17 @@ def account_scorecard(
     return card
 
 
+@dataclass(frozen=True)
+class MetricOrderFacts:
+    """Why one order counts as it does in a metric: the times the formulas compare (UTC)."""
+
+    in_numerator: bool
+    confirmed_at: datetime | None  # the channel accepted the first ship confirmation
+    scan_at: datetime | None  # the first carrier scan
+    promise: datetime | None  # the delivery promise (the channel's estimated date, else the shipment's)
+    delivered_at: datetime | None
+
+
 def metric_orders(
     *,
     account: ChannelAccount,
@@ -153,8 +165,22 @@ def metric_orders(
     keep: str | None = None,
     as_of: datetime | None = None,
 ) -> tuple[QuerySet[Order], dict[int, bool]]:
+    """The orders behind a metric on a day (see ``metric_order_facts``). Returns (orders, {order id: in
+    numerator})."""
+    orders, facts = metric_order_facts(account=account, definition=definition, day=day, keep=keep, as_of=as_of)
+    return orders, {pk: f.in_numerator for pk, f in facts.items()}
+
+
+def metric_order_facts(
+    *,
+    account: ChannelAccount,
+    definition: MetricDefinition,
+    day: date,
+    keep: str | None = None,
+    as_of: datetime | None = None,
+) -> tuple[QuerySet[Order], dict[int, MetricOrderFacts]]:
     """The orders behind a metric on a day: by default the ones that hurt it (the numerator of a
-    lower-is-better metric, the misses of a higher-is-better one). Returns (orders, {order id: in numerator}).
+    lower-is-better metric, the misses of a higher-is-better one). Returns (orders, {order id: its facts}).
 
     Read as of the moment the day's snapshot was computed (its ``computed_at``), so the orders are the ones
     its numbers counted (a backfilled past day counts what was known at the backfill); with no snapshot, as
@@ -180,9 +206,9 @@ def metric_orders(
         "order_ids": [],
     }
     _, fetched = compute.fetch(compute.drilldown_sql(definition.formula, keep=keep), params)
-    rows = dict(fetched)
-    orders = Order.objects.filter(pk__in=list(rows)).select_related("account").order_by("ship_by", "pk")
-    return orders, rows
+    facts = {row[0]: MetricOrderFacts(*row[1:]) for row in fetched}
+    orders = Order.objects.filter(pk__in=list(facts)).select_related("account").order_by("ship_by", "pk")
+    return orders, facts
 
 
 def backfill_latest() -> BackfillRun | None:

@@ -289,3 +289,42 @@ def test_account_health_is_fetched_when_due_daily_and_an_hour_after_a_failure(am
     assert report.status == "done" and report.metrics.exists()
     assert account_health_fetch_task() == 0
     assert AccountHealthReport.objects.filter(account=amazon_account).count() == 1
+
+
+def test_the_drilldown_shows_why_each_order_counts_on_the_page_and_in_the_csv(client, viewer):
+    import csv
+    import io
+
+    # given an Amazon order confirmed one second after its ship-by and one never scanned
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-why")
+    ship_by = (timezone.now() - timedelta(days=2)).replace(microsecond=0)
+    late = OrderSpec(
+        account=amazon,
+        placed_at=ship_by - timedelta(days=1),
+        ship_by=ship_by,
+        confirmations=[("sent", ship_by + timedelta(seconds=1))],
+        shipments=[ShipmentSpec(scans=[Scan("in_transit", ship_by + timedelta(hours=4))])],
+    )
+    unscanned = OrderSpec(
+        account=amazon,
+        placed_at=ship_by - timedelta(days=1),
+        ship_by=ship_by,
+        confirmations=[("sent", ship_by - timedelta(hours=1))],
+        shipments=[ShipmentSpec(scans=[Scan("label_created", ship_by - timedelta(hours=2))])],
+    )
+    write([late, unscanned], LocationFactory())
+    snapshots_recompute(account_ids=[amazon.pk])
+    client.force_login(viewer)
+    url = reverse("scorecards:metric-orders", args=[amazon.pk, "late_shipment_rate"])
+    # when
+    page = client.get(url).content.decode()
+    rows = list(csv.DictReader(io.StringIO(client.get(url + "?format=csv").content.decode())))
+    # then the late order shows its ship-by and the second after it when the channel accepted the confirmation
+    assert f"{ship_by:%Y-%m-%d %H:%M:%S}" in page and f"{ship_by + timedelta(seconds=1):%Y-%m-%d %H:%M:%S}" in page
+    assert [(int(r["order_id"]), r["counts_in_numerator"]) for r in rows] == [(late.order_id, "yes")]
+    assert rows[0]["confirmation_accepted_at"] == (ship_by + timedelta(seconds=1)).isoformat()
+    assert rows[0]["first_carrier_scan_at"] == (ship_by + timedelta(hours=4)).isoformat()
+    # and valid tracking's misses show the order with no carrier scan (a label is not a scan)
+    vtr = reverse("scorecards:metric-orders", args=[amazon.pk, "valid_tracking_rate"])
+    missed = list(csv.DictReader(io.StringIO(client.get(vtr + "?format=csv").content.decode())))
+    assert [(int(r["order_id"]), r["first_carrier_scan_at"]) for r in missed] == [(unscanned.order_id, "")]
