@@ -328,3 +328,14 @@ def test_the_drilldown_shows_why_each_order_counts_on_the_page_and_in_the_csv(cl
     vtr = reverse("scorecards:metric-orders", args=[amazon.pk, "valid_tracking_rate"])
     missed = list(csv.DictReader(io.StringIO(client.get(vtr + "?format=csv").content.decode())))
     assert [(int(r["order_id"]), r["first_carrier_scan_at"]) for r in missed] == [(unscanned.order_id, "")]
+
+
+def test_the_backfill_command_prints_its_progress(capsys):
+    from django.core.management import call_command
+
+    ChannelAccountFactory(kind=ChannelKind.TIKTOK, name="tiktok-cli")
+    call_command("scorecards_backfill", "--days", "20")
+    out = capsys.readouterr().out
+    run = BackfillRun.objects.get()
+    assert "15/20 days" in out and "20/20 days" in out and f"{run.snapshots} snapshots." in out
+    assert (run.status, run.days_done, run.started_by) == ("done", 20, "manage:scorecards_backfill")
