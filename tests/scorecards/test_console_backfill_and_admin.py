@@ -339,3 +339,65 @@ def test_the_backfill_command_prints_its_progress(capsys):
     run = BackfillRun.objects.get()
     assert "15/20 days" in out and "20/20 days" in out and f"{run.snapshots} snapshots." in out
     assert (run.status, run.days_done, run.started_by) == ("done", 20, "manage:scorecards_backfill")
+
+
+def test_the_at_risk_case_follows_its_orders_and_is_resolved_when_the_risk_passes():
+    from channels.models import OutboxMessage
+    from orders.models import ExceptionCase, Order, OrderStatus
+    from scorecards.projection import at_risk_cases_open
+
+    # given an Amazon account at 1 late of 40 and two released orders due before their node's next cutoff
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-follow")
+    node = LocationFactory(cutoff_time=None, timezone="UTC")
+    amazon.eligible_locations.add(node)
+    now = datetime.combine(timezone.now().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=10)
+    ship_by = now - timedelta(days=1)
+    history = [
+        OrderSpec(
+            account=amazon,
+            placed_at=ship_by - timedelta(days=1),
+            ship_by=ship_by,
+            confirmations=[("sent", ship_by + timedelta(seconds=1 if i == 0 else -60))],
+        )
+        for i in range(40)
+    ]
+
+    def released(hours: int) -> OrderSpec:
+        return OrderSpec(
+            account=amazon,
+            placed_at=now - timedelta(hours=5),
+            ship_by=now + timedelta(hours=hours),
+            status=OrderStatus.RELEASED,
+            shipments=[ShipmentSpec(status="released", tracking_number="")],
+        )
+
+    first, second, third = released(1), released(2), released(72)  # the third has days to spare
+    write([*history, first, second, third], node)
+    snapshots_recompute(first_day=now.date(), last_day=now.date(), as_of=now)
+    assert at_risk_cases_open(as_of=now) >= 1
+    key = f"metric_warning:account={amazon.pk}:metric=late_shipment_rate"
+    case = ExceptionCase.objects.get(dedupe_key=key)
+    assert "if these 2 orders ship late" in case.title
+    assert f"(order {third.order_id})" not in case.detail
+    # when the third's ship-by moves before the cutoff, then the open case names it too (no second case)
+    Order.objects.filter(pk=third.order_id).update(ship_by=now + timedelta(hours=3))
+    at_risk_cases_open(as_of=now)
+    case.refresh_from_db()
+    assert ExceptionCase.objects.filter(dedupe_key=key).count() == 1
+    assert "if these 3 orders ship late" in case.title and f"(order {third.order_id})" in case.detail
+    # when all three are confirmed on time, then the case is resolved with the reason
+    for n, spec in enumerate((first, second, third)):
+        OutboxMessage.objects.create(
+            account=amazon,
+            kind="ship_confirmation",
+            dedupe_key=f"on-time-{n}",
+            payload={},
+            status="sent",
+            sent_at=now - timedelta(minutes=5),
+            order_id=spec.order_id,
+        )
+    snapshots_recompute(first_day=now.date(), last_day=now.date(), as_of=now)
+    assert at_risk_cases_open(as_of=now) == 0
+    case.refresh_from_db()
+    assert case.status == "resolved" and case.resolved_by == "scorecards"
+    assert case.resolution_note.startswith("No longer at risk")
