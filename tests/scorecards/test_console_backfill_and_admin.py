@@ -401,3 +401,34 @@ def test_the_at_risk_case_follows_its_orders_and_is_resolved_when_the_risk_passe
     case.refresh_from_db()
     assert case.status == "resolved" and case.resolved_by == "scorecards"
     assert case.resolution_note.startswith("No longer at risk")
+
+
+def test_ebays_twelve_month_definitions_are_seeded_inactive_and_count_a_year_once_turned_on():
+    # given an eBay seller with a stock cancel 200 days ago and a clean order 10 days ago
+    ebay = ChannelAccountFactory(kind=ChannelKind.EBAY, name="ebay-year")
+    write(
+        [
+            OrderSpec(
+                account=ebay,
+                placed_at=AS_OF - timedelta(days=200),
+                ship_by=None,
+                status="cancelled",
+                cancel_initiator="seller",
+            ),
+            OrderSpec(account=ebay, placed_at=AS_OF - timedelta(days=10), ship_by=None),
+        ],
+        LocationFactory(),
+    )
+    twelve = MetricDefinition.objects.get(channel_kind="ebay", code="transaction_defect_rate_12m")
+    assert not twelve.is_active and twelve.window_days == 365 and "400 transactions" in twelve.notes
+    snapshots_recompute(account_ids=[ebay.pk], first_day=TODAY, last_day=TODAY, as_of=AS_OF)
+    assert not MetricSnapshot.objects.filter(code="transaction_defect_rate_12m").exists()
+    # when an ops manager turns the 12-month version on
+    twelve.is_active = True
+    twelve.save(update_fields=["is_active"])
+    snapshots_recompute(account_ids=[ebay.pk], first_day=TODAY, last_day=TODAY, as_of=AS_OF)
+    # then it counts the year, and the 3-month version only its 90 days
+    year = MetricSnapshot.objects.get(account=ebay, code="transaction_defect_rate_12m", day=TODAY)
+    quarter = MetricSnapshot.objects.get(account=ebay, code="transaction_defect_rate", day=TODAY)
+    assert (year.numerator, year.denominator, year.state) == (1, 2, "breach")
+    assert (quarter.numerator, quarter.denominator, quarter.state) == (0, 1, "ok")
