@@ -57,7 +57,8 @@ app.conf.update(
         },
         # --- scorecards ---
         "scorecards-refresh": {"task": "scorecards.tasks.scorecards_refresh_task", "schedule": 300.0},
-        "scorecards-account-health": {"task": "scorecards.tasks.account_health_fetch_task", "schedule": 86400.0},
+        # Asks every 5 minutes; each Amazon account is fetched once a day (or an hour after a failure).
+        "scorecards-account-health": {"task": "scorecards.tasks.account_health_fetch_task", "schedule": 300.0},
         # A safety sweep: each stock change queues its own push (channels.tasks.channel_availability_recompute_task).
         "channels-plan-inventory-pushes": {
             "task": "channels.tasks.channels_plan_inventory_pushes_task",

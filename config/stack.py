@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         _manage("ensure_admin")
         _manage("seed_demo")
         _manage("seed_demo_history")  # scorecards: 90 days of finished orders, so the trends have shape
+        # ... and their 90 days of snapshots now, so the first page shows them (the beat keeps them current).
+        _manage("scorecards_backfill", "--days", "90")
     commands = processes()
     if options.only:
         wanted = [name.strip() for name in options.only.split(",") if name.strip()]

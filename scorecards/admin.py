@@ -28,6 +28,9 @@ class MetricDefinitionAdmin(admin.ModelAdmin):
     list_filter = ("channel_kind", "is_active", "comparison")
     search_fields = ("code", "name")
     ordering = ("channel_kind", "code", "-version")
+    # A change of rule is a new version from its effective date ("Save as new" with the next version
+    # number), so the snapshots of the days before keep the version that was in force.
+    save_as = True
 
 
 @admin.register(MetricSnapshot)

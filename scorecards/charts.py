@@ -3,6 +3,7 @@ No JavaScript, nothing from a CDN."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.utils.html import format_html, format_html_join
@@ -26,11 +27,16 @@ def _scale(definition: MetricDefinition, values: list[Decimal]) -> tuple[Decimal
     return bottom, Decimal(1)
 
 
-def trend_svg(definition: MetricDefinition, snapshots: list[MetricSnapshot], days: int = 90) -> SafeString:
+def trend_svg(
+    definition: MetricDefinition, snapshots: list[MetricSnapshot], days: int = 90, last_day: date | None = None
+) -> SafeString:
+    """The ``days`` ending on ``last_day`` (default: the last snapshot's day), each snapshot at its own day's
+    place: a history shorter than the chart starts where it starts, not at the left edge."""
     values = [s.value for s in snapshots if s.value is not None]
     low, high = _scale(definition, values)
     span = (high - low) or Decimal(1)
-    first = snapshots[0].day if snapshots else None
+    last = last_day or (snapshots[-1].day if snapshots else None)
+    first = last - timedelta(days=days - 1) if last else None
 
     def y(value: Decimal) -> float:
         return round(float(PAD + (HEIGHT - 2 * PAD) * (1 - (value - low) / span)), 1)
@@ -41,7 +47,7 @@ def trend_svg(definition: MetricDefinition, snapshots: list[MetricSnapshot], day
     points = []
     if first is not None:
         for s in snapshots:
-            if s.value is not None:
+            if s.value is not None and first <= s.day <= last:
                 points.append(f"{x((s.day - first).days)},{y(s.value)}")
     lines = [("threshold", definition.threshold, "#c0392b", ""), ("warning", definition.warning_line, "#e67e22", "")]
     if definition.seller_threshold is not None:
@@ -90,5 +96,5 @@ def trend_svg(definition: MetricDefinition, snapshots: list[MetricSnapshot], day
         f"{first:%Y-%m-%d}" if first else "no data",
         WIDTH - PAD - 60,
         HEIGHT - 8,
-        f"{snapshots[-1].day:%Y-%m-%d}" if snapshots else "",
+        f"{last:%Y-%m-%d}" if last else "",
     )

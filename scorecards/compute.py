@@ -292,10 +292,11 @@ valued AS (
     SELECT r.*, CASE WHEN r.den = 0 THEN NULL ELSE round(r.num::numeric / r.den, 6) END AS value
     FROM reported r
 )
+-- computed_at is the moment the numbers are as of: the drill-down reads the orders as of it too.
 INSERT INTO scorecards_metricsnapshot
     (definition_id, account_id, code, day, computed_at, window_start, window_end,
      numerator, denominator, value, state)
-SELECT v.definition_id, v.account_id, v.code, v.day, now(),
+SELECT v.definition_id, v.account_id, v.code, v.day, %(as_of)s,
        ((v.day - v.window_days + 1)::timestamp AT TIME ZONE 'UTC'),
        ((v.day + 1)::timestamp AT TIME ZONE 'UTC'),
        v.num, v.den, v.value,
@@ -320,14 +321,15 @@ ON CONFLICT ON CONSTRAINT metricsnapshot_one_per_account_code_day DO UPDATE SET
 
 def drilldown_sql(formula: str, *, keep: str = "all") -> str:
     """Order ids in a formula's denominator for one account and window (params: accounts, as_of,
-    placed_from, window_from, window_to), each with whether it counts in the numerator. ``keep``: "all",
+    placed_from, window_from, window_to), each with whether it counts in the numerator and the facts that
+    decide it (confirmation accepted, first carrier scan, promise, delivered). ``keep``: "all",
     "numerator", or "not_numerator" (the failures of a higher-is-better metric)."""
     basis = BASIS_DAY[FORMULA_COLUMNS[formula][0]]
     den, num = PREDICATES[formula]
     extra = {"all": "", "numerator": f"AND ({num})", "not_numerator": f"AND ({num}) IS NOT TRUE"}[keep]
     return f"""
 WITH {FACTS_SQL.strip()}
-SELECT order_id, COALESCE(({num}), false) AS in_numerator
+SELECT order_id, COALESCE(({num}), false) AS in_numerator, confirmed_at, scan_at, promise, delivered_at
 FROM facts
 WHERE {basis} BETWEEN %(window_from)s AND %(window_to)s AND ({den}) {extra}
 ORDER BY order_id"""

@@ -6,7 +6,8 @@ day; an order not yet released to a node takes the earliest of its account's eli
 it is at risk once its ship-by has passed). "If these N orders ship late, LSR goes from 2.1% to 3.9%":
 each lateness metric of the account (scorecards.models.LATENESS_FORMULAS) is projected from today's
 snapshot with the N orders counted late. A metric projected across its warning line opens a
-``metric_warning`` case naming the orders, soonest ship-by first, and how many of them decide it.
+``metric_warning`` case naming the orders, soonest ship-by first, and how many of them decide it; the case
+follows the orders at each refresh and is resolved once the projection no longer crosses.
 
 The projection assumes the at-risk orders land in today's window; a window rolls by a day at most before
 they are confirmed.
@@ -26,8 +27,8 @@ from channels.models import ChannelAccount, OutboxKind, OutboxMessage, OutboxSta
 from fulfillment.models import Shipment, ShipmentStatus
 from fulfillment.routing import RouteNode, ship_moment
 from inventory.models import Location
-from orders.models import ExceptionKind, Order, OrderStatus, Severity
-from orders.services import exception_case_open
+from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderStatus, Severity
+from orders.services import exception_case_open, exception_case_resolve
 from scorecards import compute
 from scorecards.models import LATENESS_FORMULAS, MetricDefinition, MetricSnapshot, MetricState
 
@@ -207,12 +208,19 @@ def _pct(value: Decimal | None) -> str:
     return "no data" if value is None else f"{value * 100:.2f}%"
 
 
+def _case_key(account_id: int, code: str) -> str:
+    return f"metric_warning:account={account_id}:metric={code}"
+
+
 def at_risk_cases_open(*, as_of: datetime | None = None, account_ids: list[int] | None = None) -> int:
-    """Open a metric_warning case for every projection across its warning line; returns how many opened."""
+    """Open a metric_warning case for every projection across its warning line, or bring the open one's
+    orders up to date; resolve the open case of a metric whose projection no longer crosses (its at-risk
+    orders were confirmed, or are too few now to cross). Returns how many cases opened."""
     opened = 0
     names = dict(ChannelAccount.objects.values_list("pk", "name"))
     for p in projections(as_of=as_of, account_ids=account_ids):
         if not p.crosses:
+            _at_risk_case_settle(p)
             continue
         d = p.definition
         line = d.seller_threshold if d.seller_threshold is not None else d.warning_line
@@ -240,10 +248,29 @@ def at_risk_cases_open(*, as_of: datetime | None = None, account_ids: list[int] 
             account_id=p.account_id,
             due_at=p.orders[0].ship_by,
             actor=ACTOR,
-            dedupe_key=f"metric_warning:account={p.account_id}:metric={d.code}",
+            dedupe_key=_case_key(p.account_id, d.code),
+            refresh_text=True,
         )
         opened += int(created)
     return opened
+
+
+def _at_risk_case_settle(p: Projection) -> None:
+    open_case = (
+        ExceptionCase.objects.filter(dedupe_key=_case_key(p.account_id, p.definition.code))
+        .exclude(status=CaseStatus.RESOLVED)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if open_case is None:
+        return
+    note = (
+        f"No longer at risk: with the {len(p.orders)} order(s) at risk now all shipping late, "
+        f"{p.definition.name} would be {_pct(p.projected_value)}, inside its warning line."
+        if p.orders
+        else f"No longer at risk: no order of this account is at risk of a late {p.definition.name} now."
+    )
+    exception_case_resolve(case=open_case, note=note, actor=ACTOR)
 
 
 def order_scorecard_impact(order_ids: list[int]) -> dict[int, float]:

@@ -14,19 +14,23 @@ from channels.models import ChannelAccount
 from orders.models import Order
 from scorecards import compute
 from scorecards.models import (
+    AccountHealthReport,
     BackfillRun,
     MarketplaceMetric,
     MetricDefinition,
     MetricSnapshot,
     MetricState,
+    ReportStatus,
 )
 from scorecards.projection import order_scorecard_impact, projections
 
 __all__ = [
+    "account_health_due",
     "account_scorecard",
     "backfill_latest",
     "definitions_in_force",
     "manual_touches",
+    "metric_order_facts",
     "metric_orders",
     "order_scorecard_impact",
     "revenue_leakage",
@@ -90,6 +94,8 @@ class MetricRow:
     trend: list[MetricSnapshot]
     theirs: MarketplaceMetric | None = None
     projection: object | None = None
+    # The scorecard's day: the trend's last day.
+    day: date | None = None
 
     @property
     def state(self) -> str:
@@ -132,11 +138,23 @@ def account_scorecard(
                 trend=series,
                 theirs=theirs.get(definition.marketplace_metric) if definition.marketplace_metric else None,
                 projection=projected.get(definition.code),
+                day=day,
             )
         )
     if theirs:
         card.report_fetched_at = max(m.report.fetched_at or m.report.requested_at for m in theirs.values())
     return card
+
+
+@dataclass(frozen=True)
+class MetricOrderFacts:
+    """Why one order counts as it does in a metric: the times the formulas compare (UTC)."""
+
+    in_numerator: bool
+    confirmed_at: datetime | None  # the channel accepted the first ship confirmation
+    scan_at: datetime | None  # the first carrier scan
+    promise: datetime | None  # the delivery promise (the channel's estimated date, else the shipment's)
+    delivered_at: datetime | None
 
 
 def metric_orders(
@@ -147,10 +165,34 @@ def metric_orders(
     keep: str | None = None,
     as_of: datetime | None = None,
 ) -> tuple[QuerySet[Order], dict[int, bool]]:
+    """The orders behind a metric on a day (see ``metric_order_facts``). Returns (orders, {order id: in
+    numerator})."""
+    orders, facts = metric_order_facts(account=account, definition=definition, day=day, keep=keep, as_of=as_of)
+    return orders, {pk: f.in_numerator for pk, f in facts.items()}
+
+
+def metric_order_facts(
+    *,
+    account: ChannelAccount,
+    definition: MetricDefinition,
+    day: date,
+    keep: str | None = None,
+    as_of: datetime | None = None,
+) -> tuple[QuerySet[Order], dict[int, MetricOrderFacts]]:
     """The orders behind a metric on a day: by default the ones that hurt it (the numerator of a
-    lower-is-better metric, the misses of a higher-is-better one). Returns (orders, {order id: in numerator})."""
+    lower-is-better metric, the misses of a higher-is-better one). Returns (orders, {order id: its facts}).
+
+    Read as of the moment the day's snapshot was computed (its ``computed_at``), so the orders are the ones
+    its numbers counted (a backfilled past day counts what was known at the backfill); with no snapshot, as
+    of the end of the day (or now)."""
     if keep is None:
         keep = "numerator" if definition.lower_is_better else "not_numerator"
+    if as_of is None:
+        as_of = (
+            MetricSnapshot.objects.filter(account=account, code=definition.code, day=day)
+            .values_list("computed_at", flat=True)
+            .first()
+        )
     as_of = as_of or min(timezone.now(), compute.day_start(day + timedelta(days=1)))
     window_from = day - timedelta(days=definition.window_days - 1)
     params = {
@@ -164,13 +206,40 @@ def metric_orders(
         "order_ids": [],
     }
     _, fetched = compute.fetch(compute.drilldown_sql(definition.formula, keep=keep), params)
-    rows = dict(fetched)
-    orders = Order.objects.filter(pk__in=list(rows)).select_related("account").order_by("ship_by", "pk")
-    return orders, rows
+    facts = {row[0]: MetricOrderFacts(*row[1:]) for row in fetched}
+    orders = Order.objects.filter(pk__in=list(facts)).select_related("account").order_by("ship_by", "pk")
+    return orders, facts
 
 
 def backfill_latest() -> BackfillRun | None:
     return BackfillRun.objects.order_by("-started_at", "-pk").first()
+
+
+# Amazon's Account Health is fetched once a day per account; a failed (or abandoned) attempt is tried again
+# after an hour. The beat asks every few minutes, so a new account or a fresh demo gets its report soon.
+ACCOUNT_HEALTH_EVERY = timedelta(hours=24)
+ACCOUNT_HEALTH_RETRY = timedelta(hours=1)
+
+
+def account_health_due(*, now: datetime | None = None) -> list[ChannelAccount]:
+    """Enabled Amazon accounts whose Account Health report is due: never requested, the last one fetched a
+    day ago or more, or the last attempt failed (or never finished) an hour ago or more."""
+    now = now or timezone.now()
+    accounts = list(ChannelAccount.objects.filter(kind="amazon", is_enabled=True).order_by("pk"))
+    latest: dict[int, AccountHealthReport] = {}
+    for report in (
+        AccountHealthReport.objects.filter(account__in=accounts)
+        .order_by("account_id", "-requested_at", "-pk")
+        .distinct("account_id")
+    ):
+        latest[report.account_id] = report
+    due = []
+    for account in accounts:
+        last = latest.get(account.pk)
+        wait = ACCOUNT_HEALTH_EVERY if last is not None and last.status == ReportStatus.DONE else ACCOUNT_HEALTH_RETRY
+        if last is None or last.requested_at <= now - wait:
+            due.append(account)
+    return due
 
 
 # --- revenue leakage --------------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ import logging
 
 from celery import shared_task
 
-from channels.models import ChannelAccount
-
 log = logging.getLogger(__name__)
 
 
@@ -28,11 +26,13 @@ def scorecards_backfill_task(days: int, actor: str) -> int:
 
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=(ConnectionError,), retry_backoff=True)
 def account_health_fetch_task() -> int:
-    """Daily: every enabled Amazon account's Account Health report beside ours."""
+    """Beat, every few minutes: the Account Health report of each Amazon account it is due for (daily, or an
+    hour after a failed attempt; scorecards.selectors.account_health_due), beside ours."""
+    from scorecards.selectors import account_health_due
     from scorecards.services import account_health_fetch
 
     fetched = 0
-    for account in ChannelAccount.objects.filter(kind="amazon", is_enabled=True).order_by("pk"):
+    for account in account_health_due():
         try:
             account_health_fetch(account=account)
             fetched += 1

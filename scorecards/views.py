@@ -90,10 +90,12 @@ class MetricOrdersView(ConsoleView):
         keep = request.GET.get("keep") or None
         if keep not in (None, "all", "numerator", "not_numerator"):
             keep = None
-        orders, in_numerator = selectors.metric_orders(account=account, definition=definition, day=day, keep=keep)
+        orders, facts = selectors.metric_order_facts(account=account, definition=definition, day=day, keep=keep)
         orders = list(orders[:5000])
+        for order in orders:
+            order.metric_facts = facts[order.pk]
         if request.GET.get("format") == "csv":
-            return self.csv(account, definition, day, orders, in_numerator)
+            return self.csv(account, definition, day, orders)
         context = {
             "section": "scorecards",
             "account": account,
@@ -101,13 +103,12 @@ class MetricOrdersView(ConsoleView):
             "day": day,
             "window_from": day - timedelta(days=definition.window_days - 1),
             "orders": orders,
-            "in_numerator": in_numerator,
             "keep": keep or ("numerator" if definition.lower_is_better else "not_numerator"),
         }
         return render(request, "scorecards/metric_orders.html", context)
 
     @staticmethod
-    def csv(account, definition: MetricDefinition, day: date, orders, in_numerator) -> HttpResponse:
+    def csv(account, definition: MetricDefinition, day: date, orders) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{account.name}-{definition.code}-{day}.csv"'
         writer = csv.writer(response)
@@ -121,10 +122,19 @@ class MetricOrdersView(ConsoleView):
                 "ship_by",
                 "deliver_by",
                 "cancel_initiator",
+                "confirmation_accepted_at",
+                "first_carrier_scan_at",
+                "promise",
+                "delivered_at",
                 "counts_in_numerator",
             ]
         )
+
+        def moment(value) -> str:
+            return value.isoformat() if value else ""
+
         for o in orders:
+            f = o.metric_facts
             writer.writerow(
                 [
                     o.pk,
@@ -135,7 +145,11 @@ class MetricOrdersView(ConsoleView):
                     o.ship_by.isoformat() if o.ship_by else "",
                     o.deliver_by.isoformat() if o.deliver_by else "",
                     o.cancel_initiator,
-                    "yes" if in_numerator.get(o.pk) else "no",
+                    moment(f.confirmed_at),
+                    moment(f.scan_at),
+                    moment(f.promise),
+                    moment(f.delivered_at),
+                    "yes" if f.in_numerator else "no",
                 ]
             )
         return response

@@ -79,10 +79,13 @@ def exception_case_open(
     sku_id: int | None = None,
     due_at: datetime | None = None,
     dedupe_key: str | None = None,
+    refresh_text: bool = False,
 ) -> tuple[ExceptionCase, bool]:
     """Open a case, or refresh the unresolved one with the same key (an earlier due time or a higher
-    severity is taken; nothing else changes). Returns (case, created). With no ``due_at`` the kind's rule
-    (CASE_RULES) sets it; a new case goes to the kind's owner (settings.WAYBILL_CASE_OWNERS) if any."""
+    severity is taken; with ``refresh_text`` the title and detail are replaced by these, for a case that
+    describes a situation that moves, such as the orders at risk of a metric; nothing else changes).
+    Returns (case, created). With no ``due_at`` the kind's rule (CASE_RULES) sets it; a new case goes to the
+    kind's owner (settings.WAYBILL_CASE_OWNERS) if any."""
     name, _ = actor_resolve(actor)
     if kind not in ExceptionKind.values:
         raise ExceptionCaseError(f"unknown exception kind {kind!r}")
@@ -100,6 +103,9 @@ def exception_case_open(
         if SEVERITY_ORDER.index(severity) > SEVERITY_ORDER.index(existing.severity):
             existing.severity = severity
             changed.append("severity")
+        if refresh_text and (existing.title != title[:255] or existing.detail != detail):
+            existing.title, existing.detail = title[:255], detail
+            changed += ["title", "detail"]
         if changed:
             ExceptionCase.objects.filter(pk=existing.pk).update(**{f: getattr(existing, f) for f in changed})
         return existing, False

@@ -8,6 +8,7 @@ from django import template
 
 from scorecards import selectors
 from scorecards.charts import trend_svg
+from scorecards.models import MetricState
 
 register = template.Library()
 
@@ -28,7 +29,7 @@ def scorecard_tiles_lazy(context):
 
 @register.simple_tag
 def metric_trend(row):
-    return trend_svg(row.definition, row.trend)
+    return trend_svg(row.definition, row.trend, last_day=row.day)
 
 
 @register.filter
@@ -36,6 +37,15 @@ def pct(value, places: int = 2):
     if value is None or value == "":
         return "no data"
     return f"{float(value) * 100:.{int(places)}f}%"
+
+
+@register.filter
+def state_label(state) -> str:
+    """A MetricState as words ("no data", "breach"), whatever the stored code."""
+    try:
+        return MetricState(state).label.lower()
+    except ValueError:
+        return str(state or "")
 
 
 @register.filter

@@ -276,6 +276,32 @@ def test_drilldown_agrees_with_every_snapshot_numerator(accounts):
             assert {o.order_id for o, in_num in members if in_num} == {pk for pk, n in rows.items() if n}
 
 
+def test_the_drilldown_of_a_past_day_lists_the_orders_its_snapshot_counted(accounts):
+    # given a history backfilled over the last 20 days as of AS_OF (later confirmations, scans and deliveries
+    # than some of those days had seen)
+    orders = random_history(random.Random(9), list(accounts.values()), AS_OF, per_account=80)
+    write(orders, LocationFactory())
+    first_day = TODAY - timedelta(days=19)
+    snapshots_recompute(first_day=first_day, last_day=TODAY, as_of=AS_OF)
+    # when the console asks for the orders behind each metric on each of those days (no "as of" given)
+    for day in (first_day, TODAY - timedelta(days=9), TODAY - timedelta(days=3)):
+        for account in accounts.values():
+            for definition in selectors.definitions_in_force(account.kind, day):
+                if definition.formula == "order_defect_report":
+                    continue
+                snap = MetricSnapshot.objects.get(account=account, code=definition.code, day=day)
+                _, rows = selectors.metric_orders(account=account, definition=definition, day=day, keep="all")
+                # then they are the snapshot's orders, as of the moment it was computed
+                where = f"{account.kind} {definition.code} {day}"
+                assert snap.computed_at == AS_OF, where
+                assert (sum(rows.values()), len(rows)) == (snap.numerator, snap.denominator), where
+                num, den, members = expected_counts(
+                    orders, account, definition.formula, day, definition.window_days, AS_OF
+                )
+                assert (num, den) == (snap.numerator, snap.denominator), where
+                assert {o.order_id for o, in_num in members if in_num} == {pk for pk, n in rows.items() if n}, where
+
+
 def test_no_orders_in_the_window_is_no_data_never_zero(accounts):
     snapshots_recompute(first_day=TODAY, last_day=TODAY, as_of=AS_OF)
     snaps = MetricSnapshot.objects.filter(day=TODAY)

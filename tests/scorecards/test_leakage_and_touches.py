@@ -108,3 +108,40 @@ def test_manual_touches_before_the_confirmation_flag_more_than_two_with_the_top_
     assert (week.orders_touched, week.touches) == (2, 6)
     assert week.flagged_orders == [heavy]
     assert week.top_cause == "hold" and week.causes == {"hold": 3, "reroute": 1}
+
+
+def test_leakage_counts_returns_without_a_refund_once_and_never_a_marketplace_fulfilled_refund():
+    from orders.models import OrderLine
+
+    account = ChannelAccountFactory(kind=ChannelKind.WALMART, name="walmart-leak")
+    placed = datetime(2026, 11, 5, 10, 0, tzinfo=UTC)
+    ship_by = placed + timedelta(days=1)
+    orders = {
+        # one of two units returned, no refund yet: the returned unit's value
+        "returned": OrderSpec(account=account, placed_at=placed, ship_by=ship_by, confirmations=[("sent", ship_by)]),
+        # returned and refunded: the refund counts, not the return a second time
+        "returned_refunded": OrderSpec(
+            account=account,
+            placed_at=placed,
+            ship_by=ship_by,
+            confirmations=[("sent", ship_by)],
+            refunds=[("confirmed", "damaged")],
+        ),
+        # a WFS order refunded and returned: the marketplace's, not the seller's
+        "wfs": OrderSpec(
+            account=account,
+            placed_at=placed,
+            ship_by=ship_by,
+            mfn=False,
+            refunds=[("confirmed", None)],
+        ),
+    }
+    write(list(orders.values()), LocationFactory())
+    OrderLine.objects.filter(
+        order_id__in=[orders[k].order_id for k in ("returned", "returned_refunded", "wfs")]
+    ).update(quantity_shipped=2, quantity_returned=1)
+    [november] = revenue_leakage(account_ids=[account.pk], months=1, now=NOW)
+    assert november.orders == 2 and november.gross == Decimal("40.00")
+    assert november.returned == Decimal("10.00")
+    assert (november.refunded_orders, november.refunded) == (1, Decimal("5.00"))
+    assert november.total == Decimal("15.00") and november.share == Decimal("0.3750")
