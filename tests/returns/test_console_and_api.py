@@ -114,3 +114,64 @@ def test_the_returns_endpoints_are_in_the_openapi_schema(client, admin_user):
     schema = client.get("/api/schema/").content.decode()
     assert "/api/v1/returns/rmas/{rma_number}/receipts/" in schema
     assert "Idempotency-Key" in schema
+
+
+def test_a_person_receives_inspects_and_refunds_a_return_in_the_console(client, agent, manager):
+    from decimal import Decimal
+
+    from channels.models import ChannelKind, OutboxKind, OutboxMessage
+    from returns.models import Refund
+    from tests.factories import ChannelAccountFactory
+
+    # given an authorised return of 2 units of a Walmart order (25.00 each, 55.00 paid)
+    order, (line,) = shipped_order(units=2, account=ChannelAccountFactory(kind=ChannelKind.WALMART))
+    rma = services.rma_create(order_id=order.pk, lines=[ReturnLineInput(line.pk, 2)], actor=ACTOR)
+    dc = node()
+    receive = reverse("returns:receive", args=[rma.pk])
+    client.force_login(agent)
+    # when an agent scans both units in to inspect later, then inspects one as restock and one as damaged
+    key = client.get(receive).context["form"].initial["key"]
+    scan = {"sku": line.sku.code, "quantity": "2", "disposition": "pending", "location": dc.pk, "key": key}
+    assert client.post(receive, scan).status_code == 302
+    level = StockLevel.objects.get(sku=line.sku, location=dc)
+    assert (level.receiving, level.on_hand) == (2, 0)
+    page = client.get(receive)
+    assert page.context["pending"] and line.sku.code in page.content.decode()
+    for disposition in ("restock", "damaged"):
+        key = client.get(receive).context["inspect_form"].initial["key"]
+        inspect = {"mode": "inspect", "sku": line.sku.code, "quantity": "1", "disposition": disposition, "key": key}
+        assert client.post(receive, inspect).status_code == 302
+        assert client.post(receive, inspect).status_code == 302  # a double submit inspects once
+    refused = client.post(
+        receive, {"mode": "inspect", "sku": line.sku.code, "quantity": "1", "disposition": "restock", "key": "i-9"}
+    )
+    assert refused.status_code == 400 and "await inspection" in refused.content.decode()
+    zero = client.post(receive, {"mode": "inspect", "sku": line.sku.code, "quantity": "0", "disposition": "x"})
+    assert zero.status_code == 400 and "greater than or equal to 1" in zero.content.decode()
+    assert "Select a valid choice" in zero.content.decode()
+    level.refresh_from_db()
+    assert (level.receiving, level.on_hand, level.damaged) == (0, 1, 1)
+    rma.refresh_from_db()
+    assert rma.status == "inspected"
+    # then an agent may not refund; a manager refunds one unit plus shipping from the RMA page, once
+    refund_url = reverse("returns:refund", args=[rma.pk])
+    form = {f"amount-{rma.lines.get().pk}": "25.00", f"quantity-{rma.lines.get().pk}": "1", "reason": "defective"}
+    assert client.post(refund_url, {**form, "key": "f-0"}).status_code == 403
+    client.force_login(manager)
+    detail = client.get(reverse("returns:detail", args=[rma.pk]))
+    assert refund_url in detail.content.decode()
+    key = detail.context["refund_form"].initial["key"]
+    too_much = client.post(refund_url, {**form, f"amount-{rma.lines.get().pk}": "50.01", "key": "f-1"}, follow=True)
+    assert "above what is left to refund" in too_much.content.decode()
+    assert not Refund.objects.exists()
+    client.post(refund_url, {**form, "shipping": "5.00", "key": key})
+    client.post(refund_url, {**form, "shipping": "5.00", "key": key})
+    refund = Refund.objects.get()
+    assert (refund.amount, refund.shipping_amount, refund.rma_id) == (Decimal("30.00"), Decimal("5.00"), rma.pk)
+    assert OutboxMessage.objects.filter(kind=OutboxKind.REFUND).count() == 1
+    page = client.get(reverse("returns:detail", args=[rma.pk])).content.decode()
+    assert "30.00" in page and "Refund requested" in page
+    # and the return is completed from its page
+    client.post(reverse("returns:action", args=[rma.pk, "complete"]), {"reason": ""})
+    rma.refresh_from_db()
+    assert rma.status == "completed" and rma.closed_at is not None
