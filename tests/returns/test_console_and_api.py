@@ -175,3 +175,68 @@ def test_a_person_receives_inspects_and_refunds_a_return_in_the_console(client, 
     client.post(reverse("returns:action", args=[rma.pk, "complete"]), {"reason": ""})
     rma.refresh_from_db()
     assert rma.status == "completed" and rma.closed_at is not None
+
+
+def _first_item_errors(response) -> dict:
+    errors = response.json()["items"]
+    return errors[0] if isinstance(errors, list) else errors["0"]
+
+
+def test_a_returns_3pl_inspects_the_units_it_holds_and_bad_input_writes_nothing(api_client):
+    from inventory.models import StockMovement
+    from returns.models import ReturnUnit
+
+    # given 2 units received at a returns 3PL, pending inspection
+    _order, line, rma = _rma(units=2)
+    threepl, store = node(), node()
+    _token, key = node_token_create(location=threepl, name="returns 3PL", actor=ACTOR)
+    _other, other_key = node_token_create(location=store, name="store", actor=ACTOR)
+    base = f"/api/v1/returns/rmas/{rma.rma_number}"
+    api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
+    received = api_client.post(
+        f"{base}/receipts/",
+        {"items": [{"sku": line.sku.code, "quantity": 2}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="in-1",
+    )
+    assert received.status_code == 200 and received.json()["rma"]["status"] == "received", received.content
+    movements = StockMovement.objects.count()
+    units = ReturnUnit.objects.count()
+    # when bad input arrives: a quantity of 10^12, an unknown SKU, a disposition that does not exist, and a
+    # node that does not hold the units
+    body = {"items": [{"sku": line.sku.code, "quantity": 1, "disposition": "restock"}]}
+    huge = api_client.post(
+        f"{base}/inspections/",
+        {"items": [{"sku": line.sku.code, "quantity": 10**12, "disposition": "restock"}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="x-1",
+    )
+    unknown = api_client.post(
+        f"{base}/inspections/",
+        {"items": [{"sku": "NOPE-9", "quantity": 1, "disposition": "restock"}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="x-2",
+    )
+    no_such = api_client.post(
+        f"{base}/inspections/",
+        {"items": [{"sku": line.sku.code, "quantity": 1, "disposition": "resell"}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="x-3",
+    )
+    api_client.credentials(HTTP_AUTHORIZATION=f"Node {other_key}")
+    elsewhere = api_client.post(f"{base}/inspections/", body, format="json", HTTP_IDEMPOTENCY_KEY="x-4")
+    # then each is refused with a message and nothing is written
+    assert huge.status_code == 400 and "quantity" in _first_item_errors(huge)
+    assert unknown.status_code == 400 and "is not on RMA" in str(unknown.json()), unknown.content
+    assert no_such.status_code == 400 and "disposition" in _first_item_errors(no_such)
+    assert elsewhere.status_code == 409 and f"await inspection at {store.code}" in str(elsewhere.json())
+    assert (StockMovement.objects.count(), ReturnUnit.objects.count()) == (movements, units)
+    # and the 3PL's inspection is applied once, however often it is posted
+    api_client.credentials(HTTP_AUTHORIZATION=f"Node {key}")
+    first = api_client.post(f"{base}/inspections/", body, format="json", HTTP_IDEMPOTENCY_KEY="insp-1")
+    again = api_client.post(f"{base}/inspections/", body, format="json", HTTP_IDEMPOTENCY_KEY="insp-1")
+    assert first.status_code == again.status_code == 200, first.content
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    level = StockLevel.objects.get(sku=line.sku, location=threepl)
+    assert (level.receiving, level.on_hand) == (1, 1)
+    assert first.json()["rma"]["lines"][0]["quantity_inspected"] == 1
