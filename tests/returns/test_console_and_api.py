@@ -240,3 +240,54 @@ def test_a_returns_3pl_inspects_the_units_it_holds_and_bad_input_writes_nothing(
     level = StockLevel.objects.get(sku=line.sku, location=threepl)
     assert (level.receiving, level.on_hand) == (1, 1)
     assert first.json()["rma"]["lines"][0]["quantity_inspected"] == 1
+
+
+def test_the_queue_sorts_returns_into_awaiting_receipt_inspection_overdue_and_by_channel(client, agent):
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from channels.models import ChannelKind
+    from returns.models import ReturnPolicy
+    from tests.factories import ChannelAccountFactory
+
+    # given an Amazon return 15 days old (overdue by the 14-day default), a Walmart one 5 days old on an account
+    # whose policy says 3 days, a fresh eBay one, and a Walmart one received and waiting for inspection
+    amazon, walmart, ebay = (ChannelAccountFactory(kind=k) for k in (ChannelKind.AMAZON, "walmart", "ebay"))
+    ReturnPolicy.objects.create(account=walmart, overdue_after_days=3)
+    made = {}
+    for name, account, age in (("old", amazon, 15), ("late", walmart, 5), ("new", ebay, 0), ("in", walmart, 0)):
+        order, (line,) = shipped_order(units=1, account=account)
+        made[name] = services.rma_create(order_id=order.pk, lines=[ReturnLineInput(line.pk, 1)], actor=ACTOR)
+        ReturnAuthorization.objects.filter(pk=made[name].pk).update(created_at=timezone.now() - timedelta(days=age))
+        if name == "in":
+            services.rma_receive(
+                rma_id=made[name].pk,
+                location_id=node().pk,
+                items=[services.ReceiveItem(1, sku=line.sku.code)],
+                actor=ACTOR,
+            )
+    client.force_login(agent)
+
+    def shown(query: str) -> set[str]:
+        page = client.get(reverse("returns:queue") + query)
+        assert page.status_code == 200
+        return {name for name, rma in made.items() if rma.rma_number in page.content.decode()}
+
+    # then each bucket and channel shows its returns
+    assert shown("?bucket=awaiting_receipt") == {"old", "late", "new"}
+    assert shown("?bucket=awaiting_inspection") == {"in"}
+    assert shown("?bucket=overdue") == {"old", "late"}
+    assert shown("?bucket=open&channel=walmart") == {"late", "in"}
+    assert shown("?bucket=overdue&channel=amazon") == {"old"}
+    # and the queue's queries do not grow with its rows
+    with CaptureQueriesContext(connection) as few:
+        client.get(reverse("returns:queue") + "?bucket=all")
+    for _ in range(5):
+        order, (line,) = shipped_order(units=1, account=ebay)
+        services.rma_create(order_id=order.pk, lines=[ReturnLineInput(line.pk, 1)], actor=ACTOR)
+    with CaptureQueriesContext(connection) as more:
+        client.get(reverse("returns:queue") + "?bucket=all")
+    assert len(more.captured_queries) == len(few.captured_queries)
