@@ -318,3 +318,25 @@ def test_a_refund_made_at_the_channel_is_recorded_once_and_counts_against_what_i
             order_id=order.pk, lines=[], shipping_amount=left + Decimal("0.01"), reason="again", actor=ACTOR
         )
     assert Refund.objects.filter(order=order).count() == 1
+
+
+def test_authorizing_a_tiktok_request_approves_it_at_tiktok_once(tiktok_sandbox, tiktok_account, skus):
+    # given a buyer's return request read from TikTok Shop
+    made, order, _line = _shipped_at_channel(tiktok_sandbox, tiktok_account)
+    opened = _return_at_channel(tiktok_sandbox, made)
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert rma.status == "requested"
+    # when ops authorize it in Waybill, and the answer of the approval is lost
+    services.rma_authorize(rma_id=rma.pk, actor=ACTOR)
+    _lose_the_answer(tiktok_account.pk)
+    outbox_relay(account_id=tiktok_account.pk)
+    # then TikTok approved it once (the resend carried the same idempotency key), and the buyer may ship it back
+    assert opened.status == "approved" and len(tiktok_sandbox.return_approvals) == 1
+    message = OutboxMessage.objects.get(kind="return_decision")
+    assert message.status == OutboxStatus.SENT and message.response["decision"] == "APPROVE_RETURN"
+    assert tiktok_sandbox.state.contract_violations == []
+    # and the next read of TikTok's returns keeps the one RMA, now with TikTok's status
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
+    (rma,) = ReturnAuthorization.objects.filter(order=order)
+    assert (rma.status, rma.channel_status) == ("authorized", "AWAITING_BUYER_SHIP")
