@@ -13,6 +13,7 @@ from returns import services
 from returns.models import ReturnAuthorization, ReturnEvent, ReturnLine, ReturnReceipt, ReturnStatus, ReturnUnit
 from returns.services import ReceiveItem, ReturnConflict, ReturnError, ReturnLineInput
 from tests.factories import OrderLineFactory
+from tests.inventory.helpers import assert_stock_invariants
 
 from .helpers import node, shipped_order
 
@@ -90,6 +91,7 @@ def test_receiving_restocks_the_unit_at_any_node_with_a_return_movement_on_the_l
     assert atp_by_sku_location(sku_ids=[line.sku_id], location_ids=[store.pk])[(line.sku_id, store.pk)] == 1
     reasons = set(StockMovement.objects.filter(sku=line.sku).values_list("reason", flat=True))
     assert {MovementReason.RETURN_RECEIVE, MovementReason.RETURN_RESTOCK} <= reasons
+    assert_stock_invariants()
     assert sum(StockMovement.objects.filter(sku=line.sku, bucket="sellable").values_list("delta", flat=True)) == 1
     # and the RMA is inspected, the order line returned, the order returned
     rma.refresh_from_db()
@@ -140,6 +142,7 @@ def test_pending_units_wait_in_receiving_then_leave_it_by_their_inspected_dispos
     )
     level.refresh_from_db()
     assert (level.receiving, level.refurbish, level.on_hand, level.damaged) == (0, 1, 1, 0)
+    assert_stock_invariants()
     rma.refresh_from_db()
     assert rma.status == ReturnStatus.INSPECTED
     with pytest.raises(ReturnConflict, match="await inspection"):
