@@ -291,3 +291,30 @@ def test_the_queue_sorts_returns_into_awaiting_receipt_inspection_overdue_and_by
     with CaptureQueriesContext(connection) as more:
         client.get(reverse("returns:queue") + "?bucket=all")
     assert len(more.captured_queries) == len(few.captured_queries)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "message"),
+    [
+        ("0", "at least one line"),
+        (str(10**12), "implausibly large"),
+        ("two", "whole number"),
+        ("-1", "at least 1"),
+    ],
+)
+def test_the_create_rma_form_refuses_bad_quantities_and_cancelled_lines_writing_nothing(
+    client, agent, quantity, message
+):
+    from orders.models import LineStatus, OrderEvent
+    from tests.factories import OrderLineFactory
+
+    order, (line,) = shipped_order(units=2)
+    cancelled = OrderLineFactory(order=order, quantity=1, quantity_cancelled=1, status=LineStatus.CANCELLED)
+    client.force_login(agent)
+    url = reverse("returns:create", args=[order.pk])
+    bad = client.post(url, {f"qty-{line.pk}": quantity, "reason": "defective"})
+    assert bad.status_code == 400 and message in bad.content.decode()
+    on_cancelled = client.post(url, {f"qty-{cancelled.pk}": "1", "reason": "defective"})
+    assert on_cancelled.status_code == 400 and "is cancelled" in on_cancelled.content.decode()
+    assert not ReturnAuthorization.objects.exists()
+    assert not OrderEvent.objects.filter(order=order, kind="return_requested").exists()
