@@ -135,7 +135,7 @@ class RmaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["post"])
     @idempotent
     def inspections(self, request, rma_number=None):
-        """Dispositions for units received earlier as pending."""
+        """Dispositions for units received earlier as pending (with a node token: those received at its node)."""
         serializer = InspectionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         rma = self._rma()
@@ -153,5 +153,7 @@ class RmaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             ],
             actor=request_actor(request),
             idempotency_key=self._key(request),
+            # A node gives dispositions to the units it holds, not to those received elsewhere.
+            location_id=request.user.location_id if is_node(request) else None,
         )
         return self._answer(result)

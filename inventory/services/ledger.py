@@ -321,6 +321,33 @@ def stock_quarantine_release(
     )
 
 
+def stock_refurbish_complete(
+    *,
+    sku,
+    location,
+    quantity: int,
+    actor: Actor,
+    reason: str,
+    sellable: bool = True,
+    reference: str = "",
+    idempotency_key: str | None = None,
+) -> list[StockMovement]:
+    """Returned units whose refurbishment is done leave the refurbish bucket: sellable again (announced, so the
+    channels advertise them), or into the damaged bucket when they cannot be repaired. The reason is required."""
+    return _bucket_move(
+        sku,
+        location,
+        quantity,
+        StockBucket.REFURBISH,
+        StockBucket.SELLABLE if sellable else StockBucket.DAMAGED,
+        MovementReason.RETURN_RESTOCK if sellable else MovementReason.DAMAGE,
+        actor,
+        reference,
+        reason,
+        idempotency_key,
+    )
+
+
 def _bucket_move(sku, location, quantity, source, target, reason, actor, reference, note, idempotency_key):
     positive_quantity(quantity)
     if not note or not str(note).strip():

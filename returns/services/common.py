@@ -12,6 +12,8 @@ from returns.models import ReturnAuthorization, ReturnEvent
 
 # pg_advisory_xact_lock namespace: one order's returns and refunds are decided one at a time.
 ORDER_LOCK_NAMESPACE = 7318
+# 7319 is the returns read's (channel.SYNC_LOCK_NAMESPACE); 7320 the database's return-quantity guard's, per
+# order line (returns migration 0005).
 
 MAX_UNITS = 100_000
 

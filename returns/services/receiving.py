@@ -221,9 +221,17 @@ class InspectItem:
     note: str = ""
 
 
-def rma_inspect(*, rma_id: int, items: list[InspectItem], actor: Actor, idempotency_key: str = "") -> ReceiveResult:
+def rma_inspect(
+    *,
+    rma_id: int,
+    items: list[InspectItem],
+    actor: Actor,
+    idempotency_key: str = "",
+    location_id: int | None = None,
+) -> ReceiveResult:
     """Give received units that await inspection (disposition pending) their disposition. Keyed like a
-    receipt: the same key again changes nothing."""
+    receipt: the same key again changes nothing. With ``location_id`` (a node inspecting what it holds) only
+    the units received at that node are inspected."""
     name, _ = actor_resolve(actor)
     key = (idempotency_key or "").strip() or f"auto:{uuid.uuid4()}"
     if len(key) > 255:
@@ -239,7 +247,7 @@ def rma_inspect(*, rma_id: int, items: list[InspectItem], actor: Actor, idempote
     with transaction.atomic():
         rma = rma_lock(rma_id)
         existing = ReturnReceipt.objects.filter(idempotency_key=key).first()
-        asked = _asked(items, None)
+        asked = _asked(items, location_id)
         if existing is not None:
             if existing.rma_id != rma.pk or existing.result.get("asked", asked) != asked:
                 raise ReturnConflict(f"idempotency key {key!r} was already used for a different inspection")
@@ -247,12 +255,18 @@ def rma_inspect(*, rma_id: int, items: list[InspectItem], actor: Actor, idempote
         resolved = _resolve_lines(
             rma, [ReceiveItem(i.quantity, i.disposition, i.return_line_id, i.sku, i.note) for i in items]
         )
-        pending = list(
+        pending_rows = (
             ReturnUnit.objects.select_for_update()
             .filter(line__rma=rma, disposition=Disposition.PENDING)
             .filter(quantity_inspected__lt=F("quantity"))
-            .order_by("pk")
         )
+        if location_id is not None:
+            pending_rows = pending_rows.filter(location_id=location_id)
+        pending = list(pending_rows.order_by("pk"))
+        where = ""
+        if location_id is not None:
+            code = Location.objects.filter(pk=location_id).values_list("code", flat=True).first()
+            where = f" at {code or f'location #{location_id}'}"
         receipt = None
         stock_units, unit_rows, summary = [], [], []
         per_line: dict[int, int] = defaultdict(int)
@@ -264,7 +278,7 @@ def rma_inspect(*, rma_id: int, items: list[InspectItem], actor: Actor, idempote
             if need > available:
                 raise ReturnConflict(
                     f"RMA {rma.rma_number} line {line.order_line.external_id} ({line.order_line.channel_sku}): "
-                    f"{need} unit(s) to inspect, {available} await inspection"
+                    f"{need} unit(s) to inspect, {available} await inspection{where}"
                 )
             for source in sources:
                 if need == 0:

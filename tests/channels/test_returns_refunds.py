@@ -285,3 +285,58 @@ def test_shopify_return_and_refund_webhooks_point_at_their_order(shopify_account
     )
     connector.close()
     assert event.external_id == "gid://shopify/Order/5000000001001"
+
+
+@pytest.mark.parametrize("channel", ["walmart", "ebay", "tiktok"])
+def test_a_refund_made_at_the_channel_is_recorded_once_and_counts_against_what_is_left(channel, request, skus):
+    from orders.models import OrderEvent
+    from returns.models import Refund
+    from returns.services import ReturnConflict
+
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a shipped order whose return the marketplace refunds itself (in its seller centre, not through Waybill)
+    made, order, _line = _shipped_at_channel(sandbox, account)
+    opened = _return_at_channel(sandbox, made, status="approved")
+    if channel == "tiktok":
+        services.returns_sync_account(account_id=account.pk, force=True)
+        sandbox.state.return_advance(opened, "refunded")
+    # when the account's returns are read twice
+    services.returns_sync_account(account_id=account.pk, force=True)
+    services.returns_sync_account(account_id=account.pk, force=True)
+    # then the channel's refund is recorded once, confirmed, on the RMA it settles, with an order event
+    (refund,) = Refund.objects.filter(order=order)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert refund.from_channel and refund.status == RefundStatus.CONFIRMED and refund.external_id
+    assert refund.rma_id == rma.pk and refund.amount > 0
+    assert OrderEvent.objects.filter(order=order, kind="refund_seen_at_channel").count() == 1
+    assert sandbox.state.contract_violations == []
+    # and Waybill will not refund again what the channel already refunded
+    left = order.total_amount - refund.amount
+    with pytest.raises(ReturnConflict, match=f"{refund.amount} refunded before"):
+        services.refund_create(
+            order_id=order.pk, lines=[], shipping_amount=left + Decimal("0.01"), reason="again", actor=ACTOR
+        )
+    assert Refund.objects.filter(order=order).count() == 1
+
+
+def test_authorizing_a_tiktok_request_approves_it_at_tiktok_once(tiktok_sandbox, tiktok_account, skus):
+    # given a buyer's return request read from TikTok Shop
+    made, order, _line = _shipped_at_channel(tiktok_sandbox, tiktok_account)
+    opened = _return_at_channel(tiktok_sandbox, made)
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert rma.status == "requested"
+    # when ops authorize it in Waybill, and the answer of the approval is lost
+    services.rma_authorize(rma_id=rma.pk, actor=ACTOR)
+    _lose_the_answer(tiktok_account.pk)
+    outbox_relay(account_id=tiktok_account.pk)
+    # then TikTok approved it once (the resend carried the same idempotency key), and the buyer may ship it back
+    assert opened.status == "approved" and len(tiktok_sandbox.return_approvals) == 1
+    message = OutboxMessage.objects.get(kind="return_decision")
+    assert message.status == OutboxStatus.SENT and message.response["decision"] == "APPROVE_RETURN"
+    assert tiktok_sandbox.state.contract_violations == []
+    # and the next read of TikTok's returns keeps the one RMA, now with TikTok's status
+    services.returns_sync_account(account_id=tiktok_account.pk, force=True)
+    (rma,) = ReturnAuthorization.objects.filter(order=order)
+    assert (rma.status, rma.channel_status) == ("authorized", "AWAITING_BUYER_SHIP")

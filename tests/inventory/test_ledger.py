@@ -99,3 +99,34 @@ def test_stock_cannot_go_below_zero_or_below_reserved(sku, location, line_for):
     with pytest.raises(InvalidQuantity, match="reason"):
         services.stock_adjust(sku=sku, location=location, delta=1, reason=" ", actor="agent")
     assert_stock_invariants()
+
+
+def test_refurbished_returned_units_leave_the_refurbish_bucket_sellable_or_damaged(sku, location):
+    # given 3 returned units inspected as refurbish
+    services.stock_returns_apply(
+        units=[services.ReturnedUnits(sku_id=sku.pk, location_id=location.pk, quantity=3, target="refurbish")],
+        reference="RMA-7-1",
+        actor="returns",
+    )
+    level = StockLevel.objects.get(sku=sku, location=location)
+    assert (level.refurbish, level.on_hand, level.atp) == (3, 0, 0)
+    # when 2 are repaired and 1 cannot be
+    services.stock_refurbish_complete(
+        sku=sku, location=location, quantity=2, reason="repaired", actor="bench", idempotency_key="rf-1"
+    )
+    services.stock_refurbish_complete(
+        sku=sku, location=location, quantity=2, reason="repaired", actor="bench", idempotency_key="rf-1"
+    )
+    services.stock_refurbish_complete(
+        sku=sku, location=location, quantity=1, reason="beyond repair", sellable=False, actor="bench"
+    )
+    # then 2 are sellable and available, 1 damaged, none left to refurbish; the ledger agrees
+    level.refresh_from_db()
+    assert (level.refurbish, level.on_hand, level.damaged, level.atp) == (0, 2, 1, 2)
+    assert_stock_invariants()
+    # and more than the bucket holds, or no reason, is refused
+    with pytest.raises(StockConflict, match="below zero"):
+        services.stock_refurbish_complete(sku=sku, location=location, quantity=1, reason="again", actor="bench")
+    with pytest.raises(InvalidQuantity, match="reason"):
+        services.stock_refurbish_complete(sku=sku, location=location, quantity=1, reason=" ", actor="bench")
+    assert StockMovement.objects.filter(bucket=StockBucket.REFURBISH).count() == 3

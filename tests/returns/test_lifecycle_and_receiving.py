@@ -13,6 +13,7 @@ from returns import services
 from returns.models import ReturnAuthorization, ReturnEvent, ReturnLine, ReturnReceipt, ReturnStatus, ReturnUnit
 from returns.services import ReceiveItem, ReturnConflict, ReturnError, ReturnLineInput
 from tests.factories import OrderLineFactory
+from tests.inventory.helpers import assert_stock_invariants
 
 from .helpers import node, shipped_order
 
@@ -90,6 +91,7 @@ def test_receiving_restocks_the_unit_at_any_node_with_a_return_movement_on_the_l
     assert atp_by_sku_location(sku_ids=[line.sku_id], location_ids=[store.pk])[(line.sku_id, store.pk)] == 1
     reasons = set(StockMovement.objects.filter(sku=line.sku).values_list("reason", flat=True))
     assert {MovementReason.RETURN_RECEIVE, MovementReason.RETURN_RESTOCK} <= reasons
+    assert_stock_invariants()
     assert sum(StockMovement.objects.filter(sku=line.sku, bucket="sellable").values_list("delta", flat=True)) == 1
     # and the RMA is inspected, the order line returned, the order returned
     rma.refresh_from_db()
@@ -140,6 +142,7 @@ def test_pending_units_wait_in_receiving_then_leave_it_by_their_inspected_dispos
     )
     level.refresh_from_db()
     assert (level.receiving, level.refurbish, level.on_hand, level.damaged) == (0, 1, 1, 0)
+    assert_stock_invariants()
     rma.refresh_from_db()
     assert rma.status == ReturnStatus.INSPECTED
     with pytest.raises(ReturnConflict, match="await inspection"):
@@ -230,3 +233,58 @@ def test_every_connector_says_how_often_its_returns_may_be_read():
     intervals = {kind: connector_class(kind).returns_read_interval for kind in CONNECTORS}
     assert intervals["amazon"] == timedelta(minutes=15)
     assert all(isinstance(value, timedelta) for value in intervals.values()) and len(intervals) == 5
+
+
+@pytest.mark.concurrency
+@pytest.mark.django_db(transaction=True)
+def test_two_return_lines_written_at_once_past_the_services_cannot_both_exceed_the_shipped_units():
+    import threading
+
+    import psycopg
+
+    # given a line of which 2 units shipped, and two RMAs on it (no line yet)
+    order, (line,) = shipped_order(units=2)
+    first = services.rma_create(order_id=order.pk, lines=[ReturnLineInput(line.pk, 1)], actor=ACTOR)
+    second = services.rma_create(order_id=order.pk, lines=[ReturnLineInput(line.pk, 1)], actor=ACTOR)
+    ReturnLine.objects.all().delete()
+    settings = connection.settings_dict
+    dsn = {
+        "dbname": settings["NAME"],
+        "user": settings["USER"],
+        "password": settings["PASSWORD"] or None,
+        "host": settings["HOST"] or None,
+        "port": settings["PORT"] or None,
+    }
+    insert = (
+        f"INSERT INTO {ReturnLine._meta.db_table} (rma_id, order_line_id, quantity, quantity_received, "
+        "quantity_inspected, disposition, reason, external_id, note) VALUES (%s, %s, 2, 0, 0, 'pending', '', '', '')"
+    )
+    outcome: dict[str, object] = {}
+    # when one backend writes a line of 2 units and, before it commits, another writes a line of 2 more
+    with psycopg.connect(**dsn) as a, psycopg.connect(**dsn) as b:
+        a.execute(insert, [first.pk, line.pk])
+        b_pid = b.info.backend_pid
+
+        def write_b():
+            try:
+                with b.transaction():
+                    b.execute(insert, [second.pk, line.pk])
+                outcome["b"] = "committed"
+            except psycopg.Error as exc:
+                outcome["b"] = str(exc)
+
+        writer = threading.Thread(target=write_b)
+        writer.start()
+        # (the second either finishes at once, unguarded, or waits for the first's lock)
+        while writer.is_alive():
+            waiting = a.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'", [b_pid]
+            ).fetchone()
+            if waiting:
+                break
+            writer.join(0.05)
+        a.commit()
+        writer.join(60)
+    # then the second waited for the first, counted its units and was refused: 2 units under return, not 4
+    assert "returnline_exceeds_shipped" in str(outcome.get("b")), outcome
+    assert sum(ReturnLine.objects.filter(order_line=line).values_list("quantity", flat=True)) == 2
