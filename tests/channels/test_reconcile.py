@@ -400,3 +400,40 @@ def test_a_malformed_stock_answer_heals_nothing_from_it(walmart_sandbox, walmart
     # then: the drift is found and healed once
     assert again.status == SyncStatus.SUCCEEDED and (again.compared, again.found, again.healed) == (2, 1, 1)
     assert Drift.objects.get().subject == "WB-1001"
+
+
+@pytest.mark.parametrize("kind", ["amazon", "walmart", "shopify", "tiktok"])  # eBay cancels whole orders only
+def test_units_of_a_line_cancelled_at_the_channel_are_found_once_and_applied(kind, request, skus, api_client):
+    sandbox, account = request.getfixturevalue(f"{kind}_sandbox"), request.getfixturevalue(f"{kind}_account")
+    # given: an order of two lines synced and routed, then one unit of its first line cancelled by the
+    # marketplace behind the sync's back
+    placed = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    (made,) = sandbox.state.generate(
+        1, lines=2, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False, created_at=placed
+    )
+    with sandbox.state.lock:
+        first = made.lines[0]
+        first.quantity = max(first.quantity, 2)
+    node_for(account, [made])
+    sync(account)
+    order = Order.objects.get(account=account, external_id=external_id(account, made))
+    route(order)
+    # later polls have found nothing new: the order's last change is well behind the sync's cursor
+    type(account).objects.filter(pk=account.pk).update(sync_cursor=datetime.now(UTC))
+    admin(sandbox, "/_sandbox/drift", {"cancel_lines": {made.order_id: {first.line_id: 1}}})
+    sync(account)
+    line = order.lines.get(channel_sku=first.sku)  # a sandbox order has one line per SKU
+    assert line.quantity_cancelled == 0
+    # when: reconciled twice
+    run = reconcile_orders_run(account_id=account.pk)
+    again = reconcile_orders_run(account_id=account.pk)
+    # then: one drift, healed by applying the channel's line: one unit cancelled, the order still open
+    assert (run.found, run.healed, run.unhealed) == (1, 1, 0), (run.error, run.progress)
+    assert _drifts(account) == {order.external_id: [(DriftKind.CANCELLED_THERE, DriftStatus.HEALED)]}
+    line.refresh_from_db()
+    assert line.quantity_cancelled == 1
+    # and the cancelled unit's reservation released
+    active = Reservation.objects.filter(order_line=line, status="active").values_list("quantity", flat=True)
+    assert sum(active) == line.quantity - 1
+    assert Order.objects.get(pk=order.pk).status != OrderStatus.CANCELLED
+    assert (again.found, again.healed) == (0, 0)
