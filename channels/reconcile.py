@@ -16,7 +16,9 @@ classifies every disagreement as a Drift row and heals it through the paths ever
 **Locks.** A run holds its own advisory lock per (account, scope), never the sync's: a sync is never kept
 waiting by a reconciliation. A heal that ingests takes the sync's lock for the page only, waiting its turn
 while a sync runs; and while a sync runs, the reader pauses before each page, leaving the channel's rate
-budget to it (``WAYBILL_RECONCILE_PACE_SECONDS`` spaces the reader's pages further, per channel kind).
+budget to it (``WAYBILL_RECONCILE_PACE_SECONDS`` spaces the reader's pages further, per channel kind). Where the
+channel reports its budget (Shopify), the reader's calls also leave ``WAYBILL_RECONCILE_BUDGET_RESERVE`` of it
+(half) untouched, so a sync that starts between two of its pages finds its budget there.
 
 **Horizon.** Only what the sync has had its chance to see is compared: orders the channel changed up to the
 sync's cursor less its overlap. A newer change is the next poll's, not drift.
@@ -104,6 +106,8 @@ RESEND_PREFIX = "reconcile:"
 # A write the channel acknowledged this recently may not show in its reads yet (Amazon's updates lag minutes):
 # such an order or SKU counts as in flight, not as drift.
 SETTLE_SECONDS = 900.0
+# The share of a channel's reported rate budget the reader leaves to the sync and the sends.
+BUDGET_RESERVE = 0.5
 
 
 def _settle_window() -> timedelta:
@@ -182,6 +186,20 @@ class _Pacer:
                 time.sleep(pause)
         self.last = time.monotonic()
         self.yielded_seconds += self.last - start
+
+
+@contextmanager
+def _leaving_budget(connector: Connector, run: ReconcileRun) -> Iterator[None]:
+    """The reader's calls leave WAYBILL_RECONCILE_BUDGET_RESERVE of the channel's rate budget to the sync (where
+    the channel reports its budget); the connector is given back as it came."""
+    reserve = min(max(float(_setting("WAYBILL_RECONCILE_BUDGET_RESERVE", BUDGET_RESERVE)), 0.0), 0.9)
+    before = connector.budget_reserve
+    connector.budget_reserve = reserve
+    run.progress = {**run.progress, "budget_reserve": reserve}
+    try:
+        yield
+    finally:
+        connector.budget_reserve = before
 
 
 def _count_calls(connector: Connector) -> Callable[[], int]:
@@ -436,7 +454,8 @@ def reconcile_orders_run(
             _orders_by_id(account, connector, run, seen, window_from, pacer, calls)
 
         try:
-            completed = _guarded(run, account, body)
+            with _leaving_budget(connector, run):
+                completed = _guarded(run, account, body)
         finally:
             if own:
                 connector.close()
@@ -755,7 +774,8 @@ def reconcile_stock_run(
                 _stock_push(account, run, label, drifts)
 
         try:
-            completed = _guarded(run, account, body)
+            with _leaving_budget(connector, run):
+                completed = _guarded(run, account, body)
         finally:
             if own:
                 connector.close()

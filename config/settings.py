@@ -325,6 +325,8 @@ WAYBILL_RECONCILE_WINDOW_DAYS = env.int("WAYBILL_RECONCILE_WINDOW_DAYS", default
 # Seconds between the reader's pages, per channel kind, to keep to a share of the plan's rate budget on top
 # of yielding to a running sync (e.g. {"amazon": 360} keeps Amazon's 0.0056 rps searchOrders at half).
 WAYBILL_RECONCILE_PACE_SECONDS = env.json("WAYBILL_RECONCILE_PACE_SECONDS", default={})
+# The share of a channel's reported rate budget (Shopify's query cost bucket) the reader leaves to the sync.
+WAYBILL_RECONCILE_BUDGET_RESERVE = env.float("WAYBILL_RECONCILE_BUDGET_RESERVE", default=0.5)
 # Orders open here that the channel's pages did not include, read again by id per run.
 WAYBILL_RECONCILE_BY_ID_LIMIT = env.int("WAYBILL_RECONCILE_BY_ID_LIMIT", default=200)
 # A write the channel acknowledged this recently may not show in its reads yet: not drift until then.

@@ -5,8 +5,14 @@ picking a unit. The carrier then posts scans to the signed tracking webhook (in 
 delivery, delivered), now and then a late scan (a delay) or a delivery exception, so the demo's orders
 flow to Delivered and exceptions arise on their own.
 
+Every ``count_every_seconds`` the WMS also cycle-counts a few SKUs of one node (the nodes in turn) and posts
+the counts as a stock snapshot (``POST /api/v1/stock-levels/snapshot/``, an integration token), now and then
+with a miscount (``miscount_rate``): a unit off, applied within the node's tolerance, or several, proposed to a
+person, so the nodes' reconciliation has something to show.
+
 Time is compressed: a shipment moves one step every ``step_seconds``. Nothing here touches the database:
-``run_warehouse`` (the management command) creates the node tokens and hands their keys over.
+``run_warehouse`` (the management command) creates the node tokens (and the counts' token) and hands their
+keys over.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,6 +45,12 @@ class SimConfig:
     exception_rate: float = 0.02
     webhook_secret: str = ""
     seed: int | None = None
+    # Cycle counts: seconds between two (0: none), the integration token they are posted with, and the share
+    # of counts with one miscounted SKU.
+    count_every_seconds: float = 0.0
+    stock_token: str = ""
+    miscount_rate: float = 0.3
+    count_skus: int = 5
 
 
 @dataclass
@@ -59,6 +72,8 @@ class TickStats:
     delivered: int = 0
     late_scans: int = 0
     exceptions: int = 0
+    counts: int = 0
+    miscounts: int = 0
     errors: list[str] = field(default_factory=list)
 
     def total(self) -> int:
@@ -73,6 +88,8 @@ class WarehouseSimulator:
         self.random = random.Random(config.seed)  # noqa: S311 - a demo's dice, not a secret
         self.last_step: dict[int, float] = {}
         self.parcels: dict[int, Parcel] = {}
+        self.last_count: float | None = None
+        self.count_turn = 0
 
     # -- the WMS, through the node API ---------------------------------------------------------------------
 
@@ -119,7 +136,54 @@ class WarehouseSimulator:
                 except httpx.HTTPError as exc:
                     stats.errors.append(f"shipment {shipment['id']}: {exc}")
                 self.last_step[shipment["id"]] = now
+        if self._count_due(now):
+            try:
+                self._cycle_count(stats)
+            except httpx.HTTPError as exc:
+                stats.errors.append(f"cycle count: {exc}")
         return stats
+
+    # -- cycle counts, posted as stock snapshots ---------------------------------------------------------------
+
+    def _count_due(self, now: float) -> bool:
+        if not self.config.count_every_seconds or not self.config.stock_token:
+            return False
+        if self.last_count is not None and now - self.last_count < self.config.count_every_seconds:
+            return False
+        self.last_count = now
+        return True
+
+    def _cycle_count(self, stats: TickStats) -> None:
+        """Count a few unreserved SKUs of the next node and post the counts; now and then one is miscounted."""
+        codes = sorted(self.tokens)
+        code = codes[self.count_turn % len(codes)]
+        self.count_turn += 1
+        auth = {"Authorization": f"Bearer {self.config.stock_token}"}
+        response = self.client.get("/api/v1/stock-levels/", headers=auth, params={"location": code, "page_size": "200"})
+        if response.status_code != 200:
+            stats.errors.append(f"{code}: stock levels {response.status_code} {response.text[:200]}")
+            return
+        # Unreserved rows only: a count below what is reserved there is refused (409), as a real one would be.
+        levels = [row for row in response.json().get("results", []) if row["reserved"] == 0 and row["on_hand"] > 0]
+        if not levels:
+            return
+        chosen = self.random.sample(levels, min(self.config.count_skus, len(levels)))
+        counts = {row["sku_code"]: row["on_hand"] for row in chosen}
+        if self.random.random() < self.config.miscount_rate:
+            row = self.random.choice(chosen)
+            off = self.random.choice([-1, 1, 2, -8, 6])
+            counts[row["sku_code"]] = max(row["on_hand"] + off, 0)
+            stats.miscounts += 1
+        body = {
+            "idempotency_key": f"cycle-count-{code}-{uuid.uuid4().hex[:12]}",
+            "source": f"wms:{code.lower()}",
+            "rows": [{"sku": sku, "location": code, "on_hand": n} for sku, n in sorted(counts.items())],
+        }
+        answer = self.client.post("/api/v1/stock-levels/snapshot/", headers=auth, json=body)
+        if answer.status_code != 200:
+            stats.errors.append(f"{code}: snapshot {answer.status_code} {answer.text[:200]}")
+            return
+        stats.counts += 1
 
     def _advance(self, code: str, shipment: dict, stats: TickStats) -> None:
         sid, status = shipment["id"], shipment["status"]
@@ -233,11 +297,12 @@ class WarehouseSimulator:
         while not should_stop():
             started = time.monotonic()
             stats = self.tick()
-            if stats.total() or stats.errors:
+            if stats.total() or stats.counts or stats.errors:
                 report(
                     f"ack {stats.acknowledged} pick {stats.picking} pack {stats.packed} ship {stats.shipped} "
                     f"short {stats.short_picked} scans {stats.scans} (delivered {stats.delivered}, late "
-                    f"{stats.late_scans}, exception {stats.exceptions}) errors {len(stats.errors)}"
+                    f"{stats.late_scans}, exception {stats.exceptions}) counts {stats.counts} (miscounted "
+                    f"{stats.miscounts}) errors {len(stats.errors)}"
                 )
                 for error in stats.errors[:5]:
                     report(f"error: {error}")

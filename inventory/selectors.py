@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce, Greatest, TruncDay
+from django.utils import timezone
 
 from inventory.models import (
     CountProposalStatus,
@@ -19,6 +22,7 @@ from inventory.models import (
     StockCountProposal,
     StockLevel,
     StockMovement,
+    StockSnapshot,
 )
 
 OPEN_INBOUND = (InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED)
@@ -128,6 +132,83 @@ def node_count_proposals(*, location_id: int) -> QuerySet:
         )
         .order_by("waiting_first", "-created_at", "-pk")
     )
+
+
+@dataclass(frozen=True)
+class NodeReconcilePage:
+    last_snapshot: StockSnapshot | None
+    last_rows: dict[str, int]
+    by_kind: list[dict]
+    trend: list[dict]
+    waiting: list[StockCountProposal]
+
+
+HEALED_COUNTS = (CountProposalStatus.AUTO_APPLIED, CountProposalStatus.APPLIED)
+
+
+def node_reconcile_page(*, location: Location, days: int = 14, now: datetime | None = None) -> NodeReconcilePage:
+    """A node's reconciliation: its last snapshot (rows at this node, how many differed, applied, proposed),
+    the counts that differed within ``days`` by direction with how each was settled, found and healed per day
+    (the trend), and the proposals waiting for a person."""
+    now = now or timezone.now()
+    since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = (
+        StockSnapshot.objects.filter(result__contains={"rows": [{"location": location.code}]})
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    last_rows = {"rows": 0, "differed": 0, "applied": 0, "proposed": 0}
+    if last is not None:
+        for row in last.result.get("rows", []):
+            if row.get("location") != location.code:
+                continue
+            last_rows["rows"] += 1
+            if row.get("delta"):
+                last_rows["differed"] += 1
+                last_rows["proposed" if row.get("proposed") else "applied"] += 1
+    window = StockCountProposal.objects.filter(location=location, created_at__gte=since)
+    labels = {"below": "Counted fewer than on-hand", "above": "Counted more than on-hand"}
+    by_kind = list(
+        window.annotate(direction=Case(When(delta__lt=0, then=Value("below")), default=Value("above")))
+        .values("direction")
+        .annotate(
+            found=Count("id"),
+            auto=Count("id", filter=Q(status=CountProposalStatus.AUTO_APPLIED)),
+            applied=Count("id", filter=Q(status=CountProposalStatus.APPLIED)),
+            rejected=Count("id", filter=Q(status=CountProposalStatus.REJECTED)),
+            waiting=Count("id", filter=Q(status=CountProposalStatus.PROPOSED)),
+            units=Sum("delta"),
+        )
+        .order_by("direction")
+    )
+    for row in by_kind:
+        row["label"] = labels[row["direction"]]
+    per_day = {
+        row["day"].date(): row
+        for row in window.annotate(day=TruncDay("created_at"))
+        .values("day")
+        .annotate(found=Count("id"), healed=Count("id", filter=Q(status__in=HEALED_COUNTS)))
+        .order_by("day")
+    }
+    trend = []
+    for offset in range(days):
+        day = (since + timedelta(days=offset)).date()
+        row = per_day.get(day, {})
+        trend.append({"day": day, "found": row.get("found", 0), "healed": row.get("healed", 0)})
+    peak = max([t["found"] for t in trend] + [1])
+    for index, point in enumerate(trend):
+        # Bar geometry for the inline SVG chart, as on an account's reconciliation page.
+        point["x"] = index * 24 + 4
+        point["found_h"] = round(80 * point["found"] / peak)
+        point["healed_h"] = round(80 * point["healed"] / peak)
+        point["found_y"] = 90 - point["found_h"]
+        point["healed_y"] = 90 - point["healed_h"]
+    waiting = list(
+        StockCountProposal.objects.filter(location=location, status=CountProposalStatus.PROPOSED)
+        .select_related("sku", "snapshot", "case")
+        .order_by("-created_at", "-pk")[:200]
+    )
+    return NodeReconcilePage(last_snapshot=last, last_rows=last_rows, by_kind=by_kind, trend=trend, waiting=waiting)
 
 
 # --- end of reconciliation ---------------------------------------------------------------------------

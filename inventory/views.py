@@ -157,8 +157,9 @@ class InboundReceiveView(ConsoleView):
 
 
 class NodeCountsView(ConsoleView):
-    """A node's reconciliation: its counts that differed from on-hand, the waiting proposals first (apply or
-    reject), with each one's case and the movement it made."""
+    """A node's reconciliation: its last snapshot, the counts that differed by direction and how each was settled,
+    the trend, the proposals waiting for a person (apply or reject) and every differing count with its case and
+    the movement it made."""
 
     permission_required = "inventory.view_stocklevel"
 
@@ -168,11 +169,13 @@ class NodeCountsView(ConsoleView):
     def render_page(self, request, code: str, *, status: int = 200):
         location = get_object_or_404(Location, code=code)
         proposals = list(selectors.node_count_proposals(location_id=location.pk)[:200])
+        page = selectors.node_reconcile_page(location=location)
         context = {
             "section": "inventory",
             "location": location,
             "proposals": proposals,
-            "waiting": sum(1 for p in proposals if p.status == "proposed"),
+            "page": page,
+            "waiting": len(page.waiting),
             "can_decide": request.user.has_perm("inventory.add_stockmovement"),
         }
         return render(request, "inventory/node_counts.html", context, status=status)

@@ -591,6 +591,12 @@ class Connector:
     # cheaper than reading it page by page at query cost: reconciliation then reads its window as a backfill
     # does, leaving the account's rate budget to the sync.
     reconcile_in_bulk: ClassVar[bool] = False
+    # The share of the channel's reported rate budget this client leaves to the account's other clients (a
+    # reconciliation leaves it to the sync and the sends): its calls wait while the budget, as last reported and
+    # refilled since, holds less than that share plus their cost. Only a channel that reports its budget
+    # (Shopify's throttleStatus) can honour it; elsewhere the reconciler's pace and its yielding to a running
+    # sync keep it out of the sync's way.
+    budget_reserve: float = 0.0
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """The quantity the channel advertises now for each SKU (its available-to-sell at the account's

@@ -14,6 +14,7 @@ Admin endpoints, the same on every sandbox (no auth: loopback only):
   POST /_sandbox/drift    drift injected behind the sync's back (reconciliation tests and the demo):
                           {"stock": {sku: quantity}}      the seller edits quantities in the channel's tools
                           {"cancel": [order id, …]}       the marketplace cancels; no poll or webhook sees it
+                          {"cancel_lines": {order id: {line id: units}}}  it cancels units of some lines
                           {"ship": [order id, …]}         the seller ships in the channel's tools, unseen
                           {"forget_shipments": [id, …]}   the channel loses confirmations it had applied
                                                           (their records in state stay, marked forgotten)
@@ -607,15 +608,25 @@ class SandboxApp:
         """Change the channel's side quietly: order times stay as they were (no poll from the cursor and no
         webhook sees the change), stock is set as if in the seller's own tools. Answers what changed."""
         data = request.json()
-        if not isinstance(data, dict) or not set(data) <= {"stock", "cancel", "ship", "forget_shipments", "unseen"}:
-            return Response(400, {"error": "expected any of stock, cancel, ship, forget_shipments, unseen"})
+        known = {"stock", "cancel", "cancel_lines", "ship", "forget_shipments", "unseen"}
+        if not isinstance(data, dict) or not set(data) <= known:
+            return Response(400, {"error": f"expected any of {', '.join(sorted(known))}"})
         done: dict[str, Any] = {}
         with self.state.lock:
-            for name in ("cancel", "ship", "forget_shipments"):
+            for name in ("cancel", "cancel_lines", "ship", "forget_shipments"):
                 ids = data.get(name) or []
                 missing = [i for i in ids if i not in self.state.orders]
                 if missing:
                     return Response(404, {"error": f"unknown order(s) {missing[:5]}"})
+            partial = data.get("cancel_lines") or {}
+            for order_id, lines in partial.items():
+                known_lines = {line.line_id for line in self.state.orders[order_id].lines}
+                if not isinstance(lines, dict) or not lines or not set(lines) <= known_lines:
+                    return Response(400, {"error": f"cancel_lines {order_id}: {{line id: units}} of its lines"})
+                if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lines.values()):
+                    return Response(
+                        400, {"error": f"cancel_lines {order_id}: units must be whole numbers of 1 or more"}
+                    )
             for sku, quantity in (data.get("stock") or {}).items():
                 floor = -1_000_000 if self.negative_stock else 0
                 if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < floor:
@@ -623,6 +634,9 @@ class SandboxApp:
                 self.drift_stock(str(sku), quantity)
             for order_id in data.get("cancel") or []:
                 self.state.cancel(self.state.orders[order_id], "GeneralAdjustment", topic=None)
+            for order_id, lines in partial.items():
+                # Units of some lines cancelled by the marketplace (the buyer asked, or stock ran out there).
+                self.state.cancel(self.state.orders[order_id], "BuyerCanceled", lines=lines, topic=None)
             for order_id in data.get("ship") or []:
                 self.state.ship(self.state.orders[order_id], topic=None)
             for order_id in data.get("forget_shipments") or []:

@@ -554,6 +554,8 @@ class ShopifySandbox(SandboxApp):
         self.maximum_available = maximum_available
         self.restore_rate = restore_rate
         self.available = maximum_available
+        # The least the bucket held after a query was charged (tests: what a client left to the others).
+        self.lowest_available = maximum_available
         self.refilled = time.monotonic()
         self.cancel_delay = cancel_delay
         self.bucket_lock = threading.Lock()
@@ -653,6 +655,7 @@ class ShopifySandbox(SandboxApp):
             if self.available < cost:
                 return False
             self.available -= cost
+            self.lowest_available = min(self.lowest_available, self.available)
             return True
 
     def graphql(self, request: Request, version: str) -> Response:

@@ -26,6 +26,7 @@ from channels.models import (
 )
 from channels.outbox import inventory_push_plan
 from channels.reconcile import reconcile_orders_run, reconcile_stock_run
+from fulfillment.models import Shipment, ShipmentStatus
 from inventory import services as inventory
 from inventory.models import Reservation, Sku
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderStatus
@@ -136,6 +137,8 @@ def test_order_drift_is_found_once_healed_once_and_a_second_run_finds_nothing(ch
     b_order = Order.objects.get(pk=orders[1].pk)
     assert b_order.status == OrderStatus.CANCELLED
     assert not Reservation.objects.filter(order_line__order=b_order, status="active").exists()
+    # and its shipment, released to the node but not picked, recalled
+    assert Shipment.objects.get(order=b_order).status == ShipmentStatus.CANCELLED
     # C: shipped here through the shipped-upstream path
     assert Order.objects.get(pk=orders[2].pk).status == OrderStatus.SHIPPED
     # D: ingested
@@ -376,3 +379,65 @@ def test_a_negative_quantity_at_the_channel_is_an_oversell_case(shopify_sandbox,
     assert "-3 available" in case.title
     relay(shopify_account)
     assert _advertised(shopify_sandbox, shopify_account, "WB-1001") == 4
+
+
+def test_a_malformed_stock_answer_heals_nothing_from_it(walmart_sandbox, walmart_account, skus):
+    sandbox, account = walmart_sandbox, walmart_account
+    _listed_with_stock(account, {"WB-1001": 12, "WB-1002": 30})
+    # given: the channel over-advertises one SKU and answers garbage for the other, in the same read
+    admin(sandbox, "/_sandbox/drift", {"stock": {"WB-1001": 40}})
+    with sandbox.state.lock:
+        sandbox.state.inventory["WB-1002"] = "lots"
+    # when: stock is reconciled
+    run = reconcile_stock_run(account_id=account.pk)
+    # then: the read that failed validation is skipped whole and the run says why: no drift row, no push
+    assert run.status == SyncStatus.PARTIAL and run.progress["quarantined"] == 2
+    assert "quantity.amount" in run.progress["last_bad_answer"]
+    assert (run.compared, run.found, run.healed) == (0, 0, 0)
+    assert not Drift.objects.exists()
+    assert not OutboxMessage.objects.filter(kind=OutboxKind.INVENTORY, dedupe_key__startswith="reconcile:").exists()
+    assert ChannelAvailability.objects.get(account=account, sku__code="WB-1001").last_pushed_quantity == 12
+    # when: the channel answers properly again
+    with sandbox.state.lock:
+        sandbox.state.inventory["WB-1002"] = 30
+    again = reconcile_stock_run(account_id=account.pk)
+    # then: the drift is found and healed once
+    assert again.status == SyncStatus.SUCCEEDED and (again.compared, again.found, again.healed) == (2, 1, 1)
+    assert Drift.objects.get().subject == "WB-1001"
+
+
+@pytest.mark.parametrize("kind", ["amazon", "walmart", "shopify", "tiktok"])  # eBay cancels whole orders only
+def test_units_of_a_line_cancelled_at_the_channel_are_found_once_and_applied(kind, request, skus, api_client):
+    sandbox, account = request.getfixturevalue(f"{kind}_sandbox"), request.getfixturevalue(f"{kind}_account")
+    # given: an order of two lines synced and routed, then one unit of its first line cancelled by the
+    # marketplace behind the sync's back
+    placed = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    (made,) = sandbox.state.generate(
+        1, lines=2, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False, created_at=placed
+    )
+    with sandbox.state.lock:
+        first = made.lines[0]
+        first.quantity = max(first.quantity, 2)
+    node_for(account, [made])
+    sync(account)
+    order = Order.objects.get(account=account, external_id=external_id(account, made))
+    route(order)
+    # later polls have found nothing new: the order's last change is well behind the sync's cursor
+    type(account).objects.filter(pk=account.pk).update(sync_cursor=datetime.now(UTC))
+    admin(sandbox, "/_sandbox/drift", {"cancel_lines": {made.order_id: {first.line_id: 1}}})
+    sync(account)
+    line = order.lines.get(channel_sku=first.sku)  # a sandbox order has one line per SKU
+    assert line.quantity_cancelled == 0
+    # when: reconciled twice
+    run = reconcile_orders_run(account_id=account.pk)
+    again = reconcile_orders_run(account_id=account.pk)
+    # then: one drift, healed by applying the channel's line: one unit cancelled, the order still open
+    assert (run.found, run.healed, run.unhealed) == (1, 1, 0), (run.error, run.progress)
+    assert _drifts(account) == {order.external_id: [(DriftKind.CANCELLED_THERE, DriftStatus.HEALED)]}
+    line.refresh_from_db()
+    assert line.quantity_cancelled == 1
+    # and the cancelled unit's reservation released
+    active = Reservation.objects.filter(order_line=line, status="active").values_list("quantity", flat=True)
+    assert sum(active) == line.quantity - 1
+    assert Order.objects.get(pk=order.pk).status != OrderStatus.CANCELLED
+    assert (again.found, again.healed) == (0, 0)

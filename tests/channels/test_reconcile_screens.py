@@ -86,3 +86,53 @@ def test_an_agent_applies_or_rejects_a_nodes_count(client, agent, viewer):
         "TEE": CountProposalStatus.APPLIED,
         "MUG": CountProposalStatus.REJECTED,
     }
+
+
+def test_a_nodes_page_shows_its_last_snapshot_drift_by_kind_the_trend_and_links_to_each_waiting_count(client, viewer):
+    # given: a node with a tolerance of 2; one snapshot counts TEE one over (applied) and MUG five under
+    node = LocationFactory(code="DAL", count_tolerance_units=2)
+    for code in ("TEE", "MUG", "CAP"):
+        inventory.stock_receive(sku=SkuFactory(code=code), location=node, quantity=10, actor="setup")
+    inventory.stock_snapshot_apply(
+        rows=[
+            {"sku": "TEE", "location": "DAL", "on_hand": 11},
+            {"sku": "MUG", "location": "DAL", "on_hand": 5},
+            {"sku": "CAP", "location": "DAL", "on_hand": 10},
+        ],
+        idempotency_key="dal-count-7",
+        actor="wms",
+        source="wms:dallas",
+    )
+    mug = StockCountProposal.objects.get(sku__code="MUG")
+    # when: the node's reconciliation page is read
+    client.force_login(viewer)
+    page = client.get(reverse("inventory:node-counts", args=["DAL"]))
+    # then: the last snapshot with what it found at this node
+    assert page.status_code == 200 and page.text.count("<h1") == 1
+    assert "dal-count-7" in page.text and "wms:dallas" in page.text
+    assert "3 count(s) at this node" in page.text and "2 differed from on-hand, 1 applied, 1 proposed" in page.text
+    # the drift by kind and the trend chart
+    by_kind = page.context["page"].by_kind
+    assert {(r["label"], r["found"], r["auto"], r["waiting"], r["units"]) for r in by_kind} == {
+        ("Counted more than on-hand", 1, 1, 0, 1),
+        ("Counted fewer than on-hand", 1, 0, 1, -5),
+    }
+    assert (
+        sum(p["found"] for p in page.context["page"].trend),
+        sum(p["healed"] for p in page.context["page"].trend),
+    ) == (
+        2,
+        1,
+    )
+    assert '<figure id="trend">' in page.text and "<svg" in page.text
+    # and a link to the waiting count's row and to its case
+    assert f'href="#proposal-{mug.pk}"' in page.text and f'id="proposal-{mug.pk}"' in page.text
+    assert f"q={mug.case.pk}" in page.text
+
+
+def test_a_node_never_counted_says_so(client, viewer):
+    LocationFactory(code="RNO")
+    client.force_login(viewer)
+    page = client.get(reverse("inventory:node-counts", args=["RNO"]))
+    assert page.status_code == 200 and "No snapshot has counted this node yet." in page.text
+    assert "No count differed from on-hand." in page.text

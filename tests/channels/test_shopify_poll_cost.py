@@ -265,3 +265,41 @@ def test_a_webhook_drain_stops_between_two_reads_when_the_worker_shuts_down(
     # then the rest are read
     assert again.processed == 4 and not InboundEvent.objects.filter(status=InboundStatus.RECEIVED).exists()
     assert Order.objects.filter(account=shopify_account).count() == 6
+
+
+def _full_bucket(sandbox) -> None:
+    with sandbox.bucket_lock:
+        sandbox.available = sandbox.maximum_available
+        sandbox.lowest_available = sandbox.maximum_available
+
+
+def test_reconciliation_leaves_half_the_query_budget_to_the_sync(small_bucket_shop, skus, settings):
+    from channels.reconcile import reconcile_orders_run
+
+    # given: 14 orders synced an hour after they last changed, so reconciliation compares every one in full
+    sandbox, account = small_bucket_shop
+    made = sandbox.state.generate(14, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    _aged(sandbox, made, 3600)
+    assert sync_account_run(account_id=account.pk).status == SyncStatus.SUCCEEDED and Order.objects.count() == 14
+    type(account).objects.filter(pk=account.pk).update(sync_cursor=timezone.now())  # later polls saw nothing new
+    connector = connector_for(account)
+    connector.get_orders([f"gid://shopify/Order/{made[0].order_id}"])  # the connector knows what a read costs
+    # when: reconciled without a reserve, from a full bucket
+    settings.WAYBILL_RECONCILE_BUDGET_RESERVE = 0
+    _full_bucket(sandbox)
+    greedy = reconcile_orders_run(account_id=account.pk, connector=connector)
+    # then: it spends the bucket down past half
+    assert greedy.status == SyncStatus.SUCCEEDED and greedy.compared == 14
+    assert sandbox.lowest_available < 500
+    # when: reconciled with the default reserve (half), from a full bucket
+    settings.WAYBILL_RECONCILE_BUDGET_RESERVE = 0.5
+    _full_bucket(sandbox)
+    polite = reconcile_orders_run(account_id=account.pk, connector=connector)
+    # then: every order is compared as before, nothing is refused, and half the bucket is always left to the sync
+    assert polite.status == SyncStatus.SUCCEEDED and polite.compared == 14 and polite.found == 0
+    assert polite.progress["budget_reserve"] == 0.5
+    assert sandbox.lowest_available >= 500 - 1  # the bucket's reported level is rounded down
+    assert connector.throttled == 0
+    # and the connector is given back without the reserve
+    assert connector.budget_reserve == 0
+    connector.close()

@@ -92,3 +92,43 @@ def test_a_node_without_a_tolerance_applies_every_count_and_records_it(stock):
     _snapshot("count-1", {"TEE": 1})
     assert _on_hand() == {"TEE": 1}
     assert StockCountProposal.objects.get().status == CountProposalStatus.AUTO_APPLIED
+
+
+def test_a_miscount_through_the_snapshot_api_is_found_once_and_a_retried_post_heals_nothing_twice(
+    api_client, agent, node
+):
+    # given: the node's WMS counts MUG eight short (beyond the tolerance) and TEE one short (within it)
+    api_client.force_authenticate(agent)
+    body = {
+        "idempotency_key": "dal-count-1",
+        "source": "wms:dallas",
+        "rows": [
+            {"sku": "TEE", "location": "DAL", "on_hand": 9},
+            {"sku": "MUG", "location": "DAL", "on_hand": 12},
+            {"sku": "CAP", "location": "DAL", "on_hand": 5},
+        ],
+    }
+    # when: it posts the snapshot, loses the answer and posts it again
+    first = api_client.post("/api/v1/stock-levels/snapshot/", body, format="json")
+    retried = api_client.post("/api/v1/stock-levels/snapshot/", body, format="json")
+    # then: each difference is one row, found once: TEE applied by one movement, MUG waiting with one case
+    assert first.status_code == 200, first.content
+    assert (first.json()["changed"], first.json()["proposed"]) == (1, 1)
+    assert retried.status_code == 200 and retried.json()["replayed"]
+    assert _on_hand() == {"TEE": 9, "MUG": 20, "CAP": 5}
+    assert dict(StockCountProposal.objects.values_list("sku__code", "status")) == {
+        "TEE": CountProposalStatus.AUTO_APPLIED,
+        "MUG": CountProposalStatus.PROPOSED,
+    }
+    assert StockMovement.objects.filter(reason=MovementReason.ADJUST).count() == 1
+    assert ExceptionCase.objects.filter(kind=ExceptionKind.STOCK_COUNT, status=CaseStatus.OPEN).count() == 1
+    # when: a person applies MUG's count and the next snapshot (a new key) counts the same
+    services.stock_count_proposal_apply(proposal=StockCountProposal.objects.get(sku__code="MUG"), actor="ops")
+    body["idempotency_key"] = "dal-count-2"
+    second = api_client.post("/api/v1/stock-levels/snapshot/", body, format="json")
+    # then: the second run finds nothing: no new row, no movement, no case
+    assert second.status_code == 200 and (second.json()["changed"], second.json()["proposed"]) == (0, 0)
+    assert StockCountProposal.objects.count() == 2
+    assert StockMovement.objects.filter(reason=MovementReason.ADJUST).count() == 2
+    assert ExceptionCase.objects.filter(status=CaseStatus.OPEN).count() == 0
+    assert_stock_invariants()

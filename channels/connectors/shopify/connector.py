@@ -282,20 +282,23 @@ class ShopifyConnector(Connector):
             return most
         available, restore, maximum, at = self._bucket
         projected = min(maximum, available + (time.monotonic() - at) * restore)
-        return max(min(most, self.least_orders_per_read), min(most, int(projected // per_order)))
+        spendable = max(projected - self.budget_reserve * maximum, 0.0)
+        return max(min(most, self.least_orders_per_read), min(most, int(spendable // per_order)))
 
     def _pace(self, cost: float | None) -> None:
         """Wait until the bucket, as Shopify last reported it and refilled since at its restore rate, holds
         what this query cost last time: a query sent into an empty bucket is refused (THROTTLED) and sent
-        again anyway. Other clients of the shop spend from the same bucket: THROTTLED stays handled."""
+        again anyway. Other clients of the shop spend from the same bucket: THROTTLED stays handled. With a
+        ``budget_reserve`` the query also leaves that share of the bucket to the others."""
         if cost is None or self._bucket is None:
             return
         available, restore, maximum, at = self._bucket
         projected = min(maximum, available + (time.monotonic() - at) * restore)
-        if projected >= cost:
+        need = min(cost + self.budget_reserve * maximum, maximum)
+        if projected >= need:
             return
         self.paced += 1
-        self.http.sleep(min((cost - projected) / restore, 60.0))
+        self.http.sleep(min((need - projected) / restore, 60.0))
 
     # --- reading orders ------------------------------------------------------------------------
 
