@@ -240,6 +240,74 @@ def test_authorizing_a_shopify_request_approves_it_at_shopify_once(shopify_sandb
     assert shopify_sandbox.state.contract_violations == []
 
 
+def test_a_refund_of_a_shopify_return_processes_it_once_and_closes_it(shopify_sandbox, shopify_account, skus):
+    # given a shipped Shopify order whose buyer returns its two units, the return approved and read into an RMA
+    made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    units = line.quantity_shipped
+    opened = shopify_sandbox.state.open_return(
+        made, lines={made.lines[0].line_id: units}, reason="DEFECTIVE", status="approved"
+    )
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert rma.channel_status == "OPEN" and rma.external_id.startswith("gid://shopify/Return/")
+    # when Waybill refunds every returned unit plus shipping, the answer is lost and the refund is sent again
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price * units, units)],
+        shipping_amount="0",
+        reason="defective",
+        actor=ACTOR,
+        rma_id=rma.pk,
+    )
+    _lose_the_answer(shopify_account.pk)
+    outbox_relay(account_id=shopify_account.pk)
+    # then Shopify processed the return once (no refundCreate), its line items NOT_RESTOCKED, with one refund
+    (processed,) = shopify_sandbox.state.extra["return_process_log"]
+    (refunded,) = shopify_sandbox.state.extra["refund_log"]
+    assert "key" not in refunded and refunded["return_id"] == opened.return_id
+    sent = processed["input"]
+    assert sent["returnId"] == rma.external_id and sent["note"].startswith(f"WB-REFUND-{refund.pk}:")
+    (item,) = sent["returnLineItems"]
+    assert item["quantity"] == units
+    assert [(d["dispositionType"], d["quantity"]) for d in item["dispositions"]] == [("NOT_RESTOCKED", units)]
+    (transfer,) = sent["financialTransfer"]["issueRefund"]["orderTransactions"]
+    assert Decimal(transfer["transactionAmount"]["amount"]) == refund.amount
+    # and the return is CLOSED at Shopify, every line processed
+    assert opened.status == "closed"
+    assert shopify_sandbox.state.extra["return_processed"][opened.return_id] == {made.lines[0].line_id: units}
+    assert shopify_sandbox.state.contract_violations == []
+    # and the refund records Shopify's refund, found by the read before the resend
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == refunded["refund_id"]
+    assert refund.outbox_message.response["already_applied"] is True
+    assert refund.outbox_message.response["return_status"] == "CLOSED"
+    # and reading the returns again records no second refund and keeps one RMA
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    assert order.refunds.count() == 1 and ReturnAuthorization.objects.filter(order=order).count() == 1
+
+
+def test_shopify_refuses_to_process_a_return_above_its_refundable_amount_and_the_refund_fails_with_its_words(
+    shopify_sandbox, shopify_account, skus
+):
+    # given a Shopify return read into an RMA, and the order's total in Waybill above what Shopify took
+    made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    opened = shopify_sandbox.state.open_return(made, lines={made.lines[0].line_id: 1}, status="approved")
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    Order.objects.filter(pk=order.pk).update(total_amount=Decimal("99999"))
+    line.__class__.objects.filter(pk=line.pk).update(unit_price=Decimal("5000"))
+    refund = services.refund_create(
+        order_id=order.pk, lines=[RefundLineInput(line.pk, "4999.00", 1)], reason="goodwill", actor=ACTOR, rma_id=rma.pk
+    )
+    # when it is sent
+    (claimed,) = outbox_claim(account_id=shopify_account.pk)
+    assert outbox_send(message_id=claimed) == OutboxStatus.PARKED
+    # then nothing was processed, the return stays OPEN, and the refund failed with Shopify's words
+    assert "return_process_log" not in shopify_sandbox.state.extra and opened.status == "approved"
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED and "exceeds the refundable amount" in refund.channel_response["error"]
+
+
 def test_returns_are_not_read_more_often_than_the_channel_allows(amazon_sandbox, amazon_account, skus, monkeypatch):
     from channels.connectors.amazon import AmazonConnector
 
