@@ -12,9 +12,9 @@ from channels.models import OutboxMessage, OutboxStatus
 from channels.outbox import outbox_claim, outbox_relay, outbox_send
 from channels.services import connector_for
 from channels.sync import sync_account_run
-from orders.models import Order
+from orders.models import CaseStatus, ExceptionCase, Order
 from returns import services
-from returns.models import RefundStatus, ReturnAuthorization
+from returns.models import RefundStatus, ReturnAuthorization, WaitingChannelReturn
 from returns.services import RefundLineInput
 
 pytestmark = pytest.mark.django_db
@@ -164,6 +164,81 @@ def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_i
     (rma_line,) = rma.lines.all()
     assert (rma_line.order_line_id, rma_line.quantity) == (line.pk, 1)
     assert sandbox.state.contract_violations == []
+
+
+def _returned_before_its_order_is_here(sandbox, account, channel):
+    """A shipped order the buyer returns a unit of at the marketplace, the order not read into Waybill yet."""
+    (made,) = sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    sandbox.state.ship(made)
+    _return_at_channel(sandbox, made, status="requested" if channel in ("shopify", "tiktok") else "approved")
+    return made
+
+
+@pytest.mark.parametrize("channel", ["amazon", "shopify", "walmart", "ebay", "tiktok"])
+def test_a_channel_return_read_before_its_order_waits_and_becomes_one_rma_when_the_order_arrives(
+    channel, request, skus, monkeypatch
+):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a return at the marketplace whose order Waybill has not read yet
+    made = _returned_before_its_order_is_here(sandbox, account, channel)
+    # when the account's returns are read
+    first = services.returns_sync_account(account_id=account.pk, force=True)
+    # then no RMA is open, and the return is kept, naming its order
+    assert first["created"] == 0 and first["waiting"] == 1, first
+    assert not ReturnAuthorization.objects.exists()
+    (waiting,) = WaitingChannelReturn.objects.filter(account=account)
+    assert waiting.resolved_at is None and waiting.order_external_id.endswith(made.order_id)
+    # when the order arrives, and the returns are read again twice (the channel may or may not report the
+    # return again: its order changed since)
+    sync_account_run(account_id=account.pk)
+    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    second = services.returns_sync_account(account_id=account.pk, force=True)
+    third = services.returns_sync_account(account_id=account.pk, force=True)
+    # then the kept return became one RMA of one unit of its line, once
+    assert second["created"] == 1 and second["waiting"] == 0 and third["created"] == 0, (second, third)
+    (rma,) = ReturnAuthorization.objects.filter(order=order)
+    assert rma.source == "channel" and rma.external_id
+    (rma_line,) = rma.lines.all()
+    assert (rma_line.order_line_id, rma_line.quantity) == (order.lines.get().pk, 1)
+    waiting.refresh_from_db()
+    assert waiting.resolved_at is not None and waiting.rma_id == rma.pk and waiting.attempts == 1
+    assert sandbox.state.contract_violations == []
+
+
+@pytest.mark.parametrize("channel", ["tiktok", "walmart"])
+def test_a_return_whose_order_never_arrives_opens_one_case_naming_the_return_and_the_order(channel, request, skus):
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a return kept for want of its order
+    made = _returned_before_its_order_is_here(sandbox, account, channel)
+    services.returns_sync_account(account_id=account.pk, force=True)
+    waiting = WaitingChannelReturn.objects.get(account=account)
+    # when the returns are tried again before the wait is over, and then twice after it
+    soon = services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=timezone.now() + timedelta(hours=1))
+    later = timezone.now() + timedelta(hours=7)
+    services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
+    services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
+    # then one case names the channel's return and its order, opened only after the wait
+    assert soon["cases"] == 0
+    (case,) = ExceptionCase.objects.filter(account=account)
+    assert waiting.key in case.title and made.order_id in case.title and case.status != CaseStatus.RESOLVED
+    # when the order arrives at last, and the kept returns are tried again without reading the channel
+    sync_account_run(account_id=account.pk)
+    retried = services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
+    # then the return is one RMA, from what was kept, and the case is resolved, saying so
+    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert retried["ingested"] == 1 and retried["created"] == 1 and rma.external_id == waiting.key[:128]
+    assert rma.lines.get().order_line == order.lines.get()
+    # and a later read of the channel keeps the one RMA
+    services.returns_sync_account(account_id=account.pk, force=True)
+    assert ReturnAuthorization.objects.filter(order=order).count() == 1
+    case.refresh_from_db()
+    assert case.status == CaseStatus.RESOLVED and f"RMA #{rma.pk}" in case.resolution_note
 
 
 def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok_account, skus):
