@@ -910,7 +910,7 @@ class ShopifyConnector(Connector):
             rejected=rejected,
         )
 
-    # --- returns and refunds (issue #18): refundCreate @idempotent, Order.returns / Order.refunds ----------
+    # --- returns and refunds (issue #18): returnProcess, refundCreate @idempotent, Order.returns / refunds --
 
     @classmethod
     def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
