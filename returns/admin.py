@@ -13,6 +13,7 @@ from .models import (
     ReturnReceipt,
     ReturnSyncState,
     ReturnUnit,
+    WaitingChannelReturn,
 )
 
 
@@ -118,3 +119,11 @@ class ReturnEventAdmin(ReadOnlyAdmin):
 class ReturnSyncStateAdmin(ReadOnlyAdmin):
     list_display = ("account", "cursor", "last_run_at", "seen", "created", "last_error")
     list_select_related = ("account",)
+
+
+@admin.register(WaitingChannelReturn)
+class WaitingChannelReturnAdmin(ReadOnlyAdmin):
+    list_display = ("key", "account", "order_external_id", "first_seen_at", "attempts", "case_id", "resolved_at")
+    list_filter = ("account", ("resolved_at", admin.EmptyFieldListFilter))
+    list_select_related = ("account",)
+    search_fields = ("key", "order_external_id")

@@ -295,3 +295,37 @@ class ReturnSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"returns sync of {self.account_id}"
+
+
+class WaitingChannelReturn(models.Model):
+    """A channel's return whose order is not in Waybill yet (the order sync has not brought it, or it is older
+    than the order read's window): kept as the channel reported it, and ingested once its order arrives; past
+    the wait, a case asks a person to look (returns.services.channel)."""
+
+    account = models.ForeignKey("channels.ChannelAccount", on_delete=models.CASCADE, related_name="waiting_returns")
+    # The channel's return id (a refund-derived id for channels that report refunds, not returns).
+    key = models.CharField(max_length=255)
+    order_external_id = models.CharField(max_length=128)
+    # The return as the channel last reported it (channels.connectors.base.NormalizedReturn as JSON).
+    payload = models.JSONField()
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    last_tried_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, help_text="Why its last ingest failed once its order was here")
+    case_id = models.PositiveBigIntegerField(null=True, blank=True, help_text="The exception case opened for it")
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="Ingested once its order arrived")
+    rma = models.ForeignKey(ReturnAuthorization, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="waiting_return_unique_account_key"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "first_seen_at"], condition=Q(resolved_at__isnull=True), name="waiting_return_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"return {self.key} of order {self.order_external_id} (account {self.account_id})"

@@ -890,6 +890,7 @@ class ShopifySandbox(SandboxApp):
                 self._returns_of(order), first, after, info.context["bulk"]
             ),
             "refunds": lambda info, first=None, **_: self._refunds_of(order)[: first or None],
+            "transactions": lambda info, first=None, **_: [self._sale_transaction(order)][: first or None],
         }
 
     # --- returns and refunds (issue #18): Order.returns, Order.refunds, refundCreate ------------------------
@@ -915,29 +916,73 @@ class ShopifySandbox(SandboxApp):
         for made in self.state.returns.values():
             if made.order_id != order.order_id:
                 continue
+            number = _numeric_return(made.return_id)
+            processed = self._processed_units(made)
             items = [
                 {
                     "__typename": "ReturnLineItem",
-                    "id": f"gid://shopify/ReturnLineItem/{_numeric_return(made.return_id)}{line_id}",
+                    "id": f"gid://shopify/ReturnLineItem/{number}{line_id}",
                     "quantity": units,
+                    "processedQuantity": processed.get(line_id, 0),
+                    "processableQuantity": units - processed.get(line_id, 0),
+                    "unprocessedQuantity": units - processed.get(line_id, 0),
                     "returnReason": self.RETURN_REASON.get(made.reason, "OTHER"),
                     "fulfillmentLineItem": {"lineItem": {"id": f"gid://shopify/LineItem/{line_id}"}},
                 }
                 for line_id, units in made.lines.items()
             ]
+            reverse_items = [
+                {
+                    "id": f"gid://shopify/ReverseFulfillmentOrderLineItem/{number}{line_id}",
+                    "totalQuantity": units,
+                    "fulfillmentLineItem": {"lineItem": {"id": f"gid://shopify/LineItem/{line_id}"}},
+                    "dispositions": [
+                        {"id": f"gid://shopify/ReverseFulfillmentOrderDisposition/{number}{line_id}{i}", **d}
+                        for i, d in enumerate(
+                            self.state.extra.get("return_dispositions", {}).get((made.return_id, line_id), [])
+                        )
+                    ],
+                }
+                for line_id, units in made.lines.items()
+            ]
+            reverse_order = {
+                "id": f"gid://shopify/ReverseFulfillmentOrder/{number}",
+                "status": "CLOSED" if made.status == "closed" else "OPEN",
+                "lineItems": lambda info, first=None, after=None, _items=reverse_items, **_: _connection(
+                    _items, first, after, info.context["bulk"]
+                ),
+            }
+            # Shopify makes the reverse fulfillment order when the return is approved (OPEN).
+            reverse_orders = [] if made.status in ("requested", "declined") else [reverse_order]
+            refunds = [
+                dict(r)
+                for r in self._refunds_of(order)
+                if r["id"] in self.state.extra.get("return_refunds", {}).get(made.return_id, [])
+            ]
             out.append(
                 {
-                    "id": f"gid://shopify/Return/{_numeric_return(made.return_id)}",
-                    "name": f"#{order.number}-R{_numeric_return(made.return_id)}",
+                    "id": f"gid://shopify/Return/{number}",
+                    "name": f"#{order.number}-R{number}",
                     "status": self.RETURN_STATUS.get(made.status, "OPEN"),
                     "createdAt": iso_z(made.created_at),
                     "closedAt": iso_z(made.updated_at) if made.status == "closed" else None,
+                    "totalQuantity": sum(made.lines.values()),
+                    "order": lambda info, _order=order: self.render(_order),
                     "returnLineItems": lambda info, first=None, after=None, _items=items, **_: _connection(
                         _items, first, after, info.context["bulk"]
+                    ),
+                    "reverseFulfillmentOrders": lambda info, first=None, after=None, _ro=reverse_orders, **_: (
+                        _connection(_ro, first, after, info.context["bulk"])
+                    ),
+                    "refunds": lambda info, first=None, after=None, _refunds=refunds, **_: _connection(
+                        _refunds, first, after, info.context["bulk"]
                     ),
                 }
             )
         return out
+
+    def _processed_units(self, made) -> dict[str, int]:
+        return self.state.extra.get("return_processed", {}).get(made.return_id, {})
 
     def _sandbox_return(self, gid: str):
         if not isinstance(gid, str) or not gid.startswith("gid://shopify/Return/"):
@@ -975,6 +1020,141 @@ class ShopifySandbox(SandboxApp):
                 {"return_id": made.return_id, "status": status, "input": input}
             )
             return {"return": self._return_by_gid(input["id"]), "userErrors": []}
+
+    def _return_process(self, info, input):
+        """returnProcess (no idempotency key: Shopify documents none for it). As the schema's descriptions
+        say: the quantities confirm return line items previously created on the return, the return must be
+        OPEN, the refund's transactions refund a SALE or CAPTURE of the order and not more than is left to
+        refund, and the return is CLOSED once every line is processed. Dispositions name the return's
+        reverse fulfillment order line items; RESTOCKED needs a location."""
+
+        def refused(field: list[str], message: str, code: str = "INVALID") -> dict:
+            return {"return": None, "userErrors": [{"field": field, "message": message, "code": code}]}
+
+        with self.state.lock:
+            made = self._sandbox_return(input.get("returnId"))
+            if made is None:
+                return refused(["input", "returnId"], "Return does not exist.", "NOT_FOUND")
+            if self.RETURN_STATUS.get(made.status) != "OPEN":
+                return refused(
+                    ["input", "returnId"],
+                    f"Return is not processable. Only returns with status OPEN can be processed "
+                    f"(status {self.RETURN_STATUS.get(made.status, made.status.upper())}).",
+                    "INVALID_STATE",
+                )
+            order = self.state.orders[made.order_id]
+            number = _numeric_return(made.return_id)
+            items = {f"gid://shopify/ReturnLineItem/{number}{line_id}": line_id for line_id in made.lines}
+            reverse_items = {
+                f"gid://shopify/ReverseFulfillmentOrderLineItem/{number}{line_id}": line_id for line_id in made.lines
+            }
+            processed = dict(self._processed_units(made))
+            wanted: dict[str, int] = {}
+            dispositions: list[tuple[str, dict]] = []
+            if input.get("exchangeLineItems"):
+                return refused(["input", "exchangeLineItems"], "Return has no exchange line items.", "NOT_FOUND")
+            for index, item in enumerate(input.get("returnLineItems") or []):
+                path = ["input", "returnLineItems", str(index)]
+                line_id = items.get(item["id"])
+                if line_id is None:
+                    return refused([*path, "id"], "Return line item does not exist on this return.", "NOT_FOUND")
+                wanted[line_id] = wanted.get(line_id, 0) + item["quantity"]
+                room = made.lines[line_id] - processed.get(line_id, 0)
+                if item["quantity"] < 1 or wanted[line_id] > room:
+                    return refused(
+                        [*path, "quantity"],
+                        f"Quantity must be between 1 and the processable quantity ({room}).",
+                        "INVALID",
+                    )
+                disposed = 0
+                for d_index, dispose in enumerate(item.get("dispositions") or []):
+                    d_path = [*path, "dispositions", str(d_index)]
+                    if reverse_items.get(dispose["reverseFulfillmentOrderLineItemId"]) != line_id:
+                        return refused(
+                            [*d_path, "reverseFulfillmentOrderLineItemId"],
+                            "Reverse fulfillment order line item does not belong to this return line item.",
+                            "INVALID",
+                        )
+                    if dispose["dispositionType"] == "RESTOCKED" and not dispose.get("locationId"):
+                        return refused([*d_path, "locationId"], "Location is required to restock.", "BLANK")
+                    if dispose["quantity"] < 1:
+                        return refused([*d_path, "quantity"], "Quantity must be greater than 0.", "GREATER_THAN")
+                    disposed += dispose["quantity"]
+                    dispositions.append((line_id, dispose))
+                if disposed > item["quantity"]:
+                    return refused(
+                        [*path, "dispositions"], "Disposed quantity exceeds the processed quantity.", "INVALID"
+                    )
+            issue = (input.get("financialTransfer") or {}).get("issueRefund")
+            amount = Decimal(0)
+            if issue:
+                sale = self._sale_transaction(order)
+                for t_index, transaction in enumerate(issue.get("orderTransactions") or []):
+                    t_path = ["input", "financialTransfer", "issueRefund", "orderTransactions", str(t_index)]
+                    if transaction["parentId"] != sale["id"]:
+                        return refused(
+                            [*t_path, "parentId"],
+                            "The parent transaction must be a CAPTURE or SALE of this order.",
+                            "INVALID",
+                        )
+                    money = transaction["transactionAmount"]
+                    if money["currencyCode"] != order.currency:
+                        return refused([*t_path, "transactionAmount"], "Currency does not match the order.")
+                    amount += Decimal(str(money["amount"]))
+                paid = sum(line.unit_price * line.quantity for line in order.lines)
+                done = sum(Decimal(r["totalRefundedSet"]["shopMoney"]["amount"]) for r in self._refunds_of(order))
+                if amount > paid - done and not issue.get("allowOverRefunding"):
+                    return refused(
+                        ["input", "financialTransfer", "issueRefund", "orderTransactions"],
+                        "Refund amount exceeds the refundable amount.",
+                        "INVALID",
+                    )
+            for line_id, units in wanted.items():
+                processed[line_id] = processed.get(line_id, 0) + units
+            self.state.extra.setdefault("return_processed", {})[made.return_id] = processed
+            stored = self.state.extra.setdefault("return_dispositions", {})
+            for line_id, dispose in dispositions:
+                stored.setdefault((made.return_id, line_id), []).append(
+                    {"type": dispose["dispositionType"], "quantity": dispose["quantity"]}
+                )
+            refund_id = None
+            if issue:
+                log = self.state.extra.setdefault("refund_log", [])
+                refund_id = f"gid://shopify/Refund/{900_000 + len(log) + 1}"
+                refund = {
+                    "id": refund_id,
+                    "legacyResourceId": refund_id.rsplit("/", 1)[-1],
+                    "note": input.get("note"),
+                    "createdAt": iso_z(self.state.stamp()),
+                    "totalRefundedSet": _money(amount, order.currency),
+                }
+                log.append(
+                    {"order_id": order.order_id, "input": input, "refund_id": refund_id, "return_id": made.return_id}
+                )
+                self.state.extra.setdefault("refunds", {}).setdefault(order.order_id, []).append(refund)
+                self.state.extra.setdefault("return_refunds", {}).setdefault(made.return_id, []).append(refund_id)
+                refunded_units = self.state.extra.setdefault("refunded_units", {})
+                for line_id, units in wanted.items():
+                    key = f"gid://shopify/LineItem/{line_id}"
+                    refunded_units[key] = refunded_units.get(key, 0) + units
+            self.state.extra.setdefault("return_process_log", []).append(
+                {"return_id": made.return_id, "input": input, "refund_id": refund_id}
+            )
+            if all(processed.get(line_id, 0) >= units for line_id, units in made.lines.items()):
+                self.state.return_advance(made, "closed")
+            else:
+                self.state.touch(order, "refund" if issue else "return")
+            return {"return": self._return_by_gid(input["returnId"]), "userErrors": []}
+
+    def _sale_transaction(self, order: SandboxOrder) -> dict:
+        total = sum(line.unit_price * line.quantity for line in order.lines)
+        return {
+            "id": f"gid://shopify/OrderTransaction/{order.order_id}1",
+            "kind": "SALE",
+            "status": "SUCCESS",
+            "gateway": "shopify_payments",
+            "amountSet": _money(total, order.currency),
+        }
 
     def _refunds_of(self, order: SandboxOrder) -> list[dict]:
         return [dict(r) for r in self.state.extra.get("refunds", {}).get(order.order_id, [])]
@@ -1214,6 +1394,7 @@ class ShopifySandbox(SandboxApp):
             "orderEditCommit": self._order_edit_commit,
             "inventorySetQuantities": self._inventory_set,
             "refundCreate": self._refund_create,
+            "returnProcess": self._return_process,
             "returnApproveRequest": lambda info, input: self._return_decide(input, "approved"),
             "returnDeclineRequest": lambda info, input: self._return_decide(input, "declined"),
             "bulkOperationRunQuery": self._bulk_run,

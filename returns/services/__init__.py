@@ -9,7 +9,13 @@ exchanges   exchange_create: a linked replacement order, routed now or once the 
 channel     channel returns in: each channel's return becomes (or updates) one RMA
 """
 
-from returns.services.channel import IngestOutcome, channel_return_ingest, returns_sync_account
+from returns.services.channel import (
+    IngestOutcome,
+    channel_return_ingest,
+    channel_return_wait,
+    channel_returns_retry,
+    returns_sync_account,
+)
 from returns.services.common import ReturnConflict, ReturnError
 from returns.services.exchanges import ExchangeLineInput, exchange_create, exchange_policy_for
 from returns.services.lifecycle import (
@@ -42,6 +48,8 @@ __all__ = [
     "ReturnError",
     "ReturnLineInput",
     "channel_return_ingest",
+    "channel_return_wait",
+    "channel_returns_retry",
     "exchange_create",
     "exchange_policy_for",
     "line_units_held",

@@ -12,9 +12,9 @@ from channels.models import OutboxMessage, OutboxStatus
 from channels.outbox import outbox_claim, outbox_relay, outbox_send
 from channels.services import connector_for
 from channels.sync import sync_account_run
-from orders.models import Order
+from orders.models import CaseStatus, ExceptionCase, Order
 from returns import services
-from returns.models import RefundStatus, ReturnAuthorization
+from returns.models import RefundStatus, ReturnAuthorization, WaitingChannelReturn
 from returns.services import RefundLineInput
 
 pytestmark = pytest.mark.django_db
@@ -166,6 +166,81 @@ def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_i
     assert sandbox.state.contract_violations == []
 
 
+def _returned_before_its_order_is_here(sandbox, account, channel):
+    """A shipped order the buyer returns a unit of at the marketplace, the order not read into Waybill yet."""
+    (made,) = sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
+    sandbox.state.ship(made)
+    _return_at_channel(sandbox, made, status="requested" if channel in ("shopify", "tiktok") else "approved")
+    return made
+
+
+@pytest.mark.parametrize("channel", ["amazon", "shopify", "walmart", "ebay", "tiktok"])
+def test_a_channel_return_read_before_its_order_waits_and_becomes_one_rma_when_the_order_arrives(
+    channel, request, skus, monkeypatch
+):
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a return at the marketplace whose order Waybill has not read yet
+    made = _returned_before_its_order_is_here(sandbox, account, channel)
+    # when the account's returns are read
+    first = services.returns_sync_account(account_id=account.pk, force=True)
+    # then no RMA is open, and the return is kept, naming its order
+    assert first["created"] == 0 and first["waiting"] == 1, first
+    assert not ReturnAuthorization.objects.exists()
+    (waiting,) = WaitingChannelReturn.objects.filter(account=account)
+    assert waiting.resolved_at is None and waiting.order_external_id.endswith(made.order_id)
+    # when the order arrives, and the returns are read again twice (the channel may or may not report the
+    # return again: its order changed since)
+    sync_account_run(account_id=account.pk)
+    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    second = services.returns_sync_account(account_id=account.pk, force=True)
+    third = services.returns_sync_account(account_id=account.pk, force=True)
+    # then the kept return became one RMA of one unit of its line, once
+    assert second["created"] == 1 and second["waiting"] == 0 and third["created"] == 0, (second, third)
+    (rma,) = ReturnAuthorization.objects.filter(order=order)
+    assert rma.source == "channel" and rma.external_id
+    (rma_line,) = rma.lines.all()
+    assert (rma_line.order_line_id, rma_line.quantity) == (order.lines.get().pk, 1)
+    waiting.refresh_from_db()
+    assert waiting.resolved_at is not None and waiting.rma_id == rma.pk and waiting.attempts == 1
+    assert sandbox.state.contract_violations == []
+
+
+@pytest.mark.parametrize("channel", ["tiktok", "walmart"])
+def test_a_return_whose_order_never_arrives_opens_one_case_naming_the_return_and_the_order(channel, request, skus):
+    sandbox = request.getfixturevalue(f"{channel}_sandbox")
+    account = request.getfixturevalue(f"{channel}_account")
+    # given a return kept for want of its order
+    made = _returned_before_its_order_is_here(sandbox, account, channel)
+    services.returns_sync_account(account_id=account.pk, force=True)
+    waiting = WaitingChannelReturn.objects.get(account=account)
+    # when the returns are tried again before the wait is over, and then twice after it
+    soon = services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=timezone.now() + timedelta(hours=1))
+    later = timezone.now() + timedelta(hours=7)
+    services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
+    services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
+    # then one case names the channel's return and its order, opened only after the wait
+    assert soon["cases"] == 0
+    (case,) = ExceptionCase.objects.filter(account=account)
+    assert waiting.key in case.title and made.order_id in case.title and case.status != CaseStatus.RESOLVED
+    # when the order arrives at last, and the kept returns are tried again without reading the channel
+    sync_account_run(account_id=account.pk)
+    retried = services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
+    # then the return is one RMA, from what was kept, and the case is resolved, saying so
+    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert retried["ingested"] == 1 and retried["created"] == 1 and rma.external_id == waiting.key[:128]
+    assert rma.lines.get().order_line == order.lines.get()
+    # and a later read of the channel keeps the one RMA
+    services.returns_sync_account(account_id=account.pk, force=True)
+    assert ReturnAuthorization.objects.filter(order=order).count() == 1
+    case.refresh_from_db()
+    assert case.status == CaseStatus.RESOLVED and f"RMA #{rma.pk}" in case.resolution_note
+
+
 def test_a_tiktok_return_is_refunded_by_approving_it_once(tiktok_sandbox, tiktok_account, skus):
     # given a TikTok return read into an RMA, received and inspected
     made, order, line = _shipped_at_channel(tiktok_sandbox, tiktok_account)
@@ -238,6 +313,74 @@ def test_authorizing_a_shopify_request_approves_it_at_shopify_once(shopify_sandb
     message = OutboxMessage.objects.get(kind="return_decision")
     assert message.status == OutboxStatus.SENT and message.response["already_applied"] is True
     assert shopify_sandbox.state.contract_violations == []
+
+
+def test_a_refund_of_a_shopify_return_processes_it_once_and_closes_it(shopify_sandbox, shopify_account, skus):
+    # given a shipped Shopify order whose buyer returns its two units, the return approved and read into an RMA
+    made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    units = line.quantity_shipped
+    opened = shopify_sandbox.state.open_return(
+        made, lines={made.lines[0].line_id: units}, reason="DEFECTIVE", status="approved"
+    )
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    assert rma.channel_status == "OPEN" and rma.external_id.startswith("gid://shopify/Return/")
+    # when Waybill refunds every returned unit plus shipping, the answer is lost and the refund is sent again
+    refund = services.refund_create(
+        order_id=order.pk,
+        lines=[RefundLineInput(line.pk, line.unit_price * units, units)],
+        shipping_amount="0",
+        reason="defective",
+        actor=ACTOR,
+        rma_id=rma.pk,
+    )
+    _lose_the_answer(shopify_account.pk)
+    outbox_relay(account_id=shopify_account.pk)
+    # then Shopify processed the return once (no refundCreate), its line items NOT_RESTOCKED, with one refund
+    (processed,) = shopify_sandbox.state.extra["return_process_log"]
+    (refunded,) = shopify_sandbox.state.extra["refund_log"]
+    assert "key" not in refunded and refunded["return_id"] == opened.return_id
+    sent = processed["input"]
+    assert sent["returnId"] == rma.external_id and sent["note"].startswith(f"WB-REFUND-{refund.pk}:")
+    (item,) = sent["returnLineItems"]
+    assert item["quantity"] == units
+    assert [(d["dispositionType"], d["quantity"]) for d in item["dispositions"]] == [("NOT_RESTOCKED", units)]
+    (transfer,) = sent["financialTransfer"]["issueRefund"]["orderTransactions"]
+    assert Decimal(transfer["transactionAmount"]["amount"]) == refund.amount
+    # and the return is CLOSED at Shopify, every line processed
+    assert opened.status == "closed"
+    assert shopify_sandbox.state.extra["return_processed"][opened.return_id] == {made.lines[0].line_id: units}
+    assert shopify_sandbox.state.contract_violations == []
+    # and the refund records Shopify's refund, found by the read before the resend
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.CONFIRMED and refund.external_id == refunded["refund_id"]
+    assert refund.outbox_message.response["already_applied"] is True
+    assert refund.outbox_message.response["return_status"] == "CLOSED"
+    # and reading the returns again records no second refund and keeps one RMA
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    assert order.refunds.count() == 1 and ReturnAuthorization.objects.filter(order=order).count() == 1
+
+
+def test_shopify_refuses_to_process_a_return_above_its_refundable_amount_and_the_refund_fails_with_its_words(
+    shopify_sandbox, shopify_account, skus
+):
+    # given a Shopify return read into an RMA, and the order's total in Waybill above what Shopify took
+    made, order, line = _shipped_at_channel(shopify_sandbox, shopify_account)
+    opened = shopify_sandbox.state.open_return(made, lines={made.lines[0].line_id: 1}, status="approved")
+    services.returns_sync_account(account_id=shopify_account.pk, force=True)
+    rma = ReturnAuthorization.objects.get(order=order)
+    Order.objects.filter(pk=order.pk).update(total_amount=Decimal("99999"))
+    line.__class__.objects.filter(pk=line.pk).update(unit_price=Decimal("5000"))
+    refund = services.refund_create(
+        order_id=order.pk, lines=[RefundLineInput(line.pk, "4999.00", 1)], reason="goodwill", actor=ACTOR, rma_id=rma.pk
+    )
+    # when it is sent
+    (claimed,) = outbox_claim(account_id=shopify_account.pk)
+    assert outbox_send(message_id=claimed) == OutboxStatus.PARKED
+    # then nothing was processed, the return stays OPEN, and the refund failed with Shopify's words
+    assert "return_process_log" not in shopify_sandbox.state.extra and opened.status == "approved"
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.FAILED and "exceeds the refundable amount" in refund.channel_response["error"]
 
 
 def test_returns_are_not_read_more_often_than_the_channel_allows(amazon_sandbox, amazon_account, skus, monkeypatch):

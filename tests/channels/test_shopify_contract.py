@@ -193,6 +193,21 @@ def test_every_request_the_connector_sends_fits_the_schema_and_shopifys_limits(
         ),
         state={},
     )
+    # a refund of the approved Shopify return processes it (returnProcess), and a resend finds it applied
+    return_refund = RefundRequest(
+        order_external_id=gid(multi.order_id),
+        reference="WB-REFUND-2",
+        currency="USD",
+        amount=Decimal("1.00"),
+        shipping=Decimal("0.25"),
+        reason="retour — défectueux",
+        lines=[RefundLine(f"gid://shopify/LineItem/{multi.lines[0].line_id}", Decimal("0.75"), 1)],
+        channel_return_id=shopify_return,
+    )
+    processed = connector.refund(return_refund, state={})
+    assert processed.response["return_status"] == "CLOSED" and processed.response["refund_id"]
+    again = connector.refund(return_refund, state={})
+    assert again.already_applied and again.response["refund_id"] == processed.response["refund_id"]
     # reconciliation reads what the shop advertises
     advertised = connector.read_stock(skus, listings={})
     assert advertised.not_listed == {"NEVER-LISTED-Ω"} and set(advertised.quantities) == set(resolved)

@@ -179,3 +179,96 @@ def test_a_two_level_bulk_query_is_accepted(shopify_sandbox):
     result = _post(shopify_sandbox, BULK_RUN, {"query": query}).json()["data"]["bulkOperationRunQuery"]
     # then
     assert result["userErrors"] == [] and result["bulkOperation"]["status"] in ("CREATED", "RUNNING")
+
+
+def test_return_process_refuses_what_the_schema_describes_and_closes_the_return_once_all_is_processed(
+    shopify_sandbox,
+):
+    from channels.connectors.shopify.connector import RETURN_PROCESS
+
+    # given a shipped order whose buyer asked to return one unit, not approved yet
+    state = shopify_sandbox.state
+    (made,) = state.generate(1, lines=1, unknown_sku=False, status="unshipped")
+    state.ship(made)
+    line_id = made.lines[0].line_id
+    opened = state.open_return(made, lines={line_id: 1}, reason="DEFECTIVE")
+    number = "".join(c for c in opened.return_id if c.isdigit())
+    item = f"gid://shopify/ReturnLineItem/{number}{line_id}"
+    reverse_item = f"gid://shopify/ReverseFulfillmentOrderLineItem/{number}{line_id}"
+    sale = f"gid://shopify/OrderTransaction/{made.order_id}1"
+
+    def process(**changes):
+        value = {
+            "returnId": f"gid://shopify/Return/{number}",
+            "returnLineItems": [
+                {
+                    "id": item,
+                    "quantity": 1,
+                    "dispositions": [
+                        {"reverseFulfillmentOrderLineItemId": reverse_item, "quantity": 1, "dispositionType": "MISSING"}
+                    ],
+                }
+            ],
+            "financialTransfer": {
+                "issueRefund": {
+                    "orderTransactions": [
+                        {"transactionAmount": {"amount": "1.00", "currencyCode": made.currency}, "parentId": sale}
+                    ]
+                }
+            },
+            **changes,
+        }
+        response = _post(shopify_sandbox, RETURN_PROCESS, {"input": value})
+        assert "errors" not in response.json(), response.json()
+        payload = response.json()["data"]["returnProcess"]
+        return [e["code"] for e in payload["userErrors"]], payload["return"]
+
+    # when it is processed while REQUESTED, then (approved) with refusals of each kind, then as it should be
+    requested = process()
+    state.return_advance(opened, "approved")
+    refusals = [
+        process(returnLineItems=[{"id": f"{item}9", "quantity": 1}]),
+        process(returnLineItems=[{"id": item, "quantity": 2}]),
+        process(
+            returnLineItems=[
+                {
+                    "id": item,
+                    "quantity": 1,
+                    "dispositions": [
+                        {
+                            "reverseFulfillmentOrderLineItemId": reverse_item,
+                            "quantity": 1,
+                            "dispositionType": "RESTOCKED",
+                        }
+                    ],
+                }
+            ]
+        ),
+        process(
+            financialTransfer={
+                "issueRefund": {
+                    "orderTransactions": [
+                        {"transactionAmount": {"amount": "1.00", "currencyCode": made.currency}, "parentId": f"{sale}9"}
+                    ]
+                }
+            }
+        ),
+        process(
+            financialTransfer={
+                "issueRefund": {
+                    "orderTransactions": [
+                        {"transactionAmount": {"amount": "999999.00", "currencyCode": made.currency}, "parentId": sale}
+                    ]
+                }
+            }
+        ),
+    ]
+    done = process()
+    again = process()
+    # then only the last valid one was applied: the return CLOSED, one refund, and a closed return refuses more
+    assert requested == (["INVALID_STATE"], None)
+    assert [codes for codes, _ in refusals] == [["NOT_FOUND"], ["INVALID"], ["BLANK"], ["INVALID"], ["INVALID"]]
+    assert done == ([], {"id": f"gid://shopify/Return/{number}", "status": "CLOSED"})
+    assert again == (["INVALID_STATE"], None)
+    assert len(state.extra["return_process_log"]) == 1 and len(state.extra["refund_log"]) == 1
+    assert opened.status == "closed" and state.contract_violations == []

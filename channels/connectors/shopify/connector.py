@@ -111,6 +111,10 @@ ORDER_RETURN_IDS_QUERY = DOCUMENTS["order_return_ids"]
 RETURN_APPROVE = DOCUMENTS["return_approve"]
 RETURN_DECLINE = DOCUMENTS["return_decline"]
 RETURN_STATUS_QUERY = DOCUMENTS["return_status"]
+# A refund of a Shopify return processes the return (dispositions and the refund in one call): the return is
+# read first (what is processable, the order's sale, and the refunds already made for it).
+RETURN_TO_PROCESS = DOCUMENTS["return_to_process"]
+RETURN_PROCESS = DOCUMENTS["return_process"]
 # Orders listed per query of the returns read (2 + 100 x 5 = 502 points), and read in full per query:
 # 11 orders x (1 + returns 2 + 2 x (1 + 2 + 10 x 3) + refunds 5 x 3) = 924 points, under the 1,000 limit.
 RETURNS_LIST_SIZE = 100
@@ -909,13 +913,150 @@ class ShopifyConnector(Connector):
             rejected=rejected,
         )
 
-    # --- returns and refunds (issue #18): refundCreate @idempotent, Order.returns / Order.refunds ----------
+    # --- returns and refunds (issue #18): returnProcess, refundCreate @idempotent, Order.returns / refunds --
 
     @classmethod
     def refund_unavailable(cls, *, marketplace_fulfilled: bool, channel_return_id: str) -> str:
         return ""
 
     def refund(self, refund: RefundRequest, *, state: dict) -> SendResult:
+        """A refund of a Shopify return processes that return (``returnProcess``); any other refund, or one
+        whose units the return no longer holds, is a ``refundCreate``."""
+        if refund.channel_return_id.startswith("gid://shopify/Return/"):
+            processed = self._return_process(refund)
+            if processed is not None:
+                return processed
+        return self._refund_create(refund)
+
+    def _return_process(self, refund: RefundRequest) -> SendResult | None:
+        """``returnProcess`` of the refund's Shopify return: its return line items for the refunded units, each
+        disposed NOT_RESTOCKED (Waybill restocks by its own dispositions and pushes the quantity; a RESTOCKED
+        unit at Shopify would count twice), the refund's shipping, and one financial transfer of the whole
+        amount against the order's sale. Shopify documents no idempotency key for ``returnProcess``: the
+        return is read first, and a refund on it whose note carries this refund's reference means it was
+        applied (a resend after a lost answer). None when the return holds none of the refund's units (a
+        refund of money only, or units processed otherwise): the caller refunds with ``refundCreate``."""
+        found = self.graphql(RETURN_TO_PROCESS, {"id": refund.channel_return_id}).get("return")
+        if found is None:
+            raise ChannelError(f"Shopify return {refund.channel_return_id} does not exist", retryable=False)
+        ret = require_obj(found, "return")
+        for node in (require_obj(ret.get("refunds"), "return.refunds", required=False).get("nodes")) or []:
+            if str(node.get("note") or "").startswith(f"{refund.reference}:"):
+                return SendResult(
+                    response={
+                        "refund_id": str(node.get("id") or ""),
+                        "note": node.get("note"),
+                        "return_id": ret.get("id"),
+                        "return_status": ret.get("status"),
+                        "read_before_retry": "already applied",
+                    },
+                    already_applied=True,
+                )
+        processable: dict[str, list[tuple[str, int]]] = {}
+        for node in (require_obj(ret.get("returnLineItems"), "return.returnLineItems").get("nodes")) or []:
+            line = (((node.get("fulfillmentLineItem") or {}).get("lineItem")) or {}).get("id")
+            units = int(node.get("processableQuantity") or 0)
+            if line and units > 0:
+                processable.setdefault(str(line), []).append((str(node["id"]), units))
+        reverse_items: dict[str, str] = {}
+        for reverse in (
+            require_obj(ret.get("reverseFulfillmentOrders"), "return.reverseFulfillmentOrders").get("nodes")
+        ) or []:
+            for node in ((reverse.get("lineItems") or {}).get("nodes")) or []:
+                line = (((node.get("fulfillmentLineItem") or {}).get("lineItem")) or {}).get("id")
+                if line:
+                    reverse_items.setdefault(str(line), str(node["id"]))
+        items = []
+        for wanted in refund.lines:
+            left = wanted.quantity
+            for item_id, units in processable.get(_line_gid(wanted.external_line_id), []):
+                if left <= 0:
+                    break
+                taken = min(left, units)
+                left -= taken
+                item: dict[str, Any] = {"id": item_id, "quantity": taken}
+                reverse_id = reverse_items.get(_line_gid(wanted.external_line_id))
+                if reverse_id:
+                    item["dispositions"] = [
+                        {
+                            "reverseFulfillmentOrderLineItemId": reverse_id,
+                            "quantity": taken,
+                            "dispositionType": "NOT_RESTOCKED",
+                        }
+                    ]
+                items.append(item)
+        if not items:
+            return None
+        if ret.get("status") != "OPEN":
+            raise ChannelError(
+                f"Shopify return {refund.channel_return_id} is {ret.get('status')}: only an OPEN return is processed",
+                retryable=False,
+                detail={"return_status": ret.get("status")},
+            )
+        order = require_obj(ret.get("order"), "return.order")
+        currency = str(order.get("currencyCode") or refund.currency)
+        sale = next(
+            (
+                t
+                for t in order.get("transactions") or []
+                if t.get("kind") in ("SALE", "CAPTURE") and t.get("status") == "SUCCESS"
+            ),
+            None,
+        )
+        process: dict[str, Any] = {
+            "returnId": ret["id"],
+            "returnLineItems": items,
+            "note": f"{refund.reference}: {refund.reason}"[:255],
+            "notifyCustomer": False,
+        }
+        if refund.amount > 0:
+            if sale is None:
+                raise ChannelError(
+                    f"Shopify order of return {refund.channel_return_id} has no successful sale to refund",
+                    retryable=False,
+                )
+            process["financialTransfer"] = {
+                "issueRefund": {
+                    "orderTransactions": [
+                        {
+                            "transactionAmount": {"amount": f"{refund.amount:.2f}", "currencyCode": currency},
+                            "parentId": sale["id"],
+                        }
+                    ]
+                }
+            }
+        if refund.shipping > 0:
+            process["refundShipping"] = {
+                "shippingRefundAmount": {"amount": f"{refund.shipping:.2f}", "currencyCode": currency}
+            }
+        result = self.graphql(RETURN_PROCESS, {"input": process}).get("returnProcess") or {}
+        errors = result.get("userErrors") or []
+        if errors:
+            raise ChannelError(
+                f"returnProcess {refund.channel_return_id}: {'; '.join(str(e.get('message')) for e in errors)}",
+                retryable=False,
+                detail={"userErrors": errors},
+            )
+        # The payload names the return, not the refund: the refund made is the one carrying the reference.
+        after = require_obj(self.graphql(RETURN_TO_PROCESS, {"id": ret["id"]}).get("return"), "return")
+        made = next(
+            (
+                node
+                for node in ((after.get("refunds") or {}).get("nodes")) or []
+                if str(node.get("note") or "").startswith(f"{refund.reference}:")
+            ),
+            {},
+        )
+        return SendResult(
+            response={
+                "refund_id": str(made.get("id") or ""),
+                "note": made.get("note"),
+                "return_id": ret["id"],
+                "return_status": (result.get("return") or {}).get("status") or after.get("status"),
+            }
+        )
+
+    def _refund_create(self, refund: RefundRequest) -> SendResult:
         """refundCreate with the outbox message's own idempotency key (Shopify applies a key once): line
         items with units refunded (no restock at Shopify: Waybill restocks by disposition), shipping, and one
         REFUND transaction of the whole amount. ``note`` carries Waybill's reference."""
