@@ -3,7 +3,7 @@ within WAYBILL_FLASH_SECONDS (60), with less stock than demand, through producti
 
 Web (gunicorn, the demo's 2 workers x 8 threads), a Celery worker and beat run as real processes
 (``python -m config.stack --only web,worker,beat``) on this run's database, with Redis as broker and cache (the
-event-driven push path needs it). The three sandboxes are served over loopback HTTP from this process. Every
+event-driven push path needs it: REDIS_URL's, else a redis-server of the test's own). The three sandboxes are served over loopback HTTP from this process. Every
 order is created at its channel's sandbox; TikTok's and Shopify's sandboxes emit the order's webhook, signed as
 that channel signs it (TikTok: hex HMAC of app key + body; Shopify: base64 HMAC of the body), and 50 threads
 deliver them to the web process at once (Amazon has no order webhooks: its orders arrive by poll). Every
@@ -48,6 +48,7 @@ import psycopg
 import pytest
 from django.db import connection
 from django.db.models import Count, Max, Sum
+from kombu import pools as kombu_pools
 
 from channels import availability
 from channels.models import ChannelAccount, ChannelKind, InboundEvent, InboundKind, Listing, ReconcileRun, SyncRun
@@ -63,6 +64,7 @@ from inventory import services as inventory_services
 from inventory.models import Location, Reservation, ReservationStatus, Sku, StockLevel
 from orders.models import Order
 from tests.background import running_stack, wait_for
+from tests.chaos.conftest import OwnRedis
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
@@ -312,8 +314,36 @@ def _log_key(kind: str, code: str) -> str:
     return _variant(kind, code) if kind == ChannelKind.TIKTOK else code
 
 
-def test_flash_sale(settings, tmp_path):
-    assert os.environ.get("REDIS_URL"), "the flash sale runs production's push path: set REDIS_URL"
+def _fresh_pools() -> None:
+    """Celery's connection and producer pools, built again for the broker now configured."""
+    kombu_pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def redis_url(tmp_path, settings):
+    """REDIS_URL, or (`make bench` on the embedded database sets none) a redis-server of the test's own, made this
+    process's cache and broker too (the floor's task goes through it)."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    own = OwnRedis(tmp_path)
+    own.start()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": own.url}}
+    conf = app.conf
+    saved = conf.broker_url, conf.broker_transport, conf.broker_transport_options
+    conf.broker_url, conf.broker_transport, conf.broker_transport_options = own.url, None, {}
+    _fresh_pools()
+    try:
+        yield own.url
+    finally:
+        conf.broker_url, conf.broker_transport, conf.broker_transport_options = saved
+        _fresh_pools()
+        own.stop()
+
+
+def test_flash_sale(settings, tmp_path, redis_url):
     settings.WAYBILL_CHANNEL_HTTP = {"backoff_base": 0.05, "timeout": 30.0}
     availability._covered_until.clear()
     availability._covered_skus.clear()
@@ -390,7 +420,9 @@ def test_flash_sale(settings, tmp_path):
     calls_from = {kind: len(found) for kind, found in calls.items()}
     load_before = os.getloadavg()
     try:
-        with running_stack(tmp_path, only="web,worker,beat", queue=queue_name, WAYBILL_PORT=str(port)) as stack:
+        with running_stack(
+            tmp_path, only="web,worker,beat", queue=queue_name, WAYBILL_PORT=str(port), REDIS_URL=redis_url
+        ) as stack:
             try:
                 wait_for(lambda: _answers(base), timeout=120, what="the web processes")
             except AssertionError as exc:
@@ -590,7 +622,8 @@ def _report(f: dict) -> str:
     return (
         f"""## A flash sale: {ORDERS:,} orders for 3 SKUs on TikTok Shop, Shopify and Amazon (issue #22, item 4)
 
-Run {when}, `make bench` (`-k flash`), WAYBILL_FLASH_ORDERS={ORDERS}, WAYBILL_FLASH_SECONDS={SECONDS:g}; load average
+Run {when}, `tests/benchmarks/test_bench_flash_sale.py` (in `make bench`), WAYBILL_FLASH_ORDERS={ORDERS},
+WAYBILL_FLASH_SECONDS={SECONDS:g}; load average
 {b1:.1f} / {b5:.1f} / {b15:.1f} (1/5/15 min) before, {a1:.1f} / {a5:.1f} / {a15:.1f} after, on 2 cores. Production's
 processes on this run's database (`config.stack --only web,worker,beat`: gunicorn 2 x 8 threads, one Celery worker
 of concurrency 2, beat), Redis as broker and cache, the sandboxes over loopback from the test process. {ORDERS:,}
