@@ -3,7 +3,9 @@
 ``running_stack(tmp_path)`` starts ``python -m config.stack --only worker,beat --no-setup`` with a broker
 folder and a queue of its own (so it takes only this test's tasks, even beside a running demo or another
 test run on the same Redis), not eager, against the test database (committed data: transactional tests);
-``StackProcesses`` finds its worker and beat; everything it started is killed when the block ends.
+``StackProcesses`` finds its worker and beat; everything it started is killed when the block ends. ``only`` names
+other processes of config.stack to run (the flash-sale benchmark adds ``web``, on WAYBILL_PORT); ``queue`` names
+the queue (a caller that sends tasks to the stack's worker itself).
 """
 
 from __future__ import annotations
@@ -79,14 +81,16 @@ def _everything_under(pid: int) -> list[psutil.Process]:
 
 
 @contextlib.contextmanager
-def running_stack(tmp_path: Path, **env: str) -> Iterator[StackProcesses]:
+def running_stack(
+    tmp_path: Path, *, only: str = "worker,beat", queue: str | None = None, **env: str
+) -> Iterator[StackProcesses]:
     name = connection.settings_dict["NAME"]
     connections.close_all()
     child_env = {key: value for key, value in os.environ.items() if key not in {"WAYBILL_TESTING"}}
     child_env.update(
         WAYBILL_DATABASE_NAME=name,
         WAYBILL_BROKER_DIR=str(tmp_path / "broker"),
-        WAYBILL_CELERY_QUEUE=f"test-{uuid.uuid4().hex[:12]}",
+        WAYBILL_CELERY_QUEUE=queue or f"test-{uuid.uuid4().hex[:12]}",
         WAYBILL_WORKER_CONCURRENCY="2",
         CELERY_TASK_ALWAYS_EAGER="0",
         **env,
@@ -94,7 +98,7 @@ def running_stack(tmp_path: Path, **env: str) -> Iterator[StackProcesses]:
     log = tmp_path / "stack.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "config.stack", "--only", "worker,beat", "--no-setup"],
+            [sys.executable, "-m", "config.stack", "--only", only, "--no-setup"],
             cwd=BASE_DIR,
             env=child_env,
             stdout=out,
