@@ -16,7 +16,7 @@ from config.kernel.exports import CHUNK, csv_stream
 from config.kernel.redirects import safe_next
 from fulfillment import selectors, services
 from fulfillment.filters import ShipmentFilter
-from fulfillment.forms import CancelUnitsForm, ReasonForm, RerouteForm, SimulatorForm
+from fulfillment.forms import CancelUnitsForm, CaseFixForm, ReasonForm, RerouteForm, SimulatorForm
 from fulfillment.models import Shipment
 from fulfillment.services import overrides
 from fulfillment.simulator import simulate
@@ -24,6 +24,7 @@ from inventory.models import Location
 from orders.filters import OrderFilter
 from orders.selectors import order_list
 from orders.services import bulk_apply
+from orders.views import case_matching
 
 
 class ShipmentQueuePagination(CursorPagination):
@@ -218,6 +219,38 @@ class BulkRerouteView(ConsoleView):
             messages.error(request, str(exc))
             return HttpResponseRedirect(back)
         _bulk_message(request, result, "order")
+        return HttpResponseRedirect(back)
+
+
+class CaseFixBulkView(ConsoleView):
+    """One fix for a root-cause group: the ticked (or all matching) cases' orders rerouted, backordered or
+    cancelled, each in its own transaction; the cases settled are resolved, the refused named."""
+
+    permission_required = "orders.override_order"
+
+    def post(self, request):
+        back = _back(request, reverse("orders:exceptions"))
+        form = CaseFixForm(request.POST)
+        if not form.is_valid():
+            messages.error(
+                request,
+                "Not fixed: " + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+            )
+            return HttpResponseRedirect(back)
+        location = form.cleaned_data["location"]
+        try:
+            ids, _ = bulk_selection(request, case_matching(request))
+            result = overrides.exception_cases_fix_bulk(
+                case_ids=ids,
+                action=form.cleaned_data["action"],
+                reason=form.cleaned_data["reason"],
+                location_id=location.pk if location else None,
+                actor=request.user,
+            )
+        except DomainError as exc:
+            messages.error(request, f"Not fixed: {exc}")
+            return HttpResponseRedirect(back)
+        _bulk_message(request, result, "case")
         return HttpResponseRedirect(back)
 
 
