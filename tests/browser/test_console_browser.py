@@ -66,6 +66,52 @@ def test_login_lands_on_the_dashboard_and_every_page_fits_1366_px(page, live_ser
         shot(page, "page" + path.replace("/", "_"))
 
 
+def test_every_other_console_page_fits_1366_px_with_one_h1_and_labelled_fields(page, live_server, routed_order):
+    # given an order with a shipment, an unmapped-SKU case and an account with a scorecard page
+    order, _, _ = routed_order
+    shipment = Shipment.objects.get(order=order)
+    unmapped, _ = services.exception_case_open(
+        kind=ExceptionKind.UNMAPPED_SKU,
+        title="unmapped EB-1",
+        order_id=order.pk,
+        account_id=order.account_id,
+        actor="t",
+    )
+    paths = [
+        f"/fulfillment/shipments/{shipment.pk}/",
+        "/fulfillment/simulator/",
+        f"/channels/{order.account_id}/",
+        "/channels/runs/",
+        "/channels/inbound/",
+        "/channels/outbox/",
+        "/channels/reconciliation/",
+        f"/channels/cases/{unmapped.pk}/map-sku/",
+        "/inventory/skus/WB-1041/",
+        "/inventory/inbound/",
+        "/returns/",
+        "/returns/scan/",
+        "/returns/report/",
+        "/scorecards/",
+        f"/scorecards/{order.account_id}/",
+        "/orders/?q=1065",
+        "/orders/exceptions/?kind=unmapped_sku",
+    ]
+    for path in paths:
+        # when each page opens at 1366x768
+        response = page.goto(f"{live_server.url}{path}")
+        # then it answers, fits the viewport, has one h1 and labels every field
+        assert response.status < 400, f"{path} answered {response.status}"
+        assert page_width(page) <= VIEWPORT["width"], f"{path} is wider than the viewport ({page_width(page)} px)"
+        assert page.locator("h1").count() == 1, f"{path} has {page.locator('h1').count()} h1"
+        unlabeled = page.evaluate(
+            """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+                .map(el => el.name || el.id)"""
+        )
+        assert unlabeled == [], f"{path}: fields without a label: {unlabeled}"
+        shot(page, "page" + path.split("?")[0].replace("/", "_"))
+
+
 def test_bulk_resolve_50_cases_from_the_queue(page, live_server):
     for i in range(50):
         services.exception_case_open(kind=ExceptionKind.OTHER, title=f"case {i}", dedupe_key=f"b:{i}", actor="t")
