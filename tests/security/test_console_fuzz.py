@@ -158,6 +158,12 @@ GETS = [
     "/orders/export.csv",
     "/orders/exceptions/export.csv",
     "/fulfillment/shipments/export.csv",
+    "/channels/outbox/export.csv",
+    "/channels/inbound/export.csv",
+    "/channels/runs/export.csv",
+    "/inventory/export.csv",
+    "/inventory/inbound/export.csv",
+    "/returns/export.csv",
 ]
 
 
