@@ -17,7 +17,7 @@ from config.kernel.redirects import safe_next
 from fulfillment import selectors, services
 from fulfillment.filters import ShipmentFilter
 from fulfillment.forms import CancelUnitsForm, CaseFixForm, ReasonForm, RerouteForm, SimulatorForm
-from fulfillment.models import Shipment
+from fulfillment.models import SHIPMENT_SHIP_BY_KEY, Shipment
 from fulfillment.services import overrides
 from fulfillment.simulator import simulate
 from inventory.models import Location
@@ -28,10 +28,22 @@ from orders.views import case_matching
 
 
 class ShipmentQueuePagination(CursorPagination):
+    """Newest first, or by urgency: ship-by soonest (none last), each backed by an index."""
+
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
     ordering = ("-id",)
+    ordering_param = "ordering"
+    allowed_orderings = {"-id": ("-id",), "ship_by": ("ship_by_key", "id")}
+
+    def get_ordering(self, request, queryset, view):
+        return self.allowed_orderings.get(request.query_params.get(self.ordering_param, ""), self.ordering)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        if request.query_params.get(self.ordering_param, "") == "ship_by":
+            queryset = queryset.annotate(ship_by_key=SHIPMENT_SHIP_BY_KEY)
+        return super().paginate_queryset(queryset, request, view)
 
 
 class BoardView(ConsoleView):
@@ -272,6 +284,7 @@ class ShipmentListView(ConsoleView):
             "next_url": next_url,
             "previous_url": previous_url,
             "query": request.GET.urlencode(),
+            "ordering": request.GET.get("ordering", "-id"),
         }
         template = "fulfillment/_shipment_results.html" if request.htmx else "fulfillment/shipment_list.html"
         return render(request, template, context)

@@ -338,3 +338,31 @@ def test_a_detected_case_gets_its_kinds_due_time_and_owner(routed, manager, sett
     # and a second detector pass refreshes the same case instead of opening another
     exceptions_detect(now=now)
     assert ExceptionCase.objects.filter(kind=ExceptionKind.LATE_SHIPMENT, order=order).count() == 1
+
+
+def test_the_shipments_queue_sorts_by_ship_by_soonest_and_pages_past_those_without_one(
+    client, node, stock, order_for, skus, manager
+):
+    # given 9 released shipments, 4 with a ship-by and 5 without
+    dc = node("DC", "94107")
+    stock(skus[0], dc, 20)
+    orders = [order_for([(skus[0], 1)]) for _ in range(9)]
+    services.orders_route(order_ids=[o.pk for o in orders], actor="router")
+    shipments = list(Shipment.objects.filter(order__in=orders).order_by("pk").values_list("pk", flat=True))
+    now = timezone.now()
+    dated = shipments[:4][::-1]  # the latest shipment is due first
+    for hours, pk in enumerate(dated, start=1):
+        Shipment.objects.filter(pk=pk).update(ship_by=now + timedelta(hours=hours))
+    Shipment.objects.filter(pk__in=shipments[4:]).update(ship_by=None)
+    client.force_login(manager)
+    # when the queue sorted by urgency is paged 3 at a time to its end
+    seen, url = [], "/fulfillment/shipments/?ordering=ship_by&page_size=3"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen += [s.pk for s in response.context["shipments"]]
+        url = response.context["next_url"]
+    # then the soonest ship-by comes first and every shipment shows once
+    assert seen[:4] == dated
+    assert sorted(seen) == sorted(shipments)
+    assert 'value="ship_by" selected' in client.get("/fulfillment/shipments/?ordering=ship_by").content.decode()
