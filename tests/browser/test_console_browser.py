@@ -205,6 +205,39 @@ def test_reroute_an_order_to_a_named_node(page, live_server, routed_order):
     assert Shipment.objects.filter(order=order, location=alt, status="released").count() == 1
 
 
+def test_one_fix_for_a_root_cause_group_reroutes_every_order_to_a_named_node(page, live_server, routed_order):
+    # given three orders of WB-1041 that no node could ship, then stock of it at a new node
+    order, _, _ = routed_order
+    sku = order.lines.get(external_id="L1").sku
+    stranded = []
+    for i in range(3):
+        other = OrderFactory(account=order.account, ship_to__postal_code="94105")
+        OrderLineFactory(order=other, sku=sku, quantity=20, external_id=f"G{i}")
+        fulfillment.order_route(order_id=other.pk, actor="router")
+        stranded.append(other)
+    cases = ExceptionCase.objects.filter(order__in=stranded).exclude(status=CaseStatus.RESOLVED)
+    assert cases.count() == 3
+    big = LocationFactory(code="BIG", postal_code="94110", cutoff_time=None)
+    order.account.eligible_locations.add(big)
+    inventory.stock_receive(sku=sku, location=big, quantity=100, actor="test:setup")
+    page.goto(f"{live_server.url}/orders/exceptions/")
+    # when the group's link is followed, every matching case selected and rerouted to BIG
+    page.get_by_role("link", name=re.compile(r"^3 cases: .*, all for SKU WB-1041")).click()
+    expect(page.locator("#case-results tbody tr")).to_have_count(3)
+    page.get_by_label("Tick every row on this page").check()
+    page.get_by_role("button", name="Select all cases matching the filters").click()
+    page.get_by_text("Fix their orders").click()
+    page.get_by_label("Fix to apply").select_option("reroute")
+    page.get_by_label("Reroute to node").select_option(label=f"BIG · {big.name}")
+    page.get_by_label("Fix reason (a cancel's is sent to the channel)").fill("BIG received WB-1041")
+    page.get_by_role("button", name="Fix ticked").click()
+    # then the three are rerouted in one action and their cases resolved
+    expect(page.locator(".messages")).to_contain_text("reroute: 3 of 3 case(s) done")
+    assert Shipment.objects.filter(order__in=stranded, location=big, status="released").count() == 3
+    assert not cases.exists()
+    assert page_width(page) <= VIEWPORT["width"]
+
+
 def test_search_a_partial_order_number(page, live_server):
     account = ChannelAccountFactory(kind="shopify", name="shop")
     OrderFactory(account=account, external_id="gid-5550001065", external_reference="#1065", customer_name="Ana Ruiz")
