@@ -158,3 +158,53 @@ def test_an_agent_without_the_override_permission_cannot_fix_a_group(client, str
     assert response.status_code == 403
     cases[0].refresh_from_db()
     assert cases[0].status != CaseStatus.RESOLVED
+
+
+def test_the_api_fixes_a_group_by_its_filters_once_per_idempotency_key(
+    api_client, stranded, node, stock, skus, manager
+):
+    # given a node that now has the stranded SKU
+    orders, cases, _ = stranded
+    alt = node("ALT", "10001")
+    stock(skus[0], alt, 10)
+    api_client.force_authenticate(manager)
+    body = {
+        "action": "reroute",
+        "filters": {"kind": cases[0].kind, "sku": str(skus[0].pk)},
+        "reason": "ALT received the SKU",
+        "location": alt.pk,
+    }
+    # when the group is rerouted through the API, and the same call is replayed
+    first = api_client.post("/api/v1/exception-cases/fix/", body, format="json", HTTP_IDEMPOTENCY_KEY="fix-1")
+    again = api_client.post("/api/v1/exception-cases/fix/", body, format="json", HTTP_IDEMPOTENCY_KEY="fix-1")
+    # then the three cases are done once, each order rerouted once
+    assert first.status_code == 200 and first.json()["done"] == [c.pk for c in cases]
+    assert again.status_code == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    for order in orders:
+        assert OrderEvent.objects.filter(order=order, kind="rerouted").count() == 1
+        assert Shipment.objects.filter(order=order, location=alt, status=ShipmentStatus.RELEASED).count() == 1
+
+
+def test_the_api_fix_checks_the_role_and_the_input(api_client, stranded, agent, manager):
+    _, cases, _ = stranded
+    ids = [c.pk for c in cases]
+    api_client.force_authenticate(agent)  # agents triage, managers override
+    denied = api_client.post(
+        "/api/v1/exception-cases/fix/", {"action": "cancel", "ids": ids, "reason": "x"}, format="json"
+    )
+    assert denied.status_code == 403
+    api_client.force_authenticate(manager)
+    bad = api_client.post("/api/v1/exception-cases/fix/", {"action": "explode", "ids": ids}, format="json")
+    assert bad.status_code == 400 and {"action", "reason"} <= set(bad.json())
+    wrong = api_client.post(
+        "/api/v1/exception-cases/fix/", {"action": "backorder", "ids": ids, "reason": "x", "location": 1}, format="json"
+    )
+    assert wrong.status_code == 400 and "only for a reroute" in wrong.content.decode()
+    assert not ExceptionCase.objects.filter(pk__in=ids, status=CaseStatus.RESOLVED).exists()
+
+
+def test_the_group_fix_is_in_the_openapi_schema(client, manager):
+    client.force_login(manager)
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"]["/api/v1/exception-cases/fix/"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
