@@ -232,7 +232,10 @@ def exception_cases_fix_bulk(
             raise CaseFixRefused(f"a {labels.get(case['kind'], case['kind']).lower()} case is not fixed by a {action}")
         order_id = case["order_id"]
         if order_id is not None and order_id in fixed_orders:
-            return  # settled by the fix of an earlier case of the same order
+            # The order took its fix for an earlier case of this call: this case is settled by it too.
+            if case["status"] != CaseStatus.RESOLVED:
+                order_services.exception_case_resolve(case=case_id, note=f"{action}: {note}", actor=actor)
+            return
         if case["status"] == CaseStatus.RESOLVED:
             raise CaseFixRefused("already resolved")
         if order_id is None:

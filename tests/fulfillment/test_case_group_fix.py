@@ -208,3 +208,23 @@ def test_the_group_fix_is_in_the_openapi_schema(client, manager):
     schema = client.get("/api/schema/", {"format": "json"}).json()
     operation = schema["paths"]["/api/v1/exception-cases/fix/"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+
+
+def test_two_cases_of_one_order_take_one_fix_and_both_are_resolved(stranded, node, stock, skus, manager):
+    # given a stranded order that is also late: two cases of one order
+    orders, cases, _ = stranded
+    late, _ = order_services.exception_case_open(
+        kind=ExceptionKind.LATE_SHIPMENT, title="late", order_id=orders[0].pk, dedupe_key="late:0", actor="detector"
+    )
+    alt = node("ALT", "10001")
+    stock(skus[0], alt, 10)
+    # when both are rerouted to ALT in one call
+    result = overrides.exception_cases_fix_bulk(
+        case_ids=[cases[0].pk, late.pk], action="reroute", location_id=alt.pk, reason="ALT has it", actor=manager
+    )
+    # then the order is rerouted once and both its cases are resolved
+    assert result.done == [cases[0].pk, late.pk] and not result.failed
+    assert OrderEvent.objects.filter(order=orders[0], kind="rerouted").count() == 1
+    assert set(ExceptionCase.objects.filter(pk__in=[cases[0].pk, late.pk]).values_list("status", flat=True)) == {
+        CaseStatus.RESOLVED
+    }
