@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db.models import Q
@@ -31,6 +32,7 @@ from channels.sync import account_lock
 from channels.tasks import channels_reconcile_account_task, channels_sync_account_task
 from config.kernel.console import ConsoleView, bulk_selection
 from config.kernel.errors import DomainError
+from config.kernel.exports import CHUNK, csv_stream
 from config.kernel.redirects import safe_next
 from inventory import selectors as inventory_selectors
 from inventory.models import Sku
@@ -82,18 +84,148 @@ class SyncNowView(ConsoleView):
         return HttpResponseRedirect(reverse("channels:runs") + f"?account={account.pk}")
 
 
+def _inbound_filters(request) -> tuple[str | None, int | None]:
+    """The inbound list's filters: a status (failed when none is given; an empty one means all), an account."""
+    status = request.GET.get("status", InboundStatus.FAILED)
+    return (status if status in InboundStatus.values else None), _int(request.GET.get("account"))
+
+
+def _outbox_filters(request) -> tuple[str | None, int | None]:
+    status = request.GET.get("status") or None
+    return (status if status in OutboxStatus.values else None), _int(request.GET.get("account"))
+
+
+def _export_url(name: str, **params) -> str:
+    """The list's CSV export with the filters it shows (an inbound status of "" keeps meaning all)."""
+    query = urlencode({key: value for key, value in params.items() if value is not None})
+    return reverse(name) + (f"?{query}" if query else "")
+
+
+class SyncRunExportView(ConsoleView):
+    """The sync runs as CSV with the list's account filter, streamed."""
+
+    permission_required = "channels.view_syncrun"
+
+    def get(self, request):
+        rows = (
+            selectors.sync_run_list(account_id=_int(request.GET.get("account")))
+            .values_list(
+                "pk",
+                "account__name",
+                "kind",
+                "status",
+                "started_at",
+                "finished_at",
+                "cursor_from",
+                "cursor_to",
+                "pages",
+                "orders_seen",
+                "orders_created",
+                "orders_updated",
+                "orders_failed",
+                "error",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        header = [
+            "id",
+            "account",
+            "kind",
+            "status",
+            "started_at",
+            "finished_at",
+            "cursor_from",
+            "cursor_to",
+            "pages",
+            "orders_seen",
+            "orders_created",
+            "orders_updated",
+            "orders_failed",
+            "error",
+        ]
+        return csv_stream(filename="sync-runs", header=header, rows=rows)
+
+
+class InboundEventExportView(ConsoleView):
+    """The inbound events as CSV with the list's status and account filters, streamed (payloads left out)."""
+
+    permission_required = "channels.view_inboundevent"
+
+    def get(self, request):
+        status, account_id = _inbound_filters(request)
+        header = ["id", "account", "kind", "external_id", "status", "attempts", "received_at", "processed_at", "error"]
+        rows = (
+            selectors.inbound_event_list(status=status, account_id=account_id)
+            .values_list(
+                "pk",
+                "account__name",
+                "kind",
+                "external_id",
+                "status",
+                "attempts",
+                "received_at",
+                "processed_at",
+                "error",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="inbound-events", header=header, rows=rows)
+
+
+class OutboxExportView(ConsoleView):
+    """The outbox as CSV with the list's status and account filters, streamed (payloads left out)."""
+
+    permission_required = "channels.view_outboxmessage"
+
+    def get(self, request):
+        status, account_id = _outbox_filters(request)
+        header = [
+            "id",
+            "account",
+            "kind",
+            "dedupe_key",
+            "order",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "sent_at",
+            "created_at",
+            "last_error",
+        ]
+        rows = (
+            selectors.outbox_list(status=status, account_id=account_id)
+            .values_list(
+                "pk",
+                "account__name",
+                "kind",
+                "dedupe_key",
+                "order__external_id",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "sent_at",
+                "created_at",
+                "last_error",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="outbox", header=header, rows=rows)
+
+
 class SyncRunListView(ConsoleView):
     permission_required = "channels.view_syncrun"
 
     def get(self, request):
         account_id = _int(request.GET.get("account"))
         runs = list(selectors.sync_run_list(account_id=account_id)[:PAGE])
+        export = reverse("channels:runs-export") + (f"?account={account_id}" if account_id else "")
         context = {
             "section": "channels",
             "runs": runs,
             "account_id": account_id,
             "accounts": ChannelAccount.objects.order_by("name"),
             "live": any(run.status == SyncStatus.RUNNING for run in runs),
+            "export_url": export,
         }
         template = "channels/_runs.html" if request.htmx else "channels/runs.html"
         return render(request, template, context)
@@ -103,9 +235,7 @@ class InboundEventListView(ConsoleView):
     permission_required = "channels.view_inboundevent"
 
     def get(self, request):
-        status = request.GET.get("status", InboundStatus.FAILED)
-        status = status if status in InboundStatus.values else None
-        account_id = _int(request.GET.get("account"))
+        status, account_id = _inbound_filters(request)
         context = {
             "section": "channels",
             "events": list(selectors.inbound_event_list(status=status, account_id=account_id)[:PAGE]),
@@ -114,6 +244,7 @@ class InboundEventListView(ConsoleView):
             "account_id": account_id,
             "accounts": ChannelAccount.objects.order_by("name"),
             "can_change": request.user.has_perm("channels.change_inboundevent"),
+            "export_url": _export_url("channels:inbound-export", status=status or "", account=account_id),
         }
         template = "channels/_inbound.html" if request.htmx else "channels/inbound.html"
         return render(request, template, context)
@@ -199,9 +330,7 @@ class OutboxListView(ConsoleView):
     permission_required = "channels.view_outboxmessage"
 
     def get(self, request):
-        status = request.GET.get("status") or None
-        status = status if status in OutboxStatus.values else None
-        account_id = _int(request.GET.get("account"))
+        status, account_id = _outbox_filters(request)
         context = {
             "section": "channels",
             "messages_list": list(selectors.outbox_list(status=status, account_id=account_id)[:PAGE]),
@@ -210,6 +339,7 @@ class OutboxListView(ConsoleView):
             "account_id": account_id,
             "accounts": ChannelAccount.objects.order_by("name"),
             "can_change": request.user.has_perm("channels.change_outboxmessage"),
+            "export_url": _export_url("channels:outbox-export", status=status, account=account_id),
         }
         template = "channels/_outbox.html" if request.htmx else "channels/outbox.html"
         return render(request, template, context)

@@ -322,6 +322,37 @@ class CaseBulkSerializer(serializers.Serializer):
         return data
 
 
+class CaseFixSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=list(overrides.CASE_FIX_ACTIONS))
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=5000)
+    filters = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Instead of ids: every case the queue's filters match (a root-cause group: kind and sku…)",
+    )
+    reason = serializers.CharField(max_length=2000, help_text="Audited; a cancel's reason is sent to the channel")
+    location = serializers.IntegerField(required=False, allow_null=True, help_text="Reroute to this node (id)")
+
+    def validate(self, data):
+        if bool(data.get("ids")) == bool(data.get("filters")):
+            raise serializers.ValidationError("send either ids or filters")
+        return data
+
+
+def _case_ids(request, data) -> list[int]:
+    """The cases a bulk call names: its ``ids``, or every case its queue ``filters`` match."""
+    if not data.get("filters"):
+        return data["ids"]
+    filterset = ExceptionCaseFilter(
+        data["filters"],
+        queryset=order_selectors.exception_cases_by_urgency(include_resolved=bool(data["filters"].get("status"))),
+        request=request,
+    )
+    if not filterset.is_valid():
+        raise serializers.ValidationError({"filters": filterset.errors})
+    return list(filterset.qs.order_by("pk").values_list("pk", flat=True)[: order_services.MAX_BULK_ITEMS + 1])
+
+
 class BulkResultSerializer(serializers.Serializer):
     action = serializers.CharField()
     done = serializers.ListField(child=serializers.IntegerField())
@@ -341,6 +372,7 @@ class ExceptionCaseViewSet(viewsets.ReadOnlyModelViewSet):
         "list": "orders.view_exceptioncase",
         "retrieve": "orders.view_exceptioncase",
         "bulk": "orders.change_exceptioncase",
+        "fix": "orders.override_order",
     }
 
     def get_queryset(self):
@@ -355,19 +387,7 @@ class ExceptionCaseViewSet(viewsets.ReadOnlyModelViewSet):
     def bulk(self, request):
         """Each case in its own transaction: those refused are named in ``failed``, the others are done."""
         data = _body(request, CaseBulkSerializer)
-        if data.get("filters"):
-            filterset = ExceptionCaseFilter(
-                data["filters"],
-                queryset=order_selectors.exception_cases_by_urgency(
-                    include_resolved=bool(data["filters"].get("status"))
-                ),
-                request=request,
-            )
-            if not filterset.is_valid():
-                raise serializers.ValidationError({"filters": filterset.errors})
-            ids = list(filterset.qs.order_by("pk").values_list("pk", flat=True)[: order_services.MAX_BULK_ITEMS + 1])
-        else:
-            ids = data["ids"]
+        ids = _case_ids(request, data)
         owner = None
         if data["action"] == "assign" and data.get("owner"):
             owner = get_user_model().objects.filter(username=data["owner"], is_active=True).first()
@@ -375,6 +395,25 @@ class ExceptionCaseViewSet(viewsets.ReadOnlyModelViewSet):
                 raise serializers.ValidationError({"owner": f"no active user {data['owner']!r}"})
         result = order_services.exception_cases_bulk(
             case_ids=ids, action=data["action"], note=data.get("note", ""), owner=owner, actor=request.user
+        )
+        return Response(
+            {"action": result.action, "done": result.done, "failed": {str(k): v for k, v in result.failed.items()}}
+        )
+
+    @extend_schema(request=CaseFixSerializer, responses=BulkResultSerializer, parameters=[IDEMPOTENCY])
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def fix(self, request):
+        """One fix for a root-cause group: each case's order rerouted (to ``location`` when named),
+        backordered, or cancelled with ``reason`` told to the channel, in its own transaction; the cases it
+        settles are resolved, those it does not apply to are named in ``failed``."""
+        data = _body(request, CaseFixSerializer)
+        result = overrides.exception_cases_fix_bulk(
+            case_ids=_case_ids(request, data),
+            action=data["action"],
+            reason=data["reason"],
+            location_id=data.get("location"),
+            actor=request.user,
         )
         return Response(
             {"action": result.action, "done": result.done, "failed": {str(k): v for k, v in result.failed.items()}}

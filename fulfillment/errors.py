@@ -51,3 +51,9 @@ class CancelRefused(FulfillmentError):
     """A buyer's cancel request cannot be accepted automatically (units picked, packed or shipped)."""
 
     code = "cancel_refused"
+
+
+class CaseFixRefused(FulfillmentError):
+    """A bulk fix does not apply to this case (another kind, no order, already resolved, still unsettled)."""
+
+    code = "case_fix_refused"

@@ -46,3 +46,14 @@ class CancelUnitsForm(forms.Form):
             if int(value):
                 quantities[int(line)] = int(value)
         return quantities
+
+
+class CaseFixForm(forms.Form):
+    """One fix applied to the ticked (or all matching) cases of the exception queue: their orders rerouted
+    (to a named node or the best one), backordered, or cancelled."""
+
+    action = forms.ChoiceField(choices=[("reroute", "Reroute"), ("backorder", "Backorder"), ("cancel", "Cancel")])
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.filter(is_active=True, can_ship=True), required=False, label="Reroute to node"
+    )
+    reason = forms.CharField(label="Reason", max_length=2000, strip=True)

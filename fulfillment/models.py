@@ -14,6 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+
+from orders.models import FAR_FUTURE
 
 TIE_BREAKERS = ("on_time", "distance", "cost", "priority")
 
@@ -180,6 +183,11 @@ class ShipmentKind(models.TextChoices):
     SHIP_FROM_STORE = "ship_from_store", "Ship from store"
 
 
+# The shipments queue's "ship-by soonest" keyset-pages on this (a shipment without a ship-by last): a cursor
+# on the nullable column itself cannot point past a NULL.
+SHIPMENT_SHIP_BY_KEY = Coalesce("ship_by", models.Value(FAR_FUTURE))
+
+
 class Shipment(models.Model):
     """One package (or pickup) released to one node. Status moves only through
     fulfillment.services.shipment_transition (the table is fulfillment/status.py)."""
@@ -213,6 +221,7 @@ class Shipment(models.Model):
             models.Index(fields=["location", "status"], name="shipment_location_status"),
             models.Index(fields=["status", "shipped_at"], name="shipment_status_shipped"),
             models.Index(fields=["tracking_number"], name="shipment_tracking_number"),
+            models.Index(SHIPMENT_SHIP_BY_KEY, F("id"), name="shipment_ship_by_key"),
         ]
 
     def __str__(self) -> str:

@@ -18,5 +18,6 @@ urlpatterns = [
     path("orders/<int:pk>/cancel/", views.OrderCancelView.as_view(), name="order-cancel"),
     path("orders/<int:pk>/backorder/", views.OrderBackorderView.as_view(), name="order-backorder"),
     path("orders/bulk-reroute/", views.BulkRerouteView.as_view(), name="bulk-reroute"),
+    path("cases/fix/", views.CaseFixBulkView.as_view(), name="cases-fix"),
     path("dashboard/carriers/", views.CarrierDashboardView.as_view(), name="dashboard-carriers"),
 ]

@@ -16,21 +16,34 @@ from config.kernel.exports import CHUNK, csv_stream
 from config.kernel.redirects import safe_next
 from fulfillment import selectors, services
 from fulfillment.filters import ShipmentFilter
-from fulfillment.forms import CancelUnitsForm, ReasonForm, RerouteForm, SimulatorForm
-from fulfillment.models import Shipment
+from fulfillment.forms import CancelUnitsForm, CaseFixForm, ReasonForm, RerouteForm, SimulatorForm
+from fulfillment.models import SHIPMENT_SHIP_BY_KEY, Shipment
 from fulfillment.services import overrides
 from fulfillment.simulator import simulate
 from inventory.models import Location
 from orders.filters import OrderFilter
 from orders.selectors import order_list
 from orders.services import bulk_apply
+from orders.views import case_matching
 
 
 class ShipmentQueuePagination(CursorPagination):
+    """Newest first, or by urgency: ship-by soonest (none last), each backed by an index."""
+
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
     ordering = ("-id",)
+    ordering_param = "ordering"
+    allowed_orderings = {"-id": ("-id",), "ship_by": ("ship_by_key", "id")}
+
+    def get_ordering(self, request, queryset, view):
+        return self.allowed_orderings.get(request.query_params.get(self.ordering_param, ""), self.ordering)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        if request.query_params.get(self.ordering_param, "") == "ship_by":
+            queryset = queryset.annotate(ship_by_key=SHIPMENT_SHIP_BY_KEY)
+        return super().paginate_queryset(queryset, request, view)
 
 
 class BoardView(ConsoleView):
@@ -221,6 +234,38 @@ class BulkRerouteView(ConsoleView):
         return HttpResponseRedirect(back)
 
 
+class CaseFixBulkView(ConsoleView):
+    """One fix for a root-cause group: the ticked (or all matching) cases' orders rerouted, backordered or
+    cancelled, each in its own transaction; the cases settled are resolved, the refused named."""
+
+    permission_required = "orders.override_order"
+
+    def post(self, request):
+        back = _back(request, reverse("orders:exceptions"))
+        form = CaseFixForm(request.POST)
+        if not form.is_valid():
+            messages.error(
+                request,
+                "Not fixed: " + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+            )
+            return HttpResponseRedirect(back)
+        location = form.cleaned_data["location"]
+        try:
+            ids, _ = bulk_selection(request, case_matching(request))
+            result = overrides.exception_cases_fix_bulk(
+                case_ids=ids,
+                action=form.cleaned_data["action"],
+                reason=form.cleaned_data["reason"],
+                location_id=location.pk if location else None,
+                actor=request.user,
+            )
+        except DomainError as exc:
+            messages.error(request, f"Not fixed: {exc}")
+            return HttpResponseRedirect(back)
+        _bulk_message(request, result, "case")
+        return HttpResponseRedirect(back)
+
+
 class ShipmentListView(ConsoleView):
     """Every shipment across nodes, filtered like the node API; bulk reroute of their orders or resend of
     their ship confirmations, CSV export."""
@@ -239,6 +284,7 @@ class ShipmentListView(ConsoleView):
             "next_url": next_url,
             "previous_url": previous_url,
             "query": request.GET.urlencode(),
+            "ordering": request.GET.get("ordering", "-id"),
         }
         template = "fulfillment/_shipment_results.html" if request.htmx else "fulfillment/shipment_list.html"
         return render(request, template, context)

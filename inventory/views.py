@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from config.kernel.console import ConsoleView, console_page
 from config.kernel.errors import DomainError
+from config.kernel.exports import CHUNK, csv_stream
 from inventory import selectors, services
 from inventory.filters import InboundShipmentFilter, StockLevelFilter
 from inventory.forms import AdjustmentForm, ReceiveForm
@@ -31,9 +32,62 @@ class StockGridView(ConsoleView):
             "next_url": next_url,
             "previous_url": previous_url,
             "section": "inventory",
+            "export_url": reverse("inventory:export") + "?" + request.GET.urlencode(),
         }
         template = "inventory/_grid_results.html" if request.htmx else "inventory/grid.html"
         return render(request, template, context)
+
+
+STOCK_CSV_HEADER = [
+    "sku",
+    "name",
+    "location",
+    "on_hand",
+    "reserved",
+    "safety_stock",
+    "atp",
+    "inbound",
+    "receiving",
+    "damaged",
+    "quarantine",
+    "refurbish",
+]
+INBOUND_CSV_HEADER = ["id", "reference", "kind", "supplier", "location", "status", "expected_at"]
+
+
+def _filters_refused(request, filterset, list_name: str):
+    messages.error(request, "Check the filters before exporting: " + "; ".join(filterset.errors))
+    return HttpResponseRedirect(reverse(list_name) + "?" + request.GET.urlencode())
+
+
+class StockExportView(ConsoleView):
+    """The stock grid as CSV with the grid's current filters, streamed."""
+
+    permission_required = "inventory.view_stocklevel"
+
+    def get(self, request):
+        filterset = StockLevelFilter(request.GET, queryset=selectors.stock_level_grid(), request=request)
+        if not filterset.is_valid():
+            return _filters_refused(request, filterset, "inventory:grid")
+        rows = (
+            filterset.qs.order_by("sku_id", "location_id")
+            .values_list(
+                "sku__code",
+                "sku__name",
+                "location__code",
+                "on_hand",
+                "reserved",
+                "safety_stock",
+                "atp_units",
+                "inbound_units",
+                "receiving",
+                "damaged",
+                "quarantine",
+                "refurbish",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="stock", header=STOCK_CSV_HEADER, rows=rows)
 
 
 class SkuDetailView(ConsoleView):
@@ -90,10 +144,7 @@ class InboundListView(ConsoleView):
     permission_required = "inventory.view_inboundshipment"
 
     def get(self, request):
-        params = request.GET.copy()
-        if "status" not in params:
-            params.setlist("status", [InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED])
-        filterset = InboundShipmentFilter(params, queryset=selectors.inbound_list(), request=request)
+        filterset = InboundShipmentFilter(_inbound_params(request), queryset=selectors.inbound_list(), request=request)
         rows, next_url, previous_url = [], None, None
         if filterset.is_valid():
             rows, next_url, previous_url = console_page(request, filterset.qs, InboundCursorPagination)
@@ -103,9 +154,35 @@ class InboundListView(ConsoleView):
             "next_url": next_url,
             "previous_url": previous_url,
             "section": "inventory",
+            "export_url": reverse("inventory:inbound-export") + "?" + request.GET.urlencode(),
         }
         template = "inventory/_inbound_results.html" if request.htmx else "inventory/inbound_list.html"
         return render(request, template, context)
+
+
+def _inbound_params(request):
+    """The receiving list's filters: open and partly received shipments when no status is asked for."""
+    params = request.GET.copy()
+    if "status" not in params:
+        params.setlist("status", [InboundStatus.OPEN, InboundStatus.PARTIALLY_RECEIVED])
+    return params
+
+
+class InboundExportView(ConsoleView):
+    """The inbound shipments (POs, ASNs) as CSV with the list's current filters, streamed."""
+
+    permission_required = "inventory.view_inboundshipment"
+
+    def get(self, request):
+        filterset = InboundShipmentFilter(_inbound_params(request), queryset=selectors.inbound_list(), request=request)
+        if not filterset.is_valid():
+            return _filters_refused(request, filterset, "inventory:inbound")
+        rows = (
+            filterset.qs.order_by("expected_at", "id")
+            .values_list("pk", "reference", "kind", "supplier", "location__code", "status", "expected_at")
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="inbound-shipments", header=INBOUND_CSV_HEADER, rows=rows)
 
 
 class InboundDetailView(ConsoleView):

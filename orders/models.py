@@ -12,7 +12,13 @@ from django.conf import settings
 from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Upper
+from django.db.models.functions import Coalesce, Upper
+
+# A time after every real one: what the queues sort by when a case or order names no time (sorted last).
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+# The orders list's "ship-by soonest" sorts and keyset-pages on this (an order without a ship-by last), never
+# on the nullable column itself: a cursor cannot point past a NULL, so those orders would drop off page 2.
+SHIP_BY_KEY = Coalesce("ship_by", models.Value(FAR_FUTURE))
 
 
 class OrderStatus(models.TextChoices):
@@ -148,6 +154,7 @@ class Order(models.Model):
             models.Index(fields=["account", "-placed_at"], name="order_account_placed"),
             models.Index(fields=["on_hold", "status"], name="order_hold_status", condition=Q(on_hold=True)),
             models.Index(fields=["ship_by"], name="order_ship_by"),
+            models.Index(SHIP_BY_KEY, F("id"), name="order_ship_by_key"),
             # Search without pg_trgm: prefix matches (orders/search.py). With pg_trgm, migration 0005 adds
             # trigram indexes for matches anywhere in the value.
             models.Index(OpClass(Upper("external_id"), name="varchar_pattern_ops"), name="order_external_id_prefix"),
@@ -332,8 +339,7 @@ class CaseStatus(models.TextChoices):
 
 
 # The queue's order (orders.selectors.exception_case_queue): time left, then impact. A case with no due time
-# and no order ship-by sorts after every timed one.
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+# and no order ship-by sorts after every timed one (FAR_FUTURE, defined at the top).
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
 # Cases whose kind costs a scorecard metric (late shipment rate, valid tracking, on-time delivery,
 # cancellations) rank before others of the same urgency.

@@ -333,6 +333,8 @@ class ExceptionListView(ConsoleView):
             .distinct()
             .order_by("username")
             .only("pk", "username")[:200],
+            "can_fix": request.user.has_perm("orders.override_order"),
+            "nodes": Location.objects.filter(is_active=True, can_ship=True).order_by("code").only("pk", "code", "name"),
         }
         template = "orders/_exception_results.html" if request.htmx else "orders/exception_list.html"
         return render(request, template, context)

@@ -6,6 +6,7 @@ app_name = "returns"
 
 urlpatterns = [
     path("", views.QueueView.as_view(), name="queue"),
+    path("export.csv", views.QueueExportView.as_view(), name="export"),
     path("scan/", views.ScanRmaView.as_view(), name="scan"),
     path("report/", views.ReportView.as_view(), name="report"),
     path("new/<int:order_id>/", views.CreateView.as_view(), name="create"),

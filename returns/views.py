@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from config.kernel.console import ConsoleView
 from config.kernel.errors import DomainError
+from config.kernel.exports import CHUNK, csv_stream
 from inventory.models import Sku
 from orders.models import Order
 from returns import selectors, services
@@ -36,16 +37,65 @@ def _key() -> str:
     return f"console:{uuid.uuid4()}"
 
 
+def _queue_filters(request) -> tuple[QueueFilterForm, str, str, str]:
+    """The queue's filters (open RMAs when none is given): the form, the bucket, the channel and the search."""
+    form = QueueFilterForm(request.GET or None)
+    bucket, channel, query = "open", "", ""
+    if form.is_valid():
+        bucket = form.cleaned_data["bucket"] or "open"
+        channel = form.cleaned_data["channel"]
+        query = form.cleaned_data["q"]
+    return form, bucket, channel, query
+
+
+RMA_CSV_HEADER = [
+    "rma",
+    "order",
+    "channel",
+    "account",
+    "status",
+    "reason",
+    "channel_return_id",
+    "return_tracking",
+    "created_at",
+    "received_at",
+    "closed_at",
+]
+
+
+class QueueExportView(ConsoleView):
+    """The returns queue as CSV with its current filters (bucket, channel, search), streamed."""
+
+    permission_required = "returns.view_returnauthorization"
+
+    def get(self, request):
+        _, bucket, channel, query = _queue_filters(request)
+        rows = (
+            selectors.rma_queue_filtered(bucket="" if bucket == "all" else bucket, channel=channel, query=query)
+            .order_by("pk")
+            .values_list(
+                "rma_number",
+                "order__external_id",
+                "order__account__kind",
+                "order__account__name",
+                "status",
+                "reason",
+                "external_id",
+                "return_tracking_number",
+                "created_at",
+                "received_at",
+                "closed_at",
+            )
+            .iterator(chunk_size=CHUNK)
+        )
+        return csv_stream(filename="returns", header=RMA_CSV_HEADER, rows=rows)
+
+
 class QueueView(ConsoleView):
     permission_required = "returns.view_returnauthorization"
 
     def get(self, request):
-        form = QueueFilterForm(request.GET or None)
-        bucket, channel, query = "open", "", ""
-        if form.is_valid():
-            bucket = form.cleaned_data["bucket"] or "open"
-            channel = form.cleaned_data["channel"]
-            query = form.cleaned_data["q"]
+        form, bucket, channel, query = _queue_filters(request)
         rows = list(
             selectors.rma_queue_filtered(bucket="" if bucket == "all" else bucket, channel=channel, query=query)[:PAGE]
         )
@@ -58,6 +108,7 @@ class QueueView(ConsoleView):
             "counts": selectors.queue_counts(),
             "section": "returns",
             "page_size": PAGE,
+            "export_url": reverse("returns:export") + "?" + request.GET.urlencode(),
         }
         template = "returns/_queue_results.html" if request.htmx else "returns/queue.html"
         return render(request, template, context)

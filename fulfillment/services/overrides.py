@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.kernel.actors import Actor, actor_resolve
-from fulfillment.errors import CancelRefused, InvalidInput
+from fulfillment.errors import CancelRefused, CaseFixRefused, InvalidInput
 from fulfillment.models import Shipment, ShipmentKind, ShipmentLine
 from fulfillment.services.common import capacity_give_back, capacity_take
 from fulfillment.services.route.reroute import order_reroute
@@ -22,7 +22,16 @@ from fulfillment.services.shipments.shorts_and_cancels import shipment_line_canc
 from fulfillment.signals import ship_confirmation_resend
 from fulfillment.status import HOLDS_STOCK, SHIPPED_STATES
 from orders import services as order_services
-from orders.models import CancelInitiator, ExceptionKind, Order, OrderEvent, OrderLine, OrderStatus
+from orders.models import (
+    CancelInitiator,
+    CaseStatus,
+    ExceptionCase,
+    ExceptionKind,
+    Order,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+)
 
 # The cases a routing fix (reroute, backorder, cancel) settles for the order.
 ROUTING_CASE_KINDS = (
@@ -32,6 +41,9 @@ ROUTING_CASE_KINDS = (
     ExceptionKind.SHIP_BY_UNREACHABLE,
     ExceptionKind.SHORT_PICK,
 )
+# The cases a group fix (reroute, backorder, cancel the order) applies to, and the actions it offers.
+CASE_FIX_KINDS = frozenset({*ROUTING_CASE_KINDS, ExceptionKind.SHIP_BY_AT_RISK, ExceptionKind.LATE_SHIPMENT})
+CASE_FIX_ACTIONS = ("reroute", "backorder", "cancel")
 NOT_STARTED = HOLDS_STOCK - {"picking", "packed", "ready_for_pickup"}
 
 
@@ -159,14 +171,15 @@ def order_units_cancel(
     return result
 
 
-def order_backorder(*, order_id: int, reason: str, actor: Actor) -> list[int]:
+def order_backorder(*, order_id: int, reason: str, actor: Actor, durable: bool = True) -> list[int]:
     """Let the order's open lines wait for stock: they are marked backorder-allowed and the order is routed
     again, so what is in stock is reserved and the rest is backordered (filled on receipt) instead of an
-    exception. Settles the order's routing cases. Returns the backordered line ids."""
+    exception. Settles the order's routing cases. Returns the backordered line ids. ``durable=False`` lets a
+    bulk fix run it in its per-case savepoint."""
     actor_resolve(actor)
     if not reason or not reason.strip():
         raise InvalidInput("reason", "a backorder needs a reason")
-    with transaction.atomic(durable=True):
+    with transaction.atomic(durable=durable):
         order_services.order_lines_backorder_allow(order=order_id, reason=reason.strip(), actor=actor)
         status = Order.objects.values_list("status", flat=True).get(pk=order_id)
         if status in (OrderStatus.BACKORDERED, OrderStatus.OPEN, OrderStatus.ALLOCATED, OrderStatus.RELEASED):
@@ -190,6 +203,57 @@ def orders_reroute_bulk(*, order_ids: Sequence[int], reason: str, actor: Actor) 
         action="reroute",
         apply=lambda pk: order_reroute(order_id=pk, reason=reason, actor=actor, durable=False),
     )
+
+
+def exception_cases_fix_bulk(
+    *, case_ids: Sequence[int], action: str, reason: str, actor: Actor, location_id: int | None = None
+) -> order_services.BulkResult:
+    """One fix applied to a root-cause group of cases ("no node can ship, all for SKU WB-1041"): each case's
+    order is rerouted (to ``location_id`` when named), backordered, or cancelled with ``reason`` told to the
+    channel, in its own transaction, and the cases the fix settles are resolved. A case of another kind, with
+    no order, already resolved, or whose order the fix leaves unsettled is named and changes nothing; several
+    cases of one order take one fix."""
+    actor_resolve(actor)
+    if action not in CASE_FIX_ACTIONS:
+        raise InvalidInput("action", f"expected one of {', '.join(CASE_FIX_ACTIONS)}")
+    if not reason or not reason.strip():
+        raise InvalidInput("reason", f"a bulk {action} needs a reason")
+    if location_id is not None and action != "reroute":
+        raise InvalidInput("location", "a node is named only for a reroute")
+    note = reason.strip()
+    labels = dict(ExceptionKind.choices)
+    fixed_orders: set[int] = set()
+
+    def fix(case_id: int) -> None:
+        case = ExceptionCase.objects.filter(pk=case_id).values("kind", "status", "order_id").first()
+        if case is None:
+            raise InvalidInput("case", f"case {case_id} does not exist")
+        if case["kind"] not in CASE_FIX_KINDS:
+            raise CaseFixRefused(f"a {labels.get(case['kind'], case['kind']).lower()} case is not fixed by a {action}")
+        order_id = case["order_id"]
+        if order_id is not None and order_id in fixed_orders:
+            # The order took its fix for an earlier case of this call: this case is settled by it too.
+            if case["status"] != CaseStatus.RESOLVED:
+                order_services.exception_case_resolve(case=case_id, note=f"{action}: {note}", actor=actor)
+            return
+        if case["status"] == CaseStatus.RESOLVED:
+            raise CaseFixRefused("already resolved")
+        if order_id is None:
+            raise CaseFixRefused("the case names no order")
+        if action == "reroute":
+            result = order_reroute(order_id=order_id, reason=note, actor=actor, location_id=location_id, durable=False)
+            if result.backordered_line_ids or result.exception_case_ids:
+                # Raised inside the case's savepoint: the reroute rolls back and the case stays as it was.
+                raise CaseFixRefused("a reroute still cannot ship the whole order; name a node, backorder or cancel")
+        elif action == "backorder":
+            order_backorder(order_id=order_id, reason=note, actor=actor, durable=False)
+        else:
+            order_units_cancel(order_id=order_id, reason=note, actor=actor)
+        if ExceptionCase.objects.filter(pk=case_id).exclude(status=CaseStatus.RESOLVED).exists():
+            order_services.exception_case_resolve(case=case_id, note=f"{action}: {note}", actor=actor)
+        fixed_orders.add(order_id)
+
+    return order_services.bulk_apply(ids=case_ids, action=action, apply=fix)
 
 
 def shipment_confirmation_resend(*, shipment_id: int, reason: str, actor: Actor) -> OrderEvent:

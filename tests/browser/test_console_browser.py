@@ -66,6 +66,52 @@ def test_login_lands_on_the_dashboard_and_every_page_fits_1366_px(page, live_ser
         shot(page, "page" + path.replace("/", "_"))
 
 
+def test_every_other_console_page_fits_1366_px_with_one_h1_and_labelled_fields(page, live_server, routed_order):
+    # given an order with a shipment, an unmapped-SKU case and an account with a scorecard page
+    order, _, _ = routed_order
+    shipment = Shipment.objects.get(order=order)
+    unmapped, _ = services.exception_case_open(
+        kind=ExceptionKind.UNMAPPED_SKU,
+        title="unmapped EB-1",
+        order_id=order.pk,
+        account_id=order.account_id,
+        actor="t",
+    )
+    paths = [
+        f"/fulfillment/shipments/{shipment.pk}/",
+        "/fulfillment/simulator/",
+        f"/channels/{order.account_id}/",
+        "/channels/runs/",
+        "/channels/inbound/",
+        "/channels/outbox/",
+        "/channels/reconciliation/",
+        f"/channels/cases/{unmapped.pk}/map-sku/",
+        "/inventory/skus/WB-1041/",
+        "/inventory/inbound/",
+        "/returns/",
+        "/returns/scan/",
+        "/returns/report/",
+        "/scorecards/",
+        f"/scorecards/{order.account_id}/",
+        "/orders/?q=1065",
+        "/orders/exceptions/?kind=unmapped_sku",
+    ]
+    for path in paths:
+        # when each page opens at 1366x768
+        response = page.goto(f"{live_server.url}{path}")
+        # then it answers, fits the viewport, has one h1 and labels every field
+        assert response.status < 400, f"{path} answered {response.status}"
+        assert page_width(page) <= VIEWPORT["width"], f"{path} is wider than the viewport ({page_width(page)} px)"
+        assert page.locator("h1").count() == 1, f"{path} has {page.locator('h1').count()} h1"
+        unlabeled = page.evaluate(
+            """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+                .map(el => el.name || el.id)"""
+        )
+        assert unlabeled == [], f"{path}: fields without a label: {unlabeled}"
+        shot(page, "page" + path.split("?")[0].replace("/", "_"))
+
+
 def test_bulk_resolve_50_cases_from_the_queue(page, live_server):
     for i in range(50):
         services.exception_case_open(kind=ExceptionKind.OTHER, title=f"case {i}", dedupe_key=f"b:{i}", actor="t")
@@ -157,6 +203,39 @@ def test_reroute_an_order_to_a_named_node(page, live_server, routed_order):
     expect(page.locator(".messages")).to_contain_text("Rerouted: 1 shipment(s) released")
     expect(page.locator("table").nth(1)).to_contain_text("ALT")
     assert Shipment.objects.filter(order=order, location=alt, status="released").count() == 1
+
+
+def test_one_fix_for_a_root_cause_group_reroutes_every_order_to_a_named_node(page, live_server, routed_order):
+    # given three orders of WB-1041 that no node could ship, then stock of it at a new node
+    order, _, _ = routed_order
+    sku = order.lines.get(external_id="L1").sku
+    stranded = []
+    for i in range(3):
+        other = OrderFactory(account=order.account, ship_to__postal_code="94105")
+        OrderLineFactory(order=other, sku=sku, quantity=20, external_id=f"G{i}")
+        fulfillment.order_route(order_id=other.pk, actor="router")
+        stranded.append(other)
+    cases = ExceptionCase.objects.filter(order__in=stranded).exclude(status=CaseStatus.RESOLVED)
+    assert cases.count() == 3
+    big = LocationFactory(code="BIG", postal_code="94110", cutoff_time=None)
+    order.account.eligible_locations.add(big)
+    inventory.stock_receive(sku=sku, location=big, quantity=100, actor="test:setup")
+    page.goto(f"{live_server.url}/orders/exceptions/")
+    # when the group's link is followed, every matching case selected and rerouted to BIG
+    page.get_by_role("link", name=re.compile(r"^3 cases: .*, all for SKU WB-1041")).click()
+    expect(page.locator("#case-results tbody tr")).to_have_count(3)
+    page.get_by_label("Tick every row on this page").check()
+    page.get_by_role("button", name="Select all cases matching the filters").click()
+    page.get_by_text("Fix their orders").click()
+    page.get_by_label("Fix to apply").select_option("reroute")
+    page.get_by_label("Reroute to node").select_option(label=f"BIG · {big.name}")
+    page.get_by_label("Fix reason (a cancel's is sent to the channel)").fill("BIG received WB-1041")
+    page.get_by_role("button", name="Fix ticked").click()
+    # then the three are rerouted in one action and their cases resolved
+    expect(page.locator(".messages")).to_contain_text("reroute: 3 of 3 case(s) done")
+    assert Shipment.objects.filter(order__in=stranded, location=big, status="released").count() == 3
+    assert not cases.exists()
+    assert page_width(page) <= VIEWPORT["width"]
 
 
 def test_search_a_partial_order_number(page, live_server):

@@ -17,6 +17,7 @@ from fulfillment.services import overrides
 from fulfillment.services.detection import exceptions_detect
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, OrderEvent, OrderStatus
+from orders.services.exception_queue import CASE_RULES
 from tests.inventory.helpers import assert_stock_invariants
 
 pytestmark = pytest.mark.django_db
@@ -311,3 +312,57 @@ def test_shipments_queue_bulk_reroute_over_all_matching_and_csv(client, routed, 
     assert OrderEvent.objects.filter(order=order, kind="rerouted").count() == 1
     body = b"".join(client.get("/fulfillment/shipments/export.csv", {"node": "DC"}).streaming_content).decode()
     assert body.splitlines()[0].startswith("id,order,node") and str(shipment.pk) in body
+
+
+def test_a_detected_case_gets_its_kinds_due_time_and_owner(routed, manager, settings):
+    # given late shipments go to the manager, and nobody is named for ship-by at risk
+    settings.WAYBILL_CASE_OWNERS = {ExceptionKind.LATE_SHIPMENT: manager.username}
+    order, shipment, _, _ = routed
+    now = timezone.now()
+    Shipment.objects.filter(pk=shipment.pk).update(ship_by=now - timedelta(minutes=5))
+    # when the detector finds the shipment past its ship-by, and a ship-by at risk case opens for the order
+    before = timezone.now()
+    late = exceptions_detect(now=now)
+    at_risk, _ = order_services.exception_case_open(
+        kind=ExceptionKind.SHIP_BY_AT_RISK, title="at risk", order_id=order.pk, actor="detector"
+    )
+    after = timezone.now()
+    # then each case is due by its kind's rule, and only the late shipment has an owner
+    case = ExceptionCase.objects.get(pk=late.late[0])
+    assert case.owner_id == manager.pk
+    late_minutes = timedelta(minutes=CASE_RULES[ExceptionKind.LATE_SHIPMENT].due_minutes)
+    risk_minutes = timedelta(minutes=CASE_RULES[ExceptionKind.SHIP_BY_AT_RISK].due_minutes)
+    assert before + late_minutes <= case.due_at <= after + late_minutes
+    assert at_risk.owner_id is None
+    assert before + risk_minutes <= at_risk.due_at <= after + risk_minutes
+    # and a second detector pass refreshes the same case instead of opening another
+    exceptions_detect(now=now)
+    assert ExceptionCase.objects.filter(kind=ExceptionKind.LATE_SHIPMENT, order=order).count() == 1
+
+
+def test_the_shipments_queue_sorts_by_ship_by_soonest_and_pages_past_those_without_one(
+    client, node, stock, order_for, skus, manager
+):
+    # given 9 released shipments, 4 with a ship-by and 5 without
+    dc = node("DC", "94107")
+    stock(skus[0], dc, 20)
+    orders = [order_for([(skus[0], 1)]) for _ in range(9)]
+    services.orders_route(order_ids=[o.pk for o in orders], actor="router")
+    shipments = list(Shipment.objects.filter(order__in=orders).order_by("pk").values_list("pk", flat=True))
+    now = timezone.now()
+    dated = shipments[:4][::-1]  # the latest shipment is due first
+    for hours, pk in enumerate(dated, start=1):
+        Shipment.objects.filter(pk=pk).update(ship_by=now + timedelta(hours=hours))
+    Shipment.objects.filter(pk__in=shipments[4:]).update(ship_by=None)
+    client.force_login(manager)
+    # when the queue sorted by urgency is paged 3 at a time to its end
+    seen, url = [], "/fulfillment/shipments/?ordering=ship_by&page_size=3"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen += [s.pk for s in response.context["shipments"]]
+        url = response.context["next_url"]
+    # then the soonest ship-by comes first and every shipment shows once
+    assert seen[:4] == dated
+    assert sorted(seen) == sorted(shipments)
+    assert 'value="ship_by" selected' in client.get("/fulfillment/shipments/?ordering=ship_by").content.decode()

@@ -323,3 +323,37 @@ def test_bulk_release_of_holds_names_orders_without_one(client, agent):
     page = response.content.decode()
     assert "release holds: 3 of 4 order(s) done" in page and f"#{free.pk}: no active hold" in page
     assert not Hold.objects.filter(order__in=held, released_at__isnull=True).exists()
+
+
+def test_the_ship_by_sort_pages_through_every_order_including_those_without_a_ship_by(client, agent):
+    # given 30 orders with a ship-by and 40 without one: the first page of 50 ends among the latter
+    now = timezone.now()
+    dated = [OrderFactory(ship_by=now + timedelta(hours=i)).pk for i in range(30)]
+    undated = {OrderFactory(ship_by=None).pk for _ in range(40)}
+    client.force_login(agent)
+    # when the list sorted by ship-by soonest is paged to its end
+    seen, url = [], "/orders/?ordering=ship_by"
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen += [order.pk for order in response.context["orders"]]
+        url = response.context["next_url"]
+    # then every order shows once: those with a ship-by first, soonest first, then the rest
+    assert len(seen) == len(set(seen)) == 70
+    assert seen[:30] == dated and set(seen[30:]) == undated
+
+
+def test_the_ship_by_sort_reads_an_index_not_the_whole_table():
+    from django.db import connection
+
+    from orders.models import SHIP_BY_KEY, Order
+
+    OrderFactory(ship_by=None)
+    query = Order.objects.annotate(ship_by_key=SHIP_BY_KEY).order_by("ship_by_key", "id").values("pk")[:51]
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "order_ship_by_key" in plan, plan
