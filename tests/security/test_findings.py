@@ -299,3 +299,25 @@ def test_a_403_is_logged_in_one_line_without_a_traceback(client, viewer, caplog)
         line = logging.Formatter("%(levelname)s %(name)s %(message)s").format(record)
         assert "\n" not in line and "Traceback" not in line
         assert "user=viewer" in line and "/orders/1/holds/" in line
+
+
+def test_an_unknown_count_decision_is_a_404_and_leaves_the_proposal_open(client, admin_user, put_stock):
+    # given a node count beyond the node's tolerance, proposed for a decision
+    from inventory import services as inventory_services
+    from inventory.models import CountProposalStatus, StockCountProposal
+
+    node = LocationFactory(code="CNT", count_tolerance_units=0)
+    sku = SkuFactory(code="CNT-SKU")
+    put_stock(sku, node, 10)
+    inventory_services.stock_snapshot_apply(
+        rows=[{"sku": "CNT-SKU", "location": "CNT", "on_hand": 4}], idempotency_key="count", actor="wms", source="wms"
+    )
+    proposal = StockCountProposal.objects.get(location=node)
+    client.force_login(admin_user)
+    # when a decision the console never offers is posted
+    response = client.post(f"/inventory/nodes/CNT/counts/{proposal.pk}/approve-all/", {"note": "x"})
+    # then it is a 404 and the proposal is neither applied nor rejected
+    assert response.status_code == 404
+    proposal.refresh_from_db()
+    assert proposal.status == CountProposalStatus.PROPOSED
+    assert StockLevel.objects.get(sku=sku, location=node).on_hand == 10
