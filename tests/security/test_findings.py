@@ -287,8 +287,11 @@ def test_an_illegal_step_says_the_statuses_in_plain_words(api_client, packed):
 def test_a_403_is_logged_in_one_line_without_a_traceback(client, viewer, caplog):
     from config.security.log_filters import OneLineForbidden
 
+    # the filter sits on the handler every log line goes through (settings.LOGGING), not only in this test
+    installed = [f for h in logging.getLogger().handlers for f in h.filters if isinstance(f, OneLineForbidden)]
+    assert installed
     client.force_login(viewer)
-    handler_filter = OneLineForbidden()
+    handler_filter = installed[0]
     with caplog.at_level(logging.WARNING, logger="django.request"):
         response = client.post("/orders/1/holds/", {"kind": "manual", "reason": "x"})
     assert response.status_code == 403
