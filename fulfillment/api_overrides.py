@@ -138,6 +138,8 @@ class OrderOverrideViewSet(viewsets.GenericViewSet):
     authentication_classes = [IntegrationTokenAuthentication, SessionAuthentication]
     token_resource = "orders"  # noqa: S105 - the scope its integration tokens need, not a secret
     permission_classes = [ActionPermission]
+    # An id that is not a number is no order: 404 at the router, never a 500 in the lookup.
+    lookup_value_regex = r"[0-9]+"
     queryset = Order.objects.all()
     serializer_class = OrderDetailSerializer
     action_perms = {
@@ -347,6 +349,7 @@ class ExceptionCaseViewSet(viewsets.ReadOnlyModelViewSet):
     token_resource = "orders"  # noqa: S105 - the scope its integration tokens need, not a secret
     permission_classes = [ActionPermission]
     serializer_class = CaseSerializer
+    lookup_value_regex = r"[0-9]+"
     filterset_class = ExceptionCaseFilter
     pagination_class = ExceptionCaseCursorPagination
     action_perms = {

@@ -414,3 +414,13 @@ def test_a_plaintext_drf_token_header_is_a_401_not_a_500(api_client, path):
     response = api_client.post(path.format(order=order.pk), {"kind": "manual", "reason": "x"}, format="json")
     assert response.status_code == 401
     assert not Hold.objects.exists()
+
+
+@pytest.mark.parametrize("action", ["holds", "reroute", "ship-to", "split-shipment", "cancel", "backorder"])
+@pytest.mark.parametrize("order_id", ["false", "%C2%B8%C3%8B", "1e3"])
+def test_an_override_on_an_id_that_is_not_a_number_is_a_404(api_client, admin_user, action, order_id):
+    # Found by Schemathesis: the order's id went to the lookup as written and a word was a 500.
+    api_client.force_authenticate(admin_user)
+    response = api_client.post(f"/api/v1/orders/{order_id}/{action}/", {"reason": "x"}, format="json")
+    assert response.status_code == 404
+    assert not Hold.objects.exists()
