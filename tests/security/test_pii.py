@@ -79,6 +79,37 @@ def test_a_legal_hold_keeps_the_pii_and_a_shorter_period_applies_per_account():
     assert ShipToAddress.objects.get(order__pk=short_order.pk).purged_at is not None
 
 
+@pytest.mark.django_db
+def test_raw_payloads_that_never_became_an_order_are_emptied_after_the_retention_period():
+    # given an account's unreadable webhook body and a failed order payload, received 31 days ago, a failed one
+    # from yesterday, and one still waiting to be processed
+    account = ChannelAccountFactory(name="shopify-raw", pii_retention_days=30)
+    buyer = {"shipping_address": {"name": "Zoë Ōtani", "address1": "1 Market St"}}
+
+    def event(key, status, days):
+        made = InboundEvent.objects.create(
+            account=account, kind="webhook", dedupe_key=key, external_id="", payload=buyer, status=status
+        )
+        InboundEvent.objects.filter(pk=made.pk).update(received_at=timezone.now() - timedelta(days=days))
+        return made.pk
+
+    unreadable = event("webhook:unreadable:1", "failed", 31)
+    discarded = event("order-1", "discarded", 31)
+    recent = event("order-2", "failed", 1)
+    waiting = event("order-3", "received", 31)
+    # when the beat job runs
+    pii_purge_task()
+    # then the old ones that no order's purge reaches are emptied, the others kept, and the run is audited
+    payloads = dict(InboundEvent.objects.values_list("pk", "payload"))
+    assert "Zoë" not in str(payloads[unreadable]) and "Zoë" not in str(payloads[discarded])
+    assert payloads[recent] == buyer and payloads[waiting] == buyer
+    audit = ChannelAccountEvent.objects.get(account=account, kind="pii_purged")
+    assert audit.data["payloads_without_order"] == 2
+    # and a second run changes nothing
+    assert pii_purge_task() == {"purged": {}, "held": []}
+    assert ChannelAccountEvent.objects.filter(account=account, kind="pii_purged").count() == 1
+
+
 def test_the_purge_runs_on_the_beat_schedule():
     entries = {e["task"] for e in celery_app.conf.beat_schedule.values()}
     assert "channels.tasks.pii_purge_task" in entries
