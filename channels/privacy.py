@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from channels.models import ChannelAccount, ChannelAccountEvent, InboundEvent
+from channels.models import ChannelAccount, ChannelAccountEvent, InboundEvent, InboundStatus
 from orders import services as order_services
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,18 @@ def channel_accounts_pii_purge(*, now: datetime | None = None, actor: str = ACTO
                 account_id=account.pk, retention_days=account.pii_retention_days, now=now
             ).values_list("pk", "external_id")
         )
-        if not due:
+        # Raw payloads that never became an order (unreadable, failed, skipped, discarded) and are older than
+        # the retention period: no order's purge reaches them, and they may carry a buyer's details.
+        orphans = (
+            InboundEvent.objects.filter(
+                account=account,
+                order__isnull=True,
+                received_at__lt=now - timedelta(days=account.pii_retention_days),
+            )
+            .filter(status__in=(InboundStatus.FAILED, InboundStatus.SKIPPED, InboundStatus.DISCARDED))
+            .exclude(payload__has_key="purged_at")
+        )
+        if not due and not orphans.exists():
             continue
         reason = f"retention: {account.pii_retention_days} days after the order was done ({account.name})"
         purged = order_services.orders_pii_purge(order_ids=[pk for pk, _ in due], actor=actor, reason=reason)
@@ -46,13 +57,20 @@ def channel_accounts_pii_purge(*, now: datetime | None = None, actor: str = ACTO
             payloads = InboundEvent.objects.filter(account=account, external_id__in=external_ids).update(
                 payload={"purged_at": now.isoformat()}
             )
+            orphaned = orphans.update(payload={"purged_at": now.isoformat()})
             ChannelAccountEvent.objects.create(
                 account=account,
                 kind="pii_purged",
                 actor=actor,
                 reason=reason,
-                data={"orders": len(purged), "raw_payloads": payloads},
+                data={"orders": len(purged), "raw_payloads": payloads, "payloads_without_order": orphaned},
             )
-        run.purged[account.name] = len(purged)
-        log.info("purged buyer PII of %d order(s) of %s", len(purged), account.name)
+        if purged:
+            run.purged[account.name] = len(purged)
+        log.info(
+            "purged buyer PII of %d order(s) and %d payload(s) without an order of %s",
+            len(purged),
+            orphaned,
+            account.name,
+        )
     return run

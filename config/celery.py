@@ -69,6 +69,12 @@ app.conf.update(
         "returns-refund-answers": {"task": "returns.tasks.refunds_answers_sweep_task", "schedule": 60.0},
         # Data protection: buyers' PII purged after each account's retention period (hourly; idempotent).
         "channels-pii-purge": {"task": "channels.tasks.pii_purge_task", "schedule": 3600.0},
+        # The API's stored idempotent answers (copies of what it returned, buyer names included) kept for
+        # WAYBILL_IDEMPOTENCY_KEEP_HOURS only.
+        "fulfillment-idempotency-prune": {
+            "task": "fulfillment.tasks.idempotency_records_prune_task",
+            "schedule": 3600.0,
+        },
     },
 )
 app.autodiscover_tasks()

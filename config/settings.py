@@ -371,6 +371,9 @@ WAYBILL_CASE_OWNERS = {
 WAYBILL_DETECT_SECONDS = env.float("WAYBILL_DETECT_SECONDS", default=15.0)
 WAYBILL_PICK_MINUTES = env.int("WAYBILL_PICK_MINUTES", default=120)
 WAYBILL_STALLED_TRACKING_HOURS = env.int("WAYBILL_STALLED_TRACKING_HOURS", default=48)
+# How long the API keeps the answer to a call with an Idempotency-Key (a retry within it replays the answer);
+# hourly, older ones are deleted (fulfillment.tasks.idempotency_records_prune_task).
+WAYBILL_IDEMPOTENCY_KEEP_HOURS = env.int("WAYBILL_IDEMPOTENCY_KEEP_HOURS", default=24)
 # --- Security: OWASP ASVS level 2 (config/security) ----------------------------------------------
 INSTALLED_APPS += ["axes", "config.security"]
 # Bad input is refused before any view (NUL bytes, oversize bodies, deep JSON); repeated API 401s

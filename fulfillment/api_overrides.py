@@ -12,11 +12,13 @@ from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from config.kernel.limits import ID_MAX, INT32_MAX
+from config.security.tokens import IntegrationTokenAuthentication
 from fulfillment.api import idempotent
 from fulfillment.api_views import IDEMPOTENCY
 from fulfillment.services import order_reroute, overrides
@@ -51,8 +53,8 @@ class ReasonSerializer(serializers.Serializer):
 
 
 class CancelLineSerializer(serializers.Serializer):
-    order_line = serializers.IntegerField(min_value=1)
-    quantity = serializers.IntegerField(min_value=1)
+    order_line = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    quantity = serializers.IntegerField(min_value=1, max_value=INT32_MAX)
 
 
 class CancelSerializer(serializers.Serializer):
@@ -78,7 +80,9 @@ class CancelResultSerializer(serializers.Serializer):
 
 class RerouteSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
-    location = serializers.IntegerField(required=False, allow_null=True, help_text="Force this node (id)")
+    location = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=ID_MAX, help_text="Force this node (id)"
+    )
 
 
 class ShipToEditSerializer(serializers.Serializer):
@@ -102,18 +106,22 @@ class ServiceLevelSerializer(serializers.Serializer):
 
 
 class SplitSerializer(serializers.Serializer):
-    shipment = serializers.IntegerField(min_value=1)
-    order_lines = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False)
+    shipment = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    order_lines = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), allow_empty=False, max_length=5000
+    )
     reason = serializers.CharField(max_length=2000)
 
 
 class MergeSerializer(serializers.Serializer):
-    shipments = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=2)
+    shipments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), min_length=2, max_length=500
+    )
     reason = serializers.CharField(max_length=2000)
 
 
 class ResendSerializer(serializers.Serializer):
-    shipment = serializers.IntegerField(min_value=1)
+    shipment = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     reason = serializers.CharField(max_length=2000)
 
 
@@ -127,8 +135,11 @@ def _body(request, serializer_class) -> dict:
 class OrderOverrideViewSet(viewsets.GenericViewSet):
     """Manual overrides on one order. Each writes one audit event with actor, reason, before and after."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [IntegrationTokenAuthentication, SessionAuthentication]
+    token_resource = "orders"  # noqa: S105 - the scope its integration tokens need, not a secret
     permission_classes = [ActionPermission]
+    # An id that is not a number is no order: 404 at the router, never a 500 in the lookup.
+    lookup_value_regex = r"[0-9]+"
     queryset = Order.objects.all()
     serializer_class = OrderDetailSerializer
     action_perms = {
@@ -305,7 +316,9 @@ class CaseSerializer(serializers.ModelSerializer):
 
 class CaseBulkSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["assign", "acknowledge", "resolve"])
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=5000)
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), required=False, max_length=5000
+    )
     filters = serializers.DictField(
         child=serializers.CharField(),
         required=False,
@@ -363,9 +376,11 @@ class BulkResultSerializer(serializers.Serializer):
 class ExceptionCaseViewSet(viewsets.ReadOnlyModelViewSet):
     """The exception queue, most urgent first, filtered like the console's; bulk assign, acknowledge, resolve."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [IntegrationTokenAuthentication, SessionAuthentication]
+    token_resource = "orders"  # noqa: S105 - the scope its integration tokens need, not a secret
     permission_classes = [ActionPermission]
     serializer_class = CaseSerializer
+    lookup_value_regex = r"[0-9]+"
     filterset_class = ExceptionCaseFilter
     pagination_class = ExceptionCaseCursorPagination
     action_perms = {

@@ -4,6 +4,7 @@ routing skips orders already routed, expiry and the tracking checks skip what th
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from fulfillment import selectors, services
 
@@ -39,6 +40,13 @@ def route_retry_task(batch: int = BATCH) -> int:
     if ids:
         services.orders_route(order_ids=ids, actor=ROUTER)
     return len(ids)
+
+
+@shared_task(acks_late=True)
+def idempotency_records_prune_task() -> int:
+    return services.idempotency_records_prune(
+        keep_hours=settings.WAYBILL_IDEMPOTENCY_KEEP_HOURS, actor="idempotency-retention"
+    )
 
 
 @shared_task(acks_late=True)

@@ -4,7 +4,7 @@ receiving. Thin: parse, call a selector or a service, render (the partial when r
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
@@ -262,6 +262,8 @@ class NodeCountDecideView(ConsoleView):
     permission_required = "inventory.add_stockmovement"
 
     def post(self, request, code: str, pk: int, decision: str):
+        if decision not in ("apply", "reject"):
+            raise Http404(f"No such decision {decision!r}: apply or reject.")
         note = (request.POST.get("note") or "").strip()[:2000]
         try:
             if decision == "apply":

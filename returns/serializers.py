@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.kernel.limits import ID_MAX
 from returns.models import Disposition, ReturnAuthorization, ReturnLine
 
 FINAL = [c for c in Disposition.choices if c[0] != Disposition.PENDING]
@@ -62,7 +63,9 @@ class RmaSerializer(serializers.ModelSerializer):
 
 class ReceiptItemSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=128, required=False, allow_blank=True, help_text="SKU code or barcode")
-    return_line = serializers.IntegerField(required=False, min_value=1, help_text="Or the return line's id")
+    return_line = serializers.IntegerField(
+        required=False, min_value=1, max_value=ID_MAX, help_text="Or the return line's id"
+    )
     quantity = serializers.IntegerField(min_value=1, max_value=100_000)
     disposition = serializers.ChoiceField(choices=Disposition.choices, default=Disposition.PENDING)
     note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")

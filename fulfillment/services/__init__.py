@@ -3,7 +3,7 @@
 route      order routing + reservation: orders_route / order_route / order_reroute
 shipments  the shipment lifecycle, short picks, line cancels, store pickup
 tracking   carrier/TMS scans, missing-scan and late-delivery checks
-tokens     node API tokens, routing configuration versions
+tokens     node API tokens, the API's stored idempotent answers (pruned), routing configuration versions
 overrides  a person's overrides: cancel units, backorder, bulk reroute, resend a ship confirmation
 detection  exceptions detected as events arrive (scans) and every few seconds (ship-by at risk, late)
 """
@@ -30,7 +30,12 @@ from fulfillment.services.shipments import (
     shipment_transition,
     shipments_ship_to_changed,
 )
-from fulfillment.services.tokens import node_token_create, node_token_revoke, routing_config_bump
+from fulfillment.services.tokens import (
+    idempotency_records_prune,
+    node_token_create,
+    node_token_revoke,
+    routing_config_bump,
+)
 from fulfillment.services.tracking import (
     TrackingInput,
     TrackingResult,
@@ -48,6 +53,7 @@ __all__ = [
     "TrackingResult",
     "backorders_fill",
     "exceptions_detect",
+    "idempotency_records_prune",
     "node_token_create",
     "node_token_revoke",
     "order_buyer_cancel_accept",

@@ -115,3 +115,27 @@ def test_the_admin_shows_the_key_once(client, admin_user, manager):
     assert key.startswith(token.key_prefix)
     page = client.get(f"/admin/security/integrationtoken/{token.pk}/change/")
     assert key.encode() not in page.content
+
+
+def test_the_order_override_and_exception_endpoints_take_integration_tokens_scoped_to_orders(api_client, agent):
+    # given an agent's tokens: one that may write orders, one that may only read them, one for inventory
+    from orders.models import Hold
+
+    order = OrderFactory()
+    tokens = {
+        scope: integration_token_create(user_id=agent.pk, name=scope, scopes=[scope], days=30, actor="a")[1]
+        for scope in ("orders:write", "orders:read", "inventory:write")
+    }
+    hold = {"kind": "manual", "reason": "the buyer called"}
+    # when each places a hold through the override API and reads the exception queue
+    url = f"/api/v1/orders/{order.pk}/holds/"
+    placed = _bearer(api_client, tokens["orders:write"]).post(url, hold, format="json")
+    read_only = _bearer(api_client, tokens["orders:read"]).post(url, hold, format="json")
+    other = _bearer(api_client, tokens["inventory:write"]).post(url, hold, format="json")
+    queue = _bearer(api_client, tokens["orders:read"]).get("/api/v1/exception-cases/")
+    # then only the orders:write token placed it, under the agent's name
+    assert placed.status_code == 201, placed.content
+    assert read_only.status_code == 403 and "orders:write" in read_only.json()["detail"]
+    assert other.status_code == 403
+    assert queue.status_code == 200
+    assert list(Hold.objects.filter(order=order).values_list("placed_by", flat=True)) == [agent.get_username()]

@@ -79,9 +79,74 @@ def test_a_legal_hold_keeps_the_pii_and_a_shorter_period_applies_per_account():
     assert ShipToAddress.objects.get(order__pk=short_order.pk).purged_at is not None
 
 
+@pytest.mark.django_db
+def test_raw_payloads_that_never_became_an_order_are_emptied_after_the_retention_period():
+    # given an account's unreadable webhook body and a failed order payload, received 31 days ago, a failed one
+    # from yesterday, and one still waiting to be processed
+    account = ChannelAccountFactory(name="shopify-raw", pii_retention_days=30)
+    buyer = {"shipping_address": {"name": "Zoë Ōtani", "address1": "1 Market St"}}
+
+    def event(key, status, days):
+        made = InboundEvent.objects.create(
+            account=account, kind="webhook", dedupe_key=key, external_id="", payload=buyer, status=status
+        )
+        InboundEvent.objects.filter(pk=made.pk).update(received_at=timezone.now() - timedelta(days=days))
+        return made.pk
+
+    unreadable = event("webhook:unreadable:1", "failed", 31)
+    discarded = event("order-1", "discarded", 31)
+    recent = event("order-2", "failed", 1)
+    waiting = event("order-3", "received", 31)
+    # when the beat job runs
+    pii_purge_task()
+    # then the old ones that no order's purge reaches are emptied, the others kept, and the run is audited
+    payloads = dict(InboundEvent.objects.values_list("pk", "payload"))
+    assert "Zoë" not in str(payloads[unreadable]) and "Zoë" not in str(payloads[discarded])
+    assert payloads[recent] == buyer and payloads[waiting] == buyer
+    audit = ChannelAccountEvent.objects.get(account=account, kind="pii_purged")
+    assert audit.data["payloads_without_order"] == 2
+    # and a second run changes nothing
+    assert pii_purge_task() == {"purged": {}, "held": []}
+    assert ChannelAccountEvent.objects.filter(account=account, kind="pii_purged").count() == 1
+
+
 def test_the_purge_runs_on_the_beat_schedule():
     entries = {e["task"] for e in celery_app.conf.beat_schedule.values()}
     assert "channels.tasks.pii_purge_task" in entries
+    assert "fulfillment.tasks.idempotency_records_prune_task" in entries
+
+
+@pytest.mark.django_db
+def test_the_apis_stored_answers_with_a_buyers_name_are_deleted_after_the_retry_window(api_client, admin_user):
+    # given an override through the API with an Idempotency-Key: its stored answer copies the buyer's name
+    from fulfillment.models import IdempotencyRecord
+    from fulfillment.services import idempotency_records_prune
+
+    order = OrderFactory()
+    api_client.force_authenticate(admin_user)
+    hold = {"kind": "manual", "reason": "buyer called"}
+    placed = api_client.post(f"/api/v1/orders/{order.pk}/holds/", hold, format="json", HTTP_IDEMPOTENCY_KEY="h-1")
+    assert placed.status_code == 201, placed.content
+    record = IdempotencyRecord.objects.get(key="h-1")
+    assert "Zoë Ōtani" in str(record.response_body)
+    # when the prune runs within the window, then 25 hours later
+    assert idempotency_records_prune(keep_hours=24, actor="test") == 0
+    replay = api_client.post(f"/api/v1/orders/{order.pk}/holds/", hold, format="json", HTTP_IDEMPOTENCY_KEY="h-1")
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    later = timezone.now() + timedelta(hours=25)
+    assert idempotency_records_prune(keep_hours=24, actor="test", now=later) == 1
+    # then no stored answer holds the buyer's name any more, and the order and its hold are untouched
+    assert not IdempotencyRecord.objects.exists()
+    assert Order.objects.get(pk=order.pk).customer_name == "Zoë Ōtani"
+    assert order.holds.count() == 1
+
+
+def test_the_stored_answers_are_kept_at_least_an_hour():
+    from fulfillment.errors import InvalidInput
+    from fulfillment.services import idempotency_records_prune
+
+    with pytest.raises(InvalidInput, match="at least one hour"):
+        idempotency_records_prune(keep_hours=0, actor="test")
 
 
 def _dump() -> dict[str, str]:
