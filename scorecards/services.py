@@ -56,10 +56,12 @@ def snapshots_recompute(
     as_of: datetime | None = None,
     full_history: bool = False,
     rebuild_facts: bool = False,
+    refresh_facts: bool = True,
 ) -> compute.RecomputeResult:
     """Recompute every active metric for the accounts (all by default) and every day from ``first_day`` to
     ``last_day`` (default: the 90 days ending today): the per-order facts are brought up to date (the orders
-    changed since the last refresh, or all with ``rebuild_facts``), then one SQL statement aggregates them."""
+    changed since the last refresh, or all with ``rebuild_facts``; not at all without ``refresh_facts``, for
+    a caller that has just refreshed them), then one SQL statement aggregates them."""
     as_of = as_of or timezone.now()
     last_day = last_day or compute.utc_day(as_of)
     first_day = first_day or last_day - timedelta(days=compute.DEFAULT_DAYS - 1)
@@ -69,7 +71,8 @@ def snapshots_recompute(
     params = compute.recompute_params(
         account_ids=ids, first_day=first_day, last_day=last_day, as_of=as_of, full_history=full_history
     )
-    compute.facts_refresh(full=rebuild_facts)
+    if refresh_facts or rebuild_facts:
+        compute.facts_refresh(full=rebuild_facts)
     written = compute.snapshots_recompute_sql(params)
     return compute.RecomputeResult(accounts=len(ids), first_day=first_day, last_day=last_day, snapshots=written)
 
@@ -94,14 +97,16 @@ def scorecards_backfill(
         started_at=timezone.now(), started_by=name, first_day=first_day, last_day=last_day, days_total=days
     )
     day = first_day
-    rebuild = True  # a backfill re-derives every order's facts once, then recomputes chunk by chunk
     try:
+        # A backfill re-derives every order's facts once, then recomputes chunk by chunk over them. (A refresh
+        # per chunk would re-read as "changed" every order written just before the first one, an order list
+        # the size of a fresh history.)
+        compute.facts_refresh(full=True)
         while day <= last_day:
             end = min(day + timedelta(days=chunk_days - 1), last_day)
             result = snapshots_recompute(
-                account_ids=account_ids, first_day=day, last_day=end, as_of=as_of, rebuild_facts=rebuild
+                account_ids=account_ids, first_day=day, last_day=end, as_of=as_of, refresh_facts=False
             )
-            rebuild = False
             run.days_done += (end - day).days + 1
             run.snapshots += result.snapshots
             run.save(update_fields=["days_done", "snapshots"])

@@ -103,6 +103,23 @@ def test_the_backfill_records_its_progress_chunk_by_chunk_and_the_page_shows_it(
     assert '<progress value="40" max="40">100%</progress>' in index and "40 of 40 days" in index
 
 
+def test_a_backfill_derives_the_facts_once_not_per_chunk(monkeypatch):
+    # given an account with an order written just before the backfill (a fresh history)
+    from scorecards import compute
+
+    amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-facts-once")
+    ship_by = AS_OF - timedelta(days=3)
+    write([OrderSpec(account=amazon, placed_at=ship_by - timedelta(days=1), ship_by=ship_by)], LocationFactory())
+    refreshes: list[bool] = []
+    real = compute.facts_refresh
+    monkeypatch.setattr(compute, "facts_refresh", lambda *, full=False: refreshes.append(full) or real(full=full))
+    # when 40 days are backfilled 15 at a time
+    scorecards_backfill(actor="ops-lead", days=40, account_ids=[amazon.pk], as_of=AS_OF, chunk_days=15)
+    # then the facts were rebuilt once (a refresh per chunk re-read every just-written order as changed)
+    assert refreshes == [True]
+    assert MetricSnapshot.objects.filter(account=amazon, day=TODAY).exists()
+
+
 def test_a_backfill_out_of_range_is_refused_with_a_message_and_nothing_runs(client, manager, viewer):
     with pytest.raises(ScorecardError, match="1 to 1098 days"):
         scorecards_backfill(actor="ops-lead", days=0)
