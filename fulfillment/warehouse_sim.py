@@ -222,7 +222,9 @@ class WarehouseSimulator:
             }
             if self._post(f"{base}/shipped/", node, body, stats, f"ship-{sid}"):
                 stats.shipped += 1
-        else:
+        elif shipment.get("tracking_number"):
+            # A carrier scans only a parcel it has a number for: a shipment recorded shipped without one (shipped
+            # in the channel's own tools, say) gets no scans from it.
             self._carrier_scan(code, shipment, stats)
 
     # -- the carrier, through the tracking webhook (or the node API's feed without a webhook secret) --------

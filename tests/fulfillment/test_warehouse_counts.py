@@ -70,3 +70,35 @@ def test_the_warehouse_command_gives_the_counts_a_token_of_their_own_and_revokes
     tokens = IntegrationToken.objects.filter(name=SIMULATOR_NAME).order_by("pk")
     assert [t.revoked_at is None for t in tokens] == [False, True]
     assert tokens.last().scopes == ["inventory:read", "inventory:write"]
+
+
+def test_the_carrier_scans_only_parcels_with_a_tracking_number():
+    # given: the node's shipped shipments, one with a tracking number and one shipped without (in the
+    # channel's own tools), served by a node API that records what the simulator posts
+    import httpx
+
+    posted: list[str] = []
+
+    def node_api(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            shipped = {"kind": "ship", "status": "shipped", "lines": [], "ship_to": {}}
+            return httpx.Response(
+                200,
+                json={
+                    "results": [
+                        {**shipped, "id": 1, "tracking_number": "1Z0001", "carrier": "ups"},
+                        {**shipped, "id": 2, "tracking_number": "", "carrier": ""},
+                    ]
+                },
+            )
+        posted.append(request.content.decode())
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(base_url="http://node.test", transport=httpx.MockTransport(node_api))
+    sim = WarehouseSimulator(SimConfig(base_url="http://node.test", seed=3), {"DAL": "key"}, client=client)
+    # when: the simulator sees them, then ticks a step later
+    sim.tick(now=0.0)
+    stats = sim.tick(now=1000.0)
+    # then: one scan went out, for the parcel with a number, and nothing was refused
+    assert stats.errors == [] and stats.scans == 1
+    assert len(posted) == 1 and "1Z0001" in posted[0]
