@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, QuerySet
-from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from channels.models import (
@@ -24,6 +23,7 @@ from channels.models import (
     SyncRun,
     SyncStatus,
 )
+from config.kernel.trends import daily_found_healed
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order
 
 
@@ -296,26 +296,9 @@ def reconcile_page(*, account: ChannelAccount, days: int = 14, now: datetime | N
     labels = dict(DriftKind.choices)
     for row in by_kind:
         row["label"] = labels.get(row["kind"], row["kind"])
-    per_day = {
-        row["day"].date(): row
-        for row in window.annotate(day=TruncDay("found_at"))
-        .values("day")
-        .annotate(found=Count("id"), healed=Count("id", filter=Q(status=DriftStatus.HEALED)))
-        .order_by("day")
-    }
-    trend = []
-    for offset in range(days):
-        day = (since + timedelta(days=offset)).date()
-        row = per_day.get(day, {})
-        trend.append({"day": day, "found": row.get("found", 0), "healed": row.get("healed", 0)})
-    peak = max([t["found"] for t in trend] + [1])
-    for index, point in enumerate(trend):
-        # Bar geometry for the inline SVG chart (no chart library; nothing from a CDN).
-        point["x"] = index * 24 + 4
-        point["found_h"] = round(80 * point["found"] / peak)
-        point["healed_h"] = round(80 * point["healed"] / peak)
-        point["found_y"] = 90 - point["found_h"]
-        point["healed_y"] = 90 - point["healed_h"]
+    trend = daily_found_healed(
+        window, day_field="found_at", healed=Q(status=DriftStatus.HEALED), since=since, days=days
+    )
     related = Drift.objects.select_related("order", "sku", "case", "outbox_message", "run")
     return ReconcilePage(
         runs=runs,

@@ -32,7 +32,7 @@ from channels.sync import account_lock
 from channels.tasks import channels_reconcile_account_task, channels_sync_account_task
 from config.kernel.console import ConsoleView, bulk_selection
 from config.kernel.errors import DomainError
-from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.exports import csv_export
 from config.kernel.redirects import safe_next
 from inventory import selectors as inventory_selectors
 from inventory.models import Sku
@@ -101,49 +101,56 @@ def _export_url(name: str, **params) -> str:
     return reverse(name) + (f"?{query}" if query else "")
 
 
+SYNC_RUN_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("account", "account__name"),
+    ("kind", "kind"),
+    ("status", "status"),
+    ("started_at", "started_at"),
+    ("finished_at", "finished_at"),
+    ("cursor_from", "cursor_from"),
+    ("cursor_to", "cursor_to"),
+    ("pages", "pages"),
+    ("orders_seen", "orders_seen"),
+    ("orders_created", "orders_created"),
+    ("orders_updated", "orders_updated"),
+    ("orders_failed", "orders_failed"),
+    ("error", "error"),
+]
+INBOUND_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("account", "account__name"),
+    ("kind", "kind"),
+    ("external_id", "external_id"),
+    ("status", "status"),
+    ("attempts", "attempts"),
+    ("received_at", "received_at"),
+    ("processed_at", "processed_at"),
+    ("error", "error"),
+]
+OUTBOX_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("account", "account__name"),
+    ("kind", "kind"),
+    ("dedupe_key", "dedupe_key"),
+    ("order", "order__external_id"),
+    ("status", "status"),
+    ("attempts", "attempts"),
+    ("next_attempt_at", "next_attempt_at"),
+    ("sent_at", "sent_at"),
+    ("created_at", "created_at"),
+    ("last_error", "last_error"),
+]
+
+
 class SyncRunExportView(ConsoleView):
     """The sync runs as CSV with the list's account filter, streamed."""
 
     permission_required = "channels.view_syncrun"
 
     def get(self, request):
-        rows = (
-            selectors.sync_run_list(account_id=_int(request.GET.get("account")))
-            .values_list(
-                "pk",
-                "account__name",
-                "kind",
-                "status",
-                "started_at",
-                "finished_at",
-                "cursor_from",
-                "cursor_to",
-                "pages",
-                "orders_seen",
-                "orders_created",
-                "orders_updated",
-                "orders_failed",
-                "error",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        header = [
-            "id",
-            "account",
-            "kind",
-            "status",
-            "started_at",
-            "finished_at",
-            "cursor_from",
-            "cursor_to",
-            "pages",
-            "orders_seen",
-            "orders_created",
-            "orders_updated",
-            "orders_failed",
-            "error",
-        ]
-        return csv_stream(filename="sync-runs", header=header, rows=rows)
+        runs = selectors.sync_run_list(account_id=_int(request.GET.get("account")))
+        return csv_export(filename="sync-runs", queryset=runs, columns=SYNC_RUN_CSV_COLUMNS)
 
 
 class InboundEventExportView(ConsoleView):
@@ -153,23 +160,8 @@ class InboundEventExportView(ConsoleView):
 
     def get(self, request):
         status, account_id = _inbound_filters(request)
-        header = ["id", "account", "kind", "external_id", "status", "attempts", "received_at", "processed_at", "error"]
-        rows = (
-            selectors.inbound_event_list(status=status, account_id=account_id)
-            .values_list(
-                "pk",
-                "account__name",
-                "kind",
-                "external_id",
-                "status",
-                "attempts",
-                "received_at",
-                "processed_at",
-                "error",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="inbound-events", header=header, rows=rows)
+        events = selectors.inbound_event_list(status=status, account_id=account_id)
+        return csv_export(filename="inbound-events", queryset=events, columns=INBOUND_CSV_COLUMNS)
 
 
 class OutboxExportView(ConsoleView):
@@ -179,37 +171,8 @@ class OutboxExportView(ConsoleView):
 
     def get(self, request):
         status, account_id = _outbox_filters(request)
-        header = [
-            "id",
-            "account",
-            "kind",
-            "dedupe_key",
-            "order",
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "sent_at",
-            "created_at",
-            "last_error",
-        ]
-        rows = (
-            selectors.outbox_list(status=status, account_id=account_id)
-            .values_list(
-                "pk",
-                "account__name",
-                "kind",
-                "dedupe_key",
-                "order__external_id",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "sent_at",
-                "created_at",
-                "last_error",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="outbox", header=header, rows=rows)
+        outbox = selectors.outbox_list(status=status, account_id=account_id)
+        return csv_export(filename="outbox", queryset=outbox, columns=OUTBOX_CSV_COLUMNS)
 
 
 class SyncRunListView(ConsoleView):

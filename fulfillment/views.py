@@ -12,7 +12,7 @@ from rest_framework.pagination import CursorPagination
 
 from config.kernel.console import ConsoleView, bulk_selection, console_page
 from config.kernel.errors import DomainError
-from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.exports import csv_export
 from config.kernel.redirects import safe_next
 from fulfillment import selectors, services
 from fulfillment.filters import ShipmentFilter
@@ -323,19 +323,19 @@ class ShipmentBulkView(ConsoleView):
         return HttpResponseRedirect(back)
 
 
-SHIPMENT_CSV_HEADER = [
-    "id",
-    "order",
-    "node",
-    "kind",
-    "status",
-    "carrier",
-    "service_level",
-    "tracking_number",
-    "ship_by",
-    "shipped_at",
-    "promised_delivery_at",
-    "delivered_at",
+SHIPMENT_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("order", "order__external_id"),
+    ("node", "location__code"),
+    ("kind", "kind"),
+    ("status", "status"),
+    ("carrier", "carrier__code"),
+    ("service_level", "service_level"),
+    ("tracking_number", "tracking_number"),
+    ("ship_by", "ship_by"),
+    ("shipped_at", "shipped_at"),
+    ("promised_delivery_at", "promised_delivery_at"),
+    ("delivered_at", "delivered_at"),
 ]
 
 
@@ -347,25 +347,8 @@ class ShipmentExportView(ConsoleView):
         if not filterset.is_valid():
             messages.error(request, "Check the filters before exporting.")
             return HttpResponseRedirect(reverse("fulfillment:shipments"))
-        rows = (
-            filterset.qs.order_by("pk")
-            .values_list(
-                "pk",
-                "order__external_id",
-                "location__code",
-                "kind",
-                "status",
-                "carrier__code",
-                "service_level",
-                "tracking_number",
-                "ship_by",
-                "shipped_at",
-                "promised_delivery_at",
-                "delivered_at",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="shipments", header=SHIPMENT_CSV_HEADER, rows=rows)
+        shipments = filterset.qs.order_by("pk")
+        return csv_export(filename="shipments", queryset=shipments, columns=SHIPMENT_CSV_COLUMNS)
 
 
 class CarrierDashboardView(ConsoleView):

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, F, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
-from django.db.models.functions import Coalesce, Greatest, TruncDay
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from config.kernel.trends import daily_found_healed
 from inventory.models import (
     CountProposalStatus,
     InboundLine,
@@ -183,26 +184,9 @@ def node_reconcile_page(*, location: Location, days: int = 14, now: datetime | N
     )
     for row in by_kind:
         row["label"] = labels[row["direction"]]
-    per_day = {
-        row["day"].date(): row
-        for row in window.annotate(day=TruncDay("created_at"))
-        .values("day")
-        .annotate(found=Count("id"), healed=Count("id", filter=Q(status__in=HEALED_COUNTS)))
-        .order_by("day")
-    }
-    trend = []
-    for offset in range(days):
-        day = (since + timedelta(days=offset)).date()
-        row = per_day.get(day, {})
-        trend.append({"day": day, "found": row.get("found", 0), "healed": row.get("healed", 0)})
-    peak = max([t["found"] for t in trend] + [1])
-    for index, point in enumerate(trend):
-        # Bar geometry for the inline SVG chart, as on an account's reconciliation page.
-        point["x"] = index * 24 + 4
-        point["found_h"] = round(80 * point["found"] / peak)
-        point["healed_h"] = round(80 * point["healed"] / peak)
-        point["found_y"] = 90 - point["found_h"]
-        point["healed_y"] = 90 - point["healed_h"]
+    trend = daily_found_healed(
+        window, day_field="created_at", healed=Q(status__in=HEALED_COUNTS), since=since, days=days
+    )
     waiting = list(
         StockCountProposal.objects.filter(location=location, status=CountProposalStatus.PROPOSED)
         .select_related("sku", "snapshot", "case")

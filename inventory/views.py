@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from config.kernel.console import ConsoleView, console_page
 from config.kernel.errors import DomainError
-from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.exports import csv_export
 from inventory import selectors, services
 from inventory.filters import InboundShipmentFilter, StockLevelFilter
 from inventory.forms import AdjustmentForm, ReceiveForm
@@ -38,21 +38,29 @@ class StockGridView(ConsoleView):
         return render(request, template, context)
 
 
-STOCK_CSV_HEADER = [
-    "sku",
-    "name",
-    "location",
-    "on_hand",
-    "reserved",
-    "safety_stock",
-    "atp",
-    "inbound",
-    "receiving",
-    "damaged",
-    "quarantine",
-    "refurbish",
+STOCK_CSV_COLUMNS = [
+    ("sku", "sku__code"),
+    ("name", "sku__name"),
+    ("location", "location__code"),
+    ("on_hand", "on_hand"),
+    ("reserved", "reserved"),
+    ("safety_stock", "safety_stock"),
+    ("atp", "atp_units"),
+    ("inbound", "inbound_units"),
+    ("receiving", "receiving"),
+    ("damaged", "damaged"),
+    ("quarantine", "quarantine"),
+    ("refurbish", "refurbish"),
 ]
-INBOUND_CSV_HEADER = ["id", "reference", "kind", "supplier", "location", "status", "expected_at"]
+INBOUND_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("reference", "reference"),
+    ("kind", "kind"),
+    ("supplier", "supplier"),
+    ("location", "location__code"),
+    ("status", "status"),
+    ("expected_at", "expected_at"),
+]
 
 
 def _filters_refused(request, filterset, list_name: str):
@@ -69,25 +77,8 @@ class StockExportView(ConsoleView):
         filterset = StockLevelFilter(request.GET, queryset=selectors.stock_level_grid(), request=request)
         if not filterset.is_valid():
             return _filters_refused(request, filterset, "inventory:grid")
-        rows = (
-            filterset.qs.order_by("sku_id", "location_id")
-            .values_list(
-                "sku__code",
-                "sku__name",
-                "location__code",
-                "on_hand",
-                "reserved",
-                "safety_stock",
-                "atp_units",
-                "inbound_units",
-                "receiving",
-                "damaged",
-                "quarantine",
-                "refurbish",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="stock", header=STOCK_CSV_HEADER, rows=rows)
+        levels = filterset.qs.order_by("sku_id", "location_id")
+        return csv_export(filename="stock", queryset=levels, columns=STOCK_CSV_COLUMNS)
 
 
 class SkuDetailView(ConsoleView):
@@ -177,12 +168,8 @@ class InboundExportView(ConsoleView):
         filterset = InboundShipmentFilter(_inbound_params(request), queryset=selectors.inbound_list(), request=request)
         if not filterset.is_valid():
             return _filters_refused(request, filterset, "inventory:inbound")
-        rows = (
-            filterset.qs.order_by("expected_at", "id")
-            .values_list("pk", "reference", "kind", "supplier", "location__code", "status", "expected_at")
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="inbound-shipments", header=INBOUND_CSV_HEADER, rows=rows)
+        shipments = filterset.qs.order_by("expected_at", "id")
+        return csv_export(filename="inbound-shipments", queryset=shipments, columns=INBOUND_CSV_COLUMNS)
 
 
 class InboundDetailView(ConsoleView):

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from config.kernel.console import ConsoleView, bulk_selection, console_page
 from config.kernel.errors import DomainError
-from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.exports import csv_export
 from config.kernel.redirects import safe_next
 from inventory.models import Location
 from orders import selectors, services
@@ -114,21 +114,32 @@ class OrderListView(ConsoleView):
         return render(request, template, context)
 
 
-ORDER_CSV_HEADER = [
-    "id",
-    "channel",
-    "account",
-    "order",
-    "channel_order_id",
-    "status",
-    "on_hold",
-    "customer",
-    "placed_at",
-    "ship_by",
-    "total",
-    "currency",
+ORDER_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("channel", "account__kind"),
+    ("account", "account__name"),
+    ("order", "external_reference"),
+    ("channel_order_id", "external_id"),
+    ("status", "status"),
+    ("on_hold", "on_hold"),
+    ("customer", "customer_name"),
+    ("placed_at", "placed_at"),
+    ("ship_by", "ship_by"),
+    ("total", "total_amount"),
+    ("currency", "currency"),
 ]
-CASE_CSV_HEADER = ["id", "kind", "severity", "status", "title", "order", "owner", "due_at", "created_at", "resolved_at"]
+CASE_CSV_COLUMNS = [
+    ("id", "pk"),
+    ("kind", "kind"),
+    ("severity", "severity"),
+    ("status", "status"),
+    ("title", "title"),
+    ("order", "order__external_id"),
+    ("owner", "owner__username"),
+    ("due_at", "due_at"),
+    ("created_at", "created_at"),
+    ("resolved_at", "resolved_at"),
+]
 
 
 class OrderExportView(ConsoleView):
@@ -141,25 +152,8 @@ class OrderExportView(ConsoleView):
         if not filterset.is_valid():
             messages.error(request, "Check the filters before exporting: " + "; ".join(filterset.errors))
             return HttpResponseRedirect(reverse("orders:list") + "?" + request.GET.urlencode())
-        rows = (
-            filterset.qs.order_by("-placed_at", "-id")
-            .values_list(
-                "pk",
-                "account__kind",
-                "account__name",
-                "external_reference",
-                "external_id",
-                "status",
-                "on_hold",
-                "customer_name",
-                "placed_at",
-                "ship_by",
-                "total_amount",
-                "currency",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="orders", header=ORDER_CSV_HEADER, rows=rows)
+        orders = filterset.qs.order_by("-placed_at", "-id")
+        return csv_export(filename="orders", queryset=orders, columns=ORDER_CSV_COLUMNS)
 
 
 class OrderBulkView(ConsoleView):
@@ -359,23 +353,8 @@ class ExceptionExportView(ConsoleView):
         if not filterset.is_valid():
             messages.error(request, "Check the filters before exporting: " + "; ".join(filterset.errors))
             return HttpResponseRedirect(reverse("orders:exceptions"))
-        rows = (
-            filterset.qs.order_by("urgency_at", "impact", "id")
-            .values_list(
-                "pk",
-                "kind",
-                "severity",
-                "status",
-                "title",
-                "order__external_id",
-                "owner__username",
-                "due_at",
-                "created_at",
-                "resolved_at",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="exceptions", header=CASE_CSV_HEADER, rows=rows)
+        cases = filterset.qs.order_by("urgency_at", "impact", "id")
+        return csv_export(filename="exceptions", queryset=cases, columns=CASE_CSV_COLUMNS)
 
 
 class ExceptionBulkView(ConsoleView):

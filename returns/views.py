@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from config.kernel.console import ConsoleView
 from config.kernel.errors import DomainError
-from config.kernel.exports import CHUNK, csv_stream
+from config.kernel.exports import csv_export
 from inventory.models import Sku
 from orders.models import Order
 from returns import selectors, services
@@ -48,18 +48,18 @@ def _queue_filters(request) -> tuple[QueueFilterForm, str, str, str]:
     return form, bucket, channel, query
 
 
-RMA_CSV_HEADER = [
-    "rma",
-    "order",
-    "channel",
-    "account",
-    "status",
-    "reason",
-    "channel_return_id",
-    "return_tracking",
-    "created_at",
-    "received_at",
-    "closed_at",
+RMA_CSV_COLUMNS = [
+    ("rma", "rma_number"),
+    ("order", "order__external_id"),
+    ("channel", "order__account__kind"),
+    ("account", "order__account__name"),
+    ("status", "status"),
+    ("reason", "reason"),
+    ("channel_return_id", "external_id"),
+    ("return_tracking", "return_tracking_number"),
+    ("created_at", "created_at"),
+    ("received_at", "received_at"),
+    ("closed_at", "closed_at"),
 ]
 
 
@@ -70,25 +70,10 @@ class QueueExportView(ConsoleView):
 
     def get(self, request):
         _, bucket, channel, query = _queue_filters(request)
-        rows = (
-            selectors.rma_queue_filtered(bucket="" if bucket == "all" else bucket, channel=channel, query=query)
-            .order_by("pk")
-            .values_list(
-                "rma_number",
-                "order__external_id",
-                "order__account__kind",
-                "order__account__name",
-                "status",
-                "reason",
-                "external_id",
-                "return_tracking_number",
-                "created_at",
-                "received_at",
-                "closed_at",
-            )
-            .iterator(chunk_size=CHUNK)
-        )
-        return csv_stream(filename="returns", header=RMA_CSV_HEADER, rows=rows)
+        rmas = selectors.rma_queue_filtered(
+            bucket="" if bucket == "all" else bucket, channel=channel, query=query
+        ).order_by("pk")
+        return csv_export(filename="returns", queryset=rmas, columns=RMA_CSV_COLUMNS)
 
 
 class QueueView(ConsoleView):

@@ -10,11 +10,9 @@ their ship-by (late shipments), whose worst-case delay is the beat interval plus
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +24,7 @@ from fulfillment.services.detection import exceptions_detect, shipment_case_key
 from fulfillment.webhooks import SIGNATURE_HEADER, signature_for
 from inventory import services as inventory
 from orders.models import ExceptionCase, ExceptionKind
+from tests.benchmarks.results import write_section
 from tests.factories import ChannelAccountFactory, LocationFactory, OrderFactory, OrderLineFactory, SkuFactory
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
@@ -33,7 +32,6 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 SCANS = 200
 LATE = 500
 SECRET = "bench-webhook-secret"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "exceptions-detection"
 
 
@@ -142,8 +140,4 @@ case within {interval:g} s + {detect_ms / 1000:.1f} s of its ship-by at most.
 Noise: a shared 2-core machine; figures move 30-50% between runs.
 """
     print("\n" + body)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {SECTION} -->\n{body.rstrip()}\n<!-- /{SECTION} -->"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    write_section(SECTION, body)

@@ -32,7 +32,6 @@ import math
 import os
 import queue
 import random
-import re
 import socket
 import statistics
 import threading
@@ -41,7 +40,6 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -64,6 +62,7 @@ from inventory import services as inventory_services
 from inventory.models import Location, Reservation, ReservationStatus, Sku, StockLevel
 from orders.models import Order
 from tests.background import running_stack, wait_for
+from tests.benchmarks.results import write_section
 from tests.chaos.conftest import OwnRedis
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
@@ -78,7 +77,6 @@ STOCK_SHARE = 0.6  # stock of each SKU: this share of its demand, so the sale se
 SYNC_INTERVAL = 10
 FIXED_SYNC_SECONDS = 600  # the peers' inventory sync interval
 FLOOR_SAMPLES = 50
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "flash-sale"
 
 # Each channel's limit for its inventory call: (requests a second, burst, where the figure comes from).
@@ -564,7 +562,7 @@ def test_flash_sale(settings, tmp_path, redis_url):
     }  # fmt: skip
     body = _report(figures)
     print("\n" + body)
-    _write_section(body)
+    write_section(SECTION, body)
 
 
 def _answers(base: str) -> bool:
@@ -668,11 +666,3 @@ Goals in this run: """
         + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items())
         + ".\n"
     )
-
-
-def _write_section(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {SECTION} -->\n{body.strip()}\n<!-- /{SECTION} -->"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)

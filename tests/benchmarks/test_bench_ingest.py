@@ -14,10 +14,8 @@ sale, by test_bench_flash_sale.py.
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -39,12 +37,12 @@ from fulfillment.selectors import releasable_order_ids
 from inventory import services as inventory_services
 from inventory.models import Location, Sku
 from orders.models import Order, OrderLine
+from tests.benchmarks.results import write_section
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
 ORDERS = 20_000
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def _raw_limit(payloads: list[str]) -> float:
@@ -65,14 +63,6 @@ def _raw_limit(payloads: list[str]) -> float:
             )
             conn.commit()
         return len(payloads) / (time.perf_counter() - started)
-
-
-def _write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- channels-ingest -->\n{section.strip()}\n<!-- /channels-ingest -->"
-    pattern = re.compile(r"<!-- channels-ingest -->.*?<!-- /channels-ingest -->", re.S)
-    text = pattern.sub(block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
 
 
 OTHER_CHANNEL_ORDERS = 5_000
@@ -271,5 +261,5 @@ stocked node at {route_rate:,.0f} orders/s.
     section += "\nGoals in this run: " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items())
     section += ".\n"
     # Figures, not verdicts: a busy shared machine moves absolute rates 30-50% between runs.
-    _write_results(section)
+    write_section("channels-ingest", section)
     print(section)

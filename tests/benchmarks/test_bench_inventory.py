@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import resource
 import statistics
 import time
@@ -31,6 +30,7 @@ from inventory.errors import InsufficientStock
 from inventory.models import Reservation, ReservationStatus, StockLevel
 from inventory.services import LineDemand
 from orders.models import OrderLine
+from tests.benchmarks.results import write_section
 from tests.factories import LocationFactory, OrderFactory, SkuFactory
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
@@ -38,7 +38,6 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 PROCESSES = 8
 RESERVATIONS = 1000
 ROUNDS = 7
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "inventory-hot-sku"
 RAW_SHAPE = (
     "Raw limit: plain psycopg, autocommit "
@@ -221,14 +220,6 @@ def _profile_one_process() -> dict[str, tuple[float, float, float | None]]:
     return out
 
 
-def _write_section(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {SECTION} -->\n{body.rstrip()}\n<!-- /{SECTION} -->"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-
-
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
@@ -331,6 +322,6 @@ the row locked for that statement only; after commit, the channel-availability d
 Calls over several stock rows take the other shape (one statement locking the rows `ORDER BY id FOR UPDATE`);
 it is not on this single-row hot path.
 """
-    _write_section(body)
+    write_section(SECTION, body)
     print("\n" + body)
     assert ratio >= 0.5, f"stock_reserve reached {ratio:.2f}x the raw limit ({ours:,.0f}/s vs {raw:,.0f}/s)"

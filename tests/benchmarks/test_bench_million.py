@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -28,11 +27,12 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from tests.benchmarks.results import write_section
+
 pytestmark = [pytest.mark.benchmark]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "million-orders"
 SEED_RECORD = BASE_DIR / "var" / "bench_million_seed.json"
 WARMUP_ROUNDS = 5
@@ -198,8 +198,4 @@ Noise: a shared 2-core machine (client, gunicorn and PostgreSQL on the same core
     print("\n" + body)
     for page, fact in pages.items():
         print(f"--- EXPLAIN, heaviest query of {page} ({fact['url']}):\n{fact['heaviest_explain']}\n")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {SECTION} -->\n{body.rstrip()}\n<!-- /{SECTION} -->"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
+    write_section(SECTION, body)

@@ -19,13 +19,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from django.db import connection, connections
@@ -43,12 +41,12 @@ from inventory.models import Location, Sku
 from inventory.services import LineDemand
 from orders.models import OrderLine
 from tests.background import BASE_DIR, wait_for
+from tests.benchmarks.results import write_section
 from tests.factories import OrderFactory
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "inventory-push-latency"
 SKUS = 200
 CHANGES = 300
@@ -144,14 +142,6 @@ def _settled(shopify: ShopifySandbox, expected: dict[str, int]) -> bool:
     for entry in list(shopify.state.inventory_log):
         latest[entry["sku"]] = entry["quantity"]
     return all(latest.get(code) == quantity for code, quantity in expected.items())
-
-
-def _write_section(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {SECTION} -->\n{body.strip()}\n<!-- /{SECTION} -->"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
 
 
 def test_push_latency_event_driven(settings):
@@ -276,7 +266,7 @@ tick on the path (beat's sweep every 30 s is a safety net). {calls} inventory ca
 """
     goals = {"p50 < 100 ms": p50 < 0.1, "p95 < 250 ms": p95 < 0.25, "burst within the rate": len(hot_pushes) <= allowed}
     body += "\nGoals in this run: " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items()) + ".\n"
-    _write_section(body)
+    write_section(SECTION, body)
     print("\n" + body)
     assert last_push["quantity"] == final
     assert (

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -35,6 +33,7 @@ from channels.services import channel_account_set_credentials, connector_for
 from channels.sync import sync_account_run
 from inventory.models import Sku
 from orders.models import Order, OrderStatus
+from tests.benchmarks.results import write_section
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
@@ -42,7 +41,6 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 # WAYBILL_BENCH_RECONCILE_ORDERS shrinks it for a quick look; the figures in RESULTS.md are at 10,000.
 PER_ACCOUNT = int(os.environ.get("WAYBILL_BENCH_RECONCILE_ORDERS", "10000"))
 DRIFT_SHARE = 0.01
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 # (requests per second the plan allows for the order list call, where the figure comes from).
 RATE_BUDGETS = {
@@ -119,14 +117,6 @@ class Meter:
         except ValueError:
             return
         self.points += float(cost.get("actualQueryCost") or cost.get("requestedQueryCost") or 0)
-
-
-def _write_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- channels-reconcile -->\n{section.strip()}\n<!-- /channels-reconcile -->"
-    pattern = re.compile(r"<!-- channels-reconcile -->.*?<!-- /channels-reconcile -->", re.S)
-    text = pattern.sub(block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
 
 
 def _budget_share(kind: str, meter: Meter, seconds: float) -> tuple[str, str]:
@@ -257,6 +247,6 @@ hourly from searchOrders: pace it (`WAYBILL_RECONCILE_PACE_SECONDS`; the reader 
 reconcile it less often, or read Amazon's order reports instead (not built here).
 """
     print(section)
-    _write_results(section)
+    write_section("channels-reconcile", section)
     assert totals["orders"] >= 5 * PER_ACCOUNT
     json.dumps(totals)

@@ -8,12 +8,10 @@ one call per receipt), which every receipt makes; the ratio says what the RMA bo
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -23,13 +21,13 @@ from inventory import services as inventory_services
 from orders.models import LineStatus, OrderStatus
 from returns import services
 from returns.services import ReceiveItem, ReturnLineInput
+from tests.benchmarks.results import write_section
 from tests.factories import LocationFactory, OrderFactory, OrderLineFactory, SkuFactory
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
 RMAS = 150
 ROUNDS = 3
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "returns-receiving"
 
 
@@ -47,14 +45,6 @@ def _rmas(count: int, node) -> list[tuple[int, str]]:
 
 def _rates(values: list[float]) -> str:
     return ", ".join(f"{x:,.0f}" for x in values)
-
-
-def _write_section(body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {SECTION} -->\n{body.rstrip()}\n<!-- /{SECTION} -->"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
-    RESULTS.write_text(text)
 
 
 def test_receiving_returns_throughput():
@@ -106,7 +96,8 @@ def test_receiving_returns_throughput():
         "| `returns.services.rma_receive` (RMA lock, receipt and unit rows, ledger, order's returned units and "
         f"status, audit rows) | {service:,.0f} | **{service / raw:.2f}** |"
     )
-    _write_section(
+    write_section(
+        SECTION,
         f"""## Returns: receiving (issue #18)
 
 {RMAS} RMAs of 2 units received one receipt each (1 restocked, 1 damaged), one process, {ROUNDS} rounds;
@@ -124,5 +115,5 @@ replay {_rates(replay_rates)}/s. Statements per fresh receipt: {", ".join(map(st
 Receiving is a person or a 3PL posting a parcel, not a hot path: the goal is correctness (one restock per receipt,
 also under replays and racing processes). Most statements are savepoints of the nested services and the
 order's status refresh; batching them is left until receiving volumes call for it.
-"""
+""",
     )

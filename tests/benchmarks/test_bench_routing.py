@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import statistics
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -33,6 +31,7 @@ from fulfillment.models import RoutingConfig, RoutingDecision, Shipment
 from fulfillment.selectors import network_snapshot, orders_to_route
 from inventory.models import Location, MovementReason, Sku, StockLevel, StockMovement
 from orders.models import LineStatus, Order, OrderLine, OrderStatus, ShipToAddress
+from tests.benchmarks.results import write_section
 from tests.fulfillment.statements import count_statements
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
@@ -42,7 +41,6 @@ NODES = 20
 SKUS = 5_000
 BATCH = 100
 SEED = 6
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "fulfillment-routing"
 # Production tables grow from empty and autovacuum may not have run: by default the benchmark routes on the
 # statistics the load left (none); WAYBILL_BENCH_ROUTING_ANALYZE=1 runs VACUUM ANALYZE after the load instead.
@@ -301,8 +299,7 @@ def _write(f: dict) -> None:
         ("Raw floor, same run: `SELECT 1` round trip", f"{rt_ms:.3f} ms ({f['select1']:,.0f}/s)", ""),
     ]  # fmt: skip
     table = "\n".join(["| Measure | Result | Goal |", "|---|---:|---:|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows])
-    body = f"""<!-- {SECTION} -->
-## Fulfilment: route and reserve (issue #6)
+    body = f"""## Fulfilment: route and reserve (issue #6)
 
 {ORDERS:,} open orders of 1-5 lines (SKUs drawn from {SKUS:,}), {NODES} eligible nodes (five DCs each
 stock about half of the SKUs, fifteen smaller nodes a tenth each), `fulfillment.services.orders_route`
@@ -336,9 +333,5 @@ transaction each. The after-commit availability dispatch
 (broker outside the project) was counted, not sent: {f["dispatched"]:,} dispatches.
 The first-location baseline reserves each line at the first node, in a fixed order (DCs first), that
 has the units. Data load (bulk, not measured): {f["load_s"]:.1f} s.
-<!-- /{SECTION} -->
 """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->\n?", re.S)
-    text = pattern.sub(body, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text)
+    write_section(SECTION, body)

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 import psycopg
@@ -41,23 +39,15 @@ from inventory import services as inventory_services
 from inventory.models import Location, Sku
 from orders.models import Order
 from tests.background import BASE_DIR
+from tests.benchmarks.results import write_section
 
 # ruff: noqa: E501 - the results table is Markdown, one row per line
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 CEILING_ORDERS = int(os.environ.get("WAYBILL_BENCH_CEILING_ORDERS", "3000"))
 BACKFILL_ORDERS = int(os.environ.get("WAYBILL_BENCH_BACKFILL_ORDERS", "100000"))
 RSS_GOAL_MB = 300
 WALMART = {"client_id": "demo-walmart-client", "client_secret": "demo-walmart-secret"}
-
-
-def _write_results(marker: str, section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"<!-- {marker} -->\n{section.strip()}\n<!-- /{marker} -->"
-    pattern = re.compile(rf"<!-- {marker} -->.*?<!-- /{marker} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
 
 
 def _psycopg_params() -> dict:
@@ -217,7 +207,7 @@ def test_single_primary_write_ceiling():
         f"  ceiling: {ceiling:,.0f} orders/s ({limit_name}) = {per_day / 1e6:,.1f} million orders a day on this primary",
     ]
     print("\n" + "\n".join(lines))
-    _write_results(
+    write_section(
         "scale-ceiling",
         "## Beyond one machine: the single-primary write ceiling (`tests/benchmarks/test_bench_scale.py`)\n\n"
         + "| Measure | Figure |\n|---|---|\n"
@@ -303,7 +293,7 @@ def test_backfill_memory(tmp_path):
         f"peak {peak[0] / mb:,.0f} MB (goal < {RSS_GOAL_MB} MB: {peak[0] / mb / RSS_GOAL_MB:.2f}x), at the end {last['end_rss'] / mb:,.0f} MB"
     )
     print("\n" + line)
-    _write_results(
+    write_section(
         "scale-memory",
         "## Memory through a backfill (`tests/benchmarks/test_bench_scale.py`)\n\n" + line + "\n",
     )

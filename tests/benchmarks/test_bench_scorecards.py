@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -28,6 +26,7 @@ from inventory.models import Location
 from scorecards import compute
 from scorecards.models import MetricDefinition, MetricSnapshot
 from scorecards.services import snapshots_recompute
+from tests.benchmarks.results import write_section
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +34,6 @@ ORDERS = int(os.environ.get("WAYBILL_BENCH_SCORECARD_ORDERS", "1000000"))
 DAYS = 365
 RUNS = 3
 GOAL_SECONDS = 3.0
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "scorecards-recompute"
 KINDS = ("amazon", "walmart", "shopify", "ebay", "tiktok")
 
@@ -293,8 +291,7 @@ def _record(
 ) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     verdict = "meets" if full_s < GOAL_SECONDS else "misses"
-    body = f"""<!-- {SECTION} -->
-## Scorecards: recompute every metric for 5 accounts over 1,000,000 orders (issue #17)
+    body = f"""## Scorecards: recompute every metric for 5 accounts over 1,000,000 orders (issue #17)
 
 {orders:,} orders over {DAYS} days (5 accounts, 8% AFN, 4% cancelled, ship confirmations, shipments, two
 tracking events each, refunds), {snapshots:,} snapshots (every active metric, account and day). Run {when},
@@ -325,9 +322,5 @@ returns: none of those columns is indexed by its owning app, so it scans them (a
 `updated_at` would make it proportional to the changes; that is the owners' call). A rebuild reads everything
 once and uses the foreign-key indexes on `order_id`. The plans' scans:
 {chr(10).join("- " + s for s in scans)}
-<!-- /{SECTION} -->
 """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->\n?", re.S)
-    text = pattern.sub(body, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text)
+    write_section(SECTION, body)

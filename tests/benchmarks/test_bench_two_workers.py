@@ -12,10 +12,8 @@ two-process scale-up of a plain psycopg multi-row ``INSERT … ON CONFLICT`` (LI
 from __future__ import annotations
 
 import os
-import re
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -29,6 +27,7 @@ from fulfillment import services as fulfillment_services
 from inventory import services as inventory_services
 from inventory.models import Location, Sku
 from orders.models import Order, OrderStatus
+from tests.benchmarks.results import write_section
 from tests.benchmarks.test_bench_ingest import _raw_limit
 from tests.processes import run_in_processes
 
@@ -37,7 +36,6 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
 ORDERS = int(os.environ.get("WAYBILL_BENCH_WORKER_ORDERS", "3000"))
 BATCH = 100
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "two-workers"
 CREDENTIALS = {"app_key": "demoappkey", "app_secret": "demoappsecret", "access_token": "TTP_demo",
                "shop_cipher": "ROW_demo"}  # fmt: skip
@@ -149,8 +147,7 @@ def test_ingest_and_route_in_one_and_in_two_worker_processes(settings, monkeypat
 
 def _write(f: dict) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = f"""<!-- {SECTION} -->
-## Ingest → reserved → routed: one worker process and two (issue #22)
+    body = f"""## Ingest → reserved → routed: one worker process and two (issue #22)
 
 Each worker is a forked OS process with its own connection that serves its own TikTok Shop sandbox
 ({ORDERS:,} orders of 1-5 lines) over loopback HTTP, polls its account (`channels.sync.sync_account_run`)
@@ -169,9 +166,5 @@ releasable yet): {", ".join(f"{n:,}" for n in f["routed"])} of {ORDERS:,} per ac
 DISTINCT FROM` of 2 KB JSON payloads, 100 per transaction, in one process and then in two at once.
 Each worker also serves its sandbox (HTTP and JSON rendering in a thread of the same process), as the
 ingest benchmark's end-to-end figure does; the machine has two cores.
-<!-- /{SECTION} -->
 """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"<!-- {SECTION} -->.*?<!-- /{SECTION} -->\n?", re.S)
-    text = pattern.sub(body, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text)
+    write_section(SECTION, body)

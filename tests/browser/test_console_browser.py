@@ -40,6 +40,18 @@ def routed_order(transactional_db):
     return order, dc, alt
 
 
+def _assert_fits_with_one_h1_and_labelled_fields(page, path: str) -> None:
+    """The open page is no wider than the viewport, has one h1 and a label (or aria-label) on every field."""
+    assert page_width(page) <= VIEWPORT["width"], f"{path} is wider than the viewport ({page_width(page)} px)"
+    assert page.locator("h1").count() == 1, f"{path} has {page.locator('h1').count()} h1"
+    unlabeled = page.evaluate(
+        """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+            .map(el => el.name || el.id)"""
+    )
+    assert unlabeled == [], f"{path}: fields without a label: {unlabeled}"
+
+
 def test_login_lands_on_the_dashboard_and_every_page_fits_1366_px(page, live_server, routed_order):
     order, _, _ = routed_order
     services.exception_case_open(kind=ExceptionKind.NO_NODE, title="no node for WB-1041", order_id=order.pk, actor="t")
@@ -55,14 +67,7 @@ def test_login_lands_on_the_dashboard_and_every_page_fits_1366_px(page, live_ser
         "/inventory/",
     ]:
         page.goto(f"{live_server.url}{path}")
-        assert page_width(page) <= VIEWPORT["width"], f"{path} is wider than the viewport"
-        assert page.locator("h1").count() == 1, f"{path} has {page.locator('h1').count()} h1"
-        unlabeled = page.evaluate(
-            """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
-                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
-                .map(el => el.name || el.id)"""
-        )
-        assert unlabeled == [], f"{path}: fields without a label: {unlabeled}"
+        _assert_fits_with_one_h1_and_labelled_fields(page, path)
         shot(page, "page" + path.replace("/", "_"))
 
 
@@ -101,14 +106,7 @@ def test_every_other_console_page_fits_1366_px_with_one_h1_and_labelled_fields(p
         response = page.goto(f"{live_server.url}{path}")
         # then it answers, fits the viewport, has one h1 and labels every field
         assert response.status < 400, f"{path} answered {response.status}"
-        assert page_width(page) <= VIEWPORT["width"], f"{path} is wider than the viewport ({page_width(page)} px)"
-        assert page.locator("h1").count() == 1, f"{path} has {page.locator('h1').count()} h1"
-        unlabeled = page.evaluate(
-            """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
-                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
-                .map(el => el.name || el.id)"""
-        )
-        assert unlabeled == [], f"{path}: fields without a label: {unlabeled}"
+        _assert_fits_with_one_h1_and_labelled_fields(page, path)
         shot(page, "page" + path.split("?")[0].replace("/", "_"))
 
 

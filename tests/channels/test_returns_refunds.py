@@ -30,6 +30,15 @@ def _shipped_at_channel(sandbox, account):
     return made, order, order.lines.get()
 
 
+@pytest.fixture
+def marketplace(channel, request, monkeypatch):
+    """The sandbox of the test's ``channel`` and an account at it; Amazon's returns report is polled at once."""
+    from channels.connectors.amazon import AmazonConnector
+
+    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
+    return request.getfixturevalue(f"{channel}_sandbox"), request.getfixturevalue(f"{channel}_account")
+
+
 def _lose_the_answer(account_id):
     """Send the claimed message but lose its answer: the worker died before marking it, its lease expires."""
     from channels.outbox import _send
@@ -142,14 +151,8 @@ def _return_at_channel(sandbox, made, status="requested", reason="DEFECTIVE"):
 
 
 @pytest.mark.parametrize("channel", ["amazon", "shopify", "walmart", "ebay", "tiktok"])
-def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_is_read(
-    channel, request, skus, monkeypatch
-):
-    from channels.connectors.amazon import AmazonConnector
-
-    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
-    sandbox = request.getfixturevalue(f"{channel}_sandbox")
-    account = request.getfixturevalue(f"{channel}_account")
+def test_a_channel_return_becomes_one_rma_matched_to_its_line_however_often_it_is_read(channel, skus, marketplace):
+    sandbox, account = marketplace
     # given a shipped order the buyer returns one unit of at the marketplace
     made, order, line = _shipped_at_channel(sandbox, account)
     # (Walmart and eBay settle returns themselves: the refund on the line is what Waybill sees)
@@ -176,13 +179,9 @@ def _returned_before_its_order_is_here(sandbox, account, channel):
 
 @pytest.mark.parametrize("channel", ["amazon", "shopify", "walmart", "ebay", "tiktok"])
 def test_a_channel_return_read_before_its_order_waits_and_becomes_one_rma_when_the_order_arrives(
-    channel, request, skus, monkeypatch
+    channel, skus, marketplace
 ):
-    from channels.connectors.amazon import AmazonConnector
-
-    monkeypatch.setattr(AmazonConnector, "returns_report_poll_interval", 0.01)
-    sandbox = request.getfixturevalue(f"{channel}_sandbox")
-    account = request.getfixturevalue(f"{channel}_account")
+    sandbox, account = marketplace
     # given a return at the marketplace whose order Waybill has not read yet
     made = _returned_before_its_order_is_here(sandbox, account, channel)
     # when the account's returns are read
@@ -210,9 +209,8 @@ def test_a_channel_return_read_before_its_order_waits_and_becomes_one_rma_when_t
 
 
 @pytest.mark.parametrize("channel", ["tiktok", "walmart"])
-def test_a_return_whose_order_never_arrives_opens_one_case_naming_the_return_and_the_order(channel, request, skus):
-    sandbox = request.getfixturevalue(f"{channel}_sandbox")
-    account = request.getfixturevalue(f"{channel}_account")
+def test_a_return_whose_order_never_arrives_opens_one_case_naming_the_return_and_the_order(channel, skus, marketplace):
+    sandbox, account = marketplace
     # given a return kept for want of its order
     made = _returned_before_its_order_is_here(sandbox, account, channel)
     services.returns_sync_account(account_id=account.pk, force=True)
@@ -431,13 +429,12 @@ def test_shopify_return_and_refund_webhooks_point_at_their_order(shopify_account
 
 
 @pytest.mark.parametrize("channel", ["walmart", "ebay", "tiktok"])
-def test_a_refund_made_at_the_channel_is_recorded_once_and_counts_against_what_is_left(channel, request, skus):
+def test_a_refund_made_at_the_channel_is_recorded_once_and_counts_against_what_is_left(channel, skus, marketplace):
     from orders.models import OrderEvent
     from returns.models import Refund
     from returns.services import ReturnConflict
 
-    sandbox = request.getfixturevalue(f"{channel}_sandbox")
-    account = request.getfixturevalue(f"{channel}_account")
+    sandbox, account = marketplace
     # given a shipped order whose return the marketplace refunds itself (in its seller centre, not through Waybill)
     made, order, _line = _shipped_at_channel(sandbox, account)
     opened = _return_at_channel(sandbox, made, status="approved")

@@ -18,6 +18,7 @@ from fulfillment.services.detection import exceptions_detect
 from orders import services as order_services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, LineStatus, OrderEvent, OrderStatus
 from orders.services.exception_queue import CASE_RULES
+from tests.console import page_to_end
 from tests.inventory.helpers import assert_stock_invariants
 
 pytestmark = pytest.mark.django_db
@@ -356,12 +357,7 @@ def test_the_shipments_queue_sorts_by_ship_by_soonest_and_pages_past_those_witho
     Shipment.objects.filter(pk__in=shipments[4:]).update(ship_by=None)
     client.force_login(manager)
     # when the queue sorted by urgency is paged 3 at a time to its end
-    seen, url = [], "/fulfillment/shipments/?ordering=ship_by&page_size=3"
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200
-        seen += [s.pk for s in response.context["shipments"]]
-        url = response.context["next_url"]
+    seen = page_to_end(client, "/fulfillment/shipments/?ordering=ship_by&page_size=3", rows="shipments")
     # then the soonest ship-by comes first and every shipment shows once
     assert seen[:4] == dated
     assert sorted(seen) == sorted(shipments)

@@ -16,6 +16,7 @@ from channels.models import Listing
 from orders import services
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Hold, HoldKind, OrderEvent, Severity
 from orders.search import PREFIX, TRIGRAM, order_ids_matching, trigram_installed
+from tests.console import page_to_end
 from tests.factories import ChannelAccountFactory, OrderFactory, OrderLineFactory, SkuFactory
 
 pytestmark = pytest.mark.django_db
@@ -332,12 +333,7 @@ def test_the_ship_by_sort_pages_through_every_order_including_those_without_a_sh
     undated = {OrderFactory(ship_by=None).pk for _ in range(40)}
     client.force_login(agent)
     # when the list sorted by ship-by soonest is paged to its end
-    seen, url = [], "/orders/?ordering=ship_by"
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200
-        seen += [order.pk for order in response.context["orders"]]
-        url = response.context["next_url"]
+    seen = page_to_end(client, "/orders/?ordering=ship_by", rows="orders")
     # then every order shows once: those with a ship-by first, soonest first, then the rest
     assert len(seen) == len(set(seen)) == 70
     assert seen[:30] == dated and set(seen[30:]) == undated

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.utils import timezone
+
 from channels.models import ChannelAccount, OutboxMessage
 from fulfillment.models import Shipment, TrackingEvent
-from orders.models import Order, OrderLine
+from orders.models import Order, OrderLine, OrderStatus
 from returns.models import Refund, ReturnAuthorization
 
 SELLER_REASONS = {"damaged", "defective", "wrong_item", "not_as_described"}
@@ -155,6 +157,37 @@ def expected_state(comparison: str, threshold, warning, seller, value: Decimal |
 
 def ratio(num: int, den: int) -> Decimal | None:
     return None if den == 0 else (Decimal(num) / Decimal(den)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+# --- an at-risk account -------------------------------------------------------------------------------------
+
+
+def one_late_of_forty(account: ChannelAccount) -> tuple[datetime, list[OrderSpec]]:
+    """``now`` (10:00 UTC today: a node without a cutoff ships by the end of its day) and 40 orders of
+    ``account`` due yesterday, one of them confirmed late: 1 of 40 (2.5%), not above Amazon's 2.5% LSR line."""
+    now = datetime.combine(timezone.now().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=10)
+    ship_by = now - timedelta(days=1)
+    history = [
+        OrderSpec(
+            account=account,
+            placed_at=ship_by - timedelta(days=1),
+            ship_by=ship_by,
+            confirmations=[("sent", ship_by + timedelta(seconds=1 if i == 0 else -60))],
+        )
+        for i in range(40)
+    ]
+    return now, history
+
+
+def released(account: ChannelAccount, *, placed_at: datetime, ship_by: datetime) -> OrderSpec:
+    """An order released to its node, not shipped yet (no tracking), due at ``ship_by``."""
+    return OrderSpec(
+        account=account,
+        placed_at=placed_at,
+        ship_by=ship_by,
+        status=OrderStatus.RELEASED,
+        shipments=[ShipmentSpec(status="released", tracking_number="")],
+    )
 
 
 # --- writing the history ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from channels.models import ChannelKind
 from scorecards.models import BackfillRun, MetricDefinition, MetricSnapshot
 from scorecards.services import ScorecardError, scorecards_backfill, snapshots_recompute
 from tests.factories import ChannelAccountFactory, LocationFactory
-from tests.scorecards.history import OrderSpec, Scan, ShipmentSpec, write
+from tests.scorecards.history import OrderSpec, Scan, ShipmentSpec, one_late_of_forty, released, write
 
 pytestmark = pytest.mark.django_db
 
@@ -360,35 +360,18 @@ def test_the_backfill_command_prints_its_progress(capsys):
 
 def test_the_at_risk_case_follows_its_orders_and_is_resolved_when_the_risk_passes():
     from channels.models import OutboxMessage
-    from orders.models import ExceptionCase, Order, OrderStatus
+    from orders.models import ExceptionCase, Order
     from scorecards.projection import at_risk_cases_open
 
     # given an Amazon account at 1 late of 40 and two released orders due before their node's next cutoff
     amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-follow")
     node = LocationFactory(cutoff_time=None, timezone="UTC")
     amazon.eligible_locations.add(node)
-    now = datetime.combine(timezone.now().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=10)
-    ship_by = now - timedelta(days=1)
-    history = [
-        OrderSpec(
-            account=amazon,
-            placed_at=ship_by - timedelta(days=1),
-            ship_by=ship_by,
-            confirmations=[("sent", ship_by + timedelta(seconds=1 if i == 0 else -60))],
-        )
-        for i in range(40)
-    ]
-
-    def released(hours: int) -> OrderSpec:
-        return OrderSpec(
-            account=amazon,
-            placed_at=now - timedelta(hours=5),
-            ship_by=now + timedelta(hours=hours),
-            status=OrderStatus.RELEASED,
-            shipments=[ShipmentSpec(status="released", tracking_number="")],
-        )
-
-    first, second, third = released(1), released(2), released(72)  # the third has days to spare
+    now, history = one_late_of_forty(amazon)
+    first, second, third = (
+        released(amazon, placed_at=now - timedelta(hours=5), ship_by=now + timedelta(hours=hours))
+        for hours in (1, 2, 72)  # the third has days to spare
+    )
     write([*history, first, second, third], node)
     snapshots_recompute(first_day=now.date(), last_day=now.date(), as_of=now)
     assert at_risk_cases_open(as_of=now) >= 1

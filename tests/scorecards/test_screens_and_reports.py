@@ -19,12 +19,12 @@ from channels.models import ChannelKind
 from channels.sandbox.contract import spec_path
 from fulfillment.models import Shipment
 from fulfillment.selectors import node_board
-from orders.models import ExceptionCase, Order, OrderStatus
+from orders.models import ExceptionCase, Order
 from scorecards.models import MarketplaceMetric, MetricDefinition, MetricSnapshot
 from scorecards.projection import at_risk_cases_open, at_risk_orders, projections
 from scorecards.services import account_health_fetch, snapshots_recompute
 from tests.factories import ChannelAccountFactory, LocationFactory
-from tests.scorecards.history import OrderSpec, Scan, ShipmentSpec, write
+from tests.scorecards.history import OrderSpec, Scan, ShipmentSpec, one_late_of_forty, released, write
 
 pytestmark = pytest.mark.django_db
 
@@ -138,35 +138,9 @@ def test_the_projection_names_the_orders_that_decide_it():
     amazon = ChannelAccountFactory(kind=ChannelKind.AMAZON, name="amazon-risk")
     node = LocationFactory(cutoff_time=None, timezone="UTC")
     amazon.eligible_locations.add(node)
-    # 10:00 UTC today: a node without a cutoff ships by the end of its day
-    now = datetime.combine(timezone.now().date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=10)
-    ship_by = now - timedelta(days=1)
-    history = [
-        OrderSpec(
-            account=amazon,
-            placed_at=ship_by - timedelta(days=1),
-            ship_by=ship_by,
-            confirmations=[("sent", ship_by + timedelta(seconds=1 if i == 0 else -60))],
-        )
-        for i in range(40)
-    ]
-    risky = [
-        OrderSpec(
-            account=amazon,
-            placed_at=now - timedelta(hours=5),
-            ship_by=now + timedelta(hours=h),
-            status=OrderStatus.RELEASED,
-            shipments=[ShipmentSpec(status="released", tracking_number="")],
-        )
-        for h in (-1, 1, 2)
-    ]
-    safe = OrderSpec(
-        account=amazon,
-        placed_at=now,
-        ship_by=now + timedelta(days=3),
-        status=OrderStatus.RELEASED,
-        shipments=[ShipmentSpec(status="released", tracking_number="")],
-    )
+    now, history = one_late_of_forty(amazon)
+    risky = [released(amazon, placed_at=now - timedelta(hours=5), ship_by=now + timedelta(hours=h)) for h in (-1, 1, 2)]
+    safe = released(amazon, placed_at=now, ship_by=now + timedelta(days=3))
     write(history + risky + [safe], node)
     snapshots_recompute(first_day=now.date(), last_day=now.date(), as_of=now)
     # when

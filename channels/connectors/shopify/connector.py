@@ -1030,13 +1030,7 @@ class ShopifyConnector(Connector):
                 "shippingRefundAmount": {"amount": f"{refund.shipping:.2f}", "currencyCode": currency}
             }
         result = self.graphql(RETURN_PROCESS, {"input": process}).get("returnProcess") or {}
-        errors = result.get("userErrors") or []
-        if errors:
-            raise ChannelError(
-                f"returnProcess {refund.channel_return_id}: {'; '.join(str(e.get('message')) for e in errors)}",
-                retryable=False,
-                detail={"userErrors": errors},
-            )
+        _raise_user_errors(f"returnProcess {refund.channel_return_id}", result)
         # The payload names the return, not the refund: the refund made is the one carrying the reference.
         after = require_obj(self.graphql(RETURN_TO_PROCESS, {"id": ret["id"]}).get("return"), "return")
         made = next(
@@ -1080,13 +1074,7 @@ class ShopifyConnector(Connector):
             refund_input["shipping"] = {"amount": f"{refund.shipping:.2f}"}
         key = f"waybill-{refund.reference}"
         result = self.graphql(REFUND_CREATE, {"input": refund_input, "key": key}).get("refundCreate") or {}
-        errors = result.get("userErrors") or []
-        if errors:
-            raise ChannelError(
-                f"refundCreate {refund.order_external_id}: {'; '.join(str(e.get('message')) for e in errors)}",
-                retryable=False,
-                detail={"userErrors": errors},
-            )
+        _raise_user_errors(f"refundCreate {refund.order_external_id}", result)
         made = result.get("refund") or {}
         return SendResult(response={"refund_id": str(made.get("id") or ""), "note": made.get("note")})
 
@@ -1106,13 +1094,7 @@ class ShopifyConnector(Connector):
                 "notifyCustomer": True,
             }
             result = self.graphql(RETURN_DECLINE, {"input": decline}).get("returnDeclineRequest") or {}
-        errors = result.get("userErrors") or []
-        if errors:
-            raise ChannelError(
-                f"return decision {channel_return_id}: {'; '.join(str(e.get('message')) for e in errors)}",
-                retryable=False,
-                detail={"userErrors": errors},
-            )
+        _raise_user_errors(f"return decision {channel_return_id}", result)
         made = result.get("return") or {}
         return SendResult(response={"return_id": made.get("id"), "status": made.get("status")})
 
@@ -1510,6 +1492,12 @@ def _quantity_index(field: Any) -> int | None:
 
 
 def _raise_user_errors(mutation: str, result: dict) -> None:
+    """A mutation's userErrors as a ChannelError: not retryable (the same input is refused again), the errors
+    kept as the detail (the outbox message shows ops the channel's own words)."""
     errors = result.get("userErrors") or []
     if errors:
-        raise ChannelError(f"{mutation}: {'; '.join(str(e.get('message', '')) for e in errors)}", retryable=False)
+        raise ChannelError(
+            f"{mutation}: {'; '.join(str(e.get('message', '')) for e in errors)}",
+            retryable=False,
+            detail={"userErrors": errors},
+        )
