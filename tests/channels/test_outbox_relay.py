@@ -618,6 +618,46 @@ def test_a_parked_case_shows_ops_the_error_and_the_channels_answer_cut_to_their_
     assert (case.account_id, case.order_id, case.dedupe_key) == (amazon_account.pk, None, f"outbox_parked:{message.pk}")
 
 
+def test_a_parked_case_without_an_answer_from_the_channel_says_only_the_error(amazon_account):
+    # given a refusal for good with no answer body and no HTTP status (the channel said nothing more)
+    message = _message(amazon_account, "parked-bare")
+    (claimed,) = outbox_claim(account_id=amazon_account.pk)
+    connector = connector_for(amazon_account)
+
+    def refuse(external_id):
+        raise ChannelError("the order is unknown to the channel", retryable=False)
+
+    connector.acknowledge = refuse
+    # when
+    assert outbox_send(message_id=claimed, connector=connector) == OutboxStatus.PARKED
+    connector.close()
+    # then the case says the error and nothing about an answer
+    case = ExceptionCase.objects.get(kind=ExceptionKind.OUTBOX_PARKED)
+    assert case.detail == f"Outbox message #{message.pk} (parked-bare): the order is unknown to the channel"
+
+
+def test_a_relay_closes_the_connectors_it_opened_unless_asked_to_keep_them(monkeypatch, amazon_account):
+    # given a due message and a channel whose connectors note when they are closed
+    import channels.outbox as outbox
+
+    _message(amazon_account, "close-me")
+    closed: list[int] = []
+    real = outbox.connector_for
+
+    def channel(account, **options):
+        connector = real(account, **options)
+        connector.acknowledge = lambda external_id: outbox.SendResult(response={})
+        close = connector.close
+        connector.close = lambda: (closed.append(account.pk), close())
+        return connector
+
+    monkeypatch.setattr(outbox, "connector_for", channel)
+    # when a relay runs with its defaults
+    assert outbox_relay(account_id=amazon_account.pk) == {"sent": 1}
+    # then the connector it opened for the account was closed when it returned
+    assert closed == [amazon_account.pk]
+
+
 def test_a_parked_case_for_an_order_is_on_the_orders_history_as_the_outbox(amazon_sandbox, amazon_account, skus):
     from channels.connectors.base import ChannelError
     from orders.models import OrderEvent, Severity
@@ -842,7 +882,7 @@ def _refused(send, shipment, state):
 
 
 def test_a_failed_send_whose_claim_passed_to_another_relay_records_nothing_and_opens_no_case(
-    monkeypatch, amazon_sandbox, amazon_account, skus
+    monkeypatch, caplog, amazon_sandbox, amazon_account, skus
 ):
     # given a ship confirmation whose send is refused for good, after the message's lease lapsed and another
     # relay claimed it (one attempt more)
@@ -857,6 +897,10 @@ def test_a_failed_send_whose_claim_passed_to_another_relay_records_nothing_and_o
     message.refresh_from_db()
     assert message.last_error == ""
     assert not ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).exists()
+    # and the relay's log says which message it left, and why
+    assert (
+        f"outbox message {message.pk}: its failed send is not recorded, another relay holds it now" in caplog.messages
+    )
 
 
 def test_a_send_the_channel_took_is_recorded_sent_even_when_another_relay_claimed_it_meanwhile(
@@ -910,11 +954,13 @@ def test_a_failed_send_keeps_what_this_attempt_recorded_and_stamps_the_change(
 
         def confirm(shipment, *, state):
             state["feed_id"] = "F-2"
+            failing.append(timezone.now())
             raise ChannelError("HTTP 503", status=503)
 
         connector.confirm_shipment = confirm
         return connector
 
+    failing: list = []
     monkeypatch.setattr(outbox, "connector_for", channel)
     before = timezone.now()
     # when the relay sends it and the channel fails
@@ -924,6 +970,7 @@ def test_a_failed_send_keeps_what_this_attempt_recorded_and_stamps_the_change(
     assert message.status == OutboxStatus.FAILED
     assert message.response == {"state": {"step": 1, "feed_id": "F-2"}, "request_id": "r-1"}
     assert message.updated_at >= before
+    assert message.updated_at >= failing[0]  # the failure's own time, not the claim's
 
 
 def test_a_failed_send_does_not_overwrite_a_message_ops_parked_meanwhile(
