@@ -337,14 +337,18 @@ class CaseBulkSerializer(serializers.Serializer):
 
 class CaseFixSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=list(overrides.CASE_FIX_ACTIONS))
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=5000)
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), required=False, max_length=5000
+    )
     filters = serializers.DictField(
         child=serializers.CharField(),
         required=False,
         help_text="Instead of ids: every case the queue's filters match (a root-cause group: kind and sku…)",
     )
     reason = serializers.CharField(max_length=2000, help_text="Audited; a cancel's reason is sent to the channel")
-    location = serializers.IntegerField(required=False, allow_null=True, help_text="Reroute to this node (id)")
+    location = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=ID_MAX, help_text="Reroute to this node (id)"
+    )
 
     def validate(self, data):
         if bool(data.get("ids")) == bool(data.get("filters")):
