@@ -8,9 +8,12 @@ a user token) may call the same endpoints with the fulfilment model permissions.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import wraps
 
+from cryptography.fernet import InvalidToken
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -19,6 +22,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from channels.crypto import get_fernet
 from fulfillment.models import IdempotencyRecord, NodeApiToken, api_key_hash
 
 KEYWORD = "Node"
@@ -117,6 +121,10 @@ def _scope(request) -> str:
     return f"node:{request.user.location_id}" if is_node(request) else f"user:{request.user.pk}"
 
 
+# The stored answer's one key when it is encrypted.
+SEALED = "sealed"
+
+
 def idempotent(handler):
     """Wrap a POST handler: with an Idempotency-Key header the first successful answer is stored per
     (node or user, key) in the same transaction as the change; a replay returns it and changes nothing.
@@ -147,7 +155,7 @@ def idempotent(handler):
                         path=request.path[:500],
                         request_hash=digest,
                         response_status=response.status_code,
-                        response_body=response.data,
+                        response_body=_seal(response.data),
                         user=None if is_node(request) else request.user,
                     )
         except IntegrityError:
@@ -161,6 +169,23 @@ def idempotent(handler):
     return wrapper
 
 
+def _seal(data) -> dict:
+    """An answer as stored: encrypted (FIELD_ENCRYPTION_KEY), since it may copy a buyer's name and address
+    (a shipment's ship-to) and PII is kept in the clear only in the order tables."""
+    plaintext = json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    return {SEALED: get_fernet().encrypt(plaintext).decode("ascii")}
+
+
+def _unseal(body):
+    """The stored answer in the clear; None when no configured key decrypts it."""
+    if not (isinstance(body, dict) and set(body) == {SEALED}):
+        return body  # stored in the clear before answers were sealed
+    try:
+        return json.loads(get_fernet().decrypt(body[SEALED].encode("ascii")))
+    except (InvalidToken, UnicodeEncodeError):
+        return None
+
+
 def _replay(stored: IdempotencyRecord, digest: str) -> Response:
     if stored.request_hash != digest:
         return Response(
@@ -171,4 +196,15 @@ def _replay(stored: IdempotencyRecord, digest: str) -> Response:
             },
             status=422,
         )
-    return Response(stored.response_body, status=stored.response_status, headers={"Idempotent-Replayed": "true"})
+    body = _unseal(stored.response_body)
+    if body is None:
+        return Response(
+            {
+                "detail": "the answer stored for this Idempotency-Key can no longer be read (the encryption key "
+                "that sealed it was removed); the request was done: read the resource to see its state",
+                "code": "idempotency_answer_unreadable",
+                "field": "Idempotency-Key",
+            },
+            status=409,
+        )
+    return Response(body, status=stored.response_status, headers={"Idempotent-Replayed": "true"})
