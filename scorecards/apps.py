@@ -28,3 +28,4 @@ def _seed_definitions_after_migrate(sender, apps=None, **kwargs) -> None:
         return
     import_module("scorecards.migrations.0002_channel_metric_definitions").load(registry, None)
     import_module("scorecards.migrations.0004_definitions_follow_channel_rules").forward(registry, None)
+    import_module("scorecards.migrations.0006_ebay_twelve_month_definitions").forward(registry, None)

@@ -222,6 +222,7 @@ def test_one_fix_for_a_root_cause_group_reroutes_every_order_to_a_named_node(pag
     # when the group's link is followed, every matching case selected and rerouted to BIG
     page.get_by_role("link", name=re.compile(r"^3 cases: .*, all for SKU WB-1041")).click()
     expect(page.locator("#case-results tbody tr")).to_have_count(3)
+    page.wait_for_load_state("networkidle")  # the group's queue has settled: its bulk bar is the one to tick
     page.get_by_label("Tick every row on this page").check()
     page.get_by_role("button", name="Select all cases matching the filters").click()
     page.get_by_text("Fix their orders").click()
