@@ -44,6 +44,14 @@ def api_client():
     return APIClient()
 
 
+def pytest_configure(config):
+    # A server's test database outlives the checkout that made it (another branch's migrations, or a flush
+    # that re-seeded older data, stay in it): with DATABASE_URL set, every run builds it anew. The embedded
+    # server's database lives under this checkout's var/, so it is reused between local runs.
+    if os.environ.get("DATABASE_URL"):
+        config.option.create_db = True
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # A skipped concurrency test is a failure: the guarantees it proves must be proven every run.
