@@ -597,18 +597,25 @@ def _park_or_retry(message: OutboxMessage, exc: ChannelError, state: dict, now: 
     Fenced like the lease: only while the message is still this send's claim (sending, at the attempt this
     relay claimed). A send that outlasted its lease, the message claimed meanwhile by another relay, leaves it
     to that relay (TAKEN_OVER): its outcome is not overwritten and no case is opened for it."""
-    retryable = exc.retryable and message.attempts < _max_attempts()
+    # A throttle is the channel's budget, not the message's failure: it spends no attempt (it never parks a
+    # message) and the message is due again when the channel said, not after a growing back-off.
+    throttled = isinstance(exc, ChannelThrottled)
+    claimed = message.attempts
+    retryable = throttled or (exc.retryable and message.attempts < _max_attempts())
     message.last_error = str(exc)[:4000]
     message.last_error_detail = _error_detail(exc)
     message.response = {**(message.response or {}), "state": state}
-    if retryable:
+    if throttled:
+        message.status = OutboxStatus.FAILED
+        message.attempts = max(claimed - 1, 0)
+        message.next_attempt_at = now + timedelta(seconds=max(exc.retry_after or 0.0, 1.0))
+    elif retryable:
         message.status = OutboxStatus.FAILED
         message.next_attempt_at = now + _backoff(message.attempts, exc.retry_after)
     else:
         message.status = OutboxStatus.PARKED
-    recorded = OutboxMessage.objects.filter(
-        pk=message.pk, status=OutboxStatus.SENDING, attempts=message.attempts
-    ).update(
+    recorded = OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENDING, attempts=claimed).update(
+        attempts=message.attempts,
         status=message.status,
         next_attempt_at=message.next_attempt_at,
         last_error=message.last_error,

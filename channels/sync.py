@@ -33,7 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from channels.connectors import CONNECTORS
-from channels.connectors.base import ChannelError
+from channels.connectors.base import ChannelError, ChannelThrottled
 from channels.inbound import PageOutcome, inbound_orders_process, inbound_orders_retry
 from channels.models import ChannelAccount, InboundEvent, InboundKind, SyncKind, SyncRun, SyncStatus
 from channels.services import connector_for
@@ -169,9 +169,8 @@ def _sync_failure_key(account: ChannelAccount) -> str:
     return f"sync_failure:account={account.pk}"
 
 
-def _record_failure(account: ChannelAccount, run: SyncRun, backfill: bool, finished: datetime) -> None:
-    """Count consecutive failed runs, back off, and open one sync-failure case for the account when
-    the first backfill fails or polls have failed SYNC_FAILURES_BEFORE_CASE times in a row."""
+def _failures_before(account: ChannelAccount, run: SyncRun) -> int:
+    """The streak of failed runs the account's previous finished run recorded."""
     previous = (
         SyncRun.objects.filter(account=account, started_at__lt=run.started_at)
         .exclude(pk=run.pk)
@@ -180,7 +179,13 @@ def _record_failure(account: ChannelAccount, run: SyncRun, backfill: bool, finis
         .values_list("progress", flat=True)
         .first()
     )
-    failures = int((previous or {}).get("consecutive_failures") or 0) + 1
+    return int((previous or {}).get("consecutive_failures") or 0)
+
+
+def _record_failure(account: ChannelAccount, run: SyncRun, backfill: bool, finished: datetime) -> None:
+    """Count consecutive failed runs, back off, and open one sync-failure case for the account when
+    the first backfill fails or polls have failed SYNC_FAILURES_BEFORE_CASE times in a row."""
+    failures = _failures_before(account, run) + 1
     delay = sync_backoff(interval_seconds=account.sync_interval_seconds, failures=failures)
     next_attempt = finished + delay
     run.progress = {
@@ -207,6 +212,17 @@ def _record_failure(account: ChannelAccount, run: SyncRun, backfill: bool, finis
         dedupe_key=_sync_failure_key(account),
         actor=_actor(account),
     )
+
+
+def _pause_until_refilled(account: ChannelAccount, run: SyncRun, exc: ChannelThrottled, finished: datetime) -> None:
+    """A run paused by the channel's spent rate budget is not a failure: the streak of failed runs before it
+    carries on unchanged, and the dispatcher sends the account again once the budget has refilled."""
+    wait = max(float(exc.retry_after or 0.0), 1.0)
+    run.progress = {
+        **run.progress,
+        "consecutive_failures": _failures_before(account, run),
+        "next_attempt_at": (finished + timedelta(seconds=wait)).isoformat(),
+    }
 
 
 def _resolve_failure(account: ChannelAccount, run: SyncRun) -> None:
@@ -301,6 +317,7 @@ def sync_account_run(
         window_end = None
         completed = False
         stopped = False
+        throttled: ChannelThrottled | None = None
         connector.held_versions = lambda ids: _held_versions(account, ids)
         try:
             for page in connector.fetch_orders(since=since, backfill=backfill):
@@ -341,6 +358,12 @@ def sync_account_run(
             if stopped:
                 run.error = f"Stopped after page {run.pages}: the worker is shutting down; the next run goes on."
                 log.info("sync of %s stopped after page %s: the worker is shutting down", account.name, run.pages)
+        except ChannelThrottled as exc:
+            # The channel's rate budget is spent for longer than a worker waits: the run ends at the page in hand
+            # as on shutdown (the cursor stays, no failure counted) and the account is due again once it refills.
+            throttled = exc
+            run.error = f"Paused after page {run.pages}: {exc}"[:4000]
+            log.info("sync of %s paused after page %s: %s", account.name, run.pages, exc)
         except ChannelError as exc:
             run.error = str(exc)[:4000]
             log.warning("sync of %s stopped: %s", account.name, exc)
@@ -376,8 +399,10 @@ def sync_account_run(
             # The cursor stays; last_synced_at moves, and the dispatcher waits out the run's backoff.
             ChannelAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
         run.finished_at = finished
-        run.progress = {**run.progress, "stage": "stopped" if stopped else "done"}
-        if not completed and not stopped:
+        run.progress = {**run.progress, "stage": "stopped" if stopped else "throttled" if throttled else "done"}
+        if throttled is not None:
+            _pause_until_refilled(account, run, throttled, finished)
+        elif not completed and not stopped:
             _record_failure(account, run, backfill, finished)
         run.save(update_fields=["status", "finished_at", "error", "cursor_to", "progress"])
         if completed:

@@ -26,7 +26,14 @@ from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels.connectors.base import ChannelError, ChannelUnsupported, Connector, PayloadError, WebhookRejected
+from channels.connectors.base import (
+    ChannelError,
+    ChannelThrottled,
+    ChannelUnsupported,
+    Connector,
+    PayloadError,
+    WebhookRejected,
+)
 from channels.inbound import inbound_orders_process
 from channels.models import ChannelAccount, InboundEvent, InboundKind, InboundStatus, SyncKind
 from channels.registry import BY_KIND
@@ -276,6 +283,12 @@ def _process_page(
     InboundEvent.objects.bulk_update(done, ["processed_at", "order_id", "error", "status"])
     if retry is None:
         return not (drain.more or drain.stopped)
+    if isinstance(retry, ChannelThrottled):
+        # The channel's budget is spent: not the event's failure (no attempt counted); back once it refills.
+        drain.deferred += sum(1 for e in events if e.external_id not in done_ids)
+        drain.retry_in = max(float(retry.retry_after or 0.0), 1.0)
+        log.info("webhooks of %s wait %.0f s for the channel's budget: %s", account.name, drain.retry_in, retry)
+        return False
     tried = [e for e in events if e.external_id == failing]
     attempts = max(e.attempts for e in tried) + 1
     give_up = attempts >= _max_attempts()

@@ -9,6 +9,7 @@ from django.dispatch import receiver
 
 from channels.models import ChannelAccount
 from channels.signals import webhook_events_stored
+from config.kernel.dispatch import dispatch_once
 from returns import services
 
 # A webhook burst starts one returns read per account in this window.
@@ -20,13 +21,17 @@ def returns_sync_task(account_id: int) -> dict:
     return services.returns_sync_account(account_id=account_id)
 
 
+def returns_sync_dispatch(account_id: int, *, countdown: float | None = None) -> bool:
+    """Queue a read of the account's returns unless one is already waiting (config.kernel.dispatch)."""
+    return dispatch_once(returns_sync_task, key=f"returns:{account_id}", args=[account_id], countdown=countdown)
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def returns_sync_all_task() -> int:
-    """Beat: read every enabled account's returns (the channel's returns, refunds seen on orders)."""
+    """Beat: read every enabled account's returns (the channel's returns, refunds seen on orders); an account
+    whose read is still waiting in the queue is not queued again."""
     ids = list(ChannelAccount.objects.filter(is_enabled=True).values_list("pk", flat=True))
-    for account_id in ids:
-        returns_sync_task.delay(account_id)
-    return len(ids)
+    return sum(returns_sync_dispatch(account_id) for account_id in ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -42,4 +47,4 @@ def returns_read_on_webhook(sender, *, account_id: int, **kwargs) -> None:
     if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
         return
     if cache.add(f"returns:nudge:{account_id}", 1, NUDGE_SECONDS):
-        returns_sync_task.apply_async(args=[account_id], countdown=NUDGE_SECONDS)
+        returns_sync_dispatch(account_id, countdown=NUDGE_SECONDS)

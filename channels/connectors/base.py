@@ -597,6 +597,10 @@ class Connector:
     # (Shopify's throttleStatus) can honour it; elsewhere the reconciler's pace and its yielding to a running
     # sync keep it out of the sync's way.
     budget_reserve: float = 0.0
+    # The longest a call waits inside the worker for the channel's rate budget (as the channel last reported
+    # it). A longer wait raises ChannelThrottled with the wait as its retry_after instead: the worker slot goes
+    # back to the queue, and the sync, drain, relay or reconciliation comes back once the budget has refilled.
+    longest_wait: float = 5.0
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """The quantity the channel advertises now for each SKU (its available-to-sell at the account's

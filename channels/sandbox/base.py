@@ -189,6 +189,9 @@ class SandboxState:
             self.extra: dict[str, Any] = {}
             # Returns the buyers opened at the marketplace (issue #18), by return id.
             self.returns: dict[str, SandboxReturn] = {}
+            # Orders changed behind the sync's back (/_sandbox/drift), by kind: a send Waybill makes for one of
+            # them before reconciliation finds the change may be refused, as the marketplace would.
+            self.drifted: dict[str, list[str]] = {}
 
     def stamp(self) -> datetime:
         """Now, to the second, never earlier than the last stamp handed out."""
@@ -405,6 +408,7 @@ class SandboxState:
                     for r in list(self.returns.values())[-200:]
                 ],
                 "faults": self.faults.__dict__,
+                "drifted": self.drifted,
             }
 
 
@@ -632,6 +636,8 @@ class SandboxApp:
                 if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < floor:
                     return Response(400, {"error": f"stock {sku}: a whole number of at least {floor} is required"})
                 self.drift_stock(str(sku), quantity)
+            for name in ("cancel", "cancel_lines", "ship", "forget_shipments"):
+                self.state.drifted.setdefault(name, []).extend(data.get(name) or [])
             for order_id in data.get("cancel") or []:
                 self.state.cancel(self.state.orders[order_id], "GeneralAdjustment", topic=None)
             for order_id, lines in partial.items():

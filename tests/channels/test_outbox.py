@@ -252,7 +252,9 @@ def test_throttling_defers_the_accounts_other_messages_without_spending_attempts
     two.refresh_from_db()
     assert counts == {"failed": 1, "deferred": 1}
     assert one.status == two.status == OutboxStatus.FAILED
-    assert (one.attempts, two.attempts) == (1, 0)
+    # a throttle is the channel's budget, not the message's failure: neither spent an attempt
+    assert (one.attempts, two.attempts) == (0, 0)
+    assert "429" in one.last_error and not two.last_error
     assert two.next_attempt_at >= one.next_attempt_at
 
 

@@ -367,9 +367,10 @@ def test_the_relay_serves_several_accounts_and_a_throttled_one_defers_only_its_o
     # when the first account's channel keeps throttling and one relay serves every account
     amazon_sandbox.state.faults.throttle_next = 10_000
     counts = outbox_relay()
-    # then the first account's first message failed, its second was given back untouched, the other account sent
+    # then the first account's first message was throttled (no attempt spent), its second was given back
+    # untouched, the other account sent
     assert counts == {"failed": 1, "deferred": 1, "sent": 2}
-    assert _fresh(*mine) == [(OutboxStatus.FAILED, 1), (OutboxStatus.FAILED, 0)]
+    assert _fresh(*mine) == [(OutboxStatus.FAILED, 0), (OutboxStatus.FAILED, 0)]
     assert _fresh(*theirs) == [(OutboxStatus.SENT, 1), (OutboxStatus.SENT, 1)]
     assert len(other_sandbox.state.shipments) == 2 and amazon_sandbox.state.shipments == []
     # and a relay scoped to the first account leaves the other's new messages alone
@@ -461,6 +462,21 @@ def test_by_default_the_eighth_failed_attempt_parks_and_backoff_starts_at_five_s
     eighth, status, _ = _failing_send(amazon_account, ChannelError("HTTP 503"), attempts=7)
     assert (status, eighth.attempts) == (OutboxStatus.PARKED, 8)
     assert ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).count() == 1
+
+
+def test_a_throttled_send_spends_no_attempt_never_parks_and_is_due_when_the_channel_said(amazon_account):
+    from channels.connectors.base import ChannelThrottled
+
+    # given a message with seven of its eight attempts spent
+    # when the channel throttles its eighth
+    message, status, (before, after) = _failing_send(
+        amazon_account, ChannelThrottled("budget spent", retry_after=12.0), attempts=7
+    )
+    # then it is not parked: the attempt is given back and it is due when the channel said, not after a back-off
+    assert (status, message.attempts) == (OutboxStatus.FAILED, 7)
+    assert before + timedelta(seconds=12) <= message.next_attempt_at <= after + timedelta(seconds=12)
+    assert "budget spent" in message.last_error
+    assert not ExceptionCase.objects.filter(kind=ExceptionKind.OUTBOX_PARKED).exists()
 
 
 def test_backoff_is_capped_at_an_hour_and_honours_a_longer_wait_the_channel_asked_for(settings, amazon_account):

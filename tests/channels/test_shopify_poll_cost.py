@@ -200,6 +200,96 @@ def test_a_poll_reads_what_the_bucket_holds_instead_of_waiting_for_a_full_page(s
     connector.close()
 
 
+# --- a spent budget gives the worker back instead of holding it asleep ----------------------------------------
+
+
+def _spent(sandbox, account) -> tuple[list[str], ShopifyConnector]:
+    """14 orders, and a connector that has just read them all (938 of the bucket's 1,000 points: 62 left)."""
+    ids = [f"gid://shopify/Order/{m.order_id}" for m in sandbox.state.generate(14, unknown_sku=False)]
+    connector = connector_for(account)
+    connector.get_orders(ids)
+    return ids, connector
+
+
+def test_a_wait_for_the_budget_longer_than_a_worker_waits_gives_the_worker_back(small_bucket_shop):
+    from channels.connectors.base import ChannelThrottled
+
+    # given a spent bucket (876 points short of another full read, 3.5 s at 250 a second), and a worker that
+    # waits at most a second
+    sandbox, account = small_bucket_shop
+    ids, connector = _spent(sandbox, account)
+    connector.longest_wait = 1.0
+    slept: list[float] = []
+    connector.http.sleep = slept.append
+    sent = record_requests(connector)
+    # when the same read is asked again
+    with pytest.raises(ChannelThrottled) as raised:
+        connector.get_orders(ids)
+    # then nothing was sent and nothing slept: the call said how long the budget takes to refill
+    assert sent == [] and slept == []
+    assert 1.0 < raised.value.retry_after <= (938 - 62) / 250
+    assert "query budget is spent" in str(raised.value)
+    # and a worker that waits longer waits it out in place and reads
+    connector.longest_wait = 5.0
+    connector.http.sleep = __import__("time").sleep
+    assert len(connector.get_orders(ids)) == 14 and connector.throttled == 0
+    connector.close()
+
+
+def test_a_sync_paused_by_the_budget_is_no_failure_and_is_due_again_once_it_refills(small_bucket_shop, skus, settings):
+    from orders.models import ExceptionCase, ExceptionKind
+
+    # given a spent bucket, a worker that does not wait for it, and a case opened at the first failed poll
+    settings.WAYBILL_SYNC_FAILURES_BEFORE_CASE = 1
+    sandbox, account = small_bucket_shop
+    _ids, connector = _spent(sandbox, account)
+    type(account).objects.filter(pk=account.pk).update(sync_cursor=timezone.now() - timedelta(minutes=5))
+    connector.longest_wait = 0.0
+    # when the account is polled
+    before = timezone.now()
+    run = sync_account_run(account_id=account.pk, connector=connector)
+    # then the run paused: not a failure (no streak, no case), the account is due once the budget has refilled
+    assert run.progress["stage"] == "throttled" and run.error.startswith("Paused after page 0")
+    assert run.progress["consecutive_failures"] == 0
+    until = timezone.datetime.fromisoformat(run.progress["next_attempt_at"])
+    assert before + timedelta(seconds=1) <= until <= timezone.now() + timedelta(seconds=4)
+    assert not ExceptionCase.objects.filter(kind=ExceptionKind.SYNC_FAILURE).exists()
+    assert account.pk not in syncs_due(now=until - timedelta(milliseconds=500))
+    assert account.pk in syncs_due(now=until + timedelta(seconds=account.sync_interval_seconds + 1))
+    # when the next worker's run comes after the refill
+    connector.longest_wait = 5.0
+    again = sync_account_run(account_id=account.pk, connector=connector)
+    connector.close()
+    # then every order is in, once
+    assert again.status == SyncStatus.SUCCEEDED and Order.objects.filter(account=account).count() == 14
+
+
+def test_a_webhook_drain_waiting_for_the_budget_spends_no_attempt_of_its_events(
+    client, small_bucket_shop, skus, settings, monkeypatch
+):
+    # given webhooks about 2 orders (read one by one), a spent bucket, and a worker that does not wait for it
+    settings.WAYBILL_WEBHOOK_SYNC_THRESHOLD = 100
+    settings.WAYBILL_WEBHOOK_MAX_ATTEMPTS = 1
+    sandbox, account = small_bucket_shop
+    made = sandbox.state.generate(2, unknown_sku=False)
+    for n, order in enumerate(made):
+        _deliver(client, sandbox, account, order, f"budget-{n}")
+    _spent(sandbox, account)[1].close()
+    monkeypatch.setattr(ShopifyConnector, "longest_wait", 0.0)
+    # when the drain runs
+    drain = webhook_events_drain(account_id=account.pk)
+    # then it stopped at the read the budget could not pay for (the refill meanwhile may pay for the first) and
+    # comes back once the budget has refilled; what it did not read waits, received, with no attempt spent
+    assert drain.deferred >= 1 and drain.processed + drain.deferred == 2 and 0 < drain.retry_in <= 4
+    waiting = InboundEvent.objects.filter(status=InboundStatus.RECEIVED)
+    assert waiting.count() == drain.deferred and set(waiting.values_list("attempts", flat=True)) == {0}
+    # when it comes back with the budget refilled
+    monkeypatch.setattr(ShopifyConnector, "longest_wait", 5.0)
+    again = webhook_events_drain(account_id=account.pk)
+    # then both orders are in
+    assert again.processed == drain.deferred and Order.objects.filter(account=account).count() == 2
+
+
 # --- a worker shutting down: a sync or a drain stops at the next page boundary -----------------------------
 
 

@@ -244,7 +244,7 @@ class ShopifyConnector(Connector):
                     short = float(cost.get("requestedQueryCost") or 0) - float(status.get("currentlyAvailable") or 0)
                     wait = min(max(short / restore, 0.01), 60.0)
                     self.throttled += 1
-                    self.http.sleep(wait)
+                    self._wait_for_budget(wait, f"THROTTLED, {short:.0f} points short")
                     continue
                 messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
                 raise ShopifyError(
@@ -302,7 +302,20 @@ class ShopifyConnector(Connector):
         if projected >= need:
             return
         self.paced += 1
-        self.http.sleep(min((need - projected) / restore, 60.0))
+        self._wait_for_budget(min((need - projected) / restore, 60.0), f"{need - projected:.0f} points short")
+
+    def _wait_for_budget(self, seconds: float, why: str) -> None:
+        """Wait in the worker for the budget to refill, unless that takes longer than ``longest_wait``: then the
+        call gives the worker slot back (ChannelThrottled with the wait as its retry_after; the sync, the drain,
+        the relay and the reconciliation stop at their next boundary and come back then), so one shop's spent
+        budget never holds every worker while the other channels' work waits in the queue."""
+        if seconds > self.longest_wait:
+            raise ChannelThrottled(
+                f"Shopify's query budget is spent ({why}): {seconds:.1f} s to refill, longer than a worker "
+                f"waits ({self.longest_wait:.0f} s); the work comes back then",
+                retry_after=seconds,
+            )
+        self.http.sleep(seconds)
 
     # --- reading orders ------------------------------------------------------------------------
 
