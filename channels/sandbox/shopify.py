@@ -8,7 +8,9 @@ coerced against their input types (INVALID_VARIABLE), input arrays of at most 25
 given on every connection and at most 250 (BAD_REQUEST), and the single-query cost limit of 1,000
 (MAX_COST_EXCEEDED) with the cost computed as Shopify documents it: a scalar or enum 0, an object 1,
 a connection 2 + first/last x one node, a mutation 10. That is an upper bound (Shopify's measured
-requested costs are lower), so a document the sandbox accepts fits Shopify too. Bulk queries are held
+requested costs are lower), so a document the sandbox accepts fits Shopify too. Once a query has run, the
+bucket is refunded the difference between its requested cost and its actual cost (the same count with every
+connection sized by the nodes it returned), as Shopify does. Bulk queries are held
 to the bulk limits (one query, at least one and at most five connections, nested at most two levels,
 no top-level node/nodes) and refused with bulkOperationRunQuery userErrors (code INVALID). Every
 response that ran carries ``extensions.cost``; an empty bucket answers THROTTLED.
@@ -295,6 +297,59 @@ def requested_cost(schema: GraphQLSchema, document: DocumentNode, operation: Ope
     return max(total, 1)
 
 
+def actual_cost(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, data: Any) -> int:
+    """The cost of what the query returned, as ``requested_cost`` counts it but with every connection and list
+    sized by the nodes it actually holds (an empty page costs its 2): Shopify refunds the bucket the difference
+    between the requested and the actual cost once the query has run. A mutation costs what it requested."""
+    fragments = _fragments(document)
+
+    def key(node: FieldNode) -> str:
+        return node.alias.value if node.alias else node.name.value
+
+    def selection_cost(selection_set, parent, value) -> int:
+        if not isinstance(value, dict):
+            return 0
+        return sum(
+            field_cost(node, definition, value.get(key(node)))
+            for node, definition in _fields(selection_set, parent, fragments, schema)
+        )
+
+    def field_cost(node: FieldNode, definition, value) -> int:
+        named = get_named_type(definition.type)
+        if is_leaf_type(named):
+            return 0
+        if is_connection(named):
+            total = 2
+            connection = value if isinstance(value, dict) else {}
+            for field, field_def in _fields(node.selection_set, named, fragments, schema):
+                items = connection.get(key(field)) or []
+                if field.name.value == "nodes":
+                    node_type = get_named_type(field_def.type)
+                    total += sum(1 + selection_cost(field.selection_set, node_type, item) for item in items)
+                elif field.name.value == "edges":
+                    edge_type = get_named_type(field_def.type)
+                    for inner, inner_def in _fields(field.selection_set, edge_type, fragments, schema):
+                        if inner.name.value == "node":
+                            node_type = get_named_type(inner_def.type)
+                            total += sum(
+                                1 + selection_cost(inner.selection_set, node_type, (edge or {}).get(key(inner)))
+                                for edge in items
+                            )
+            return total
+        if isinstance(value, list):
+            return sum(1 + selection_cost(node.selection_set, named, item) for item in value)
+        return 1 + selection_cost(node.selection_set, named, value)
+
+    root = schema.query_type
+    return max(
+        sum(
+            field_cost(node, definition, (data or {}).get(key(node)))
+            for node, definition in _fields(operation.selection_set, root, fragments, schema)
+        ),
+        1,
+    )
+
+
 def page_size_problems(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode, variables):
     """Every connection must be given first or last, at most 250 (outside bulk operations)."""
     fragments = _fragments(document)
@@ -545,6 +600,7 @@ class ShopifySandbox(SandboxApp):
         maximum_available: float = 2000.0,
         restore_rate: float = 100.0,
         cancel_delay: float = 0.05,
+        refund_unused: bool = True,
         **options,
     ):
         super().__init__(state or ShopifyState(), **options)
@@ -556,6 +612,7 @@ class ShopifySandbox(SandboxApp):
         self.available = maximum_available
         # The least the bucket held after a query was charged (tests: what a client left to the others).
         self.lowest_available = maximum_available
+        self.refund_unused = refund_unused
         self.refilled = time.monotonic()
         self.cancel_delay = cancel_delay
         self.bucket_lock = threading.Lock()
@@ -657,6 +714,15 @@ class ShopifySandbox(SandboxApp):
             self.available -= cost
             self.lowest_available = min(self.lowest_available, self.available)
             return True
+
+    def _refund(self, points: int) -> None:
+        """Give back the requested cost a query did not use (Shopify: "when execution is complete, the bucket
+        is refunded the difference between the requested cost and the actual cost"), unless this shop is set
+        to charge every query its full requested cost (tests whose arithmetic counts requested costs)."""
+        if points <= 0 or not self.refund_unused:
+            return
+        with self.bucket_lock:
+            self.available = min(self.maximum_available, self.available + points)
 
     def graphql(self, request: Request, version: str) -> Response:
         if request.header("x-shopify-access-token") != self.access_token:
@@ -766,8 +832,10 @@ class ShopifySandbox(SandboxApp):
         if result.errors:
             out["errors"] = [_error(e, "INTERNAL_SERVER_ERROR") for e in result.errors]
         out["data"] = result.data
+        actual = cost if mutation else min(actual_cost(schema, document, operation, result.data), cost)
+        self._refund(cost - actual)
         out["extensions"] = {
-            "cost": {"requestedQueryCost": cost, "actualQueryCost": cost, "throttleStatus": self._throttle_status()}
+            "cost": {"requestedQueryCost": cost, "actualQueryCost": actual, "throttleStatus": self._throttle_status()}
         }
         return Response(200, out, headers=headers)
 

@@ -145,12 +145,18 @@ def test_the_returns_read_lists_the_window_and_reads_only_orders_with_a_return(
 
 @pytest.fixture
 def small_bucket_shop(serve_sandbox, shopify_schema_built, db):
-    """A shop whose bucket holds 1,000 points refilling 250 a second: two full reads cannot go back to back."""
+    """A shop whose bucket holds 1,000 points refilling 250 a second: two full reads cannot go back to back.
+    Every query is charged its full requested cost (no refund of the unused part, as for reads that fill every
+    page they ask for), so the pacing arithmetic below counts requested costs exactly."""
     from channels.sandbox.shopify import LOCATION_ID, ShopifySandbox
 
     sandbox = serve_sandbox(
         ShopifySandbox(
-            access_token="shpat_test", webhook_secret="whsec-current", restore_rate=250.0, maximum_available=1000.0
+            access_token="shpat_test",
+            webhook_secret="whsec-current",
+            restore_rate=250.0,
+            maximum_available=1000.0,
+            refund_unused=False,
         )
     )
     account = sandbox_account(
@@ -197,6 +203,33 @@ def test_a_poll_reads_what_the_bucket_holds_instead_of_waiting_for_a_full_page(s
     )
     assert sum(asked) == 14 and asked[0] < 14
     assert connector.throttled == 0
+    connector.close()
+
+
+def test_the_shop_refunds_what_a_query_did_not_use_as_shopify_does(serve_sandbox, shopify_schema_built, db):
+    from channels.sandbox.shopify import LOCATION_ID, ShopifySandbox
+
+    # given a shop whose bucket does not refill during the test, and one order of 2 lines
+    sandbox = serve_sandbox(
+        ShopifySandbox(access_token="shpat_test", webhook_secret="whsec-current", restore_rate=0.001)
+    )
+    account = sandbox_account(
+        sandbox,
+        kind=ChannelKind.SHOPIFY,
+        name="shopify-refund",
+        credentials=SHOPIFY_CREDENTIALS,
+        api_version="2026-10",
+        inventory_location_id=LOCATION_ID,
+    )
+    (made,) = sandbox.state.generate(1, unknown_sku=False)
+    connector = connector_for(account)
+    # when the order is read with a query asking room for 10 lines and 2 fulfillment orders
+    connector.get_orders([f"gid://shopify/Order/{made.order_id}"])
+    # then the bucket paid the actual cost (the nodes returned), not the requested one
+    cost = connector.last_cost
+    assert 1 <= cost["actualQueryCost"] < cost["requestedQueryCost"]
+    assert cost["throttleStatus"]["currentlyAvailable"] == 2000 - cost["actualQueryCost"]
+    assert sandbox.lowest_available <= 2000 - cost["requestedQueryCost"] + 1  # the requested cost was held first
     connector.close()
 
 
