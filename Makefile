@@ -41,7 +41,7 @@ chaos: $(STAMP)
 		-s -p no:randomly $(PYTEST_ARGS)
 
 # The demo under its own load for 30 minutes with a burst of 500 webhooks; prints the figures
-# (tests/benchmarks/soak.py; WAYBILL_SOAK_MINUTES shortens it). Uses the demo's database: not while `make demo` runs.
+# (tests/benchmarks/soak.py; WAYBILL_SOAK_MINUTES shortens it), in a database of its own made anew each run.
 soak: $(STAMP)
 	$(WITH_DB) $(PY) -m tests.benchmarks.soak
 
