@@ -143,31 +143,30 @@ def test_the_returns_read_lists_the_window_and_reads_only_orders_with_a_return(
     connector.close()
 
 
-@pytest.fixture
-def small_bucket_shop(serve_sandbox, shopify_schema_built, db):
-    """A shop whose bucket holds 1,000 points refilling 250 a second: two full reads cannot go back to back.
-    Every query is charged its full requested cost (no refund of the unused part, as for reads that fill every
-    page they ask for), so the pacing arithmetic below counts requested costs exactly."""
+def _shop(serve_sandbox, name: str, **bucket):
+    """A Shopify sandbox of its own with ``bucket`` (restore_rate, maximum_available, refund_unused); its account."""
     from channels.sandbox.shopify import LOCATION_ID, ShopifySandbox
 
-    sandbox = serve_sandbox(
-        ShopifySandbox(
-            access_token="shpat_test",
-            webhook_secret="whsec-current",
-            restore_rate=250.0,
-            maximum_available=1000.0,
-            refund_unused=False,
-        )
-    )
+    sandbox = serve_sandbox(ShopifySandbox(access_token="shpat_test", webhook_secret="whsec-current", **bucket))
     account = sandbox_account(
         sandbox,
         kind=ChannelKind.SHOPIFY,
-        name="shopify-small-bucket",
+        name=name,
         credentials=SHOPIFY_CREDENTIALS,
         api_version="2026-10",
         inventory_location_id=LOCATION_ID,
     )
     return sandbox, account
+
+
+@pytest.fixture
+def small_bucket_shop(serve_sandbox, shopify_schema_built, db):
+    """A shop whose bucket holds 1,000 points refilling 250 a second: two full reads cannot go back to back.
+    Every query is charged its full requested cost (no refund of the unused part, as for reads that fill every
+    page they ask for), so the pacing arithmetic below counts requested costs exactly."""
+    return _shop(
+        serve_sandbox, "shopify-small-bucket", restore_rate=250.0, maximum_available=1000.0, refund_unused=False
+    )
 
 
 def test_the_connector_paces_by_the_reported_throttle_status_instead_of_being_throttled(small_bucket_shop):
@@ -207,20 +206,8 @@ def test_a_poll_reads_what_the_bucket_holds_instead_of_waiting_for_a_full_page(s
 
 
 def test_the_shop_refunds_what_a_query_did_not_use_as_shopify_does(serve_sandbox, shopify_schema_built, db):
-    from channels.sandbox.shopify import LOCATION_ID, ShopifySandbox
-
-    # given a shop whose bucket does not refill during the test, and one order of 2 lines
-    sandbox = serve_sandbox(
-        ShopifySandbox(access_token="shpat_test", webhook_secret="whsec-current", restore_rate=0.001)
-    )
-    account = sandbox_account(
-        sandbox,
-        kind=ChannelKind.SHOPIFY,
-        name="shopify-refund",
-        credentials=SHOPIFY_CREDENTIALS,
-        api_version="2026-10",
-        inventory_location_id=LOCATION_ID,
-    )
+    # given a shop whose bucket does not refill during the test, and one order
+    sandbox, account = _shop(serve_sandbox, "shopify-refund", restore_rate=0.001)
     (made,) = sandbox.state.generate(1, unknown_sku=False)
     connector = connector_for(account)
     # when the order is read with a query asking room for 10 lines and 2 fulfillment orders
