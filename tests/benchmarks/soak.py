@@ -284,8 +284,10 @@ def outbox_health() -> dict[str, int]:
     # cancelled by its buyer at the channel while Waybill shipped it (the sync saw the cancel after the send).
     # Counted apart from the others, which would be Waybill's own failures.
     drifted = drifted_orders()
-    parked = OutboxMessage.objects.filter(status=OutboxStatus.PARKED).values_list(
-        "account__kind", "order__external_id", "order__channel_status"
+    parked = list(
+        OutboxMessage.objects.filter(status=OutboxStatus.PARKED).values_list(
+            "account__kind", "order__external_id", "order__channel_status"
+        )
     )
     after_drift = sum(1 for kind, external_id, _ in parked if _tail(external_id) in drifted.get(kind, set()))
     cancelled_there = sum(
