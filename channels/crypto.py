@@ -9,61 +9,21 @@ old key.
 derived from settings.SECRET_KEY with HKDF, so changing SECRET_KEY then makes stored credentials
 unreadable.
 
-Error messages never include keys, tokens or plaintext.
+The keys themselves (and the derived one) are config.kernel.crypto's, shared with the node API's sealed
+answers. Error messages never include keys, tokens or plaintext.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from cryptography.fernet import InvalidToken
 
-_HKDF_INFO = b"waybill.channels.credentials.v1"
+from config.kernel.crypto import get_fernet
 
 
 class CredentialsError(Exception):
     """Stored credentials can't be decrypted or aren't a JSON object."""
-
-
-def derive_key_from_secret(secret_key: str) -> bytes:
-    """A Fernet key derived from SECRET_KEY, for local runs without FIELD_ENCRYPTION_KEY."""
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(secret_key.encode())
-    return base64.urlsafe_b64encode(raw)
-
-
-def _configured_keys() -> tuple[str | bytes, ...]:
-    keys = getattr(settings, "FIELD_ENCRYPTION_KEY", None) or []
-    if isinstance(keys, (str, bytes)):
-        keys = [keys]
-    return tuple(k for k in keys if k)
-
-
-@lru_cache(maxsize=8)
-def _fernet_for(keys: tuple[str | bytes, ...]) -> MultiFernet:
-    fernets = []
-    for position, key in enumerate(keys):
-        try:
-            fernets.append(Fernet(key))
-        except (ValueError, TypeError):
-            # Say which entry is bad, never what it contains.
-            raise ImproperlyConfigured(
-                f"FIELD_ENCRYPTION_KEY entry {position} is not a valid Fernet key "
-                "(32 url-safe base64-encoded bytes; generate one with Fernet.generate_key())."
-            ) from None
-    return MultiFernet(fernets)
-
-
-def get_fernet() -> MultiFernet:
-    keys = _configured_keys()
-    if not keys:
-        keys = (derive_key_from_secret(settings.SECRET_KEY),)
-    return _fernet_for(keys)
 
 
 def encrypt_json(data: dict) -> str:

@@ -8,12 +8,16 @@ more than twice. Marketplace-fulfilled orders (AFN, WFS, FBT) are mixed in and c
 
 Seeded in bulk as the rest of the demo data set is (``seed_demo``), once, deterministic for a seed. The
 Amazon account's history is also what the Amazon sandbox recorded (``amazon_history_orders``), so its
-Account Health report and Waybill's numbers describe the same orders.
+Account Health report and Waybill's numbers describe the same orders. The returns and refunds of the history
+are the returns app's rows: ``seed_history`` hands them over as ``HistoryReturn``s to the writer the caller
+passes (``returns.demo_history``, through the ``seed_demo_history`` command).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -26,7 +30,6 @@ from channels.sandbox.base import SandboxLine, SandboxOrder
 from fulfillment.models import Carrier, Shipment, ShipmentLine, ShipmentStatus, TrackingEvent
 from inventory.models import Location, Sku
 from orders.models import CancelInitiator, LineStatus, Order, OrderEvent, OrderLine, OrderStatus
-from returns.models import Refund, ReturnAuthorization, ReturnLine, ReturnReason, ReturnStatus
 
 HISTORY_DAYS = 90
 HISTORY_NUMBER_BASE = 800_000
@@ -35,6 +38,18 @@ PREFIX = "HIST-"
 ACTOR = "seed:demo-history"
 OPS_USER = "ops.demo"
 MARKETPLACE_FULFILLED = {ChannelKind.AMAZON, ChannelKind.WALMART, ChannelKind.TIKTOK}
+
+
+@dataclass(frozen=True)
+class HistoryReturn:
+    """A history order the buyer returned (``returned``: every line, received) or was refunded for in full.
+    ``reason_roll`` in [0, 1) picks the return's reason, so the history stays replayable for a seed."""
+
+    order: Order
+    lines: list[OrderLine]
+    returned: bool
+    refund: bool
+    reason_roll: float
 
 
 def history_external_id(kind: str, n: int) -> str:
@@ -60,8 +75,10 @@ def seed_history(
     now: datetime | None = None,
     days: int = HISTORY_DAYS,
     per_day: int = ORDERS_PER_DAY,
+    returns_seed: Callable[[list[HistoryReturn]], None] | None = None,
 ) -> int:
-    """Write the history for ``accounts``; returns the number of orders. Skips accounts that have it."""
+    """Write the history for ``accounts``; returns the number of orders. Skips accounts that have it.
+    The history's returns and refunds go to ``returns_seed`` (none are written without it)."""
     now = now or timezone.now()
     rng = random.Random(seed)  # noqa: S311 -- demo data, replayable for a seed
     skus = list(Sku.objects.order_by("pk")[:60])
@@ -76,11 +93,11 @@ def seed_history(
     for account in accounts:
         if Order.objects.filter(account=account, external_reference__startswith=PREFIX).exists():
             continue
-        made += _account_history(rng, account, skus, nodes, carrier, ops, now, days, per_day)
+        made += _account_history(rng, account, skus, nodes, carrier, ops, now, days, per_day, returns_seed)
     return made
 
 
-def _account_history(rng, account, skus, nodes, carrier, ops, now, days: int, per_day: int) -> int:
+def _account_history(rng, account, skus, nodes, carrier, ops, now, days: int, per_day: int, returns_seed) -> int:
     specs = []
     for days_ago in range(days, 0, -1):
         for _ in range(max(per_day + rng.randint(-4, 4), 1)):
@@ -142,9 +159,9 @@ def _account_history(rng, account, skus, nodes, carrier, ops, now, days: int, pe
                 scanned=rng.random() > 0.01,
                 scan_hours=rng.uniform(0.3, 1.5),
                 refund=not cancel and rng.random() < 0.025,
-                rma=not cancel and rng.random() < 0.03,
+                returned=not cancel and rng.random() < 0.025,
                 touches=0 if cancel or rng.random() > 0.03 else rng.choice([1, 2, 3, 4]),
-                reason=rng.choice(list(ReturnReason.values)),
+                reason_roll=rng.random(),
             )
         )
     Order.objects.bulk_create(orders, batch_size=500)
@@ -161,7 +178,7 @@ def _account_history(rng, account, skus, nodes, carrier, ops, now, days: int, pe
                     quantity=q,
                     quantity_cancelled=q if plan["cancel"] else 0,
                     quantity_shipped=0 if plan["cancel"] else q,
-                    quantity_returned=q if plan["rma"] and plan["reason"] != ReturnReason.OTHER else 0,
+                    quantity_returned=q if plan["returned"] else 0,
                     unit_price=p,
                     currency="USD",
                     status=LineStatus.CANCELLED
@@ -267,32 +284,20 @@ def _account_history(rng, account, skus, nodes, carrier, ops, now, days: int, pe
             )
     ShipmentLine.objects.bulk_create(ship_lines, batch_size=1000)
     TrackingEvent.objects.bulk_create(scans, batch_size=1000)
-    for order, plan in zip(orders, plans, strict=True):
-        if plan["afn"] or plan["cancel"]:
-            continue
-        rma = None
-        if plan["rma"] and plan["reason"] != ReturnReason.OTHER:
-            rma = ReturnAuthorization.objects.create(
-                rma_number=f"RMA-{order.external_id}",
-                order=order,
-                status=ReturnStatus.COMPLETED,
-                reason=plan["reason"],
-                created_by=ACTOR,
-            )
-            ReturnLine.objects.bulk_create(
-                ReturnLine(rma=rma, order_line=line, quantity=line.quantity, quantity_received=line.quantity)
-                for line in by_order[order.pk]
-            )
-        if plan["refund"] or rma is not None:
-            Refund.objects.create(
-                rma=rma,
-                order=order,
-                amount=order.total_amount,
-                currency="USD",
-                reason="Demo history",
-                status="confirmed",
-                created_by=ACTOR,
-            )
+    if returns_seed is not None:
+        returns_seed(
+            [
+                HistoryReturn(
+                    order=order,
+                    lines=by_order[order.pk],
+                    returned=plan["returned"],
+                    refund=plan["refund"],
+                    reason_roll=plan["reason_roll"],
+                )
+                for order, plan in zip(orders, plans, strict=True)
+                if not (plan["afn"] or plan["cancel"]) and (plan["returned"] or plan["refund"])
+            ]
+        )
     return len(orders)
 
 

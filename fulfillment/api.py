@@ -22,7 +22,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
-from channels.crypto import get_fernet
+from config.kernel.crypto import get_fernet
 from fulfillment.models import IdempotencyRecord, NodeApiToken, api_key_hash
 
 KEYWORD = "Node"

@@ -5,6 +5,7 @@ actors   Actor (a user or a named system actor) and actor_resolve
 console  ConsoleView (the console's base view) and console_page (keyset paging for a console list)
 admin    BigTableAdminMixin (Django admin settings for tables of millions of rows)
 exports  csv_export (a console list's queryset as CSV, columns as (header, field) pairs) and csv_stream (rows as CSV)
+crypto   get_fernet: the Fernet keys of settings.FIELD_ENCRYPTION_KEY (or one derived from SECRET_KEY)
 trends   daily_found_healed: found and healed per day, with the bars of the console's inline SVG chart
 
 Nothing is re-exported here: ``actors``, ``console`` and ``admin`` import django.contrib.auth, which an

@@ -1,4 +1,5 @@
-"""The demo's past (channels.demo_history): 90 days of finished orders per demo account, once."""
+"""The demo's past: 90 days of finished orders per demo account (channels.demo_history), with their returns
+and refunds (returns.demo_history), once. It lives in returns: returns may call channels, channels never imports returns."""
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -6,6 +7,7 @@ from django.db import transaction
 from channels.demo_history import HISTORY_DAYS, seed_history
 from channels.management.commands.seed_demo import DEMO_ACCOUNT_NAMES
 from channels.models import ChannelAccount
+from returns.demo_history import history_returns_seed
 
 
 class Command(BaseCommand):
@@ -21,5 +23,5 @@ class Command(BaseCommand):
             self.stdout.write("No demo accounts: run seed_demo first.")
             return
         with transaction.atomic():
-            made = seed_history(accounts=accounts, seed=seed, days=days)
+            made = seed_history(accounts=accounts, seed=seed, days=days, returns_seed=history_returns_seed)
         self.stdout.write(self.style.SUCCESS(f"Demo history: {made} orders over {days} days."))
