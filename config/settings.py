@@ -240,6 +240,15 @@ else:
     }
 # The queue tasks go to: a worker started by a test takes only that test's tasks.
 CELERY_TASK_DEFAULT_QUEUE = env.str("WAYBILL_CELERY_QUEUE", default="celery")
+# The stock pushes on a queue of their own, served by a worker that takes nothing else (config.stack's "pusher";
+# in production: `celery -A config worker --queues $WAYBILL_PUSH_QUEUE`): a sync or drain asleep in a channel's
+# rate-limit wait then never delays the push of a sold-out SKU. Unset: they share the default queue.
+WAYBILL_PUSH_QUEUE = env.str("WAYBILL_PUSH_QUEUE", default="")
+if WAYBILL_PUSH_QUEUE:
+    CELERY_TASK_ROUTES = {
+        name: {"queue": WAYBILL_PUSH_QUEUE}
+        for name in ("channels.tasks.channel_availability_recompute_task", "channels.tasks.inventory_push_account_task")
+    }
 
 CELERY_TASK_ALWAYS_EAGER = TESTING or env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -8,6 +8,9 @@ of its start), with a message; the others keep running. Celery's pool processes 
 process was killed are stopped first (each child runs in a process group of its own), so they cannot hold
 an account's lock or a task after their parent is gone.
 
+The stock pushes have a worker of their own ("pusher", settings.WAYBILL_PUSH_QUEUE); without it in --only
+they run on the one worker's queue.
+
 `python -m config.stack --only worker,beat --no-setup` runs just those processes, supervised the same way,
 against whatever database and broker the environment names (the kill tests and the soak use it).
 WAYBILL_PORT moves the web server; WAYBILL_DEMO_PORT_OFFSET moves the sandboxes (channels.registry).
@@ -38,6 +41,13 @@ PORT = os.environ.get("WAYBILL_PORT", "8000")
 WEB_WORKERS = os.environ.get("WAYBILL_WEB_WORKERS", "2")
 WEB_THREADS = os.environ.get("WAYBILL_WEB_THREADS", "8")
 WORKER_CONCURRENCY = os.environ.get("WAYBILL_WORKER_CONCURRENCY", "3")
+
+
+def push_queue() -> str:
+    """The stock pushes' own queue (settings.WAYBILL_PUSH_QUEUE), served by the "pusher" worker alone: a
+    channel read asleep in its rate-limit wait, or a long sync, never holds up the push of a sold-out SKU."""
+    return os.environ.get("WAYBILL_PUSH_QUEUE") or f"{os.environ.get('WAYBILL_CELERY_QUEUE', 'celery')}.push"
+
 
 RESTART_FIRST_DELAY = 1.0
 RESTART_MAX_DELAY = 30.0
@@ -81,6 +91,22 @@ def processes() -> dict[str, list[str]]:
             "INFO",
             "--concurrency",
             WORKER_CONCURRENCY,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        "pusher": [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--queues",
+            push_queue(),
+            "--hostname",
+            "push@%h",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "1",
             "--without-gossip",
             "--without-mingle",
         ],
@@ -183,7 +209,9 @@ class Supervisor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated: web,worker,beat,sandboxes (default: all)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: web,worker,pusher,beat,sandboxes,warehouse (default: all)"
+    )
     parser.add_argument("--no-setup", action="store_true", help="skip migrate, collectstatic and the demo data")
     options = parser.parse_args(argv)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")  # a local demo over plain HTTP
@@ -208,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown process(es) {', '.join(unknown)}; choose from {', '.join(commands)}")
         commands = {name: commands[name] for name in wanted}
+    if "pusher" in commands:
+        # Every process started below (web, worker, beat) sends the pushes' tasks to the pusher's queue.
+        os.environ["WAYBILL_PUSH_QUEUE"] = push_queue()
     stopping = False
 
     def stop(*_):

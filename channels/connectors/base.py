@@ -601,6 +601,10 @@ class Connector:
     # it). A longer wait raises ChannelThrottled with the wait as its retry_after instead: the worker slot goes
     # back to the queue, and the sync, drain, relay or reconciliation comes back once the budget has refilled.
     longest_wait: float = 5.0
+    # And the most it waits for it in any minute, however short each wait: a sync or drain reading more than the
+    # budget restores would otherwise sleep in slices of up to ``longest_wait`` for minutes, holding the worker
+    # slot that routing and the stock pushes of every channel need (a flash sale: both slots asleep for 4 min).
+    longest_waits_per_minute: float = 10.0
 
     def read_stock(self, channel_skus: list[str], *, listings: Mapping[str, ListingIds]) -> AdvertisedStock:
         """The quantity the channel advertises now for each SKU (its available-to-sell at the account's

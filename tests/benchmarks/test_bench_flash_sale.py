@@ -1,8 +1,8 @@
 """A flash sale: WAYBILL_FLASH_ORDERS (5,000) one-unit orders for 3 SKUs across TikTok Shop, Shopify and Amazon
 within WAYBILL_FLASH_SECONDS (60), with less stock than demand, through production's processes.
 
-Web (gunicorn, the demo's 2 workers x 8 threads), a Celery worker and beat run as real processes
-(``python -m config.stack --only web,worker,beat``) on this run's database, with Redis as broker and cache (the
+Web (gunicorn, the demo's 2 workers x 8 threads), a Celery worker, the stock pushes' own worker and beat run as
+real processes (``python -m config.stack --only web,worker,pusher,beat``) on this run's database, with Redis as broker and cache (the
 event-driven push path needs it: REDIS_URL's, else a redis-server of the test's own). The three sandboxes are served over loopback HTTP from this process. Every
 order is created at its channel's sandbox; TikTok's and Shopify's sandboxes emit the order's webhook, signed as
 that channel signs it (TikTok: hex HMAC of app key + body; Shopify: base64 HMAC of the body), and 50 threads
@@ -419,7 +419,7 @@ def test_flash_sale(settings, tmp_path, redis_url):
     load_before = os.getloadavg()
     try:
         with running_stack(
-            tmp_path, only="web,worker,beat", queue=queue_name, WAYBILL_PORT=str(port), REDIS_URL=redis_url
+            tmp_path, only="web,worker,pusher,beat", queue=queue_name, WAYBILL_PORT=str(port), REDIS_URL=redis_url
         ) as stack:
             try:
                 wait_for(lambda: _answers(base), timeout=120, what="the web processes")
@@ -623,8 +623,8 @@ def _report(f: dict) -> str:
 Run {when}, `tests/benchmarks/test_bench_flash_sale.py` (in `make bench`), WAYBILL_FLASH_ORDERS={ORDERS},
 WAYBILL_FLASH_SECONDS={SECONDS:g}; load average
 {b1:.1f} / {b5:.1f} / {b15:.1f} (1/5/15 min) before, {a1:.1f} / {a5:.1f} / {a15:.1f} after, on 2 cores. Production's
-processes on this run's database (`config.stack --only web,worker,beat`: gunicorn 2 x 8 threads, one Celery worker
-of concurrency 2, beat), Redis as broker and cache, the sandboxes over loopback from the test process. {ORDERS:,}
+processes on this run's database (`config.stack --only web,worker,pusher,beat`: gunicorn 2 x 8 threads, one Celery worker
+of concurrency 2, the stock pushes' worker of concurrency 1, beat), Redis as broker and cache, the sandboxes over loopback from the test process. {ORDERS:,}
 one-unit orders placed over {SECONDS:g} s, each second's at once (TikTok {f["per_account"].get("tiktok", 0):,}, Shopify
 {f["per_account"].get("shopify", 0):,}, Amazon {f["per_account"].get("amazon", 0):,}); TikTok's and Shopify's by a signed webhook
 ({len(wh):,} deliveries, {CONCURRENCY} delivery threads) and every account's by poll every {SYNC_INTERVAL} s; Amazon's by poll

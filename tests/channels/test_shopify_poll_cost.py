@@ -256,6 +256,33 @@ def test_a_wait_for_the_budget_longer_than_a_worker_waits_gives_the_worker_back(
     connector.close()
 
 
+def test_short_waits_for_the_budget_add_up_to_at_most_a_minutes_share_then_the_worker_goes_back(small_bucket_shop):
+    from channels.connectors.base import ChannelThrottled
+
+    # given a spent bucket whose refill (3.5 s) is within what one wait may take, a client that has already
+    # waited 8 s for the budget in the last minute, and a worker that sleeps when told to (recorded)
+    sandbox, account = small_bucket_shop
+    ids, connector = _spent(sandbox, account)
+    connector.longest_wait = 5.0
+    connector.longest_waits_per_minute = 10.0
+    connector._waits = [(__import__("time").monotonic() - 30.0, 8.0)]
+    slept: list[float] = []
+    connector.http.sleep = slept.append
+    sent = record_requests(connector)
+    # when the read is asked again
+    with pytest.raises(ChannelThrottled) as raised:
+        connector.get_orders(ids)
+    # then it gives the worker back instead of sleeping past the minute's share, and says when to come back
+    assert sent == [] and slept == []
+    assert 0 < raised.value.retry_after <= (938 - 62) / 250
+    assert "already waited 8.0 s" in str(raised.value)
+    # and once those waits are more than a minute old, the same read waits in place and reads
+    connector._waits = [(__import__("time").monotonic() - 61.0, 8.0)]
+    connector.http.sleep = __import__("time").sleep
+    assert len(connector.get_orders(ids)) == 14 and connector.throttled == 0
+    connector.close()
+
+
 def test_a_sync_paused_by_the_budget_is_no_failure_and_is_due_again_once_it_refills(small_bucket_shop, skus, settings):
     from orders.models import ExceptionCase, ExceptionKind
 

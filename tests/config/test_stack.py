@@ -68,3 +68,29 @@ def test_what_a_dead_process_left_running_in_its_group_is_stopped(tmp_path, monk
     finally:
         supervisor.stop(timeout=5)
     assert os.environ["ORPHAN_FILE"]
+
+
+def test_the_stock_pushes_have_a_worker_of_their_own_and_every_process_sends_them_there(tmp_path):
+    import subprocess
+
+    from config.stack import BASE_DIR, processes, push_queue
+
+    # given the demo's processes
+    pusher = processes()["pusher"]
+    # then the pusher is a Celery worker taking only the pushes' queue, one task at a time
+    assert pusher[pusher.index("--queues") + 1] == push_queue() and push_queue().endswith(".push")
+    assert pusher[pusher.index("--concurrency") + 1] == "1"
+    # and a process started with WAYBILL_PUSH_QUEUE (as the stack starts them) routes the push tasks there and
+    # everything else to the default queue, which the main worker takes
+    script = (
+        "import django; django.setup(); from config.celery import app; r = app.amqp.router.route;"
+        "print(r({}, 'channels.tasks.channel_availability_recompute_task')['queue'].name,"
+        " r({}, 'channels.tasks.inventory_push_account_task')['queue'].name,"
+        " r({}, 'channels.tasks.channels_sync_account_task')['queue'].name)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "WAYBILL_PUSH_QUEUE": "q.push"}
+    env.pop("WAYBILL_CELERY_QUEUE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=BASE_DIR, env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["q.push", "q.push", "celery"]

@@ -198,6 +198,7 @@ class ShopifyConnector(Connector):
         self._query_costs: dict[tuple, float] = {}
         self._bucket: tuple[float, float, float, float] | None = None
         self.paced = 0
+        self._waits: list[tuple[float, float]] = []  # (monotonic start, seconds) of the last minute's waits
         # Orders listed by polls and left unread because Waybill held them at that update already.
         self.poll_stats: dict[str, int] = {"listed": 0, "skipped_held": 0}
 
@@ -305,16 +306,28 @@ class ShopifyConnector(Connector):
         self._wait_for_budget(min((need - projected) / restore, 60.0), f"{need - projected:.0f} points short")
 
     def _wait_for_budget(self, seconds: float, why: str) -> None:
-        """Wait in the worker for the budget to refill, unless that takes longer than ``longest_wait``: then the
-        call gives the worker slot back (ChannelThrottled with the wait as its retry_after; the sync, the drain,
-        the relay and the reconciliation stop at their next boundary and come back then), so one shop's spent
-        budget never holds every worker while the other channels' work waits in the queue."""
+        """Wait in the worker for the budget to refill, unless that takes longer than ``longest_wait``, or this
+        client has already waited ``longest_waits_per_minute`` in the last minute: then the call gives the worker
+        slot back (ChannelThrottled with the wait as its retry_after; the sync, the drain, the relay and the
+        reconciliation stop at their next boundary and come back then), so one shop's spent budget never holds
+        every worker while the other channels' work waits in the queue."""
+        now = time.monotonic()
+        self._waits = [(at, slept) for at, slept in self._waits if now - at < 60.0]
+        waited = sum(slept for _, slept in self._waits)
         if seconds > self.longest_wait:
             raise ChannelThrottled(
                 f"Shopify's query budget is spent ({why}): {seconds:.1f} s to refill, longer than a worker "
                 f"waits ({self.longest_wait:.0f} s); the work comes back then",
                 retry_after=seconds,
             )
+        if waited + seconds > self.longest_waits_per_minute:
+            raise ChannelThrottled(
+                f"Shopify's query budget is spent ({why}): this client already waited {waited:.1f} s for it in "
+                f"the last minute (at most {self.longest_waits_per_minute:.0f} s); the work comes back in "
+                f"{seconds:.1f} s",
+                retry_after=seconds,
+            )
+        self._waits.append((now, seconds))
         self.http.sleep(seconds)
 
     # --- reading orders ------------------------------------------------------------------------
