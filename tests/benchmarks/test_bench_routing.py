@@ -264,8 +264,10 @@ def test_route_and_reserve_10k_orders(monkeypatch):
     print(figures)
     _write(figures)
     assert loading_per_order <= 5
-    assert whole_queries and max(whole_queries) <= 5  # a batch routed whole: five statements, whatever its size
-    assert max(mixed_queries, default=0) <= 5
+    # A batch routed whole: five statements whatever its size, and a sixth (ANALYZE after commit,
+    # inventory.services.common.stats_refresh_when_grown) the few times the reservation table has doubled.
+    assert whole_queries and max(whole_queries) <= 6 and statistics.median(whole_queries) <= 5
+    assert max(mixed_queries, default=0) <= 5  # statements per order in a batch holding general-path orders
     assert split_rate <= baseline_split
 
 
