@@ -64,12 +64,14 @@ def _started_key(sku_id: int) -> str:
 
 def debounce_seconds() -> float:
     """The shortest time between two recomputes of one SKU: INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS, else 0
-    when Celery runs eagerly (tests: every change recomputes at once) and 0.1 s otherwise. The first change
+    when Celery runs eagerly (tests: every change recomputes at once) and 0.02 s otherwise. The first change
     after a quiet spell is recomputed at once; a burst is recomputed at most once per window, always again
-    after its last change."""
+    after its last change. The window bounds the recomputes a flash sale costs (50 a second at most); the
+    account's push slots bound the calls to the channel. tests/benchmarks/RESULTS.md: 0.1 s added about 40 ms
+    to the median push latency at 33 changes a second."""
     value = getattr(settings, "INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS", None)
     if value is None:
-        value = 0.0 if settings.CELERY_TASK_ALWAYS_EAGER else 0.1
+        value = 0.0 if settings.CELERY_TASK_ALWAYS_EAGER else 0.02
     return float(value)
 
 

@@ -45,7 +45,8 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from channels.availability import channel_availabilities_mark_pushed, channel_availability_claim_due
@@ -280,19 +281,31 @@ def inventory_push_interval(kind: str) -> float:
     return float(value) if value is not None else float(connector_class(kind).inventory_push_interval)
 
 
-def inventory_push_slot_claim(*, account_id: int, interval: float, now: datetime) -> float:
-    """Take the account's next inventory-push slot if it is due: 0.0, and the next one is ``interval`` from now;
-    else the seconds until it is due. One guarded UPDATE, so two workers never take the same slot; runs in
-    the caller's transaction (a rollback gives the slot back)."""
+def inventory_push_burst(kind: str) -> int:
+    """How many inventory pushes an account of this kind may send at once after a quiet spell (the connector's
+    ``inventory_push_burst``, within its channel's published burst; WAYBILL_INVENTORY_PUSH_BURST when set); one
+    per interval after that."""
+    value = getattr(settings, "WAYBILL_INVENTORY_PUSH_BURST", None)
+    return max(int(value if value is not None else connector_class(kind).inventory_push_burst), 1)
+
+
+def inventory_push_slot_claim(*, account_id: int, interval: float, now: datetime, burst: int = 1) -> float:
+    """Take an inventory-push slot of the account if its rate budget allows one now: 0.0; else the seconds
+    until it does. The budget is a token bucket of ``burst`` pushes refilled one per ``interval`` (GCRA:
+    ``inventory_push_next_at`` is the bucket's theoretical arrival time; a push is allowed while it is at most
+    (burst - 1) intervals ahead of now, and moves it one interval on). One guarded UPDATE, so two workers never
+    take the same slot; runs in the caller's transaction (a rollback gives the slot back)."""
+    ahead = timedelta(seconds=interval * (burst - 1))
     taken = (
         ChannelAccount.objects.filter(pk=account_id)
-        .filter(Q(inventory_push_next_at__isnull=True) | Q(inventory_push_next_at__lte=now))
-        .update(inventory_push_next_at=now + timedelta(seconds=interval))
+        .filter(Q(inventory_push_next_at__isnull=True) | Q(inventory_push_next_at__lte=now + ahead))
+        # PostgreSQL's GREATEST skips NULL: a first push starts from now.
+        .update(inventory_push_next_at=Greatest("inventory_push_next_at", Value(now)) + timedelta(seconds=interval))
     )
     if taken:
         return 0.0
     next_at = ChannelAccount.objects.values_list("inventory_push_next_at", flat=True).get(pk=account_id)
-    return max((next_at - now).total_seconds(), 0.001) if next_at else 0.001
+    return max((next_at - ahead - now).total_seconds(), 0.001) if next_at else 0.001
 
 
 def inventory_push_now(*, account_id: int) -> tuple[int, float]:
@@ -305,17 +318,20 @@ def inventory_push_now(*, account_id: int) -> tuple[int, float]:
     if not account["is_enabled"]:
         return 0, 0.0
     interval = inventory_push_interval(account["kind"])
+    burst = inventory_push_burst(account["kind"])
     now = timezone.now()
     with transaction.atomic():
         if not ChannelAvailability.objects.filter(account_id=account_id, needs_push=True).exists():
             return 0, 0.0
-        wait = inventory_push_slot_claim(account_id=account_id, interval=interval, now=now)
+        wait = inventory_push_slot_claim(account_id=account_id, interval=interval, now=now, burst=burst)
         if wait > 0:
             return 0, wait
         created = inventory_push_plan(now=now, account_id=account_id, kick=False)
         if not created:
-            # Nothing differed from what the channel holds: the slot stays free.
-            ChannelAccount.objects.filter(pk=account_id).update(inventory_push_next_at=now)
+            # Nothing differed from what the channel holds: the slot goes back to the bucket.
+            ChannelAccount.objects.filter(pk=account_id).update(
+                inventory_push_next_at=F("inventory_push_next_at") - timedelta(seconds=interval)
+            )
     if ChannelAvailability.objects.filter(account_id=account_id, needs_push=True).exists():
         # Rows another transaction held (a recompute, a push being recorded) were skipped, or flagged since:
         # come back for them at the next slot.

@@ -245,7 +245,7 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("WAYBILL_CELERY_QUEUE", default="celery")
 # rate-limit wait then never delays the push of a sold-out SKU. Unset: they share the default queue.
 WAYBILL_PUSH_QUEUE = env.str("WAYBILL_PUSH_QUEUE", default="")
 # The shortest time between two recomputes of the advertised quantities in a burst of stock changes
-# (channels.availability.debounce_seconds; unset: 0.1 s, none when Celery runs eagerly).
+# (channels.availability.debounce_seconds; unset: 0.02 s, none when Celery runs eagerly).
 INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS = env.float("INVENTORY_AVAILABILITY_DEBOUNCE_SECONDS", default=None)
 if WAYBILL_PUSH_QUEUE:
     CELERY_TASK_ROUTES = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from channels.demo_history import ACTOR, HistoryReturn
+from channels.demo_history import ACTOR, HistoryReturn, history_tables_analyze
 from returns.models import Refund, ReturnAuthorization, ReturnLine, ReturnReason, ReturnStatus
 
 # A history return names why the buyer sent it back; "other" needs a note no seeded return has.
@@ -35,3 +35,5 @@ def history_returns_seed(planned: list[HistoryReturn]) -> None:
             status="confirmed",
             created_by=ACTOR,
         )
+    if planned:
+        history_tables_analyze((ReturnAuthorization, ReturnLine, Refund))  # loaded in bulk, as the orders were

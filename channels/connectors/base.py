@@ -504,6 +504,9 @@ class Connector:
     # to INVENTORY_BATCH items): what the channel's rate limit for its inventory call allows. Changes in between
     # coalesce per (account, SKU) and go out, newest quantity, in the next push.
     inventory_push_interval: ClassVar[float] = 0.2
+    # Pushes an account may send at once after a quiet spell, one per interval after that (a token bucket):
+    # 1 keeps to the interval alone, for channels that publish no burst.
+    inventory_push_burst: ClassVar[int] = 1
 
     def __init__(
         self,

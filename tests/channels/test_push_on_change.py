@@ -107,6 +107,7 @@ def test_a_change_is_recomputed_and_pushed_in_one_task_when_the_budget_allows(
     node, skus = _shop(shopify_account, ["WB-1101", "WB-1102"], 10)
     settings.WAYBILL_INVENTORY_PUSH_ON_CHANGE = True
     settings.WAYBILL_INVENTORY_PUSH_INTERVAL = 60.0
+    settings.WAYBILL_INVENTORY_PUSH_BURST = 1
     # when: the recompute task of a change runs (the worker's one hop)
     tasks.channel_availability_recompute_task(sku_ids=[s.pk for s in skus])
     # then: both quantities are at the channel, in one inventory call, recorded as pushed
@@ -165,3 +166,24 @@ def test_a_change_while_a_later_drain_waits_still_reaches_it(settings, queued, c
     # then: no other drain is queued, and the waiting one reads both SKUs
     assert len(queued) == 2
     assert availability.channel_availability_drain_started()[0] == [2, 3]
+
+
+def test_an_account_sends_its_burst_at_once_then_one_push_per_interval(
+    shopify_sandbox, shopify_account, settings, queued
+):
+    # given: a listed SKU with stock, an account allowed 3 pushes at once and one a minute after that
+    node, [sku] = _shop(shopify_account, ["WB-1103"], 10)
+    settings.WAYBILL_INVENTORY_PUSH_ON_CHANGE = True
+    settings.WAYBILL_INVENTORY_PUSH_INTERVAL = 60.0
+    settings.WAYBILL_INVENTORY_PUSH_BURST = 3
+    # when: the stock changes four times in a row, each change's recompute running at once
+    tasks.channel_availability_recompute_task(sku_ids=[sku.pk])
+    for quantity in (1, 1, 1):
+        inventory_services.stock_receive(sku=sku, location=node, quantity=quantity, actor="test")
+        tasks.channel_availability_recompute_task(sku_ids=[sku.pk])
+    # then: the first three went out at once, each with its quantity; the fourth waits for the bucket's refill
+    assert [e["quantity"] for e in shopify_sandbox.state.inventory_log] == [10, 11, 12]
+    row = ChannelAvailability.objects.get(sku=sku)
+    assert (row.quantity, row.last_pushed_quantity, row.needs_push) == (13, 12, True)
+    [countdown] = [c for name, _, _, c in queued if name == "inventory_push_account_task"]
+    assert 59 < countdown <= 60  # one interval after the first push
