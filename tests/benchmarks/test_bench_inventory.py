@@ -317,7 +317,8 @@ statement are what stands between the two rows of the first table.
 A service call includes: checking the input and the actor; the one statement, with the availability
 check (`on_hand - reserved - safety_stock >= n`), the order-line check and the reservation insert in SQL,
 the row locked for that statement only; after commit, the stock-change announcement as in production
-(channels adds the SKU to the pending set and queues one recompute for a burst). The broker send is counted instead of performed:
+(channels adds the SKU to the pending set and queues one recompute for a burst). The broker send is counted
+instead of performed:
 {", ".join(map(str, tasks))} recompute task(s) per round of {RESERVATIONS:,} reservations.
 Calls over several stock rows take the other shape (one statement locking the rows `ORDER BY id FOR UPDATE`);
 it is not on this single-row hot path.

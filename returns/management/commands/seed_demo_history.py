@@ -1,5 +1,6 @@
 """The demo's past: 90 days of finished orders per demo account (channels.demo_history), with their returns
-and refunds (returns.demo_history), once. It lives in returns: returns may call channels, channels never imports returns."""
+and refunds (returns.demo_history), once. It lives in returns: returns may call channels, channels never
+imports returns."""
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
