@@ -75,5 +75,7 @@ def test_make_demo_loads_the_history_once_for_all_five_accounts_and_amazon_recor
     amazon = ChannelAccount.objects.get(kind="amazon")
     planted = plant_demo_orders(amazon_sandbox, amazon)
     assert planted == Order.objects.filter(account_id=amazon.pk).count()
-    seller_cancelled = history.filter(account=amazon, cancel_initiator="seller").values_list("external_id", flat=True)
+    seller_cancelled = history.filter(account_id=amazon.pk, cancel_initiator="seller").values_list(
+        "external_id", flat=True
+    )
     assert all(amazon_sandbox.state.cancelled_by[order_id] == "MERCHANT" for order_id in seller_cancelled)
