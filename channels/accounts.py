@@ -3,8 +3,8 @@ without importing channels (config.kernel.accounts, registered in channels.apps)
 
 Accounts are few and read on every order page, so the provider keeps them for ``CACHE_SECONDS`` in this
 process: a page's accounts cost no query once read. Every write of an account in this process empties the
-cache (ChannelAccount.save and delete through the post_save/post_delete receivers, a queryset's update or
-delete through ChannelAccountQuerySet): the writing process never reads an account older than its write;
+cache (ChannelAccount.save and delete through post_save and post_delete, a queryset's update through
+channels.signals.channel_accounts_updated): the writing process never reads an account older than its write;
 another process sees it at most ``CACHE_SECONDS`` later. Each read gets its own copy of the account.
 """
 
@@ -79,5 +79,5 @@ provider = ChannelAccountProvider()
 
 
 def accounts_forget(**kwargs: Any) -> None:
-    """Receiver of ChannelAccount's post_save/post_delete, and called by its queryset's update."""
+    """Receiver of ChannelAccount's post_save and post_delete, and of channel_accounts_updated (a queryset's update)."""
     provider.forget()

@@ -14,6 +14,7 @@ class ChannelsConfig(AppConfig):
         from channels import receivers, tasks  # noqa: F401
         from channels.accounts import accounts_forget, provider
         from channels.models import ChannelAccount
+        from channels.signals import channel_accounts_updated
         from config.kernel import accounts
 
         # Orders and the other apps read an order's account through the kernel's port (config.kernel.accounts);
@@ -21,3 +22,4 @@ class ChannelsConfig(AppConfig):
         accounts.register(provider)
         post_save.connect(accounts_forget, sender=ChannelAccount, dispatch_uid="channels.accounts_forget.save")
         post_delete.connect(accounts_forget, sender=ChannelAccount, dispatch_uid="channels.accounts_forget.delete")
+        channel_accounts_updated.connect(accounts_forget, dispatch_uid="channels.accounts_forget.update")

@@ -13,6 +13,7 @@ from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from channels import registry
+from channels.signals import channel_accounts_updated
 
 # One member per line of channels.registry: ChannelKind.AMAZON == "amazon", labelled "Amazon".
 ChannelKind = models.TextChoices(
@@ -37,12 +38,10 @@ class BuyerCancelPolicy(models.TextChoices):
 class ChannelAccountQuerySet(models.QuerySet):
     def update(self, **kwargs) -> int:
         # The accounts other apps read through config.kernel.accounts are cached in this process: forget them.
-        from channels.accounts import accounts_forget
-
         try:
             return super().update(**kwargs)
         finally:
-            accounts_forget()
+            channel_accounts_updated.send(sender=ChannelAccount)
 
     update.alters_data = True
 
