@@ -6,6 +6,7 @@ console  ConsoleView (the console's base view) and console_page (keyset paging f
 admin    BigTableAdminMixin (Django admin settings for tables of millions of rows)
 exports  csv_export (a console list's queryset as CSV, columns as (header, field) pairs) and csv_stream (rows as CSV)
 trends   daily_found_healed: found and healed per day, with the bars of the console's inline SVG chart
+accounts the sales account as orders sees it (id, kind, name): a port channels provides, read by id
 
 Nothing is re-exported here: ``actors``, ``console`` and ``admin`` import django.contrib.auth, which an
 app's models module must not pull in while the app registry loads.
