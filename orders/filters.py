@@ -42,7 +42,7 @@ class OrderFilter(django_filters.FilterSet):
     # Set by filter_search: which search ran (trigram or prefix), shown on the page.
     search_info = None
 
-    def filter_channel(self, queryset, name, value):
+    def filter_channel(self, queryset, name, value: str):
         # The accounts of that kind as a subquery: ``account_id IN (SELECT id …)``.
         return queryset.filter(account_id__in=accounts.account_ids(kind=value))
 
