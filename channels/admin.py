@@ -6,8 +6,10 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from channels.models import (
+    PROTECTED_SHOWN,
     ChannelAccount,
     ChannelAccountEvent,
     ChannelAvailability,
@@ -158,6 +160,20 @@ class ChannelAccountAdmin(ChannelAdminOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Credentials")
     def credentials_status(self, obj: ChannelAccount) -> str:
         return "set" if obj.has_credentials else "not set"
+
+    def get_deleted_objects(self, objs, request):
+        # Orders hold the account by id (no relation Django's collector follows): an account with orders is
+        # protected, as PROTECT made it, and its exception cases are listed with what goes with it.
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for account in objs:
+            for order in account.orders.order_by("pk")[:PROTECTED_SHOWN]:
+                protected.append(f"{capfirst(order._meta.verbose_name)}: {order}")
+            cases = account.exception_cases.count()
+            if cases:
+                deleted.append(f"{cases} exception case(s) of {account}")
+                label = capfirst(account.exception_cases.model._meta.verbose_name_plural)
+                model_count[label] = model_count.get(label, 0) + cases
+        return deleted, model_count, perms_needed, protected
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

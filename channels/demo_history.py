@@ -92,7 +92,7 @@ def seed_history(
         ops = get_user_model().objects.create_user(username=OPS_USER, password=None)
     made = 0
     for account in accounts:
-        if Order.objects.filter(account=account, external_reference__startswith=PREFIX).exists():
+        if Order.objects.filter(account_id=account.pk, external_reference__startswith=PREFIX).exists():
             continue
         made += _account_history(rng, account, skus, nodes, carrier, ops, now, days, per_day, returns_seed)
     if made:
@@ -322,7 +322,7 @@ def amazon_history_orders(account: ChannelAccount) -> list[SandboxOrder]:
     """The Amazon account's history as Amazon recorded it: each order with its package, created (accepted)
     when Waybill's ship confirmation was, and who cancelled it."""
     orders = (
-        Order.objects.filter(account=account, external_reference__startswith=PREFIX)
+        Order.objects.filter(account_id=account.pk, external_reference__startswith=PREFIX)
         .prefetch_related("lines")
         .order_by("pk")
     )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db import models
-from django.db.models import Q
+from django.db import models, router, transaction
+from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from channels import registry
+from channels.signals import channel_accounts_updated
 
 # One member per line of channels.registry: ChannelKind.AMAZON == "amazon", labelled "Amazon".
 ChannelKind = models.TextChoices(
@@ -32,6 +33,36 @@ class BuyerCancelPolicy(models.TextChoices):
     # What happens when a buyer asks the channel to cancel an order.
     AUTO_ACCEPT = "auto_accept", "Accept automatically while nothing is picked"
     REVIEW = "review", "Hold the order and ask a person"
+
+
+class ChannelAccountQuerySet(models.QuerySet):
+    def update(self, **kwargs) -> int:
+        # The accounts other apps read through config.kernel.accounts are cached in this process: forget them.
+        try:
+            return super().update(**kwargs)
+        finally:
+            channel_accounts_updated.send(sender=ChannelAccount)
+
+    update.alters_data = True
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        # One account at a time through ChannelAccount.delete: an account with orders is refused, its
+        # exception cases go with it (the orders' tables hold the account by id: no relation for Django).
+        total, per_model = 0, {}
+        with transaction.atomic(using=self.db):
+            for account in self:
+                n, counts = account.delete()
+                total += n
+                for label, count in counts.items():
+                    per_model[label] = per_model.get(label, 0) + count
+        return total, per_model
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+
+# How many of an account's orders a refused delete names (the admin lists them).
+PROTECTED_SHOWN = 100
 
 
 class ChannelAccount(models.Model):
@@ -87,6 +118,8 @@ class ChannelAccount(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ChannelAccountQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(
@@ -111,6 +144,38 @@ class ChannelAccount(models.Model):
     @property
     def has_credentials(self) -> bool:
         return bool(self.credentials_encrypted)
+
+    # The orders and exception cases of the account (orders holds the account by id, with the foreign keys
+    # channels' migration 0013 adds: orders are RESTRICTed, cases CASCADE).
+    @property
+    def orders(self) -> models.QuerySet:
+        from orders.models import Order
+
+        return Order.objects.filter(account_id=self.pk)
+
+    @property
+    def exception_cases(self) -> models.QuerySet:
+        from orders.models import ExceptionCase
+
+        return ExceptionCase.objects.filter(account_id=self.pk)
+
+    def delete(self, using=None, keep_parents=False) -> tuple[int, dict[str, int]]:
+        """Refused while orders name the account (ProtectedError, as Django's PROTECT did); its exception
+        cases are deleted with it (what each case's own referrers do on delete included)."""
+        if self.pk is not None:
+            protected = list(self.orders.order_by("pk")[:PROTECTED_SHOWN])
+            if protected:
+                count = self.orders.count()
+                raise ProtectedError(
+                    f"Cannot delete channel account {self.name!r}: {count} order(s) were placed on it.",
+                    set(protected),
+                )
+        with transaction.atomic(using=using or router.db_for_write(type(self), instance=self)):
+            cases, case_counts = self.exception_cases.delete() if self.pk is not None else (0, {})
+            total, counts = super().delete(using=using, keep_parents=keep_parents)
+        for label, n in case_counts.items():
+            counts[label] = counts.get(label, 0) + n
+        return total + cases, counts
 
 
 class ChannelAccountEvent(models.Model):

@@ -25,7 +25,7 @@ PICKUP_CARRIER = "Other"
 
 
 def _channel_order(order_id: int) -> Order | None:
-    order = Order.objects.select_related("account").get(pk=order_id)
+    order = Order.objects.get(pk=order_id)
     # Marketplace-fulfilled orders are the marketplace's to confirm; an exchange's replacement order
     # (replaces_order) was made by Waybill and is unknown to the channel.
     return None if order.marketplace_fulfilled or order.replaces_order_id else order

@@ -504,7 +504,7 @@ def _horizon(run: ReconcileRun) -> datetime:
 def _ours(account: ChannelAccount, external_ids: list[str]) -> dict[str, Order]:
     return {
         order.external_id: order
-        for order in Order.objects.filter(account=account, external_id__in=external_ids).prefetch_related("lines")
+        for order in Order.objects.filter(account_id=account.pk, external_id__in=external_ids).prefetch_related("lines")
     }
 
 
@@ -685,7 +685,7 @@ def _orders_by_id(
     does not know is a drift for a person."""
     limit = int(_setting("WAYBILL_RECONCILE_BY_ID_LIMIT", BY_ID_LIMIT))
     candidates = (
-        Order.objects.filter(account=account)
+        Order.objects.filter(account_id=account.pk)
         .filter(Q(status__in=OPEN_ORDER_STATUSES) | Q(status=OrderStatus.SHIPPED, updated_at__gte=window_from))
         .filter(created_at__lt=run.started_at)
         .filter(replaces_order__isnull=True)  # an exchange's replacement order exists only here
@@ -713,7 +713,7 @@ def _orders_by_id(
 
 
 def _missing_there(account: ChannelAccount, run: ReconcileRun, external_id: str, error: str) -> None:
-    order = Order.objects.filter(account=account, external_id=external_id).first()
+    order = Order.objects.filter(account_id=account.pk, external_id=external_id).first()
     with transaction.atomic():
         drift, before = _drift_take(
             account,

@@ -152,7 +152,7 @@ def account_page(*, account: ChannelAccount, limit: int = 50) -> AccountPage:
         )
     cases = (
         ExceptionCase.objects.filter(
-            account=account, kind__in=[ExceptionKind.LISTING_NOT_FOUND, ExceptionKind.SYNC_FAILURE]
+            account_id=account.pk, kind__in=[ExceptionKind.LISTING_NOT_FOUND, ExceptionKind.SYNC_FAILURE]
         )
         .exclude(status=CaseStatus.RESOLVED)
         .select_related("sku")

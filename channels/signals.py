@@ -16,3 +16,7 @@ webhook_events_stored = Signal()  # account_id
 # The channel answered an outbox message for good (sent, or parked): message_id, kind. Sent outside any
 # transaction, right after the message is marked. The returns app records a refund's answer from it.
 outbox_message_answered = Signal()  # message_id, kind
+
+# Channel accounts were written in bulk (a queryset's update): what caches accounts forgets them (channels.accounts).
+# Sent at once, in the writing process; ChannelAccount.save and delete send Django's post_save and post_delete.
+channel_accounts_updated = Signal()

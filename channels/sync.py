@@ -258,7 +258,7 @@ def _held_versions(account: ChannelAccount, external_ids: list[str]) -> dict[str
     read made at least SETTLE_SECONDS after that update, or a completed run (every page fetched) that started
     that long after it had it in its window, so the order was read after every change stamped with that second
     (or found settled). An order held but not settled is absent: the poll reads it again."""
-    held = Order.objects.filter(account=account, external_id__in=external_ids, source_updated_at__isnull=False)
+    held = Order.objects.filter(account_id=account.pk, external_id__in=external_ids, source_updated_at__isnull=False)
     runs = list(
         SyncRun.objects.filter(account=account, cursor_to__isnull=False, cursor_from__isnull=False)
         .order_by("-started_at")

@@ -424,9 +424,7 @@ class MapSkuView(ConsoleView):
         return {"section": "exceptions", "case": case, "channel_skus": choices, **extra}
 
     def _case(self, pk: int) -> ExceptionCase:
-        return get_object_or_404(
-            ExceptionCase.objects.select_related("order", "account"), pk=pk, kind=ExceptionKind.UNMAPPED_SKU
-        )
+        return get_object_or_404(ExceptionCase.objects.select_related("order"), pk=pk, kind=ExceptionKind.UNMAPPED_SKU)
 
     def get(self, request, pk: int):
         case = self._case(pk)

@@ -200,7 +200,7 @@ def _sync_threshold() -> int:
 def _held(account: ChannelAccount, external_ids: list[str]) -> dict[str, datetime | None]:
     """The newest update Waybill holds of each of these orders."""
     return dict(
-        Order.objects.filter(account=account, external_id__in=external_ids).values_list(
+        Order.objects.filter(account_id=account.pk, external_id__in=external_ids).values_list(
             "external_id", "source_updated_at"
         )
     )
@@ -268,7 +268,7 @@ def _process_page(
         inbound_orders_process(account=account, connector=connector, raw_orders=raws, actor=f"webhook:{account.name}")
     done = [e for e in events if e.external_id in done_ids]
     orders = dict(
-        Order.objects.filter(account=account, external_id__in=[e.external_id for e in done]).values_list(
+        Order.objects.filter(account_id=account.pk, external_id__in=[e.external_id for e in done]).values_list(
             "external_id", "pk"
         )
     )

@@ -291,6 +291,8 @@ class OrderOverrideViewSet(viewsets.GenericViewSet):
 
 class CaseSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", default=None, read_only=True)
+    # The case's account by id (held by id: no relation to serialise).
+    account = serializers.IntegerField(source="account_id", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = ExceptionCase

@@ -12,6 +12,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.kernel import accounts
 from config.kernel.priorities import order_priorities
 from fulfillment.geo import point_of
 from fulfillment.models import (
@@ -235,9 +236,12 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
                     status__in=[CaseStatus.OPEN, CaseStatus.ACKNOWLEDGED],
                 )
             ),
+            # The account's kind in the same statement (the order holds its account by id: config.kernel.accounts).
+            order_account_kind=accounts.account_value("kind", outer="order__account_id"),
         )
         .values(
             "has_routing_case",
+            "order_account_kind",
             "pk",
             "order_id",
             "sku_id",
@@ -255,7 +259,6 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
             "order__marketplace_fulfilled",
             "order__external_id",
             "order__account_id",
-            "order__account__kind",
             "order__service_level",
             "order__pickup_location_id",
             "order__pickup_location_ref",
@@ -295,7 +298,7 @@ def orders_to_route(order_ids: list[int]) -> dict[int, OrderToRoute]:
             route=RouteOrder(
                 order_id=order_id,
                 account_id=head["order__account_id"],
-                channel_kind=head["order__account__kind"],
+                channel_kind=head["order_account_kind"],
                 service_level=head["order__service_level"],
                 pickup_location_id=head["order__pickup_location_id"],
                 pickup_location_ref=head["order__pickup_location_ref"],
@@ -407,9 +410,8 @@ def shipments_for_node(*, location_id: int, statuses: list[str] | None = None) -
 
 def shipment_detail() -> QuerySet[Shipment]:
     lines = ShipmentLine.objects.select_related("order_line__sku", "reservation").order_by("pk")
-    return Shipment.objects.select_related(
-        "order__account", "order__ship_to", "location", "carrier", "decision"
-    ).prefetch_related(
+    return Shipment.objects.select_related("order__ship_to", "location", "carrier", "decision").prefetch_related(
+        "order__account",
         Prefetch("lines", queryset=lines),
         Prefetch("tracking_events", queryset=TrackingEvent.objects.order_by("-occurred_at", "-pk")),
     )

@@ -68,7 +68,8 @@ def simulate(*, days: int, now: datetime | None = None, limit: int = MAX_ORDERS,
     orders = list(
         Order.objects.filter(placed_at__gte=now - timedelta(days=days), placed_at__lte=now, marketplace_fulfilled=False)
         .exclude(status__in=[OrderStatus.PENDING, OrderStatus.CANCELLED])
-        .select_related("account", "ship_to")
+        .select_related("ship_to")
+        .prefetch_related("account")
         .order_by("placed_at", "pk")[: limit + 1]
     )
     truncated = len(orders) > limit

@@ -6,6 +6,7 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q
 
+from config.kernel import accounts
 from orders.models import CaseStatus, ExceptionCase, ExceptionKind, Order, OrderLine, OrderStatus, Severity
 from orders.search import order_search
 
@@ -14,8 +15,8 @@ YES_NO_ANY = forms.Select(choices=[("", "Any"), ("true", "Yes"), ("false", "No")
 
 
 def channel_kinds() -> list[tuple[str, str]]:
-    """The channel account's kinds, read through the model so orders never imports channels."""
-    return list(Order._meta.get_field("account").related_model._meta.get_field("kind").choices)
+    """The channel account's kinds, read through the kernel's port so orders never imports channels."""
+    return accounts.account_kinds()
 
 
 class OrderFilter(django_filters.FilterSet):
@@ -23,7 +24,7 @@ class OrderFilter(django_filters.FilterSet):
     # One ``status IN (…)`` (the index on (account, status, ship_by) serves it with the channel and ship-by),
     # and no DISTINCT: a column of the order itself cannot repeat a row.
     status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices, method="filter_status")
-    channel = django_filters.ChoiceFilter(field_name="account__kind", choices=channel_kinds, label="Channel")
+    channel = django_filters.ChoiceFilter(method="filter_channel", choices=channel_kinds, label="Channel")
     account = django_filters.NumberFilter(field_name="account_id")
     ship_by_after = django_filters.IsoDateTimeFilter(
         field_name="ship_by", lookup_expr="gte", label="Ship by from", widget=DATETIME_INPUT
@@ -40,6 +41,10 @@ class OrderFilter(django_filters.FilterSet):
 
     # Set by filter_search: which search ran (trigram or prefix), shown on the page.
     search_info = None
+
+    def filter_channel(self, queryset, name, value: str):
+        # The accounts of that kind as a subquery: ``account_id IN (SELECT id …)``.
+        return queryset.filter(account_id__in=accounts.account_ids(kind=value))
 
     def filter_search(self, queryset, name, value):
         queryset, self.search_info = order_search(queryset, value)

@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Upper
 
+from config.kernel.accounts import account_property
+
 # A time after every real one: what the queues sort by when a case or order names no time (sorted last).
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 # The orders list's "ship-by soonest" sorts and keyset-pages on this (an order without a ship-by last), never
@@ -90,7 +92,10 @@ class ShipToAddress(models.Model):
 
 
 class Order(models.Model):
-    account = models.ForeignKey("channels.ChannelAccount", on_delete=models.PROTECT, related_name="orders")
+    # The channel account the order came from, by id: orders never names channels. The database keeps the
+    # reference (a foreign key channels adds, RESTRICT on delete); ``account`` reads it through the kernel's port.
+    account_id = models.BigIntegerField(db_index=True)
+    account = account_property()
     external_id = models.CharField(max_length=128, help_text="The channel's order id (Amazon orderId, …)")
     # A second channel reference: Walmart customerOrderId, Shopify name "#1001".
     external_reference = models.CharField(max_length=128, blank=True)
@@ -143,15 +148,15 @@ class Order(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "external_id"], name="order_unique_account_external_id"),
+            models.UniqueConstraint(fields=["account_id", "external_id"], name="order_unique_account_external_id"),
             models.CheckConstraint(condition=Q(total_amount__gte=0), name="order_total_non_negative"),
         ]
         indexes = [
             models.Index(fields=["status", "ship_by"], name="order_status_ship_by"),
             # The console's filter by channel (one account per channel kind, or a few), status and ship-by window.
-            models.Index(fields=["account", "status", "ship_by"], name="order_account_status_ship_by"),
+            models.Index(fields=["account_id", "status", "ship_by"], name="order_account_status_ship_by"),
             models.Index(fields=["-placed_at", "-id"], name="order_placed_at"),
-            models.Index(fields=["account", "-placed_at"], name="order_account_placed"),
+            models.Index(fields=["account_id", "-placed_at"], name="order_account_placed"),
             models.Index(fields=["on_hold", "status"], name="order_hold_status", condition=Q(on_hold=True)),
             models.Index(fields=["ship_by"], name="order_ship_by"),
             models.Index(SHIP_BY_KEY, F("id"), name="order_ship_by_key"),
@@ -387,13 +392,9 @@ class ExceptionCase(models.Model):
     )
     due_at = models.DateTimeField(null=True, blank=True)
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE, related_name="exception_cases")
-    account = models.ForeignKey(
-        "channels.ChannelAccount",
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="exception_cases",
-    )
+    # The channel account by id (a foreign key channels adds, CASCADE on delete), read through the kernel's port.
+    account_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    account = account_property()
     sku = models.ForeignKey(
         "inventory.Sku", null=True, blank=True, on_delete=models.CASCADE, related_name="exception_cases"
     )

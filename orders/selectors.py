@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from config.kernel import accounts
 from orders.models import (
     CaseStatus,
     ExceptionCase,
@@ -29,8 +30,8 @@ PRE_SHIP_STATUSES = (
 
 
 def order_list() -> QuerySet[Order]:
-    # One query per page: the account is joined, nothing else is fetched per row.
-    return Order.objects.select_related("account").only(
+    # Two queries per page: the orders, then the page's accounts in one (config.kernel.accounts); nothing per row.
+    return Order.objects.prefetch_related("account").only(
         "id",
         "external_id",
         "external_reference",
@@ -43,14 +44,13 @@ def order_list() -> QuerySet[Order]:
         "total_amount",
         "customer_name",
         "on_hold",
-        "account__id",
-        "account__name",
-        "account__kind",
+        "account_id",
     )
 
 
 def order_detail() -> QuerySet[Order]:
-    return Order.objects.select_related("account", "ship_to", "pickup_location").prefetch_related(
+    return Order.objects.select_related("ship_to", "pickup_location").prefetch_related(
+        "account",
         Prefetch("lines", queryset=OrderLine.objects.select_related("sku").order_by("id")),
         Prefetch("holds", queryset=Hold.objects.order_by("-placed_at")),
         Prefetch("events", queryset=OrderEvent.objects.order_by("-created_at", "-id")),
@@ -69,7 +69,8 @@ def exception_cases_by_urgency(*, include_resolved: bool = False) -> QuerySet[Ex
     """Cases with their sort keys ``urgency_at`` (the due time, else the order's ship-by) and ``impact`` (0 for a
     kind that costs a scorecard metric, then by severity): the queue sorts by time left, then impact, read in
     order from the partial index ``exceptioncase_urgency`` (both keys are columns kept by the database)."""
-    qs = ExceptionCase.objects.select_related("order", "owner", "account", "sku")
+    # The account is held by id (a page that shows it fetches its accounts in one call: config.kernel.accounts).
+    qs = ExceptionCase.objects.select_related("order", "owner", "sku")
     if not include_resolved:
         qs = qs.exclude(status=CaseStatus.RESOLVED)
     return qs
@@ -154,13 +155,27 @@ def exception_case_groups(*, min_size: int = 2, limit: int = 20) -> list[CaseGro
                 due=row["due"],
             )
         )
-    for row in (
+    by_channel_sku = list(
         open_cases.filter(kind=ExceptionKind.UNMAPPED_SKU, order__lines__sku__isnull=True)
-        .values("account_id", "account__name", "order__lines__channel_sku")
+        .values("account_id", "order__lines__channel_sku")
         .annotate(n=Count("id", distinct=True), oldest=Min("created_at"), due=Min("due_at"))
         .filter(n__gte=min_size)
         .order_by("-n")[:limit]
-    ):
+    )
+    by_account = list(
+        open_cases.filter(sku__isnull=True, account_id__isnull=False)
+        .exclude(kind=ExceptionKind.UNMAPPED_SKU)
+        .values("kind", "account_id")
+        .annotate(n=Count("id"), oldest=Min("created_at"), due=Min("due_at"))
+        .filter(n__gte=min_size)
+        .order_by("-n")[:limit]
+    )
+    # The accounts' names in one query (the account is held by id: config.kernel.accounts).
+    found = accounts.accounts(row["account_id"] for row in by_channel_sku + by_account)
+    for row in by_channel_sku + by_account:
+        acct = found.get(row["account_id"])
+        row["account__name"] = acct.name if acct is not None else None
+    for row in by_channel_sku:
         groups.append(
             CaseGroup(
                 kind=ExceptionKind.UNMAPPED_SKU,
@@ -176,14 +191,7 @@ def exception_case_groups(*, min_size: int = 2, limit: int = 20) -> list[CaseGro
                 due=row["due"],
             )
         )
-    for row in (
-        open_cases.filter(sku__isnull=True, account__isnull=False)
-        .exclude(kind=ExceptionKind.UNMAPPED_SKU)
-        .values("kind", "account_id", "account__name")
-        .annotate(n=Count("id"), oldest=Min("created_at"), due=Min("due_at"))
-        .filter(n__gte=min_size)
-        .order_by("-n")[:limit]
-    ):
+    for row in by_account:
         groups.append(
             CaseGroup(
                 kind=row["kind"],
@@ -218,12 +226,20 @@ def orders_dashboard(*, now: datetime | None = None, risk_hours: int = 4) -> Ord
     now = now or timezone.now()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     tomorrow = today + timedelta(days=1)
-    by_channel = list(
+    # By account in SQL, then by the accounts' kinds (one query for the accounts: config.kernel.accounts).
+    by_account = list(
         Order.objects.filter(placed_at__gte=today, placed_at__lt=tomorrow)
-        .values("account__kind")
+        .values("account_id")
         .annotate(n=Count("id"))
-        .order_by("-n")
+        .order_by()
     )
+    found = accounts.accounts(row["account_id"] for row in by_account)
+    per_kind: dict[str | None, int] = {}
+    for row in by_account:
+        acct = found.get(row["account_id"])
+        kind = acct.kind if acct is not None else None
+        per_kind[kind] = per_kind.get(kind, 0) + row["n"]
+    by_channel = [{"account__kind": kind, "n": n} for kind, n in sorted(per_kind.items(), key=lambda item: -item[1])]
     due = Order.objects.filter(ship_by__gte=today, ship_by__lt=tomorrow).aggregate(
         total=Count("id", filter=~Q(status=OrderStatus.CANCELLED)),
         shipped=Count(

@@ -8,6 +8,8 @@ from orders.models import Hold, Order, OrderEvent, OrderLine
 class OrderListSerializer(serializers.ModelSerializer):
     channel = serializers.CharField(source="account.kind", read_only=True)
     account_name = serializers.CharField(source="account.name", read_only=True)
+    # The account's id (the account is held by id; its kind and name come through config.kernel.accounts).
+    account = serializers.IntegerField(source="account_id", read_only=True)
 
     class Meta:
         model = Order

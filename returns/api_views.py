@@ -60,8 +60,9 @@ class RmaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     filterset_fields = ["status"]
 
     def get_queryset(self):
-        qs = ReturnAuthorization.objects.select_related("order__account", "return_location").prefetch_related(
-            Prefetch("lines", queryset=ReturnLine.objects.select_related("order_line__sku").order_by("pk"))
+        qs = ReturnAuthorization.objects.select_related("order", "return_location").prefetch_related(
+            "order__account",
+            Prefetch("lines", queryset=ReturnLine.objects.select_related("order_line__sku").order_by("pk")),
         )
         if is_node(self.request) and self.action == "list":
             qs = qs.filter(Q(return_location_id=self.request.user.location_id) | Q(return_location__isnull=True))

@@ -5,16 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
+from django.db.models import (
+    Count,
+    DateTimeField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
+from config.kernel import accounts
 from orders.models import OrderLine
 from returns.models import (
     Refund,
     ReturnAuthorization,
     ReturnEvent,
     ReturnLine,
+    ReturnPolicy,
     ReturnReceipt,
     ReturnStatus,
     ReturnUnit,
@@ -25,8 +40,11 @@ DEFAULT_OVERDUE_DAYS = 14
 
 
 def rma_queue() -> QuerySet[ReturnAuthorization]:
-    return ReturnAuthorization.objects.select_related("order", "order__account", "return_location").annotate(
-        unit_count=Sum("lines__quantity"), received=Sum("lines__quantity_received")
+    # The orders' accounts in one query per page (an order holds its account by id: config.kernel.accounts).
+    return (
+        ReturnAuthorization.objects.select_related("order", "return_location")
+        .prefetch_related("order__account")
+        .annotate(unit_count=Sum("lines__quantity"), received=Sum("lines__quantity_received"))
     )
 
 
@@ -42,19 +60,19 @@ def rma_queue_filtered(*, bucket: str = "", channel: str = "", query: str = "", 
         rows = rows.filter(Q(status=ReturnStatus.RECEIVED) | Q(pk__in=pending.values("line__rma_id")))
     elif bucket == "overdue":
         default_cut = now - timedelta(days=DEFAULT_OVERDUE_DAYS)
+        policy = ReturnPolicy.objects.filter(account_id=OuterRef("order__account_id"))
+        days = ExpressionWrapper(Value(timedelta(days=1)) * F("overdue_after_days"), output_field=DurationField())
+        cut = ExpressionWrapper(Value(now) - days, output_field=DateTimeField())
+        overdue_by_policy = policy.alias(cut=cut).filter(cut__gt=OuterRef("created_at"))
         rows = rows.filter(status__in=AWAITING_RECEIPT).filter(
-            Q(order__account__return_policy__isnull=True, created_at__lt=default_cut)
-            | Q(
-                order__account__return_policy__isnull=False,
-                created_at__lt=now - timedelta(days=1) * F("order__account__return_policy__overdue_after_days"),
-            )
+            Q(~Exists(policy), created_at__lt=default_cut) | Q(Exists(overdue_by_policy))
         )
     elif bucket == "open":
         rows = rows.exclude(status__in=[ReturnStatus.COMPLETED, ReturnStatus.REJECTED, ReturnStatus.CANCELLED])
     elif bucket == "closed":
         rows = rows.filter(status__in=[ReturnStatus.COMPLETED, ReturnStatus.REJECTED, ReturnStatus.CANCELLED])
     if channel:
-        rows = rows.filter(order__account__kind=channel)
+        rows = rows.filter(order__account_id__in=accounts.account_ids(kind=channel))
     if query:
         q = query.strip()
         rows = rows.filter(
@@ -76,8 +94,9 @@ def queue_counts(now: datetime | None = None) -> dict[str, int]:
 
 def rma_detail() -> QuerySet[ReturnAuthorization]:
     return ReturnAuthorization.objects.select_related(
-        "order", "order__account", "return_location", "exchange_order", "carrier"
+        "order", "return_location", "exchange_order", "carrier"
     ).prefetch_related(
+        "order__account",
         Prefetch("lines", queryset=ReturnLine.objects.select_related("order_line", "order_line__sku").order_by("pk")),
         Prefetch("events", queryset=ReturnEvent.objects.order_by("created_at", "pk")),
         Prefetch("receipts", queryset=ReturnReceipt.objects.select_related("location").order_by("pk")),
@@ -120,11 +139,34 @@ def return_reasons_report(*, days: int = 90, now: datetime | None = None) -> Rea
     )
     shipped = OrderLine.objects.filter(order__placed_at__gte=since, quantity_shipped__gt=0)
     shipped_by_sku = dict(shipped.values("sku__code").annotate(n=Sum("quantity_shipped")).values_list("sku__code", "n"))
-    shipped_by_channel = dict(
-        shipped.values("order__account__kind")
-        .annotate(n=Sum("quantity_shipped"))
-        .values_list("order__account__kind", "n")
+    # By account in SQL, then by the accounts' kinds (an order holds its account by id: config.kernel.accounts).
+    shipped_by_account = list(
+        shipped.values("order__account_id").annotate(n=Sum("quantity_shipped")).values_list("order__account_id", "n")
     )
+    returned_by_account = list(
+        lines.values("rma__order__account_id").annotate(n=Sum("quantity")).values_list("rma__order__account_id", "n")
+    )
+    weekly_by_account = list(
+        lines.annotate(week=TruncWeek("rma__created_at"))
+        .values("week", "rma__order__account_id")
+        .annotate(n=Sum("quantity"))
+        .values_list("week", "rma__order__account_id", "n")
+    )
+    kind_of = {
+        pk: acct.kind
+        for pk, acct in accounts.accounts(
+            [pk for pk, _ in shipped_by_account + returned_by_account] + [pk for _, pk, _ in weekly_by_account]
+        ).items()
+    }
+    shipped_by_channel: dict[str | None, int] = {}
+    for pk, n in shipped_by_account:
+        shipped_by_channel[kind_of.get(pk)] = shipped_by_channel.get(kind_of.get(pk), 0) + n
+    returned_by_channel: dict[str | None, int] = {}
+    for pk, n in returned_by_account:
+        returned_by_channel[kind_of.get(pk)] = returned_by_channel.get(kind_of.get(pk), 0) + n
+    weekly_by_channel: dict[tuple, int] = {}
+    for week, pk, n in weekly_by_account:
+        weekly_by_channel[(week, kind_of.get(pk))] = weekly_by_channel.get((week, kind_of.get(pk)), 0) + n
     shipped_total = sum(shipped_by_channel.values())
 
     def rate(returned: int, out: int) -> float | None:
@@ -149,18 +191,15 @@ def return_reasons_report(*, days: int = 90, now: datetime | None = None) -> Rea
     ]
     by_channel = [
         {
-            "channel": row["rma__order__account__kind"],
-            "returned": row["n"],
-            "shipped": shipped_by_channel.get(row["rma__order__account__kind"], 0),
-            "rate": rate(row["n"], shipped_by_channel.get(row["rma__order__account__kind"], 0)),
+            "channel": kind,
+            "returned": n,
+            "shipped": shipped_by_channel.get(kind, 0),
+            "rate": rate(n, shipped_by_channel.get(kind, 0)),
         }
-        for row in lines.values("rma__order__account__kind").annotate(n=Sum("quantity")).order_by("-n")
+        for kind, n in sorted(returned_by_channel.items(), key=lambda item: -item[1])
     ]
     weekly = [
-        {"week": row["week"], "channel": row["rma__order__account__kind"], "returned": row["n"]}
-        for row in lines.annotate(week=TruncWeek("rma__created_at"))
-        .values("week", "rma__order__account__kind")
-        .annotate(n=Sum("quantity"))
-        .order_by("week", "rma__order__account__kind")
+        {"week": week, "channel": kind, "returned": n}
+        for (week, kind), n in sorted(weekly_by_channel.items(), key=lambda item: (item[0][0], item[0][1] or ""))
     ]
     return ReasonsReport(by_sku=by_sku, by_reason=by_reason, by_channel=by_channel, weekly=weekly, since=since)

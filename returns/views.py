@@ -12,6 +12,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from config.kernel import accounts
 from config.kernel.console import ConsoleView
 from config.kernel.errors import DomainError
 from config.kernel.exports import csv_export
@@ -51,8 +52,8 @@ def _queue_filters(request) -> tuple[QueueFilterForm, str, str, str]:
 RMA_CSV_COLUMNS = [
     ("rma", "rma_number"),
     ("order", "order__external_id"),
-    ("channel", "order__account__kind"),
-    ("account", "order__account__name"),
+    ("channel", "account_kind"),
+    ("account", "account_name"),
     ("status", "status"),
     ("reason", "reason"),
     ("channel_return_id", "external_id"),
@@ -73,6 +74,11 @@ class QueueExportView(ConsoleView):
         rmas = selectors.rma_queue_filtered(
             bucket="" if bucket == "all" else bucket, channel=channel, query=query
         ).order_by("pk")
+        # The order's account kind and name as subqueries of the same statement (config.kernel.accounts).
+        rmas = rmas.prefetch_related(None).annotate(
+            account_kind=accounts.account_value("kind", outer="order__account_id"),
+            account_name=accounts.account_value("name", outer="order__account_id"),
+        )
         return csv_export(filename="returns", queryset=rmas, columns=RMA_CSV_COLUMNS)
 
 
@@ -345,7 +351,7 @@ class CreateView(ConsoleView):
         return self.render_page(request, order_id, CreateRmaForm(initial={"authorize": True}))
 
     def render_page(self, request, order_id, form, status=200):
-        order = get_object_or_404(Order.objects.select_related("account"), pk=order_id)
+        order = get_object_or_404(Order, pk=order_id)
         context = {"order": order, "rows": selectors.returnable_lines(order.pk), "form": form, "section": "returns"}
         return render(request, "returns/create.html", context, status=status)
 

@@ -207,7 +207,7 @@ def metric_order_facts(
     }
     _, fetched = compute.fetch(compute.drilldown_sql(definition.formula, keep=keep), params)
     facts = {row[0]: MetricOrderFacts(*row[1:]) for row in fetched}
-    orders = Order.objects.filter(pk__in=list(facts)).select_related("account").order_by("ship_by", "pk")
+    orders = Order.objects.filter(pk__in=list(facts)).prefetch_related("account").order_by("ship_by", "pk")
     return orders, facts
 
 

@@ -26,9 +26,7 @@ class Migration(migrations.Migration):
         ("orders", "0001_initial"),
         ("inventory", "0002_initial"),
         ("fulfillment", "0002_initial"),
-        ("channels", "0002_initial"),
         ("returns", "0001_initial"),
-        ("scorecards", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

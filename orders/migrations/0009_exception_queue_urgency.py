@@ -8,7 +8,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0011_pii_retention'),
         ('inventory', '0008_stock_count_proposals'),
         ('orders', '0008_exception_kinds_after_merge'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

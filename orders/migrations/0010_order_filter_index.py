@@ -6,7 +6,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0011_pii_retention'),
         ('inventory', '0008_stock_count_proposals'),
         ('orders', '0009_exception_queue_urgency'),
     ]
@@ -14,6 +13,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='order',
-            index=models.Index(fields=['account', 'status', 'ship_by'], name='order_account_status_ship_by'),
+            index=models.Index(fields=['account_id', 'status', 'ship_by'], name='order_account_status_ship_by'),
         ),
     ]

@@ -270,7 +270,7 @@ def channel_returns_retry(*, account_id: int, actor: Actor, now: datetime | None
         order.external_id: order
         for order in Order.objects.filter(
             account_id=account_id, external_id__in={row.order_external_id for row in waiting}
-        ).select_related("account")
+        ).prefetch_related("account")
     }
     for row in waiting:
         order = orders.get(row.order_external_id)

@@ -117,7 +117,7 @@ def refund_create(
             raise ReturnConflict(f"idempotency key {idempotency_key!r} was already used for a different refund")
         return found
     try:
-        order = Order.objects.select_related("account").get(pk=order_id)
+        order = Order.objects.get(pk=order_id)
     except Order.DoesNotExist:
         raise ReturnError(f"order #{order_id} does not exist") from None
     rma = None

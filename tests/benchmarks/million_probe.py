@@ -25,6 +25,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from config.kernel import accounts  # noqa: E402
 from orders.models import ExceptionCase, Order  # noqa: E402
 from orders.roles import OPS_AGENT  # noqa: E402
 
@@ -43,7 +44,7 @@ def _agent():
 
 def _pages(client: Client) -> dict[str, str]:
     now = timezone.now()
-    sample = Order.objects.filter(account__name__startswith="seed-million").order_by("pk")
+    sample = Order.objects.filter(account_id__in=accounts.account_ids(name__startswith="seed-million")).order_by("pk")
     middle = sample[sample.count() // 2]
     digits = re.sub(r"\D", "", middle.external_id)
     case_order = ExceptionCase.objects.filter(order__isnull=False).order_by("-pk").values_list("order_id", flat=True)[0]

@@ -33,7 +33,7 @@ def external_id(account, made) -> str:
 
 def synced_order(account, made) -> Order:
     sync(account)
-    return Order.objects.get(account=account, external_id=external_id(account, made))
+    return Order.objects.get(account_id=account.pk, external_id=external_id(account, made))
 
 
 def node_for(account, made_orders, *, code: str = "DAL1", units: int = 50):

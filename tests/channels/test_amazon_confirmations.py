@@ -36,7 +36,7 @@ def _released(sandbox, account, *, marketplace_id: str = AMAZON_US, lines: int =
     for line in made.lines:
         inventory.stock_receive(sku=Sku.objects.get(code=line.sku), location=node, quantity=50, actor="test:setup")
     sync_account_run(account_id=account.pk)
-    order = Order.objects.get(account=account, external_id=made.order_id)
+    order = Order.objects.get(account_id=account.pk, external_id=made.order_id)
     assert fulfillment.order_route(order_id=order.pk, actor="router").routed
     return made, order, Shipment.objects.get(order=order)
 

@@ -30,15 +30,15 @@ def test_full_ingest_with_paging(amazon_sandbox, amazon_account, skus):
     # then
     assert run.status == SyncStatus.SUCCEEDED
     assert (run.pages, run.orders_seen, run.orders_created, run.orders_failed) == (3, 250, 250, 0)
-    assert Order.objects.filter(account=amazon_account).count() == 250
+    assert Order.objects.filter(account_id=amazon_account.pk).count() == 250
     expected_lines = sum(len(o.lines) for o in amazon_sandbox.state.orders.values())
-    assert OrderLine.objects.filter(order__account=amazon_account).count() == expected_lines
+    assert OrderLine.objects.filter(order__account_id=amazon_account.pk).count() == expected_lines
     assert InboundEvent.objects.filter(account=amazon_account, status=InboundStatus.PROCESSED).count() == 250
     afn = {o.order_id for o in amazon_sandbox.state.orders.values() if o.fulfilled_by == "AMAZON"}
     assert set(Order.objects.filter(marketplace_fulfilled=True).values_list("external_id", flat=True)) == afn
     pending = {o.order_id for o in amazon_sandbox.state.orders.values() if o.status == "pending"}
     assert set(Order.objects.filter(status=OrderStatus.PENDING).values_list("external_id", flat=True)) == pending
-    assert not OrderLine.objects.filter(order__account=amazon_account, sku__isnull=True).exists()
+    assert not OrderLine.objects.filter(order__account_id=amazon_account.pk, sku__isnull=True).exists()
     amazon_account.refresh_from_db()
     assert amazon_account.sync_cursor == run.cursor_to
     assert amazon_account.last_synced_at is not None

@@ -32,7 +32,7 @@ def _synced_order(sandbox, account, **kwargs) -> tuple:
         account.save()
     sync_account_run(account_id=account.pk)
     external = made.order_id if account.kind == "amazon" else f"gid://shopify/Order/{made.order_id}"
-    return made, Order.objects.get(account=account, external_id=external)
+    return made, Order.objects.get(account_id=account.pk, external_id=external)
 
 
 def _ship(order, package="shipment-1", tracking="1Z999AA10123456784"):

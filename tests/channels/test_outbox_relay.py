@@ -69,7 +69,7 @@ def _order_at(sandbox, account) -> Order:
     """One new seller-fulfilled order at the sandbox, synced into ``account``."""
     (made,) = sandbox.state.generate(1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
     sync_account_run(account_id=account.pk)
-    return Order.objects.get(account=account, external_id=made.order_id)
+    return Order.objects.get(account_id=account.pk, external_id=made.order_id)
 
 
 def _ship(order, package: str = "shipment-1") -> OutboxMessage:

@@ -55,7 +55,7 @@ def test_the_next_scheduled_sync_recovers_a_quarantined_order_by_id(amazon_sandb
     # then: its pages did not bring the order back (the cursor moved past it), the by-id retry did
     assert run.status == SyncStatus.SUCCEEDED and run.orders_seen == 1
     assert run.progress["quarantine"] == {"retried": 1, "recovered": 1, "still_failed": 0}
-    order = Order.objects.get(account=amazon_account, external_id=made.order_id)
+    order = Order.objects.get(account_id=amazon_account.pk, external_id=made.order_id)
     assert order.lines.get().quantity == made.lines[0].quantity
     fresh = InboundEvent.objects.exclude(pk=failed.pk).get(external_id=made.order_id, status=InboundStatus.PROCESSED)
     assert fresh.order_id == order.pk

@@ -44,7 +44,7 @@ def test_an_order_served_malformed_once_is_recovered_by_the_next_scheduled_sync(
     # then: the retry by id brought it in
     assert run.status == SyncStatus.SUCCEEDED, run.error
     assert run.progress["quarantine"] == {"retried": 1, "recovered": 1, "still_failed": 0}
-    order = Order.objects.get(account=account, external_id=external_id(account, bad))
+    order = Order.objects.get(account_id=account.pk, external_id=external_id(account, bad))
     assert order.lines.get().quantity == bad.lines[0].quantity
     failed.refresh_from_db()
     assert failed.status == InboundStatus.PROCESSED and failed.order_id == order.pk

@@ -26,7 +26,7 @@ def _shipped_at_channel(sandbox, account):
     (made,) = sandbox.state.generate(1, lines=1, status="unshipped", fulfilled_by="MERCHANT", unknown_sku=False)
     sandbox.state.ship(made)
     sync_account_run(account_id=account.pk)
-    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    order = Order.objects.get(account_id=account.pk, external_id__endswith=made.order_id)
     return made, order, order.lines.get()
 
 
@@ -194,7 +194,7 @@ def test_a_channel_return_read_before_its_order_waits_and_becomes_one_rma_when_t
     # when the order arrives, and the returns are read again twice (the channel may or may not report the
     # return again: its order changed since)
     sync_account_run(account_id=account.pk)
-    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    order = Order.objects.get(account_id=account.pk, external_id__endswith=made.order_id)
     second = services.returns_sync_account(account_id=account.pk, force=True)
     third = services.returns_sync_account(account_id=account.pk, force=True)
     # then the kept return became one RMA of one unit of its line, once
@@ -222,13 +222,13 @@ def test_a_return_whose_order_never_arrives_opens_one_case_naming_the_return_and
     services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
     # then one case names the channel's return and its order, opened only after the wait
     assert soon["cases"] == 0
-    (case,) = ExceptionCase.objects.filter(account=account)
+    (case,) = ExceptionCase.objects.filter(account_id=account.pk)
     assert waiting.key in case.title and made.order_id in case.title and case.status != CaseStatus.RESOLVED
     # when the order arrives at last, and the kept returns are tried again without reading the channel
     sync_account_run(account_id=account.pk)
     retried = services.channel_returns_retry(account_id=account.pk, actor=ACTOR, now=later)
     # then the return is one RMA, from what was kept, and the case is resolved, saying so
-    order = Order.objects.get(account=account, external_id__endswith=made.order_id)
+    order = Order.objects.get(account_id=account.pk, external_id__endswith=made.order_id)
     rma = ReturnAuthorization.objects.get(order=order)
     assert retried["ingested"] == 1 and retried["created"] == 1 and rma.external_id == waiting.key[:128]
     assert rma.lines.get().order_line == order.lines.get()

@@ -70,7 +70,7 @@ def test_every_demo_order_exists_in_its_sandbox(kind, request, serve_sandbox):
     # when
     planted = plant_demo_orders(app)
     # then: every demo order of the account is at the channel, with the same ids, lines and quantities
-    orders = list(Order.objects.filter(account=account).prefetch_related("lines"))
+    orders = list(Order.objects.filter(account_id=account.pk).prefetch_related("lines"))
     assert planted == len(orders) > 0
     connector = connector_for(account)
     for order in orders:
@@ -100,7 +100,7 @@ def test_demo_orders_ship_and_cancel_without_a_parked_message(kind, serve_sandbo
     ChannelAccount.objects.filter(pk=account.pk).update(api_base_url=app.base_url)
     plant_demo_orders(app)
     open_orders = list(
-        Order.objects.filter(account=account, status__in=[OrderStatus.OPEN, OrderStatus.RELEASED]).order_by("pk")
+        Order.objects.filter(account_id=account.pk, status__in=[OrderStatus.OPEN, OrderStatus.RELEASED]).order_by("pk")
     )
     to_ship, to_cancel = open_orders[:3], open_orders[3:6]
     messages = []

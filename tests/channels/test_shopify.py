@@ -51,9 +51,9 @@ def test_first_sync_backfills_through_a_bulk_operation(shopify_sandbox, shopify_
     # then
     assert run.kind == SyncKind.BACKFILL and run.status == SyncStatus.SUCCEEDED
     assert run.progress["bulk_operation"].startswith("gid://shopify/BulkOperation/")
-    assert Order.objects.filter(account=shopify_account).count() == 130
+    assert Order.objects.filter(account_id=shopify_account.pk).count() == 130
     lines = sum(len(o.lines) for o in shopify_sandbox.state.orders.values())
-    assert OrderLine.objects.filter(order__account=shopify_account).count() == lines
+    assert OrderLine.objects.filter(order__account_id=shopify_account.pk).count() == lines
     order = Order.objects.exclude(external_reference="").first()
     assert order.external_reference.startswith("#") and order.ship_by is not None
 

@@ -49,9 +49,9 @@ def test_a_fresh_account_ingests_on_its_first_sync(shopify_sandbox, shopify_acco
     # then: the backfill ran as a bulk operation Shopify accepts, every order is in, the cursor is set
     assert (run.kind, run.status) == (SyncKind.BACKFILL, SyncStatus.SUCCEEDED), run.error
     assert shopify_sandbox.state.contract_violations == []
-    assert Order.objects.filter(account=shopify_account).count() == 25
+    assert Order.objects.filter(account_id=shopify_account.pk).count() == 25
     lines = sum(len(o.lines) for o in shopify_sandbox.state.orders.values())
-    assert OrderLine.objects.filter(order__account=shopify_account).count() == lines
+    assert OrderLine.objects.filter(order__account_id=shopify_account.pk).count() == lines
     shopify_account.refresh_from_db()
     assert shopify_account.sync_cursor is not None
 

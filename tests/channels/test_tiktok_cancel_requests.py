@@ -75,7 +75,7 @@ def test_accepting_the_buyers_request_approves_it_instead_of_a_seller_cancel(tik
     made = _awaiting(tiktok_sandbox, [SandboxLine("a", "WB-1001", "Mug", 3, 5)])
     sync_account_run(account_id=tiktok_account.pk)
     cancel_id = _buyer_asks(tiktok_sandbox, made)
-    order = Order.objects.get(account=tiktok_account, external_id=made.order_id)
+    order = Order.objects.get(account_id=tiktok_account.pk, external_id=made.order_id)
     # when: Waybill accepts it
     message = cancellation_enqueue(order=order, lines=[], reason="BuyerCanceled", dedupe_key="buyer-request")
     outbox_relay(account_id=tiktok_account.pk)
@@ -96,7 +96,7 @@ def test_a_resent_approval_is_found_applied(tiktok_sandbox, tiktok_account, skus
     made = _awaiting(tiktok_sandbox)
     sync_account_run(account_id=tiktok_account.pk)
     _buyer_asks(tiktok_sandbox, made)
-    order = Order.objects.get(account=tiktok_account, external_id=made.order_id)
+    order = Order.objects.get(account_id=tiktok_account.pk, external_id=made.order_id)
     message = cancellation_enqueue(order=order, lines=[], reason="BuyerCanceled", dedupe_key="buyer-request")
     connector = connector_for(tiktok_account)
     connector.cancel_lines(
@@ -118,7 +118,7 @@ def test_a_seller_cancel_is_the_sellers_and_a_platform_cancel_the_marketplaces(t
     by_seller = _awaiting(tiktok_sandbox, [SandboxLine("a", "WB-1001", "Mug", 2, 5)])
     by_platform = _awaiting(tiktok_sandbox)
     sync_account_run(account_id=tiktok_account.pk)
-    order = Order.objects.get(account=tiktok_account, external_id=by_seller.order_id)
+    order = Order.objects.get(account_id=tiktok_account.pk, external_id=by_seller.order_id)
     # when: Waybill cancels one unit for lack of stock; TikTok cancels the other order itself
     cancellation_enqueue(order=order, lines=[(sku_id_for("WB-1001"), 1)], reason="NoInventory", dedupe_key="short")
     outbox_relay(account_id=tiktok_account.pk)

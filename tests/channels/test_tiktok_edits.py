@@ -78,7 +78,7 @@ def test_an_order_first_ingested_unpaid_gets_its_ship_by_once_paid(tiktok_sandbo
     # given
     made = _unpaid(tiktok_sandbox)
     sync_account_run(account_id=tiktok_account.pk)
-    order = Order.objects.get(account=tiktok_account, external_id=made.order_id)
+    order = Order.objects.get(account_id=tiktok_account.pk, external_id=made.order_id)
     assert order.ship_by is None
     # when
     httpx.post(f"{tiktok_sandbox.base_url}/_sandbox/tiktok/pay", json={"order_id": made.order_id})
@@ -100,5 +100,5 @@ def test_an_address_edited_after_ingest_reaches_the_order(tiktok_sandbox, tiktok
     )
     sync_account_run(account_id=tiktok_account.pk)
     # then
-    order = Order.objects.get(account=tiktok_account, external_id=made.order_id)
+    order = Order.objects.get(account_id=tiktok_account.pk, external_id=made.order_id)
     assert (order.ship_to.line1, order.ship_to.phone) == ("500 Nuevo Camino", "+1 555 0142")

@@ -50,7 +50,7 @@ def test_a_token_about_to_expire_is_renewed_before_use_and_stored(tiktok_sandbox
     assert stored["app_secret"] == "as-test" and stored["shop_cipher"] == "ROW_test"
     event = ChannelAccountEvent.objects.get(account=tiktok_account, kind="credentials_refreshed")
     assert event.actor == "system:tiktok" and "TTR" not in str(event.data)
-    assert Order.objects.filter(account=tiktok_account).count() == 3
+    assert Order.objects.filter(account_id=tiktok_account.pk).count() == 3
 
 
 def test_an_expired_token_refused_with_105002_is_renewed_and_the_call_retried(tiktok_sandbox, tiktok_account, skus):

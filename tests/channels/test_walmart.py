@@ -45,9 +45,9 @@ def test_full_ingest_pages_with_next_cursor_and_reads_wfs_separately(walmart_san
     # then
     assert run.status == SyncStatus.SUCCEEDED, run.error
     assert (run.pages, run.orders_seen, run.orders_created) == (4, 480, 480)
-    assert Order.objects.filter(account=walmart_account).count() == 480
+    assert Order.objects.filter(account_id=walmart_account.pk).count() == 480
     lines = sum(len(o.lines) for o in walmart_sandbox.state.orders.values())
-    assert OrderLine.objects.filter(order__account=walmart_account).count() == lines
+    assert OrderLine.objects.filter(order__account_id=walmart_account.pk).count() == lines
     assert set(Order.objects.filter(marketplace_fulfilled=True).values_list("external_id", flat=True)) == {
         o.order_id for o in wfs
     }

@@ -93,7 +93,7 @@ def test_worker_killed_during_a_sync(tmp_path, walmart):
         killed_run.refresh_from_db()
         assert killed_run.status == SyncStatus.FAILED and "stopped" in killed_run.error
         # and: every order is there once, and every acknowledgement reaches the channel once
-        assert Order.objects.filter(account=account).count() == 150
+        assert Order.objects.filter(account_id=account.pk).count() == 150
         wait_for(
             lambda: not OutboxMessage.objects.filter(account=account).exclude(status=OutboxStatus.SENT).exists(),
             timeout=LOST_WORK_WITHIN,

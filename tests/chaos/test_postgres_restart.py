@@ -110,7 +110,7 @@ def test_postgres_restarted_mid_sync_fails_the_run_cleanly_and_the_next_resumes(
         connections.close_all()
         failed = SyncRun.objects.filter(account=account).order_by("pk").first()
         account.refresh_from_db()
-        orders_then = Order.objects.filter(account=account).count()
+        orders_then = Order.objects.filter(account_id=account.pk).count()
         assert first.get("status") in (SyncStatus.FAILED, SyncStatus.PARTIAL), first
         assert failed.status in (SyncStatus.FAILED, SyncStatus.PARTIAL) and "database" in failed.error
         assert account.sync_cursor is None, "a failed backfill moved the cursor"
@@ -127,7 +127,7 @@ def test_postgres_restarted_mid_sync_fails_the_run_cleanly_and_the_next_resumes(
             raise
     # then: it resumes and completes; every order once, every raw payload once
     account.refresh_from_db()
-    orders = Order.objects.filter(account=account).count()
+    orders = Order.objects.filter(account_id=account.pk).count()
     events = InboundEvent.objects.filter(account=account).count()
     figures(
         "PostgreSQL restarted mid-sync",

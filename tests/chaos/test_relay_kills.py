@@ -42,7 +42,7 @@ def test_relay_killed_between_send_and_mark_sends_each_shipment_once(serve_sandb
     account = sandbox_account(walmart, kind=ChannelKind.WALMART, name="walmart-chaos", credentials=WALMART_CREDENTIALS)
     assert sync_account_run(account_id=account.pk).orders_created == KILLS
     OutboxMessage.objects.filter(account=account, kind=OutboxKind.ACKNOWLEDGE).delete()
-    for order in Order.objects.filter(account=account).prefetch_related("lines").order_by("pk"):
+    for order in Order.objects.filter(account_id=account.pk).prefetch_related("lines").order_by("pk"):
         ship_confirmation_enqueue(
             order=order,
             package_reference="PKG-1",

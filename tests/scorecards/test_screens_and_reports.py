@@ -94,7 +94,7 @@ def test_account_health_report_through_the_connector_beside_ours(amazon_sandbox,
 def test_a_divergence_beyond_the_tolerance_opens_a_case(amazon_sandbox, amazon_account):
     _amazon_history(amazon_sandbox, amazon_account, late=1, on_time=9)
     # Waybill saw one more late confirmation than Amazon recorded
-    order = Order.objects.filter(account=amazon_account).order_by("pk")[5]
+    order = Order.objects.filter(account_id=amazon_account.pk).order_by("pk")[5]
     from channels.models import OutboxMessage
 
     OutboxMessage.objects.filter(order=order).update(sent_at=order.ship_by + timedelta(hours=1))

@@ -306,7 +306,7 @@ def demo_sandbox_orders(account: ChannelAccount) -> list[SandboxOrder]:
         number = DEMO_NUMBER_BASE + count
         numbers[demo_ids(kind, number, [])[0]] = number
     orders = (
-        Order.objects.filter(account=account, external_id__in=numbers)
+        Order.objects.filter(account_id=account.pk, external_id__in=numbers)
         .select_related("ship_to")
         .prefetch_related("lines")
         .order_by("pk")

@@ -18,6 +18,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 
+from config.kernel import accounts
 from inventory.models import Location, LocationKind, Sku
 from orders.models import Order
 
@@ -296,8 +297,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= n_cases <= n_orders:
             raise CommandError("--cases must be between 0 and --orders (one case per order at most)")
-        account_model = Order._meta.get_field("account").related_model
-        seeded = Order.objects.filter(account__name__startswith=SEED_PREFIX).count()
+        seeded = Order.objects.filter(account_id__in=accounts.account_ids(name__startswith=SEED_PREFIX)).count()
         if seeded:
             self.stdout.write(f"already seeded: {seeded:,} orders of the {SEED_PREFIX} accounts; nothing changed")
             return
@@ -308,7 +308,7 @@ class Command(BaseCommand):
             )
         self.started = time.perf_counter()
         with transaction.atomic():
-            self._load(account_model, n_orders, per_order, n_nodes, n_skus, n_cases)
+            self._load(n_orders, per_order, n_nodes, n_skus, n_cases)
         if not options["no_vacuum"]:
             self._step("VACUUM ANALYZE", self._vacuum)
         self.stdout.write(f"seeded in {time.perf_counter() - self.started:,.1f} s")
@@ -323,9 +323,9 @@ class Command(BaseCommand):
         self.stdout.flush()
         return result
 
-    def _load(self, account_model, n_orders: int, per_order: int, n_nodes: int, n_skus: int, n_cases: int) -> None:
-        kinds = [kind for kind, _ in account_model._meta.get_field("kind").choices]
-        accounts = self._step("accounts", self._accounts, account_model, kinds)
+    def _load(self, n_orders: int, per_order: int, n_nodes: int, n_skus: int, n_cases: int) -> None:
+        kinds = [kind for kind, _ in accounts.account_kinds()]
+        account_ids = self._step("accounts", self._accounts, kinds)
         self._step("nodes", self._nodes, n_nodes)
         sku_ids = self._step("SKUs", self._skus, n_skus)
         with connection.cursor() as c:
@@ -339,7 +339,7 @@ class Command(BaseCommand):
             params = {
                 "n": n_orders,
                 "per": per_order,
-                "accounts": accounts,
+                "accounts": account_ids,
                 "kinds": kinds,
                 "ship_base": ship_base,
                 "order_base": order_base,
@@ -357,13 +357,9 @@ class Command(BaseCommand):
             # Re-adding a foreign key checks every row in one join, where row triggers would check one by one.
             self._step(f"re-add and check {len(foreign_keys)} foreign keys", self._rebuild, c, foreign_keys)
 
-    def _accounts(self, account_model, kinds: list[str]) -> list[int]:
-        return [
-            account_model.objects.create(
-                kind=kind, name=f"{SEED_PREFIX}-{kind}", api_base_url="http://127.0.0.1:9", is_enabled=False
-            ).pk
-            for kind in kinds
-        ]
+    def _accounts(self, kinds: list[str]) -> list[int]:
+        # Disabled accounts that point nowhere, made by the app that owns accounts (config.kernel.accounts).
+        return [accounts.account_seed(kind=kind, name=f"{SEED_PREFIX}-{kind}") for kind in kinds]
 
     def _nodes(self, n: int) -> int:
         kinds = [LocationKind.WAREHOUSE, LocationKind.STORE, LocationKind.THREEPL]
