@@ -143,9 +143,8 @@ class NodeCapacityDayAdmin(admin.ModelAdmin):
 class ChannelNodePolicyInline(admin.TabularInline):
     model = ChannelNodePolicy
     extra = 0
-    fields = ("channel_kind", "account", "location", "note")
+    fields = ("channel_kind", "account_id", "location", "note")
     autocomplete_fields = ("location",)
-    raw_id_fields = ("account",)
 
 
 @admin.register(RoutingConfig)

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
+from config.kernel.accounts import account_property
 from orders.models import FAR_FUTURE
 
 TIE_BREAKERS = ("on_time", "distance", "cost", "priority")
@@ -87,9 +88,10 @@ class ChannelNodePolicy(models.Model):
 
     config = models.ForeignKey(RoutingConfig, on_delete=models.CASCADE, related_name="channel_policies")
     channel_kind = models.CharField(max_length=16, blank=True, help_text="amazon, walmart, shopify, ebay, tiktok")
-    account = models.ForeignKey(
-        "channels.ChannelAccount", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
+    # The channel account by id (channels keeps the reference in the database, deleting the policy with its
+    # account): fulfillment names no table of channels, which listens to fulfillment's signals.
+    account_id = models.BigIntegerField(null=True, blank=True, db_index=True, verbose_name="account")
+    account = account_property()
     location = models.ForeignKey("inventory.Location", on_delete=models.CASCADE, related_name="+")
     note = models.CharField(max_length=255, blank=True)
 
@@ -97,13 +99,17 @@ class ChannelNodePolicy(models.Model):
         verbose_name_plural = "channel node policies"
         constraints = [
             models.CheckConstraint(
-                condition=~Q(channel_kind="") | Q(account__isnull=False), name="channelnodepolicy_kind_or_account"
+                condition=~Q(channel_kind="") | Q(account_id__isnull=False), name="channelnodepolicy_kind_or_account"
             ),
         ]
 
     def __str__(self) -> str:
         who = f"account {self.account_id}" if self.account_id else self.channel_kind
         return f"{who} may not use {self.location_id}"
+
+    def clean(self) -> None:
+        if self.account_id and self.account is None:
+            raise ValidationError({"account_id": f"no channel account has id {self.account_id}"})
 
 
 class Carrier(models.Model):

@@ -11,7 +11,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0003_channelaccount_inventory_location_id'),
         ('fulfillment', '0003_carriers'),
         ('inventory', '0003_stock_snapshot'),
         ('orders', '0002_roles'),
@@ -107,8 +106,8 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='channelnodepolicy',
-            name='account',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='channels.channelaccount'),
+            name='account_id',
+            field=models.BigIntegerField(blank=True, db_index=True, null=True, verbose_name='account'),
         ),
         migrations.AddField(
             model_name='channelnodepolicy',
@@ -148,6 +147,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='channelnodepolicy',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('channel_kind', ''), _negated=True), ('account__isnull', False), _connector='OR'), name='channelnodepolicy_kind_or_account'),
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('channel_kind', ''), _negated=True), ('account_id__isnull', False), _connector='OR'), name='channelnodepolicy_kind_or_account'),
         ),
     ]

@@ -18,9 +18,11 @@ from orders.models import ExceptionCase, ExceptionKind, Order
 from tests.factories import ChannelAccountFactory, OrderFactory, OrderLineFactory
 
 
-def test_no_migration_of_orders_depends_on_channels():
+@pytest.mark.parametrize("label", ["orders", "fulfillment"])
+def test_no_migration_of_orders_or_fulfillment_depends_on_channels(label):
+    # fulfillment: channels listens to its signals and calls its services, so a relation back would close a circle
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
-    orders_nodes = [node for node in graph.nodes if node[0] == "orders"]
+    orders_nodes = [node for node in graph.nodes if node[0] == label]
     assert orders_nodes
     found = {
         (node, ancestor) for node in orders_nodes for ancestor in graph.forwards_plan(node) if ancestor[0] == "channels"
@@ -28,8 +30,8 @@ def test_no_migration_of_orders_depends_on_channels():
     assert found == set()
 
 
-@pytest.mark.parametrize("label", ["orders", "inventory"])
-def test_no_model_of_orders_or_inventory_relates_to_a_channels_model(label):
+@pytest.mark.parametrize("label", ["orders", "inventory", "fulfillment"])
+def test_no_model_of_orders_inventory_or_fulfillment_relates_to_a_channels_model(label):
     found = [
         f"{model.__name__}.{field.name} -> {field.related_model.__name__}"
         for model in apps.get_app_config(label).get_models()
@@ -167,3 +169,26 @@ def test_the_order_lists_take_the_same_queries_whatever_the_number_of_accounts(c
     assert len(many.captured_queries) == len(few.captured_queries), [q["sql"][:120] for q in many.captured_queries]
     for account in ChannelAccount.objects.all():
         assert account.name in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_channel_node_policy_holds_its_account_by_id_and_goes_with_it():
+    from django.core.exceptions import ValidationError
+
+    from fulfillment.models import ChannelNodePolicy, RoutingConfig
+    from tests.factories import LocationFactory
+
+    # given a policy keeping one account off a node
+    account = ChannelAccountFactory(kind="amazon")
+    config = RoutingConfig.objects.create(name="policies", is_active=False)
+    policy = ChannelNodePolicy.objects.create(config=config, account=account, location=LocationFactory())
+    # then it reads its account back through the port, and one naming no account is refused with a clear message
+    assert ChannelNodePolicy.objects.get(pk=policy.pk).account.pk == account.pk
+    with pytest.raises(ValidationError, match="no channel account has id 987654"):
+        ChannelNodePolicy(config=config, account_id=987654, location=policy.location).full_clean()
+    # and the database refuses one for an unknown account
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ChannelNodePolicy.objects.create(config=config, account_id=987654, location=policy.location)
+    # when the account is deleted, its policy goes with it
+    account.delete()
+    assert not ChannelNodePolicy.objects.filter(pk=policy.pk).exists()
