@@ -6,6 +6,7 @@ the saved Admin schema and Shopify's limits."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -231,56 +232,56 @@ def _spent(sandbox, account) -> tuple[list[str], ShopifyConnector]:
     return ids, connector
 
 
-def test_a_wait_for_the_budget_longer_than_a_worker_waits_gives_the_worker_back(small_bucket_shop):
+def _gives_the_worker_back_then_reads(connector, ids, *, says: str, longer_than: float, then) -> None:
+    """Asked again, the read sends nothing and sleeps nothing: it raises ChannelThrottled saying ``says`` and how
+    long the budget takes to refill; after ``then()`` the same read waits in place and reads."""
     from channels.connectors.base import ChannelThrottled
 
-    # given a spent bucket (876 points short of another full read, 3.5 s at 250 a second), and a worker that
-    # waits at most a second
-    sandbox, account = small_bucket_shop
-    ids, connector = _spent(sandbox, account)
-    connector.longest_wait = 1.0
     slept: list[float] = []
     connector.http.sleep = slept.append
     sent = record_requests(connector)
-    # when the same read is asked again
     with pytest.raises(ChannelThrottled) as raised:
         connector.get_orders(ids)
-    # then nothing was sent and nothing slept: the call said how long the budget takes to refill
     assert sent == [] and slept == []
-    assert 1.0 < raised.value.retry_after <= (938 - 62) / 250
-    assert "query budget is spent" in str(raised.value)
-    # and a worker that waits longer waits it out in place and reads
-    connector.longest_wait = 5.0
-    connector.http.sleep = __import__("time").sleep
+    assert longer_than < raised.value.retry_after <= (938 - 62) / 250
+    assert says in str(raised.value)
+    then()
+    connector.http.sleep = time.sleep
     assert len(connector.get_orders(ids)) == 14 and connector.throttled == 0
     connector.close()
+
+
+def test_a_wait_for_the_budget_longer_than_a_worker_waits_gives_the_worker_back(small_bucket_shop):
+    # given a spent bucket (876 points short of another full read, 3.5 s at 250 a second), and a worker that
+    # waits at most a second
+    ids, connector = _spent(*small_bucket_shop)
+    connector.longest_wait = 1.0
+    # then the same read gives the worker back; a worker that waits longer waits it out in place and reads
+    _gives_the_worker_back_then_reads(
+        connector,
+        ids,
+        says="query budget is spent",
+        longer_than=1.0,
+        then=lambda: setattr(connector, "longest_wait", 5.0),
+    )
 
 
 def test_short_waits_for_the_budget_add_up_to_at_most_a_minutes_share_then_the_worker_goes_back(small_bucket_shop):
-    from channels.connectors.base import ChannelThrottled
-
-    # given a spent bucket whose refill (3.5 s) is within what one wait may take, a client that has already
-    # waited 8 s for the budget in the last minute, and a worker that sleeps when told to (recorded)
-    sandbox, account = small_bucket_shop
-    ids, connector = _spent(sandbox, account)
+    # given a spent bucket whose refill (3.5 s) is within what one wait may take, and a client that has already
+    # waited 8 s for the budget in the last minute
+    ids, connector = _spent(*small_bucket_shop)
     connector.longest_wait = 5.0
     connector.longest_waits_per_minute = 10.0
-    connector._waits = [(__import__("time").monotonic() - 30.0, 8.0)]
-    slept: list[float] = []
-    connector.http.sleep = slept.append
-    sent = record_requests(connector)
-    # when the read is asked again
-    with pytest.raises(ChannelThrottled) as raised:
-        connector.get_orders(ids)
-    # then it gives the worker back instead of sleeping past the minute's share, and says when to come back
-    assert sent == [] and slept == []
-    assert 0 < raised.value.retry_after <= (938 - 62) / 250
-    assert "already waited 8.0 s" in str(raised.value)
-    # and once those waits are more than a minute old, the same read waits in place and reads
-    connector._waits = [(__import__("time").monotonic() - 61.0, 8.0)]
-    connector.http.sleep = __import__("time").sleep
-    assert len(connector.get_orders(ids)) == 14 and connector.throttled == 0
-    connector.close()
+    connector._waits = [(time.monotonic() - 30.0, 8.0)]
+    # then the read gives the worker back instead of sleeping past the minute's share; once those waits are more
+    # than a minute old, the same read waits in place and reads
+    _gives_the_worker_back_then_reads(
+        connector,
+        ids,
+        says="already waited 8.0 s",
+        longer_than=0.0,
+        then=lambda: setattr(connector, "_waits", [(time.monotonic() - 61.0, 8.0)]),
+    )
 
 
 def test_a_sync_paused_by_the_budget_is_no_failure_and_is_due_again_once_it_refills(small_bucket_shop, skus, settings):
