@@ -1,7 +1,7 @@
 """Signals fulfilment sends so other apps can react without fulfilment importing them.
 
 Ship confirmations reach the channel through the outbox, which the channels app owns; fulfilment
-must not import channels (DESIGN.md: channels and fulfilment both call orders and inventory). So
+never depends on the channels app (DESIGN.md: channels and fulfilment both call orders and inventory). So
 fulfilment records the fact (the Shipment row, and an OrderEvent "shipped" whose data carries the
 carrier, channel carrier codes, tracking number and URL, the lines and quantities and the actual
 ship time) and sends a signal INSIDE the same transaction. The channels app connects a receiver
